@@ -1,0 +1,182 @@
+// Package cli is Mailroom's command line: "mailroom serve" and the
+// administration commands for domains, users, aliases and mailboxes. The
+// administration commands open the store directly, which is safe while the
+// server runs.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"mailroom/internal/config"
+	"mailroom/internal/daemon"
+	"mailroom/internal/logging"
+	"mailroom/internal/store"
+	"mailroom/internal/store/sqlite"
+)
+
+// app holds the global flags and the streams of one invocation.
+type app struct {
+	configFile string
+	dataDir    string
+	logFormat  string
+	logLevel   string
+	stdin      io.Reader
+	stdout     io.Writer
+	stderr     io.Writer
+}
+
+// Main runs the command line and returns the exit status.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(stderr, "mailroom: %s\n", err)
+		return 1
+	}
+	return 0
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "mailroom",
+		Short:         "Mailroom: a mail server in one binary",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.configFile, "config", "", "configuration file (TOML); without it, development defaults")
+	pf.StringVar(&a.dataDir, "data", "", "data directory (overrides data_dir)")
+	pf.StringVar(&a.logFormat, "log-format", "", "log format: text or json (overrides log.format)")
+	pf.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log.level)")
+	root.AddCommand(a.serveCommand(), a.domainCommand(), a.userCommand(), a.aliasCommand(),
+		a.mailboxCommand(), a.exportCommand(), a.versionCommand())
+	return root
+}
+
+// Version is set at build time with -ldflags "-X mailroom/internal/cli.Version=...".
+var Version = "dev"
+
+func (a *app) versionCommand() *cobra.Command {
+	return &cobra.Command{Use: "version", Short: "Print the version", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintln(a.stdout, "mailroom", Version)
+			return nil
+		}}
+}
+
+// config loads the configuration (or the defaults) with flag overrides.
+func (a *app) config() (*config.Config, error) {
+	cfg := config.Default()
+	if a.configFile != "" {
+		var err error
+		if cfg, err = config.Load(a.configFile); err != nil {
+			return nil, err
+		}
+	}
+	a.override(cfg)
+	return cfg, nil
+}
+
+func (a *app) override(cfg *config.Config) {
+	if a.dataDir != "" {
+		cfg.DataDir = a.dataDir
+	}
+	if a.logFormat != "" {
+		cfg.Log.Format = a.logFormat
+	}
+	if a.logLevel != "" {
+		cfg.Log.Level = a.logLevel
+	}
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the mail server (development defaults without --config)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			log, err := logging.New(a.stderr, cfg.Log.Format, cfg.Log.Level)
+			if err != nil {
+				return err
+			}
+			return daemon.Run(cmd.Context(), daemon.Options{
+				ConfigFile: a.configFile,
+				Override:   a.override,
+				Log:        log,
+				Stdout:     a.stdout,
+			})
+		},
+	}
+}
+
+// openStore opens the store named by the configuration.
+func (a *app) openStore(ctx context.Context) (store.Store, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("no data directory at %s: start the server once (mailroom serve) or give --data DIR or --config FILE", cfg.DataDir)
+	}
+	return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{})
+}
+
+// withStore runs fn with an open store.
+func (a *app) withStore(cmd *cobra.Command, fn func(ctx context.Context, st store.Store) error) error {
+	ctx := cmd.Context()
+	st, err := a.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(ctx, st)
+}
+
+// printJSON writes v as indented JSON; nil slices become [].
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table writes rows aligned in columns.
+func (a *app) table(header string, rows [][]string) {
+	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+// explain turns store errors into sentences that say what to do next.
+func explain(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%s: %v: check the spelling, or list what exists with the matching 'list' command", what, err)
+	case errors.Is(err, store.ErrExists):
+		return fmt.Errorf("%s: %v", what, err)
+	case errors.Is(err, store.ErrInUse):
+		return fmt.Errorf("%s: %v: delete those first", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

@@ -1,0 +1,348 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"mailroom/internal/config"
+	"mailroom/internal/daemon"
+	"mailroom/internal/password"
+	"mailroom/internal/smtp"
+	"mailroom/internal/store"
+)
+
+// normalizeAddress checks an address given on the command line and returns
+// its canonical form: lower case local part and domain.
+func normalizeAddress(s string) (string, error) {
+	a, err := smtp.ParseMailbox(s)
+	if err != nil || a.IsLiteral() {
+		return "", fmt.Errorf("%q is not a mail address: write it like user@example.com", s)
+	}
+	return strings.ToLower(a.Local) + "@" + a.Domain, nil
+}
+
+func normalizeDomain(s string) (string, error) {
+	d, err := smtp.NormalizeDomain(s)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a domain name: write it like example.com", s)
+	}
+	return d, nil
+}
+
+func (a *app) domainCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "domain", Short: "Manage the domains Mailroom receives mail for"}
+	var catchAll string
+	add := &cobra.Command{Use: "add DOMAIN", Short: "Add a local domain", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := normalizeDomain(args[0])
+			if err != nil {
+				return err
+			}
+			if catchAll != "" {
+				if catchAll, err = normalizeAddress(catchAll); err != nil {
+					return err
+				}
+			}
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				if err := st.AddDomain(ctx, store.Domain{Name: d, CatchAll: catchAll}); err != nil {
+					return explain(err, "add domain")
+				}
+				fmt.Fprintf(a.stdout, "added domain %s\n", d)
+				return nil
+			})
+		}}
+	add.Flags().StringVar(&catchAll, "catch-all", "", "local address that receives mail for unknown users of the domain")
+	var asJSON bool
+	list := &cobra.Command{Use: "list", Short: "List local domains", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				ds, err := st.Domains(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return a.printJSON(nonNil(ds))
+				}
+				var rows [][]string
+				for _, d := range ds {
+					rows = append(rows, []string{d.Name, dash(d.CatchAll)})
+				}
+				a.table("DOMAIN\tCATCH-ALL", rows)
+				return nil
+			})
+		}}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	del := &cobra.Command{Use: "del DOMAIN", Aliases: []string{"delete", "rm"}, Short: "Delete a domain without users or aliases", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := normalizeDomain(args[0])
+			if err != nil {
+				return err
+			}
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				if err := st.DeleteDomain(ctx, d); err != nil {
+					return explain(err, "delete domain")
+				}
+				fmt.Fprintf(a.stdout, "deleted domain %s\n", d)
+				return nil
+			})
+		}}
+	cmd.AddCommand(add, list, del)
+	return cmd
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// readPassword takes the password from stdin (--password-stdin), from a
+// prompt on a terminal, or makes one up and prints it.
+func (a *app) readPassword(fromStdin bool) (pw string, generated bool, err error) {
+	if fromStdin {
+		line, _ := bufio.NewReader(a.stdin).ReadString('\n')
+		pw = strings.TrimRight(line, "\r\n")
+		if pw == "" {
+			return "", false, errors.New("no password on standard input: pipe it in, e.g. echo 'secret' | mailroom user add ... --password-stdin")
+		}
+		return pw, false, nil
+	}
+	if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(a.stderr, "Password (empty to generate one): ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(a.stderr)
+		if err != nil {
+			return "", false, err
+		}
+		if len(b) > 0 {
+			fmt.Fprint(a.stderr, "Repeat password: ")
+			b2, err := term.ReadPassword(int(f.Fd()))
+			fmt.Fprintln(a.stderr)
+			if err != nil {
+				return "", false, err
+			}
+			if string(b) != string(b2) {
+				return "", false, errors.New("the passwords differ: run the command again")
+			}
+			return string(b), false, nil
+		}
+	}
+	return daemon.RandomPassword(), true, nil
+}
+
+func (a *app) userCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "user", Short: "Manage users (mailboxes that can log in)"}
+	var pwStdin bool
+	var quota string
+	add := &cobra.Command{Use: "add ADDRESS", Short: "Add a user with an INBOX", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr, err := normalizeAddress(args[0])
+			if err != nil {
+				return err
+			}
+			var q config.Size
+			if quota != "" {
+				if err := q.UnmarshalText([]byte(quota)); err != nil {
+					return fmt.Errorf("--quota: %v", err)
+				}
+			}
+			pw, generated, err := a.readPassword(pwStdin)
+			if err != nil {
+				return err
+			}
+			hash, err := password.Hash(pw)
+			if err != nil {
+				return err
+			}
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				_, err := st.AddUser(ctx, store.User{Address: addr, PasswordHash: hash, QuotaBytes: int64(q)})
+				if errors.Is(err, store.ErrNotFound) {
+					_, domain, _ := strings.Cut(addr, "@")
+					return fmt.Errorf("add user: %s is not a local domain: add it first with 'mailroom domain add %s'", domain, domain)
+				}
+				if err != nil {
+					return explain(err, "add user")
+				}
+				fmt.Fprintf(a.stdout, "added user %s\n", addr)
+				if generated {
+					fmt.Fprintf(a.stdout, "password (shown once): %s\n", pw)
+				}
+				return nil
+			})
+		}}
+	add.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of standard input")
+	add.Flags().StringVar(&quota, "quota", "", `mailbox quota such as "2GiB" (default: mailbox.quota)`)
+
+	var asJSON bool
+	list := &cobra.Command{Use: "list [DOMAIN]", Short: "List users", Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			domain := ""
+			if len(args) == 1 {
+				var err error
+				if domain, err = normalizeDomain(args[0]); err != nil {
+					return err
+				}
+			}
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				us, err := st.Users(ctx, domain)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return a.printJSON(nonNil(us))
+				}
+				var rows [][]string
+				for _, u := range us {
+					q := "default"
+					if u.QuotaBytes > 0 {
+						b, _ := config.Size(u.QuotaBytes).MarshalText()
+						q = string(b)
+					}
+					rows = append(rows, []string{u.Address, strconv.FormatInt(u.UsedBytes, 10), q})
+				}
+				a.table("ADDRESS\tUSED BYTES\tQUOTA", rows)
+				return nil
+			})
+		}}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+
+	del := &cobra.Command{Use: "del ADDRESS", Aliases: []string{"delete", "rm"}, Short: "Delete a user and all their mail", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr, err := normalizeAddress(args[0])
+			if err != nil {
+				return err
+			}
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				if err := st.DeleteUser(ctx, addr); err != nil {
+					return explain(err, "delete user")
+				}
+				fmt.Fprintf(a.stdout, "deleted user %s and their mail\n", addr)
+				return nil
+			})
+		}}
+	var pwStdin2 bool
+	passwd := &cobra.Command{Use: "passwd ADDRESS", Short: "Set a user's password", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr, err := normalizeAddress(args[0])
+			if err != nil {
+				return err
+			}
+			pw, generated, err := a.readPassword(pwStdin2)
+			if err != nil {
+				return err
+			}
+			hash, err := password.Hash(pw)
+			if err != nil {
+				return err
+			}
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				if err := st.SetPassword(ctx, addr, hash); err != nil {
+					return explain(err, "set password")
+				}
+				fmt.Fprintf(a.stdout, "password of %s changed\n", addr)
+				if generated {
+					fmt.Fprintf(a.stdout, "password (shown once): %s\n", pw)
+				}
+				return nil
+			})
+		}}
+	passwd.Flags().BoolVar(&pwStdin2, "password-stdin", false, "read the password from the first line of standard input")
+	cmd.AddCommand(add, list, del, passwd)
+	return cmd
+}
+
+func (a *app) aliasCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "alias", Short: "Manage aliases (addresses that forward to local users)"}
+	add := &cobra.Command{Use: "add ADDRESS TARGET...", Short: "Add an alias delivering to one or more local addresses", Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr, err := normalizeAddress(args[0])
+			if err != nil {
+				return err
+			}
+			var targets []string
+			for _, t := range args[1:] {
+				n, err := normalizeAddress(t)
+				if err != nil {
+					return err
+				}
+				targets = append(targets, n)
+			}
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				for _, t := range targets {
+					_, domain, _ := strings.Cut(t, "@")
+					if _, err := st.Domain(ctx, domain); errors.Is(err, store.ErrNotFound) {
+						return fmt.Errorf("add alias: target %s is not in a local domain; forwarding to other domains needs the outbound relay, which this version does not have yet", t)
+					}
+				}
+				err := st.AddAlias(ctx, store.Alias{Address: addr, Targets: targets})
+				if errors.Is(err, store.ErrNotFound) {
+					_, domain, _ := strings.Cut(addr, "@")
+					return fmt.Errorf("add alias: %s is not a local domain: add it first with 'mailroom domain add %s'", domain, domain)
+				}
+				if err != nil {
+					return explain(err, "add alias")
+				}
+				fmt.Fprintf(a.stdout, "added alias %s -> %s\n", addr, strings.Join(targets, ", "))
+				return nil
+			})
+		}}
+	var asJSON bool
+	list := &cobra.Command{Use: "list [DOMAIN]", Short: "List aliases", Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			domain := ""
+			if len(args) == 1 {
+				var err error
+				if domain, err = normalizeDomain(args[0]); err != nil {
+					return err
+				}
+			}
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				as, err := st.Aliases(ctx, domain)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return a.printJSON(nonNil(as))
+				}
+				var rows [][]string
+				for _, al := range as {
+					rows = append(rows, []string{al.Address, strings.Join(al.Targets, ", ")})
+				}
+				a.table("ALIAS\tTARGETS", rows)
+				return nil
+			})
+		}}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	del := &cobra.Command{Use: "del ADDRESS", Aliases: []string{"delete", "rm"}, Short: "Delete an alias", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr, err := normalizeAddress(args[0])
+			if err != nil {
+				return err
+			}
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				if err := st.DeleteAlias(ctx, addr); err != nil {
+					return explain(err, "delete alias")
+				}
+				fmt.Fprintf(a.stdout, "deleted alias %s\n", addr)
+				return nil
+			})
+		}}
+	cmd.AddCommand(add, list, del)
+	return cmd
+}

@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"mailroom/internal/export"
+	"mailroom/internal/store"
+)
+
+// listedMessage is one row of "mailbox list --json" (a public contract).
+type listedMessage struct {
+	ID      uint32    `json:"id"`
+	Date    time.Time `json:"date"`
+	From    string    `json:"from"`
+	Subject string    `json:"subject"`
+	Size    int64     `json:"size"`
+}
+
+func (a *app) lookupUser(ctx context.Context, st store.Store, arg string) (store.User, error) {
+	addr, err := normalizeAddress(arg)
+	if err != nil {
+		return store.User{}, err
+	}
+	u, err := st.User(ctx, addr)
+	if err != nil {
+		return u, fmt.Errorf("%s is not a user: see 'mailroom user list'", addr)
+	}
+	return u, nil
+}
+
+func (a *app) mailboxCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "mailbox", Short: "Look at users' mail"}
+	var asJSON bool
+	list := &cobra.Command{Use: "list ADDRESS", Short: "List the messages in a user's INBOX", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				u, err := a.lookupUser(ctx, st, args[0])
+				if err != nil {
+					return err
+				}
+				msgs, err := st.Messages(ctx, u.ID, store.Inbox)
+				if err != nil {
+					return err
+				}
+				out := []listedMessage{}
+				for _, m := range msgs {
+					out = append(out, listedMessage{ID: m.UID, Date: m.Date.UTC().Truncate(time.Second), From: m.From, Subject: m.Subject, Size: m.Size})
+				}
+				if asJSON {
+					return a.printJSON(out)
+				}
+				var rows [][]string
+				for _, m := range out {
+					rows = append(rows, []string{strconv.FormatUint(uint64(m.ID), 10), m.Date.Local().Format("2006-01-02 15:04"),
+						clip(m.From, 30), clip(m.Subject, 50), strconv.FormatInt(m.Size, 10)})
+				}
+				a.table("ID\tDATE\tFROM\tSUBJECT\tSIZE", rows)
+				return nil
+			})
+		}}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cat := &cobra.Command{Use: "cat ADDRESS ID", Short: "Print a message exactly as stored", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseUint(args[1], 10, 32)
+			if err != nil {
+				return fmt.Errorf("%q is not a message ID: take one from 'mailroom mailbox list %s'", args[1], args[0])
+			}
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				u, err := a.lookupUser(ctx, st, args[0])
+				if err != nil {
+					return err
+				}
+				rc, _, err := st.OpenMessage(ctx, u.ID, store.Inbox, uint32(id))
+				if err != nil {
+					return explain(err, "mailbox cat")
+				}
+				defer rc.Close()
+				_, err = io.Copy(a.stdout, rc)
+				return err
+			})
+		}}
+	cmd.AddCommand(list, cat)
+	return cmd
+}
+
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+func (a *app) exportCommand() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{Use: "export ADDRESS DIR", Short: "Write a user's mail as a Maildir or an mbox file", Args: cobra.ExactArgs(2),
+		Long: "Writes the user's INBOX as a Maildir in DIR (--format maildir, the default) or as DIR/INBOX.mbox (--format mbox).",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "maildir" && format != "mbox" {
+				return fmt.Errorf("--format %q: use maildir or mbox", format)
+			}
+			dir := args[1]
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				u, err := a.lookupUser(ctx, st, args[0])
+				if err != nil {
+					return err
+				}
+				progress := a.progressBar()
+				var n int
+				target := dir
+				if format == "maildir" {
+					n, err = export.Maildir(ctx, st, u.ID, dir, progress)
+				} else {
+					if err := os.MkdirAll(dir, 0o700); err != nil {
+						return err
+					}
+					target = dir + string(os.PathSeparator) + "INBOX.mbox"
+					n, err = export.Mbox(ctx, st, u.ID, target, progress)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "exported %d messages of %s to %s (%s)\n", n, u.Address, target, format)
+				return nil
+			})
+		}}
+	cmd.Flags().StringVar(&format, "format", "maildir", "maildir or mbox")
+	return cmd
+}
+
+// progressBar draws on stderr when it is a terminal, else does nothing.
+func (a *app) progressBar() export.Progress {
+	f, ok := a.stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return func(done, total int) {
+		const width = 30
+		filled := width * done / max(total, 1)
+		fmt.Fprintf(f, "\r[%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat(" ", width-filled), done, total)
+		if done == total {
+			fmt.Fprintln(f)
+		}
+	}
+}

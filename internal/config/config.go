@@ -1,0 +1,236 @@
+// Package config reads Mailroom's TOML configuration file, fills in the
+// defaults, and reports every unknown key or bad value with its line.
+// docs/configuration.md documents each field below; a test keeps the two
+// in step.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"mailroom/internal/smtp"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Hostname is the name in the SMTP greeting, EHLO reply and Received
+	// header fields.
+	Hostname string `toml:"hostname"`
+	// DataDir holds the store: the database and large message bodies.
+	DataDir string `toml:"data_dir"`
+	// ShutdownTimeout is how long SIGTERM waits for sessions in flight.
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+
+	Listen  Listen  `toml:"listen"`
+	SMTP    SMTP    `toml:"smtp"`
+	TLS     TLS     `toml:"tls"`
+	Mailbox Mailbox `toml:"mailbox"`
+	DNS     DNS     `toml:"dns"`
+	Log     Log     `toml:"log"`
+}
+
+// Listen maps each service to the addresses it listens on; a service with
+// no address is not started.
+type Listen struct {
+	SMTP []HostPort `toml:"smtp"`
+}
+
+// SMTP configures the SMTP sessions.
+type SMTP struct {
+	// TrustedNetworks may relay without authentication (Postfix's
+	// mynetworks). Empty by default.
+	TrustedNetworks []Prefix `toml:"trusted_networks"`
+	MaxMessageSize  Size     `toml:"max_message_size"`
+	MaxRecipients   int      `toml:"max_recipients"`
+	// MaxLineLength bounds a command line including CRLF (RFC 5321
+	// 4.5.3.1.4); MAIL and RCPT may exceed it by 500 octets of parameters.
+	MaxLineLength       int      `toml:"max_line_length"`
+	MaxConnections      int      `toml:"max_connections"`
+	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
+	MaxErrors           int      `toml:"max_errors"`
+	CommandTimeout      Duration `toml:"command_timeout"`
+	DataTimeout         Duration `toml:"data_timeout"`
+	// BareLineEndings is "reject" (default) or "normalize".
+	BareLineEndings     string `toml:"bare_line_endings"`
+	SubaddressSeparator string `toml:"subaddress_separator"`
+	// MaxHops is how many Received fields a message may carry before it
+	// is refused as a mail loop (554 5.4.6).
+	MaxHops int `toml:"max_hops"`
+}
+
+// TLS configures certificates for STARTTLS.
+type TLS struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+// Mailbox configures local delivery.
+type Mailbox struct {
+	// Quota is the default per-user quota; 0 means none.
+	Quota Size `toml:"quota"`
+}
+
+// DNS configures name resolution.
+type DNS struct {
+	// Resolver, when set, is the DNS server to ask instead of the system's.
+	Resolver HostPort `toml:"resolver"`
+}
+
+// Log configures logging.
+type Log struct {
+	Format string `toml:"format"` // text or json
+	Level  string `toml:"level"`  // debug, info, warn, error
+}
+
+// Default returns the development defaults: loopback only, data in ./data.
+func Default() *Config {
+	return &Config{
+		Hostname:        "localhost",
+		DataDir:         "data",
+		ShutdownTimeout: Duration(30 * time.Second),
+		Listen:          Listen{SMTP: []HostPort{{"127.0.0.1:2525"}}},
+		SMTP: SMTP{
+			TrustedNetworks:     []Prefix{},
+			MaxMessageSize:      25 << 20,
+			MaxRecipients:       100,
+			MaxLineLength:       512,
+			MaxConnections:      2000,
+			MaxConnectionsPerIP: 50,
+			MaxErrors:           10,
+			CommandTimeout:      Duration(5 * time.Minute),
+			DataTimeout:         Duration(3 * time.Minute),
+			BareLineEndings:     "reject",
+			SubaddressSeparator: "+",
+			MaxHops:             50,
+		},
+		Mailbox: Mailbox{Quota: 1 << 30},
+		Log:     Log{Format: "text", Level: "info"},
+	}
+}
+
+// Load reads the file at path over the defaults.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse reads TOML data (named name in errors) over the defaults.
+func Parse(name string, data []byte) (*Config, error) {
+	c := Default()
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return nil, describe(name, err)
+	}
+	if err := c.validate(); err != nil {
+		key, _, _ := strings.Cut(err.Error(), ":")
+		if line := lineOf(data, key); line > 0 {
+			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+// lineOf finds the line that sets a dotted key such as "smtp.max_errors",
+// for errors found after decoding; 0 when the key is not in the file.
+func lineOf(data []byte, dotted string) int {
+	table := ""
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			table = strings.Trim(line, "[] ")
+			continue
+		}
+		k, _, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		full := strings.TrimSpace(k)
+		if table != "" {
+			full = table + "." + full
+		}
+		if full == dotted {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// describe turns go-toml's errors into "file:line: key: problem".
+func describe(name string, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		var msgs []string
+		for _, e := range strict.Errors {
+			row, _ := e.Position()
+			msgs = append(msgs, fmt.Sprintf("%s:%d: unknown key %q: check the spelling against docs/configuration.md", name, row, strings.Join(e.Key(), ".")))
+		}
+		return errors.New(strings.Join(msgs, "\n"))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		key := strings.Join(de.Key(), ".")
+		if key != "" {
+			return fmt.Errorf("%s:%d: %s: %s", name, row, key, strings.TrimPrefix(de.Error(), "toml: "))
+		}
+		return fmt.Errorf("%s:%d: %s", name, row, strings.TrimPrefix(de.Error(), "toml: "))
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// validate checks values that the types alone cannot.
+func (c *Config) validate() error {
+	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {
+		return fmt.Errorf("hostname: %q is not a host name", c.Hostname)
+	}
+	if _, err := smtp.NormalizeDomain(c.Hostname); err != nil {
+		return fmt.Errorf("hostname: %q is not a valid domain name", c.Hostname)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir: must not be empty")
+	}
+	s := c.SMTP
+	checks := []struct {
+		ok  bool
+		msg string
+	}{
+		{s.MaxMessageSize >= 1024, "smtp.max_message_size: must be at least 1KiB"},
+		{s.MaxRecipients >= 1, "smtp.max_recipients: must be at least 1"},
+		{s.MaxLineLength >= 512, "smtp.max_line_length: must be at least 512 (RFC 5321 4.5.3.1.4)"},
+		{s.MaxConnections >= 1, "smtp.max_connections: must be at least 1"},
+		{s.MaxConnectionsPerIP >= 1, "smtp.max_connections_per_ip: must be at least 1"},
+		{s.MaxErrors >= 1, "smtp.max_errors: must be at least 1"},
+		{s.MaxHops >= 1, "smtp.max_hops: must be at least 1"},
+		{s.CommandTimeout.D() >= time.Second, "smtp.command_timeout: must be at least 1s (RFC 5321 4.5.3.2 asks for 5m)"},
+		{s.DataTimeout.D() >= time.Second, "smtp.data_timeout: must be at least 1s (RFC 5321 4.5.3.2 asks for 3m)"},
+		{s.BareLineEndings == "reject" || s.BareLineEndings == "normalize", `smtp.bare_line_endings: must be "reject" or "normalize"`},
+		{len(s.SubaddressSeparator) <= 1, `smtp.subaddress_separator: must be one character such as "+", or "" to turn sub-addressing off`},
+		{(c.TLS.CertFile == "") == (c.TLS.KeyFile == ""), "tls: cert_file and key_file must be given together"},
+		{c.Log.Format == "text" || c.Log.Format == "json", `log.format: must be "text" or "json"`},
+		{validLevel(c.Log.Level), `log.level: must be "debug", "info", "warn" or "error"`},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return errors.New(ch.msg)
+		}
+	}
+	return nil
+}
+
+func validLevel(l string) bool {
+	switch l {
+	case "debug", "info", "warn", "error":
+		return true
+	}
+	return false
+}

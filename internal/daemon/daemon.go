@@ -1,0 +1,194 @@
+// Package daemon runs the Mailroom server: it turns the configuration into
+// listeners, wires the SMTP sessions to the store, prepares development
+// defaults, and handles SIGTERM (graceful stop) and SIGHUP (reload).
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"mailroom/internal/certs"
+	"mailroom/internal/config"
+	"mailroom/internal/inbound"
+	"mailroom/internal/smtp"
+	"mailroom/internal/smtpserver"
+	"mailroom/internal/store"
+	"mailroom/internal/store/sqlite"
+)
+
+// Options say how to run.
+type Options struct {
+	// ConfigFile is the TOML file, or "" for development defaults.
+	ConfigFile string
+	// Override adjusts the configuration after loading (command-line flags).
+	Override func(*config.Config)
+	Log      *slog.Logger
+	Stdout   io.Writer // the start-up banner
+}
+
+// Run serves until ctx ends or SIGTERM/SIGINT arrives.
+func Run(ctx context.Context, opts Options) error {
+	cfg, err := loadConfig(opts)
+	if err != nil {
+		return err
+	}
+	log := opts.Log
+	st, err := sqlite.Open(ctx, cfg.DataDir, sqlite.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var dev *devSetup
+	if opts.ConfigFile == "" {
+		if dev, err = prepareDev(ctx, st); err != nil {
+			return err
+		}
+	}
+	spoolDir := filepath.Join(cfg.DataDir, "tmp")
+	if err := os.MkdirAll(spoolDir, 0o750); err != nil {
+		return fmt.Errorf("create %s: %w", spoolDir, err)
+	}
+	var cs certs.Store
+	smtpCfg, err := smtpConfig(cfg, &cs, spoolDir)
+	if err != nil {
+		return err
+	}
+	backend := inbound.New(st, inboundConfig(cfg), log)
+	srv := smtpserver.New(smtpCfg, backend, log)
+
+	var listeners []net.Listener
+	for _, a := range cfg.Listen.SMTP {
+		l, err := net.Listen("tcp", a.String())
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("listen for smtp on %s: %w (is another server using the port?)", a, err)
+		}
+		listeners = append(listeners, l)
+	}
+	var wg sync.WaitGroup
+	for _, l := range listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(l); err != nil && !errors.Is(err, smtpserver.ErrServerClosed) {
+				log.Error("smtp listener stopped", "addr", l.Addr().String(), "err", err)
+			}
+		}()
+		log.Info("listening", "service", "smtp", "addr", l.Addr().String())
+	}
+	printBanner(opts.Stdout, cfg, listeners, dev)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case <-ctx.Done():
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(opts, cfg, srv, backend, &cs, spoolDir, log)
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String(), "deadline", cfg.ShutdownTimeout.D().String())
+		}
+		break
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("sessions still open at the shutdown deadline were closed", "err", err)
+	}
+	wg.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+func loadConfig(opts Options) (*config.Config, error) {
+	cfg := config.Default()
+	if opts.ConfigFile != "" {
+		var err error
+		if cfg, err = config.Load(opts.ConfigFile); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Override != nil {
+		opts.Override(cfg)
+	}
+	return cfg, nil
+}
+
+// reload applies a changed configuration file (SIGHUP) to new sessions and
+// reloads the certificate; open connections are not touched.
+func reload(opts Options, old *config.Config, srv *smtpserver.Server, b *inbound.Backend, cs *certs.Store, spoolDir string, log *slog.Logger) {
+	if opts.ConfigFile == "" {
+		log.Info("SIGHUP: no configuration file to reload (running on development defaults)")
+		return
+	}
+	cfg, err := loadConfig(opts)
+	if err != nil {
+		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
+		return
+	}
+	smtpCfg, err := smtpConfig(cfg, cs, spoolDir)
+	if err != nil {
+		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
+		return
+	}
+	srv.SetConfig(smtpCfg)
+	b.SetConfig(inboundConfig(cfg))
+	if fmt.Sprint(cfg.Listen) != fmt.Sprint(old.Listen) || cfg.DataDir != old.DataDir {
+		log.Warn("SIGHUP: changes to [listen] and data_dir take effect only after a restart")
+	}
+	log.Info("SIGHUP: configuration reloaded", "file", opts.ConfigFile)
+}
+
+func smtpConfig(cfg *config.Config, cs *certs.Store, spoolDir string) (*smtpserver.Config, error) {
+	c := &smtpserver.Config{
+		Hostname:            cfg.Hostname,
+		MaxMessageSize:      int64(cfg.SMTP.MaxMessageSize),
+		MaxRecipients:       cfg.SMTP.MaxRecipients,
+		MaxLineLength:       cfg.SMTP.MaxLineLength,
+		MaxConnections:      cfg.SMTP.MaxConnections,
+		MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
+		MaxErrors:           cfg.SMTP.MaxErrors,
+		CommandTimeout:      cfg.SMTP.CommandTimeout.D(),
+		DataTimeout:         cfg.SMTP.DataTimeout.D(),
+		SpoolDir:            spoolDir,
+	}
+	if cfg.SMTP.BareLineEndings == "normalize" {
+		c.LineEndings = smtp.NormalizeBareLineEndings
+	}
+	if cfg.TLS.CertFile != "" {
+		if err := cs.Load(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return nil, err
+		}
+		c.TLS = cs.ServerConfig()
+	}
+	return c, nil
+}
+
+func inboundConfig(cfg *config.Config) *inbound.Config {
+	c := &inbound.Config{
+		SubaddressSeparator: cfg.SMTP.SubaddressSeparator,
+		DefaultQuota:        int64(cfg.Mailbox.Quota),
+		MaxHops:             cfg.SMTP.MaxHops,
+	}
+	for _, p := range cfg.SMTP.TrustedNetworks {
+		c.TrustedNetworks = append(c.TrustedNetworks, netip.Prefix(p))
+	}
+	return c
+}
+
+var _ store.Store = (*sqlite.Store)(nil)

@@ -1,0 +1,88 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"mailroom/internal/config"
+	"mailroom/internal/password"
+	"mailroom/internal/store"
+)
+
+// Development defaults: a domain under the reserved .test TLD (RFC 2606)
+// and one user, so that a newcomer can send mail at once.
+const (
+	DevDomain = "mailroom.test"
+	DevUser   = "dev@" + DevDomain
+)
+
+type devSetup struct {
+	created  bool
+	password string // only when created now
+}
+
+// prepareDev creates the development domain and user on a store that has
+// no domains yet; an existing store is left as it is.
+func prepareDev(ctx context.Context, st store.Store) (*devSetup, error) {
+	ds, err := st.Domains(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(ds) > 0 {
+		return &devSetup{}, nil
+	}
+	pw := RandomPassword()
+	hash, err := password.Hash(pw)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.AddDomain(ctx, store.Domain{Name: DevDomain}); err != nil && !errors.Is(err, store.ErrExists) {
+		return nil, err
+	}
+	if _, err := st.AddUser(ctx, store.User{Address: DevUser, PasswordHash: hash}); err != nil && !errors.Is(err, store.ErrExists) {
+		return nil, err
+	}
+	if err := st.AddAlias(ctx, store.Alias{Address: "postmaster@" + DevDomain, Targets: []string{DevUser}}); err != nil && !errors.Is(err, store.ErrExists) {
+		return nil, err
+	}
+	return &devSetup{created: true, password: pw}, nil
+}
+
+// RandomPassword returns a readable random password of 20 characters.
+func RandomPassword() string {
+	const alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	b := make([]byte, 20)
+	rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// printBanner tells the operator what runs where and how to send a first message.
+func printBanner(w io.Writer, cfg *config.Config, ls []net.Listener, dev *devSetup) {
+	if w == nil {
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Mailroom is running as %s, data in %s\n", cfg.Hostname, cfg.DataDir)
+	for _, l := range ls {
+		fmt.Fprintf(&b, "  smtp        %s\n", l.Addr())
+	}
+	if dev != nil && len(ls) > 0 {
+		addr := ls[0].Addr().String()
+		b.WriteString("Development defaults: loopback only, local domain " + DevDomain + ", user " + DevUser + "\n")
+		if dev.created {
+			fmt.Fprintf(&b, "  password for %s (shown once): %s\n", DevUser, dev.password)
+		}
+		fmt.Fprintf(&b, "Send a first message:\n  swaks --server %s --from you@example.test --to %s\n", addr, DevUser)
+		fmt.Fprintf(&b, "  or: printf 'Subject: hello\\r\\n\\r\\nhi\\r\\n' | curl -s smtp://%s --mail-from you@example.test --mail-rcpt %s -T -\n", addr, DevUser)
+		fmt.Fprintf(&b, "Read it:\n  mailroom mailbox list %s\n", DevUser)
+	}
+	io.WriteString(w, b.String())
+}

@@ -1,0 +1,230 @@
+// Package inbound is the policy and local delivery behind the SMTP
+// listener: it decides which recipients Mailroom accepts (local users,
+// aliases, sub-addresses, catch-alls; never an open relay), checks quotas,
+// and commits accepted mail to users' mailboxes in the store.
+package inbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"mailroom/internal/smtp"
+	"mailroom/internal/smtpserver"
+	"mailroom/internal/spool"
+	"mailroom/internal/store"
+)
+
+// Config is the policy; it can be replaced while the server runs.
+type Config struct {
+	TrustedNetworks     []netip.Prefix
+	SubaddressSeparator string // "" turns sub-addressing off
+	DefaultQuota        int64  // bytes; 0 for none
+	MaxHops             int    // Received fields before a message is a loop
+}
+
+// Backend implements smtpserver.Backend over a store.
+type Backend struct {
+	store store.Store
+	log   *slog.Logger
+	cfg   atomic.Pointer[Config]
+}
+
+var _ smtpserver.Backend = (*Backend)(nil)
+
+// New returns a backend delivering into st.
+func New(st store.Store, cfg *Config, log *slog.Logger) *Backend {
+	b := &Backend{store: st, log: log}
+	b.cfg.Store(cfg)
+	return b
+}
+
+// SetConfig replaces the policy.
+func (b *Backend) SetConfig(cfg *Config) { b.cfg.Store(cfg) }
+
+// Mail accepts any reverse-path; sender checks (SPF, DMARC) come later.
+func (b *Backend) Mail(ctx context.Context, s *smtpserver.SessionInfo, from smtp.Address, p smtp.MailParams) error {
+	return nil
+}
+
+// trusted reports whether the client may relay without authenticating.
+func (b *Backend) trusted(s *smtpserver.SessionInfo) bool {
+	ip := s.Remote.Addr().Unmap()
+	for _, p := range b.cfg.Load().TrustedNetworks {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Rcpt resolves a recipient to local users, or refuses it.
+func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtpserver.Envelope, to smtp.Address, p smtp.RcptParams) (any, error) {
+	cfg := b.cfg.Load()
+	if to.Domain == "" { // <postmaster>
+		d, err := b.postmasterDomain(ctx)
+		if err != nil {
+			return nil, err
+		}
+		to.Domain = d
+	}
+	local, err := b.isLocalDomain(ctx, to.Domain)
+	if err != nil {
+		return nil, err
+	}
+	if !local {
+		if b.trusted(s) {
+			return nil, smtp.Errorf(550, "5.7.1", "Cannot relay to <%s>: outbound delivery to other domains is not available on this server yet", to)
+		}
+		return nil, smtp.Errorf(554, "5.7.1", "Relay access denied: %s is not a domain this server receives mail for", to.Domain)
+	}
+	users, err := b.resolve(ctx, cfg, to)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range users {
+		if err := checkQuota(cfg, u, env.Params.Size); err != nil {
+			return nil, err
+		}
+	}
+	return users, nil
+}
+
+// postmasterDomain is the domain that a bare <postmaster> means: the first
+// local domain.
+func (b *Backend) postmasterDomain(ctx context.Context) (string, error) {
+	ds, err := b.store.Domains(ctx)
+	if err != nil {
+		return "", tempFailure(err)
+	}
+	if len(ds) == 0 {
+		return "", smtp.Errorf(550, "5.1.1", "No postmaster here: this server has no local domains")
+	}
+	return ds[0].Name, nil
+}
+
+func (b *Backend) isLocalDomain(ctx context.Context, domain string) (bool, error) {
+	if strings.HasPrefix(domain, "[") {
+		return false, nil // address literals are never local: no relay tricks
+	}
+	_, err := b.store.Domain(ctx, domain)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	}
+	return false, tempFailure(err)
+}
+
+// checkQuota refuses a recipient whose mailbox cannot take a message of
+// the announced size (size 0: unknown).
+func checkQuota(cfg *Config, u store.User, size int64) error {
+	quota := u.QuotaBytes
+	if quota == 0 {
+		quota = cfg.DefaultQuota
+	}
+	if quota <= 0 {
+		return nil
+	}
+	if size > quota {
+		return smtp.Errorf(552, "5.2.2", "The mailbox of <%s> cannot hold a message of this size", u.Address)
+	}
+	if u.UsedBytes+size > quota || u.UsedBytes >= quota {
+		return smtp.Errorf(452, "4.2.2", "The mailbox of <%s> is full, try again later", u.Address)
+	}
+	return nil
+}
+
+// tempFailure hides an internal error behind the right temporary reply:
+// 452 4.3.1 when the disk is full, 451 4.3.0 otherwise (RFC 3463).
+func tempFailure(err error) error {
+	var r *smtp.Reply
+	if errors.As(err, &r) {
+		return r
+	}
+	if errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "disk is full") {
+		return &smtp.Reply{Code: 452, Enhanced: "4.3.1", Text: "Insufficient system storage, try again later"}
+	}
+	return fmt.Errorf("%w", &internalError{err})
+}
+
+// internalError is logged by the session and answered 451 4.3.0.
+type internalError struct{ err error }
+
+func (e *internalError) Error() string { return e.err.Error() }
+func (e *internalError) Unwrap() error { return e.err }
+
+// Deliver commits the message to every resolved mailbox.
+func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *smtpserver.Envelope, msg *spool.Spool) error {
+	cfg := b.cfg.Load()
+	hdr, err := scanHeader(msg.Reader())
+	if err != nil {
+		return tempFailure(err)
+	}
+	if cfg.MaxHops > 0 && hdr.Received > cfg.MaxHops {
+		return smtp.Errorf(554, "5.4.6", "Too many hops (%d Received header fields): this looks like a mail loop", hdr.Received)
+	}
+	m := &store.Message{
+		QueueID:  env.QueueID,
+		Envelope: envelopeRecord(s, env),
+		Received: time.Now(),
+		Body:     msg.Reader(),
+		Size:     msg.Size(),
+		From:     hdr.From,
+		Subject:  hdr.Subject,
+	}
+	seen := map[int64]bool{}
+	for _, r := range env.Recipients {
+		for _, u := range r.Target.([]store.User) {
+			if seen[u.ID] {
+				continue
+			}
+			seen[u.ID] = true
+			if err := b.recheckQuota(ctx, cfg, u, msg.Size()); err != nil {
+				return err
+			}
+			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: deliveryPrefix(env.From, u.Address)})
+		}
+	}
+	if err := b.store.Accept(ctx, m); err != nil {
+		return tempFailure(err)
+	}
+	return nil
+}
+
+// recheckQuota checks a quota against the real size once DATA is done.
+func (b *Backend) recheckQuota(ctx context.Context, cfg *Config, u store.User, size int64) error {
+	cur, err := b.store.User(ctx, u.Address)
+	if err != nil {
+		return tempFailure(err)
+	}
+	return checkQuota(cfg, cur, size)
+}
+
+// deliveryPrefix is what final delivery adds for one mailbox: Return-Path
+// (RFC 5321 4.4) and Delivered-To (RFC 9228).
+func deliveryPrefix(from smtp.Address, to string) []byte {
+	return []byte("Return-Path: <" + from.String() + ">\r\nDelivered-To: " + to + "\r\n")
+}
+
+func envelopeRecord(s *smtpserver.SessionInfo, env *smtpserver.Envelope) store.Envelope {
+	e := store.Envelope{
+		MailFrom: env.From.String(),
+		Ret:      env.Params.Ret,
+		EnvID:    env.Params.EnvID,
+		Body:     env.Params.Body,
+		SMTPUTF8: env.Params.SMTPUTF8,
+		Client:   s.Remote.Addr().String(),
+	}
+	for _, r := range env.Recipients {
+		e.Recipients = append(e.Recipients, store.EnvelopeRcpt{Address: r.Addr.String(), Notify: r.Params.Notify, ORcpt: r.Params.ORcpt})
+	}
+	return e
+}

@@ -1,0 +1,195 @@
+package smtpserver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"mailroom/internal/smtp"
+	"mailroom/internal/spool"
+	"mailroom/internal/store"
+)
+
+// cmdData handles DATA (RFC 5321 4.1.1.4).
+func (s *session) cmdData(arg string) {
+	if arg != "" {
+		s.reply(501, "5.5.4", "DATA takes no arguments")
+		return
+	}
+	if s.bdat != nil {
+		s.reply(503, "5.5.1", "DATA is not allowed after BDAT: finish with BDAT LAST")
+		return
+	}
+	if !s.readyForData("DATA") {
+		return
+	}
+	s.reply(354, "", "Start mail input; end with <CRLF>.<CRLF>")
+	if !s.flush() {
+		s.quit = true
+		return
+	}
+	sp := s.startMessage()
+	defer sp.Close()
+	s.dc.timeout = s.cfg.DataTimeout
+	res, err := smtp.ReadData(s.r, sp, s.cfg.MaxMessageSize, s.cfg.LineEndings)
+	if err != nil {
+		s.endMidTransfer(err)
+		return
+	}
+	s.finishMessage(sp, res)
+}
+
+// cmdBdat handles BDAT (RFC 3030 2).
+func (s *session) cmdBdat(arg string) {
+	sizeArg, last, _ := strings.Cut(arg, " ")
+	size, err := strconv.ParseInt(sizeArg, 10, 64)
+	if err != nil || size < 0 || last != "" && !strings.EqualFold(last, "LAST") {
+		// The chunk's size is unknown: the session cannot stay in sync.
+		s.reply(501, "5.5.4", "Syntax: BDAT <size> [LAST]; closing connection")
+		s.quit = true
+		return
+	}
+	ready := s.bdat != nil || s.readyForData("BDAT")
+	if ready && s.bdat == nil {
+		sp := s.startMessage()
+		s.bdat = &bdatState{spool: sp, w: smtp.NewChunkWriter(sp, s.cfg.MaxMessageSize, s.cfg.LineEndings)}
+	}
+	// Read the chunk even when refusing it, to stay in sync (RFC 3030 2).
+	var dst io.Writer = io.Discard
+	if ready {
+		dst = s.bdat.w
+	}
+	s.dc.timeout = s.cfg.DataTimeout
+	if _, err := io.CopyN(dst, s.r, size); err != nil {
+		var r *smtp.Reply
+		if errors.As(err, &r) || !isReadError(err) {
+			s.fail(err)
+			return
+		}
+		s.endMidTransfer(err)
+		return
+	}
+	if !ready {
+		return
+	}
+	if last == "" {
+		s.reply(250, "2.0.0", fmt.Sprintf("%d octets received", size))
+		return
+	}
+	b := s.bdat
+	s.bdat = nil
+	defer b.spool.Close()
+	res, err := b.w.Close()
+	if err != nil {
+		s.fail(err)
+		s.resetTransaction()
+		return
+	}
+	s.finishMessage(b.spool, res)
+}
+
+func isReadError(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err) || strings.Contains(err.Error(), "connection")
+}
+
+// endMidTransfer ends the session after the connection failed during a
+// message: nothing was acknowledged, so nothing is kept.
+func (s *session) endMidTransfer(err error) {
+	if isTimeout(err) {
+		s.reply(421, "4.4.2", s.cfg.Hostname+" Timeout receiving the message, closing connection")
+		s.flush()
+	}
+	s.result = "connection lost during message: " + err.Error()
+	s.resetTransaction()
+	s.quit = true
+}
+
+// startMessage assigns the queue ID and starts the spool with our Received
+// header field (RFC 5321 4.4).
+func (s *session) startMessage() *spool.Spool {
+	s.env.QueueID = store.NewQueueID()
+	sp := newSpool(s.cfg)
+	sp.Write([]byte(s.receivedHeader(time.Now())))
+	return sp
+}
+
+// finishMessage checks what was received and hands it to the backend.
+func (s *session) finishMessage(sp *spool.Spool, res smtp.DataResult) {
+	env := s.env
+	s.resetTransaction()
+	logArgs := []any{"queue_id", env.QueueID, "from", env.From.String(), "recipients", len(env.Recipients), "size", sp.Size()}
+	if err := res.Err(s.cfg.LineEndings); err != nil {
+		s.rejected++
+		s.log.Info("message refused", append(logArgs, "reason", err.Error())...)
+		s.fail(err)
+		return
+	}
+	if err := s.srv.backend.Deliver(s.ctx(), &s.info, env, sp); err != nil {
+		s.rejected++
+		s.log.Info("message not accepted", append(logArgs, "reason", err.Error())...)
+		s.fail(err)
+		return
+	}
+	s.accepted++
+	s.log.Info("message accepted", append(logArgs, "to", recipientList(env))...)
+	s.reply(250, "2.0.0", "OK: queued as "+env.QueueID)
+}
+
+func recipientList(env *Envelope) string {
+	var b strings.Builder
+	for i, r := range env.Recipients {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(r.Addr.String())
+	}
+	return b.String()
+}
+
+// receivedHeader builds the trace field for this message (RFC 5321 4.4,
+// protocol names from RFC 3848 and RFC 6531 3.7.3).
+func (s *session) receivedHeader(now time.Time) string {
+	proto := "SMTP"
+	if s.info.ESMTP {
+		proto = "ESMTP"
+	}
+	if s.env.Params.SMTPUTF8 {
+		proto = "UTF8SMTP"
+	}
+	if s.info.TLS != nil {
+		proto += "S"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (Mailroom) with %s", headerSafe(s.info.Helo),
+		addressLiteral(s.info), s.cfg.Hostname, proto)
+	if s.info.TLS != nil {
+		fmt.Fprintf(&b, "\r\n\t(%s %s)", tlsVersionName(s.info.TLS.Version), tlsCipherName(s.info.TLS.CipherSuite))
+	}
+	fmt.Fprintf(&b, " id %s", s.env.QueueID)
+	if len(s.env.Recipients) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", headerSafe(s.env.Recipients[0].Addr.String()))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
+	return b.String()
+}
+
+func addressLiteral(info SessionInfo) string {
+	ip := info.Remote.Addr()
+	if ip.Is6() && !ip.Is4In6() {
+		return "[IPv6:" + ip.String() + "]"
+	}
+	return "[" + ip.String() + "]"
+}
+
+// headerSafe keeps client-supplied text from breaking the header field.
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r == 0x7f || r == '(' || r == ')' || r == ';' {
+			return '_'
+		}
+		return r
+	}, s)
+}

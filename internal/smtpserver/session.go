@@ -1,0 +1,248 @@
+package smtpserver
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"mailroom/internal/smtp"
+	"mailroom/internal/spool"
+)
+
+// session is one SMTP connection.
+type session struct {
+	srv  *Server
+	cfg  *Config
+	raw  net.Conn // the TCP connection, for deadlines and Close from Shutdown
+	conn net.Conn // raw, or TLS over it
+	dc   *deadlineConn
+	r    *bufio.Reader
+	out  []byte
+	info SessionInfo
+	log  *slog.Logger
+
+	// mu guards idle, which Shutdown reads to interrupt a waiting session.
+	mu   sync.Mutex
+	idle bool
+
+	env      *Envelope // nil outside a transaction
+	bdat     *bdatState
+	errors   int
+	accepted int
+	rejected int
+	quit     bool
+	result   string
+}
+
+// deadlineConn renews the read deadline before every read, so that a
+// timeout bounds each wait for the client, not the whole command or
+// message (RFC 5321 4.5.3.2).
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (d *deadlineConn) Read(p []byte) (int, error) {
+	if d.timeout > 0 {
+		d.Conn.SetReadDeadline(time.Now().Add(d.timeout))
+	}
+	return d.Conn.Read(p)
+}
+
+func newSession(srv *Server, cfg *Config, c net.Conn, ip netip.Addr) *session {
+	var id [6]byte
+	rand.Read(id[:])
+	s := &session{srv: srv, cfg: cfg, raw: c, conn: c}
+	s.info.ID = hex.EncodeToString(id[:])
+	s.info.Remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
+	s.info.Remote = netip.AddrPortFrom(ip, s.info.Remote.Port())
+	s.dc = &deadlineConn{Conn: c, timeout: cfg.CommandTimeout}
+	s.r = bufio.NewReaderSize(s.dc, max(4096, cfg.MaxLineLength+600))
+	s.log = srv.log.With("session", s.info.ID)
+	return s
+}
+
+// errShutdown ends a session that was idle when the server began to stop.
+var errShutdown = errors.New("server shutting down")
+
+func (s *session) serve() {
+	defer s.conn.Close()
+	defer s.finish()
+	s.reply(220, "", s.cfg.Hostname+" ESMTP Mailroom ready")
+	for !s.quit {
+		if s.r.Buffered() == 0 && !s.flush() {
+			return
+		}
+		line, err := s.readCommand()
+		if err != nil {
+			s.endOnReadError(err)
+			return
+		}
+		s.handle(line)
+		if s.errors >= s.cfg.MaxErrors {
+			s.reply(421, "4.7.0", s.cfg.Hostname+" Too many errors in this session, closing connection")
+			s.result = "too many errors"
+			break
+		}
+	}
+	s.flush()
+}
+
+// finish writes the one log line per session.
+func (s *session) finish() {
+	if s.bdat != nil {
+		s.bdat.spool.Close()
+	}
+	tlsVersion := ""
+	if s.info.TLS != nil {
+		tlsVersion = tlsVersionName(s.info.TLS.Version)
+	}
+	if s.result == "" {
+		s.result = "ok"
+	}
+	s.log.Info("smtp session", "client", s.info.Remote.Addr().String(), "ehlo", s.info.Helo, "tls", tlsVersion,
+		"accepted", s.accepted, "rejected", s.rejected, "errors", s.errors, "result", s.result)
+}
+
+// readCommand reads one command line, marking the session idle meanwhile so
+// that Shutdown can interrupt it.
+func (s *session) readCommand() ([]byte, error) {
+	s.mu.Lock()
+	if s.srv.isClosing() {
+		s.mu.Unlock()
+		return nil, errShutdown
+	}
+	s.dc.timeout = s.cfg.CommandTimeout
+	s.idle = true
+	s.mu.Unlock()
+	line, err := s.readLine(s.cfg.MaxLineLength + 500)
+	s.mu.Lock()
+	s.idle = false
+	s.mu.Unlock()
+	if err != nil && s.srv.isClosing() && isTimeout(err) {
+		return nil, errShutdown
+	}
+	return line, err
+}
+
+// interruptIfIdle makes a session that is waiting for a command give up
+// now; one in the middle of DATA goes on.
+func (s *session) interruptIfIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idle {
+		s.raw.SetReadDeadline(time.Unix(1, 0))
+		s.dc.timeout = 0
+	}
+}
+
+// errLineTooLong is returned by readLine after it skipped to the next LF.
+var errLineTooLong = errors.New("line too long")
+
+// readLine reads up to and including LF. A line over limit octets is
+// consumed and errLineTooLong returned, so the session stays in sync.
+func (s *session) readLine(limit int) ([]byte, error) {
+	line, err := s.r.ReadSlice('\n')
+	if err == nil && len(line) <= limit {
+		return line, nil
+	}
+	if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, err
+	}
+	for errors.Is(err, bufio.ErrBufferFull) {
+		_, err = s.r.ReadSlice('\n')
+	}
+	if err != nil {
+		return nil, err
+	}
+	return nil, errLineTooLong
+}
+
+func (s *session) endOnReadError(err error) {
+	switch {
+	case errors.Is(err, errShutdown):
+		s.reply(421, "4.3.2", s.cfg.Hostname+" Service shutting down, please try again later")
+		s.result = "server shutdown"
+	case isTimeout(err):
+		s.reply(421, "4.4.2", s.cfg.Hostname+" Timeout waiting for the client, closing connection")
+		s.result = "timeout"
+	case errors.Is(err, io.EOF):
+		s.result = "client closed connection"
+		return
+	default:
+		s.result = "read error: " + err.Error()
+		return
+	}
+	s.flush()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// reply queues a reply; replies go out together when the client has sent
+// nothing more (RFC 2920 PIPELINING) or before the session waits for it.
+func (s *session) reply(code int, enhanced, text string) {
+	s.sendReply(&smtp.Reply{Code: code, Enhanced: enhanced, Text: text})
+}
+
+func (s *session) sendReply(r *smtp.Reply) {
+	if r.Code >= 500 {
+		s.errors++
+	}
+	s.out = r.AppendTo(s.out)
+}
+
+// fail sends the reply for err: a *smtp.Reply as it is, anything else as a
+// generic temporary failure, logged but not shown to the client.
+func (s *session) fail(err error) {
+	var r *smtp.Reply
+	if errors.As(err, &r) {
+		s.sendReply(r)
+		return
+	}
+	s.log.Error("smtp backend failure", "err", err)
+	s.reply(451, "4.3.0", "Temporary local problem, please try again later")
+}
+
+// flush writes queued replies and reports whether the connection is still good.
+func (s *session) flush() bool {
+	if len(s.out) == 0 {
+		return true
+	}
+	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.CommandTimeout))
+	_, err := s.conn.Write(s.out)
+	s.out = s.out[:0]
+	if err != nil {
+		s.result = "write error: " + err.Error()
+		return false
+	}
+	return true
+}
+
+func (s *session) ctx() context.Context { return context.Background() }
+
+// resetTransaction forgets MAIL, RCPT and any BDAT in progress.
+func (s *session) resetTransaction() {
+	s.env = nil
+	if s.bdat != nil {
+		s.bdat.spool.Close()
+		s.bdat = nil
+	}
+}
+
+// bdatState is a BDAT transfer in progress (RFC 3030).
+type bdatState struct {
+	spool *spool.Spool
+	w     *smtp.ChunkWriter
+}

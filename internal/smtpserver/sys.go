@@ -1,0 +1,5 @@
+package smtpserver
+
+import "syscall"
+
+const syscallEMFILE = syscall.EMFILE

@@ -1,0 +1,301 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"mailroom/internal/store"
+)
+
+func domainOf(address string) string {
+	_, d, _ := strings.Cut(address, "@")
+	return d
+}
+
+// AddDomain adds a local domain.
+func (s *Store) AddDomain(ctx context.Context, d store.Domain) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO domains(name, catch_all, created) VALUES (?, ?, ?)`,
+			d.Name, d.CatchAll, time.Now().Unix())
+		if isUniqueViolation(err) {
+			return fmt.Errorf("domain %s: %w", d.Name, store.ErrExists)
+		}
+		return err
+	})
+}
+
+// DeleteDomain removes a domain that has no users and no aliases left.
+func (s *Store) DeleteDomain(ctx context.Context, name string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRow(`SELECT (SELECT count(*) FROM users WHERE domain = ?) + (SELECT count(*) FROM aliases WHERE domain = ?)`,
+			name, name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("domain %s has %d users or aliases: %w", name, n, store.ErrInUse)
+		}
+		return expectOne(tx.Exec(`DELETE FROM domains WHERE name = ?`, name))("domain " + name)
+	})
+}
+
+// expectOne turns "no row affected" into store.ErrNotFound.
+func expectOne(res sql.Result, err error) func(what string) error {
+	return func(what string) error {
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+		}
+		return nil
+	}
+}
+
+// Domain returns one domain.
+func (s *Store) Domain(ctx context.Context, name string) (store.Domain, error) {
+	var d store.Domain
+	var created int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT name, catch_all, created FROM domains WHERE name = ?`, name).
+		Scan(&d.Name, &d.CatchAll, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("domain %s: %w", name, store.ErrNotFound)
+	}
+	d.Created = time.Unix(created, 0)
+	return d, err
+}
+
+// Domains lists all domains by name.
+func (s *Store) Domains(ctx context.Context) ([]store.Domain, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT name, catch_all, created FROM domains ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Domain
+	for rows.Next() {
+		var d store.Domain
+		var created int64
+		if err := rows.Scan(&d.Name, &d.CatchAll, &created); err != nil {
+			return nil, err
+		}
+		d.Created = time.Unix(created, 0)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// AddUser creates a user and its INBOX.
+func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
+	u.Created = time.Now().Truncate(time.Second)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := requireDomain(tx, domainOf(u.Address)); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(`SELECT count(*) FROM aliases WHERE address = ?`, u.Address).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%s is an alias: %w", u.Address, store.ErrExists)
+		}
+		res, err := tx.Exec(`INSERT INTO users(address, domain, password_hash, quota_bytes, created) VALUES (?, ?, ?, ?, ?)`,
+			u.Address, domainOf(u.Address), u.PasswordHash, u.QuotaBytes, u.Created.Unix())
+		if isUniqueViolation(err) {
+			return fmt.Errorf("user %s: %w", u.Address, store.ErrExists)
+		}
+		if err != nil {
+			return err
+		}
+		u.ID, _ = res.LastInsertId()
+		_, err = tx.Exec(`INSERT INTO mailboxes(user_id, name, uidvalidity) VALUES (?, ?, ?)`,
+			u.ID, store.Inbox, newUIDValidity())
+		return err
+	})
+	return u, err
+}
+
+// newUIDValidity picks a UIDVALIDITY (RFC 3501 2.3.1.1): nonzero, and
+// unlikely to repeat for a mailbox recreated under the same name.
+func newUIDValidity() uint32 {
+	return uint32(time.Now().Unix()) ^ rand.Uint32()&0xffff | 1
+}
+
+func requireDomain(tx *sql.Tx, domain string) error {
+	var n int
+	if err := tx.QueryRow(`SELECT count(*) FROM domains WHERE name = ?`, domain).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("domain %s: %w", domain, store.ErrNotFound)
+	}
+	return nil
+}
+
+// DeleteUser removes a user with all its mailboxes and messages.
+func (s *Store) DeleteUser(ctx context.Context, address string) error {
+	var files []string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var id int64
+		err := tx.QueryRow(`SELECT id FROM users WHERE address = ?`, address).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("user %s: %w", address, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(`SELECT DISTINCT mm.message_id FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id WHERE mb.user_id = ?`, id)
+		if err != nil {
+			return err
+		}
+		var msgIDs []int64
+		for rows.Next() {
+			var m int64
+			if err := rows.Scan(&m); err != nil {
+				rows.Close()
+				return err
+			}
+			msgIDs = append(msgIDs, m)
+		}
+		rows.Close()
+		for _, q := range []string{
+			`DELETE FROM mailbox_messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE user_id = ?)`,
+			`DELETE FROM mailboxes WHERE user_id = ?`,
+			`DELETE FROM users WHERE id = ?`,
+		} {
+			if _, err := tx.Exec(q, id); err != nil {
+				return err
+			}
+		}
+		files, err = deleteUnreferenced(tx, msgIDs)
+		return err
+	})
+	if err == nil {
+		s.removeBlobs(files)
+	}
+	return err
+}
+
+// User returns one user.
+func (s *Store) User(ctx context.Context, address string) (store.User, error) {
+	u, err := scanUser(s.rdb.QueryRowContext(ctx, userColumns+` WHERE address = ?`, address))
+	if errors.Is(err, sql.ErrNoRows) {
+		return u, fmt.Errorf("user %s: %w", address, store.ErrNotFound)
+	}
+	return u, err
+}
+
+const userColumns = `SELECT id, address, password_hash, quota_bytes, used_bytes, created FROM users`
+
+type scanner interface{ Scan(...any) error }
+
+func scanUser(r scanner) (store.User, error) {
+	var u store.User
+	var created int64
+	err := r.Scan(&u.ID, &u.Address, &u.PasswordHash, &u.QuotaBytes, &u.UsedBytes, &created)
+	u.Created = time.Unix(created, 0)
+	return u, err
+}
+
+// Users lists users, of one domain or all.
+func (s *Store) Users(ctx context.Context, domain string) ([]store.User, error) {
+	rows, err := s.rdb.QueryContext(ctx, userColumns+` WHERE ? = '' OR domain = ? ORDER BY address`, domain, domain)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// SetPassword replaces a user's password hash.
+func (s *Store) SetPassword(ctx context.Context, address, hash string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		return expectOne(tx.Exec(`UPDATE users SET password_hash = ? WHERE address = ?`, hash, address))("user " + address)
+	})
+}
+
+// AddAlias adds an alias; its address must be in a local domain and must
+// not be a user.
+func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
+	targets, err := json.Marshal(a.Targets)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if err := requireDomain(tx, domainOf(a.Address)); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(`SELECT count(*) FROM users WHERE address = ?`, a.Address).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%s is a user: %w", a.Address, store.ErrExists)
+		}
+		_, err := tx.Exec(`INSERT INTO aliases(address, domain, targets, created) VALUES (?, ?, ?, ?)`,
+			a.Address, domainOf(a.Address), string(targets), time.Now().Unix())
+		if isUniqueViolation(err) {
+			return fmt.Errorf("alias %s: %w", a.Address, store.ErrExists)
+		}
+		return err
+	})
+}
+
+// DeleteAlias removes an alias.
+func (s *Store) DeleteAlias(ctx context.Context, address string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		return expectOne(tx.Exec(`DELETE FROM aliases WHERE address = ?`, address))("alias " + address)
+	})
+}
+
+// Alias returns one alias.
+func (s *Store) Alias(ctx context.Context, address string) (store.Alias, error) {
+	a, err := scanAlias(s.rdb.QueryRowContext(ctx, `SELECT address, targets, created FROM aliases WHERE address = ?`, address))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("alias %s: %w", address, store.ErrNotFound)
+	}
+	return a, err
+}
+
+func scanAlias(r scanner) (store.Alias, error) {
+	var a store.Alias
+	var targets string
+	var created int64
+	if err := r.Scan(&a.Address, &targets, &created); err != nil {
+		return a, err
+	}
+	a.Created = time.Unix(created, 0)
+	return a, json.Unmarshal([]byte(targets), &a.Targets)
+}
+
+// Aliases lists aliases, of one domain or all.
+func (s *Store) Aliases(ctx context.Context, domain string) ([]store.Alias, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT address, targets, created FROM aliases WHERE ? = '' OR domain = ? ORDER BY address`, domain, domain)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Alias
+	for rows.Next() {
+		a, err := scanAlias(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,230 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"mailroom/internal/store"
+)
+
+// Accept commits a message and its mailbox copies durably.
+func (s *Store) Accept(ctx context.Context, m *store.Message) error {
+	env, err := json.Marshal(m.Envelope)
+	if err != nil {
+		return fmt.Errorf("store: encode envelope: %w", err)
+	}
+	var inline []byte
+	var file string
+	if m.Size <= s.opts.InlineLimit {
+		if inline, err = readBody(m.Body, m.Size); err != nil {
+			return err
+		}
+	} else if file, err = s.writeBlob(m.Body); err != nil {
+		return err
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.Exec(`INSERT INTO messages(queue_id, received, size, envelope, from_hdr, subject, body, body_file) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.QueueID, m.Received.UnixNano(), m.Size, string(env), m.From, m.Subject, inline, nullString(file))
+		if err != nil {
+			return err
+		}
+		msgID, _ := res.LastInsertId()
+		for _, t := range m.Local {
+			if err := insertCopy(tx, msgID, m, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if file != "" {
+			os.Remove(filepath.Join(s.dir, "blobs", file))
+		}
+		if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrStorage) {
+			err = storageErr("accept", err)
+		}
+		return fmt.Errorf("store: accept %s: %w", m.QueueID, err)
+	}
+	return nil
+}
+
+// insertCopy puts one copy of message msgID into a user's mailbox under
+// the next UID.
+func insertCopy(tx *sql.Tx, msgID int64, m *store.Message, t store.LocalTarget) error {
+	var mboxID, modseq int64
+	var uid uint32
+	err := tx.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1
+		WHERE user_id = ? AND name = ? RETURNING id, uidnext - 1, highest_modseq`, t.UserID, t.Mailbox).Scan(&mboxID, &uid, &modseq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("mailbox %q of user %d: %w", t.Mailbox, t.UserID, store.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	size := m.Size + int64(len(t.Prefix))
+	if _, err := tx.Exec(`INSERT INTO mailbox_messages(mailbox_id, uid, message_id, prefix, size, internal_date, modseq) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		mboxID, uid, msgID, t.Prefix, size, m.Received.UnixNano(), modseq); err != nil {
+		return err
+	}
+	_, err = tx.Exec(`UPDATE users SET used_bytes = used_bytes + ? WHERE id = ?`, size, t.UserID)
+	return err
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func readBody(r io.Reader, size int64) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, fmt.Errorf("store: read message: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// writeBlob writes a large body to its own file under blobs/ and makes
+// both the file and its directory entry durable before the index commits
+// (the order mox's queue.Add uses; the reverse would index a body that a
+// crash can lose).
+func (s *Store) writeBlob(r io.Reader) (string, error) {
+	var rnd [12]byte
+	rand.Read(rnd[:])
+	name := hex.EncodeToString(rnd[:])
+	dir := filepath.Join(s.dir, "blobs")
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return "", storageErr("create blob", err)
+	}
+	_, err = io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		os.Remove(path)
+		return "", storageErr("write blob", err)
+	}
+	return name, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// deleteUnreferenced deletes the given messages that no mailbox holds any
+// more and returns the blob files to remove once the deletion commits.
+func deleteUnreferenced(tx *sql.Tx, ids []int64) ([]string, error) {
+	var files []string
+	for _, id := range ids {
+		var file sql.NullString
+		err := tx.QueryRow(`DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?) RETURNING body_file`, id, id).Scan(&file)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if file.Valid {
+			files = append(files, file.String)
+		}
+	}
+	return files, nil
+}
+
+func (s *Store) removeBlobs(files []string) {
+	for _, f := range files {
+		os.Remove(filepath.Join(s.dir, "blobs", f))
+	}
+}
+
+// Messages lists a mailbox in UID order.
+func (s *Store) Messages(ctx context.Context, userID int64, mailbox string) ([]store.MessageInfo, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT mm.uid, m.queue_id, mm.internal_date, mm.size, mm.flags, mm.modseq, m.from_hdr, m.subject
+		FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id JOIN messages m ON m.id = mm.message_id
+		WHERE mb.user_id = ? AND mb.name = ? ORDER BY mm.uid`, userID, mailbox)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.MessageInfo
+	for rows.Next() {
+		mi := store.MessageInfo{UserID: userID, Mailbox: mailbox}
+		var date int64
+		var flags string
+		if err := rows.Scan(&mi.UID, &mi.QueueID, &date, &mi.Size, &flags, &mi.ModSeq, &mi.From, &mi.Subject); err != nil {
+			return nil, err
+		}
+		mi.Date = time.Unix(0, date)
+		mi.Flags = strings.Fields(flags)
+		out = append(out, mi)
+	}
+	return out, rows.Err()
+}
+
+// OpenMessage returns the stored message: its per-copy prefix, then the body.
+func (s *Store) OpenMessage(ctx context.Context, userID int64, mailbox string, uid uint32) (io.ReadCloser, store.MessageInfo, error) {
+	mi := store.MessageInfo{UserID: userID, Mailbox: mailbox, UID: uid}
+	var date int64
+	var flags string
+	var prefix, body []byte
+	var file sql.NullString
+	err := s.rdb.QueryRowContext(ctx, `SELECT m.queue_id, mm.internal_date, mm.size, mm.flags, mm.modseq, m.from_hdr, m.subject, m.envelope, mm.prefix, m.body, m.body_file
+		FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id JOIN messages m ON m.id = mm.message_id
+		WHERE mb.user_id = ? AND mb.name = ? AND mm.uid = ?`, userID, mailbox, uid).
+		Scan(&mi.QueueID, &date, &mi.Size, &flags, &mi.ModSeq, &mi.From, &mi.Subject, &mi.Envelope, &prefix, &body, &file)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, mi, fmt.Errorf("message %d in %s: %w", uid, mailbox, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, mi, fmt.Errorf("store: open message: %w", err)
+	}
+	mi.Date = time.Unix(0, date)
+	mi.Flags = strings.Fields(flags)
+	if !file.Valid {
+		return io.NopCloser(io.MultiReader(bytes.NewReader(prefix), bytes.NewReader(body))), mi, nil
+	}
+	f, err := os.Open(filepath.Join(s.dir, "blobs", file.String))
+	if err != nil {
+		return nil, mi, storageErr("open blob", err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(prefix), f), f}, mi, nil
+}
+
+// MailboxStatus describes one mailbox.
+func (s *Store) MailboxStatus(ctx context.Context, userID int64, mailbox string) (store.MailboxStatus, error) {
+	st := store.MailboxStatus{Name: mailbox}
+	err := s.rdb.QueryRowContext(ctx, `SELECT uidvalidity, uidnext, highest_modseq, (SELECT count(*) FROM mailbox_messages WHERE mailbox_id = mb.id)
+		FROM mailboxes mb WHERE user_id = ? AND name = ?`, userID, mailbox).Scan(&st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.Messages)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, fmt.Errorf("mailbox %s: %w", mailbox, store.ErrNotFound)
+	}
+	return st, err
+}

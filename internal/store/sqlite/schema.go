@@ -1,0 +1,65 @@
+package sqlite
+
+// migrations are applied in order; PRAGMA user_version records how many ran.
+// Never edit one that has shipped: add a new one.
+var migrations = []string{
+	`
+CREATE TABLE domains (
+	name      TEXT PRIMARY KEY,
+	catch_all TEXT NOT NULL DEFAULT '',
+	created   INTEGER NOT NULL
+);
+CREATE TABLE users (
+	id            INTEGER PRIMARY KEY,
+	address       TEXT NOT NULL UNIQUE,
+	domain        TEXT NOT NULL REFERENCES domains(name),
+	password_hash TEXT NOT NULL DEFAULT '',
+	quota_bytes   INTEGER NOT NULL DEFAULT 0,
+	used_bytes    INTEGER NOT NULL DEFAULT 0,
+	created       INTEGER NOT NULL
+);
+CREATE INDEX users_domain ON users(domain);
+CREATE TABLE aliases (
+	address TEXT PRIMARY KEY,
+	domain  TEXT NOT NULL REFERENCES domains(name),
+	targets TEXT NOT NULL,
+	created INTEGER NOT NULL
+);
+CREATE INDEX aliases_domain ON aliases(domain);
+CREATE TABLE mailboxes (
+	id             INTEGER PRIMARY KEY,
+	user_id        INTEGER NOT NULL REFERENCES users(id),
+	name           TEXT NOT NULL,
+	uidvalidity    INTEGER NOT NULL,
+	uidnext        INTEGER NOT NULL DEFAULT 1,
+	highest_modseq INTEGER NOT NULL DEFAULT 1,
+	UNIQUE (user_id, name)
+);
+-- One row per accepted message body, shared by all its copies.
+CREATE TABLE messages (
+	id        INTEGER PRIMARY KEY,
+	queue_id  TEXT NOT NULL,
+	received  INTEGER NOT NULL,
+	size      INTEGER NOT NULL,
+	envelope  TEXT NOT NULL,
+	from_hdr  TEXT NOT NULL DEFAULT '',
+	subject   TEXT NOT NULL DEFAULT '',
+	body      BLOB,          -- inline when small
+	body_file TEXT           -- path under blobs/ when large
+);
+CREATE INDEX messages_queue_id ON messages(queue_id);
+-- One row per copy of a message in a mailbox (RFC 3501 UIDs, RFC 7162 MODSEQ).
+CREATE TABLE mailbox_messages (
+	mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id),
+	uid           INTEGER NOT NULL,
+	message_id    INTEGER NOT NULL REFERENCES messages(id),
+	prefix        BLOB NOT NULL,
+	size          INTEGER NOT NULL,
+	internal_date INTEGER NOT NULL,
+	flags         TEXT NOT NULL DEFAULT '',
+	modseq        INTEGER NOT NULL,
+	PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX mailbox_messages_message ON mailbox_messages(message_id);
+`,
+}

@@ -1,0 +1,230 @@
+// Package sqlite is Mailroom's embedded store: one SQLite database in WAL
+// mode (through the pure-Go modernc.org/sqlite, so the binary stays static)
+// plus a blobs/ folder for large message bodies. All writes go through one
+// group committer, so that many sessions share each fsync. Other processes
+// (the CLI while the server runs) open the same database safely.
+//
+// docs/design/0002-storage-engine.md records why.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"mailroom/internal/store"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Options tune a Store; the zero value is the default.
+type Options struct {
+	// InlineLimit is the largest body kept inside the database; larger
+	// bodies go to their own fsynced file. Default 1 MiB.
+	InlineLimit int64
+	// MaxBatch bounds how many writes share one commit. Default 512.
+	MaxBatch int
+}
+
+// Store is the SQLite implementation of store.Store.
+type Store struct {
+	dir   string
+	opts  Options
+	wdb   *sql.DB // one connection: all writes, through the committer
+	rdb   *sql.DB // readers
+	reqs  chan *writeReq
+	done  chan struct{}
+	close sync.Once
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the store in dir.
+func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
+	if opts.InlineLimit <= 0 {
+		opts.InlineLimit = 1 << 20
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "blobs"), 0o750); err != nil {
+		return nil, fmt.Errorf("store: create data directory: %w", err)
+	}
+	path := filepath.Join(dir, "mailroom.db")
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + q.Encode()
+	wdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	rdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(8)
+	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, reqs: make(chan *writeReq, 1024), done: make(chan struct{})}
+	if err := s.migrate(ctx); err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, err
+	}
+	go s.committer()
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	conn, err := s.wdb.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer conn.Close()
+	// BEGIN IMMEDIATE so two processes starting at once migrate in turn.
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	var version int
+	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		conn.ExecContext(ctx, "ROLLBACK")
+		return fmt.Errorf("store: read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		conn.ExecContext(ctx, "ROLLBACK")
+		return fmt.Errorf("store: the database has schema version %d, newer than this mailroom (%d): upgrade mailroom", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		if _, err := conn.ExecContext(ctx, migrations[i]); err != nil {
+			conn.ExecContext(ctx, "ROLLBACK")
+			return fmt.Errorf("store: migration %d: %w", i+1, err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		conn.ExecContext(ctx, "ROLLBACK")
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	return nil
+}
+
+// Close waits for queued writes and closes the database.
+func (s *Store) Close() error {
+	s.close.Do(func() {
+		close(s.reqs)
+		<-s.done
+	})
+	return errors.Join(s.wdb.Close(), s.rdb.Close())
+}
+
+// writeReq is one unit of work for the group committer.
+type writeReq struct {
+	fn  func(tx *sql.Tx) error
+	err chan error
+}
+
+// write runs fn in a write transaction shared with other concurrent writes
+// and returns once that transaction is durably committed (or fn failed, in
+// which case none of fn's changes remain). It waits for the outcome even
+// when ctx ends, since the work may already be committed.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	req := &writeReq{fn: fn, err: make(chan error, 1)}
+	defer func() {
+		if r := recover(); r != nil { // send on closed channel: store closed
+			err = fmt.Errorf("store: closed: %w", store.ErrStorage)
+		}
+	}()
+	select {
+	case s.reqs <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-req.err
+}
+
+// committer runs the batches: each pending request gets a savepoint inside
+// one transaction, so a failing request is undone alone, and the whole
+// batch costs one commit (one WAL fsync).
+func (s *Store) committer() {
+	defer close(s.done)
+	for req := range s.reqs {
+		batch := []*writeReq{req}
+	drain:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+func (s *Store) commitBatch(batch []*writeReq) {
+	ctx := context.Background()
+	errs := make([]error, len(batch))
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		failAll(batch, storageErr("begin", err))
+		return
+	}
+	for i, r := range batch {
+		if _, err := tx.Exec("SAVEPOINT w"); err != nil {
+			tx.Rollback()
+			failAll(batch, storageErr("savepoint", err))
+			return
+		}
+		errs[i] = r.fn(tx)
+		if errs[i] != nil {
+			if _, err := tx.Exec("ROLLBACK TO w"); err != nil {
+				tx.Rollback()
+				failAll(batch, storageErr("rollback", err))
+				return
+			}
+		}
+		if _, err := tx.Exec("RELEASE w"); err != nil {
+			tx.Rollback()
+			failAll(batch, storageErr("release", err))
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		failAll(batch, storageErr("commit", err))
+		return
+	}
+	for i, r := range batch {
+		r.err <- errs[i]
+	}
+}
+
+func failAll(batch []*writeReq, err error) {
+	for _, r := range batch {
+		r.err <- err
+	}
+}
+
+// storageErr marks err as a storage failure (store.ErrStorage).
+func storageErr(op string, err error) error {
+	return fmt.Errorf("store: %s: %w: %w", op, store.ErrStorage, err)
+}
+
+// isUniqueViolation reports whether err is a UNIQUE or PRIMARY KEY conflict.
+func isUniqueViolation(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}

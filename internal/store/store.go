@@ -1,0 +1,182 @@
+// Package store defines Mailroom's storage interface: the directory of
+// domains, users and aliases, the mailboxes that IMAP and POP3 read, and the
+// durable acceptance of messages. Implementations live beneath it
+// (store/sqlite is the embedded default) and must all pass the conformance
+// suite in store/storetest.
+//
+// The store knows nothing of SMTP: it is handed envelopes, bodies and
+// mailbox targets, and promises that Accept returns only once they are on
+// stable storage.
+package store
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/base32"
+	"errors"
+	"io"
+	"strings"
+	"time"
+)
+
+// Errors that callers match with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrInUse    = errors.New("still in use")
+	// ErrStorage marks a failure of the storage itself (disk full, I/O
+	// error): the SMTP layer answers 451/452 and keeps running.
+	ErrStorage = errors.New("storage failure")
+)
+
+// Store is everything an embedded or shared store provides.
+type Store interface {
+	Directory
+	Mailboxes
+	Close() error
+}
+
+// Domain is a domain Mailroom receives mail for.
+type Domain struct {
+	Name string `json:"name"`
+	// CatchAll, when set, is the local address that receives mail for
+	// unknown local parts of the domain.
+	CatchAll string    `json:"catch_all,omitempty"`
+	Created  time.Time `json:"created"`
+}
+
+// User is a mailbox owner who can log in.
+type User struct {
+	ID           int64     `json:"id"`
+	Address      string    `json:"address"` // lower case local@domain
+	PasswordHash string    `json:"-"`
+	QuotaBytes   int64     `json:"quota_bytes"` // 0: the server's default
+	UsedBytes    int64     `json:"used_bytes"`
+	Created      time.Time `json:"created"`
+}
+
+// Alias maps an address to one or more target addresses.
+type Alias struct {
+	Address string    `json:"address"`
+	Targets []string  `json:"targets"`
+	Created time.Time `json:"created"`
+}
+
+// Directory manages domains, users and aliases. Addresses and domains are
+// passed in canonical lower case form; the caller normalises them.
+type Directory interface {
+	AddDomain(ctx context.Context, d Domain) error
+	DeleteDomain(ctx context.Context, name string) error
+	Domain(ctx context.Context, name string) (Domain, error)
+	Domains(ctx context.Context) ([]Domain, error)
+
+	// AddUser creates the user with an INBOX.
+	AddUser(ctx context.Context, u User) (User, error)
+	DeleteUser(ctx context.Context, address string) error
+	User(ctx context.Context, address string) (User, error)
+	Users(ctx context.Context, domain string) ([]User, error) // "" for all
+	SetPassword(ctx context.Context, address, hash string) error
+
+	AddAlias(ctx context.Context, a Alias) error
+	DeleteAlias(ctx context.Context, address string) error
+	Alias(ctx context.Context, address string) (Alias, error)
+	Aliases(ctx context.Context, domain string) ([]Alias, error) // "" for all
+}
+
+// Inbox is the name of every user's first mailbox (RFC 3501 5.1).
+const Inbox = "INBOX"
+
+// Envelope is the SMTP envelope kept with an accepted message, for
+// later bounces and for the record.
+type Envelope struct {
+	MailFrom   string          `json:"mail_from"` // "" for the null sender
+	Ret        string          `json:"ret,omitempty"`
+	EnvID      string          `json:"envid,omitempty"`
+	Body       string          `json:"body,omitempty"`
+	SMTPUTF8   bool            `json:"smtputf8,omitempty"`
+	Recipients []EnvelopeRcpt  `json:"recipients"`
+	Client     string          `json:"client,omitempty"` // IP of the sending client
+	Extra      map[string]bool `json:"extra,omitempty"`
+}
+
+// EnvelopeRcpt is one RCPT TO with its DSN parameters (RFC 3461).
+type EnvelopeRcpt struct {
+	Address string   `json:"address"`
+	Notify  []string `json:"notify,omitempty"`
+	ORcpt   string   `json:"orcpt,omitempty"`
+}
+
+// LocalTarget is one copy of a message for a local user's mailbox.
+type LocalTarget struct {
+	UserID  int64
+	Mailbox string // Inbox unless a rule says otherwise
+	// Prefix is prepended to the body for this copy only: the
+	// Return-Path and Delivered-To header fields of final delivery.
+	Prefix []byte
+}
+
+// Message is a message to commit durably: one body, its envelope, and
+// where it goes.
+type Message struct {
+	QueueID  string
+	Envelope Envelope
+	Received time.Time
+	Body     io.Reader
+	Size     int64
+	Local    []LocalTarget
+	// From and Subject are the decoded header fields, for listings.
+	From    string
+	Subject string
+}
+
+// MessageInfo describes one message in a mailbox.
+type MessageInfo struct {
+	UserID   int64     `json:"-"`
+	Mailbox  string    `json:"mailbox"`
+	UID      uint32    `json:"uid"`
+	QueueID  string    `json:"queue_id"`
+	Date     time.Time `json:"date"` // internal date (RFC 3501 2.3.3)
+	Size     int64     `json:"size"` // octets including the per-copy prefix
+	Flags    []string  `json:"flags,omitempty"`
+	ModSeq   int64     `json:"modseq"`
+	From     string    `json:"from"`
+	Subject  string    `json:"subject"`
+	Envelope string    `json:"-"`
+}
+
+// MailboxStatus describes a mailbox for IMAP SELECT and STATUS.
+type MailboxStatus struct {
+	Name          string
+	UIDValidity   uint32
+	UIDNext       uint32
+	HighestModSeq int64
+	Messages      int
+}
+
+// Mailboxes stores and reads messages.
+type Mailboxes interface {
+	// Accept commits m durably: when it returns nil, the body, envelope
+	// and every mailbox copy are on stable storage; when it returns an
+	// error, nothing of m remains. Concurrent calls share fsyncs.
+	Accept(ctx context.Context, m *Message) error
+	// Messages lists a mailbox in ascending UID order.
+	Messages(ctx context.Context, userID int64, mailbox string) ([]MessageInfo, error)
+	// OpenMessage returns the raw message as delivered (prefix and body).
+	OpenMessage(ctx context.Context, userID int64, mailbox string, uid uint32) (io.ReadCloser, MessageInfo, error)
+	// MailboxStatus describes one mailbox.
+	MailboxStatus(ctx context.Context, userID int64, mailbox string) (MailboxStatus, error)
+}
+
+// NewQueueID returns a new message ID: 16 characters of base32, sortable by
+// time of creation to the millisecond, unique across nodes with
+// overwhelming probability.
+func NewQueueID() string {
+	var b [10]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	crand.Read(b[6:])
+	return strings.ToLower(base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what Mailroom's tests use beyond Go: Python 3 (smtplib is in its
+# standard library), swaks, curl, mutt and openssl. Does nothing when all are
+# present; otherwise runs apt-get update once and installs the missing ones.
+set -euo pipefail
+need=()
+command -v python3 >/dev/null || need+=(python3)
+command -v swaks >/dev/null || need+=(swaks)
+command -v curl >/dev/null || need+=(curl)
+command -v mutt >/dev/null || need+=(mutt)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test-deps: installing ${need[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
