@@ -132,7 +132,7 @@ func (a *app) openStore(ctx context.Context) (store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(cfg.DataDir); err != nil {
+	if _, err := os.Stat(cfg.DataDir); err != nil && a.configFile == "" && a.dataDir == "" {
 		return nil, fmt.Errorf("no data directory at %s: start the server once (mailroom serve) or give --data DIR or --config FILE", cfg.DataDir)
 	}
 	return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{})
