@@ -9,6 +9,7 @@ command -v swaks >/dev/null || need+=(swaks)
 command -v curl >/dev/null || need+=(curl)
 command -v mutt >/dev/null || need+=(mutt)
 command -v openssl >/dev/null || need+=(openssl)
+perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test-deps: installing ${need[*]}" >&2
   SUDO=""
