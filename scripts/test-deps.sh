@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Mailroom's tests use beyond Go: Python 3 (smtplib is in its
-# standard library), swaks, curl, mutt and openssl. Does nothing when all are
+# standard library), swaks (with TLS), curl, mutt and tmux (to drive it), openssl. Does nothing when all are
 # present; otherwise runs apt-get update once and installs the missing ones.
 set -euo pipefail
 need=()
@@ -8,6 +8,7 @@ command -v python3 >/dev/null || need+=(python3)
 command -v swaks >/dev/null || need+=(swaks)
 command -v curl >/dev/null || need+=(curl)
 command -v mutt >/dev/null || need+=(mutt)
+command -v tmux >/dev/null || need+=(tmux)
 command -v openssl >/dev/null || need+=(openssl)
 perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 if [ ${#need[@]} -gt 0 ]; then

@@ -90,8 +90,6 @@ shutdown_timeout = "10s"
 smtp = [%q]
 
 [smtp]
-command_timeout = "20s"
-data_timeout = "20s"
 %s
 
 %s
@@ -310,3 +308,5 @@ func (c *client) sendMail(from string, to []string, body string) string {
 func withTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }

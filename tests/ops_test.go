@@ -1,0 +1,222 @@
+package tests
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// waitLog waits until the server's log contains text.
+func (s *server) waitLog(text string) {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(s.logs(), text) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("the log never showed %q:\n%s", text, s.logs())
+}
+
+// TestSIGTERM: an idle session is told 421 at once, a message in the
+// middle of DATA is finished and acknowledged, then the server exits.
+func TestSIGTERM(t *testing.T) {
+	s := newServer(t, "", "")
+	s.start()
+	idle := s.dial()
+	idle.cmd("EHLO idle.example", "250 ")
+	busy := s.dial()
+	busy.cmd("EHLO busy.example", "250 ")
+	busy.cmd("MAIL FROM:<a@remote.example>", "250 ")
+	busy.cmd("RCPT TO:<alice@example.test>", "250 ")
+	busy.cmd("DATA", "354 ")
+	busy.send("Subject: in flight\r\n\r\nfirst half\r\n")
+	time.Sleep(100 * time.Millisecond)
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	idle.expect("421 4.3.2")
+	busy.send("second half\r\n.\r\n")
+	busy.expect("250 2.0.0")
+	busy.cmd("QUIT", "421 4.3.2")
+	select {
+	case <-s.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the server did not exit after SIGTERM")
+	}
+	s.cmd = nil
+	if _, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
+		t.Error("the server still accepts connections after exiting")
+	}
+	msgs := s.mailbox("alice@example.test")
+	if len(msgs) != 1 || msgs[0].Subject != "in flight" {
+		t.Errorf("mailbox after shutdown: %+v", msgs)
+	}
+}
+
+// TestSIGHUP: a new limit applies to new sessions after SIGHUP, open
+// sessions go on, and a broken file is refused without stopping anything.
+func TestSIGHUP(t *testing.T) {
+	s := newServer(t, "max_recipients = 1", "")
+	s.start()
+	old := s.dial()
+	old.cmd("EHLO old.example", "250 ")
+	c := s.dial()
+	c.cmd("EHLO a.example", "250 ")
+	c.cmd("MAIL FROM:<a@remote.example>", "250 ")
+	c.cmd("RCPT TO:<alice@example.test>", "250 ")
+	c.cmd("RCPT TO:<bob@example.test>", "452 4.5.3")
+
+	s.writeConfig("max_recipients = 2", "")
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.waitLog("configuration reloaded")
+	c = s.dial()
+	c.cmd("EHLO a.example", "250 ")
+	c.cmd("MAIL FROM:<a@remote.example>", "250 ")
+	c.cmd("RCPT TO:<alice@example.test>", "250 ")
+	c.cmd("RCPT TO:<bob@example.test>", "250 ")
+	old.cmd("NOOP", "250 ")
+
+	os.WriteFile(s.config, []byte("hostname = \"mx.example.test\"\nbogus_key = 1\n"), 0o600)
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.waitLog("configuration not reloaded")
+	if !strings.Contains(s.logs(), "bogus_key") {
+		t.Error("the reload error does not name the bad key")
+	}
+	old.cmd("NOOP", "250 ")
+	s.dial().cmd("EHLO still.example", "250 ")
+}
+
+// TestQuota: a message too large for the whole quota is refused for good
+// at RCPT; a full mailbox is refused for now.
+func TestQuota(t *testing.T) {
+	s := newServer(t, "", "")
+	s.cliStdin("pw\n", "user", "add", "small@example.test", "--quota", "3KiB", "--password-stdin")
+	s.start()
+	c := s.dial()
+	c.cmd("EHLO q.example", "250 ")
+	c.cmd("MAIL FROM:<a@remote.example> SIZE=5000", "250 ")
+	c.cmd("RCPT TO:<small@example.test>", "552 5.2.2")
+	c.cmd("RSET", "250 ")
+	body := "Subject: filler\r\n\r\n" + strings.Repeat("0123456789\r\n", 150)
+	if r := c.sendMail("a@remote.example", []string{"small@example.test"}, body); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("first message: %q", r)
+	}
+	if r := c.sendMail("a@remote.example", []string{"small@example.test"}, body); !strings.HasPrefix(r, "452 4.2.2") {
+		t.Fatalf("second message over quota: %q, want 452 4.2.2", r)
+	}
+	c.cmd("MAIL FROM:<a@remote.example> SIZE=1900", "250 ")
+	c.cmd("RCPT TO:<small@example.test>", "452 4.2.2")
+}
+
+// TestConnectionLimits: per client IP and in total, with 421 4.7.0.
+func TestConnectionLimits(t *testing.T) {
+	s := newServer(t, "max_connections = 3\nmax_connections_per_ip = 2", "")
+	s.start()
+	dialFrom := func(src string) *client {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+		conn, err := d.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return &client{t: t, conn: conn, r: newReader(conn)}
+	}
+	dialFrom("127.0.0.1").expect("220 ")
+	dialFrom("127.0.0.1").expect("220 ")
+	third := dialFrom("127.0.0.1")
+	if r := third.expect("421 4.7.0"); !strings.Contains(r, "from your address") {
+		t.Errorf("per-IP refusal: %q", r)
+	}
+	dialFrom("127.0.0.2").expect("220 ")
+	fourth := dialFrom("127.0.0.3")
+	if r := fourth.expect("421 4.7.0"); !strings.Contains(r, "Too many connections") {
+		t.Errorf("total refusal: %q", r)
+	}
+}
+
+// TestCommandTimeout: a silent client is told 421 4.4.2 and disconnected.
+func TestCommandTimeout(t *testing.T) {
+	s := newServer(t, "", "")
+	s.writeConfig("command_timeout = \"1s\"", "")
+	s.start()
+	c := s.dial()
+	start := time.Now()
+	c.expect("421 4.4.2")
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("timed out after %v, before the configured 1s", d)
+	}
+	if !c.closed() {
+		t.Error("connection still open after the timeout")
+	}
+}
+
+// TestConfigErrors: a bad configuration file stops "serve" with the key
+// and line; nothing starts.
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct{ name, file, want string }{
+		{"an unknown key", "hostname = \"mx.example.test\"\n[smtp]\nmax_recipientz = 5\n", "cfg.toml:3: unknown key \"smtp.max_recipientz\""},
+		{"a value of the wrong type", "[smtp]\nmax_recipients = \"many\"\n", "cfg.toml:2: smtp.max_recipients"},
+		{"a bad address", "[listen]\nsmtp = [\"localhost\"]\n", "cfg.toml:2: listen.smtp"},
+		{"a bad enum", "[smtp]\nbare_line_endings = \"sometimes\"\n", "cfg.toml:2: smtp.bare_line_endings"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, "cfg.toml")
+			os.WriteFile(path, []byte(c.file), 0o600)
+			out, err := exec.Command(binary, "serve", "--config", path).CombinedOutput()
+			if err == nil {
+				t.Fatal("serve accepted a bad configuration")
+			}
+			if !strings.Contains(string(out), c.want) {
+				t.Errorf("error %q does not contain %q", out, c.want)
+			}
+		})
+	}
+}
+
+// TestDevDefaults: "mailroom serve" with no arguments starts on the
+// development defaults and the command it prints delivers a message.
+func TestDevDefaults(t *testing.T) {
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:2525", 200*time.Millisecond); err == nil {
+		c.Close()
+		t.Skip("port 2525 is in use by something else")
+	}
+	dir := t.TempDir()
+	s := &server{t: t, dir: dir, addr: "127.0.0.1:2525"}
+	s.cmd = exec.Command(binary, "serve")
+	s.cmd.Dir = dir
+	s.cmd.Stdout = &lockedWriter{mu: &s.mu, w: &s.stdout}
+	s.cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.exited = make(chan struct{})
+	go func() { s.cmd.Wait(); close(s.exited) }()
+	t.Cleanup(s.stop)
+	s.waitLog("Send a first message")
+	var curlLine string
+	for _, l := range strings.Split(s.logs(), "\n") {
+		if strings.Contains(l, "curl ") {
+			curlLine = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "or:"))
+		}
+	}
+	if curlLine == "" {
+		t.Fatalf("no curl command in the banner:\n%s", s.logs())
+	}
+	requireTool(t, "curl")
+	if out, err := exec.Command("bash", "-c", curlLine).CombinedOutput(); err != nil {
+		t.Fatalf("the printed command failed: %v\n%s", err, out)
+	}
+	cmd := exec.Command(binary, "mailbox", "list", "dev@mailroom.test", "--json")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"subject": "hello"`) {
+		t.Errorf("the first message is not in dev's mailbox: %v\n%s", err, out)
+	}
+}
