@@ -1,0 +1,161 @@
+package tests
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCLI: the administration commands, their --json output, and errors
+// that say what to do next; they work while the server runs.
+func TestCLI(t *testing.T) {
+	s := newServer(t, "", "")
+	s.start()
+	s.cli("domain", "add", "Other.Test", "--catch-all", "alice@example.test")
+	var domains []struct {
+		Name     string `json:"name"`
+		CatchAll string `json:"catch_all"`
+	}
+	json.Unmarshal([]byte(s.cli("domain", "list", "--json")), &domains)
+	if len(domains) != 2 || domains[1].Name != "other.test" || domains[1].CatchAll != "alice@example.test" {
+		t.Errorf("domain list: %+v", domains)
+	}
+	s.cliStdin("pw\n", "user", "add", "Carol@Other.Test", "--password-stdin")
+	var users []struct {
+		Address string `json:"address"`
+	}
+	json.Unmarshal([]byte(s.cli("user", "list", "other.test", "--json")), &users)
+	if len(users) != 1 || users[0].Address != "carol@other.test" {
+		t.Errorf("user list: %+v", users)
+	}
+	if out := s.cli("user", "add", "dave@example.test"); !strings.Contains(out, "password (shown once): ") {
+		t.Errorf("user add without a password does not print the generated one: %q", out)
+	}
+	s.cli("alias", "add", "team@other.test", "carol@other.test", "alice@example.test")
+	var aliases []struct {
+		Address string   `json:"address"`
+		Targets []string `json:"targets"`
+	}
+	json.Unmarshal([]byte(s.cli("alias", "list", "--json")), &aliases)
+	if len(aliases) != 1 || len(aliases[0].Targets) != 2 {
+		t.Errorf("alias list: %+v", aliases)
+	}
+	if out := s.cli("user", "list"); !strings.Contains(out, "ADDRESS") || !strings.Contains(out, "carol@other.test") {
+		t.Errorf("user list table: %q", out)
+	}
+
+	// The running server sees the changes at once.
+	c := s.dial()
+	c.cmd("EHLO cli.example", "250 ")
+	if r := c.sendMail("a@remote.example", []string{"team@other.test", "unknown@other.test"}, "Subject: to the team\r\n\r\nhi\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("send to alias and catch-all: %q", r)
+	}
+	if n := len(s.mailbox("carol@other.test")); n != 1 {
+		t.Errorf("carol has %d messages", n)
+	}
+	if n := len(s.mailbox("alice@example.test")); n != 1 {
+		t.Errorf("alice (alias target and catch-all) has %d messages, want 1 copy", n)
+	}
+
+	errorsCases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a user in an unknown domain", []string{"user", "add", "x@nowhere.test"}, "mailroom domain add nowhere.test"},
+		{"a malformed address", []string{"user", "add", "not-an-address"}, "write it like user@example.com"},
+		{"a duplicate user", []string{"user", "add", "alice@example.test"}, "already exists"},
+		{"a domain that still has users", []string{"domain", "del", "other.test"}, "delete those first"},
+		{"an alias to another domain", []string{"alias", "add", "fw@example.test", "someone@remote.example"}, "outbound relay"},
+		{"an unknown user's mailbox", []string{"mailbox", "list", "ghost@example.test"}, "mailroom user list"},
+		{"a bad message ID", []string{"mailbox", "cat", "alice@example.test", "x"}, "mailbox list"},
+		{"a missing message", []string{"mailbox", "cat", "alice@example.test", "99"}, "not found"},
+		{"a bad export format", []string{"export", "alice@example.test", "/tmp/x", "--format", "pst"}, "use maildir or mbox"},
+	}
+	for _, c := range errorsCases {
+		t.Run(c.name, func(t *testing.T) {
+			_, errOut, err := s.run("", c.args...)
+			if err == nil {
+				t.Fatal("the command succeeded")
+			}
+			if !strings.Contains(errOut, c.want) {
+				t.Errorf("error %q does not contain %q", errOut, c.want)
+			}
+		})
+	}
+
+	s.cli("alias", "del", "team@other.test")
+	s.cli("user", "del", "carol@other.test")
+	s.cli("domain", "del", "other.test")
+	s.stop()
+	// And while the server is stopped.
+	s.cli("domain", "add", "third.test")
+	if out := s.cli("domain", "list"); !strings.Contains(out, "third.test") || strings.Contains(out, "other.test") {
+		t.Errorf("domain list after changes: %q", out)
+	}
+}
+
+// TestExport: a Maildir export opens in mutt and in Python's mailbox
+// module; an mbox export quotes "From " lines.
+func TestExport(t *testing.T) {
+	s := newServer(t, "", "")
+	s.start()
+	c := s.dial()
+	c.cmd("EHLO export.example", "250 ")
+	c.sendMail("a@remote.example", []string{"alice@example.test"}, "From: Ann <a@remote.example>\r\nSubject: first export\r\n\r\nhello\r\n")
+	c.sendMail("a@remote.example", []string{"alice@example.test"}, "From: Ann <a@remote.example>\r\nSubject: second export\r\n\r\nFrom the start\r\n")
+	dir := t.TempDir()
+	md := filepath.Join(dir, "Maildir")
+	if out := s.cli("export", "alice@example.test", md); !strings.Contains(out, "exported 2 messages") {
+		t.Errorf("export output: %q", out)
+	}
+	py := requireTool(t, "python3")
+	out, err := exec.Command(py, "-c", `import mailbox,sys
+md = mailbox.Maildir(sys.argv[1], create=False)
+print(sorted(m["Subject"] for m in md))`, md).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "['first export', 'second export']") {
+		t.Errorf("python mailbox.Maildir: %v %s", err, out)
+	}
+
+	screen := muttScreen(t, md)
+	for _, want := range []string{"Msgs:2", "first export", "second export"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("mutt's screen lacks %q:\n%s", want, screen)
+		}
+	}
+
+	s.cli("export", "alice@example.test", dir, "--format", "mbox")
+	mbox, _ := os.ReadFile(filepath.Join(dir, "INBOX.mbox"))
+	if !strings.HasPrefix(string(mbox), "From a@remote.example ") || !strings.Contains(string(mbox), "\n>From the start\n") {
+		t.Errorf("mbox:\n%s", mbox)
+	}
+}
+
+// muttScreen opens a Maildir in mutt inside tmux and returns the screen.
+func muttScreen(t *testing.T, maildir string) string {
+	t.Helper()
+	requireTool(t, "mutt")
+	tmux := requireTool(t, "tmux")
+	sock := filepath.Join(t.TempDir(), "tmux.sock")
+	run := func(args ...string) string {
+		out, _ := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
+		return string(out)
+	}
+	defer run("kill-server")
+	muttCmd := "mutt -n -F /dev/null -e 'set folder=" + filepath.Dir(maildir) + " spoolfile=" + maildir + "' -R -f " + maildir
+	run("new-session", "-d", "-x", "120", "-y", "30", muttCmd)
+	var screen string
+	for i := 0; i < 50; i++ {
+		time.Sleep(100 * time.Millisecond)
+		screen = run("capture-pane", "-p")
+		if strings.Contains(screen, "Msgs:") {
+			break
+		}
+	}
+	run("send-keys", "q")
+	return screen
+}
