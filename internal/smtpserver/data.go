@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"mailroom/internal/smtp"
@@ -35,11 +36,15 @@ func (s *session) cmdData(arg string) {
 	defer sp.Close()
 	s.dc.timeout = s.cfg.DataTimeout
 	res, err := smtp.ReadData(s.r, sp, s.cfg.MaxMessageSize, s.cfg.LineEndings)
-	if err != nil {
+	switch {
+	case err != nil && !res.Complete:
 		s.endMidTransfer(err)
-		return
+	case err != nil: // the spool failed, but the data was read to its end
+		s.resetTransaction()
+		s.fail(spoolFailure(err))
+	default:
+		s.finishMessage(sp, res)
 	}
-	s.finishMessage(sp, res)
 }
 
 // cmdBdat handles BDAT (RFC 3030 2).
@@ -93,6 +98,15 @@ func (s *session) cmdBdat(arg string) {
 
 func isReadError(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err) || strings.Contains(err.Error(), "connection")
+}
+
+// spoolFailure is the reply when a message could not be held while it was
+// received: 452 4.3.1 when the disk is full (RFC 3463), else 451 4.3.0.
+func spoolFailure(err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return &smtp.Reply{Code: 452, Enhanced: "4.3.1", Text: "Insufficient system storage, try again later"}
+	}
+	return err
 }
 
 // endMidTransfer ends the session after the connection failed during a
