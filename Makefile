@@ -33,6 +33,7 @@ fuzz:
 	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzReadData$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/smtpserver -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/inbound -run '^$$' -fuzz '^FuzzScanHeader$$' -fuzztime $(FUZZTIME)
 
 # Go microbenchmarks of the hot paths (the side-by-side Postfix harness is
 # bench/README.md's business).

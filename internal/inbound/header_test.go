@@ -1,0 +1,55 @@
+package inbound
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestScanHeader(t *testing.T) {
+	cases := []struct {
+		name, msg string
+		want      headerInfo
+	}{
+		{"plain fields are read", "From: a@b.example\r\nSubject: hi\r\n\r\nbody", headerInfo{From: "a@b.example", Subject: "hi"}},
+		{"a display name is kept", "From: \"Ann Example\" <a@b.example>\r\n\r\n", headerInfo{From: "Ann Example <a@b.example>"}},
+		{"encoded words are decoded", "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n\r\n", headerInfo{Subject: "Grüße"}},
+		{"folded fields are unfolded", "Subject: one\r\n two\r\n\r\n", headerInfo{Subject: "one two"}},
+		{"Received fields are counted", "Received: a\r\nReceived: b\r\n\tc\r\nX: y\r\n\r\nReceived: not a header\r\n", headerInfo{Received: 2}},
+		{"the body is not read as header", "Subject: a\r\n\r\nSubject: b\r\n", headerInfo{Subject: "a"}},
+		{"a message without a body works", "Subject: only", headerInfo{Subject: "only"}},
+		{"bare LF line endings work", "From: x@y.example\nSubject: lf\n\nbody", headerInfo{From: "x@y.example", Subject: "lf"}},
+		{"the first From and Subject win", "Subject: a\r\nSubject: b\r\n\r\n", headerInfo{Subject: "a"}},
+		{"garbage From is kept as text", "From: not an address ((\r\n\r\n", headerInfo{From: "not an address (("}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := scanHeader(strings.NewReader(c.msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Errorf("got %+v, want %+v", got, c.want)
+			}
+		})
+	}
+}
+
+func FuzzScanHeader(f *testing.F) {
+	f.Add("From: a@b.example\r\nSubject: hi\r\n\r\nbody")
+	f.Add("Subject: =?UTF-8?B?w7w=?=\r\n =?ISO-8859-1?Q?a?=\r\n\r\n")
+	f.Add("Received: x\r\n\tfolded\r\n\r\n")
+	f.Add("\r\n")
+	f.Add(":\r\n \r\n")
+	f.Fuzz(func(t *testing.T, msg string) {
+		h, err := scanHeader(strings.NewReader(msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len([]rune(h.Subject)) > 200 || len([]rune(h.From)) > 200 {
+			t.Fatalf("unbounded field: %+v", h)
+		}
+		if h.Received > strings.Count(msg, ":") {
+			t.Fatalf("counted %d Received fields in %q", h.Received, msg)
+		}
+	})
+}
