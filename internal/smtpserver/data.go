@@ -68,13 +68,20 @@ func (s *session) cmdBdat(arg string) {
 		dst = s.bdat.w
 	}
 	s.dc.timeout = s.cfg.DataTimeout
-	if _, err := io.CopyN(dst, s.r, size); err != nil {
-		var r *smtp.Reply
-		if errors.As(err, &r) || !isReadError(err) {
-			s.fail(err)
+	src := &readErrRecorder{r: s.r}
+	if _, err := io.CopyN(dst, src, size); err != nil {
+		if src.err != nil {
+			s.endMidTransfer(src.err)
 			return
 		}
-		s.endMidTransfer(err)
+		// The spool failed mid-chunk: skip the rest of the chunk to stay
+		// in sync, then refuse the message.
+		if _, rerr := io.CopyN(io.Discard, s.r, size-src.n); rerr != nil {
+			s.endMidTransfer(rerr)
+			return
+		}
+		s.resetTransaction()
+		s.fail(spoolFailure(err))
 		return
 	}
 	if !ready {
@@ -89,15 +96,31 @@ func (s *session) cmdBdat(arg string) {
 	defer b.spool.Close()
 	res, err := b.w.Close()
 	if err != nil {
-		s.fail(err)
 		s.resetTransaction()
+		s.fail(spoolFailure(err))
 		return
 	}
 	s.finishMessage(b.spool, res)
 }
 
-func isReadError(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err) || strings.Contains(err.Error(), "connection")
+// readErrRecorder tells read errors (the connection is gone) from write
+// errors (the spool failed) in an io.Copy.
+type readErrRecorder struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (r *readErrRecorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.n += int64(n)
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		r.err = err
+	}
+	return n, err
 }
 
 // spoolFailure is the reply when a message could not be held while it was
