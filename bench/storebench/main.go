@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -144,15 +145,16 @@ type Result struct {
 	Secs                float64
 	P50ms, P99ms, Maxms float64
 	Batches, Fsyncs     int64
-	DevFlushes          int64 // device flush requests during the run, -1 if unknown
-	DevKiB              int64 // KiB written to the device during the run, -1 if unknown
+	DevFlushes          int64   // device flush requests during the run, -1 if unknown
+	DevKiB              int64   // KiB written to the device during the run, -1 if unknown
+	CPUus               float64 // process CPU time (user+sys) per commit, microseconds
 }
 
 func (r Result) CPS() float64 { return float64(r.N) / r.Secs }
 
 func (r Result) Line() string {
-	return fmt.Sprintf("RESULT engine=%s writers=%d n=%d size=%d secs=%.3f cps=%.1f p50ms=%.3f p99ms=%.3f maxms=%.3f batches=%d fsyncs=%d devflushes=%d devkib=%d",
-		r.Engine, r.Writers, r.N, r.Size, r.Secs, r.CPS(), r.P50ms, r.P99ms, r.Maxms, r.Batches, r.Fsyncs, r.DevFlushes, r.DevKiB)
+	return fmt.Sprintf("RESULT engine=%s writers=%d n=%d size=%d secs=%.3f cps=%.1f p50ms=%.3f p99ms=%.3f maxms=%.3f batches=%d fsyncs=%d devflushes=%d devkib=%d cpuus=%.0f",
+		r.Engine, r.Writers, r.N, r.Size, r.Secs, r.CPS(), r.P50ms, r.P99ms, r.Maxms, r.Batches, r.Fsyncs, r.DevFlushes, r.DevKiB, r.CPUus)
 }
 
 func run(e Engine, writers, n, size int, maxDur time.Duration, dev string) (Result, error) {
@@ -167,6 +169,7 @@ func run(e Engine, writers, n, size int, maxDur time.Duration, dev string) (Resu
 	deadline := time.Now().Add(maxDur)
 
 	flush0, sect0 := diskCounters(dev)
+	cpu0 := cpuTime()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < writers; w++ {
@@ -211,6 +214,7 @@ func run(e Engine, writers, n, size int, maxDur time.Duration, dev string) (Resu
 	wg.Wait()
 	secs := time.Since(start).Seconds()
 	flush1, sect1 := diskCounters(dev)
+	cpu := cpuTime() - cpu0
 	if err, _ := failed.Load().(error); err != nil {
 		return Result{}, err
 	}
@@ -230,7 +234,8 @@ func run(e Engine, writers, n, size int, maxDur time.Duration, dev string) (Resu
 	b, f := e.Stats()
 	r := Result{Writers: writers, N: n, Size: size, Secs: secs,
 		P50ms: pct(0.50), P99ms: pct(0.99), Maxms: float64(all[len(all)-1]) / 1e6,
-		Batches: b, Fsyncs: f, DevFlushes: -1, DevKiB: -1}
+		Batches: b, Fsyncs: f, DevFlushes: -1, DevKiB: -1,
+		CPUus: float64(cpu.Microseconds()) / float64(n)}
 	if flush0 >= 0 && flush1 >= 0 {
 		r.DevFlushes = flush1 - flush0
 		r.DevKiB = (sect1 - sect0) / 2
@@ -282,4 +287,13 @@ func diskCounters(dev string) (flushes, sectors int64) {
 		}
 	}
 	return -1, -1
+}
+
+// cpuTime returns the user+system CPU time of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -45,8 +45,8 @@ func printReport(path string) error {
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	fmt.Println("| engine | writers | n | runs | commits/s min | median | max | p99 ms (median) | p50 ms (median) | avg batch | device flushes/batch | device KiB written/msg |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| engine | writers | n | runs | commits/s min | median | max | p99 ms (median) | p50 ms (median) | avg batch | device flushes/batch | device KiB written/msg | CPU µs/commit |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, k := range order {
 		rs := groups[k]
 		num := func(kv map[string]string, f string) float64 {
@@ -90,10 +90,14 @@ func printReport(path string) error {
 			kb := num(r, "devkib")
 			return kb / num(r, "n"), kb >= 0
 		}, "%.1f")
+		cpu := derived(func(r map[string]string) (float64, bool) {
+			_, ok := r["cpuus"]
+			return num(r, "cpuus"), ok
+		}, "%.0f")
 		cps := col("cps")
-		fmt.Printf("| %s | %d | %s | %d | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %s | %s |\n",
+		fmt.Printf("| %s | %d | %s | %d | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %s | %s | %s |\n",
 			k.engine, k.writers, rs[0]["n"], len(rs), cps[0], median(cps), cps[len(cps)-1],
-			median(col("p99ms")), median(col("p50ms")), avgBatch, flushPerBatch, kibPerMsg)
+			median(col("p99ms")), median(col("p50ms")), avgBatch, flushPerBatch, kibPerMsg, cpu)
 	}
 	return nil
 }
