@@ -120,10 +120,13 @@ type LocalTarget struct {
 type Message struct {
 	QueueID  string
 	Envelope Envelope
+	// Received is every copy's internal date; the zero time means now.
 	Received time.Time
 	Body     io.Reader
-	Size     int64
-	Local    []LocalTarget
+	// Size is the body's length as announced, a hint: the store records
+	// the octets it reads from Body (0 when unknown).
+	Size  int64
+	Local []LocalTarget
 	// From and Subject are the decoded header fields, for listings.
 	From    string
 	Subject string

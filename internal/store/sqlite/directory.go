@@ -94,6 +94,7 @@ func (s *Store) Domains(ctx context.Context) ([]store.Domain, error) {
 // AddUser creates a user and its INBOX.
 func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 	u.Created = time.Now().Truncate(time.Second)
+	u.UsedBytes = 0 // what the new row holds, whatever the caller passed
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		if err := requireDomain(tx, domainOf(u.Address)); err != nil {
 			return err

@@ -24,24 +24,24 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 	if err != nil {
 		return fmt.Errorf("store: encode envelope: %w", err)
 	}
-	var inline []byte
-	var file string
-	if m.Size <= s.opts.InlineLimit {
-		if inline, err = readBody(m.Body, m.Size); err != nil {
-			return err
-		}
-	} else if file, err = s.writeBlob(m.Body); err != nil {
+	// UnixNano of the zero time is undefined: a missing date is now.
+	received := m.Received
+	if received.IsZero() {
+		received = time.Now()
+	}
+	inline, file, size, err := s.stageBody(m.Body, m.Size)
+	if err != nil {
 		return err
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.Exec(`INSERT INTO messages(queue_id, received, size, envelope, from_hdr, subject, body, body_file) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.QueueID, m.Received.UnixNano(), m.Size, string(env), m.From, m.Subject, inline, nullString(file))
+			m.QueueID, received.UnixNano(), size, string(env), m.From, m.Subject, inline, nullString(file))
 		if err != nil {
 			return err
 		}
 		msgID, _ := res.LastInsertId()
 		for _, t := range m.Local {
-			if err := insertCopy(tx, msgID, m, t); err != nil {
+			if err := insertCopy(tx, msgID, size, received, t); err != nil {
 				return err
 			}
 		}
@@ -59,9 +59,9 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 	return nil
 }
 
-// insertCopy puts one copy of message msgID into a user's mailbox under
-// the next UID.
-func insertCopy(tx *sql.Tx, msgID int64, m *store.Message, t store.LocalTarget) error {
+// insertCopy puts one copy of message msgID, of bodySize octets, into a
+// user's mailbox under the next UID.
+func insertCopy(tx *sql.Tx, msgID, bodySize int64, received time.Time, t store.LocalTarget) error {
 	var mboxID, modseq int64
 	var uid uint32
 	err := tx.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1
@@ -72,9 +72,9 @@ func insertCopy(tx *sql.Tx, msgID int64, m *store.Message, t store.LocalTarget) 
 	if err != nil {
 		return err
 	}
-	size := m.Size + int64(len(t.Prefix))
+	size := bodySize + int64(len(t.Prefix))
 	if _, err := tx.Exec(`INSERT INTO mailbox_messages(mailbox_id, uid, message_id, prefix, size, internal_date, modseq) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		mboxID, uid, msgID, t.Prefix, size, m.Received.UnixNano(), modseq); err != nil {
+		mboxID, uid, msgID, t.Prefix, size, received.UnixNano(), modseq); err != nil {
 		return err
 	}
 	_, err = tx.Exec(`UPDATE users SET used_bytes = used_bytes + ? WHERE id = ?`, size, t.UserID)
@@ -88,29 +88,43 @@ func nullString(s string) any {
 	return s
 }
 
-func readBody(r io.Reader, size int64) ([]byte, error) {
-	buf := bytes.NewBuffer(make([]byte, 0, size))
-	if _, err := buf.ReadFrom(r); err != nil {
-		return nil, fmt.Errorf("store: read message: %w", err)
+// stageBody reads a message body: one within InlineLimit is returned to be
+// stored in the database, a larger one is first written to a blob file.
+// hint is Message.Size: a body announced as large goes straight to a file,
+// but the size returned is always the octets read, so that a wrong or
+// missing hint cannot make Size disagree with what OpenMessage returns.
+func (s *Store) stageBody(r io.Reader, hint int64) (inline []byte, file string, size int64, err error) {
+	limit := s.opts.InlineLimit
+	if hint > limit {
+		file, size, err = s.writeBlob(r)
+		return nil, file, size, err
 	}
-	return buf.Bytes(), nil
+	buf := bytes.NewBuffer(make([]byte, 0, max(hint, 0)+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(r, limit+1)); err != nil {
+		return nil, "", 0, fmt.Errorf("store: read message: %w", err)
+	}
+	if int64(buf.Len()) <= limit {
+		return buf.Bytes(), "", int64(buf.Len()), nil
+	}
+	file, size, err = s.writeBlob(io.MultiReader(buf, r))
+	return nil, file, size, err
 }
 
 // writeBlob writes a large body to its own file under blobs/ and makes
 // both the file and its directory entry durable before the index commits
 // (the order mox's queue.Add uses; the reverse would index a body that a
 // crash can lose).
-func (s *Store) writeBlob(r io.Reader) (string, error) {
+func (s *Store) writeBlob(r io.Reader) (name string, size int64, err error) {
 	var rnd [12]byte
 	rand.Read(rnd[:])
-	name := hex.EncodeToString(rnd[:])
+	name = hex.EncodeToString(rnd[:])
 	dir := filepath.Join(s.dir, "blobs")
 	path := filepath.Join(dir, name)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
-		return "", storageErr("create blob", err)
+		return "", 0, storageErr("create blob", err)
 	}
-	_, err = io.Copy(f, r)
+	size, err = io.Copy(f, r)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -122,9 +136,9 @@ func (s *Store) writeBlob(r io.Reader) (string, error) {
 	}
 	if err != nil {
 		os.Remove(path)
-		return "", storageErr("write blob", err)
+		return "", 0, storageErr("write blob", err)
 	}
-	return name, nil
+	return name, size, nil
 }
 
 func syncDir(dir string) error {

@@ -34,13 +34,20 @@ type Options struct {
 
 // Store is the SQLite implementation of store.Store.
 type Store struct {
-	dir   string
-	opts  Options
-	wdb   *sql.DB // one connection: all writes, through the committer
-	rdb   *sql.DB // readers
-	reqs  chan *writeReq
-	done  chan struct{}
-	close sync.Once
+	dir  string
+	opts Options
+	wdb  *sql.DB // one connection: all writes, through the committer
+	rdb  *sql.DB // readers
+	reqs chan *writeReq
+	done chan struct{} // closed when the committer has finished
+
+	// mu guards closed and every send on reqs: senders hold it shared,
+	// Close exclusively while it closes reqs, so no send can meet a
+	// closed channel.
+	mu       sync.RWMutex
+	closed   bool
+	close    sync.Once
+	closeErr error
 }
 
 var _ store.Store = (*Store)(nil)
@@ -119,13 +126,18 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close waits for queued writes and closes the database.
+// Close waits for queued writes and closes the database. Writes after
+// Close fail with store.ErrStorage.
 func (s *Store) Close() error {
 	s.close.Do(func() {
+		s.mu.Lock()
+		s.closed = true
 		close(s.reqs)
+		s.mu.Unlock()
 		<-s.done
+		s.closeErr = errors.Join(s.wdb.Close(), s.rdb.Close())
 	})
-	return errors.Join(s.wdb.Close(), s.rdb.Close())
+	return s.closeErr
 }
 
 // writeReq is one unit of work for the group committer.
@@ -138,19 +150,28 @@ type writeReq struct {
 // and returns once that transaction is durably committed (or fn failed, in
 // which case none of fn's changes remain). It waits for the outcome even
 // when ctx ends, since the work may already be committed.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	req := &writeReq{fn: fn, err: make(chan error, 1)}
-	defer func() {
-		if r := recover(); r != nil { // send on closed channel: store closed
-			err = fmt.Errorf("store: closed: %w", store.ErrStorage)
-		}
-	}()
+	if err := s.enqueue(ctx, req); err != nil {
+		return err
+	}
+	return <-req.err
+}
+
+// enqueue hands req to the committer, unless the store is closed. Close
+// waits for a blocked send: the committer keeps draining until then.
+func (s *Store) enqueue(ctx context.Context, req *writeReq) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("store: closed: %w", store.ErrStorage)
+	}
 	select {
 	case s.reqs <- req:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return <-req.err
 }
 
 // committer runs the batches: each pending request gets a savepoint inside

@@ -1,0 +1,389 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"mailroom/internal/store"
+	"mailroom/internal/store/storetest"
+)
+
+// smallInline keeps bodies above 4 KiB in blob files, so that the suite
+// exercises both ways of storing a body.
+var smallInline = Options{InlineLimit: 4096}
+
+func open(t testing.TB, dir string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), dir, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return open(t, t.TempDir(), smallInline)
+	})
+}
+
+// setup opens a store with one user and returns both.
+func setup(t testing.TB, dir string, opts Options) (*Store, store.User) {
+	t.Helper()
+	s := open(t, dir, opts)
+	ctx := context.Background()
+	if err := s.AddDomain(ctx, store.Domain{Name: "a.example"}); err != nil {
+		t.Fatalf("AddDomain: %v", err)
+	}
+	u, err := s.AddUser(ctx, store.User{Address: "alice@a.example", PasswordHash: "h"})
+	if err != nil {
+		t.Fatalf("AddUser: %v", err)
+	}
+	return s, u
+}
+
+func newMessage(body []byte, subject string, to ...store.User) *store.Message {
+	m := &store.Message{
+		QueueID:  store.NewQueueID(),
+		Envelope: store.Envelope{MailFrom: "sender@remote.example"},
+		Received: time.Now(),
+		Body:     bytes.NewReader(body),
+		Size:     int64(len(body)),
+		Subject:  subject,
+	}
+	for _, u := range to {
+		m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: []byte("Delivered-To: " + u.Address + "\r\n")})
+	}
+	return m
+}
+
+func readMessage(t *testing.T, s *Store, u store.User, uid uint32) []byte {
+	t.Helper()
+	rc, _, err := s.OpenMessage(t.Context(), u.ID, store.Inbox, uid)
+	if err != nil {
+		t.Fatalf("OpenMessage(%d): %v", uid, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read message %d: %v", uid, err)
+	}
+	return b
+}
+
+func blobFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestDataSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, u := setup(t, dir, smallInline)
+	small := []byte("Subject: small\r\n\r\nsmall body\r\n")
+	large := bytes.Repeat([]byte("0123456789abcdef\r\n"), 1000)
+	for _, body := range [][]byte{small, large} {
+		if err := s.Accept(t.Context(), newMessage(body, "m", u)); err != nil {
+			t.Fatalf("Accept: %v", err)
+		}
+	}
+	if err := s.SetPassword(t.Context(), u.Address, "h2"); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.MailboxStatus(t.Context(), u.ID, store.Inbox)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = open(t, dir, smallInline)
+	defer s.Close()
+	got, err := s.User(t.Context(), u.Address)
+	if err != nil || got.ID != u.ID || got.PasswordHash != "h2" || got.UsedBytes == 0 {
+		t.Errorf("after reopening, User = %+v, %v; want ID %d, hash h2, some bytes used", got, err, u.ID)
+	}
+	if after, _ := s.MailboxStatus(t.Context(), u.ID, store.Inbox); after != before {
+		t.Errorf("after reopening, INBOX status = %+v, want %+v", after, before)
+	}
+	for uid, body := range map[uint32][]byte{1: small, 2: large} {
+		want := append([]byte("Delivered-To: "+u.Address+"\r\n"), body...)
+		if got := readMessage(t, s, u, uid); !bytes.Equal(got, want) {
+			t.Errorf("after reopening, message %d has %d bytes, want %d", uid, len(got), len(want))
+		}
+	}
+	// And the reopened store keeps numbering where it left off.
+	if err := s.Accept(t.Context(), newMessage(small, "m", u)); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := s.Messages(t.Context(), u.ID, store.Inbox); len(ms) != 3 || ms[2].UID != 3 {
+		t.Errorf("after reopening, the next message got %+v, want UID 3", ms)
+	}
+}
+
+// TestTwoHandles opens the same directory twice, as the CLI does while the
+// server runs: each handle has its own committer, and SQLite's locking
+// must keep their writes apart and UIDs unique.
+func TestTwoHandles(t *testing.T) {
+	dir := t.TempDir()
+	server, u := setup(t, dir, smallInline)
+	defer server.Close()
+	cli := open(t, dir, smallInline)
+	defer cli.Close()
+	ctx := t.Context()
+
+	if _, err := cli.User(ctx, u.Address); err != nil {
+		t.Fatalf("the second handle does not see the first's user: %v", err)
+	}
+	if err := cli.AddDomain(ctx, store.Domain{Name: "b.example"}); err != nil {
+		t.Fatalf("AddDomain through the second handle: %v", err)
+	}
+	if _, err := server.Domain(ctx, "b.example"); err != nil {
+		t.Fatalf("the first handle does not see the second's domain: %v", err)
+	}
+	err := server.AddDomain(ctx, store.Domain{Name: "b.example"})
+	if !errors.Is(err, store.ErrExists) {
+		t.Errorf("adding the other handle's domain again: %v, want ErrExists", err)
+	}
+
+	const each = 100
+	var wg sync.WaitGroup
+	for _, s := range []*Store{server, cli} {
+		for g := range 5 {
+			wg.Go(func() {
+				for i := range each / 5 {
+					body := fmt.Appendf(nil, "message %d.%d\r\n", g, i)
+					if err := s.Accept(ctx, newMessage(body, "m", u)); err != nil {
+						t.Errorf("Accept: %v", err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for name, s := range map[string]*Store{"first": server, "second": cli} {
+		ms, err := s.Messages(ctx, u.ID, store.Inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) != 2*each {
+			t.Errorf("the %s handle lists %d messages, want %d", name, len(ms), 2*each)
+		}
+		for i, mi := range ms {
+			if mi.UID != uint32(i+1) {
+				t.Fatalf("the %s handle: message %d has UID %d", name, i+1, mi.UID)
+			}
+		}
+	}
+}
+
+// TestFailureInBatchIsolated queues good and failing requests behind one
+// that holds the committer, so that they all share the next batch, and
+// checks that only the failing one is undone.
+func TestFailureInBatchIsolated(t *testing.T) {
+	s := open(t, t.TempDir(), Options{})
+	defer s.Close()
+	ctx := t.Context()
+
+	started, release := make(chan struct{}), make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce() // before Close, which waits for the committer
+	held := make(chan error, 1)
+	go func() {
+		held <- s.write(ctx, func(tx *sql.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+
+	const good = 20
+	errBad := errors.New("this request fails")
+	results := make(chan error, good+1)
+	for i := range good {
+		go func() {
+			results <- s.write(ctx, func(tx *sql.Tx) error {
+				_, err := tx.Exec(`INSERT INTO domains(name, created) VALUES (?, 0)`, fmt.Sprintf("good%d.example", i))
+				return err
+			})
+		}()
+	}
+	go func() {
+		results <- s.write(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.Exec(`INSERT INTO domains(name, created) VALUES ('bad.example', 0)`); err != nil {
+				return err
+			}
+			return errBad
+		})
+	}()
+	// Wait until all of them are queued behind the held request.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.reqs) < good+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d requests queued", len(s.reqs))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	releaseOnce()
+	if err := <-held; err != nil {
+		t.Fatalf("the held request: %v", err)
+	}
+
+	var failed int
+	for range good + 1 {
+		if err := <-results; err != nil {
+			if !errors.Is(err, errBad) {
+				t.Errorf("write: %v, want nil or the request's own error", err)
+			}
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d requests failed, want 1", failed)
+	}
+	ds, err := s.Domains(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != good {
+		t.Errorf("%d domains committed, want the %d good ones", len(ds), good)
+	}
+	if _, err := s.Domain(ctx, "bad.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the failed request's insert survived: %v", err)
+	}
+}
+
+func TestFailedAcceptLeavesNoRowOrBlob(t *testing.T) {
+	dir := t.TempDir()
+	s, u := setup(t, dir, smallInline)
+	defer s.Close()
+	for _, body := range [][]byte{[]byte("small\r\n"), bytes.Repeat([]byte("large\r\n"), 2000)} {
+		m := newMessage(body, "doomed", u)
+		m.Local = append(m.Local, store.LocalTarget{UserID: u.ID + 1, Mailbox: store.Inbox})
+		if err := s.Accept(t.Context(), m); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Accept to a missing user: %v, want ErrNotFound", err)
+		}
+	}
+	var n int
+	if err := s.rdb.QueryRow(`SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM mailbox_messages)`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d message rows remain after failed Accepts", n)
+	}
+	if files := blobFiles(t, dir); len(files) != 0 {
+		t.Errorf("blob files remain after failed Accepts: %q", files)
+	}
+}
+
+func TestDeleteUserRemovesUnsharedBlobs(t *testing.T) {
+	dir := t.TempDir()
+	s, alice := setup(t, dir, smallInline)
+	defer s.Close()
+	bob, err := s.AddUser(t.Context(), store.User{Address: "bob@a.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	large := bytes.Repeat([]byte("large\r\n"), 2000)
+	for _, m := range []*store.Message{newMessage(large, "shared", alice, bob), newMessage(large, "alice's", alice)} {
+		if err := s.Accept(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if files := blobFiles(t, dir); len(files) != 2 {
+		t.Fatalf("%d blob files, want 2", len(files))
+	}
+	if err := s.DeleteUser(t.Context(), alice.Address); err != nil {
+		t.Fatal(err)
+	}
+	if files := blobFiles(t, dir); len(files) != 1 {
+		t.Errorf("after deleting alice, %d blob files remain, want bob's one", len(files))
+	}
+	if got := readMessage(t, s, bob, 1); !bytes.HasSuffix(got, large) {
+		t.Errorf("bob's shared message lost its body")
+	}
+}
+
+// TestCloseWhileWriting closes the store under writers: each write either
+// commits or fails with ErrStorage, and none panics or hangs.
+func TestCloseWhileWriting(t *testing.T) {
+	s, u := setup(t, t.TempDir(), Options{})
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for {
+				err := s.Accept(ctx, newMessage([]byte("x\r\n"), "m", u))
+				if errors.Is(err, store.ErrStorage) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Accept: %v, want nil or ErrStorage", err)
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := s.AddDomain(ctx, store.Domain{Name: "late.example"}); !errors.Is(err, store.ErrStorage) {
+		t.Errorf("AddDomain after Close: %v, want ErrStorage", err)
+	}
+}
+
+// BenchmarkAccept measures concurrent deliveries of a 10 KiB message to
+// one of eight users, the group committer sharing fsyncs among them. It
+// runs 16 goroutines per CPU, like many SMTP sessions at once.
+func BenchmarkAccept(b *testing.B) {
+	s, u := setup(b, b.TempDir(), Options{})
+	defer s.Close()
+	users := []store.User{u}
+	for i := range 7 {
+		v, err := s.AddUser(context.Background(), store.User{Address: fmt.Sprintf("user%d@a.example", i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		users = append(users, v)
+	}
+	body := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopq\r\n"), 160) // 10 KiB
+	var mu sync.Mutex
+	next := 0
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		mu.Lock()
+		to := users[next%len(users)]
+		next++
+		mu.Unlock()
+		for pb.Next() {
+			if err := s.Accept(context.Background(), newMessage(body, "bench", to)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
