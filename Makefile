@@ -31,6 +31,7 @@ fuzz:
 	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzParsePath$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzParseParams$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzReadData$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzChunkWriter$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/smtpserver -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/inbound -run '^$$' -fuzz '^FuzzScanHeader$$' -fuzztime $(FUZZTIME)

@@ -126,6 +126,9 @@ func Load(path string) (*Config, error) {
 // Parse reads TOML data (named name in errors) over the defaults.
 func Parse(name string, data []byte) (*Config, error) {
 	c := Default()
+	if err := checkValueKinds(name, data); err != nil {
+		return nil, err
+	}
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(c); err != nil {
 		return nil, describe(name, err)
@@ -147,7 +150,8 @@ func lineOf(data []byte, dotted string) int {
 	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if strings.HasPrefix(line, "[") {
-			table = strings.Trim(line, "[] ")
+			header, _, _ := strings.Cut(strings.TrimLeft(line, "["), "]") // drop a trailing comment
+			table = strings.TrimSpace(header)
 			continue
 		}
 		k, _, ok := strings.Cut(line, "=")
@@ -188,14 +192,17 @@ func describe(name string, err error) error {
 	return fmt.Errorf("%s: %w", name, err)
 }
 
-// validate checks values that the types alone cannot.
+// validate checks values that the types alone cannot, and puts the host
+// name in its canonical form (lower case, A-labels).
 func (c *Config) validate() error {
 	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {
 		return fmt.Errorf("hostname: %q is not a host name", c.Hostname)
 	}
-	if _, err := smtp.NormalizeDomain(c.Hostname); err != nil {
+	h, err := smtp.NormalizeDomain(c.Hostname)
+	if err != nil {
 		return fmt.Errorf("hostname: %q is not a valid domain name", c.Hostname)
 	}
+	c.Hostname = h // the greeting and Received fields need A-labels
 	if c.DataDir == "" {
 		return errors.New("data_dir: must not be empty")
 	}
@@ -215,7 +222,8 @@ func (c *Config) validate() error {
 		{s.DataTimeout.D() >= time.Second, "smtp.data_timeout: must be at least 1s (RFC 5321 4.5.3.2 asks for 3m)"},
 		{s.BareLineEndings == "reject" || s.BareLineEndings == "normalize", `smtp.bare_line_endings: must be "reject" or "normalize"`},
 		{len(s.SubaddressSeparator) <= 1, `smtp.subaddress_separator: must be one character such as "+", or "" to turn sub-addressing off`},
-		{(c.TLS.CertFile == "") == (c.TLS.KeyFile == ""), "tls: cert_file and key_file must be given together"},
+		{c.TLS.CertFile == "" || c.TLS.KeyFile != "", "tls.cert_file: key_file must be given with it"},
+		{c.TLS.KeyFile == "" || c.TLS.CertFile != "", "tls.key_file: cert_file must be given with it"},
 		{c.Log.Format == "text" || c.Log.Format == "json", `log.format: must be "text" or "json"`},
 		{validLevel(c.Log.Level), `log.level: must be "debug", "info", "warn" or "error"`},
 	}

@@ -89,7 +89,7 @@ func (h *HostPort) UnmarshalText(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("%q is not host:port (write IPv6 as \"[::1]:2525\")", b)
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 || strings.Trim(port, "0123456789") != "" {
 		return fmt.Errorf("%q has a bad port: it must be a number from 0 to 65535", b)
 	}
 	if host != "" && strings.ContainsAny(host, " /") {

@@ -67,7 +67,7 @@ func ParsePath(s string, allowNull bool) (Address, string, error) {
 		}
 		return Address{}, rest, nil
 	}
-	if len(inner) > 256 {
+	if end+1 > 256 { // RFC 5321 4.5.3.1.3: 256 octets with the brackets
 		return Address{}, "", ErrPathTooLong
 	}
 	if inner[0] == '@' { // A-d-l ":" Mailbox
@@ -197,9 +197,11 @@ func normalizeDomain(d string) (string, error) {
 			return "", ErrDomainSyntax
 		}
 		lit := d[1 : len(d)-1]
-		if v6, ok := strings.CutPrefix(lit, "IPv6:"); ok {
+		if tag, v6, ok := strings.Cut(lit, ":"); ok && strings.EqualFold(tag, "IPv6") {
+			// A zone ("%eth0") has no meaning off the host and may hold
+			// any octet, so it is refused.
 			ip, err := netip.ParseAddr(v6)
-			if err != nil || !ip.Is6() {
+			if err != nil || !ip.Is6() || ip.Zone() != "" {
 				return "", ErrDomainSyntax
 			}
 			return "[IPv6:" + ip.String() + "]", nil

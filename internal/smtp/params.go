@@ -58,7 +58,7 @@ func ParseMailParams(s string) (MailParams, error) {
 		switch k {
 		case "SIZE":
 			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 || len(v) > 20 {
+			if err != nil || n < 0 || len(v) > 20 || !allDigits(v) {
 				return p, Errorf(501, "5.5.4", "SIZE must be a number of octets")
 			}
 			p.Size = n
@@ -83,8 +83,8 @@ func ParseMailParams(s string) (MailParams, error) {
 			}
 		case "ENVID":
 			id, ok := DecodeXtext(v)
-			if !ok || len(v) > 100 {
-				return p, Errorf(501, "5.5.4", "ENVID must be xtext of at most 100 characters")
+			if !ok || v == "" || len(v) > 100 || !printableASCII(id) {
+				return p, Errorf(501, "5.5.4", "ENVID must be xtext of at most 100 characters, decoding to printable ASCII")
 			}
 			p.EnvID = id
 		default:
@@ -111,7 +111,7 @@ func ParseRcptParams(s string) (RcptParams, error) {
 		case "ORCPT":
 			typ, addr, ok := strings.Cut(v, ";")
 			dec, valid := DecodeXtext(addr)
-			if !ok || typ == "" || !valid || dec == "" || len(v) > 500 {
+			if !ok || !isAddrType(typ) || !valid || dec == "" || len(v) > 500 || !printableASCII(dec) {
 				return p, Errorf(501, "5.5.4", "ORCPT must be addr-type;xtext-address")
 			}
 			p.ORcpt = strings.ToLower(typ) + ";" + dec
@@ -144,6 +144,41 @@ func parseNotify(v string) ([]string, error) {
 		return nil, bad
 	}
 	return out, nil
+}
+
+// allDigits reports whether s is 1*DIGIT (RFC 1870 size-value); ParseInt
+// alone would also take a sign.
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// isAddrType reports whether t is an ORCPT addr-type: an atom such as
+// "rfc822" (RFC 3461 4.2).
+func isAddrType(t string) bool {
+	for i := 0; i < len(t); i++ {
+		if t[i] >= 0x80 || !isAtext(rune(t[i])) {
+			return false
+		}
+	}
+	return t != ""
+}
+
+// printableASCII reports whether a decoded ENVID or ORCPT holds only
+// printable US-ASCII and spaces (RFC 3461 4.2, 4.4). Both are stored with
+// the envelope and end up in DSN header fields (RFC 3464 2.2.1, 2.3.1),
+// where a decoded CR or LF would inject a field.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // DecodeXtext decodes RFC 3461 4 xtext ("+XX" hex escapes). It reports
