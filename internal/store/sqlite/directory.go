@@ -20,7 +20,7 @@ func domainOf(address string) string {
 
 // AddDomain adds a local domain.
 func (s *Store) AddDomain(ctx context.Context, d store.Domain) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *wtx) error {
 		_, err := tx.Exec(`INSERT INTO domains(name, catch_all, created) VALUES (?, ?, ?)`,
 			d.Name, d.CatchAll, time.Now().Unix())
 		if isUniqueViolation(err) {
@@ -32,7 +32,7 @@ func (s *Store) AddDomain(ctx context.Context, d store.Domain) error {
 
 // DeleteDomain removes a domain that has no users and no aliases left.
 func (s *Store) DeleteDomain(ctx context.Context, name string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *wtx) error {
 		var n int
 		if err := tx.QueryRow(`SELECT (SELECT count(*) FROM users WHERE domain = ?) + (SELECT count(*) FROM aliases WHERE domain = ?)`,
 			name, name).Scan(&n); err != nil {
@@ -62,7 +62,7 @@ func expectOne(res sql.Result, err error) func(what string) error {
 func (s *Store) Domain(ctx context.Context, name string) (store.Domain, error) {
 	var d store.Domain
 	var created int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT name, catch_all, created FROM domains WHERE name = ?`, name).
+	err := s.queryRow(ctx, `SELECT name, catch_all, created FROM domains WHERE name = ?`, name).
 		Scan(&d.Name, &d.CatchAll, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, fmt.Errorf("domain %s: %w", name, store.ErrNotFound)
@@ -73,7 +73,7 @@ func (s *Store) Domain(ctx context.Context, name string) (store.Domain, error) {
 
 // Domains lists all domains by name.
 func (s *Store) Domains(ctx context.Context) ([]store.Domain, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT name, catch_all, created FROM domains ORDER BY name`)
+	rows, err := s.query(ctx, `SELECT name, catch_all, created FROM domains ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func (s *Store) Domains(ctx context.Context) ([]store.Domain, error) {
 func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 	u.Created = time.Now().Truncate(time.Second)
 	u.UsedBytes = 0 // what the new row holds, whatever the caller passed
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *wtx) error {
 		if err := requireDomain(tx, domainOf(u.Address)); err != nil {
 			return err
 		}
@@ -128,7 +128,7 @@ func newUIDValidity() uint32 {
 	return uint32(time.Now().Unix()) ^ rand.Uint32()&0xffff | 1
 }
 
-func requireDomain(tx *sql.Tx, domain string) error {
+func requireDomain(tx *wtx, domain string) error {
 	var n int
 	if err := tx.QueryRow(`SELECT count(*) FROM domains WHERE name = ?`, domain).Scan(&n); err != nil {
 		return err
@@ -142,7 +142,7 @@ func requireDomain(tx *sql.Tx, domain string) error {
 // DeleteUser removes a user with all its mailboxes and messages.
 func (s *Store) DeleteUser(ctx context.Context, address string) error {
 	var files []string
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *wtx) error {
 		var id int64
 		err := tx.QueryRow(`SELECT id FROM users WHERE address = ?`, address).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -185,7 +185,7 @@ func (s *Store) DeleteUser(ctx context.Context, address string) error {
 
 // User returns one user.
 func (s *Store) User(ctx context.Context, address string) (store.User, error) {
-	u, err := scanUser(s.rdb.QueryRowContext(ctx, userColumns+` WHERE address = ?`, address))
+	u, err := scanUser(s.queryRow(ctx, userColumns+` WHERE address = ?`, address))
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, fmt.Errorf("user %s: %w", address, store.ErrNotFound)
 	}
@@ -206,7 +206,7 @@ func scanUser(r scanner) (store.User, error) {
 
 // Users lists users, of one domain or all.
 func (s *Store) Users(ctx context.Context, domain string) ([]store.User, error) {
-	rows, err := s.rdb.QueryContext(ctx, userColumns+` WHERE ? = '' OR domain = ? ORDER BY address`, domain, domain)
+	rows, err := s.query(ctx, userColumns+` WHERE ? = '' OR domain = ? ORDER BY address`, domain, domain)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +224,7 @@ func (s *Store) Users(ctx context.Context, domain string) ([]store.User, error) 
 
 // SetPassword replaces a user's password hash.
 func (s *Store) SetPassword(ctx context.Context, address, hash string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *wtx) error {
 		return expectOne(tx.Exec(`UPDATE users SET password_hash = ? WHERE address = ?`, hash, address))("user " + address)
 	})
 }
@@ -236,7 +236,7 @@ func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *wtx) error {
 		if err := requireDomain(tx, domainOf(a.Address)); err != nil {
 			return err
 		}
@@ -258,14 +258,14 @@ func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
 
 // DeleteAlias removes an alias.
 func (s *Store) DeleteAlias(ctx context.Context, address string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *wtx) error {
 		return expectOne(tx.Exec(`DELETE FROM aliases WHERE address = ?`, address))("alias " + address)
 	})
 }
 
 // Alias returns one alias.
 func (s *Store) Alias(ctx context.Context, address string) (store.Alias, error) {
-	a, err := scanAlias(s.rdb.QueryRowContext(ctx, `SELECT address, targets, created FROM aliases WHERE address = ?`, address))
+	a, err := scanAlias(s.queryRow(ctx, `SELECT address, targets, created FROM aliases WHERE address = ?`, address))
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, fmt.Errorf("alias %s: %w", address, store.ErrNotFound)
 	}
@@ -285,7 +285,7 @@ func scanAlias(r scanner) (store.Alias, error) {
 
 // Aliases lists aliases, of one domain or all.
 func (s *Store) Aliases(ctx context.Context, domain string) ([]store.Alias, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT address, targets, created FROM aliases WHERE ? = '' OR domain = ? ORDER BY address`, domain, domain)
+	rows, err := s.query(ctx, `SELECT address, targets, created FROM aliases WHERE ? = '' OR domain = ? ORDER BY address`, domain, domain)
 	if err != nil {
 		return nil, err
 	}

@@ -33,8 +33,8 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 	if err != nil {
 		return err
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`INSERT INTO messages(queue_id, received, size, envelope, from_hdr, subject, body, body_file) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	err = s.write(ctx, func(tx *wtx) error {
+		res, err := tx.Exec(sqlInsertMessage,
 			m.QueueID, received.UnixNano(), size, string(env), m.From, m.Subject, inline, nullString(file))
 		if err != nil {
 			return err
@@ -61,11 +61,10 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 
 // insertCopy puts one copy of message msgID, of bodySize octets, into a
 // user's mailbox under the next UID.
-func insertCopy(tx *sql.Tx, msgID, bodySize int64, received time.Time, t store.LocalTarget) error {
+func insertCopy(tx *wtx, msgID, bodySize int64, received time.Time, t store.LocalTarget) error {
 	var mboxID, modseq int64
 	var uid uint32
-	err := tx.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1
-		WHERE user_id = ? AND name = ? RETURNING id, uidnext - 1, highest_modseq`, t.UserID, t.Mailbox).Scan(&mboxID, &uid, &modseq)
+	err := tx.QueryRow(sqlNextUID, t.UserID, t.Mailbox).Scan(&mboxID, &uid, &modseq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("mailbox %q of user %d: %w", t.Mailbox, t.UserID, store.ErrNotFound)
 	}
@@ -73,11 +72,11 @@ func insertCopy(tx *sql.Tx, msgID, bodySize int64, received time.Time, t store.L
 		return err
 	}
 	size := bodySize + int64(len(t.Prefix))
-	if _, err := tx.Exec(`INSERT INTO mailbox_messages(mailbox_id, uid, message_id, prefix, size, internal_date, modseq) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	if _, err := tx.Exec(sqlInsertCopy,
 		mboxID, uid, msgID, t.Prefix, size, received.UnixNano(), modseq); err != nil {
 		return err
 	}
-	_, err = tx.Exec(`UPDATE users SET used_bytes = used_bytes + ? WHERE id = ?`, size, t.UserID)
+	_, err = tx.Exec(sqlAddUsed, size, t.UserID)
 	return err
 }
 
@@ -152,7 +151,7 @@ func syncDir(dir string) error {
 
 // deleteUnreferenced deletes the given messages that no mailbox holds any
 // more and returns the blob files to remove once the deletion commits.
-func deleteUnreferenced(tx *sql.Tx, ids []int64) ([]string, error) {
+func deleteUnreferenced(tx *wtx, ids []int64) ([]string, error) {
 	var files []string
 	for _, id := range ids {
 		var file sql.NullString
@@ -178,7 +177,7 @@ func (s *Store) removeBlobs(files []string) {
 
 // Messages lists a mailbox in UID order.
 func (s *Store) Messages(ctx context.Context, userID int64, mailbox string) ([]store.MessageInfo, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT mm.uid, m.queue_id, mm.internal_date, mm.size, mm.flags, mm.modseq, m.from_hdr, m.subject
+	rows, err := s.query(ctx, `SELECT mm.uid, m.queue_id, mm.internal_date, mm.size, mm.flags, mm.modseq, m.from_hdr, m.subject
 		FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id JOIN messages m ON m.id = mm.message_id
 		WHERE mb.user_id = ? AND mb.name = ? ORDER BY mm.uid`, userID, mailbox)
 	if err != nil {
@@ -207,7 +206,7 @@ func (s *Store) OpenMessage(ctx context.Context, userID int64, mailbox string, u
 	var flags string
 	var prefix, body []byte
 	var file sql.NullString
-	err := s.rdb.QueryRowContext(ctx, `SELECT m.queue_id, mm.internal_date, mm.size, mm.flags, mm.modseq, m.from_hdr, m.subject, m.envelope, mm.prefix, m.body, m.body_file
+	err := s.queryRow(ctx, `SELECT m.queue_id, mm.internal_date, mm.size, mm.flags, mm.modseq, m.from_hdr, m.subject, m.envelope, mm.prefix, m.body, m.body_file
 		FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id JOIN messages m ON m.id = mm.message_id
 		WHERE mb.user_id = ? AND mb.name = ? AND mm.uid = ?`, userID, mailbox, uid).
 		Scan(&mi.QueueID, &date, &mi.Size, &flags, &mi.ModSeq, &mi.From, &mi.Subject, &mi.Envelope, &prefix, &body, &file)
@@ -235,7 +234,7 @@ func (s *Store) OpenMessage(ctx context.Context, userID int64, mailbox string, u
 // MailboxStatus describes one mailbox.
 func (s *Store) MailboxStatus(ctx context.Context, userID int64, mailbox string) (store.MailboxStatus, error) {
 	st := store.MailboxStatus{Name: mailbox}
-	err := s.rdb.QueryRowContext(ctx, `SELECT uidvalidity, uidnext, highest_modseq, (SELECT count(*) FROM mailbox_messages WHERE mailbox_id = mb.id)
+	err := s.queryRow(ctx, `SELECT uidvalidity, uidnext, highest_modseq, (SELECT count(*) FROM mailbox_messages WHERE mailbox_id = mb.id)
 		FROM mailboxes mb WHERE user_id = ? AND name = ?`, userID, mailbox).Scan(&st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.Messages)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, fmt.Errorf("mailbox %s: %w", mailbox, store.ErrNotFound)

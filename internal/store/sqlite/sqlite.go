@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"mailroom/internal/store"
 
@@ -44,10 +46,16 @@ type Store struct {
 	// mu guards closed and every send on reqs: senders hold it shared,
 	// Close exclusively while it closes reqs, so no send can meet a
 	// closed channel.
-	mu       sync.RWMutex
-	closed   bool
-	close    sync.Once
-	closeErr error
+	mu        sync.RWMutex
+	closed    bool
+	stmts     map[string]*sql.Stmt // hot statements prepared on wdb
+	readStmts sync.Map             // query -> *sql.Stmt prepared on rdb
+
+	walReset        atomic.Bool // the checkpointer asks the committer to let the WAL start over
+	stopCheckpoints chan struct{}
+	checkpointsDone chan struct{}
+	close           sync.Once
+	closeErr        error
 }
 
 var _ store.Store = (*Store)(nil)
@@ -64,29 +72,39 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: create data directory: %w", err)
 	}
 	path := filepath.Join(dir, "mailroom.db")
-	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"} {
-		q.Add("_pragma", p)
+	dsn := func(pragmas ...string) string {
+		q := url.Values{}
+		for _, p := range append([]string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"}, pragmas...) {
+			q.Add("_pragma", p)
+		}
+		q.Set("_txlock", "immediate")
+		return "file:" + path + "?" + q.Encode()
 	}
-	q.Set("_txlock", "immediate")
-	dsn := "file:" + path + "?" + q.Encode()
-	wdb, err := sql.Open("sqlite", dsn)
+	// The writer never checkpoints: a checkpoint copies the WAL into the
+	// database and fsyncs it, and doing that inside the commit path stalled
+	// every session waiting for its 250. The checkpointer does it beside.
+	wdb, err := sql.Open("sqlite", dsn("wal_autocheckpoint(0)"))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	wdb.SetMaxOpenConns(1)
-	rdb, err := sql.Open("sqlite", dsn)
+	rdb, err := sql.Open("sqlite", dsn())
 	if err != nil {
 		wdb.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	rdb.SetMaxOpenConns(8)
-	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, reqs: make(chan *writeReq, 1024), done: make(chan struct{})}
-	if err := s.migrate(ctx); err != nil {
+	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, reqs: make(chan *writeReq, 1024), done: make(chan struct{}),
+		stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
+	if err := s.migrate(ctx); err == nil {
+		err = s.prepare()
+	}
+	if err != nil {
 		wdb.Close()
 		rdb.Close()
 		return nil, err
 	}
+	go s.checkpointer()
 	go s.committer()
 	return s, nil
 }
@@ -135,14 +153,65 @@ func (s *Store) Close() error {
 		close(s.reqs)
 		s.mu.Unlock()
 		<-s.done
+		close(s.stopCheckpoints)
+		<-s.checkpointsDone
+		// Leave a small WAL behind; harmless if another process has the
+		// database open and the checkpoint cannot finish.
+		s.wdb.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		s.readStmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
+		for _, st := range s.stmts {
+			st.Close()
+		}
 		s.closeErr = errors.Join(s.wdb.Close(), s.rdb.Close())
 	})
 	return s.closeErr
 }
 
+// checkpointInterval is how often the checkpointer copies committed WAL
+// frames into the database file; walResetFrames is the WAL length (in
+// pages) past which the committer finishes a checkpoint itself so that the
+// WAL starts over.
+const (
+	checkpointInterval = 250 * time.Millisecond
+	walResetFrames     = 8192 // 32 MiB of 4 KiB pages
+)
+
+// checkpointer runs passive WAL checkpoints on a reader connection, which
+// proceed while the committer goes on appending to the WAL (SQLite's WAL
+// mode allows one checkpointer beside one writer). Once a checkpoint has
+// caught up, the next commit starts the WAL over from its beginning, so the
+// file stays bounded.
+func (s *Store) checkpointer() {
+	defer close(s.checkpointsDone)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCheckpoints:
+			return
+		case <-t.C:
+			var busy, frames, done int
+			err := s.rdb.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
+			if err == nil && frames > walResetFrames {
+				s.walReset.Store(true)
+			}
+		}
+	}
+}
+
+// finishCheckpoint runs on the committer between batches when the WAL has
+// grown long: under constant load a checkpoint beside the writer never
+// catches up with it, and only a fully copied WAL is started over. The
+// checkpointer has already copied most frames, so this pause is short.
+func (s *Store) finishCheckpoint() {
+	if s.walReset.CompareAndSwap(true, false) {
+		s.wdb.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+	}
+}
+
 // writeReq is one unit of work for the group committer.
 type writeReq struct {
-	fn  func(tx *sql.Tx) error
+	fn  func(tx *wtx) error
 	err chan error
 }
 
@@ -150,7 +219,7 @@ type writeReq struct {
 // and returns once that transaction is durably committed (or fn failed, in
 // which case none of fn's changes remain). It waits for the outcome even
 // when ctx ends, since the work may already be committed.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, fn func(tx *wtx) error) error {
 	req := &writeReq{fn: fn, err: make(chan error, 1)}
 	if err := s.enqueue(ctx, req); err != nil {
 		return err
@@ -194,38 +263,40 @@ func (s *Store) committer() {
 			}
 		}
 		s.commitBatch(batch)
+		s.finishCheckpoint()
 	}
 }
 
 func (s *Store) commitBatch(batch []*writeReq) {
 	ctx := context.Background()
 	errs := make([]error, len(batch))
-	tx, err := s.wdb.BeginTx(ctx, nil)
+	sqlTx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		failAll(batch, storageErr("begin", err))
 		return
 	}
+	tx := &wtx{tx: sqlTx, stmts: s.stmts}
 	for i, r := range batch {
-		if _, err := tx.Exec("SAVEPOINT w"); err != nil {
-			tx.Rollback()
+		if _, err := tx.Exec(sqlSavepoint); err != nil {
+			sqlTx.Rollback()
 			failAll(batch, storageErr("savepoint", err))
 			return
 		}
 		errs[i] = r.fn(tx)
 		if errs[i] != nil {
-			if _, err := tx.Exec("ROLLBACK TO w"); err != nil {
-				tx.Rollback()
+			if _, err := tx.Exec(sqlRollbackTo); err != nil {
+				sqlTx.Rollback()
 				failAll(batch, storageErr("rollback", err))
 				return
 			}
 		}
-		if _, err := tx.Exec("RELEASE w"); err != nil {
-			tx.Rollback()
+		if _, err := tx.Exec(sqlRelease); err != nil {
+			sqlTx.Rollback()
 			failAll(batch, storageErr("release", err))
 			return
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := sqlTx.Commit(); err != nil {
 		failAll(batch, storageErr("commit", err))
 		return
 	}

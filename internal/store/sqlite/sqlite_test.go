@@ -3,7 +3,6 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -205,7 +204,7 @@ func TestFailureInBatchIsolated(t *testing.T) {
 	defer releaseOnce() // before Close, which waits for the committer
 	held := make(chan error, 1)
 	go func() {
-		held <- s.write(ctx, func(tx *sql.Tx) error {
+		held <- s.write(ctx, func(tx *wtx) error {
 			close(started)
 			<-release
 			return nil
@@ -218,14 +217,14 @@ func TestFailureInBatchIsolated(t *testing.T) {
 	results := make(chan error, good+1)
 	for i := range good {
 		go func() {
-			results <- s.write(ctx, func(tx *sql.Tx) error {
+			results <- s.write(ctx, func(tx *wtx) error {
 				_, err := tx.Exec(`INSERT INTO domains(name, created) VALUES (?, 0)`, fmt.Sprintf("good%d.example", i))
 				return err
 			})
 		}()
 	}
 	go func() {
-		results <- s.write(ctx, func(tx *sql.Tx) error {
+		results <- s.write(ctx, func(tx *wtx) error {
 			if _, err := tx.Exec(`INSERT INTO domains(name, created) VALUES ('bad.example', 0)`); err != nil {
 				return err
 			}
