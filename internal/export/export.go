@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -120,18 +121,14 @@ func isQuotedFrom(line []byte) bool {
 	return bytes.HasPrefix(bytes.TrimLeft(line, ">"), []byte("From "))
 }
 
+// envelopeSender returns the stored envelope's MAIL FROM, if it can stand
+// in an mbox "From " line (no spaces).
 func envelopeSender(envJSON string) string {
-	const key = `"mail_from":"`
-	i := strings.Index(envJSON, key)
-	if i < 0 {
+	var env store.Envelope
+	if json.Unmarshal([]byte(envJSON), &env) != nil || strings.ContainsAny(env.MailFrom, " \t\r\n") {
 		return ""
 	}
-	rest := envJSON[i+len(key):]
-	j := strings.IndexByte(rest, '"')
-	if j <= 0 || strings.ContainsAny(rest[:j], " \\") {
-		return ""
-	}
-	return rest[:j]
+	return env.MailFrom
 }
 
 // each calls fn with every INBOX message in UID order.

@@ -1,0 +1,51 @@
+package password
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestHashAndCheck(t *testing.T) {
+	h, err := Hash("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=65536,t=3,p=2$") {
+		t.Errorf("unexpected hash format %q", h)
+	}
+	h2, _ := Hash("correct horse")
+	if h == h2 {
+		t.Error("two hashes of one password are equal: the salt is not random")
+	}
+	cases := []struct {
+		name, pw string
+		want     bool
+	}{
+		{"the right password matches", "correct horse", true},
+		{"a wrong password does not", "correct horsE", false},
+		{"an empty password does not", "", false},
+		{"a prefix does not", "correct", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ok, err := Check(h, c.pw)
+			if err != nil || ok != c.want {
+				t.Errorf("Check = %v, %v; want %v", ok, err, c.want)
+			}
+		})
+	}
+}
+
+func TestCheckRejectsMalformedHashes(t *testing.T) {
+	for _, h := range []string{"", "plain", "$bcrypt$x", "$argon2id$v=19$m=x$a$b", "$argon2id$v=19$m=1,t=1,p=1$!!$!!"} {
+		if ok, err := Check(h, "pw"); ok || err == nil {
+			t.Errorf("Check(%q) = %v, %v; want an error", h, ok, err)
+		}
+	}
+}
+
+func TestHashRefusesEmpty(t *testing.T) {
+	if _, err := Hash(""); err == nil {
+		t.Error("an empty password was hashed")
+	}
+}
