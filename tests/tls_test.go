@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -131,4 +132,26 @@ func TestStartTLSInjection(t *testing.T) {
 	c.cmd("EHLO client.example", "250 ")
 	// And no MAIL survived: RCPT needs MAIL first.
 	c.cmd("RCPT TO:<alice@example.test>", "503 5.5.1")
+}
+
+// TestCertificateReloadOnSIGHUP: a certificate replaced on disk is served
+// to new connections after SIGHUP; a connection already in TLS goes on.
+func TestCertificateReloadOnSIGHUP(t *testing.T) {
+	s, pool, dir := newTLSServer(t)
+	old := s.dial()
+	old.cmd("EHLO old.example", "250 ")
+	old.cmd("STARTTLS", "220 ")
+	if st := old.startTLS(pool); st.PeerCertificates[0].Subject.CommonName != "first" {
+		t.Fatalf("first certificate: %q", st.PeerCertificates[0].Subject.CommonName)
+	}
+	_, _, pool2 := writeCert(t, dir, "second") // same paths, new content
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.waitLog("configuration reloaded")
+	c := s.dial()
+	c.cmd("EHLO new.example", "250 ")
+	c.cmd("STARTTLS", "220 ")
+	if st := c.startTLS(pool2); st.PeerCertificates[0].Subject.CommonName != "second" {
+		t.Errorf("after SIGHUP the server presents %q", st.PeerCertificates[0].Subject.CommonName)
+	}
+	old.cmd("EHLO old.example", "250 ")
 }

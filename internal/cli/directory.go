@@ -56,6 +56,10 @@ func (a *app) domainCommand() *cobra.Command {
 					return explain(err, "add domain")
 				}
 				fmt.Fprintf(a.stdout, "added domain %s\n", d)
+				if catchAll == "" {
+					// RFC 5321 4.5.1: every domain needs a postmaster.
+					fmt.Fprintf(a.stdout, "next: add users with 'mailroom user add NAME@%s', and a postmaster with 'mailroom alias add postmaster@%s YOU@%s'\n", d, d, d)
+				}
 				return nil
 			})
 		}}
