@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"mailroom/internal/certs"
 	"mailroom/internal/config"
@@ -43,6 +44,8 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	log := opts.Log
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the background sweeps before the store closes
 	st, err := sqlite.Open(ctx, cfg.DataDir, sqlite.Options{})
 	if err != nil {
 		return err
@@ -58,6 +61,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := os.MkdirAll(spoolDir, 0o750); err != nil {
 		return fmt.Errorf("create %s: %w", spoolDir, err)
 	}
+	go sweepOrphanBlobs(ctx, st, log)
 	var cs certs.Store
 	smtpCfg, err := smtpConfig(cfg, &cs, spoolDir)
 	if err != nil {
@@ -113,6 +117,26 @@ func Run(ctx context.Context, opts Options) error {
 	wg.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// sweepOrphanBlobs removes, at start and then hourly, large-body files that
+// a crash left without their index row. Files younger than an hour may
+// belong to a commit in flight and are left alone.
+func sweepOrphanBlobs(ctx context.Context, st *sqlite.Store, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := st.RemoveOrphanBlobs(ctx, time.Hour); err != nil {
+			log.Warn("sweeping orphan message files", "err", err)
+		} else if n > 0 {
+			log.Info("removed message files left by a crash", "files", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func loadConfig(opts Options) (*config.Config, error) {

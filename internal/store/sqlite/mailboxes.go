@@ -73,7 +73,7 @@ func insertCopy(tx *wtx, msgID, bodySize int64, received time.Time, t store.Loca
 	}
 	size := bodySize + int64(len(t.Prefix))
 	if _, err := tx.Exec(sqlInsertCopy,
-		mboxID, uid, msgID, t.Prefix, size, received.UnixNano(), modseq); err != nil {
+		mboxID, uid, msgID, append([]byte{}, t.Prefix...), size, received.UnixNano(), modseq); err != nil {
 		return err
 	}
 	_, err = tx.Exec(sqlAddUsed, size, t.UserID)
@@ -240,4 +240,31 @@ func (s *Store) MailboxStatus(ctx context.Context, userID int64, mailbox string)
 		return st, fmt.Errorf("mailbox %s: %w", mailbox, store.ErrNotFound)
 	}
 	return st, err
+}
+
+// RemoveOrphanBlobs deletes body files under blobs/ that no message
+// references and that are older than minAge: what a crash between a body's
+// fsync and its index commit leaves behind. minAge keeps it away from
+// bodies whose commit is still in flight.
+func (s *Store) RemoveOrphanBlobs(ctx context.Context, minAge time.Duration) (int, error) {
+	dir := filepath.Join(s.dir, "blobs")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("store: list blobs: %w", err)
+	}
+	removed := 0
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !e.Type().IsRegular() || time.Since(info.ModTime()) < minAge {
+			continue
+		}
+		var n int
+		if err := s.queryRow(ctx, `SELECT count(*) FROM messages WHERE body_file = ?`, e.Name()).Scan(&n); err != nil {
+			return removed, fmt.Errorf("store: check blob %s: %w", e.Name(), err)
+		}
+		if n == 0 && os.Remove(filepath.Join(dir, e.Name())) == nil {
+			removed++
+		}
+	}
+	return removed, nil
 }

@@ -48,6 +48,7 @@ CREATE TABLE messages (
 	body_file TEXT           -- path under blobs/ when large
 );
 CREATE INDEX messages_queue_id ON messages(queue_id);
+CREATE INDEX messages_body_file ON messages(body_file) WHERE body_file IS NOT NULL;
 -- One row per copy of a message in a mailbox (RFC 3501 UIDs, RFC 7162 MODSEQ).
 CREATE TABLE mailbox_messages (
 	mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id),

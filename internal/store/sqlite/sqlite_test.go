@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -385,4 +386,53 @@ func BenchmarkAccept(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRemoveOrphanBlobs: a body file left by a crash before its commit is
+// removed once old enough; referenced and recent files stay.
+func TestRemoveOrphanBlobs(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, Options{InlineLimit: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.AddDomain(ctx, store.Domain{Name: "example.test"})
+	u, _ := s.AddUser(ctx, store.User{Address: "a@example.test"})
+	body := strings.Repeat("x", 100)
+	if err := s.Accept(ctx, &store.Message{QueueID: "q1", Body: strings.NewReader(body), Local: []store.LocalTarget{{UserID: u.ID, Mailbox: store.Inbox}}}); err != nil {
+		t.Fatal(err)
+	}
+	blobs := filepath.Join(dir, "blobs")
+	old, recent := filepath.Join(blobs, "orphan-old"), filepath.Join(blobs, "orphan-recent")
+	os.WriteFile(old, []byte("lost"), 0o600)
+	os.WriteFile(recent, []byte("in flight"), 0o600)
+	past := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(old, past, past)
+	entries, _ := os.ReadDir(blobs)
+	for _, e := range entries {
+		if e.Name() != "orphan-recent" {
+			os.Chtimes(filepath.Join(blobs, e.Name()), past, past)
+		}
+	}
+	n, err := s.RemoveOrphanBlobs(ctx, time.Hour)
+	if err != nil || n != 1 {
+		t.Fatalf("removed %d, %v; want 1", n, err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Error("the old orphan is still there")
+	}
+	if _, err := os.Stat(recent); err != nil {
+		t.Error("a recent file was removed")
+	}
+	rc, _, err := s.OpenMessage(ctx, u.ID, store.Inbox, 1)
+	if err != nil {
+		t.Fatalf("the referenced body was removed: %v", err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !strings.HasSuffix(string(got), body) {
+		t.Error("the referenced body changed")
+	}
 }

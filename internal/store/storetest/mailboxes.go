@@ -21,6 +21,7 @@ func acceptTests() []test {
 		{"a body above the inline limit round-trips byte for byte", testBigBody},
 		{"the stored size is counted from the body when Message.Size is unset", testSizeUnset},
 		{"a message without a date is dated when accepted", testReceivedUnset},
+		{"a copy without a prefix is the body alone", testNoPrefix},
 		{"concurrent Accepts give each mailbox UIDs 1..N without gaps or duplicates", testConcurrentAccept},
 	}
 }
@@ -181,6 +182,16 @@ func testSizeUnset(t *testing.T, s store.Store) {
 		if !bytes.Equal(got, want) || mi.Size != int64(len(want)) {
 			t.Errorf("message %d: read %d bytes, Size %d; want the %d delivered", i+1, len(got), mi.Size, len(want))
 		}
+	}
+}
+
+func testNoPrefix(t *testing.T, s store.Store) {
+	alice := addUser(t, s, "alice@a.example")
+	body := textBody("bare")
+	accept(t, s, message(body, "bare", store.LocalTarget{UserID: alice.ID, Mailbox: store.Inbox}))
+	got, mi := read(t, s, alice.ID, store.Inbox, 1)
+	if !bytes.Equal(got, body) || mi.Size != int64(len(body)) {
+		t.Errorf("read %q (Size %d), want the body alone", got, mi.Size)
 	}
 }
 
