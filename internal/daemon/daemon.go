@@ -44,13 +44,13 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	log := opts.Log
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops the background sweeps before the store closes
 	st, err := sqlite.Open(ctx, cfg.DataDir, sqlite.Options{})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // runs before st.Close: stops the background sweeps first
 	var dev *devSetup
 	if opts.ConfigFile == "" {
 		if dev, err = prepareDev(ctx, st); err != nil {
