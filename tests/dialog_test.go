@@ -25,19 +25,25 @@ func TestDialogues(t *testing.T) {
 		name  string
 		steps []step
 	}{
-		{"EHLO lists every extension the server implements", []step{{"EHLO client.example\r\n", "250 HELP"}}},
+		{"a line over the hard limit is refused and the session stays in sync", []step{
+			{"EHLO c.example\r\nMAIL FROM:<a@remote.example>\r\nNOOP " + strings.Repeat("a", 1200) + "\r\nRCPT TO:<alice@example.test>\r\n", "250 "},
+			{"", "250 2.1.0"}, {"", "500 5.5.2"}, {"", "250 2.1.5"}}},
+		{"BDAT over the size limit is refused at LAST and the session stays in sync", []step{ehlo, mail, {"RCPT TO:<alice@example.test>\r\n", "250"},
+			{"BDAT 40000\r\n" + strings.Repeat("b", 40000), "250"}, {"BDAT 40000 LAST\r\n" + strings.Repeat("b", 40000), "552 5.3.4"}, {"NOOP\r\n", "250"}}},
+		{"a bare LF inside BDAT refuses the message", []step{ehlo, mail, {"RCPT TO:<alice@example.test>\r\n", "250"},
+			{"BDAT 13 LAST\r\nSubject: x\n\r\n", "550 5.6.0"}, {"NOOP\r\n", "250"}}},
 		{"HELO works without extensions", []step{{"HELO client.example\r\n", "250 mx.example.test"}, mail}},
 		{"EHLO without a domain is a syntax error", []step{{"EHLO\r\n", "501 5.5.4"}}},
 		{"MAIL before EHLO is a bad sequence", []step{{"MAIL FROM:<a@b.example>\r\n", "503 5.5.1"}}},
 		{"RCPT before MAIL is a bad sequence", []step{ehlo, {"RCPT TO:<alice@example.test>\r\n", "503 5.5.1"}}},
 		{"DATA before RCPT is a bad sequence", []step{ehlo, mail, {"DATA\r\n", "554 5.5.1"}}},
 		{"a second MAIL is a bad sequence", []step{ehlo, mail, {"MAIL FROM:<x@y.example>\r\n", "503 5.5.1"}}},
-		{"an unknown command is refused", []step{{"FOO bar\r\n", "500 5.5.2"}}},
+		{"an unknown command is refused", []step{{"FOO bar\r\n", "500 5.5.1"}}},
 		{"a command ending in a bare LF is refused", []step{{"NOOP\n", "500 5.5.2"}, {"NOOP\r\n", "250 2.0.0"}}},
 		{"a bare CR inside a command is refused", []step{{"NO\rOP\r\n", "500 5.5.2"}}},
 		{"a line over 512 octets is refused and the session stays in sync", []step{
-			{"NOOP " + strings.Repeat("x", 600) + "\r\n", "500 5.5.6"}, {"NOOP\r\n", "250 2.0.0"}}},
-		{"VRFY does not enumerate users", []step{{"VRFY alice\r\n", "252 2.5.2"}, {"VRFY nobody\r\n", "252 2.5.2"}}},
+			{"NOOP " + strings.Repeat("x", 600) + "\r\n", "500 5.5.2"}, {"NOOP\r\n", "250 2.0.0"}}},
+		{"VRFY does not enumerate users", []step{{"VRFY alice\r\n", "252 2.0.0"}, {"VRFY nobody\r\n", "252 2.0.0"}}},
 		{"NOOP, RSET and HELP answer", []step{{"NOOP\r\n", "250 2.0.0"}, {"RSET\r\n", "250 2.0.0"}, {"HELP\r\n", "214 2.0.0"}}},
 		{"QUIT closes with 221", []step{{"QUIT\r\n", "221 2.0.0"}}},
 		{"an unknown local user is refused at RCPT", []step{ehlo, mail, {"RCPT TO:<nobody@example.test>\r\n", "550 5.1.1"}}},
@@ -61,6 +67,8 @@ func TestDialogues(t *testing.T) {
 		{"BODY=BINARYMIME is refused", []step{ehlo, {"MAIL FROM:<a@remote.example> BODY=BINARYMIME\r\n", "555 5.5.4"}}},
 		{"a UTF-8 address needs SMTPUTF8", []step{ehlo, {"MAIL FROM:<jörg@remote.example>\r\n", "553 5.6.7"}}},
 		{"a UTF-8 address with SMTPUTF8 is accepted", []step{ehlo, {"MAIL FROM:<jörg@remote.example> SMTPUTF8\r\n", "250 2.1.0"}}},
+		{"a U-label domain needs SMTPUTF8 too", []step{ehlo, {"MAIL FROM:<a@exämple.test>\r\n", "553 5.6.7"}}},
+		{"a UTF-8 recipient needs SMTPUTF8 given in MAIL", []step{ehlo, mail, {"RCPT TO:<ålice@example.test>\r\n", "553 5.6.7"}}},
 		{"DSN parameters are accepted", []step{ehlo, {"MAIL FROM:<a@remote.example> RET=HDRS ENVID=abc+2Bdef\r\n", "250"},
 			{"RCPT TO:<alice@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice@example.test\r\n", "250 2.1.5"}}},
 		{"bad DSN parameters are refused", []step{ehlo, mail, {"RCPT TO:<alice@example.test> NOTIFY=NEVER,DELAY\r\n", "501 5.5.4"}}},
@@ -82,6 +90,31 @@ func TestDialogues(t *testing.T) {
 			{"", "250 2.1.0"}, {"", "250 2.1.5"}, {"", "550 5.1.1"}, {"", "354"},
 			{"Subject: pipelined\r\n\r\nhi\r\n.\r\nQUIT\r\n", "250 2.0.0"}, {"", "221"}}},
 	}
+	t.Run("EHLO lists every extension the server implements", func(t *testing.T) {
+		c := s.dial()
+		c.t = t
+		c.send("EHLO client.example\r\n")
+		var lines []string
+		for {
+			line, err := c.r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, strings.TrimSpace(line[4:]))
+			if line[3] == ' ' {
+				break
+			}
+		}
+		got := strings.Join(lines, "|")
+		for _, ext := range []string{"PIPELINING", "SIZE 65536", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "DSN", "HELP"} {
+			if !strings.Contains("|"+got+"|", "|"+ext+"|") {
+				t.Errorf("EHLO does not list %s: %s", ext, got)
+			}
+		}
+		if strings.Contains(got, "STARTTLS") {
+			t.Error("STARTTLS offered without a certificate")
+		}
+	})
 	for _, d := range dialogues {
 		t.Run(d.name, func(t *testing.T) {
 			c := s.dial()

@@ -42,17 +42,17 @@ func TestMain(m *testing.M) {
 
 // server is one running mailroom.
 type server struct {
-	t       *testing.T
-	dir     string
-	config  string
-	addr    string
-	cmd     *exec.Cmd
-	mu      sync.Mutex
-	stderr  bytes.Buffer
-	stdout  bytes.Buffer
-	exited  chan struct{}
-	extra   string
-	domains []string
+	t      *testing.T
+	dir    string
+	config string
+	addr   string
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	stdout bytes.Buffer
+	exited chan struct{}
+	// serveArgs are added to "mailroom serve".
+	serveArgs []string
 }
 
 // freeAddr returns a loopback address with a port free right now.
@@ -102,7 +102,7 @@ smtp = [%q]
 // start runs "mailroom serve" and waits until it accepts connections.
 func (s *server) start() {
 	s.t.Helper()
-	s.cmd = exec.Command(binary, "serve", "--config", s.config, "--log-level", "debug")
+	s.cmd = exec.Command(binary, append([]string{"serve", "--config", s.config, "--log-level", "debug"}, s.serveArgs...)...)
 	s.cmd.Stdout = &lockedWriter{mu: &s.mu, w: &s.stdout}
 	s.cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
 	if err := s.cmd.Start(); err != nil {

@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -218,5 +220,116 @@ func TestDevDefaults(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"subject": "hello"`) {
 		t.Errorf("the first message is not in dev's mailbox: %v\n%s", err, out)
+	}
+}
+
+// TestDataTimeout: a client that stops in the middle of a message is told
+// 421 4.4.2 and nothing of the message is kept.
+func TestDataTimeout(t *testing.T) {
+	s := newServer(t, "data_timeout = \"1s\"", "")
+	s.start()
+	c := s.dial()
+	c.cmd("EHLO slow.example", "250 ")
+	c.cmd("MAIL FROM:<a@remote.example>", "250 ")
+	c.cmd("RCPT TO:<alice@example.test>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.send("Subject: never finished\r\n\r\nhalf")
+	c.expect("421 4.4.2")
+	if n := len(s.mailbox("alice@example.test")); n != 0 {
+		t.Errorf("%d messages kept from an unfinished DATA", n)
+	}
+}
+
+// TestTrustedNetworks: a client in trusted_networks is not relay-denied
+// but told plainly that outbound delivery is not there yet; others are.
+func TestTrustedNetworks(t *testing.T) {
+	s := newServer(t, "trusted_networks = [\"127.0.0.2/32\"]", "")
+	s.start()
+	for _, c := range []struct{ src, want string }{{"127.0.0.2", "550 5.7.1"}, {"127.0.0.1", "554 5.7.1"}} {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.src)}, Timeout: 5 * time.Second}
+		conn, err := d.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl := &client{t: t, conn: conn, r: newReader(conn)}
+		cl.expect("220 ")
+		cl.cmd("EHLO trusted.example", "250 ")
+		cl.cmd("MAIL FROM:<a@example.test>", "250 ")
+		r := cl.cmd("RCPT TO:<someone@remote.example>", c.want)
+		if c.want == "550 5.7.1" && !strings.Contains(r, "not available") {
+			t.Errorf("trusted client's refusal does not explain itself: %q", r)
+		}
+		cl.cmd("RCPT TO:<bob@example.test>", "250 ")
+		conn.Close()
+	}
+}
+
+// TestSIGTERMUnderLoad: with many sessions busy, SIGTERM still ends the
+// server within its shutdown deadline.
+func TestSIGTERMUnderLoad(t *testing.T) {
+	s := newServer(t, "", "")
+	s.writeConfig("", "")
+	s.start()
+	stop := make(chan struct{})
+	defer close(stop)
+	for i := 0; i < 30; i++ {
+		go func() {
+			conn, err := net.Dial("tcp", s.addr)
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			go io.Copy(io.Discard, conn)
+			for j := 0; j < 100000; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := conn.Write([]byte("NOOP\r\nNOOP\r\nNOOP\r\n")); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(20 * time.Second): // shutdown_timeout is 10s
+		t.Fatal("the server did not exit within its shutdown deadline under load")
+	}
+	s.cmd = nil
+}
+
+// TestJSONLogs: --log-format json writes one JSON object per line, with a
+// line per message and a line per session.
+func TestJSONLogs(t *testing.T) {
+	s := newServer(t, "", "")
+	s.serveArgs = []string{"--log-format", "json"}
+	s.start()
+	c := s.dial()
+	c.cmd("EHLO json.example", "250 ")
+	c.sendMail("a@remote.example", []string{"alice@example.test", "bob@example.test"}, "Subject: logged\r\n\r\nx\r\n")
+	c.cmd("QUIT", "221 ")
+	s.waitLog(`"ehlo":"json.example"`)
+	var sawMessage, sawSession bool
+	for _, line := range strings.Split(s.logs(), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		switch rec["msg"] {
+		case "message accepted":
+			sawMessage = sawMessage || rec["queue_id"] != "" && rec["from"] == "a@remote.example" && rec["recipients"] == float64(2) && rec["size"] != nil
+		case "smtp session":
+			sawSession = sawSession || rec["client"] == "127.0.0.1" && rec["ehlo"] == "json.example" && rec["result"] != nil
+		}
+	}
+	if !sawMessage || !sawSession {
+		t.Errorf("message line %v, session line %v:\n%s", sawMessage, sawSession, s.logs())
 	}
 }

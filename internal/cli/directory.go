@@ -152,6 +152,11 @@ func (a *app) readPassword(fromStdin bool) (pw string, generated bool, err error
 
 func (a *app) userCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "user", Short: "Manage users (mailboxes that can log in)"}
+	cmd.AddCommand(a.userAddCommand(), a.userListCommand(), a.userDelCommand(), a.userPasswdCommand())
+	return cmd
+}
+
+func (a *app) userAddCommand() *cobra.Command {
 	var pwStdin bool
 	var quota string
 	add := &cobra.Command{Use: "add ADDRESS", Short: "Add a user with an INBOX", Args: cobra.ExactArgs(1),
@@ -192,7 +197,10 @@ func (a *app) userCommand() *cobra.Command {
 		}}
 	add.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of standard input")
 	add.Flags().StringVar(&quota, "quota", "", `mailbox quota such as "2GiB" (default: mailbox.quota)`)
+	return add
+}
 
+func (a *app) userListCommand() *cobra.Command {
 	var asJSON bool
 	list := &cobra.Command{Use: "list [DOMAIN]", Short: "List users", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -225,8 +233,11 @@ func (a *app) userCommand() *cobra.Command {
 			})
 		}}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return list
+}
 
-	del := &cobra.Command{Use: "del ADDRESS", Aliases: []string{"delete", "rm"}, Short: "Delete a user and all their mail", Args: cobra.ExactArgs(1),
+func (a *app) userDelCommand() *cobra.Command {
+	return &cobra.Command{Use: "del ADDRESS", Aliases: []string{"delete", "rm"}, Short: "Delete a user and all their mail", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr, err := normalizeAddress(args[0])
 			if err != nil {
@@ -240,14 +251,17 @@ func (a *app) userCommand() *cobra.Command {
 				return nil
 			})
 		}}
-	var pwStdin2 bool
+}
+
+func (a *app) userPasswdCommand() *cobra.Command {
+	var pwStdin bool
 	passwd := &cobra.Command{Use: "passwd ADDRESS", Short: "Set a user's password", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr, err := normalizeAddress(args[0])
 			if err != nil {
 				return err
 			}
-			pw, generated, err := a.readPassword(pwStdin2)
+			pw, generated, err := a.readPassword(pwStdin)
 			if err != nil {
 				return err
 			}
@@ -266,9 +280,8 @@ func (a *app) userCommand() *cobra.Command {
 				return nil
 			})
 		}}
-	passwd.Flags().BoolVar(&pwStdin2, "password-stdin", false, "read the password from the first line of standard input")
-	cmd.AddCommand(add, list, del, passwd)
-	return cmd
+	passwd.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of standard input")
+	return passwd
 }
 
 func (a *app) aliasCommand() *cobra.Command {

@@ -20,43 +20,58 @@ const maxHeaderScan = 256 << 10
 
 var wordDecoder = mime.WordDecoder{}
 
+// maxFieldKept bounds how much of one From or Subject field is kept.
+const maxFieldKept = 2048
+
 // scanHeader reads the header section (RFC 5322 2.2) for From, Subject
-// and the number of Received fields, tolerating malformed input.
+// and the number of Received fields, tolerating malformed input. Only the
+// fields it needs are buffered, each up to maxFieldKept octets, so that a
+// header of many folded lines costs linear time.
 func scanHeader(r io.Reader) (headerInfo, error) {
 	var h headerInfo
 	br := bufio.NewReader(io.LimitReader(r, maxHeaderScan))
-	var field string
+	var name string // of the field being read, lower case
+	var value strings.Builder
 	flush := func() {
-		name, value, ok := strings.Cut(field, ":")
-		if !ok {
-			return
-		}
-		value = strings.TrimSpace(value)
-		switch strings.ToLower(strings.TrimSpace(name)) {
-		case "received":
-			h.Received++
+		v := strings.TrimSpace(value.String())
+		switch name {
 		case "from":
 			if h.From == "" {
-				h.From = decodeFrom(value)
+				h.From = decodeFrom(v)
 			}
 		case "subject":
 			if h.Subject == "" {
-				h.Subject = decodeWords(value)
+				h.Subject = decodeWords(v)
 			}
 		}
+		name = ""
+		value.Reset()
 	}
 	for {
 		line, err := br.ReadString('\n')
 		trimmed := strings.TrimRight(line, "\r\n")
-		if trimmed == "" {
+		switch {
+		case trimmed == "":
 			flush()
 			return h, nil
-		}
-		if trimmed[0] == ' ' || trimmed[0] == '\t' {
-			field += " " + strings.TrimSpace(trimmed)
-		} else {
+		case trimmed[0] == ' ' || trimmed[0] == '\t':
+			if name != "" && value.Len() < maxFieldKept {
+				value.WriteByte(' ')
+				value.WriteString(strings.TrimSpace(trimmed))
+			}
+		default:
 			flush()
-			field = trimmed
+			n, v, ok := strings.Cut(trimmed, ":")
+			if !ok {
+				break
+			}
+			switch n = strings.ToLower(strings.TrimSpace(n)); n {
+			case "received":
+				h.Received++
+			case "from", "subject":
+				name = n
+				value.WriteString(v)
+			}
 		}
 		if err != nil {
 			flush()

@@ -53,3 +53,25 @@ func FuzzScanHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestScanHeaderManyFoldedLines: a header of many continuation lines keeps
+// only a bounded part of From and Subject. (It once cost seconds per
+// message; BenchmarkScanHeaderFolded measures it.)
+func TestScanHeaderManyFoldedLines(t *testing.T) {
+	h, err := scanHeader(strings.NewReader(foldedHeader))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(h.Subject, "start x x") || len([]rune(h.Subject)) > 200 {
+		t.Errorf("subject %q", h.Subject)
+	}
+}
+
+var foldedHeader = "Subject: start\r\n" + strings.Repeat(" x\r\n", 60000) + "\r\nbody"
+
+func BenchmarkScanHeaderFolded(b *testing.B) {
+	b.SetBytes(int64(len(foldedHeader)))
+	for b.Loop() {
+		scanHeader(strings.NewReader(foldedHeader))
+	}
+}

@@ -37,10 +37,10 @@ func TestParsePath(t *testing.T) {
 		err       error
 	}{
 		// Ordinary addresses.
-		{name: "a plain address parses", in: "<user@example.com>", want: Address{"user", "example.com"}},
-		{name: "a dotted local part parses", in: "<first.last+tag@mail.example.com>", want: Address{"first.last+tag", "mail.example.com"}},
-		{name: "an upper-case domain is lower-cased and the local part kept", in: "<User@EXAMPLE.Com>", want: Address{"User", "example.com"}},
-		{name: "all atext specials are allowed unquoted", in: "<!#$%&'*+-/=?^_`{|}~@example.com>", want: Address{"!#$%&'*+-/=?^_`{|}~", "example.com"}},
+		{name: "a plain address parses", in: "<user@example.com>", want: Address{Local: "user", Domain: "example.com"}},
+		{name: "a dotted local part parses", in: "<first.last+tag@mail.example.com>", want: Address{Local: "first.last+tag", Domain: "mail.example.com"}},
+		{name: "an upper-case domain is lower-cased and the local part kept", in: "<User@EXAMPLE.Com>", want: Address{Local: "User", Domain: "example.com"}},
+		{name: "all atext specials are allowed unquoted", in: "<!#$%&'*+-/=?^_`{|}~@example.com>", want: Address{Local: "!#$%&'*+-/=?^_`{|}~", Domain: "example.com"}},
 
 		// The null path.
 		{name: "the null path is allowed as a reverse path", in: "<>", allowNull: true, want: Address{}},
@@ -49,9 +49,9 @@ func TestParsePath(t *testing.T) {
 		{name: "the null path with garbage after it is refused", in: "<>x", allowNull: true, err: ErrPathSyntax},
 
 		// Source routes (RFC 5321 4.1.1.3, appendix C): accepted and dropped.
-		{name: "a two-hop source route is dropped", in: "<@a.example,@b.example:u@c.example>", want: Address{"u", "c.example"}},
-		{name: "a one-hop source route is dropped", in: "<@a.example:u@c.example>", want: Address{"u", "c.example"}},
-		{name: "a source route before a quoted local part is dropped", in: `<@a.example:"x:y"@c.example>`, want: Address{"x:y", "c.example"}},
+		{name: "a two-hop source route is dropped", in: "<@a.example,@b.example:u@c.example>", want: Address{Local: "u", Domain: "c.example"}},
+		{name: "a one-hop source route is dropped", in: "<@a.example:u@c.example>", want: Address{Local: "u", Domain: "c.example"}},
+		{name: "a source route before a quoted local part is dropped", in: `<@a.example:"x:y"@c.example>`, want: Address{Local: "x:y", Domain: "c.example"}},
 		{name: "a source route without a colon is refused", in: "<@a.example,u@c.example>", err: ErrPathSyntax},
 		{name: "a source route hop without an at sign is refused", in: "<@a.example,b.example:u@c.example>", err: ErrPathSyntax},
 		{name: "a source route with a bad domain is refused", in: "<@a_b.example:u@c.example>", err: ErrPathSyntax},
@@ -60,15 +60,15 @@ func TestParsePath(t *testing.T) {
 		{name: "a domain without a local part is refused", in: "<@example.com>", err: ErrPathSyntax},
 
 		// Quoted local parts.
-		{name: "an at sign inside a quoted local part is kept", in: `<"a@b"@example.com>`, want: Address{"a@b", "example.com"}},
-		{name: "spaces inside a quoted local part are kept", in: `<"john smith"@example.com>`, want: Address{"john smith", "example.com"}},
-		{name: "an escaped quote is unescaped", in: `<"a\"b"@example.com>`, want: Address{`a"b`, "example.com"}},
-		{name: "an escaped backslash is unescaped", in: `<"a\\b"@example.com>`, want: Address{`a\b`, "example.com"}},
-		{name: "an escaped ordinary character is unescaped", in: `<"\a"@example.com>`, want: Address{"a", "example.com"}},
-		{name: "a closing bracket inside quotes does not end the path", in: `<"a>b"@example.com> SIZE=1`, want: Address{"a>b", "example.com"}, rest: "SIZE=1"},
-		{name: "unnecessary quotes are removed", in: `<"abc"@example.com>`, want: Address{"abc", "example.com"}},
-		{name: "consecutive dots are allowed in quotes", in: `<"a..b"@example.com>`, want: Address{"a..b", "example.com"}},
-		{name: "UTF-8 in a quoted local part is allowed", in: `<"ü ü"@example.com>`, want: Address{"ü ü", "example.com"}},
+		{name: "an at sign inside a quoted local part is kept", in: `<"a@b"@example.com>`, want: Address{Local: "a@b", Domain: "example.com"}},
+		{name: "spaces inside a quoted local part are kept", in: `<"john smith"@example.com>`, want: Address{Local: "john smith", Domain: "example.com"}},
+		{name: "an escaped quote is unescaped", in: `<"a\"b"@example.com>`, want: Address{Local: `a"b`, Domain: "example.com"}},
+		{name: "an escaped backslash is unescaped", in: `<"a\\b"@example.com>`, want: Address{Local: `a\b`, Domain: "example.com"}},
+		{name: "an escaped ordinary character is unescaped", in: `<"\a"@example.com>`, want: Address{Local: "a", Domain: "example.com"}},
+		{name: "a closing bracket inside quotes does not end the path", in: `<"a>b"@example.com> SIZE=1`, want: Address{Local: "a>b", Domain: "example.com"}, rest: "SIZE=1"},
+		{name: "unnecessary quotes are removed", in: `<"abc"@example.com>`, want: Address{Local: "abc", Domain: "example.com"}},
+		{name: "consecutive dots are allowed in quotes", in: `<"a..b"@example.com>`, want: Address{Local: "a..b", Domain: "example.com"}},
+		{name: "UTF-8 in a quoted local part is allowed", in: `<"ü ü"@example.com>`, want: Address{Local: "ü ü", Domain: "example.com"}},
 		{name: "an empty quoted local part is refused", in: `<""@example.com>`, err: ErrPathSyntax},
 		{name: "an unterminated quoted local part is refused", in: `<"abc@example.com>`, err: ErrPathSyntax},
 		{name: "text after the closing quote is refused", in: `<"a"b@example.com>`, err: ErrPathSyntax},
@@ -79,15 +79,15 @@ func TestParsePath(t *testing.T) {
 		{name: "a tab in quotes is refused", in: "<\"a\tb\"@example.com>", err: ErrPathSyntax},
 
 		// Old relaying syntaxes are just local parts.
-		{name: "the percent hack parses as a plain local part", in: "<a%b@local.example>", want: Address{"a%b", "local.example"}},
-		{name: "a bang path parses as a plain local part", in: "<b!a@local.example>", want: Address{"b!a", "local.example"}},
+		{name: "the percent hack parses as a plain local part", in: "<a%b@local.example>", want: Address{Local: "a%b", Domain: "local.example"}},
+		{name: "a bang path parses as a plain local part", in: "<b!a@local.example>", want: Address{Local: "b!a", Domain: "local.example"}},
 
 		// Address literals.
-		{name: "an IPv4 literal parses", in: "<u@[192.0.2.1]>", want: Address{"u", "[192.0.2.1]"}},
-		{name: "an IPv6 literal parses", in: "<u@[IPv6:2001:db8::1]>", want: Address{"u", "[IPv6:2001:db8::1]"}},
-		{name: "an IPv6 literal is normalised", in: "<u@[IPv6:2001:DB8:0:0:0:0:0:1]>", want: Address{"u", "[IPv6:2001:db8::1]"}},
-		{name: "the IPv6 tag is case-insensitive", in: "<u@[ipv6:2001:db8::1]>", want: Address{"u", "[IPv6:2001:db8::1]"}},
-		{name: "an IPv4-mapped IPv6 literal parses", in: "<u@[IPv6:::ffff:192.0.2.1]>", want: Address{"u", "[IPv6:::ffff:192.0.2.1]"}},
+		{name: "an IPv4 literal parses", in: "<u@[192.0.2.1]>", want: Address{Local: "u", Domain: "[192.0.2.1]"}},
+		{name: "an IPv6 literal parses", in: "<u@[IPv6:2001:db8::1]>", want: Address{Local: "u", Domain: "[IPv6:2001:db8::1]"}},
+		{name: "an IPv6 literal is normalised", in: "<u@[IPv6:2001:DB8:0:0:0:0:0:1]>", want: Address{Local: "u", Domain: "[IPv6:2001:db8::1]"}},
+		{name: "the IPv6 tag is case-insensitive", in: "<u@[ipv6:2001:db8::1]>", want: Address{Local: "u", Domain: "[IPv6:2001:db8::1]"}},
+		{name: "an IPv4-mapped IPv6 literal parses", in: "<u@[IPv6:::ffff:192.0.2.1]>", want: Address{Local: "u", Domain: "[IPv6:::ffff:192.0.2.1]"}},
 		{name: "an IPv6 literal without its tag is refused", in: "<u@[2001:db8::1]>", err: ErrDomainSyntax},
 		{name: "an IPv4 address under the IPv6 tag is refused", in: "<u@[IPv6:192.0.2.1]>", err: ErrDomainSyntax},
 		{name: "an IPv4 literal with leading zeros is refused", in: "<u@[192.0.2.01]>", err: ErrDomainSyntax},
@@ -102,22 +102,22 @@ func TestParsePath(t *testing.T) {
 
 		// Domains.
 		{name: "a trailing dot in the domain is refused", in: "<u@example.com.>", err: ErrTrailingDot},
-		{name: "an IDN domain becomes A-labels", in: "<u@bücher.example>", want: Address{"u", "xn--bcher-kva.example"}},
-		{name: "an upper-case IDN domain becomes lower-case A-labels", in: "<u@BÜCHER.example>", want: Address{"u", "xn--bcher-kva.example"}},
-		{name: "an A-label domain is kept", in: "<u@xn--mnchen-3ya.de>", want: Address{"u", "xn--mnchen-3ya.de"}},
+		{name: "an IDN domain becomes A-labels", in: "<u@bücher.example>", want: Address{Local: "u", Domain: "xn--bcher-kva.example"}},
+		{name: "an upper-case IDN domain becomes lower-case A-labels", in: "<u@BÜCHER.example>", want: Address{Local: "u", Domain: "xn--bcher-kva.example"}},
+		{name: "an A-label domain is kept", in: "<u@xn--mnchen-3ya.de>", want: Address{Local: "u", Domain: "xn--mnchen-3ya.de"}},
 		{name: "an IDN that breaks the hyphen rules is refused", in: "<u@ü-.example>", err: ErrDomainSyntax},
 		{name: "an underscore in the domain is refused", in: "<u@ex_ample.com>", err: ErrDomainSyntax},
 		{name: "a label starting with a hyphen is refused", in: "<u@-x.example>", err: ErrDomainSyntax},
 		{name: "a label ending with a hyphen is refused", in: "<u@x-.example>", err: ErrDomainSyntax},
 		{name: "an empty label is refused", in: "<u@a..example>", err: ErrDomainSyntax},
-		{name: "a label of 63 octets is allowed", in: "<u@" + strings.Repeat("a", 63) + ".example>", want: Address{"u", strings.Repeat("a", 63) + ".example"}},
+		{name: "a label of 63 octets is allowed", in: "<u@" + strings.Repeat("a", 63) + ".example>", want: Address{Local: "u", Domain: strings.Repeat("a", 63) + ".example"}},
 		{name: "a label of 64 octets is refused", in: "<u@" + strings.Repeat("a", 64) + ".example>", err: ErrDomainSyntax},
 		{name: "an empty domain is refused", in: "<u@>", err: ErrDomainSyntax},
 		{name: "an ideographic full stop at the end is refused", in: "<u@example。>", err: ErrDomainSyntax},
 
 		// UTF-8 local parts (RFC 6531).
-		{name: "a UTF-8 local part parses", in: "<ü@example.com>", want: Address{"ü", "example.com"}},
-		{name: "a UTF-8 local part with an IDN domain parses", in: "<jörg@münchen.de>", want: Address{"jörg", "xn--mnchen-3ya.de"}},
+		{name: "a UTF-8 local part parses", in: "<ü@example.com>", want: Address{Local: "ü", Domain: "example.com"}},
+		{name: "a UTF-8 local part with an IDN domain parses", in: "<jörg@münchen.de>", want: Address{Local: "jörg", Domain: "xn--mnchen-3ya.de"}},
 		{name: "invalid UTF-8 in the local part is refused", in: "<\xff@example.com>", err: ErrPathSyntax},
 		{name: "invalid UTF-8 in the domain is refused", in: "<u@ex\xffample.com>", err: ErrPathSyntax},
 
@@ -131,9 +131,9 @@ func TestParsePath(t *testing.T) {
 		{name: "a bare postmaster is refused by the parser", in: "<postmaster>", err: ErrPathSyntax},
 
 		// Lengths (RFC 5321 4.5.3.1).
-		{name: "a local part of 64 octets is allowed", in: "<" + strings.Repeat("a", 64) + "@example.com>", want: Address{strings.Repeat("a", 64), "example.com"}},
+		{name: "a local part of 64 octets is allowed", in: "<" + strings.Repeat("a", 64) + "@example.com>", want: Address{Local: strings.Repeat("a", 64), Domain: "example.com"}},
 		{name: "a local part of 65 octets is refused", in: "<" + strings.Repeat("a", 65) + "@example.com>", err: ErrLocalTooLong},
-		{name: "a quoted local part of 64 octets is allowed", in: `<"` + strings.Repeat(" ", 64) + `"@example.com>`, want: Address{strings.Repeat(" ", 64), "example.com"}},
+		{name: "a quoted local part of 64 octets is allowed", in: `<"` + strings.Repeat(" ", 64) + `"@example.com>`, want: Address{Local: strings.Repeat(" ", 64), Domain: "example.com"}},
 		{name: "a quoted local part of 65 octets is refused", in: `<"` + strings.Repeat(" ", 65) + `"@example.com>`, err: ErrLocalTooLong},
 
 		// Brackets and what follows them.
@@ -145,9 +145,9 @@ func TestParsePath(t *testing.T) {
 		{name: "garbage right after the closing bracket is refused", in: "<user@example.com>x", err: ErrPathSyntax},
 		{name: "a second closing bracket is refused", in: "<user@example.com>>", err: ErrPathSyntax},
 		{name: "a tab after the closing bracket is refused", in: "<user@example.com>\tSIZE=1", err: ErrPathSyntax},
-		{name: "parameters after the closing bracket are returned", in: "<user@example.com> SIZE=100 BODY=8BITMIME", want: Address{"user", "example.com"}, rest: "SIZE=100 BODY=8BITMIME"},
-		{name: "extra spaces before the parameters are skipped", in: "<user@example.com>   SIZE=1", want: Address{"user", "example.com"}, rest: "SIZE=1"},
-		{name: "a trailing space leaves no parameters", in: "<user@example.com> ", want: Address{"user", "example.com"}},
+		{name: "parameters after the closing bracket are returned", in: "<user@example.com> SIZE=100 BODY=8BITMIME", want: Address{Local: "user", Domain: "example.com"}, rest: "SIZE=100 BODY=8BITMIME"},
+		{name: "extra spaces before the parameters are skipped", in: "<user@example.com>   SIZE=1", want: Address{Local: "user", Domain: "example.com"}, rest: "SIZE=1"},
+		{name: "a trailing space leaves no parameters", in: "<user@example.com> ", want: Address{Local: "user", Domain: "example.com"}},
 		{name: "an empty string is refused", in: "", err: ErrPathSyntax},
 	}
 	for _, tt := range tests {
@@ -199,11 +199,11 @@ func TestAddressMethods(t *testing.T) {
 		str                 string
 	}{
 		{name: "the null address is null and prints empty", addr: Address{}, null: true},
-		{name: "a plain address is plain", addr: Address{"u", "example.com"}, str: "u@example.com"},
-		{name: "an IPv4 literal domain is a literal", addr: Address{"u", "[192.0.2.1]"}, literal: true, str: "u@[192.0.2.1]"},
-		{name: "an IPv6 literal domain is a literal", addr: Address{"u", "[IPv6:2001:db8::1]"}, literal: true, str: "u@[IPv6:2001:db8::1]"},
-		{name: "a UTF-8 local part needs SMTPUTF8", addr: Address{"jörg", "example.com"}, utf8: true, str: "jörg@example.com"},
-		{name: "an A-label domain alone does not need SMTPUTF8", addr: Address{"u", "xn--bcher-kva.example"}, str: "u@xn--bcher-kva.example"},
+		{name: "a plain address is plain", addr: Address{Local: "u", Domain: "example.com"}, str: "u@example.com"},
+		{name: "an IPv4 literal domain is a literal", addr: Address{Local: "u", Domain: "[192.0.2.1]"}, literal: true, str: "u@[192.0.2.1]"},
+		{name: "an IPv6 literal domain is a literal", addr: Address{Local: "u", Domain: "[IPv6:2001:db8::1]"}, literal: true, str: "u@[IPv6:2001:db8::1]"},
+		{name: "a UTF-8 local part needs SMTPUTF8", addr: Address{Local: "jörg", Domain: "example.com"}, utf8: true, str: "jörg@example.com"},
+		{name: "an A-label domain alone does not need SMTPUTF8", addr: Address{Local: "u", Domain: "xn--bcher-kva.example"}, str: "u@xn--bcher-kva.example"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,7 +264,7 @@ func TestParseMailbox(t *testing.T) {
 		want Address
 		err  error
 	}{
-		{name: "a mailbox without brackets parses", in: "postmaster@Example.COM", want: Address{"postmaster", "example.com"}},
+		{name: "a mailbox without brackets parses", in: "postmaster@Example.COM", want: Address{Local: "postmaster", Domain: "example.com"}},
 		{name: "brackets are not part of a mailbox", in: "<u@example.com>", err: ErrPathSyntax},
 		{name: "a source route is not part of a mailbox", in: "@a.example:u@example.com", err: ErrPathSyntax},
 		{name: "an empty string is refused", in: "", err: ErrPathSyntax},

@@ -15,9 +15,9 @@ type Command struct {
 // Errors for command lines, each with the reply RFC 5321 asks for.
 var (
 	ErrBareLineEnding = &Reply{Code: 500, Enhanced: "5.5.2", Text: "Syntax error: commands must end with CRLF; a bare CR or LF is not allowed"}
-	ErrLineTooLong    = &Reply{Code: 500, Enhanced: "5.5.6", Text: "Line too long"}
+	ErrLineTooLong    = &Reply{Code: 500, Enhanced: "5.5.2", Text: "Line too long"}
 	ErrEmptyCommand   = &Reply{Code: 500, Enhanced: "5.5.2", Text: "Syntax error: empty command"}
-	ErrBadCommand     = &Reply{Code: 500, Enhanced: "5.5.2", Text: "Syntax error: command not recognized"}
+	ErrBadCommand     = &Reply{Code: 500, Enhanced: "5.5.1", Text: "Command not recognized"}
 )
 
 // ParseCommand parses one command line including its CRLF (RFC 5321 4.1.1).

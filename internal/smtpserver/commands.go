@@ -11,10 +11,6 @@ import (
 
 // handle runs one command line.
 func (s *session) handle(line []byte) {
-	if line == nil { // errLineTooLong
-		s.sendReply(smtp.ErrLineTooLong)
-		return
-	}
 	cmd, err := smtp.ParseCommand(line)
 	if err != nil {
 		s.fail(err)
@@ -46,7 +42,7 @@ func (s *session) handle(line []byte) {
 		s.reply(250, "2.0.0", "OK")
 	case "VRFY":
 		// RFC 5321 3.5.3: no user enumeration.
-		s.reply(252, "2.5.2", "Cannot verify the user, but will accept the message and attempt delivery")
+		s.reply(252, "2.0.0", "Cannot verify the user, but will accept the message and attempt delivery")
 	case "EXPN":
 		s.reply(502, "5.5.1", "EXPN is not available")
 	case "HELP":
@@ -64,8 +60,20 @@ func (s *session) handle(line []byte) {
 		s.quit = true
 		s.result = "not smtp"
 	default:
-		s.reply(500, "5.5.2", fmt.Sprintf("Command not recognized: %s", truncate(cmd.Verb, 10)))
+		s.reply(500, "5.5.1", fmt.Sprintf("Command not recognized: %s", truncate(cmd.Verb, 10)))
 	}
+}
+
+// isASCII reports whether a command's argument is plain ASCII: a path with
+// a UTF-8 local part or U-label domain needs SMTPUTF8 (RFC 6531 3.2), even
+// though the domain is kept as A-labels once parsed.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func truncate(s string, n int) string {
@@ -139,7 +147,7 @@ func (s *session) cmdMail(arg string) {
 		s.reply(552, "5.3.4", fmt.Sprintf("Message size %d exceeds the limit of %d octets", p.Size, s.cfg.MaxMessageSize))
 		return
 	}
-	if from.UTF8() && !p.SMTPUTF8 {
+	if !isASCII(arg) && !p.SMTPUTF8 {
 		s.sendReply(smtp.ErrNeedsSMTPUTF8)
 		return
 	}
@@ -186,7 +194,7 @@ func (s *session) cmdRcpt(arg string) {
 		s.fail(err)
 		return
 	}
-	if to.UTF8() && !s.env.Params.SMTPUTF8 {
+	if !isASCII(arg) && !s.env.Params.SMTPUTF8 {
 		s.sendReply(smtp.ErrNeedsSMTPUTF8)
 		return
 	}

@@ -34,7 +34,7 @@ func (s *session) cmdData(arg string) {
 	}
 	sp := s.startMessage()
 	defer sp.Close()
-	s.dc.timeout = s.cfg.DataTimeout
+	s.dc.setTimeout(s.cfg.DataTimeout)
 	res, err := smtp.ReadData(s.r, sp, s.cfg.MaxMessageSize, s.cfg.LineEndings)
 	switch {
 	case err != nil && !res.Complete:
@@ -53,7 +53,7 @@ func (s *session) cmdBdat(arg string) {
 	size, err := strconv.ParseInt(sizeArg, 10, 64)
 	if err != nil || size < 0 || last != "" && !strings.EqualFold(last, "LAST") {
 		// The chunk's size is unknown: the session cannot stay in sync.
-		s.reply(501, "5.5.4", "Syntax: BDAT <size> [LAST]; closing connection")
+		s.reply(421, "4.5.4", "Syntax error: BDAT <size> [LAST] expected; the chunk cannot be skipped, closing connection")
 		s.quit = true
 		return
 	}
@@ -67,7 +67,7 @@ func (s *session) cmdBdat(arg string) {
 	if ready {
 		dst = s.bdat.w
 	}
-	s.dc.timeout = s.cfg.DataTimeout
+	s.dc.setTimeout(s.cfg.DataTimeout)
 	src := &readErrRecorder{r: s.r}
 	if _, err := io.CopyN(dst, src, size); err != nil {
 		if src.err != nil {

@@ -44,11 +44,18 @@ type Server struct {
 	log     *slog.Logger
 	cfg     atomic.Pointer[Config]
 
+	// closing is read without mu by sessions: taking mu there while
+	// Shutdown holds it and takes session locks would deadlock.
+	closing atomic.Bool
+	// ctx ends when Shutdown's deadline passes: backend calls of sessions
+	// still running then are cancelled.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	perIP     map[netip.Addr]int
-	closing   bool
 	wg        sync.WaitGroup
 }
 
@@ -61,6 +68,7 @@ func New(cfg *Config, backend Backend, log *slog.Logger) *Server {
 		sessions:  map[*session]struct{}{},
 		perIP:     map[netip.Addr]int{},
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cfg.Store(cfg)
 	return s
 }
@@ -74,7 +82,7 @@ var ErrServerClosed = errors.New("smtpserver: server closed")
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
-	if s.closing {
+	if s.closing.Load() {
 		s.mu.Unlock()
 		l.Close()
 		return ErrServerClosed
@@ -85,21 +93,15 @@ func (s *Server) Serve(l net.Listener) error {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
-				// Out of file descriptors or similar: back off, keep serving.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("smtp accept failed, retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return err
+			// Out of file descriptors, buffers or memory: back off and
+			// keep serving rather than leave the port deaf.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("smtp accept failed, retrying", "err", err, "delay", delay)
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
 		s.startSession(c)
@@ -113,7 +115,7 @@ func (s *Server) startSession(c net.Conn) {
 	s.mu.Lock()
 	var refuse *smtp.Reply
 	switch {
-	case s.closing:
+	case s.closing.Load():
 		refuse = &smtp.Reply{Code: 421, Enhanced: "4.3.2", Text: cfg.Hostname + " Service shutting down, try again later"}
 	case len(s.sessions) >= cfg.MaxConnections:
 		refuse = &smtp.Reply{Code: 421, Enhanced: "4.7.0", Text: cfg.Hostname + " Too many connections, try again later"}
@@ -159,35 +161,40 @@ func remoteIP(c net.Conn) netip.Addr {
 // whatever is left. Mail that got its 250 is already stored; mail that did
 // not will be sent again by its client.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
 	s.mu.Lock()
-	s.closing = true
 	for l := range s.listeners {
 		l.Close()
 	}
-	for sess := range s.sessions {
+	s.mu.Unlock()
+	for _, sess := range s.sessionList() {
 		sess.interruptIfIdle()
 	}
-	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		s.mu.Lock()
-		for sess := range s.sessions {
+		s.cancel()
+		for _, sess := range s.sessionList() {
 			sess.raw.Close()
 		}
-		s.mu.Unlock()
 		<-done
 		return ctx.Err()
 	}
 }
 
-func (s *Server) isClosing() bool {
+// sessionList copies the open sessions, so that they can be acted on
+// without holding mu.
+func (s *Server) sessionList() []*session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closing
+	list := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		list = append(list, sess)
+	}
+	return list
 }
 
 // NewBufferedSpool returns a spool for one message, sized for cfg.

@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mailroom/internal/smtp"
@@ -45,17 +47,33 @@ type session struct {
 
 // deadlineConn renews the read deadline before every read, so that a
 // timeout bounds each wait for the client, not the whole command or
-// message (RFC 5321 4.5.3.2).
+// message (RFC 5321 4.5.3.2). Once interrupted, every read fails at once.
 type deadlineConn struct {
 	net.Conn
-	timeout time.Duration
+	timeout     atomic.Int64 // time.Duration
+	interrupted atomic.Bool
 }
 
+var pastDeadline = time.Unix(1, 0)
+
 func (d *deadlineConn) Read(p []byte) (int, error) {
-	if d.timeout > 0 {
-		d.Conn.SetReadDeadline(time.Now().Add(d.timeout))
+	if t := time.Duration(d.timeout.Load()); t > 0 {
+		d.Conn.SetReadDeadline(time.Now().Add(t))
+	}
+	// Checked after the deadline is set: an interrupt that came in between
+	// must not be overwritten.
+	if d.interrupted.Load() {
+		d.Conn.SetReadDeadline(pastDeadline)
 	}
 	return d.Conn.Read(p)
+}
+
+func (d *deadlineConn) setTimeout(t time.Duration) { d.timeout.Store(int64(t)) }
+
+// interrupt makes the current and every later read fail.
+func (d *deadlineConn) interrupt() {
+	d.interrupted.Store(true)
+	d.Conn.SetReadDeadline(pastDeadline)
 }
 
 func newSession(srv *Server, cfg *Config, c net.Conn, ip netip.Addr) *session {
@@ -65,7 +83,8 @@ func newSession(srv *Server, cfg *Config, c net.Conn, ip netip.Addr) *session {
 	s.info.ID = hex.EncodeToString(id[:])
 	s.info.Remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
 	s.info.Remote = netip.AddrPortFrom(ip, s.info.Remote.Port())
-	s.dc = &deadlineConn{Conn: c, timeout: cfg.CommandTimeout}
+	s.dc = &deadlineConn{Conn: c}
+	s.dc.setTimeout(cfg.CommandTimeout)
 	s.r = bufio.NewReaderSize(s.dc, max(4096, cfg.MaxLineLength+600))
 	s.log = srv.log.With("session", s.info.ID)
 	return s
@@ -77,12 +96,17 @@ var errShutdown = errors.New("server shutting down")
 func (s *session) serve() {
 	defer s.conn.Close()
 	defer s.finish()
+	defer s.recoverPanic()
 	s.reply(220, "", s.cfg.Hostname+" ESMTP Mailroom ready")
 	for !s.quit {
 		if s.r.Buffered() == 0 && !s.flush() {
 			return
 		}
 		line, err := s.readCommand()
+		if errors.Is(err, errLineTooLong) {
+			s.sendReply(smtp.ErrLineTooLong) // read past: still in sync
+			continue
+		}
 		if err != nil {
 			s.endOnReadError(err)
 			return
@@ -95,6 +119,18 @@ func (s *session) serve() {
 		}
 	}
 	s.flush()
+}
+
+// recoverPanic turns a bug met in one session into a 451 for that client
+// and a log line, instead of the end of every session.
+func (s *session) recoverPanic() {
+	if r := recover(); r != nil {
+		s.log.Error("smtp session panic", "panic", r, "stack", string(debug.Stack()))
+		s.out = s.out[:0]
+		s.reply(451, "4.3.0", "Temporary local problem, closing connection")
+		s.flush()
+		s.result = "internal error"
+	}
 }
 
 // finish writes the one log line per session.
@@ -117,31 +153,31 @@ func (s *session) finish() {
 // that Shutdown can interrupt it.
 func (s *session) readCommand() ([]byte, error) {
 	s.mu.Lock()
-	if s.srv.isClosing() {
+	if s.srv.closing.Load() {
 		s.mu.Unlock()
 		return nil, errShutdown
 	}
-	s.dc.timeout = s.cfg.CommandTimeout
+	s.dc.setTimeout(s.cfg.CommandTimeout)
 	s.idle = true
 	s.mu.Unlock()
 	line, err := s.readLine(s.cfg.MaxLineLength + 500)
 	s.mu.Lock()
 	s.idle = false
 	s.mu.Unlock()
-	if err != nil && s.srv.isClosing() && isTimeout(err) {
+	if err != nil && s.srv.closing.Load() && isTimeout(err) {
 		return nil, errShutdown
 	}
 	return line, err
 }
 
 // interruptIfIdle makes a session that is waiting for a command give up
-// now; one in the middle of DATA goes on.
+// now; one in the middle of a message goes on. It takes only the
+// session's lock (see Server.closing).
 func (s *session) interruptIfIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.idle {
-		s.raw.SetReadDeadline(time.Unix(1, 0))
-		s.dc.timeout = 0
+		s.dc.interrupt()
 	}
 }
 
@@ -197,10 +233,22 @@ func (s *session) reply(code int, enhanced, text string) {
 }
 
 func (s *session) sendReply(r *smtp.Reply) {
-	if r.Code >= 500 {
+	if isProtocolError(r.Code) {
 		s.errors++
 	}
 	s.out = r.AppendTo(s.out)
+}
+
+// isProtocolError reports whether a reply code answers a malformed or
+// misplaced command. Only those count toward max_errors: a refused
+// recipient (550, 554) is no sign of a broken or hostile client, and a list
+// message with many stale addresses must still reach the valid ones.
+func isProtocolError(code int) bool {
+	switch code {
+	case 500, 501, 502, 503, 504, 555:
+		return true
+	}
+	return false
 }
 
 // fail sends the reply for err: a *smtp.Reply as it is, anything else as a
@@ -230,7 +278,9 @@ func (s *session) flush() bool {
 	return true
 }
 
-func (s *session) ctx() context.Context { return context.Background() }
+// ctx is the context of backend calls: it ends when the server gives up
+// waiting for sessions at shutdown.
+func (s *session) ctx() context.Context { return s.srv.ctx }
 
 // resetTransaction forgets MAIL, RCPT and any BDAT in progress.
 func (s *session) resetTransaction() {

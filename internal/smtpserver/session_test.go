@@ -103,7 +103,7 @@ func TestSessionStateMachine(t *testing.T) {
 		{"a too large message is refused after reading", tx + "DATA\r\n" + strings.Repeat("a", 5000) + "\r\n.\r\nNOOP\r\n", []string{"250", "250", "250", "354", "552 5.3.4", "250 2.0.0"}},
 		{"a bare LF in data is refused", tx + "DATA\r\nx\ny\r\n.\r\nNOOP\r\n", []string{"250", "250", "250", "354", "550 5.6.0", "250 2.0.0"}},
 		{"BDAT chunks form one message", tx + "BDAT 4\r\nab\r\nBDAT 0 LAST\r\n", []string{"250", "250", "250", "250 2.0.0", "250 2.0.0"}},
-		{"a malformed BDAT closes the session", tx + "BDAT x\r\nNOOP\r\n", []string{"250", "250", "250", "501 5.5.4"}},
+		{"a malformed BDAT closes the session", tx + "BDAT x\r\nNOOP\r\n", []string{"250", "250", "250", "421 4.5.4"}},
 		{"errors end the session at the limit", "A\r\nB\r\nC\r\nD\r\nE\r\nNOOP\r\n", []string{"500", "500", "500", "500", "500", "421 4.7.0"}},
 	}
 	for _, c := range cases {

@@ -1,5 +1,0 @@
-package smtpserver
-
-import "syscall"
-
-const syscallEMFILE = syscall.EMFILE
