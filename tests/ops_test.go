@@ -113,6 +113,21 @@ func TestQuota(t *testing.T) {
 	}
 	c.cmd("MAIL FROM:<a@remote.example> SIZE=1900", "250 ")
 	c.cmd("RCPT TO:<small@example.test>", "452 4.2.2")
+	c.cmd("RSET", "250 ")
+
+	// Without SIZE the size is known only after DATA, when one reply
+	// covers every recipient: permanent only if nobody can take it.
+	s.cliStdin("pw\n", "user", "add", "tiny@example.test", "--quota", "1KiB", "--password-stdin")
+	big := "Subject: big\r\n\r\n" + strings.Repeat("0123456789\r\n", 200)
+	if r := c.sendMail("a@remote.example", []string{"tiny@example.test"}, big); !strings.HasPrefix(r, "552 5.2.2") {
+		t.Errorf("too big for the only recipient: %q, want 552 5.2.2", r)
+	}
+	if r := c.sendMail("a@remote.example", []string{"tiny@example.test", "alice@example.test"}, big); !strings.HasPrefix(r, "452 4.2.2") {
+		t.Errorf("too big for one of two recipients: %q, want 452 4.2.2", r)
+	}
+	if n := len(s.mailbox("alice@example.test")); n != 0 {
+		t.Errorf("alice got %d copies of a refused message", n)
+	}
 }
 
 // TestConnectionLimits: per client IP and in total, with 421 4.7.0.

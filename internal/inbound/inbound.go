@@ -181,22 +181,47 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 		Subject:  hdr.Subject,
 	}
 	seen := map[int64]bool{}
+	var overQuota []error
 	for _, r := range env.Recipients {
-		for _, u := range r.Target.([]store.User) {
+		users, _ := r.Target.([]store.User)
+		for _, u := range users {
 			if seen[u.ID] {
 				continue
 			}
 			seen[u.ID] = true
 			if err := b.recheckQuota(ctx, cfg, u, msg.Size()); err != nil {
-				return err
+				overQuota = append(overQuota, err)
+				continue
 			}
 			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: deliveryPrefix(env.From, u.Address)})
 		}
+	}
+	if len(overQuota) > 0 {
+		return quotaFailure(overQuota, len(m.Local) > 0)
 	}
 	if err := b.store.Accept(ctx, m); err != nil {
 		return tempFailure(err)
 	}
 	return nil
+}
+
+// quotaFailure answers a message that some mailbox cannot take once its
+// real size is known. After DATA one reply covers every recipient, so a
+// permanent refusal is given only when no recipient could take it; when
+// others could, the reply is temporary, so that nobody's copy is lost.
+// (With the outbound queue, the others will get theirs at once and the
+// sender a DSN for the full mailbox.)
+func quotaFailure(errs []error, othersFit bool) error {
+	if !othersFit {
+		return errs[0]
+	}
+	var r *smtp.Reply
+	errors.As(errs[0], &r)
+	if r == nil || r.Temporary() {
+		return errs[0]
+	}
+	return &smtp.Reply{Code: 452, Enhanced: "4.2.2", Text: strings.Replace(r.Text, "cannot hold a message of this size",
+		"cannot hold a message of this size; the other recipients can: send it to them separately", 1)}
 }
 
 // recheckQuota checks a quota against the real size once DATA is done.
