@@ -6,7 +6,6 @@ package tests
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -303,10 +302,6 @@ func (c *client) sendMail(from string, to []string, body string) string {
 	c.cmd("DATA", "354 ")
 	c.send(body + ".\r\n")
 	return c.reply()
-}
-
-func withTimeout(d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
 }
 
 func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }

@@ -96,7 +96,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	rdb.SetMaxOpenConns(8)
 	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, reqs: make(chan *writeReq, 1024), done: make(chan struct{}),
 		stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
-	if err := s.migrate(ctx); err == nil {
+	err = s.migrate(ctx)
+	if err == nil {
 		err = s.prepare()
 	}
 	if err != nil {

@@ -436,3 +436,21 @@ func TestRemoveOrphanBlobs(t *testing.T) {
 		t.Error("the referenced body changed")
 	}
 }
+
+// TestNewerSchemaIsRefused: a database written by a newer Mailroom is not
+// opened (and so not damaged) by an older one.
+func TestNewerSchemaIsRefused(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.wdb.Exec("PRAGMA user_version = 999"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(ctx, dir, Options{}); err == nil || !strings.Contains(err.Error(), "upgrade mailroom") {
+		t.Errorf("Open of a newer schema: %v", err)
+	}
+}
