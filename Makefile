@@ -16,7 +16,7 @@ run: build
 # Unit tests run with the race detector; the integration tests in tests/
 # build and start the static (CGO_ENABLED=0) binary and talk to it with
 # real clients (Python smtplib, swaks, curl, mutt).
-test: build
+test: build lint
 	./scripts/test-deps.sh
 	$(GO) test -race -shuffle=on -timeout 10m ./...
 
