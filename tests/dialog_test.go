@@ -15,7 +15,9 @@ type step struct {
 // TestDialogues runs scripted SMTP dialogues over raw sockets against one
 // server, one connection each: every reply path of the protocol engine.
 func TestDialogues(t *testing.T) {
-	s := newServer(t, "max_recipients = 3\nmax_errors = 5\nmax_message_size = \"64KiB\"", "")
+	s := newServer(t, "", "")
+	s.tlsAddr = "" // no certificate, so no implicit TLS
+	s.writeConfig("max_recipients = 3\nmax_errors = 5\nmax_message_size = \"64KiB\"", "[tls]\nself_signed = false\n")
 	s.cli("alias", "add", "sales@example.test", "alice@example.test", "bob@example.test")
 	s.cli("alias", "add", "postmaster@example.test", "alice@example.test")
 	s.start()

@@ -41,17 +41,27 @@ func TestMain(m *testing.M) {
 
 // server is one running mailroom.
 type server struct {
-	t      *testing.T
-	dir    string
-	config string
-	addr   string
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	stderr bytes.Buffer
-	stdout bytes.Buffer
-	exited chan struct{}
+	t       *testing.T
+	dir     string
+	config  string
+	addr    string // smtp (MX)
+	subAddr string // submission (STARTTLS)
+	tlsAddr string // submissions (implicit TLS)
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	stderr  bytes.Buffer
+	stdout  bytes.Buffer
+	exited  chan struct{}
 	// serveArgs are added to "mailroom serve".
 	serveArgs []string
+}
+
+// quoted is a TOML string, or nothing for "".
+func quoted(s string) string {
+	if s == "" {
+		return ""
+	}
+	return fmt.Sprintf("%q", s)
 }
 
 // freeAddr returns a loopback address with a port free right now.
@@ -70,7 +80,7 @@ func freeAddr(t *testing.T) string {
 // with users alice and bob. It does not start the server.
 func newServer(t *testing.T, extraSMTP string, extraTables string) *server {
 	t.Helper()
-	s := &server{t: t, dir: t.TempDir(), addr: freeAddr(t)}
+	s := &server{t: t, dir: t.TempDir(), addr: freeAddr(t), subAddr: freeAddr(t), tlsAddr: freeAddr(t)}
 	s.config = filepath.Join(s.dir, "mailroom.toml")
 	s.writeConfig(extraSMTP, extraTables)
 	s.cli("domain", "add", "example.test")
@@ -87,12 +97,14 @@ shutdown_timeout = "10s"
 
 [listen]
 smtp = [%q]
+submission = [%s]
+submissions = [%s]
 
 [smtp]
 %s
 
 %s
-`, filepath.Join(s.dir, "data"), s.addr, extraSMTP, extraTables)
+`, filepath.Join(s.dir, "data"), s.addr, quoted(s.subAddr), quoted(s.tlsAddr), extraSMTP, extraTables)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		s.t.Fatal(err)
 	}
@@ -230,7 +242,13 @@ type client struct {
 
 func (s *server) dial() *client {
 	s.t.Helper()
-	c, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
+	return s.dialAddr(s.addr)
+}
+
+// dialAddr opens a raw connection to one of the server's listeners.
+func (s *server) dialAddr(addr string) *client {
+	s.t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		s.t.Fatal(err)
 	}

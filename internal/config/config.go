@@ -27,18 +27,23 @@ type Config struct {
 	// ShutdownTimeout is how long SIGTERM waits for sessions in flight.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 
-	Listen  Listen  `toml:"listen"`
-	SMTP    SMTP    `toml:"smtp"`
-	TLS     TLS     `toml:"tls"`
-	Mailbox Mailbox `toml:"mailbox"`
-	DNS     DNS     `toml:"dns"`
-	Log     Log     `toml:"log"`
+	Listen     Listen     `toml:"listen"`
+	SMTP       SMTP       `toml:"smtp"`
+	Submission Submission `toml:"submission"`
+	TLS        TLS        `toml:"tls"`
+	Mailbox    Mailbox    `toml:"mailbox"`
+	DNS        DNS        `toml:"dns"`
+	Log        Log        `toml:"log"`
 }
 
 // Listen maps each service to the addresses it listens on; a service with
 // no address is not started.
 type Listen struct {
 	SMTP []HostPort `toml:"smtp"`
+	// Submission is RFC 6409 submission with STARTTLS (587 in production).
+	Submission []HostPort `toml:"submission"`
+	// Submissions is submission over implicit TLS (RFC 8314, 465).
+	Submissions []HostPort `toml:"submissions"`
 }
 
 // SMTP configures the SMTP sessions.
@@ -64,10 +69,24 @@ type SMTP struct {
 	MaxHops int `toml:"max_hops"`
 }
 
+// Submission configures the submission listeners.
+type Submission struct {
+	// AuthWithoutTLSFromLoopback lets clients on a loopback address
+	// authenticate without TLS. Off by default.
+	AuthWithoutTLSFromLoopback bool `toml:"auth_without_tls_from_loopback"`
+	// HideClientIP leaves the authenticated client's IP address out of the
+	// Received header field.
+	HideClientIP bool `toml:"hide_client_ip"`
+}
+
 // TLS configures certificates for STARTTLS.
 type TLS struct {
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
+	// SelfSigned makes and uses a self-signed certificate (kept in
+	// data_dir/tls) when no cert_file is given. On by default, so that
+	// STARTTLS and submission work from the first start.
+	SelfSigned bool `toml:"self_signed"`
 }
 
 // Mailbox configures local delivery.
@@ -109,9 +128,20 @@ func Default() *Config {
 			SubaddressSeparator: "+",
 			MaxHops:             50,
 		},
+		TLS:     TLS{SelfSigned: true},
 		Mailbox: Mailbox{Quota: 1 << 30},
 		Log:     Log{Format: "text", Level: "info"},
 	}
+}
+
+// Dev returns the development defaults that "mailroom serve" runs on
+// without a configuration file: Default plus the submission listeners on
+// loopback.
+func Dev() *Config {
+	c := Default()
+	c.Listen.Submission = []HostPort{{"127.0.0.1:2587"}}
+	c.Listen.Submissions = []HostPort{{"127.0.0.1:2465"}}
+	return c
 }
 
 // Load reads the file at path over the defaults.

@@ -67,7 +67,7 @@ func TestParsePublicKeys(t *testing.T) {
 				return s.MaxRecipients == 5 && s.MaxLineLength == 1000 && s.MaxConnections == 3 && s.MaxConnectionsPerIP == 2 && s.MaxErrors == 4 && s.MaxHops == 30
 			}},
 		{name: "tls takes a certificate and key together", toml: "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"",
-			check: func(c *Config) bool { return c.TLS == TLS{CertFile: "c.pem", KeyFile: "k.pem"} }},
+			check: func(c *Config) bool { return c.TLS == TLS{CertFile: "c.pem", KeyFile: "k.pem", SelfSigned: true} }},
 		{name: "log format and level are read", toml: "[log]\nformat = \"json\"\nlevel = \"debug\"",
 			check: func(c *Config) bool { return c.Log == Log{Format: "json", Level: "debug"} }},
 		{name: "dotted keys work like tables", toml: "smtp.max_errors = 3\nlog.level = \"warn\"",
@@ -125,14 +125,15 @@ func TestDefaults(t *testing.T) {
 				SubaddressSeparator: "+",
 				MaxHops:             50,
 			},
+			TLS:     TLS{SelfSigned: true},
 			Mailbox: Mailbox{Quota: 1 << 30},
 			Log:     Log{Format: "text", Level: "info"},
 		}
 		if !reflect.DeepEqual(d, want) {
 			t.Errorf("Default() = %+v, want %+v", d, want)
 		}
-		if d.DNS.Resolver.String() != "" || len(d.SMTP.TrustedNetworks) != 0 || d.TLS != (TLS{}) {
-			t.Errorf("Default() trusts networks, sets a resolver or TLS: %+v", d)
+		if d.DNS.Resolver.String() != "" || len(d.SMTP.TrustedNetworks) != 0 || d.TLS.CertFile != "" {
+			t.Errorf("Default() trusts networks, sets a resolver or a certificate: %+v", d)
 		}
 	})
 	t.Run("the defaults pass validation", func(t *testing.T) {

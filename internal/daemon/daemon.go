@@ -70,29 +70,22 @@ func Run(ctx context.Context, opts Options) error {
 	backend := inbound.New(st, inboundConfig(cfg), log)
 	srv := smtpserver.New(smtpCfg, backend, log)
 
-	var listeners []net.Listener
-	for _, a := range cfg.Listen.SMTP {
-		l, err := net.Listen("tcp", a.String())
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return fmt.Errorf("listen for smtp on %s: %w (is another server using the port?)", a, err)
-		}
-		listeners = append(listeners, l)
+	listeners, err := listen(cfg)
+	if err != nil {
+		return err
 	}
 	var wg sync.WaitGroup
 	for _, l := range listeners {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Serve(l); err != nil && !errors.Is(err, smtpserver.ErrServerClosed) {
-				log.Error("smtp listener stopped", "addr", l.Addr().String(), "err", err)
+			if err := srv.Serve(l.Listener, l.mode); err != nil && !errors.Is(err, smtpserver.ErrServerClosed) {
+				log.Error("listener stopped", "service", l.mode.String(), "addr", l.Addr().String(), "err", err)
 			}
 		}()
-		log.Info("listening", "service", "smtp", "addr", l.Addr().String())
+		log.Info("listening", "service", l.mode.String(), "addr", l.Addr().String())
 	}
-	printBanner(opts.Stdout, cfg, listeners, dev)
+	printBanner(opts.Stdout, cfg, listeners, &cs, dev)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -139,8 +132,39 @@ func sweepOrphanBlobs(ctx context.Context, st *sqlite.Store, log *slog.Logger) {
 	}
 }
 
+// listener is a bound socket and what it is for.
+type listener struct {
+	net.Listener
+	mode smtpserver.Mode
+}
+
+// listen binds every configured address, or none.
+func listen(cfg *config.Config) ([]listener, error) {
+	var out []listener
+	for _, svc := range []struct {
+		mode  smtpserver.Mode
+		addrs []config.HostPort
+	}{
+		{smtpserver.ModeMX, cfg.Listen.SMTP},
+		{smtpserver.ModeSubmission, cfg.Listen.Submission},
+		{smtpserver.ModeSubmissions, cfg.Listen.Submissions},
+	} {
+		for _, a := range svc.addrs {
+			l, err := net.Listen("tcp", a.String())
+			if err != nil {
+				for _, l := range out {
+					l.Close()
+				}
+				return nil, fmt.Errorf("listen for %s on %s: %w (is another server using the port? change [listen] %s)", svc.mode, a, err, svc.mode)
+			}
+			out = append(out, listener{l, svc.mode})
+		}
+	}
+	return out, nil
+}
+
 func loadConfig(opts Options) (*config.Config, error) {
-	cfg := config.Default()
+	cfg := config.Dev()
 	if opts.ConfigFile != "" {
 		var err error
 		if cfg, err = config.Load(opts.ConfigFile); err != nil {
@@ -190,21 +214,34 @@ func smtpConfig(cfg *config.Config, cs *certs.Store, spoolDir string) (*smtpserv
 		CommandTimeout:      cfg.SMTP.CommandTimeout.D(),
 		DataTimeout:         cfg.SMTP.DataTimeout.D(),
 		SpoolDir:            spoolDir,
+
+		AuthWithoutTLSFromLoopback: cfg.Submission.AuthWithoutTLSFromLoopback,
+		HideClientIP:               cfg.Submission.HideClientIP,
 	}
 	if cfg.SMTP.BareLineEndings == "normalize" {
 		c.LineEndings = smtp.NormalizeBareLineEndings
 	}
-	if cfg.TLS.CertFile != "" {
-		if err := cs.Load(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
+	if certFile == "" && cfg.TLS.SelfSigned {
+		var err error
+		if certFile, keyFile, err = certs.SelfSigned(filepath.Join(cfg.DataDir, "tls"), cfg.Hostname); err != nil {
+			return nil, err
+		}
+	}
+	if certFile != "" {
+		if err := cs.Load(certFile, keyFile); err != nil {
 			return nil, err
 		}
 		c.TLS = cs.ServerConfig()
+	} else if len(cfg.Listen.Submissions) > 0 {
+		return nil, fmt.Errorf("[listen] submissions needs a certificate: set [tls] cert_file and key_file, or tls.self_signed = true")
 	}
 	return c, nil
 }
 
 func inboundConfig(cfg *config.Config) *inbound.Config {
 	c := &inbound.Config{
+		Hostname:            cfg.Hostname,
 		SubaddressSeparator: cfg.SMTP.SubaddressSeparator,
 		DefaultQuota:        int64(cfg.Mailbox.Quota),
 		MaxHops:             cfg.SMTP.MaxHops,

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 
+	"mailroom/internal/certs"
 	"mailroom/internal/config"
 	"mailroom/internal/password"
+	"mailroom/internal/smtpserver"
 	"mailroom/internal/store"
 )
 
@@ -65,24 +66,40 @@ func RandomPassword() string {
 }
 
 // printBanner tells the operator what runs where and how to send a first message.
-func printBanner(w io.Writer, cfg *config.Config, ls []net.Listener, dev *devSetup) {
+func printBanner(w io.Writer, cfg *config.Config, ls []listener, cs *certs.Store, dev *devSetup) {
 	if w == nil {
 		return
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Mailroom is running as %s, data in %s\n", cfg.Hostname, cfg.DataDir)
+	first := map[smtpserver.Mode]string{}
 	for _, l := range ls {
-		fmt.Fprintf(&b, "  smtp        %s\n", l.Addr())
-	}
-	if dev != nil && len(ls) > 0 {
-		addr := ls[0].Addr().String()
-		b.WriteString("Development defaults: loopback only, local domain " + DevDomain + ", user " + DevUser + "\n")
-		if dev.created {
-			fmt.Fprintf(&b, "  password for %s (shown once): %s\n", DevUser, dev.password)
+		fmt.Fprintf(&b, "  %-12s %s\n", l.mode, l.Addr())
+		if first[l.mode] == "" {
+			first[l.mode] = l.Addr().String()
 		}
-		fmt.Fprintf(&b, "Send a first message:\n  swaks --server %s --from you@example.test --to %s\n", addr, DevUser)
-		fmt.Fprintf(&b, "  or: printf 'Subject: hello\\r\\n\\r\\nhi\\r\\n' | curl -s smtp://%s --mail-from you@example.test --mail-rcpt %s -T -\n", addr, DevUser)
-		fmt.Fprintf(&b, "Read it:\n  mailroom mailbox list %s\n", DevUser)
 	}
+	if fp := cs.Fingerprint(); fp != "" {
+		kind := "certificate"
+		if cfg.TLS.CertFile == "" {
+			kind = "self-signed certificate (clients will warn; set [tls] for a real one)"
+		}
+		fmt.Fprintf(&b, "TLS: %s, SHA-256 %s\n", kind, fp)
+	}
+	if dev == nil || first[smtpserver.ModeMX] == "" {
+		io.WriteString(w, b.String())
+		return
+	}
+	addr := first[smtpserver.ModeMX]
+	b.WriteString("Development defaults: loopback only, local domain " + DevDomain + ", user " + DevUser + "\n")
+	if dev.created {
+		fmt.Fprintf(&b, "  password for %s (shown once): %s\n", DevUser, dev.password)
+	}
+	fmt.Fprintf(&b, "Send a first message:\n  swaks --server %s --from you@example.test --to %s\n", addr, DevUser)
+	fmt.Fprintf(&b, "  or: printf 'Subject: hello\\r\\n\\r\\nhi\\r\\n' | curl -s smtp://%s --mail-from you@example.test --mail-rcpt %s -T -\n", addr, DevUser)
+	if sub := first[smtpserver.ModeSubmission]; sub != "" {
+		fmt.Fprintf(&b, "Send as %s through submission:\n  swaks --server %s --tls -au %s -ap PASSWORD --from %s --to %s\n", DevUser, sub, DevUser, DevUser, DevUser)
+	}
+	fmt.Fprintf(&b, "Read it:\n  mailroom mailbox list %s\n", DevUser)
 	io.WriteString(w, b.String())
 }

@@ -10,9 +10,15 @@ import (
 
 // headerInfo is what delivery needs from the header section.
 type headerInfo struct {
-	From     string
+	From     string // display form of the first From field
 	Subject  string
 	Received int
+	// FromAddrs are the addresses of the first From field, for the
+	// submission sender check; FromRaw is that field's value.
+	FromAddrs    []string
+	FromRaw      string
+	HasMessageID bool
+	HasDate      bool
 }
 
 // maxHeaderScan bounds how much of a message is read to find its header.
@@ -36,8 +42,14 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 		v := strings.TrimSpace(value.String())
 		switch name {
 		case "from":
-			if h.From == "" {
+			if h.FromRaw == "" {
+				h.FromRaw = v
 				h.From = decodeFrom(v)
+				if list, err := mail.ParseAddressList(v); err == nil {
+					for _, a := range list {
+						h.FromAddrs = append(h.FromAddrs, a.Address)
+					}
+				}
 			}
 		case "subject":
 			if h.Subject == "" {
@@ -68,6 +80,10 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 			switch n = strings.ToLower(strings.TrimSpace(n)); n {
 			case "received":
 				h.Received++
+			case "message-id":
+				h.HasMessageID = true
+			case "date":
+				h.HasDate = true
 			case "from", "subject":
 				name = n
 				value.WriteString(v)

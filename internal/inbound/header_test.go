@@ -3,6 +3,7 @@ package inbound
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestScanHeader(t *testing.T) {
@@ -27,10 +28,24 @@ func TestScanHeader(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != c.want {
+			if got.From != c.want.From || got.Subject != c.want.Subject || got.Received != c.want.Received {
 				t.Errorf("got %+v, want %+v", got, c.want)
 			}
 		})
+	}
+}
+
+func TestScanHeaderSubmissionFields(t *testing.T) {
+	h, _ := scanHeader(strings.NewReader("From: Ann <ann@a.example>, bob@b.example\r\nMessage-ID: <x@y>\r\n\r\n"))
+	if len(h.FromAddrs) != 2 || h.FromAddrs[1] != "bob@b.example" || !h.HasMessageID || h.HasDate {
+		t.Errorf("got %+v", h)
+	}
+	if f := submissionFields(h, "q1", "mx.example", time.Unix(0, 0)); f != "Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n" {
+		t.Errorf("submissionFields = %q", f)
+	}
+	h, _ = scanHeader(strings.NewReader("Subject: none\r\n\r\n"))
+	if f := submissionFields(h, "q1", "mx.example", time.Unix(0, 0).UTC()); !strings.Contains(f, "Message-ID: <q1@mx.example>\r\n") {
+		t.Errorf("submissionFields = %q", f)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -23,6 +24,7 @@ import (
 
 // Config is the policy; it can be replaced while the server runs.
 type Config struct {
+	Hostname            string // for Message-IDs of submitted mail
 	TrustedNetworks     []netip.Prefix
 	SubaddressSeparator string // "" turns sub-addressing off
 	DefaultQuota        int64  // bytes; 0 for none
@@ -48,8 +50,12 @@ func New(st store.Store, cfg *Config, log *slog.Logger) *Backend {
 // SetConfig replaces the policy.
 func (b *Backend) SetConfig(cfg *Config) { b.cfg.Store(cfg) }
 
-// Mail accepts any reverse-path; sender checks (SPF, DMARC) come later.
+// Mail checks the reverse-path: an authenticated user may use only their
+// own addresses; on the MX port any sender is taken (SPF, DMARC come later).
 func (b *Backend) Mail(ctx context.Context, s *smtpserver.SessionInfo, from smtp.Address, p smtp.MailParams) error {
+	if s.Auth != nil {
+		return b.checkSender(ctx, s.Auth.User, from)
+	}
 	return nil
 }
 
@@ -79,6 +85,9 @@ func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtp
 		return nil, err
 	}
 	if !local {
+		if s.Auth != nil {
+			return nil, smtp.Errorf(550, "5.7.1", "Cannot send to <%s> yet: delivery to other domains is not available on this server; nothing was sent to this address", to)
+		}
 		if b.trusted(s) {
 			return nil, smtp.Errorf(550, "5.7.1", "Cannot relay to <%s>: outbound delivery to other domains is not available on this server yet", to)
 		}
@@ -168,15 +177,23 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	if err != nil {
 		return tempFailure(err)
 	}
-	if cfg.MaxHops > 0 && hdr.Received > cfg.MaxHops {
-		return smtp.Errorf(554, "5.4.6", "Too many hops (%d Received header fields): this looks like a mail loop", hdr.Received)
+	if cfg.MaxHops > 0 && hdr.Received >= cfg.MaxHops {
+		return smtp.Errorf(554, "5.4.6", "Too many hops (%d Received header fields): this looks like a mail loop", hdr.Received+1)
+	}
+	now := time.Now()
+	top := env.Received
+	if s.Auth != nil {
+		if err := b.checkFromHeader(ctx, s.Auth.User, hdr); err != nil {
+			return err
+		}
+		top += submissionFields(hdr, env.QueueID, cfg.Hostname, now)
 	}
 	m := &store.Message{
 		QueueID:  env.QueueID,
 		Envelope: envelopeRecord(s, env),
-		Received: time.Now(),
-		Body:     msg.Reader(),
-		Size:     msg.Size(),
+		Received: now,
+		Body:     io.MultiReader(strings.NewReader(top), msg.Reader()),
+		Size:     int64(len(top)) + msg.Size(),
 		From:     hdr.From,
 		Subject:  hdr.Subject,
 	}

@@ -169,6 +169,9 @@ func encodeMailParams(p MailParams) string {
 	if p.EnvID != "" {
 		out = append(out, "ENVID="+EncodeXtext(p.EnvID))
 	}
+	if p.Auth != "" {
+		out = append(out, "AUTH="+EncodeXtext(p.Auth))
+	}
 	return strings.Join(out, " ")
 }
 

@@ -12,6 +12,7 @@ type MailParams struct {
 	SMTPUTF8 bool   // RFC 6531
 	Ret      string // RFC 3461 RET=FULL or HDRS
 	EnvID    string // RFC 3461 ENVID=, decoded from xtext
+	Auth     string // RFC 4954 5 AUTH=, decoded from xtext; "<>" for none
 }
 
 // RcptParams are the ESMTP parameters of RCPT TO (RFC 3461 DSN).
@@ -87,6 +88,12 @@ func ParseMailParams(s string) (MailParams, error) {
 				return p, Errorf(501, "5.5.4", "ENVID must be xtext of at most 100 characters, decoding to printable ASCII")
 			}
 			p.EnvID = id
+		case "AUTH":
+			id, ok := DecodeXtext(v)
+			if !ok || id == "" || len(v) > 500 {
+				return p, Errorf(501, "5.5.4", "AUTH= must be xtext: an address or <>")
+			}
+			p.Auth = id
 		default:
 			return p, Errorf(555, "5.5.4", "Unsupported MAIL FROM parameter %s", k)
 		}

@@ -80,7 +80,7 @@ func TestParseMailParams(t *testing.T) {
 
 		// Unknown parameters.
 		{name: "an unknown parameter is refused with 555", in: "FOO=bar", code: 555},
-		{name: "AUTH is not supported", in: "AUTH=<>", code: 555},
+		{name: "AUTH= without a value is refused", in: "AUTH=", code: 501},
 		{name: "a RCPT parameter is refused in MAIL", in: "NOTIFY=NEVER", code: 555},
 		{name: "an unknown parameter after good ones is refused", in: "SIZE=1 XYZ", code: 555},
 	}

@@ -22,18 +22,54 @@ type Backend interface {
 	Deliver(ctx context.Context, s *SessionInfo, env *Envelope, msg *spool.Spool) error
 }
 
+// Authenticator is the optional part of a Backend that checks passwords
+// for SMTP AUTH (RFC 4954). It returns the canonical login name, or an
+// error: a *smtp.Reply to send as it is (535 5.7.8 for bad credentials,
+// 454 4.7.0 for a temporary failure), anything else becomes 454 4.7.0.
+type Authenticator interface {
+	Authenticate(ctx context.Context, s *SessionInfo, username, password string) (string, error)
+}
+
+// Mode is what a listener is for.
+type Mode int
+
+const (
+	// ModeMX receives mail from other servers (port 25); AUTH is not offered.
+	ModeMX Mode = iota
+	// ModeSubmission is RFC 6409 submission with STARTTLS (port 587):
+	// AUTH is required before MAIL.
+	ModeSubmission
+	// ModeSubmissions is submission over implicit TLS (RFC 8314, port 465).
+	ModeSubmissions
+)
+
+func (m Mode) String() string {
+	return [...]string{"smtp", "submission", "submissions"}[m]
+}
+
+// AuthInfo describes a client that has authenticated.
+type AuthInfo struct {
+	User      string // canonical login name (the user's address)
+	Mechanism string
+}
+
 // SessionInfo is what a backend knows of the client.
 type SessionInfo struct {
 	ID     string
+	Mode   Mode
 	Remote netip.AddrPort
 	Helo   string
 	ESMTP  bool
 	TLS    *tls.ConnectionState
+	Auth   *AuthInfo
 }
 
 // Envelope is the transaction so far.
 type Envelope struct {
-	QueueID    string // set when DATA or the first BDAT starts
+	QueueID string // set when DATA or the first BDAT starts
+	// Received is our trace header field for the message, CRLF-terminated;
+	// the backend puts it on top of the client's data.
+	Received   string
 	From       smtp.Address
 	Params     smtp.MailParams
 	Recipients []Recipient

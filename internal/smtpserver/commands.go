@@ -53,7 +53,7 @@ func (s *session) handle(line []byte) {
 	case "STARTTLS":
 		s.cmdStartTLS(cmd.Arg)
 	case "AUTH":
-		s.reply(502, "5.5.1", "AUTH is not available on this port")
+		s.cmdAuth(cmd.Arg)
 	case "GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS":
 		// Another protocol spoken at us (cross-protocol attacks): stop.
 		s.reply(421, "4.7.0", "This is an SMTP server, closing connection")
@@ -110,6 +110,9 @@ func (s *session) cmdHello(cmd smtp.Command) {
 	if s.cfg.TLS != nil && s.info.TLS == nil {
 		ext = append(ext, "STARTTLS")
 	}
+	if s.authAllowed() && s.info.Auth == nil {
+		ext = append(ext, "AUTH "+strings.Join(authMechanisms, " "))
+	}
 	ext = append(ext, "HELP")
 	s.reply(250, "", strings.Join(ext, "\n"))
 }
@@ -122,6 +125,8 @@ func (s *session) cmdMail(arg string) {
 		return
 	case s.env != nil:
 		s.reply(503, "5.5.1", "Sender already given: send RSET to start over")
+		return
+	case !s.requireAuth():
 		return
 	}
 	rest, ok := smtp.CutPrefixFold(arg, "FROM:")

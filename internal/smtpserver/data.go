@@ -144,13 +144,13 @@ func (s *session) endMidTransfer(err error) {
 	s.quit = true
 }
 
-// startMessage assigns the queue ID and starts the spool with our Received
-// header field (RFC 5321 4.4).
+// startMessage assigns the queue ID and our Received header field
+// (RFC 5321 4.4), which the backend puts on top of the message, and
+// returns the spool for the client's data.
 func (s *session) startMessage() *spool.Spool {
 	s.env.QueueID = store.NewQueueID()
-	sp := newSpool(s.cfg)
-	sp.Write([]byte(s.receivedHeader(time.Now())))
-	return sp
+	s.env.Received = s.receivedHeader(time.Now())
+	return newSpool(s.cfg)
 }
 
 // finishMessage checks what was received and hands it to the backend.
@@ -199,9 +199,16 @@ func (s *session) receivedHeader(now time.Time) string {
 	if s.info.TLS != nil {
 		proto += "S"
 	}
+	if s.info.Auth != nil {
+		proto += "A"
+	}
+	from := addressLiteral(s.info)
+	if s.info.Auth != nil && s.cfg.HideClientIP {
+		from = "authenticated"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (Mailroom) with %s", headerSafe(s.info.Helo),
-		addressLiteral(s.info), s.cfg.Hostname, proto)
+		from, s.cfg.Hostname, proto)
 	if s.info.TLS != nil {
 		fmt.Fprintf(&b, "\r\n\t(%s %s)", tlsVersionName(s.info.TLS.Version), tlsCipherName(s.info.TLS.CipherSuite))
 	}

@@ -32,8 +32,14 @@ type Config struct {
 	CommandTimeout      time.Duration
 	DataTimeout         time.Duration
 	LineEndings         smtp.LineEndings
-	// TLS enables STARTTLS when not nil.
+	// TLS enables STARTTLS when not nil; ModeSubmissions listeners need it.
 	TLS *tls.Config
+	// AuthWithoutTLSFromLoopback allows AUTH over plaintext for clients on
+	// a loopback address (off by default).
+	AuthWithoutTLSFromLoopback bool
+	// HideClientIP leaves an authenticated client's address out of the
+	// Received header field.
+	HideClientIP bool
 	// SpoolDir holds large messages while they are received.
 	SpoolDir string
 }
@@ -79,8 +85,8 @@ func (s *Server) SetConfig(cfg *Config) { s.cfg.Store(cfg) }
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("smtpserver: server closed")
 
-// Serve accepts connections on l until Shutdown.
-func (s *Server) Serve(l net.Listener) error {
+// Serve accepts connections on l, for the given mode, until Shutdown.
+func (s *Server) Serve(l net.Listener, mode Mode) error {
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -104,12 +110,12 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		delay = 0
-		s.startSession(c)
+		s.startSession(c, mode)
 	}
 }
 
 // startSession admits c within the connection limits, or answers 421.
-func (s *Server) startSession(c net.Conn) {
+func (s *Server) startSession(c net.Conn, mode Mode) {
 	cfg := s.cfg.Load()
 	ip := remoteIP(c)
 	s.mu.Lock()
@@ -133,6 +139,7 @@ func (s *Server) startSession(c net.Conn) {
 		return
 	}
 	sess := newSession(s, cfg, c, ip)
+	sess.info.Mode = mode
 	s.sessions[sess] = struct{}{}
 	s.perIP[ip]++
 	s.wg.Add(1)

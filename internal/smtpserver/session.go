@@ -36,13 +36,14 @@ type session struct {
 	mu   sync.Mutex
 	idle bool
 
-	env      *Envelope // nil outside a transaction
-	bdat     *bdatState
-	errors   int
-	accepted int
-	rejected int
-	quit     bool
-	result   string
+	env          *Envelope // nil outside a transaction
+	bdat         *bdatState
+	errors       int
+	authFailures int
+	accepted     int
+	rejected     int
+	quit         bool
+	result       string
 }
 
 // deadlineConn renews the read deadline before every read, so that a
@@ -97,6 +98,9 @@ func (s *session) serve() {
 	defer s.conn.Close()
 	defer s.finish()
 	defer s.recoverPanic()
+	if s.info.Mode == ModeSubmissions && !s.startImplicitTLS() {
+		return
+	}
 	s.reply(220, "", s.cfg.Hostname+" ESMTP Mailroom ready")
 	for !s.quit {
 		if s.r.Buffered() == 0 && !s.flush() {
@@ -145,7 +149,11 @@ func (s *session) finish() {
 	if s.result == "" {
 		s.result = "ok"
 	}
-	s.log.Info("smtp session", "client", s.info.Remote.Addr().String(), "ehlo", s.info.Helo, "tls", tlsVersion,
+	user := ""
+	if s.info.Auth != nil {
+		user = s.info.Auth.User
+	}
+	s.log.Info("smtp session", "listener", s.info.Mode.String(), "client", s.info.Remote.Addr().String(), "ehlo", s.info.Helo, "tls", tlsVersion, "user", user,
 		"accepted", s.accepted, "rejected", s.rejected, "errors", s.errors, "result", s.result)
 }
 

@@ -1,0 +1,202 @@
+package smtpserver
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"time"
+
+	"mailroom/internal/smtp"
+)
+
+// maxAuthLine is the longest line of a SASL exchange (RFC 4954 4).
+const maxAuthLine = 12288
+
+// maxAuthFailures ends a session after this many failed AUTH commands.
+const maxAuthFailures = 3
+
+// authMechanisms are the SASL mechanisms offered, in EHLO order.
+var authMechanisms = []string{"PLAIN", "LOGIN"}
+
+// authenticator returns the backend's Authenticator, or nil.
+func (s *session) authenticator() Authenticator {
+	a, _ := s.srv.backend.(Authenticator)
+	return a
+}
+
+// authAllowed reports whether AUTH may be used now: on a submission
+// listener, over TLS (or from loopback when configured).
+func (s *session) authAllowed() bool {
+	if s.info.Mode == ModeMX || s.authenticator() == nil {
+		return false
+	}
+	return s.info.TLS != nil || s.cfg.AuthWithoutTLSFromLoopback && s.info.Remote.Addr().IsLoopback()
+}
+
+// cmdAuth handles AUTH (RFC 4954 4).
+func (s *session) cmdAuth(arg string) {
+	switch {
+	case s.info.Mode == ModeMX:
+		s.reply(502, "5.5.1", "AUTH is not available on this port: use the submission port")
+		return
+	case !s.authAllowed():
+		s.reply(538, "5.7.11", "Encryption required for authentication: send STARTTLS first")
+		return
+	case s.info.Auth != nil:
+		s.reply(503, "5.5.1", "Already authenticated")
+		return
+	case s.env != nil:
+		s.reply(503, "5.5.1", "AUTH is not allowed during a mail transaction: send RSET first")
+		return
+	}
+	mech, initial, hasInitial := strings.Cut(arg, " ")
+	mech = strings.ToUpper(mech)
+	var user, pass string
+	var ok bool
+	switch mech {
+	case "PLAIN":
+		user, pass, ok = s.saslPlain(initial, hasInitial)
+	case "LOGIN":
+		user, pass, ok = s.saslLogin(initial, hasInitial)
+	default:
+		s.reply(504, "5.5.4", "Unrecognized authentication mechanism: use one of "+strings.Join(authMechanisms, ", "))
+		return
+	}
+	if !ok {
+		return // the exchange already answered
+	}
+	login, err := s.authenticator().Authenticate(s.ctx(), &s.info, user, pass)
+	if err != nil {
+		s.authFailed(err)
+		return
+	}
+	s.info.Auth = &AuthInfo{User: login, Mechanism: mech}
+	s.log = s.log.With("user", login)
+	s.reply(235, "2.7.0", "Authentication successful")
+}
+
+// authFailed answers a failed authentication and ends the session after
+// too many.
+func (s *session) authFailed(err error) {
+	var r *smtp.Reply
+	if !errors.As(err, &r) {
+		s.log.Error("authentication backend failure", "err", err)
+		r = &smtp.Reply{Code: 454, Enhanced: "4.7.0", Text: "Temporary authentication failure, try again later"}
+	}
+	s.sendReply(r)
+	s.authFailures++
+	if s.authFailures >= maxAuthFailures {
+		s.reply(421, "4.7.0", s.cfg.Hostname+" Too many authentication failures, closing connection")
+		s.result = "too many authentication failures"
+		s.quit = true
+	}
+}
+
+// saslPlain runs the PLAIN mechanism (RFC 4616).
+func (s *session) saslPlain(initial string, hasInitial bool) (string, string, bool) {
+	resp, ok := s.saslResponse(initial, hasInitial, "")
+	if !ok {
+		return "", "", false
+	}
+	parts := bytes.Split(resp, []byte{0})
+	if len(parts) != 3 || len(parts[1]) == 0 {
+		s.reply(501, "5.5.2", "Malformed PLAIN response: expected authzid NUL authcid NUL password")
+		return "", "", false
+	}
+	authz, user, pass := string(parts[0]), string(parts[1]), string(parts[2])
+	if authz != "" && authz != user {
+		// Acting for another user is not supported; do not say more.
+		s.authFailed(&smtp.Reply{Code: 535, Enhanced: "5.7.8", Text: "Authentication credentials invalid"})
+		return "", "", false
+	}
+	return user, pass, true
+}
+
+// saslLogin runs the LOGIN mechanism (draft-murchison-sasl-login).
+func (s *session) saslLogin(initial string, hasInitial bool) (string, string, bool) {
+	user, ok := s.saslResponse(initial, hasInitial, "Username:")
+	if !ok {
+		return "", "", false
+	}
+	pass, ok := s.saslResponse("", false, "Password:")
+	if !ok {
+		return "", "", false
+	}
+	return string(user), string(pass), true
+}
+
+// saslResponse returns the client's next response: the initial response
+// given with AUTH, or the answer to a 334 challenge.
+func (s *session) saslResponse(initial string, hasInitial bool, challenge string) ([]byte, bool) {
+	line := initial
+	if !hasInitial {
+		s.reply(334, "", base64.StdEncoding.EncodeToString([]byte(challenge)))
+		if !s.flush() {
+			s.quit = true
+			return nil, false
+		}
+		raw, err := s.readLine(maxAuthLine)
+		if errors.Is(err, errLineTooLong) {
+			s.reply(500, "5.5.6", "Authentication exchange line is too long")
+			return nil, false
+		}
+		if err != nil {
+			s.endOnReadError(err)
+			s.quit = true
+			return nil, false
+		}
+		line = strings.TrimRight(string(raw), "\r\n")
+	}
+	if line == "*" {
+		s.reply(501, "5.0.0", "Authentication cancelled")
+		return nil, false
+	}
+	if line == "=" {
+		return nil, true
+	}
+	data, err := base64.StdEncoding.DecodeString(line)
+	if err != nil {
+		s.reply(501, "5.5.2", "Invalid base64 in the authentication exchange")
+		return nil, false
+	}
+	return data, true
+}
+
+// startImplicitTLS runs the handshake of a submissions (port 465)
+// connection before the greeting (RFC 8314 3.3).
+func (s *session) startImplicitTLS() bool {
+	if s.cfg.TLS == nil {
+		s.result = "no certificate for implicit TLS"
+		return false
+	}
+	tc := tls.Server(s.conn, s.cfg.TLS)
+	s.conn.SetDeadline(time.Now().Add(30 * time.Second))
+	err := tc.Handshake()
+	s.conn.SetDeadline(time.Time{})
+	if err != nil {
+		s.result = "TLS handshake failed: " + err.Error()
+		return false
+	}
+	st := tc.ConnectionState()
+	s.info.TLS = &st
+	s.conn = tc
+	s.dc.Conn = tc
+	s.r.Reset(s.dc)
+	return true
+}
+
+// requireAuth answers MAIL on a submission listener from a client that
+// has not authenticated (RFC 6409 4.3, RFC 4954 6).
+func (s *session) requireAuth() bool {
+	if s.info.Mode == ModeMX || s.info.Auth != nil {
+		return true
+	}
+	if !s.authAllowed() {
+		s.reply(530, "5.7.0", "Must issue a STARTTLS command first")
+	} else {
+		s.reply(530, "5.7.0", "Authentication required: log in with AUTH first")
+	}
+	return false
+}

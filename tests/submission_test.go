@@ -1,0 +1,241 @@
+package tests
+
+import (
+	"crypto/tls"
+	"encoding/base64"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func plainAuth(user, pass string) string {
+	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+}
+
+// startTLSInsecure upgrades a raw client without checking the (self-signed)
+// certificate.
+func (c *client) startTLSInsecure() {
+	c.t.Helper()
+	c.cmd("STARTTLS", "220 ")
+	tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatalf("TLS handshake: %v", err)
+	}
+	c.conn = tc
+	c.r.Reset(tc)
+}
+
+// loggedIn returns a submission session over STARTTLS, authenticated as alice.
+func loggedIn(t *testing.T, s *server) *client {
+	c := s.dialAddr(s.subAddr)
+	c.t = t
+	c.cmd("EHLO sub.example", "250 ")
+	c.startTLSInsecure()
+	c.cmd("EHLO sub.example", "250 ")
+	c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "235 2.7.0")
+	return c
+}
+
+// TestSubmissionDialogues: the reply paths of submission over raw sockets.
+func TestSubmissionDialogues(t *testing.T) {
+	s := newServer(t, "", "")
+	s.cli("alias", "add", "sales@example.test", "alice@example.test")
+	s.start()
+
+	t.Run("before TLS, AUTH is not offered and refused, and MAIL needs STARTTLS", func(t *testing.T) {
+		c := s.dialAddr(s.subAddr)
+		c.t = t
+		c.send("EHLO sub.example\r\n")
+		var ehlo strings.Builder
+		for {
+			line, _ := c.r.ReadString('\n')
+			ehlo.WriteString(line)
+			if len(line) < 4 || line[3] == ' ' {
+				break
+			}
+		}
+		if strings.Contains(ehlo.String(), "AUTH") || !strings.Contains(ehlo.String(), "STARTTLS") {
+			t.Errorf("EHLO before TLS: %s", ehlo.String())
+		}
+		c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "538 5.7.11")
+		c.cmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Must issue a STARTTLS")
+	})
+	t.Run("after TLS, MAIL needs AUTH", func(t *testing.T) {
+		c := s.dialAddr(s.subAddr)
+		c.t = t
+		c.cmd("EHLO sub.example", "250 ")
+		c.startTLSInsecure()
+		c.send("EHLO sub.example\r\n")
+		var ehlo strings.Builder
+		for {
+			line, _ := c.r.ReadString('\n')
+			ehlo.WriteString(line)
+			if len(line) < 4 || line[3] == ' ' {
+				break
+			}
+		}
+		if !strings.Contains(ehlo.String(), "250-AUTH PLAIN LOGIN\r\n") || strings.Contains(ehlo.String(), "STARTTLS") {
+			t.Errorf("EHLO after TLS: %s", ehlo.String())
+		}
+		c.cmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
+	})
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"a wrong password is 535 5.7.8", []step{{"AUTH PLAIN " + plainAuth("alice@example.test", "wrong") + "\r\n", "535 5.7.8"}}},
+		{"an unknown user is the same 535 5.7.8", []step{{"AUTH PLAIN " + plainAuth("nobody@example.test", "x") + "\r\n", "535 5.7.8"}}},
+		{"garbled base64 is 501 5.5.2", []step{{"AUTH PLAIN !!!\r\n", "501 5.5.2"}}},
+		{"a PLAIN response without NULs is 501", []step{{"AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("alice")) + "\r\n", "501 5.5.2"}}},
+		{"acting for another user is refused", []step{{"AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("bob@example.test\x00alice@example.test\x00secret-alice")) + "\r\n", "535 5.7.8"}}},
+		{"a cancelled exchange is 501 5.0.0", []step{{"AUTH LOGIN\r\n", "334 VXNlcm5hbWU6"}, {"*\r\n", "501 5.0.0"}}},
+		{"LOGIN works in two steps", []step{{"AUTH LOGIN\r\n", "334 VXNlcm5hbWU6"},
+			{base64.StdEncoding.EncodeToString([]byte("alice@example.test")) + "\r\n", "334 UGFzc3dvcmQ6"},
+			{base64.StdEncoding.EncodeToString([]byte("secret-alice")) + "\r\n", "235 2.7.0"}, {"AUTH PLAIN x\r\n", "503 5.5.1"}}},
+		{"PLAIN with an empty initial response asks for it", []step{{"AUTH PLAIN\r\n", "334 "},
+			{plainAuth("alice@example.test", "secret-alice") + "\r\n", "235 2.7.0"}}},
+		{"an unknown mechanism is 504 5.5.4", []step{{"AUTH GSSAPI\r\n", "504 5.5.4"}}},
+		{"three failures close the session", []step{
+			{"AUTH PLAIN " + plainAuth("alice@example.test", "a") + "\r\n", "535"},
+			{"AUTH PLAIN " + plainAuth("alice@example.test", "b") + "\r\n", "535"},
+			{"AUTH PLAIN " + plainAuth("alice@example.test", "c") + "\r\n", "535"}, {"", "421 4.7.0"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := s.dialAddr(s.subAddr)
+			c.t = t
+			c.cmd("EHLO sub.example", "250 ")
+			c.startTLSInsecure()
+			c.cmd("EHLO sub.example", "250 ")
+			for _, st := range tc.steps {
+				if st.send != "" {
+					c.send(st.send)
+				}
+				c.expect(st.expect)
+			}
+		})
+	}
+	t.Run("the sender must be one of the user's addresses", func(t *testing.T) {
+		c := loggedIn(t, s)
+		c.cmd("MAIL FROM:<bob@example.test>", "553 5.7.1 Sender address <bob@example.test> refused")
+		c.cmd("MAIL FROM:<ceo@remote.example>", "553 5.7.1")
+		c.cmd("MAIL FROM:<Alice+news@Example.Test>", "250 ")
+		c.cmd("RSET", "250 ")
+		c.cmd("MAIL FROM:<sales@example.test>", "250 ")
+		c.cmd("RCPT TO:<someone@remote.example>", "550 5.7.1")
+		c.cmd("RCPT TO:<bob@example.test>", "250 ")
+		c.cmd("DATA", "354 ")
+		c.send("From: Bob <bob@example.test>\r\nSubject: spoof\r\n\r\nx\r\n.\r\n")
+		c.expect("553 5.7.1 From: header address <bob@example.test> refused")
+	})
+	t.Run("AUTH is not offered on the MX port", func(t *testing.T) {
+		c := s.dial()
+		c.t = t
+		c.cmd("EHLO mx.example", "250 ")
+		c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "502 5.5.1")
+	})
+	t.Run("AUTH pipelined after STARTTLS is discarded", func(t *testing.T) {
+		c := s.dialAddr(s.subAddr)
+		c.t = t
+		c.cmd("EHLO sub.example", "250 ")
+		c.send("STARTTLS\r\nAUTH PLAIN " + plainAuth("alice@example.test", "secret-alice") + "\r\n")
+		c.expect("220 ")
+		tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		c.conn = tc
+		c.r.Reset(tc)
+		c.cmd("EHLO sub.example", "250 ")
+		c.cmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
+	})
+	if n := len(s.mailbox("bob@example.test")); n != 0 {
+		t.Errorf("bob received %d spoofed messages", n)
+	}
+}
+
+const pythonSubmit = `
+import smtplib, ssl, sys
+from email.message import EmailMessage
+host, port, mode, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+msg = EmailMessage()
+msg["From"] = "Alice <alice@example.test>"
+msg["To"] = "bob@example.test"
+msg["Subject"] = "submitted " + mode
+msg.set_content("hello bob")
+try:
+    if mode == "implicit":
+        s = smtplib.SMTP_SSL(host, port, context=ctx, timeout=20)
+    else:
+        s = smtplib.SMTP(host, port, timeout=20)
+        s.starttls(context=ctx)
+    s.login(user, pw)
+    s.send_message(msg)
+    s.quit()
+    print("sent")
+except smtplib.SMTPAuthenticationError as e:
+    print("auth", e.smtp_code, e.smtp_error.decode())
+`
+
+// TestSubmissionClients: Python smtplib (STARTTLS on submission, implicit
+// TLS on submissions), swaks with PLAIN and LOGIN, curl with --ssl-reqd.
+func TestSubmissionClients(t *testing.T) {
+	py := requireTool(t, "python3")
+	swaks := requireTool(t, "swaks")
+	curl := requireTool(t, "curl")
+	s := newServer(t, "", "")
+	s.start()
+	subHost, subPort, _ := strings.Cut(s.subAddr, ":")
+	_, tlsPort, _ := strings.Cut(s.tlsAddr, ":")
+	runs := []struct {
+		name string
+		cmd  *exec.Cmd
+		want string
+	}{
+		{"smtplib with STARTTLS", exec.Command(py, "-c", pythonSubmit, subHost, subPort, "starttls", "alice@example.test", "secret-alice"), "sent"},
+		{"smtplib over implicit TLS", exec.Command(py, "-c", pythonSubmit, subHost, tlsPort, "implicit", "alice@example.test", "secret-alice"), "sent"},
+		{"smtplib with a wrong password", exec.Command(py, "-c", pythonSubmit, subHost, subPort, "starttls", "alice@example.test", "nope"), "auth 535 5.7.8"},
+		{"swaks AUTH PLAIN over STARTTLS", exec.Command(swaks, "--server", s.subAddr, "--tls", "-a", "PLAIN", "-au", "alice@example.test", "-ap", "secret-alice",
+			"--from", "alice@example.test", "--to", "bob@example.test", "--header", "Subject: swaks plain", "--timeout", "20"), "235 2.7.0"},
+		{"swaks AUTH LOGIN over implicit TLS", exec.Command(swaks, "--server", s.tlsAddr, "--tlsc", "-a", "LOGIN", "-au", "alice@example.test", "-ap", "secret-alice",
+			"--from", "alice@example.test", "--to", "bob@example.test", "--header", "Subject: swaks login", "--timeout", "20"), "235 2.7.0"},
+	}
+	for _, r := range runs {
+		t.Run(r.name, func(t *testing.T) {
+			out, err := r.cmd.CombinedOutput()
+			if !strings.Contains(string(out), r.want) {
+				t.Errorf("%v; output lacks %q:\n%s", err, r.want, out)
+			}
+		})
+	}
+	t.Run("curl --ssl-reqd", func(t *testing.T) {
+		cmd := exec.Command(curl, "-sS", "-k", "--ssl-reqd", "smtp://"+s.subAddr, "--user", "alice@example.test:secret-alice",
+			"--mail-from", "alice@example.test", "--mail-rcpt", "bob@example.test", "-T", "-")
+		cmd.Stdin = strings.NewReader("From: alice@example.test\r\nSubject: from curl\r\n\r\nhi\r\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("curl: %v\n%s", err, out)
+		}
+	})
+	msgs := s.mailbox("bob@example.test")
+	if len(msgs) != 5 {
+		t.Fatalf("bob has %d messages, want 5: %+v", len(msgs), msgs)
+	}
+	raw := s.message("bob@example.test", msgs[0].ID)
+	for _, want := range []string{"with ESMTPSA", "Message-ID: <", "Date: "} {
+		if !strings.Contains(raw, want) {
+			t.Errorf("a submitted message lacks %q:\n%s", want, raw)
+		}
+	}
+	if strings.Count(raw, "Message-ID:") != 1 || strings.Count(raw, "\nDate:")+strings.Count(raw, "\rDate:") > 1 {
+		t.Errorf("Message-ID or Date doubled:\n%s", raw)
+	}
+	for _, m := range msgs {
+		raw := strings.ToLower(s.message("bob@example.test", m.ID))
+		if strings.Count(raw, "\nmessage-id: <") != 1 || strings.Count(raw, "\ndate: ") != 1 {
+			t.Errorf("message %d does not have exactly one Message-ID and one Date:\n%s", m.ID, raw)
+		}
+	}
+}
