@@ -200,9 +200,11 @@ func TestConfigErrors(t *testing.T) {
 // TestDevDefaults: "mailroom serve" with no arguments starts on the
 // development defaults and the command it prints delivers a message.
 func TestDevDefaults(t *testing.T) {
-	if c, err := net.DialTimeout("tcp", "127.0.0.1:2525", 200*time.Millisecond); err == nil {
-		c.Close()
-		t.Skip("port 2525 is in use by something else")
+	for _, port := range []string{"2525", "2587", "2465"} {
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 200*time.Millisecond); err == nil {
+			c.Close()
+			t.Skipf("port %s is in use by something else", port)
+		}
 	}
 	dir := t.TempDir()
 	s := &server{t: t, dir: dir, addr: "127.0.0.1:2525"}
@@ -230,11 +232,24 @@ func TestDevDefaults(t *testing.T) {
 	if out, err := exec.Command("bash", "-c", curlLine).CombinedOutput(); err != nil {
 		t.Fatalf("the printed command failed: %v\n%s", err, out)
 	}
+	// The printed password works on the submission port.
+	var pw string
+	for _, l := range strings.Split(s.logs(), "\n") {
+		if _, after, ok := strings.Cut(l, "(shown once): "); ok {
+			pw = strings.TrimSpace(after)
+		}
+	}
+	swaks := requireTool(t, "swaks")
+	out, err := exec.Command(swaks, "--server", "127.0.0.1:2587", "--tls", "-au", "dev@mailroom.test", "-ap", pw,
+		"--from", "dev@mailroom.test", "--to", "dev@mailroom.test", "--header", "Subject: submitted", "--timeout", "20").CombinedOutput()
+	if err != nil {
+		t.Errorf("submission with the printed password: %v\n%s", err, out)
+	}
 	cmd := exec.Command(binary, "mailbox", "list", "dev@mailroom.test", "--json")
 	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `"subject": "hello"`) {
-		t.Errorf("the first message is not in dev's mailbox: %v\n%s", err, out)
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"subject": "hello"`) || !strings.Contains(string(out), `"subject": "submitted"`) {
+		t.Errorf("the first messages are not in dev's mailbox: %v\n%s", err, out)
 	}
 }
 
