@@ -3,9 +3,12 @@ package tests
 import (
 	"crypto/tls"
 	"encoding/base64"
+	"fmt"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func plainAuth(user, pass string) string {
@@ -237,5 +240,53 @@ func TestSubmissionClients(t *testing.T) {
 		if strings.Count(raw, "\nmessage-id: <") != 1 || strings.Count(raw, "\ndate: ") != 1 {
 			t.Errorf("message %d does not have exactly one Message-ID and one Date:\n%s", m.ID, raw)
 		}
+	}
+}
+
+// TestAuthBruteForce: failed logins from one address ban it, even for the
+// right password; failures for one account from many addresses lock it.
+func TestAuthBruteForce(t *testing.T) {
+	s := newServer(t, "", "[submission]\nmax_auth_failures = 4\nauth_ban_time = \"1m\"\n")
+	s.start()
+	from := func(src string) *client {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+		conn, err := d.Dial("tcp", s.subAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		c := &client{t: t, conn: conn, r: newReader(conn)}
+		c.expect("220 ")
+		c.cmd("EHLO brute.example", "250 ")
+		c.startTLSInsecure()
+		c.cmd("EHLO brute.example", "250 ")
+		return c
+	}
+	// Guessing bob's password from 127.0.0.5: two sessions of failures.
+	c := from("127.0.0.5")
+	c.cmd("AUTH PLAIN "+plainAuth("bob@example.test", "guess1"), "535 5.7.8")
+	c.cmd("AUTH PLAIN "+plainAuth("carol@example.test", "guess2"), "535 5.7.8")
+	c.cmd("AUTH PLAIN "+plainAuth("nobody@example.test", "guess3"), "535 5.7.8")
+	c = from("127.0.0.5")
+	c.cmd("AUTH PLAIN "+plainAuth("dave@example.test", "guess4"), "535 5.7.8")
+	c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "421 4.7.0 mx.example.test Too many failed logins")
+	// Another address is not banned.
+	from("127.0.0.6").cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "235 ")
+
+	// Three more addresses guess bob's password once each (four failures
+	// with the first): bob is locked, for the right password too; alice is not.
+	for i := 10; i < 13; i++ {
+		from(fmt.Sprintf("127.0.0.%d", i)).cmd("AUTH PLAIN "+plainAuth("bob@example.test", "guess"), "535 5.7.8")
+	}
+	from("127.0.0.20").cmd("AUTH PLAIN "+plainAuth("bob@example.test", "secret-bob"), "454 4.7.0")
+	from("127.0.0.21").cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "235 ")
+	// A name that does not exist is locked the same way, so that locking
+	// does not reveal which accounts exist.
+	for i := 30; i < 34; i++ {
+		from(fmt.Sprintf("127.0.0.%d", i)).cmd("AUTH PLAIN "+plainAuth("ghost@example.test", "guess"), "535 5.7.8")
+	}
+	from("127.0.0.40").cmd("AUTH PLAIN "+plainAuth("ghost@example.test", "guess"), "454 4.7.0")
+	if !strings.Contains(s.logs(), "login refused: address banned") {
+		t.Error("the ban is not logged")
 	}
 }

@@ -77,6 +77,11 @@ type Submission struct {
 	// HideClientIP leaves the authenticated client's IP address out of the
 	// Received header field.
 	HideClientIP bool `toml:"hide_client_ip"`
+	// MaxAuthFailures failed logins from one IP, or for one account name,
+	// within AuthBanTime ban the IP (421 4.7.0) or lock the account
+	// (454 4.7.0) for AuthBanTime. 0 turns this off.
+	MaxAuthFailures int      `toml:"max_auth_failures"`
+	AuthBanTime     Duration `toml:"auth_ban_time"`
 }
 
 // TLS configures certificates for STARTTLS.
@@ -128,9 +133,10 @@ func Default() *Config {
 			SubaddressSeparator: "+",
 			MaxHops:             50,
 		},
-		TLS:     TLS{SelfSigned: true},
-		Mailbox: Mailbox{Quota: 1 << 30},
-		Log:     Log{Format: "text", Level: "info"},
+		Submission: Submission{MaxAuthFailures: 10, AuthBanTime: Duration(15 * time.Minute)},
+		TLS:        TLS{SelfSigned: true},
+		Mailbox:    Mailbox{Quota: 1 << 30},
+		Log:        Log{Format: "text", Level: "info"},
 	}
 }
 
@@ -248,6 +254,8 @@ func (c *Config) validate() error {
 		{s.MaxConnectionsPerIP >= 1, "smtp.max_connections_per_ip: must be at least 1"},
 		{s.MaxErrors >= 1, "smtp.max_errors: must be at least 1"},
 		{s.MaxHops >= 1, "smtp.max_hops: must be at least 1"},
+		{c.Submission.MaxAuthFailures >= 0, "submission.max_auth_failures: must be 0 (off) or more"},
+		{c.Submission.AuthBanTime.D() >= time.Second, "submission.auth_ban_time: must be at least 1s"},
 		{s.CommandTimeout.D() >= time.Second, "smtp.command_timeout: must be at least 1s (RFC 5321 4.5.3.2 asks for 5m)"},
 		{s.DataTimeout.D() >= time.Second, "smtp.data_timeout: must be at least 1s (RFC 5321 4.5.3.2 asks for 3m)"},
 		{s.BareLineEndings == "reject" || s.BareLineEndings == "normalize", `smtp.bare_line_endings: must be "reject" or "normalize"`},

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"mailroom/internal/authlimit"
 	"mailroom/internal/certs"
 	"mailroom/internal/config"
 	"mailroom/internal/inbound"
@@ -217,6 +218,12 @@ func smtpConfig(cfg *config.Config, cs *certs.Store, spoolDir string) (*smtpserv
 
 		AuthWithoutTLSFromLoopback: cfg.Submission.AuthWithoutTLSFromLoopback,
 		HideClientIP:               cfg.Submission.HideClientIP,
+		AuthLimit: authlimit.Policy{
+			MaxFailures: cfg.Submission.MaxAuthFailures,
+			Window:      cfg.Submission.AuthBanTime.D(),
+			BaseDelay:   250 * time.Millisecond,
+			MaxDelay:    4 * time.Second,
+		},
 	}
 	if cfg.SMTP.BareLineEndings == "normalize" {
 		c.LineEndings = smtp.NormalizeBareLineEndings

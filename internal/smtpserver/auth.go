@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
+	"mailroom/internal/authlimit"
 	"mailroom/internal/smtp"
 )
 
@@ -67,11 +69,33 @@ func (s *session) cmdAuth(arg string) {
 	if !ok {
 		return // the exchange already answered
 	}
+	account, ip := strings.ToLower(user), s.info.Remote.Addr()
+	switch verdict, left := s.srv.authLimit.Check(ip, account); verdict {
+	case authlimit.IPBanned:
+		s.log.Warn("login refused: address banned after failed logins", "client", ip.String(), "user", account)
+		s.reply(421, "4.7.0", fmt.Sprintf("%s Too many failed logins from your address: try again in %d minutes", s.cfg.Hostname, int(left.Minutes())+1))
+		s.result, s.quit = "banned after failed logins", true
+		return
+	case authlimit.AccountLocked:
+		s.log.Warn("login refused: account locked after failed logins", "client", ip.String(), "user", account)
+		s.reply(454, "4.7.0", "Temporary authentication failure, try again later")
+		return
+	}
 	login, err := s.authenticator().Authenticate(s.ctx(), &s.info, user, pass)
+	var r *smtp.Reply
+	if errors.As(err, &r) && r.Code == 535 {
+		// A growing delay before the answer slows guessing down.
+		delay := s.srv.authLimit.Failed(ip, account)
+		select {
+		case <-time.After(delay):
+		case <-s.ctx().Done():
+		}
+	}
 	if err != nil {
 		s.authFailed(err)
 		return
 	}
+	s.srv.authLimit.Succeeded(account)
 	s.info.Auth = &AuthInfo{User: login, Mechanism: mech}
 	s.log = s.log.With("user", login)
 	s.reply(235, "2.7.0", "Authentication successful")

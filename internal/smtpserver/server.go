@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailroom/internal/authlimit"
 	"mailroom/internal/smtp"
 	"mailroom/internal/spool"
 )
@@ -40,15 +41,18 @@ type Config struct {
 	// HideClientIP leaves an authenticated client's address out of the
 	// Received header field.
 	HideClientIP bool
+	// AuthLimit throttles failed logins; it is read once, by New.
+	AuthLimit authlimit.Policy
 	// SpoolDir holds large messages while they are received.
 	SpoolDir string
 }
 
 // Server accepts SMTP connections and runs a session for each.
 type Server struct {
-	backend Backend
-	log     *slog.Logger
-	cfg     atomic.Pointer[Config]
+	backend   Backend
+	log       *slog.Logger
+	cfg       atomic.Pointer[Config]
+	authLimit *authlimit.Limiter
 
 	// closing is read without mu by sessions: taking mu there while
 	// Shutdown holds it and takes session locks would deadlock.
@@ -75,6 +79,7 @@ func New(cfg *Config, backend Backend, log *slog.Logger) *Server {
 		perIP:     map[netip.Addr]int{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.authLimit = authlimit.New(cfg.AuthLimit, nil)
 	s.cfg.Store(cfg)
 	return s
 }
