@@ -3,6 +3,7 @@ package tests
 import (
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os/exec"
@@ -288,5 +289,49 @@ func TestAuthBruteForce(t *testing.T) {
 	from("127.0.0.40").cmd("AUTH PLAIN "+plainAuth("ghost@example.test", "guess"), "454 4.7.0")
 	if !strings.Contains(s.logs(), "login refused: address banned") {
 		t.Error("the ban is not logged")
+	}
+}
+
+// TestAppPasswords: an app password made with the CLI logs in (with smtplib)
+// beside the main password, shows when it was used, and stops working
+// when revoked, while the main password goes on working.
+func TestAppPasswords(t *testing.T) {
+	py := requireTool(t, "python3")
+	s := newServer(t, "", "")
+	s.start()
+	out := s.cli("user", "app-password", "add", "alice@example.test", "phone")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	pw := lines[len(lines)-1]
+	if len(pw) != 24 {
+		t.Fatalf("no app password printed: %q", out)
+	}
+	if _, errOut, err := s.run("", "user", "app-password", "add", "alice@example.test", "phone"); err == nil || !strings.Contains(errOut, "pick another name") {
+		t.Errorf("a duplicate name: %v %s", err, errOut)
+	}
+	host, port, _ := strings.Cut(s.subAddr, ":")
+	send := func(pass string) string {
+		out, _ := exec.Command(py, "-c", pythonSubmit, host, port, "starttls", "alice@example.test", pass).CombinedOutput()
+		return strings.TrimSpace(string(out))
+	}
+	if got := send(pw); got != "sent" {
+		t.Errorf("login with the app password: %s", got)
+	}
+	if got := send(strings.ToUpper(pw)); got != "sent" {
+		t.Errorf("login with the app password typed in capitals: %s", got)
+	}
+	var list []struct {
+		Name     string    `json:"name"`
+		LastUsed time.Time `json:"last_used"`
+	}
+	json.Unmarshal([]byte(s.cli("user", "app-password", "list", "alice@example.test", "--json")), &list)
+	if len(list) != 1 || list[0].Name != "phone" || list[0].LastUsed.IsZero() {
+		t.Errorf("app-password list: %+v", list)
+	}
+	s.cli("user", "app-password", "del", "alice@example.test", "phone")
+	if got := send(pw); !strings.HasPrefix(got, "auth 535") {
+		t.Errorf("login with a revoked app password: %s", got)
+	}
+	if got := send("secret-alice"); got != "sent" {
+		t.Errorf("the main password after revoking: %s", got)
 	}
 }

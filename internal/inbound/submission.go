@@ -35,6 +35,10 @@ func (b *Backend) Authenticate(ctx context.Context, s *smtpserver.SessionInfo, u
 		return "", errBadCredentials
 	}
 	login := strings.ToLower(addr.Local) + "@" + addr.Domain
+	if u, app, err := b.store.UserByAppPassword(ctx, password.AppHash(pw)); err == nil && u.Address == login {
+		b.log.Info("authenticated with an app password", "user", login, "app", app)
+		return login, nil
+	}
 	u, err := b.store.User(ctx, login)
 	hash := u.PasswordHash
 	switch {

@@ -49,3 +49,16 @@ func TestHashRefusesEmpty(t *testing.T) {
 		t.Error("an empty password was hashed")
 	}
 }
+
+func TestAppPasswords(t *testing.T) {
+	a, b := NewApp(), NewApp()
+	if a == b || len(a) != 24 || strings.Count(a, "-") != 4 {
+		t.Errorf("NewApp gave %q and %q", a, b)
+	}
+	if AppHash(a) != AppHash(strings.ToUpper(strings.ReplaceAll(a, "-", " "))) {
+		t.Error("the hash depends on case or separators")
+	}
+	if AppHash(a) == AppHash(b) {
+		t.Error("two app passwords share a hash")
+	}
+}

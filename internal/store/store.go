@@ -32,8 +32,29 @@ var (
 // Store is everything an embedded or shared store provides.
 type Store interface {
 	Directory
+	Credentials
 	Mailboxes
 	Close() error
+}
+
+// AppPassword is a per-application secret of a user (its hash only).
+type AppPassword struct {
+	Name     string    `json:"name"`
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"last_used,omitzero"`
+}
+
+// Credentials manages the secrets users log in with besides their main
+// password hash (which is in User).
+type Credentials interface {
+	// AddAppPassword stores the hash of a new app password; a name may
+	// be used once per user (ErrExists).
+	AddAppPassword(ctx context.Context, address, name, hash string) error
+	AppPasswords(ctx context.Context, address string) ([]AppPassword, error)
+	DeleteAppPassword(ctx context.Context, address, name string) error
+	// UserByAppPassword finds the user an app password hash belongs to
+	// and records the use.
+	UserByAppPassword(ctx context.Context, hash string) (User, string, error)
 }
 
 // Domain is a domain Mailroom receives mail for.

@@ -63,4 +63,17 @@ CREATE TABLE mailbox_messages (
 ) WITHOUT ROWID;
 CREATE INDEX mailbox_messages_message ON mailbox_messages(message_id);
 `,
+	`
+-- Application passwords: random secrets a user gives one mail client each,
+-- stored as SHA-256 (they are long and random, so a slow hash adds nothing).
+CREATE TABLE app_passwords (
+	id        INTEGER PRIMARY KEY,
+	user_id   INTEGER NOT NULL REFERENCES users(id),
+	name      TEXT NOT NULL,
+	hash      TEXT NOT NULL UNIQUE,
+	created   INTEGER NOT NULL,
+	last_used INTEGER NOT NULL DEFAULT 0,
+	UNIQUE (user_id, name)
+);
+`,
 }
