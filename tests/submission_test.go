@@ -42,7 +42,9 @@ func loggedIn(t *testing.T, s *server) *client {
 
 // TestSubmissionDialogues: the reply paths of submission over raw sockets.
 func TestSubmissionDialogues(t *testing.T) {
-	s := newServer(t, "", "")
+	// Throttling is TestAuthBruteForce's subject: off here, so that these
+	// failures are answered at once.
+	s := newServer(t, "", "[submission]\nmax_auth_failures = 0\n")
 	s.cli("alias", "add", "sales@example.test", "alice@example.test")
 	s.start()
 
@@ -131,6 +133,22 @@ func TestSubmissionDialogues(t *testing.T) {
 		c.cmd("DATA", "354 ")
 		c.send("From: Bob <bob@example.test>\r\nSubject: spoof\r\n\r\nx\r\n.\r\n")
 		c.expect("553 5.7.1 From: header address <bob@example.test> refused")
+	})
+	t.Run("an admin can grant an address or a whole domain", func(t *testing.T) {
+		s.cli("user", "send-as", "add", "alice@example.test", "@brand.example")
+		s.cli("user", "send-as", "add", "alice@example.test", "Support@Other.Example")
+		c := loggedIn(t, s)
+		c.cmd("MAIL FROM:<news@brand.example>", "250 ")
+		c.cmd("RSET", "250 ")
+		c.cmd("MAIL FROM:<support@other.example>", "250 ")
+		c.cmd("RSET", "250 ")
+		c.cmd("MAIL FROM:<sales@other.example>", "553 5.7.1")
+		if out := s.cli("user", "send-as", "list", "alice@example.test"); out != "@brand.example\nsupport@other.example\n" {
+			t.Errorf("send-as list: %q", out)
+		}
+		s.cli("user", "send-as", "del", "alice@example.test", "@brand.example")
+		c = loggedIn(t, s)
+		c.cmd("MAIL FROM:<news@brand.example>", "553 5.7.1")
 	})
 	t.Run("AUTH is not offered on the MX port", func(t *testing.T) {
 		c := s.dial()

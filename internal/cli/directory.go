@@ -152,7 +152,7 @@ func (a *app) readPassword(fromStdin bool) (pw string, generated bool, err error
 
 func (a *app) userCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "user", Short: "Manage users (mailboxes that can log in)"}
-	cmd.AddCommand(a.userAddCommand(), a.userListCommand(), a.userDelCommand(), a.userPasswdCommand(), a.appPasswordCommand())
+	cmd.AddCommand(a.userAddCommand(), a.userListCommand(), a.userDelCommand(), a.userPasswdCommand(), a.appPasswordCommand(), a.sendAsCommand())
 	return cmd
 }
 

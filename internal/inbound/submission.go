@@ -76,7 +76,8 @@ func (b *Backend) checkSender(ctx context.Context, user string, from smtp.Addres
 }
 
 // owns reports whether user may send as addr: it is their address (or a
-// sub-address of it), or an alias that delivers to them.
+// sub-address of it), an alias that delivers to them, or an address or
+// domain an admin granted them.
 func (b *Backend) owns(ctx context.Context, user, addr string) (bool, error) {
 	cfg := b.cfg.Load()
 	candidates := []string{addr}
@@ -84,6 +85,16 @@ func (b *Backend) owns(ctx context.Context, user, addr string) (bool, error) {
 		local, domain, _ := strings.Cut(addr, "@")
 		if base, _, ok := strings.Cut(local, sep); ok && base != "" {
 			candidates = append(candidates, base+"@"+domain)
+		}
+	}
+	grants, err := b.store.SenderGrants(ctx, user)
+	if err != nil {
+		return false, err
+	}
+	_, domain, _ := strings.Cut(addr, "@")
+	for _, g := range grants {
+		if g == "*" || g == addr || g == "@"+domain {
+			return true, nil
 		}
 	}
 	for _, c := range candidates {

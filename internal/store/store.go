@@ -55,6 +55,13 @@ type Credentials interface {
 	// UserByAppPassword finds the user an app password hash belongs to
 	// and records the use.
 	UserByAppPassword(ctx context.Context, hash string) (User, string, error)
+
+	// Sender grants: addresses ("a@example.com"), whole domains
+	// ("@example.com") or anything ("*") a user may send as, besides
+	// their own addresses.
+	AddSenderGrant(ctx context.Context, address, pattern string) error
+	SenderGrants(ctx context.Context, address string) ([]string, error)
+	DeleteSenderGrant(ctx context.Context, address, pattern string) error
 }
 
 // Domain is a domain Mailroom receives mail for.

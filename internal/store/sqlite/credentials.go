@@ -86,3 +86,41 @@ func (s *Store) UserByAppPassword(ctx context.Context, hash string) (store.User,
 	})
 	return u, name, nil
 }
+
+// AddSenderGrant lets a user send as pattern.
+func (s *Store) AddSenderGrant(ctx context.Context, address, pattern string) error {
+	return s.write(ctx, func(tx *wtx) error {
+		res, err := tx.Exec(`INSERT INTO sender_grants(user_id, pattern, created) SELECT id, ?, ? FROM users WHERE address = ?`,
+			pattern, time.Now().Unix(), address)
+		if isUniqueViolation(err) {
+			return fmt.Errorf("grant %s to %s: %w", pattern, address, store.ErrExists)
+		}
+		return expectOne(res, err)("user " + address)
+	})
+}
+
+// SenderGrants lists what a user may send as besides their own addresses.
+func (s *Store) SenderGrants(ctx context.Context, address string) ([]string, error) {
+	rows, err := s.query(ctx, `SELECT g.pattern FROM sender_grants g JOIN users u ON u.id = g.user_id WHERE u.address = ? ORDER BY g.pattern`, address)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// DeleteSenderGrant withdraws a grant.
+func (s *Store) DeleteSenderGrant(ctx context.Context, address, pattern string) error {
+	return s.write(ctx, func(tx *wtx) error {
+		return expectOne(tx.Exec(`DELETE FROM sender_grants WHERE pattern = ? AND user_id = (SELECT id FROM users WHERE address = ?)`,
+			pattern, address))(fmt.Sprintf("grant %s of %s", pattern, address))
+	})
+}

@@ -169,6 +169,7 @@ func (s *Store) DeleteUser(ctx context.Context, address string) error {
 			`DELETE FROM mailbox_messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE user_id = ?)`,
 			`DELETE FROM mailboxes WHERE user_id = ?`,
 			`DELETE FROM app_passwords WHERE user_id = ?`,
+			`DELETE FROM sender_grants WHERE user_id = ?`,
 			`DELETE FROM users WHERE id = ?`,
 		} {
 			if _, err := tx.Exec(q, id); err != nil {

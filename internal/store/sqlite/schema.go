@@ -76,4 +76,14 @@ CREATE TABLE app_passwords (
 	UNIQUE (user_id, name)
 );
 `,
+	`
+-- Addresses or whole domains ("@example.com", or "*" for any) an admin lets
+-- a user send as, beyond their own addresses and aliases.
+CREATE TABLE sender_grants (
+	user_id INTEGER NOT NULL REFERENCES users(id),
+	pattern TEXT NOT NULL,
+	created INTEGER NOT NULL,
+	PRIMARY KEY (user_id, pattern)
+) WITHOUT ROWID;
+`,
 }

@@ -12,6 +12,7 @@ func credentialTests() []test {
 		{"app passwords are added, found by hash, listed and revoked", testAppPasswords},
 		{"app password names are unique per user and need a user", testAppPasswordErrors},
 		{"deleting a user deletes their app passwords", testAppPasswordsGoWithUser},
+		{"sender grants are added, listed and withdrawn, and go with the user", testSenderGrants},
 	}
 }
 
@@ -72,5 +73,34 @@ func testAppPasswordsGoWithUser(t *testing.T, s store.Store) {
 	}
 	if _, _, err := s.UserByAppPassword(ctx, "h1"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the app password of a deleted user still works: %v", err)
+	}
+}
+
+func testSenderGrants(t *testing.T, s store.Store) {
+	alice := addUser(t, s, "alice@a.example")
+	ctx := t.Context()
+	for _, p := range []string{"@b.example", "news@c.example"} {
+		if err := s.AddSenderGrant(ctx, alice.Address, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddSenderGrant(ctx, alice.Address, "@b.example"); !errors.Is(err, store.ErrExists) {
+		t.Errorf("a duplicate grant: %v", err)
+	}
+	if err := s.AddSenderGrant(ctx, "nobody@a.example", "*"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a grant to nobody: %v", err)
+	}
+	got, err := s.SenderGrants(ctx, alice.Address)
+	if err != nil || len(got) != 2 || got[0] != "@b.example" {
+		t.Fatalf("SenderGrants = %v, %v", got, err)
+	}
+	if err := s.DeleteSenderGrant(ctx, alice.Address, "@b.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteSenderGrant(ctx, alice.Address, "@b.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("deleting twice: %v", err)
+	}
+	if err := s.DeleteUser(ctx, alice.Address); err != nil {
+		t.Fatalf("deleting a user with grants: %v", err)
 	}
 }
