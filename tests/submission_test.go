@@ -353,3 +353,28 @@ func TestAppPasswords(t *testing.T) {
 		t.Errorf("the main password after revoking: %s", got)
 	}
 }
+
+// TestSendingLimits: the hourly message limit answers 450 4.7.1 at MAIL,
+// the hourly recipient limit at RCPT, each with a sentence; other users
+// are not affected.
+func TestSendingLimits(t *testing.T) {
+	s := newServer(t, "", "[submission]\nmax_messages_per_hour = 2\nmax_recipients_per_hour = 3\n")
+	s.start()
+	c := loggedIn(t, s)
+	if r := c.sendMail("alice@example.test", []string{"bob@example.test", "bob+a@example.test"}, "Subject: 1\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("first message: %q", r)
+	}
+	c.cmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.cmd("RCPT TO:<bob@example.test>", "250 ")
+	c.cmd("RCPT TO:<bob+b@example.test>", "450 4.7.1 Sending limit reached: 2 recipients in the past hour, and the limit is 3")
+	c.cmd("DATA", "354 ")
+	c.send("Subject: 2\r\n\r\nx\r\n.\r\n")
+	c.expect("250 ")
+	c.cmd("MAIL FROM:<alice@example.test>", "450 4.7.1 Sending limit reached: 2 messages in the past hour")
+	b := s.dialAddr(s.subAddr)
+	b.cmd("EHLO sub.example", "250 ")
+	b.startTLSInsecure()
+	b.cmd("EHLO sub.example", "250 ")
+	b.cmd("AUTH PLAIN "+plainAuth("bob@example.test", "secret-bob"), "235 ")
+	b.cmd("MAIL FROM:<bob@example.test>", "250 ")
+}

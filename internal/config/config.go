@@ -82,6 +82,12 @@ type Submission struct {
 	// (454 4.7.0) for AuthBanTime. 0 turns this off.
 	MaxAuthFailures int      `toml:"max_auth_failures"`
 	AuthBanTime     Duration `toml:"auth_ban_time"`
+	// Sending limits per user, counted per server process; 0 means none.
+	// Over an hourly limit: 450 4.7.1; over a daily one: 550 5.7.1.
+	MaxMessagesPerHour   int `toml:"max_messages_per_hour"`
+	MaxMessagesPerDay    int `toml:"max_messages_per_day"`
+	MaxRecipientsPerHour int `toml:"max_recipients_per_hour"`
+	MaxRecipientsPerDay  int `toml:"max_recipients_per_day"`
 }
 
 // TLS configures certificates for STARTTLS.
@@ -133,10 +139,11 @@ func Default() *Config {
 			SubaddressSeparator: "+",
 			MaxHops:             50,
 		},
-		Submission: Submission{MaxAuthFailures: 10, AuthBanTime: Duration(15 * time.Minute)},
-		TLS:        TLS{SelfSigned: true},
-		Mailbox:    Mailbox{Quota: 1 << 30},
-		Log:        Log{Format: "text", Level: "info"},
+		Submission: Submission{MaxAuthFailures: 10, AuthBanTime: Duration(15 * time.Minute),
+			MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
+		TLS:     TLS{SelfSigned: true},
+		Mailbox: Mailbox{Quota: 1 << 30},
+		Log:     Log{Format: "text", Level: "info"},
 	}
 }
 
@@ -256,6 +263,8 @@ func (c *Config) validate() error {
 		{s.MaxHops >= 1, "smtp.max_hops: must be at least 1"},
 		{c.Submission.MaxAuthFailures >= 0, "submission.max_auth_failures: must be 0 (off) or more"},
 		{c.Submission.AuthBanTime.D() >= time.Second, "submission.auth_ban_time: must be at least 1s"},
+		{min(c.Submission.MaxMessagesPerHour, c.Submission.MaxMessagesPerDay, c.Submission.MaxRecipientsPerHour, c.Submission.MaxRecipientsPerDay) >= 0,
+			"submission: sending limits must be 0 (none) or more"},
 		{s.CommandTimeout.D() >= time.Second, "smtp.command_timeout: must be at least 1s (RFC 5321 4.5.3.2 asks for 5m)"},
 		{s.DataTimeout.D() >= time.Second, "smtp.data_timeout: must be at least 1s (RFC 5321 4.5.3.2 asks for 3m)"},
 		{s.BareLineEndings == "reject" || s.BareLineEndings == "normalize", `smtp.bare_line_endings: must be "reject" or "normalize"`},

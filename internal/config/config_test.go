@@ -125,10 +125,11 @@ func TestDefaults(t *testing.T) {
 				SubaddressSeparator: "+",
 				MaxHops:             50,
 			},
-			Submission: Submission{MaxAuthFailures: 10, AuthBanTime: Duration(15 * time.Minute)},
-			TLS:        TLS{SelfSigned: true},
-			Mailbox:    Mailbox{Quota: 1 << 30},
-			Log:        Log{Format: "text", Level: "info"},
+			Submission: Submission{MaxAuthFailures: 10, AuthBanTime: Duration(15 * time.Minute),
+				MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
+			TLS:     TLS{SelfSigned: true},
+			Mailbox: Mailbox{Quota: 1 << 30},
+			Log:     Log{Format: "text", Level: "info"},
 		}
 		if !reflect.DeepEqual(d, want) {
 			t.Errorf("Default() = %+v, want %+v", d, want)

@@ -22,6 +22,7 @@ import (
 	"mailroom/internal/certs"
 	"mailroom/internal/config"
 	"mailroom/internal/inbound"
+	"mailroom/internal/sendlimit"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/store"
@@ -252,6 +253,12 @@ func inboundConfig(cfg *config.Config) *inbound.Config {
 		SubaddressSeparator: cfg.SMTP.SubaddressSeparator,
 		DefaultQuota:        int64(cfg.Mailbox.Quota),
 		MaxHops:             cfg.SMTP.MaxHops,
+		SendLimits: sendlimit.Limits{
+			MessagesPerHour:   cfg.Submission.MaxMessagesPerHour,
+			MessagesPerDay:    cfg.Submission.MaxMessagesPerDay,
+			RecipientsPerHour: cfg.Submission.MaxRecipientsPerHour,
+			RecipientsPerDay:  cfg.Submission.MaxRecipientsPerDay,
+		},
 	}
 	for _, p := range cfg.SMTP.TrustedNetworks {
 		c.TrustedNetworks = append(c.TrustedNetworks, netip.Prefix(p))

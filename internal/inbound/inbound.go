@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"mailroom/internal/sendlimit"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/spool"
@@ -29,6 +30,7 @@ type Config struct {
 	SubaddressSeparator string // "" turns sub-addressing off
 	DefaultQuota        int64  // bytes; 0 for none
 	MaxHops             int    // Received fields before a message is a loop
+	SendLimits          sendlimit.Limits
 }
 
 // Backend implements smtpserver.Backend over a store.
@@ -36,13 +38,14 @@ type Backend struct {
 	store store.Store
 	log   *slog.Logger
 	cfg   atomic.Pointer[Config]
+	sent  *sendlimit.Counter // what each authenticated user sent
 }
 
 var _ smtpserver.Backend = (*Backend)(nil)
 
 // New returns a backend delivering into st.
 func New(st store.Store, cfg *Config, log *slog.Logger) *Backend {
-	b := &Backend{store: st, log: log}
+	b := &Backend{store: st, log: log, sent: sendlimit.New(nil)}
 	b.cfg.Store(cfg)
 	return b
 }
@@ -54,6 +57,9 @@ func (b *Backend) SetConfig(cfg *Config) { b.cfg.Store(cfg) }
 // own addresses; on the MX port any sender is taken (SPF, DMARC come later).
 func (b *Backend) Mail(ctx context.Context, s *smtpserver.SessionInfo, from smtp.Address, p smtp.MailParams) error {
 	if s.Auth != nil {
+		if err := b.sent.AllowMessage(s.Auth.User, b.cfg.Load().SendLimits); err != nil {
+			return err
+		}
 		return b.checkSender(ctx, s.Auth.User, from)
 	}
 	return nil
@@ -73,6 +79,11 @@ func (b *Backend) trusted(s *smtpserver.SessionInfo) bool {
 // Rcpt resolves a recipient to local users, or refuses it.
 func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtpserver.Envelope, to smtp.Address, p smtp.RcptParams) (any, error) {
 	cfg := b.cfg.Load()
+	if s.Auth != nil {
+		if err := b.sent.AllowRecipients(s.Auth.User, len(env.Recipients)+1, cfg.SendLimits); err != nil {
+			return nil, err
+		}
+	}
 	if to.Domain == "" { // <postmaster>
 		d, err := b.postmasterDomain(ctx)
 		if err != nil {
@@ -218,6 +229,9 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	}
 	if err := b.store.Accept(ctx, m); err != nil {
 		return tempFailure(err)
+	}
+	if s.Auth != nil {
+		b.sent.Record(s.Auth.User, len(env.Recipients))
 	}
 	return nil
 }

@@ -1,0 +1,133 @@
+// Package sendlimit counts what each user sends through submission, over
+// the past hour and the past day, so that a compromised account or a
+// runaway script is stopped before it does much harm. Counts are kept in
+// memory, per process, in five-minute buckets.
+package sendlimit
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"mailroom/internal/smtp"
+)
+
+// Limits are maxima per user; 0 means no limit.
+type Limits struct {
+	MessagesPerHour   int
+	MessagesPerDay    int
+	RecipientsPerHour int
+	RecipientsPerDay  int
+}
+
+const (
+	bucket      = 5 * time.Minute
+	dayBuckets  = int(24 * time.Hour / bucket)
+	hourBuckets = int(time.Hour / bucket)
+)
+
+// Counter keeps the counts of every user.
+type Counter struct {
+	now   func() time.Time
+	mu    sync.Mutex
+	users map[string]*usage
+}
+
+type usage struct {
+	msgs    [dayBuckets]int
+	rcpts   [dayBuckets]int
+	current int64 // bucket index of the last update
+}
+
+// New returns a counter; now is the clock (time.Now when nil).
+func New(now func() time.Time) *Counter {
+	if now == nil {
+		now = time.Now
+	}
+	return &Counter{now: now, users: map[string]*usage{}}
+}
+
+// advance clears the buckets that fell out of the day since the last use.
+func (u *usage) advance(idx int64) {
+	if idx-u.current >= int64(dayBuckets) {
+		u.msgs, u.rcpts = [dayBuckets]int{}, [dayBuckets]int{}
+	} else {
+		for i := u.current + 1; i <= idx; i++ {
+			u.msgs[i%int64(dayBuckets)], u.rcpts[i%int64(dayBuckets)] = 0, 0
+		}
+	}
+	u.current = idx
+}
+
+// sums returns messages and recipients over the last n buckets.
+func (u *usage) sums(n int) (msgs, rcpts int) {
+	for i := 0; i < n; i++ {
+		j := (u.current - int64(i)) % int64(dayBuckets)
+		msgs += u.msgs[j]
+		rcpts += u.rcpts[j]
+	}
+	return msgs, rcpts
+}
+
+func (c *Counter) get(user string) *usage {
+	idx := c.now().UnixNano() / int64(bucket)
+	u := c.users[user]
+	if u == nil {
+		u = &usage{current: idx}
+		c.users[user] = u
+	}
+	u.advance(idx)
+	return u
+}
+
+// AllowMessage checks, at MAIL, whether user may send one more message.
+// The reply for an hourly limit is temporary (450 4.7.1), for a daily one
+// permanent (550 5.7.1), as the big providers answer.
+func (c *Counter) AllowMessage(user string, l Limits) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := c.get(user)
+	hm, _ := u.sums(hourBuckets)
+	dm, _ := u.sums(dayBuckets)
+	switch {
+	case over(hm+1, l.MessagesPerHour):
+		return limitReply(450, "4.7.1", "messages", hm, l.MessagesPerHour, "hour")
+	case over(dm+1, l.MessagesPerDay):
+		return limitReply(550, "5.7.1", "messages", dm, l.MessagesPerDay, "day")
+	}
+	return nil
+}
+
+// AllowRecipients checks, at RCPT, whether user may address n recipients
+// in the message under way (this one included).
+func (c *Counter) AllowRecipients(user string, n int, l Limits) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := c.get(user)
+	_, hr := u.sums(hourBuckets)
+	_, dr := u.sums(dayBuckets)
+	switch {
+	case over(hr+n, l.RecipientsPerHour):
+		return limitReply(450, "4.7.1", "recipients", hr, l.RecipientsPerHour, "hour")
+	case over(dr+n, l.RecipientsPerDay):
+		return limitReply(550, "5.7.1", "recipients", dr, l.RecipientsPerDay, "day")
+	}
+	return nil
+}
+
+func over(n, limit int) bool { return limit > 0 && n > limit }
+
+func limitReply(code int, enh, what string, n, limit int, period string) error {
+	return &smtp.Reply{Code: code, Enhanced: enh, Text: fmt.Sprintf(
+		"Sending limit reached: %d %s in the past %s, and the limit is %d; try again later or ask your administrator", n, what, period, limit)}
+}
+
+// Record counts a message sent to rcpts recipients.
+func (c *Counter) Record(user string, rcpts int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := c.get(user)
+	j := u.current % int64(dayBuckets)
+	u.msgs[j]++
+	u.rcpts[j] += rcpts
+}
