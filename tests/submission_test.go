@@ -80,7 +80,7 @@ func TestSubmissionDialogues(t *testing.T) {
 				break
 			}
 		}
-		if !strings.Contains(ehlo.String(), "250-AUTH PLAIN LOGIN\r\n") || strings.Contains(ehlo.String(), "STARTTLS") {
+		if !strings.Contains(ehlo.String(), "250-AUTH SCRAM-SHA-256 SCRAM-SHA-256-PLUS PLAIN LOGIN\r\n") || strings.Contains(ehlo.String(), "STARTTLS") {
 			t.Errorf("EHLO after TLS: %s", ehlo.String())
 		}
 		c.cmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")

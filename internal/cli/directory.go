@@ -175,12 +175,12 @@ func (a *app) userAddCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hash, err := password.Hash(pw)
+			hash, scramV, err := password.Derive(pw)
 			if err != nil {
 				return err
 			}
 			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
-				_, err := st.AddUser(ctx, store.User{Address: addr, PasswordHash: hash, QuotaBytes: int64(q)})
+				_, err := st.AddUser(ctx, store.User{Address: addr, PasswordHash: hash, SCRAMSHA256: scramV, QuotaBytes: int64(q)})
 				if errors.Is(err, store.ErrNotFound) {
 					_, domain, _ := strings.Cut(addr, "@")
 					return fmt.Errorf("add user: %s is not a local domain: add it first with 'mailroom domain add %s'", domain, domain)
@@ -265,12 +265,12 @@ func (a *app) userPasswdCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hash, err := password.Hash(pw)
+			hash, scramV, err := password.Derive(pw)
 			if err != nil {
 				return err
 			}
 			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
-				if err := st.SetPassword(ctx, addr, hash); err != nil {
+				if err := st.SetPassword(ctx, addr, hash, scramV); err != nil {
 					return explain(err, "set password")
 				}
 				fmt.Fprintf(a.stdout, "password of %s changed\n", addr)

@@ -6,6 +6,7 @@ package inbound
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -39,13 +40,16 @@ type Backend struct {
 	log   *slog.Logger
 	cfg   atomic.Pointer[Config]
 	sent  *sendlimit.Counter // what each authenticated user sent
+	// fakeSecret makes SCRAM verifiers for names that do not exist.
+	fakeSecret []byte
 }
 
 var _ smtpserver.Backend = (*Backend)(nil)
 
 // New returns a backend delivering into st.
 func New(st store.Store, cfg *Config, log *slog.Logger) *Backend {
-	b := &Backend{store: st, log: log, sent: sendlimit.New(nil)}
+	b := &Backend{store: st, log: log, sent: sendlimit.New(nil), fakeSecret: make([]byte, 32)}
+	rand.Read(b.fakeSecret)
 	b.cfg.Store(cfg)
 	return b
 }

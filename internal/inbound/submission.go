@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xdg-go/scram"
+
 	"mailroom/internal/password"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
@@ -149,4 +151,23 @@ func submissionFields(hdr headerInfo, queueID, hostname string, now time.Time) s
 		b.WriteString("Message-ID: <" + queueID + "@" + hostname + ">\r\n")
 	}
 	return b.String()
+}
+
+var _ smtpserver.SCRAMAuthenticator = (*Backend)(nil)
+
+// SCRAMCredentials returns a user's SCRAM-SHA-256 verifiers, or made-up
+// ones for a name that does not exist or has none.
+func (b *Backend) SCRAMCredentials(ctx context.Context, s *smtpserver.SessionInfo, username string) (string, scram.StoredCredentials, error) {
+	login := strings.ToLower(username)
+	if addr, err := smtp.ParseMailbox(username); err == nil {
+		login = strings.ToLower(addr.Local) + "@" + addr.Domain
+	}
+	u, err := b.store.User(ctx, login)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", scram.StoredCredentials{}, tempAuthFailure(err)
+	}
+	if creds, perr := password.ParseSCRAM(u.SCRAMSHA256); err == nil && perr == nil {
+		return login, creds, nil
+	}
+	return login, password.FakeSCRAM(b.fakeSecret, login), nil
 }

@@ -62,3 +62,26 @@ func TestAppPasswords(t *testing.T) {
 		t.Error("two app passwords share a hash")
 	}
 }
+
+func TestSCRAMVerifiers(t *testing.T) {
+	v, err := SCRAM("pencil")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseSCRAM(v)
+	if err != nil || c.Iters != 4096 || len(c.Salt) != 16 || len(c.StoredKey) != 32 || len(c.ServerKey) != 32 {
+		t.Fatalf("ParseSCRAM(%q) = %+v, %v", v, c, err)
+	}
+	if v2, _ := SCRAM("pencil"); v2 == v {
+		t.Error("two verifiers of one password are equal: the salt is not random")
+	}
+	for _, bad := range []string{"", "1:2:3", "x:AA==:AA==:AA==", "4096:!!:AA==:AA=="} {
+		if _, err := ParseSCRAM(bad); err == nil {
+			t.Errorf("ParseSCRAM(%q) accepted", bad)
+		}
+	}
+	a, b := FakeSCRAM([]byte("k"), "ann"), FakeSCRAM([]byte("k"), "ann")
+	if a.Salt != b.Salt || FakeSCRAM([]byte("k"), "bob").Salt == a.Salt {
+		t.Error("fake verifiers are not stable per name")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -19,8 +20,8 @@ const maxAuthLine = 12288
 // maxAuthFailures ends a session after this many failed AUTH commands.
 const maxAuthFailures = 3
 
-// authMechanisms are the SASL mechanisms offered, in EHLO order.
-var authMechanisms = []string{"PLAIN", "LOGIN"}
+// passwordMechanisms are the SASL mechanisms that carry the password.
+var passwordMechanisms = []string{"PLAIN", "LOGIN"}
 
 // authenticator returns the backend's Authenticator, or nil.
 func (s *session) authenticator() Authenticator {
@@ -55,50 +56,86 @@ func (s *session) cmdAuth(arg string) {
 	}
 	mech, initial, hasInitial := strings.Cut(arg, " ")
 	mech = strings.ToUpper(mech)
-	var user, pass string
+	var login string
 	var ok bool
 	switch mech {
-	case "PLAIN":
-		user, pass, ok = s.saslPlain(initial, hasInitial)
-	case "LOGIN":
-		user, pass, ok = s.saslLogin(initial, hasInitial)
+	case "PLAIN", "LOGIN":
+		login, ok = s.passwordLogin(mech, initial, hasInitial)
+	case "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS":
+		if len(s.scramOffered()) == 0 {
+			s.reply(504, "5.5.4", "Unrecognized authentication mechanism: use one of "+strings.Join(s.mechanisms(), ", "))
+			return
+		}
+		login, ok = s.saslSCRAM(mech, initial, hasInitial)
 	default:
-		s.reply(504, "5.5.4", "Unrecognized authentication mechanism: use one of "+strings.Join(authMechanisms, ", "))
+		s.reply(504, "5.5.4", "Unrecognized authentication mechanism: use one of "+strings.Join(s.mechanisms(), ", "))
 		return
 	}
 	if !ok {
 		return // the exchange already answered
 	}
+	s.info.Auth = &AuthInfo{User: login, Mechanism: mech}
+	s.log = s.log.With("user", login)
+	s.reply(235, "2.7.0", "Authentication successful")
+}
+
+// mechanisms are the SASL mechanisms offered now, in EHLO order.
+func (s *session) mechanisms() []string {
+	return append(append([]string{}, s.scramOffered()...), passwordMechanisms...)
+}
+
+// passwordLogin runs PLAIN or LOGIN and checks the password, within the
+// login limits.
+func (s *session) passwordLogin(mech, initial string, hasInitial bool) (string, bool) {
+	var user, pass string
+	var ok bool
+	if mech == "PLAIN" {
+		user, pass, ok = s.saslPlain(initial, hasInitial)
+	} else {
+		user, pass, ok = s.saslLogin(initial, hasInitial)
+	}
+	if !ok {
+		return "", false
+	}
 	account, ip := strings.ToLower(user), s.info.Remote.Addr()
-	switch verdict, left := s.srv.authLimit.Check(ip, account); verdict {
-	case authlimit.IPBanned:
-		s.log.Warn("login refused: address banned after failed logins", "client", ip.String(), "user", account)
-		s.reply(421, "4.7.0", fmt.Sprintf("%s Too many failed logins from your address: try again in %d minutes", s.cfg.Hostname, int(left.Minutes())+1))
-		s.result, s.quit = "banned after failed logins", true
-		return
-	case authlimit.AccountLocked:
-		s.log.Warn("login refused: account locked after failed logins", "client", ip.String(), "user", account)
-		s.reply(454, "4.7.0", "Temporary authentication failure, try again later")
-		return
+	if verdict, _ := s.srv.authLimit.Check(ip, account); verdict != authlimit.Allow {
+		s.answerLimited(verdict, ip, account)
+		return "", false
 	}
 	login, err := s.authenticator().Authenticate(s.ctx(), &s.info, user, pass)
 	var r *smtp.Reply
 	if errors.As(err, &r) && r.Code == 535 {
-		// A growing delay before the answer slows guessing down.
-		delay := s.srv.authLimit.Failed(ip, account)
-		select {
-		case <-time.After(delay):
-		case <-s.ctx().Done():
-		}
+		s.delayFailure(ip, account)
 	}
 	if err != nil {
 		s.authFailed(err)
-		return
+		return "", false
 	}
 	s.srv.authLimit.Succeeded(account)
-	s.info.Auth = &AuthInfo{User: login, Mechanism: mech}
-	s.log = s.log.With("user", login)
-	s.reply(235, "2.7.0", "Authentication successful")
+	return login, true
+}
+
+// answerLimited refuses a login from a banned address or for a locked name.
+func (s *session) answerLimited(verdict authlimit.Verdict, ip netip.Addr, account string) {
+	_, left := s.srv.authLimit.Check(ip, account)
+	if verdict == authlimit.IPBanned {
+		s.log.Warn("login refused: address banned after failed logins", "client", ip.String(), "user", account)
+		s.reply(421, "4.7.0", fmt.Sprintf("%s Too many failed logins from your address: try again in %d minutes", s.cfg.Hostname, int(left.Minutes())+1))
+		s.result, s.quit = "banned after failed logins", true
+		return
+	}
+	s.log.Warn("login refused: account locked after failed logins", "client", ip.String(), "user", account)
+	s.reply(454, "4.7.0", "Temporary authentication failure, try again later")
+}
+
+// delayFailure counts a failed login and waits the growing delay before
+// the answer, which slows guessing down.
+func (s *session) delayFailure(ip netip.Addr, account string) {
+	delay := s.srv.authLimit.Failed(ip, account)
+	select {
+	case <-time.After(delay):
+	case <-s.ctx().Done():
+	}
 }
 
 // authFailed answers a failed authentication and ends the session after
@@ -132,7 +169,7 @@ func (s *session) saslPlain(initial string, hasInitial bool) (string, string, bo
 	authz, user, pass := string(parts[0]), string(parts[1]), string(parts[2])
 	if authz != "" && authz != user {
 		// Acting for another user is not supported; do not say more.
-		s.authFailed(&smtp.Reply{Code: 535, Enhanced: "5.7.8", Text: "Authentication credentials invalid"})
+		s.authFailed(errBadCredentials)
 		return "", "", false
 	}
 	return user, pass, true

@@ -111,7 +111,7 @@ func (s *session) cmdHello(cmd smtp.Command) {
 		ext = append(ext, "STARTTLS")
 	}
 	if s.authAllowed() && s.info.Auth == nil {
-		ext = append(ext, "AUTH "+strings.Join(authMechanisms, " "))
+		ext = append(ext, "AUTH "+strings.Join(s.mechanisms(), " "))
 	}
 	ext = append(ext, "HELP")
 	s.reply(250, "", strings.Join(ext, "\n"))

@@ -75,12 +75,16 @@ type Domain struct {
 
 // User is a mailbox owner who can log in.
 type User struct {
-	ID           int64     `json:"id"`
-	Address      string    `json:"address"` // lower case local@domain
-	PasswordHash string    `json:"-"`
-	QuotaBytes   int64     `json:"quota_bytes"` // 0: the server's default
-	UsedBytes    int64     `json:"used_bytes"`
-	Created      time.Time `json:"created"`
+	ID           int64  `json:"id"`
+	Address      string `json:"address"` // lower case local@domain
+	PasswordHash string `json:"-"`
+	// SCRAMSHA256 holds the SCRAM-SHA-256 verifiers (RFC 5802 3, RFC 7677):
+	// "iterations:salt:stored-key:server-key" in base64, made when the
+	// password is set. Empty: SCRAM is not available for this user.
+	SCRAMSHA256 string    `json:"-"`
+	QuotaBytes  int64     `json:"quota_bytes"` // 0: the server's default
+	UsedBytes   int64     `json:"used_bytes"`
+	Created     time.Time `json:"created"`
 }
 
 // Alias maps an address to one or more target addresses.
@@ -103,7 +107,8 @@ type Directory interface {
 	DeleteUser(ctx context.Context, address string) error
 	User(ctx context.Context, address string) (User, error)
 	Users(ctx context.Context, domain string) ([]User, error) // "" for all
-	SetPassword(ctx context.Context, address, hash string) error
+	// SetPassword replaces the password hash and the SCRAM verifiers.
+	SetPassword(ctx context.Context, address, hash, scram string) error
 
 	AddAlias(ctx context.Context, a Alias) error
 	DeleteAlias(ctx context.Context, address string) error

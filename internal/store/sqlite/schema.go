@@ -86,4 +86,5 @@ CREATE TABLE sender_grants (
 	PRIMARY KEY (user_id, pattern)
 ) WITHOUT ROWID;
 `,
+	`ALTER TABLE users ADD COLUMN scram_sha256 TEXT NOT NULL DEFAULT ''`,
 }
