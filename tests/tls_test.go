@@ -23,6 +23,13 @@ import (
 // 127.0.0.1 and returns the paths of the PEM files and the pool trusting it.
 func writeCert(t *testing.T, dir, cn string) (string, string, *x509.CertPool) {
 	t.Helper()
+	return writeCertFor(t, dir, "mx.example.test", cn, "")
+}
+
+// writeCertFor makes a self-signed certificate for one DNS name (and
+// 127.0.0.1), in files named with prefix.
+func writeCertFor(t *testing.T, dir, name, cn, prefix string) (string, string, *x509.CertPool) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +37,7 @@ func writeCert(t *testing.T, dir, cn string) (string, string, *x509.CertPool) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(time.Now().UnixNano()),
 		Subject:               pkix.Name{CommonName: cn},
-		DNSNames:              []string{"mx.example.test"},
+		DNSNames:              []string{name},
 		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -44,7 +51,7 @@ func writeCert(t *testing.T, dir, cn string) (string, string, *x509.CertPool) {
 		t.Fatal(err)
 	}
 	kder, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	certFile, keyFile := filepath.Join(dir, prefix+"cert.pem"), filepath.Join(dir, prefix+"key.pem")
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 	cert, _ := x509.ParseCertificate(der)
@@ -154,4 +161,43 @@ func TestCertificateReloadOnSIGHUP(t *testing.T) {
 		t.Errorf("after SIGHUP the server presents %q", st.PeerCertificates[0].Subject.CommonName)
 	}
 	old.cmd("EHLO old.example", "250 ")
+}
+
+// TestCertificatesBySNIAndFileChanges: with two certificates the one for
+// the name the client asks for is presented; a certificate renewed on disk
+// is presented to new connections without a restart or SIGHUP.
+func TestCertificatesBySNIAndFileChanges(t *testing.T) {
+	dir := t.TempDir()
+	certA, keyA, _ := writeCertFor(t, dir, "mx.example.test", "a-first", "a-")
+	certB, keyB, _ := writeCertFor(t, dir, "other.example.test", "b", "b-")
+	s := newServer(t, "", fmt.Sprintf("[tls]\ncert_file = %q\nkey_file = %q\nreload_interval = \"1s\"\ncertificates = [{ cert_file = %q, key_file = %q }]\n",
+		certA, keyA, certB, keyB))
+	s.start()
+	presented := func(serverName string) string {
+		c := s.dial()
+		c.t = t
+		c.cmd("EHLO sni.example", "250 ")
+		c.cmd("STARTTLS", "220 ")
+		tc := tls.Client(c.conn, &tls.Config{ServerName: serverName, InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		return tc.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if got := presented("other.example.test"); got != "b" {
+		t.Errorf("for other.example.test: %q", got)
+	}
+	if got := presented("mx.example.test"); got != "a-first" {
+		t.Errorf("for mx.example.test: %q", got)
+	}
+	if got := presented(""); got != "a-first" {
+		t.Errorf("without SNI: %q", got)
+	}
+	time.Sleep(1100 * time.Millisecond) // a new modification time, whatever the file system's granularity
+	writeCertFor(t, dir, "mx.example.test", "a-renewed", "a-")
+	s.waitLog("certificate files changed: reloaded")
+	if got := presented("mx.example.test"); got != "a-renewed" {
+		t.Errorf("after renewal on disk: %q", got)
+	}
 }

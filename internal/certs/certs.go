@@ -1,37 +1,84 @@
 // Package certs holds the TLS certificates that Mailroom's listeners
-// present, and swaps them on reload without dropping connections.
+// present, chooses one by the name the client asks for (SNI), and swaps
+// them on reload, or when their files change, without dropping
+// connections.
 package certs
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"sync"
 	"sync/atomic"
+	"time"
 )
 
-// Store keeps the current certificate; handshakes read it through
-// GetCertificate, so a reload takes effect for the next handshake.
-type Store struct {
-	cert atomic.Pointer[tls.Certificate]
+// Pair names the PEM files of one certificate chain and its key.
+type Pair struct {
+	CertFile, KeyFile string
 }
 
-// Load reads a PEM certificate chain and key and makes them current.
-func (s *Store) Load(certFile, keyFile string) error {
-	c, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return fmt.Errorf("tls: load %s and %s: %w", certFile, keyFile, err)
+// Store keeps the current certificates; handshakes read them through
+// GetCertificate, so a reload takes effect for the next handshake.
+type Store struct {
+	set atomic.Pointer[certSet]
+
+	mu     sync.Mutex // guards pairs and mtimes, for Load and Watch
+	pairs  []Pair
+	mtimes map[string]time.Time
+}
+
+type certSet struct {
+	certs []*tls.Certificate // the first is the default
+}
+
+// Load reads the pairs and makes them current; on error nothing changes.
+func (s *Store) Load(pairs ...Pair) error {
+	set := &certSet{}
+	mtimes := map[string]time.Time{}
+	for _, p := range pairs {
+		c, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: load %s and %s: %w", p.CertFile, p.KeyFile, err)
+		}
+		if c.Leaf == nil {
+			c.Leaf, _ = x509.ParseCertificate(c.Certificate[0])
+		}
+		set.certs = append(set.certs, &c)
+		for _, f := range []string{p.CertFile, p.KeyFile} {
+			if fi, err := os.Stat(f); err == nil {
+				mtimes[f] = fi.ModTime()
+			}
+		}
 	}
-	s.cert.Store(&c)
+	if len(set.certs) == 0 {
+		return errors.New("tls: no certificate given")
+	}
+	s.mu.Lock()
+	s.pairs, s.mtimes = pairs, mtimes
+	s.mu.Unlock()
+	s.set.Store(set)
 	return nil
 }
 
-// GetCertificate serves tls.Config.GetCertificate.
-func (s *Store) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c := s.cert.Load()
-	if c == nil {
+// GetCertificate serves tls.Config.GetCertificate: the first certificate
+// valid for the name the client asked for, else the first one.
+func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	set := s.set.Load()
+	if set == nil {
 		return nil, errors.New("tls: no certificate loaded")
 	}
-	return c, nil
+	if hello.ServerName != "" {
+		for _, c := range set.certs {
+			if c.Leaf != nil && c.Leaf.VerifyHostname(hello.ServerName) == nil {
+				return c, nil
+			}
+		}
+	}
+	return set.certs[0], nil
 }
 
 // ServerConfig returns a TLS configuration for servers: TLS 1.2 and 1.3
@@ -40,5 +87,41 @@ func (s *Store) ServerConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: s.GetCertificate,
+	}
+}
+
+// changed reports whether any loaded file's modification time differs.
+func (s *Store) changed() ([]Pair, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for f, t := range s.mtimes {
+		if fi, err := os.Stat(f); err == nil && !fi.ModTime().Equal(t) {
+			return s.pairs, true
+		}
+	}
+	return nil, false
+}
+
+// Watch reloads the certificates every interval when their files have
+// changed (a renewal by certbot or another ACME client), until stop is
+// closed. A file caught half-written fails to load and is tried again.
+func (s *Store) Watch(interval time.Duration, stop <-chan struct{}, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		pairs, ok := s.changed()
+		if !ok {
+			continue
+		}
+		if err := s.Load(pairs...); err != nil {
+			log.Warn("certificate files changed but do not load yet", "err", err)
+			continue
+		}
+		log.Info("certificate files changed: reloaded", "certificates", len(pairs))
 	}
 }

@@ -89,14 +89,14 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return nil
 }
 
-// Fingerprint returns the SHA-256 fingerprint of the current certificate,
+// Fingerprint returns the SHA-256 fingerprint of the default certificate,
 // as colon-separated hex (what openssl x509 -fingerprint -sha256 prints).
 func (s *Store) Fingerprint() string {
-	c := s.cert.Load()
-	if c == nil || len(c.Certificate) == 0 {
+	set := s.set.Load()
+	if set == nil {
 		return ""
 	}
-	sum := sha256.Sum256(c.Certificate[0])
+	sum := sha256.Sum256(set.certs[0].Certificate[0])
 	h := strings.ToUpper(hex.EncodeToString(sum[:]))
 	var b strings.Builder
 	for i := 0; i < len(h); i += 2 {

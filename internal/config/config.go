@@ -94,10 +94,22 @@ type Submission struct {
 type TLS struct {
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
+	// Certificates are more pairs, for more names: the one matching the
+	// name a client asks for (SNI) is presented, else the first.
+	Certificates []CertPair `toml:"certificates"`
 	// SelfSigned makes and uses a self-signed certificate (kept in
-	// data_dir/tls) when no cert_file is given. On by default, so that
+	// data_dir/tls) when no certificate is given. On by default, so that
 	// STARTTLS and submission work from the first start.
 	SelfSigned bool `toml:"self_signed"`
+	// ReloadInterval is how often the certificate files are checked for
+	// changes (a renewal), which are then loaded without a restart.
+	ReloadInterval Duration `toml:"reload_interval"`
+}
+
+// CertPair names the PEM files of a certificate chain and its key.
+type CertPair struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
 }
 
 // Mailbox configures local delivery.
@@ -141,7 +153,7 @@ func Default() *Config {
 		},
 		Submission: Submission{MaxAuthFailures: 10, AuthBanTime: Duration(15 * time.Minute),
 			MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
-		TLS:     TLS{SelfSigned: true},
+		TLS:     TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second)},
 		Mailbox: Mailbox{Quota: 1 << 30},
 		Log:     Log{Format: "text", Level: "info"},
 	}
@@ -263,6 +275,7 @@ func (c *Config) validate() error {
 		{s.MaxHops >= 1, "smtp.max_hops: must be at least 1"},
 		{c.Submission.MaxAuthFailures >= 0, "submission.max_auth_failures: must be 0 (off) or more"},
 		{c.Submission.AuthBanTime.D() >= time.Second, "submission.auth_ban_time: must be at least 1s"},
+		{c.TLS.ReloadInterval.D() >= time.Second, "tls.reload_interval: must be at least 1s"},
 		{min(c.Submission.MaxMessagesPerHour, c.Submission.MaxMessagesPerDay, c.Submission.MaxRecipientsPerHour, c.Submission.MaxRecipientsPerDay) >= 0,
 			"submission: sending limits must be 0 (none) or more"},
 		{s.CommandTimeout.D() >= time.Second, "smtp.command_timeout: must be at least 1s (RFC 5321 4.5.3.2 asks for 5m)"},

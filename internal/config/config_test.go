@@ -67,7 +67,7 @@ func TestParsePublicKeys(t *testing.T) {
 				return s.MaxRecipients == 5 && s.MaxLineLength == 1000 && s.MaxConnections == 3 && s.MaxConnectionsPerIP == 2 && s.MaxErrors == 4 && s.MaxHops == 30
 			}},
 		{name: "tls takes a certificate and key together", toml: "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"",
-			check: func(c *Config) bool { return c.TLS == TLS{CertFile: "c.pem", KeyFile: "k.pem", SelfSigned: true} }},
+			check: func(c *Config) bool { return c.TLS.CertFile == "c.pem" && c.TLS.KeyFile == "k.pem" && c.TLS.SelfSigned }},
 		{name: "log format and level are read", toml: "[log]\nformat = \"json\"\nlevel = \"debug\"",
 			check: func(c *Config) bool { return c.Log == Log{Format: "json", Level: "debug"} }},
 		{name: "dotted keys work like tables", toml: "smtp.max_errors = 3\nlog.level = \"warn\"",
@@ -127,7 +127,7 @@ func TestDefaults(t *testing.T) {
 			},
 			Submission: Submission{MaxAuthFailures: 10, AuthBanTime: Duration(15 * time.Minute),
 				MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
-			TLS:     TLS{SelfSigned: true},
+			TLS:     TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second)},
 			Mailbox: Mailbox{Quota: 1 << 30},
 			Log:     Log{Format: "text", Level: "info"},
 		}

@@ -69,6 +69,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go cs.Watch(cfg.TLS.ReloadInterval.D(), stopWatch, log)
 	backend := inbound.New(st, inboundConfig(cfg), log)
 	srv := smtpserver.New(smtpCfg, backend, log)
 
@@ -229,15 +232,12 @@ func smtpConfig(cfg *config.Config, cs *certs.Store, spoolDir string) (*smtpserv
 	if cfg.SMTP.BareLineEndings == "normalize" {
 		c.LineEndings = smtp.NormalizeBareLineEndings
 	}
-	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
-	if certFile == "" && cfg.TLS.SelfSigned {
-		var err error
-		if certFile, keyFile, err = certs.SelfSigned(filepath.Join(cfg.DataDir, "tls"), cfg.Hostname); err != nil {
-			return nil, err
-		}
+	pairs, err := certPairs(cfg)
+	if err != nil {
+		return nil, err
 	}
-	if certFile != "" {
-		if err := cs.Load(certFile, keyFile); err != nil {
+	if len(pairs) > 0 {
+		if err := cs.Load(pairs...); err != nil {
 			return nil, err
 		}
 		c.TLS = cs.ServerConfig()
@@ -245,6 +245,25 @@ func smtpConfig(cfg *config.Config, cs *certs.Store, spoolDir string) (*smtpserv
 		return nil, fmt.Errorf("[listen] submissions needs a certificate: set [tls] cert_file and key_file, or tls.self_signed = true")
 	}
 	return c, nil
+}
+
+// certPairs lists the configured certificates, or a self-signed one.
+func certPairs(cfg *config.Config) ([]certs.Pair, error) {
+	var pairs []certs.Pair
+	if cfg.TLS.CertFile != "" {
+		pairs = append(pairs, certs.Pair{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile})
+	}
+	for _, p := range cfg.TLS.Certificates {
+		pairs = append(pairs, certs.Pair{CertFile: p.CertFile, KeyFile: p.KeyFile})
+	}
+	if len(pairs) == 0 && cfg.TLS.SelfSigned {
+		certFile, keyFile, err := certs.SelfSigned(filepath.Join(cfg.DataDir, "tls"), cfg.Hostname)
+		if err != nil {
+			return nil, err
+		}
+		pairs = append(pairs, certs.Pair{CertFile: certFile, KeyFile: keyFile})
+	}
+	return pairs, nil
 }
 
 func inboundConfig(cfg *config.Config) *inbound.Config {

@@ -81,7 +81,7 @@ func printBanner(w io.Writer, cfg *config.Config, ls []listener, cs *certs.Store
 	}
 	if fp := cs.Fingerprint(); fp != "" {
 		kind := "certificate"
-		if cfg.TLS.CertFile == "" {
+		if cfg.TLS.CertFile == "" && len(cfg.TLS.Certificates) == 0 {
 			kind = "self-signed certificate (clients will warn; set [tls] for a real one)"
 		}
 		fmt.Fprintf(&b, "TLS: %s, SHA-256 %s\n", kind, fp)
