@@ -378,3 +378,38 @@ func TestSendingLimits(t *testing.T) {
 	b.cmd("AUTH PLAIN "+plainAuth("bob@example.test", "secret-bob"), "235 ")
 	b.cmd("MAIL FROM:<bob@example.test>", "250 ")
 }
+
+// TestCRAMMD5: off by default (not offered, 504); when turned on, Python's
+// smtplib (which prefers it) and swaks log in with it; a wrong password fails.
+func TestCRAMMD5(t *testing.T) {
+	off := newServer(t, "", "")
+	off.start()
+	c := off.dialAddr(off.subAddr)
+	c.cmd("EHLO cram.example", "250 ")
+	c.startTLSInsecure()
+	c.cmd("EHLO cram.example", "250 ")
+	c.cmd("AUTH CRAM-MD5", "504 5.5.4")
+
+	py := requireTool(t, "python3")
+	swaks := requireTool(t, "swaks")
+	s := newServer(t, "", "[submission]\ncram_md5 = true\n")
+	s.start()
+	host, port, _ := strings.Cut(s.subAddr, ":")
+	script := strings.Replace(pythonSubmit, "    s.login(user, pw)", "    s.login(user, pw)\n    print('mechanism', 'CRAM-MD5' if 'CRAM-MD5' in s.esmtp_features.get('auth', '') else '?')", 1)
+	out, err := exec.Command(py, "-c", script, host, port, "starttls", "alice@example.test", "secret-alice").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "sent") || !strings.Contains(string(out), "mechanism CRAM-MD5") {
+		t.Errorf("smtplib with CRAM-MD5 offered: %v\n%s", err, out)
+	}
+	out, _ = exec.Command(py, "-c", pythonSubmit, host, port, "starttls", "alice@example.test", "wrong").CombinedOutput()
+	if !strings.Contains(string(out), "auth 535 5.7.8") {
+		t.Errorf("smtplib with a wrong password: %s", out)
+	}
+	out, err = exec.Command(swaks, "--server", s.subAddr, "--tls", "-a", "CRAM-MD5", "-au", "bob@example.test", "-ap", "secret-bob",
+		"--from", "bob@example.test", "--to", "alice@example.test", "--timeout", "20").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "235 2.7.0") {
+		t.Errorf("swaks CRAM-MD5: %v\n%s", err, out)
+	}
+	if !strings.Contains(s.logs(), "user=alice@example.test mechanism=CRAM-MD5") {
+		t.Errorf("smtplib did not log in with CRAM-MD5:\n%s", s.logs())
+	}
+}

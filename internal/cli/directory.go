@@ -150,6 +150,17 @@ func (a *app) readPassword(fromStdin bool) (pw string, generated bool, err error
 	return daemon.RandomPassword(), true, nil
 }
 
+// secrets derives what is stored of a new password, with CRAM-MD5 states
+// only when the configuration turns CRAM-MD5 on.
+func (a *app) secrets(pw string) (store.Secrets, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return store.Secrets{}, err
+	}
+	hash, scramV, cram, err := password.Derive(pw, cfg.Submission.CRAMMD5)
+	return store.Secrets{Hash: hash, SCRAMSHA256: scramV, CRAMMD5: cram}, err
+}
+
 func (a *app) userCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "user", Short: "Manage users (mailboxes that can log in)"}
 	cmd.AddCommand(a.userAddCommand(), a.userListCommand(), a.userDelCommand(), a.userPasswdCommand(), a.appPasswordCommand(), a.sendAsCommand())
@@ -175,12 +186,12 @@ func (a *app) userAddCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hash, scramV, err := password.Derive(pw)
+			sec, err := a.secrets(pw)
 			if err != nil {
 				return err
 			}
 			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
-				_, err := st.AddUser(ctx, store.User{Address: addr, PasswordHash: hash, SCRAMSHA256: scramV, QuotaBytes: int64(q)})
+				_, err := st.AddUser(ctx, store.User{Address: addr, PasswordHash: sec.Hash, SCRAMSHA256: sec.SCRAMSHA256, CRAMMD5: sec.CRAMMD5, QuotaBytes: int64(q)})
 				if errors.Is(err, store.ErrNotFound) {
 					_, domain, _ := strings.Cut(addr, "@")
 					return fmt.Errorf("add user: %s is not a local domain: add it first with 'mailroom domain add %s'", domain, domain)
@@ -265,12 +276,12 @@ func (a *app) userPasswdCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hash, scramV, err := password.Derive(pw)
+			sec, err := a.secrets(pw)
 			if err != nil {
 				return err
 			}
 			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
-				if err := st.SetPassword(ctx, addr, hash, scramV); err != nil {
+				if err := st.SetPassword(ctx, addr, sec); err != nil {
 					return explain(err, "set password")
 				}
 				fmt.Fprintf(a.stdout, "password of %s changed\n", addr)

@@ -80,6 +80,11 @@ type Submission struct {
 	// MaxAuthFailures failed logins from one IP, or for one account name,
 	// within AuthBanTime ban the IP (421 4.7.0) or lock the account
 	// (454 4.7.0) for AuthBanTime. 0 turns this off.
+	// CRAMMD5 offers AUTH CRAM-MD5 to clients that know nothing better.
+	// Off by default: it needs a password-equivalent secret kept for each
+	// user (see docs/configuration.md); passwords set while it is off have
+	// none, so set them again after turning it on.
+	CRAMMD5         bool     `toml:"cram_md5"`
 	MaxAuthFailures int      `toml:"max_auth_failures"`
 	AuthBanTime     Duration `toml:"auth_ban_time"`
 	// Sending limits per user, counted per server process; 0 means none.

@@ -222,6 +222,7 @@ func smtpConfig(cfg *config.Config, cs *certs.Store, spoolDir string) (*smtpserv
 
 		AuthWithoutTLSFromLoopback: cfg.Submission.AuthWithoutTLSFromLoopback,
 		HideClientIP:               cfg.Submission.HideClientIP,
+		CRAMMD5:                    cfg.Submission.CRAMMD5,
 		AuthLimit: authlimit.Policy{
 			MaxFailures: cfg.Submission.MaxAuthFailures,
 			Window:      cfg.Submission.AuthBanTime.D(),

@@ -38,14 +38,14 @@ func prepareDev(ctx context.Context, st store.Store) (*devSetup, error) {
 		return &devSetup{}, nil
 	}
 	pw := RandomPassword()
-	hash, scramV, err := password.Derive(pw)
+	hash, scramV, cram, err := password.Derive(pw, false)
 	if err != nil {
 		return nil, err
 	}
 	if err := st.AddDomain(ctx, store.Domain{Name: DevDomain}); err != nil && !errors.Is(err, store.ErrExists) {
 		return nil, err
 	}
-	if _, err := st.AddUser(ctx, store.User{Address: DevUser, PasswordHash: hash, SCRAMSHA256: scramV}); err != nil && !errors.Is(err, store.ErrExists) {
+	if _, err := st.AddUser(ctx, store.User{Address: DevUser, PasswordHash: hash, SCRAMSHA256: scramV, CRAMMD5: cram}); err != nil && !errors.Is(err, store.ErrExists) {
 		return nil, err
 	}
 	if err := st.AddAlias(ctx, store.Alias{Address: "postmaster@" + DevDomain, Targets: []string{DevUser}}); err != nil && !errors.Is(err, store.ErrExists) {

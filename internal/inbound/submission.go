@@ -171,3 +171,24 @@ func (b *Backend) SCRAMCredentials(ctx context.Context, s *smtpserver.SessionInf
 	}
 	return login, password.FakeSCRAM(b.fakeSecret, login), nil
 }
+
+var _ smtpserver.CRAMAuthenticator = (*Backend)(nil)
+
+// CheckCRAMMD5 checks a CRAM-MD5 response against the user's stored
+// HMAC-MD5 states. A user without them (password set while CRAM-MD5 was
+// off) fails like a wrong password.
+func (b *Backend) CheckCRAMMD5(ctx context.Context, s *smtpserver.SessionInfo, username, challenge, digest string) (string, error) {
+	login := strings.ToLower(username)
+	if addr, err := smtp.ParseMailbox(username); err == nil {
+		login = strings.ToLower(addr.Local) + "@" + addr.Domain
+	}
+	u, err := b.store.User(ctx, login)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", tempAuthFailure(err)
+	}
+	if err != nil || !password.CheckCRAMMD5(u.CRAMMD5, challenge, digest) {
+		b.log.Info("authentication failed", "client", s.Remote.Addr().String(), "user", login, "mechanism", "CRAM-MD5")
+		return "", errBadCredentials
+	}
+	return login, nil
+}

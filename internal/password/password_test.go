@@ -1,6 +1,9 @@
 package password
 
 import (
+	"crypto/hmac"
+	"crypto/md5"
+	"encoding/hex"
 	"strings"
 	"testing"
 )
@@ -83,5 +86,33 @@ func TestSCRAMVerifiers(t *testing.T) {
 	a, b := FakeSCRAM([]byte("k"), "ann"), FakeSCRAM([]byte("k"), "ann")
 	if a.Salt != b.Salt || FakeSCRAM([]byte("k"), "bob").Salt == a.Salt {
 		t.Error("fake verifiers are not stable per name")
+	}
+}
+
+func TestCRAMMD5(t *testing.T) {
+	// RFC 2195 2's example: user tim, password tanstaaftanstaaf.
+	const challenge = "<1896.697170952@postoffice.reston.mci.net>"
+	secret, err := CRAMMD5("tanstaaftanstaaf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !CheckCRAMMD5(secret, challenge, "b913a602c7eda7a495b4e6e7334d3890") {
+		t.Error("the RFC 2195 example does not verify")
+	}
+	if CheckCRAMMD5(secret, challenge, "b913a602c7eda7a495b4e6e7334d3891") || CheckCRAMMD5(secret, challenge+"x", "b913a602c7eda7a495b4e6e7334d3890") {
+		t.Error("a wrong digest or challenge verifies")
+	}
+	if strings.Contains(secret, "tanstaaf") {
+		t.Error("the password is stored")
+	}
+	long := strings.Repeat("p", 100)
+	s2, _ := CRAMMD5(long)
+	mac := hmac.New(md5.New, []byte(long))
+	mac.Write([]byte(challenge))
+	if !CheckCRAMMD5(s2, challenge, hex.EncodeToString(mac.Sum(nil))) {
+		t.Error("a password longer than a block does not verify")
+	}
+	if CheckCRAMMD5("garbage", challenge, "00") || CheckCRAMMD5("zz:zz", challenge, "00") {
+		t.Error("malformed secrets verify")
 	}
 }

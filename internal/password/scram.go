@@ -68,13 +68,19 @@ func FakeSCRAM(secret []byte, username string) scram.StoredCredentials {
 }
 
 // Derive returns everything stored of a new main password: its argon2id
-// hash and its SCRAM-SHA-256 verifiers.
-func Derive(pw string) (hash, scramVerifiers string, err error) {
+// hash, its SCRAM-SHA-256 verifiers, and, with withCRAM, its CRAM-MD5
+// states (see CRAMMD5 for the trade-off).
+func Derive(pw string, withCRAM bool) (hash, scramVerifiers, cram string, err error) {
 	if hash, err = Hash(pw); err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	if scramVerifiers, err = SCRAM(pw); err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	return hash, scramVerifiers, nil
+	if withCRAM {
+		if cram, err = CRAMMD5(pw); err != nil {
+			return "", "", "", err
+		}
+	}
+	return hash, scramVerifiers, cram, nil
 }

@@ -61,6 +61,12 @@ func (s *session) cmdAuth(arg string) {
 	switch mech {
 	case "PLAIN", "LOGIN":
 		login, ok = s.passwordLogin(mech, initial, hasInitial)
+	case "CRAM-MD5":
+		if !s.cramOffered() {
+			s.reply(504, "5.5.4", "Unrecognized authentication mechanism: use one of "+strings.Join(s.mechanisms(), ", "))
+			return
+		}
+		login, ok = s.saslCRAMMD5(initial, hasInitial)
 	case "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS":
 		if len(s.scramOffered()) == 0 {
 			s.reply(504, "5.5.4", "Unrecognized authentication mechanism: use one of "+strings.Join(s.mechanisms(), ", "))
@@ -75,13 +81,17 @@ func (s *session) cmdAuth(arg string) {
 		return // the exchange already answered
 	}
 	s.info.Auth = &AuthInfo{User: login, Mechanism: mech}
-	s.log = s.log.With("user", login)
+	s.log = s.log.With("user", login, "mechanism", mech)
 	s.reply(235, "2.7.0", "Authentication successful")
 }
 
 // mechanisms are the SASL mechanisms offered now, in EHLO order.
 func (s *session) mechanisms() []string {
-	return append(append([]string{}, s.scramOffered()...), passwordMechanisms...)
+	m := append(append([]string{}, s.scramOffered()...), passwordMechanisms...)
+	if s.cramOffered() {
+		m = append(m, "CRAM-MD5")
+	}
+	return m
 }
 
 // passwordLogin runs PLAIN or LOGIN and checks the password, within the
@@ -103,8 +113,7 @@ func (s *session) passwordLogin(mech, initial string, hasInitial bool) (string, 
 		return "", false
 	}
 	login, err := s.authenticator().Authenticate(s.ctx(), &s.info, user, pass)
-	var r *smtp.Reply
-	if errors.As(err, &r) && r.Code == 535 {
+	if isBadCredentials(err) {
 		s.delayFailure(ip, account)
 	}
 	if err != nil {
@@ -113,6 +122,12 @@ func (s *session) passwordLogin(mech, initial string, hasInitial bool) (string, 
 	}
 	s.srv.authLimit.Succeeded(account)
 	return login, true
+}
+
+// isBadCredentials reports whether err is a 535 from the backend.
+func isBadCredentials(err error) bool {
+	var r *smtp.Reply
+	return errors.As(err, &r) && r.Code == 535
 }
 
 // answerLimited refuses a login from a banned address or for a locked name.

@@ -41,6 +41,8 @@ type Config struct {
 	// HideClientIP leaves an authenticated client's address out of the
 	// Received header field.
 	HideClientIP bool
+	// CRAMMD5 offers AUTH CRAM-MD5 (when the backend supports it).
+	CRAMMD5 bool
 	// AuthLimit throttles failed logins; it is read once, by New.
 	AuthLimit authlimit.Policy
 	// SpoolDir holds large messages while they are received.

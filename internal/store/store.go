@@ -81,10 +81,14 @@ type User struct {
 	// SCRAMSHA256 holds the SCRAM-SHA-256 verifiers (RFC 5802 3, RFC 7677):
 	// "iterations:salt:stored-key:server-key" in base64, made when the
 	// password is set. Empty: SCRAM is not available for this user.
-	SCRAMSHA256 string    `json:"-"`
-	QuotaBytes  int64     `json:"quota_bytes"` // 0: the server's default
-	UsedBytes   int64     `json:"used_bytes"`
-	Created     time.Time `json:"created"`
+	SCRAMSHA256 string `json:"-"`
+	// CRAMMD5 holds the HMAC-MD5 states CRAM-MD5 needs (password
+	// equivalent for that mechanism only); empty unless it was enabled
+	// when the password was set.
+	CRAMMD5    string    `json:"-"`
+	QuotaBytes int64     `json:"quota_bytes"` // 0: the server's default
+	UsedBytes  int64     `json:"used_bytes"`
+	Created    time.Time `json:"created"`
 }
 
 // Alias maps an address to one or more target addresses.
@@ -92,6 +96,13 @@ type Alias struct {
 	Address string    `json:"address"`
 	Targets []string  `json:"targets"`
 	Created time.Time `json:"created"`
+}
+
+// Secrets is everything stored of a main password.
+type Secrets struct {
+	Hash        string // argon2id
+	SCRAMSHA256 string
+	CRAMMD5     string
 }
 
 // Directory manages domains, users and aliases. Addresses and domains are
@@ -107,8 +118,8 @@ type Directory interface {
 	DeleteUser(ctx context.Context, address string) error
 	User(ctx context.Context, address string) (User, error)
 	Users(ctx context.Context, domain string) ([]User, error) // "" for all
-	// SetPassword replaces the password hash and the SCRAM verifiers.
-	SetPassword(ctx context.Context, address, hash, scram string) error
+	// SetPassword replaces everything stored of the user's main password.
+	SetPassword(ctx context.Context, address string, s Secrets) error
 
 	AddAlias(ctx context.Context, a Alias) error
 	DeleteAlias(ctx context.Context, address string) error

@@ -106,8 +106,8 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 		if n > 0 {
 			return fmt.Errorf("%s is an alias: %w", u.Address, store.ErrExists)
 		}
-		res, err := tx.Exec(`INSERT INTO users(address, domain, password_hash, quota_bytes, created, scram_sha256) VALUES (?, ?, ?, ?, ?, ?)`,
-			u.Address, domainOf(u.Address), u.PasswordHash, u.QuotaBytes, u.Created.Unix(), u.SCRAMSHA256)
+		res, err := tx.Exec(`INSERT INTO users(address, domain, password_hash, quota_bytes, created, scram_sha256, cram_md5) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			u.Address, domainOf(u.Address), u.PasswordHash, u.QuotaBytes, u.Created.Unix(), u.SCRAMSHA256, u.CRAMMD5)
 		if isUniqueViolation(err) {
 			return fmt.Errorf("user %s: %w", u.Address, store.ErrExists)
 		}
@@ -194,14 +194,14 @@ func (s *Store) User(ctx context.Context, address string) (store.User, error) {
 	return u, err
 }
 
-const userColumns = `SELECT id, address, password_hash, quota_bytes, used_bytes, created, scram_sha256 FROM users`
+const userColumns = `SELECT id, address, password_hash, quota_bytes, used_bytes, created, scram_sha256, cram_md5 FROM users`
 
 type scanner interface{ Scan(...any) error }
 
 func scanUser(r scanner) (store.User, error) {
 	var u store.User
 	var created int64
-	err := r.Scan(&u.ID, &u.Address, &u.PasswordHash, &u.QuotaBytes, &u.UsedBytes, &created, &u.SCRAMSHA256)
+	err := r.Scan(&u.ID, &u.Address, &u.PasswordHash, &u.QuotaBytes, &u.UsedBytes, &created, &u.SCRAMSHA256, &u.CRAMMD5)
 	u.Created = time.Unix(created, 0)
 	return u, err
 }
@@ -224,10 +224,11 @@ func (s *Store) Users(ctx context.Context, domain string) ([]store.User, error) 
 	return out, rows.Err()
 }
 
-// SetPassword replaces a user's password hash and SCRAM verifiers.
-func (s *Store) SetPassword(ctx context.Context, address, hash, scram string) error {
+// SetPassword replaces everything stored of a user's password.
+func (s *Store) SetPassword(ctx context.Context, address string, sec store.Secrets) error {
 	return s.write(ctx, func(tx *wtx) error {
-		return expectOne(tx.Exec(`UPDATE users SET password_hash = ?, scram_sha256 = ? WHERE address = ?`, hash, scram, address))("user " + address)
+		return expectOne(tx.Exec(`UPDATE users SET password_hash = ?, scram_sha256 = ?, cram_md5 = ? WHERE address = ?`,
+			sec.Hash, sec.SCRAMSHA256, sec.CRAMMD5, address))("user " + address)
 	})
 }
 

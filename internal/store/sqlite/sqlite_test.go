@@ -103,7 +103,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 			t.Fatalf("Accept: %v", err)
 		}
 	}
-	if err := s.SetPassword(t.Context(), u.Address, "h2", ""); err != nil {
+	if err := s.SetPassword(t.Context(), u.Address, store.Secrets{Hash: "h2"}); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := s.MailboxStatus(t.Context(), u.ID, store.Inbox)

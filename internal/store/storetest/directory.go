@@ -244,16 +244,16 @@ func testSetPassword(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	addUser(t, s, "alice@a.example")
 	bob := addUser(t, s, "bob@a.example")
-	if err := s.SetPassword(ctx, "alice@a.example", "new-hash", "new-scram"); err != nil {
+	if err := s.SetPassword(ctx, "alice@a.example", store.Secrets{Hash: "new-hash", SCRAMSHA256: "new-scram", CRAMMD5: "new-cram"}); err != nil {
 		t.Fatalf("SetPassword: %v", err)
 	}
-	if got := user(t, s, "alice@a.example"); got.PasswordHash != "new-hash" || got.SCRAMSHA256 != "new-scram" {
+	if got := user(t, s, "alice@a.example"); got.PasswordHash != "new-hash" || got.SCRAMSHA256 != "new-scram" || got.CRAMMD5 != "new-cram" {
 		t.Errorf("PasswordHash, SCRAMSHA256 = %q, %q; want new-hash, new-scram", got.PasswordHash, got.SCRAMSHA256)
 	}
 	if got := user(t, s, "bob@a.example").PasswordHash; got != bob.PasswordHash {
 		t.Errorf("another user's PasswordHash changed to %q", got)
 	}
-	wantErr(t, "SetPassword of a missing user", s.SetPassword(ctx, "nobody@a.example", "x", "y"), store.ErrNotFound)
+	wantErr(t, "SetPassword of a missing user", s.SetPassword(ctx, "nobody@a.example", store.Secrets{Hash: "x"}), store.ErrNotFound)
 }
 
 func testUserMissing(t *testing.T, s store.Store) {
