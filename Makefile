@@ -5,7 +5,7 @@ BIN := bin/mailroom
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 30s
 
-.PHONY: build run test lint fuzz bench stress clean
+.PHONY: build run test lint fuzz bench stress tlsscan clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/mailroom
@@ -44,6 +44,10 @@ bench:
 # The crash test at a larger scale: many concurrent senders, kill -9, check.
 stress: build
 	MAILROOM_STRESS=1 $(GO) test -run 'TestKill9' -count 3 -v -timeout 30m ./tests/
+
+# testssl.sh against the STARTTLS and implicit-TLS submission ports.
+tlsscan:
+	./scripts/tlsscan.sh
 
 clean:
 	rm -rf bin

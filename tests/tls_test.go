@@ -124,6 +124,15 @@ func TestStartTLS(t *testing.T) {
 	if err := tc.Handshake(); err == nil {
 		t.Error("a TLS 1.1 handshake succeeded")
 	}
+
+	cbc := s.dial()
+	cbc.cmd("EHLO client.example", "250 ")
+	cbc.cmd("STARTTLS", "220 ")
+	tc = tls.Client(cbc.conn, &tls.Config{ServerName: "mx.example.test", RootCAs: pool, MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}})
+	if err := tc.Handshake(); err == nil {
+		t.Error("a TLS 1.2 handshake with only CBC suites succeeded")
+	}
 }
 
 // TestStartTLSInjection: commands sent in plaintext right after STARTTLS,
