@@ -413,3 +413,21 @@ func TestCRAMMD5(t *testing.T) {
 		t.Errorf("smtplib did not log in with CRAM-MD5:\n%s", s.logs())
 	}
 }
+
+// TestAuthWithoutTLSFromLoopback: off by default; when on, a loopback
+// client may log in without TLS (and nobody else could reach a loopback
+// listener anyway).
+func TestAuthWithoutTLSFromLoopback(t *testing.T) {
+	s := newServer(t, "", "[submission]\nauth_without_tls_from_loopback = true\n")
+	s.start()
+	c := s.dialAddr(s.subAddr)
+	c.cmd("EHLO local.example", "250 ")
+	c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "235 2.7.0")
+	if r := c.sendMail("alice@example.test", []string{"bob@example.test"}, "Subject: local\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Errorf("send: %q", r)
+	}
+	raw := s.message("bob@example.test", s.mailbox("bob@example.test")[0].ID)
+	if !strings.Contains(raw, "with ESMTPA ") {
+		t.Errorf("the Received field does not say ESMTPA (authenticated, no TLS):\n%s", raw)
+	}
+}
