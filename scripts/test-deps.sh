@@ -18,3 +18,9 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# Pebble, Let's Encrypt's ACME test server, for the ACME test (a Go module).
+gobin="$(go env GOPATH)/bin"
+if [ ! -x "$gobin/pebble" ]; then
+  echo "test-deps: installing pebble" >&2
+  GOFLAGS=-mod=mod go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1
+fi

@@ -24,7 +24,8 @@ type Pair struct {
 // Store keeps the current certificates; handshakes read them through
 // GetCertificate, so a reload takes effect for the next handshake.
 type Store struct {
-	set atomic.Pointer[certSet]
+	set     atomic.Pointer[certSet]
+	dynamic atomic.Pointer[GetCertificateFunc] // ACME, tried first
 
 	mu     sync.Mutex // guards pairs and mtimes, for Load and Watch
 	pairs  []Pair
@@ -34,6 +35,13 @@ type Store struct {
 type certSet struct {
 	certs []*tls.Certificate // the first is the default
 }
+
+// GetCertificateFunc is the shape of tls.Config.GetCertificate.
+type GetCertificateFunc func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+
+// SetDynamic installs a source of certificates (ACME) that is asked first;
+// when it has none for a handshake, the loaded pairs serve.
+func (s *Store) SetDynamic(f GetCertificateFunc) { s.dynamic.Store(&f) }
 
 // Load reads the pairs and makes them current; on error nothing changes.
 func (s *Store) Load(pairs ...Pair) error {
@@ -67,6 +75,11 @@ func (s *Store) Load(pairs ...Pair) error {
 // GetCertificate serves tls.Config.GetCertificate: the first certificate
 // valid for the name the client asked for, else the first one.
 func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if f := s.dynamic.Load(); f != nil {
+		if c, err := (*f)(hello); err == nil && c != nil {
+			return c, nil
+		}
+	}
 	set := s.set.Load()
 	if set == nil {
 		return nil, errors.New("tls: no certificate loaded")

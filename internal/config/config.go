@@ -109,6 +109,22 @@ type TLS struct {
 	// ReloadInterval is how often the certificate files are checked for
 	// changes (a renewal), which are then loaded without a restart.
 	ReloadInterval Duration `toml:"reload_interval"`
+	// ACME gets certificates automatically; on when Names is not empty.
+	ACME ACME `toml:"acme"`
+}
+
+// ACME configures automatic certificates from an ACME CA (RFC 8555).
+type ACME struct {
+	Directory string   `toml:"directory"`
+	Email     string   `toml:"email"`
+	Names     []string `toml:"names"`
+	// CAFile holds extra roots to trust for the CA's own HTTPS (a test CA).
+	CAFile string `toml:"ca_file"`
+	// HTTPPort and TLSALPNPort are where challenge listeners bind (80 and
+	// 443 from the CA's view); 0 turns one off.
+	HTTPPort    int    `toml:"http_port"`
+	TLSALPNPort int    `toml:"tls_alpn_port"`
+	ListenHost  string `toml:"listen_host"`
 }
 
 // CertPair names the PEM files of a certificate chain and its key.
@@ -158,7 +174,8 @@ func Default() *Config {
 		},
 		Submission: Submission{MaxAuthFailures: 10, AuthBanTime: Duration(15 * time.Minute),
 			MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
-		TLS:     TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second)},
+		TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second),
+			ACME: ACME{Directory: "https://acme-v02.api.letsencrypt.org/directory", HTTPPort: 80}},
 		Mailbox: Mailbox{Quota: 1 << 30},
 		Log:     Log{Format: "text", Level: "info"},
 	}
@@ -281,6 +298,8 @@ func (c *Config) validate() error {
 		{c.Submission.MaxAuthFailures >= 0, "submission.max_auth_failures: must be 0 (off) or more"},
 		{c.Submission.AuthBanTime.D() >= time.Second, "submission.auth_ban_time: must be at least 1s"},
 		{c.TLS.ReloadInterval.D() >= time.Second, "tls.reload_interval: must be at least 1s"},
+		{len(c.TLS.ACME.Names) == 0 || strings.HasPrefix(c.TLS.ACME.Directory, "https://"), "tls.acme.directory: must be an https:// URL"},
+		{len(c.TLS.ACME.Names) == 0 || c.TLS.ACME.HTTPPort > 0 || c.TLS.ACME.TLSALPNPort > 0, "tls.acme.http_port: set it (80) or tls_alpn_port (443), or the CA cannot check the names"},
 		{min(c.Submission.MaxMessagesPerHour, c.Submission.MaxMessagesPerDay, c.Submission.MaxRecipientsPerHour, c.Submission.MaxRecipientsPerDay) >= 0,
 			"submission: sending limits must be 0 (none) or more"},
 		{s.CommandTimeout.D() >= time.Second, "smtp.command_timeout: must be at least 1s (RFC 5321 4.5.3.2 asks for 5m)"},

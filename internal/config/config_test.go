@@ -127,7 +127,8 @@ func TestDefaults(t *testing.T) {
 			},
 			Submission: Submission{MaxAuthFailures: 10, AuthBanTime: Duration(15 * time.Minute),
 				MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
-			TLS:     TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second)},
+			TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second),
+				ACME: ACME{Directory: "https://acme-v02.api.letsencrypt.org/directory", HTTPPort: 80}},
 			Mailbox: Mailbox{Quota: 1 << 30},
 			Log:     Log{Format: "text", Level: "info"},
 		}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"mailroom/internal/acme"
 	"mailroom/internal/authlimit"
 	"mailroom/internal/certs"
 	"mailroom/internal/config"
@@ -68,6 +69,14 @@ func Run(ctx context.Context, opts Options) error {
 	smtpCfg, err := smtpConfig(cfg, &cs, spoolDir)
 	if err != nil {
 		return err
+	}
+	if a := cfg.TLS.ACME; len(a.Names) > 0 {
+		m, err := acme.Start(ctx, acme.Config{Directory: a.Directory, Email: a.Email, Names: a.Names, CAFile: a.CAFile,
+			HTTPPort: a.HTTPPort, ALPNPort: a.TLSALPNPort, ListenHost: a.ListenHost, StorageDir: filepath.Join(cfg.DataDir, "acme")}, log)
+		if err != nil {
+			return err
+		}
+		cs.SetDynamic(m.GetCertificate)
 	}
 	stopWatch := make(chan struct{})
 	defer close(stopWatch)
