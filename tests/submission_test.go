@@ -431,3 +431,30 @@ func TestAuthWithoutTLSFromLoopback(t *testing.T) {
 		t.Errorf("the Received field does not say ESMTPA (authenticated, no TLS):\n%s", raw)
 	}
 }
+
+// TestUserPolicies: "user set" makes an account SCRAM-only (534 5.7.9 for
+// the right password over PLAIN, 535 for a wrong one, SCRAM still works)
+// and gives it its own sending limit.
+func TestUserPolicies(t *testing.T) {
+	s := newServer(t, "", "[submission]\nmax_auth_failures = 0\n")
+	s.cli("user", "set", "alice@example.test", "--require-scram", "--max-messages-per-hour", "1")
+	s.start()
+	c, _ := tlsSubmission(t, s)
+	c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "wrong"), "535 5.7.8")
+	c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "534 5.7.9")
+	c, _ = tlsSubmission(t, s)
+	if r := scramLogin(t, c, "SCRAM-SHA-256", "alice@example.test", "secret-alice", nil); !strings.HasPrefix(r, "235 ") {
+		t.Fatalf("SCRAM for a SCRAM-only user: %q", r)
+	}
+	if r := c.sendMail("alice@example.test", []string{"bob@example.test"}, "Subject: 1\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("first message: %q", r)
+	}
+	c.cmd("MAIL FROM:<alice@example.test>", "450 4.7.1 Sending limit reached: 1 messages in the past hour, and the limit is 1")
+	// bob keeps the server's limits and PLAIN.
+	b, _ := tlsSubmission(t, s)
+	b.cmd("AUTH PLAIN "+plainAuth("bob@example.test", "secret-bob"), "235 ")
+	b.cmd("MAIL FROM:<bob@example.test>", "250 ")
+	if _, errOut, err := s.run("", "user", "set", "alice@example.test"); err == nil || !strings.Contains(errOut, "nothing to change") {
+		t.Errorf("user set without flags: %v %s", err, errOut)
+	}
+}

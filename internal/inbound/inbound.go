@@ -61,7 +61,11 @@ func (b *Backend) SetConfig(cfg *Config) { b.cfg.Store(cfg) }
 // own addresses; on the MX port any sender is taken (SPF, DMARC come later).
 func (b *Backend) Mail(ctx context.Context, s *smtpserver.SessionInfo, from smtp.Address, p smtp.MailParams) error {
 	if s.Auth != nil {
-		if err := b.sent.AllowMessage(s.Auth.User, b.cfg.Load().SendLimits); err != nil {
+		limits, err := b.sendLimits(ctx, s.Auth.User)
+		if err != nil {
+			return err
+		}
+		if err := b.sent.AllowMessage(s.Auth.User, limits); err != nil {
 			return err
 		}
 		return b.checkSender(ctx, s.Auth.User, from)
@@ -84,7 +88,11 @@ func (b *Backend) trusted(s *smtpserver.SessionInfo) bool {
 func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtpserver.Envelope, to smtp.Address, p smtp.RcptParams) (any, error) {
 	cfg := b.cfg.Load()
 	if s.Auth != nil {
-		if err := b.sent.AllowRecipients(s.Auth.User, len(env.Recipients)+1, cfg.SendLimits); err != nil {
+		limits, err := b.sendLimits(ctx, s.Auth.User)
+		if err != nil {
+			return nil, err
+		}
+		if err := b.sent.AllowRecipients(s.Auth.User, len(env.Recipients)+1, limits); err != nil {
 			return nil, err
 		}
 	}

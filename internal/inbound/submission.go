@@ -10,6 +10,7 @@ import (
 	"github.com/xdg-go/scram"
 
 	"mailroom/internal/password"
+	"mailroom/internal/sendlimit"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/store"
@@ -54,7 +55,20 @@ func (b *Backend) Authenticate(ctx context.Context, s *smtpserver.SessionInfo, u
 		b.log.Info("authentication failed", "client", s.Remote.Addr().String(), "user", login)
 		return "", errBadCredentials
 	}
-	return login, nil
+	return login, strongOnly(u)
+}
+
+// errTooWeak refuses the main password over a mechanism that carries it,
+// for a user who must use SCRAM. It is given only after the password was
+// proven right, so it tells nothing to someone guessing.
+var errTooWeak = &smtp.Reply{Code: 534, Enhanced: "5.7.9",
+	Text: "Authentication mechanism is too weak for this account: use SCRAM-SHA-256, or an app password"}
+
+func strongOnly(u store.User) error {
+	if u.Settings.RequireSCRAM {
+		return errTooWeak
+	}
+	return nil
 }
 
 func tempAuthFailure(err error) error {
@@ -190,5 +204,26 @@ func (b *Backend) CheckCRAMMD5(ctx context.Context, s *smtpserver.SessionInfo, u
 		b.log.Info("authentication failed", "client", s.Remote.Addr().String(), "user", login, "mechanism", "CRAM-MD5")
 		return "", errBadCredentials
 	}
-	return login, nil
+	return login, strongOnly(u)
+}
+
+// sendLimits are the server's limits with the user's own where set.
+func (b *Backend) sendLimits(ctx context.Context, user string) (sendlimit.Limits, error) {
+	l := b.cfg.Load().SendLimits
+	u, err := b.store.User(ctx, user)
+	if err != nil {
+		return l, tempFailure(err)
+	}
+	for _, o := range []struct {
+		own int
+		dst *int
+	}{
+		{u.Settings.MaxMessagesPerHour, &l.MessagesPerHour}, {u.Settings.MaxMessagesPerDay, &l.MessagesPerDay},
+		{u.Settings.MaxRecipientsPerHour, &l.RecipientsPerHour}, {u.Settings.MaxRecipientsPerDay, &l.RecipientsPerDay},
+	} {
+		if o.own > 0 {
+			*o.dst = o.own
+		}
+	}
+	return l, nil
 }

@@ -85,10 +85,11 @@ type User struct {
 	// CRAMMD5 holds the HMAC-MD5 states CRAM-MD5 needs (password
 	// equivalent for that mechanism only); empty unless it was enabled
 	// when the password was set.
-	CRAMMD5    string    `json:"-"`
-	QuotaBytes int64     `json:"quota_bytes"` // 0: the server's default
-	UsedBytes  int64     `json:"used_bytes"`
-	Created    time.Time `json:"created"`
+	CRAMMD5    string       `json:"-"`
+	Settings   UserSettings `json:"settings"`
+	QuotaBytes int64        `json:"quota_bytes"` // 0: the server's default
+	UsedBytes  int64        `json:"used_bytes"`
+	Created    time.Time    `json:"created"`
 }
 
 // Alias maps an address to one or more target addresses.
@@ -96,6 +97,20 @@ type Alias struct {
 	Address string    `json:"address"`
 	Targets []string  `json:"targets"`
 	Created time.Time `json:"created"`
+}
+
+// UserSettings are per-user policies set by an admin; zero values mean
+// the server's defaults.
+type UserSettings struct {
+	// RequireSCRAM refuses the main password over PLAIN, LOGIN and
+	// CRAM-MD5 (534 5.7.9 once the password is proven right): only SCRAM
+	// and app passwords log in.
+	RequireSCRAM bool `json:"require_scram,omitempty"`
+	// Sending limits for this user instead of the server's.
+	MaxMessagesPerHour   int `json:"max_messages_per_hour,omitempty"`
+	MaxMessagesPerDay    int `json:"max_messages_per_day,omitempty"`
+	MaxRecipientsPerHour int `json:"max_recipients_per_hour,omitempty"`
+	MaxRecipientsPerDay  int `json:"max_recipients_per_day,omitempty"`
 }
 
 // Secrets is everything stored of a main password.
@@ -118,6 +133,8 @@ type Directory interface {
 	DeleteUser(ctx context.Context, address string) error
 	User(ctx context.Context, address string) (User, error)
 	Users(ctx context.Context, domain string) ([]User, error) // "" for all
+	// SetUserSettings replaces a user's settings.
+	SetUserSettings(ctx context.Context, address string, s UserSettings) error
 	// SetPassword replaces everything stored of the user's main password.
 	SetPassword(ctx context.Context, address string, s Secrets) error
 

@@ -194,15 +194,19 @@ func (s *Store) User(ctx context.Context, address string) (store.User, error) {
 	return u, err
 }
 
-const userColumns = `SELECT id, address, password_hash, quota_bytes, used_bytes, created, scram_sha256, cram_md5 FROM users`
+const userColumns = `SELECT id, address, password_hash, quota_bytes, used_bytes, created, scram_sha256, cram_md5, settings FROM users`
 
 type scanner interface{ Scan(...any) error }
 
 func scanUser(r scanner) (store.User, error) {
 	var u store.User
 	var created int64
-	err := r.Scan(&u.ID, &u.Address, &u.PasswordHash, &u.QuotaBytes, &u.UsedBytes, &created, &u.SCRAMSHA256, &u.CRAMMD5)
+	var settings string
+	err := r.Scan(&u.ID, &u.Address, &u.PasswordHash, &u.QuotaBytes, &u.UsedBytes, &created, &u.SCRAMSHA256, &u.CRAMMD5, &settings)
 	u.Created = time.Unix(created, 0)
+	if err == nil {
+		err = json.Unmarshal([]byte(settings), &u.Settings)
+	}
 	return u, err
 }
 
@@ -222,6 +226,17 @@ func (s *Store) Users(ctx context.Context, domain string) ([]store.User, error) 
 		out = append(out, u)
 	}
 	return out, rows.Err()
+}
+
+// SetUserSettings replaces a user's settings.
+func (s *Store) SetUserSettings(ctx context.Context, address string, us store.UserSettings) error {
+	b, err := json.Marshal(us)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx *wtx) error {
+		return expectOne(tx.Exec(`UPDATE users SET settings = ? WHERE address = ?`, string(b), address))("user " + address)
+	})
 }
 
 // SetPassword replaces everything stored of a user's password.

@@ -88,4 +88,5 @@ CREATE TABLE sender_grants (
 `,
 	`ALTER TABLE users ADD COLUMN scram_sha256 TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE users ADD COLUMN cram_md5 TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE users ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'`,
 }

@@ -13,6 +13,7 @@ func credentialTests() []test {
 		{"app password names are unique per user and need a user", testAppPasswordErrors},
 		{"deleting a user deletes their app passwords", testAppPasswordsGoWithUser},
 		{"sender grants are added, listed and withdrawn, and go with the user", testSenderGrants},
+		{"user settings are stored and read back", testUserSettings},
 	}
 }
 
@@ -102,5 +103,23 @@ func testSenderGrants(t *testing.T, s store.Store) {
 	}
 	if err := s.DeleteUser(ctx, alice.Address); err != nil {
 		t.Fatalf("deleting a user with grants: %v", err)
+	}
+}
+
+func testUserSettings(t *testing.T, s store.Store) {
+	alice := addUser(t, s, "alice@a.example")
+	ctx := t.Context()
+	if u := user(t, s, alice.Address); u.Settings != (store.UserSettings{}) {
+		t.Errorf("a new user has settings %+v", u.Settings)
+	}
+	want := store.UserSettings{RequireSCRAM: true, MaxMessagesPerDay: 7}
+	if err := s.SetUserSettings(ctx, alice.Address, want); err != nil {
+		t.Fatal(err)
+	}
+	if u := user(t, s, alice.Address); u.Settings != want {
+		t.Errorf("settings = %+v, want %+v", u.Settings, want)
+	}
+	if err := s.SetUserSettings(ctx, "nobody@a.example", want); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("settings of nobody: %v", err)
 	}
 }
