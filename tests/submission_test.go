@@ -366,7 +366,7 @@ func TestSendingLimits(t *testing.T) {
 	}
 	c.cmd("MAIL FROM:<alice@example.test>", "250 ")
 	c.cmd("RCPT TO:<bob@example.test>", "250 ")
-	c.cmd("RCPT TO:<bob+b@example.test>", "450 4.7.1 Sending limit reached: 2 recipients in the past hour, and the limit is 3")
+	c.cmd("RCPT TO:<bob+b@example.test>", "450 4.7.1 Sending limit reached: 3 recipients in the past hour, and the limit is 3")
 	c.cmd("DATA", "354 ")
 	c.send("Subject: 2\r\n\r\nx\r\n.\r\n")
 	c.expect("250 ")
@@ -456,5 +456,100 @@ func TestUserPolicies(t *testing.T) {
 	b.cmd("MAIL FROM:<bob@example.test>", "250 ")
 	if _, errOut, err := s.run("", "user", "set", "alice@example.test"); err == nil || !strings.Contains(errOut, "nothing to change") {
 		t.Errorf("user set without flags: %v %s", err, errOut)
+	}
+}
+
+// TestSubmissionHardening: the sender rules fail closed on header tricks,
+// a sub-address that is another user stays theirs, AUTH needs EHLO and
+// does not survive STARTTLS, long SASL responses are read, and login
+// limits hold for other spellings of a name.
+func TestSubmissionHardening(t *testing.T) {
+	s := newServer(t, "", "[submission]\nauth_without_tls_from_loopback = true\nmax_auth_failures = 3\n")
+	s.cliStdin("pw\n", "user", "add", "alice+payroll@example.test", "--password-stdin")
+	s.start()
+	headers := []struct{ name, header, want string }{
+		{"two From fields", "From: alice@example.test\r\nFrom: ceo@example.test\r\n", "550 5.6.0"},
+		{"no From field gets the user's", "Subject: anonymous\r\n", "250 "},
+		{"a Sender that is someone else", "From: alice@example.test\r\nSender: ceo@example.test\r\n", "553 5.7.1 Sender: header address <ceo@example.test>"},
+		{"a Resent-From that is someone else", "From: alice@example.test\r\nResent-From: ceo@example.test\r\n", "553 5.7.1 Resent-From:"},
+		{"a foreign address folded far into From", "From: alice@example.test," + strings.Repeat("\r\n "+strings.Repeat("a", 70), 40) + "\r\n ceo@example.test\r\n", "5"},
+		{"a From after 256 KiB of header", strings.Repeat("X-Pad: "+strings.Repeat("p", 990)+"\r\n", 270) + "From: ceo@example.test\r\n", "552 5.6.0"},
+		{"a malformed From", "From: ((( \r\n", "550 5.6.0"},
+		{"the user's own From", "From: Alice <alice@example.test>\r\n", "250 "},
+	}
+	for _, h := range headers {
+		t.Run(h.name, func(t *testing.T) {
+			c := loggedIn(t, s)
+			if r := c.sendMail("alice@example.test", []string{"bob@example.test"}, h.header+"\r\nbody\r\n"); !strings.HasPrefix(r, h.want) {
+				t.Errorf("got %q, want %q", r, h.want)
+			}
+		})
+	}
+	t.Run("a sub-address that is another user is not the user's", func(t *testing.T) {
+		c := loggedIn(t, s)
+		c.cmd("MAIL FROM:<alice+payroll@example.test>", "553 5.7.1")
+		c.cmd("MAIL FROM:<alice+news@example.test>", "250 ")
+	})
+	t.Run("AUTH needs EHLO first and ends with STARTTLS", func(t *testing.T) {
+		c := s.dialAddr(s.subAddr)
+		c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "503 5.5.1")
+		c.cmd("EHLO a.example", "250 ")
+		c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "235 ")
+		c.startTLSInsecure()
+		c.cmd("EHLO a.example", "250 ")
+		c.cmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
+	})
+	t.Run("a SASL response longer than the read buffer is read", func(t *testing.T) {
+		c := loggedIn(t, s)
+		c.cmd("RSET", "250 ")
+		d := s.dialAddr(s.subAddr)
+		d.cmd("EHLO a.example", "250 ")
+		long := plainAuth("alice@example.test", "secret-alice"+strings.Repeat("x", 5000))
+		d.cmd("AUTH PLAIN", "334 ")
+		d.cmd(long, "535 5.7.8")
+	})
+	t.Run("other spellings of a locked name are locked too", func(t *testing.T) {
+		from := func(src string) *client {
+			dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+			conn, err := dl.Dial("tcp", s.subAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			c := &client{t: t, conn: conn, r: newReader(conn)}
+			c.expect("220 ")
+			c.cmd("EHLO a.example", "250 ")
+			return c
+		}
+		for i := 0; i < 3; i++ {
+			from(fmt.Sprintf("127.0.1.%d", i+1)).cmd("AUTH PLAIN "+plainAuth("bob@example.test", "guess"), "535")
+		}
+		from("127.0.1.10").cmd("AUTH PLAIN "+plainAuth(`"bob"@EXAMPLE.test`, "secret-bob"), "454 4.7.0")
+	})
+	msgs := s.mailbox("bob@example.test")
+	if len(msgs) != 2 {
+		t.Fatalf("bob has %d messages, want the two honest ones", len(msgs))
+	}
+	if raw := s.message("bob@example.test", msgs[0].ID); !strings.Contains(raw, "From: <alice@example.test>\r\n") {
+		t.Errorf("a message without From did not get the user's:\n%s", raw)
+	}
+}
+
+// TestHideClientIP: with hide_client_ip the Received field of submitted
+// mail names neither the client's address nor its EHLO name.
+func TestHideClientIP(t *testing.T) {
+	s := newServer(t, "", "[submission]\nhide_client_ip = true\n")
+	s.start()
+	c := s.dialAddr(s.subAddr)
+	c.cmd("EHLO laptop-192-168-1-23.lan", "250 ")
+	c.startTLSInsecure()
+	c.cmd("EHLO laptop-192-168-1-23.lan", "250 ")
+	c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "235 ")
+	if r := c.sendMail("alice@example.test", []string{"bob@example.test"}, "From: alice@example.test\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("send: %q", r)
+	}
+	raw := s.message("bob@example.test", s.mailbox("bob@example.test")[0].ID)
+	if strings.Contains(raw, "127.0.0.1") || strings.Contains(raw, "laptop-192") || !strings.Contains(raw, "with ESMTPSA") {
+		t.Errorf("the Received field shows the client:\n%s", raw)
 	}
 }

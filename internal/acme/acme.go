@@ -33,8 +33,12 @@ type Config struct {
 // Manager serves the managed certificates to TLS handshakes.
 type Manager struct {
 	cm    *certmagic.Config
+	cache *certmagic.Cache
 	names map[string]bool
 }
+
+// Stop ends the background renewals.
+func (m *Manager) Stop() { m.cache.Stop() }
 
 // Start begins managing c.Names and returns at once; obtaining and
 // renewing happen in the background, logged on log.
@@ -89,9 +93,10 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (*Manager, error) {
 	})
 	cm.Issuers = []certmagic.Issuer{issuer}
 	if err := cm.ManageAsync(ctx, c.Names); err != nil {
+		cache.Stop()
 		return nil, fmt.Errorf("acme: %w", err)
 	}
-	m := &Manager{cm: cm, names: map[string]bool{}}
+	m := &Manager{cm: cm, cache: cache, names: map[string]bool{}}
 	for _, n := range c.Names {
 		m.names[strings.ToLower(n)] = true
 	}

@@ -31,19 +31,20 @@ func TestLimiter(t *testing.T) {
 		c := &clock{time.Unix(0, 0)}
 		l := New(p, c.now)
 		for i := 0; i < 4; i++ {
-			if v, _ := l.Check(ip1, "x"); v != Allow {
+			acct := "user" + string(rune('a'+i))
+			if v, _ := l.Begin(ip1, acct); v != Allow {
 				t.Fatalf("attempt %d refused early", i)
 			}
-			l.Failed(ip1, "user"+string(rune('a'+i)))
+			l.Failed(ip1, acct)
 		}
-		if v, left := l.Check(ip1, "other"); v != IPBanned || left != 10*time.Minute {
+		if v, left := l.Begin(ip1, "other"); v != IPBanned || left != 10*time.Minute {
 			t.Errorf("after 4 failures: %v, %v", v, left)
 		}
-		if v, _ := l.Check(ip2, "other"); v != Allow {
+		if v, _ := l.Begin(ip2, "other"); v != Allow {
 			t.Error("another IP is banned too")
 		}
 		c.t = c.t.Add(11 * time.Minute)
-		if v, _ := l.Check(ip1, "other"); v != Allow {
+		if v, _ := l.Begin(ip1, "other"); v != Allow {
 			t.Error("the ban did not end")
 		}
 	})
@@ -52,10 +53,10 @@ func TestLimiter(t *testing.T) {
 		for i := 0; i < 4; i++ {
 			l.Failed(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), "alice")
 		}
-		if v, _ := l.Check(ip2, "alice"); v != AccountLocked {
+		if v, _ := l.Begin(ip2, "alice"); v != AccountLocked {
 			t.Errorf("alice not locked: %v", v)
 		}
-		if v, _ := l.Check(ip2, "bob"); v != Allow {
+		if v, _ := l.Begin(ip2, "bob"); v != Allow {
 			t.Errorf("bob locked: %v", v)
 		}
 	})
@@ -64,9 +65,9 @@ func TestLimiter(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			l.Failed(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), "alice")
 		}
-		l.Succeeded("alice")
+		l.Succeeded(ip1, "alice")
 		l.Failed(ip2, "alice")
-		if v, _ := l.Check(ip1, "alice"); v != Allow {
+		if v, _ := l.Begin(ip1, "alice"); v != Allow {
 			t.Errorf("alice locked after a success: %v", v)
 		}
 	})
@@ -77,8 +78,31 @@ func TestLimiter(t *testing.T) {
 				t.Fatal("delay without a policy")
 			}
 		}
-		if v, _ := l.Check(ip1, "a"); v != Allow {
+		if v, _ := l.Begin(ip1, "a"); v != Allow {
 			t.Error("ban without a policy")
 		}
 	})
+}
+
+func TestLimiterCountsAttemptsUnderWay(t *testing.T) {
+	p := Policy{MaxFailures: 3, Window: time.Minute, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
+	l := New(p, nil)
+	ip := netip.MustParseAddr("2001:db8:1:2::10")
+	for i := 0; i < 3; i++ {
+		if v, _ := l.Begin(ip, "a"); v != Allow {
+			t.Fatalf("attempt %d refused", i)
+		}
+	}
+	if v, _ := l.Begin(ip, "b"); v != Busy {
+		t.Errorf("a fourth parallel attempt: %v, want Busy", v)
+	}
+	for i := 0; i < 3; i++ {
+		l.Failed(ip, "a")
+	}
+	if v, _ := l.Begin(netip.MustParseAddr("2001:db8:1:2::99"), "c"); v != IPBanned {
+		t.Errorf("another address in the same /64: %v, want IPBanned", v)
+	}
+	if v, _ := l.Begin(netip.MustParseAddr("2001:db8:1:3::10"), "c"); v != Allow {
+		t.Errorf("another /64: %v, want Allow", v)
+	}
 }

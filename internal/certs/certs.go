@@ -45,6 +45,14 @@ func (s *Store) SetDynamic(f GetCertificateFunc) { s.dynamic.Store(&f) }
 
 // Load reads the pairs and makes them current; on error nothing changes.
 func (s *Store) Load(pairs ...Pair) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loadLocked(pairs)
+}
+
+// loadLocked is Load with mu held, so that a reload by SIGHUP and one by
+// the file watcher cannot interleave and leave the older set current.
+func (s *Store) loadLocked(pairs []Pair) error {
 	set := &certSet{}
 	mtimes := map[string]time.Time{}
 	for _, p := range pairs {
@@ -65,9 +73,7 @@ func (s *Store) Load(pairs ...Pair) error {
 	if len(set.certs) == 0 {
 		return errors.New("tls: no certificate given")
 	}
-	s.mu.Lock()
 	s.pairs, s.mtimes = pairs, mtimes
-	s.mu.Unlock()
 	s.set.Store(set)
 	return nil
 }
@@ -112,16 +118,17 @@ func (s *Store) ServerConfig() *tls.Config {
 	}
 }
 
-// changed reports whether any loaded file's modification time differs.
-func (s *Store) changed() ([]Pair, bool) {
+// reloadIfChanged reloads the current pairs when a file's modification
+// time differs from the one loaded, and reports whether it tried.
+func (s *Store) reloadIfChanged() (bool, int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for f, t := range s.mtimes {
 		if fi, err := os.Stat(f); err == nil && !fi.ModTime().Equal(t) {
-			return s.pairs, true
+			return true, len(s.pairs), s.loadLocked(s.pairs)
 		}
 	}
-	return nil, false
+	return false, 0, nil
 }
 
 // Watch reloads the certificates every interval when their files have
@@ -136,14 +143,13 @@ func (s *Store) Watch(interval time.Duration, stop <-chan struct{}, log *slog.Lo
 			return
 		case <-t.C:
 		}
-		pairs, ok := s.changed()
-		if !ok {
-			continue
-		}
-		if err := s.Load(pairs...); err != nil {
+		tried, n, err := s.reloadIfChanged()
+		switch {
+		case !tried:
+		case err != nil:
 			log.Warn("certificate files changed but do not load yet", "err", err)
-			continue
+		default:
+			log.Info("certificate files changed: reloaded", "certificates", n)
 		}
-		log.Info("certificate files changed: reloaded", "certificates", len(pairs))
 	}
 }

@@ -76,6 +76,7 @@ func Run(ctx context.Context, opts Options) error {
 		if err != nil {
 			return err
 		}
+		defer m.Stop()
 		cs.SetDynamic(m.GetCertificate)
 	}
 	stopWatch := make(chan struct{})

@@ -10,51 +10,54 @@ import (
 
 // headerInfo is what delivery needs from the header section.
 type headerInfo struct {
-	From     string // display form of the first From field
+	From     string // display form of the first From field, for listings
 	Subject  string
 	Received int
-	// FromAddrs are the addresses of the first From field, for the
-	// submission sender check; FromRaw is that field's value.
-	FromAddrs    []string
-	FromRaw      string
+	// Authors are the values of every From, Sender, Resent-From and
+	// Resent-Sender field, whole, for the submission sender check.
+	Authors      []authorField
+	Froms        int  // number of From fields
+	Complete     bool // the end of the header section was reached
 	HasMessageID bool
 	HasDate      bool
 }
 
+// authorField is one header field naming authors or senders.
+type authorField struct {
+	Name  string // lower case
+	Value string
+}
+
 // maxHeaderScan bounds how much of a message is read to find its header.
+// A header larger than this is not Complete.
 const maxHeaderScan = 256 << 10
+
+// maxFieldKept bounds how much of a Subject field is kept for listings;
+// author fields are kept whole (within maxHeaderScan).
+const maxFieldKept = 2048
 
 var wordDecoder = mime.WordDecoder{}
 
-// maxFieldKept bounds how much of one From or Subject field is kept.
-const maxFieldKept = 2048
-
-// scanHeader reads the header section (RFC 5322 2.2) for From, Subject
-// and the number of Received fields, tolerating malformed input. Only the
-// fields it needs are buffered, each up to maxFieldKept octets, so that a
-// header of many folded lines costs linear time.
+// scanHeader reads the header section (RFC 5322 2.2) for the fields
+// delivery needs, tolerating malformed input, in linear time.
 func scanHeader(r io.Reader) (headerInfo, error) {
 	var h headerInfo
-	br := bufio.NewReader(io.LimitReader(r, maxHeaderScan))
-	var name string // of the field being read, lower case
+	lr := &io.LimitedReader{R: r, N: maxHeaderScan}
+	br := bufio.NewReader(lr)
+	var name string // of the field being read, lower case; "" if not kept
 	var value strings.Builder
 	flush := func() {
 		v := strings.TrimSpace(value.String())
 		switch name {
-		case "from":
-			if h.FromRaw == "" {
-				h.FromRaw = v
-				h.From = decodeFrom(v)
-				if list, err := mail.ParseAddressList(v); err == nil {
-					for _, a := range list {
-						h.FromAddrs = append(h.FromAddrs, a.Address)
-					}
-				}
-			}
 		case "subject":
 			if h.Subject == "" {
 				h.Subject = decodeWords(v)
 			}
+		case "from", "sender", "resent-from", "resent-sender":
+			if name == "from" && h.From == "" {
+				h.From = decodeFrom(v)
+			}
+			h.Authors = append(h.Authors, authorField{name, v})
 		}
 		name = ""
 		value.Reset()
@@ -63,11 +66,13 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 		line, err := br.ReadString('\n')
 		trimmed := strings.TrimRight(line, "\r\n")
 		switch {
-		case trimmed == "":
+		case trimmed == "" && (err == nil || line != ""):
 			flush()
+			h.Complete = true
 			return h, nil
+		case trimmed == "":
 		case trimmed[0] == ' ' || trimmed[0] == '\t':
-			if name != "" && value.Len() < maxFieldKept {
+			if name != "" && (name != "subject" || value.Len() < maxFieldKept) {
 				value.WriteByte(' ')
 				value.WriteString(strings.TrimSpace(trimmed))
 			}
@@ -84,7 +89,10 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 				h.HasMessageID = true
 			case "date":
 				h.HasDate = true
-			case "from", "subject":
+			case "from", "sender", "resent-from", "resent-sender", "subject":
+				if n == "from" {
+					h.Froms++
+				}
 				name = n
 				value.WriteString(v)
 			}
@@ -92,11 +100,28 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 		if err != nil {
 			flush()
 			if err == io.EOF {
+				// A message that is all header ends the header too,
+				// unless the scan limit cut it.
+				h.Complete = lr.N > 0
 				return h, nil
 			}
 			return h, err
 		}
 	}
+}
+
+// authorAddresses parses the addresses of an author field; ok is false
+// when the field does not parse as an address list.
+func authorAddresses(v string) ([]string, bool) {
+	list, err := mail.ParseAddressList(v)
+	if err != nil || len(list) == 0 {
+		return nil, false
+	}
+	out := make([]string, len(list))
+	for i, a := range list {
+		out[i] = a.Address
+	}
+	return out, true
 }
 
 func decodeWords(s string) string {

@@ -36,15 +36,24 @@ func TestScanHeader(t *testing.T) {
 }
 
 func TestScanHeaderSubmissionFields(t *testing.T) {
-	h, _ := scanHeader(strings.NewReader("From: Ann <ann@a.example>, bob@b.example\r\nMessage-ID: <x@y>\r\n\r\n"))
-	if len(h.FromAddrs) != 2 || h.FromAddrs[1] != "bob@b.example" || !h.HasMessageID || h.HasDate {
+	h, _ := scanHeader(strings.NewReader("From: Ann <ann@a.example>, bob@b.example\r\nSender: c@c.example\r\nMessage-ID: <x@y>\r\n\r\n"))
+	if len(h.Authors) != 2 || h.Froms != 1 || !h.Complete || !h.HasMessageID || h.HasDate {
 		t.Errorf("got %+v", h)
 	}
-	if f := submissionFields(h, "q1", "mx.example", time.Unix(0, 0)); f != "Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n" {
+	if addrs, ok := authorAddresses(h.Authors[0].Value); !ok || len(addrs) != 2 || addrs[1] != "bob@b.example" {
+		t.Errorf("authors of From: %v %v", addrs, ok)
+	}
+	if h, _ := scanHeader(strings.NewReader("X: " + strings.Repeat("a", maxHeaderScan))); h.Complete {
+		t.Error("a header cut by the scan limit is complete")
+	}
+	if h, _ := scanHeader(strings.NewReader("Subject: only")); !h.Complete {
+		t.Error("a message that is all header is not complete")
+	}
+	if f := submissionFields(h, "a@a.example", "q1", "mx.example", time.Unix(0, 0)); f != "Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n" {
 		t.Errorf("submissionFields = %q", f)
 	}
 	h, _ = scanHeader(strings.NewReader("Subject: none\r\n\r\n"))
-	if f := submissionFields(h, "q1", "mx.example", time.Unix(0, 0).UTC()); !strings.Contains(f, "Message-ID: <q1@mx.example>\r\n") {
+	if f := submissionFields(h, "a@a.example", "q1", "mx.example", time.Unix(0, 0).UTC()); !strings.Contains(f, "Message-ID: <q1@mx.example>\r\n") || !strings.HasPrefix(f, "From: <a@a.example>\r\n") {
 		t.Errorf("submissionFields = %q", f)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -42,13 +43,17 @@ type Backend struct {
 	sent  *sendlimit.Counter // what each authenticated user sent
 	// fakeSecret makes SCRAM verifiers for names that do not exist.
 	fakeSecret []byte
+	// hashSlots bounds the argon2id checks running at once: each takes
+	// 64 MiB, and parallel logins must not exhaust memory.
+	hashSlots chan struct{}
 }
 
 var _ smtpserver.Backend = (*Backend)(nil)
 
 // New returns a backend delivering into st.
 func New(st store.Store, cfg *Config, log *slog.Logger) *Backend {
-	b := &Backend{store: st, log: log, sent: sendlimit.New(nil), fakeSecret: make([]byte, 32)}
+	b := &Backend{store: st, log: log, sent: sendlimit.New(nil), fakeSecret: make([]byte, 32),
+		hashSlots: make(chan struct{}, max(runtime.NumCPU(), 2))}
 	rand.Read(b.fakeSecret)
 	b.cfg.Store(cfg)
 	return b
@@ -65,7 +70,7 @@ func (b *Backend) Mail(ctx context.Context, s *smtpserver.SessionInfo, from smtp
 		if err != nil {
 			return err
 		}
-		if err := b.sent.AllowMessage(s.Auth.User, limits); err != nil {
+		if err := b.sent.TakeMessage(s.Auth.User, limits); err != nil {
 			return err
 		}
 		return b.checkSender(ctx, s.Auth.User, from)
@@ -92,7 +97,7 @@ func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtp
 		if err != nil {
 			return nil, err
 		}
-		if err := b.sent.AllowRecipients(s.Auth.User, len(env.Recipients)+1, limits); err != nil {
+		if err := b.sent.TakeRecipient(s.Auth.User, limits); err != nil {
 			return nil, err
 		}
 	}
@@ -209,7 +214,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 		if err := b.checkFromHeader(ctx, s.Auth.User, hdr); err != nil {
 			return err
 		}
-		top += submissionFields(hdr, env.QueueID, cfg.Hostname, now)
+		top += submissionFields(hdr, s.Auth.User, env.QueueID, cfg.Hostname, now)
 	}
 	m := &store.Message{
 		QueueID:  env.QueueID,
@@ -241,9 +246,6 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	}
 	if err := b.store.Accept(ctx, m); err != nil {
 		return tempFailure(err)
-	}
-	if s.Auth != nil {
-		b.sent.Record(s.Auth.User, len(env.Recipients))
 	}
 	return nil
 }

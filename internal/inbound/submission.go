@@ -34,7 +34,7 @@ var errBadCredentials = &smtp.Reply{Code: 535, Enhanced: "5.7.8", Text: "Authent
 func (b *Backend) Authenticate(ctx context.Context, s *smtpserver.SessionInfo, username, pw string) (string, error) {
 	addr, err := smtp.ParseMailbox(username)
 	if err != nil {
-		password.Check(dummyHash(), pw)
+		b.checkPassword(ctx, dummyHash(), pw)
 		return "", errBadCredentials
 	}
 	login := strings.ToLower(addr.Local) + "@" + addr.Domain
@@ -50,7 +50,10 @@ func (b *Backend) Authenticate(ctx context.Context, s *smtpserver.SessionInfo, u
 	case err != nil:
 		return "", tempAuthFailure(err)
 	}
-	ok, err := password.Check(hash, pw)
+	ok, err := b.checkPassword(ctx, hash, pw)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return "", tempAuthFailure(err)
+	}
 	if err != nil || !ok || hash == dummyHash() {
 		b.log.Info("authentication failed", "client", s.Remote.Addr().String(), "user", login)
 		return "", errBadCredentials
@@ -60,7 +63,7 @@ func (b *Backend) Authenticate(ctx context.Context, s *smtpserver.SessionInfo, u
 
 // errTooWeak refuses the main password over a mechanism that carries it,
 // for a user who must use SCRAM. It is given only after the password was
-// proven right, so it tells nothing to someone guessing.
+// proven right, so it reveals no more than a 235 would.
 var errTooWeak = &smtp.Reply{Code: 534, Enhanced: "5.7.9",
 	Text: "Authentication mechanism is too weak for this account: use SCRAM-SHA-256, or an app password"}
 
@@ -69,6 +72,17 @@ func strongOnly(u store.User) error {
 		return errTooWeak
 	}
 	return nil
+}
+
+// checkPassword runs an argon2id check when a slot is free.
+func (b *Backend) checkPassword(ctx context.Context, hash, pw string) (bool, error) {
+	select {
+	case b.hashSlots <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-b.hashSlots }()
+	return password.Check(hash, pw)
 }
 
 func tempAuthFailure(err error) error {
@@ -95,69 +109,107 @@ func (b *Backend) checkSender(ctx context.Context, user string, from smtp.Addres
 // sub-address of it), an alias that delivers to them, or an address or
 // domain an admin granted them.
 func (b *Backend) owns(ctx context.Context, user, addr string) (bool, error) {
-	cfg := b.cfg.Load()
-	candidates := []string{addr}
-	if sep := cfg.SubaddressSeparator; sep != "" {
-		local, domain, _ := strings.Cut(addr, "@")
-		if base, _, ok := strings.Cut(local, sep); ok && base != "" {
-			candidates = append(candidates, base+"@"+domain)
-		}
-	}
 	grants, err := b.store.SenderGrants(ctx, user)
 	if err != nil {
 		return false, err
 	}
-	_, domain, _ := strings.Cut(addr, "@")
+	local, domain, _ := strings.Cut(addr, "@")
 	for _, g := range grants {
 		if g == "*" || g == addr || g == "@"+domain {
 			return true, nil
 		}
 	}
-	for _, c := range candidates {
-		if c == user {
-			return true, nil
-		}
-		a, err := b.store.Alias(ctx, c)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return false, err
-		}
-		for _, t := range a.Targets {
-			if strings.EqualFold(t, user) {
-				return true, nil
-			}
+	// The address itself decides when it exists; only an address that is
+	// neither a user nor an alias falls back to its base (user+tag), as
+	// delivery does, so "alice+payroll" that is another user stays theirs.
+	if ok, exists, err := b.ownsExact(ctx, user, addr); ok || exists || err != nil {
+		return ok, err
+	}
+	if sep := b.cfg.Load().SubaddressSeparator; sep != "" {
+		if base, _, found := strings.Cut(local, sep); found && base != "" {
+			ok, _, err := b.ownsExact(ctx, user, base+"@"+domain)
+			return ok, err
 		}
 	}
 	return false, nil
 }
 
-// checkFromHeader applies the sender rule to the From header field
-// (RFC 5322 3.6.2): every author must be an address the user owns.
-func (b *Backend) checkFromHeader(ctx context.Context, user string, hdr headerInfo) error {
-	if hdr.FromRaw == "" {
-		return nil // RFC 6409 8.1 lets the server leave it; nothing claimed
+// ownsExact reports whether addr is user or an alias delivering to user,
+// and whether addr exists at all as a user or an alias.
+func (b *Backend) ownsExact(ctx context.Context, user, addr string) (owned, exists bool, err error) {
+	if addr == user {
+		return true, true, nil
 	}
-	if len(hdr.FromAddrs) == 0 {
-		return smtp.Errorf(550, "5.6.0", "The From header field is malformed: write it like From: Name <you@example.com>")
-	}
-	for _, a := range hdr.FromAddrs {
-		ok, err := b.owns(ctx, user, strings.ToLower(a))
-		if err != nil {
-			return tempFailure(err)
+	a, err := b.store.Alias(ctx, addr)
+	switch {
+	case err == nil:
+		for _, t := range a.Targets {
+			if strings.EqualFold(t, user) {
+				return true, true, nil
+			}
 		}
+		return false, true, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return false, false, err
+	}
+	_, err = b.store.User(ctx, addr)
+	switch {
+	case err == nil:
+		return false, true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, false, nil
+	}
+	return false, false, err
+}
+
+// checkFromHeader applies the sender rule to the header (RFC 5322
+// 3.6.2): exactly one From field, and every address in From, Sender,
+// Resent-From and Resent-Sender one the user owns. It fails closed: a
+// header too large to read whole, or an author field that does not parse,
+// refuses the message.
+func (b *Backend) checkFromHeader(ctx context.Context, user string, hdr headerInfo) error {
+	switch {
+	case !hdr.Complete:
+		return smtp.Errorf(552, "5.6.0", "The header section is too large to check (over %d KiB)", maxHeaderScan>>10)
+	case hdr.Froms > 1:
+		return smtp.Errorf(550, "5.6.0", "The message has %d From header fields; RFC 5322 allows one", hdr.Froms)
+	}
+	for _, f := range hdr.Authors {
+		addrs, ok := authorAddresses(f.Value)
 		if !ok {
-			return smtp.Errorf(553, "5.7.1", "From: header address <%s> refused: you are logged in as %s and may send only as your own addresses", a, user)
+			return smtp.Errorf(550, "5.6.0", "The %s header field is malformed: write it like %s: Name <you@example.com>", headerName(f.Name), headerName(f.Name))
+		}
+		for _, a := range addrs {
+			ok, err := b.owns(ctx, user, strings.ToLower(a))
+			if err != nil {
+				return tempFailure(err)
+			}
+			if !ok {
+				return smtp.Errorf(553, "5.7.1", "%s: header address <%s> refused: you are logged in as %s and may send only as your own addresses", headerName(f.Name), a, user)
+			}
 		}
 	}
 	return nil
 }
 
+func headerName(lower string) string {
+	parts := strings.Split(lower, "-")
+	for i, p := range parts {
+		if p != "" {
+			parts[i] = strings.ToUpper(p[:1]) + p[1:]
+		}
+	}
+	return strings.Join(parts, "-")
+}
+
 // submissionFields returns the Message-ID and Date fields a submitted
-// message lacks (RFC 6409 8.2, 8.3).
-func submissionFields(hdr headerInfo, queueID, hostname string, now time.Time) string {
+// message lacks (RFC 6409 8.2, 8.3), and a From with the user's address
+// when it has none (RFC 5322 3.6 requires one).
+func submissionFields(hdr headerInfo, user, queueID, hostname string, now time.Time) string {
 	var b strings.Builder
+	if hdr.Froms == 0 {
+		b.WriteString("From: <" + user + ">\r\n")
+	}
 	if !hdr.HasDate {
 		b.WriteString("Date: " + now.Format(time.RFC1123Z) + "\r\n")
 	}

@@ -80,10 +80,13 @@ func (c *Counter) get(user string) *usage {
 	return u
 }
 
-// AllowMessage checks, at MAIL, whether user may send one more message.
-// The reply for an hourly limit is temporary (450 4.7.1), for a daily one
-// permanent (550 5.7.1), as the big providers answer.
-func (c *Counter) AllowMessage(user string, l Limits) error {
+// TakeMessage counts one more message for user, at MAIL, unless that
+// would pass a limit. Counting when the transaction starts, not when it
+// ends, keeps parallel sessions from slipping past a limit together; a
+// message that then fails still counts, which is right for a limit meant
+// to stop abuse. The reply for an hourly limit is temporary (450 4.7.1),
+// for a daily one permanent (550 5.7.1), as the big providers answer.
+func (c *Counter) TakeMessage(user string, l Limits) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	u := c.get(user)
@@ -95,23 +98,25 @@ func (c *Counter) AllowMessage(user string, l Limits) error {
 	case over(dm+1, l.MessagesPerDay):
 		return limitReply(550, "5.7.1", "messages", dm, l.MessagesPerDay, "day")
 	}
+	u.msgs[u.current%int64(dayBuckets)]++
 	return nil
 }
 
-// AllowRecipients checks, at RCPT, whether user may address n recipients
-// in the message under way (this one included).
-func (c *Counter) AllowRecipients(user string, n int, l Limits) error {
+// TakeRecipient counts one more recipient for user, at RCPT, unless that
+// would pass a limit.
+func (c *Counter) TakeRecipient(user string, l Limits) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	u := c.get(user)
 	_, hr := u.sums(hourBuckets)
 	_, dr := u.sums(dayBuckets)
 	switch {
-	case over(hr+n, l.RecipientsPerHour):
+	case over(hr+1, l.RecipientsPerHour):
 		return limitReply(450, "4.7.1", "recipients", hr, l.RecipientsPerHour, "hour")
-	case over(dr+n, l.RecipientsPerDay):
+	case over(dr+1, l.RecipientsPerDay):
 		return limitReply(550, "5.7.1", "recipients", dr, l.RecipientsPerDay, "day")
 	}
+	u.rcpts[u.current%int64(dayBuckets)]++
 	return nil
 }
 
@@ -120,14 +125,4 @@ func over(n, limit int) bool { return limit > 0 && n > limit }
 func limitReply(code int, enh, what string, n, limit int, period string) error {
 	return &smtp.Reply{Code: code, Enhanced: enh, Text: fmt.Sprintf(
 		"Sending limit reached: %d %s in the past %s, and the limit is %d; try again later or ask your administrator", n, what, period, limit)}
-}
-
-// Record counts a message sent to rcpts recipients.
-func (c *Counter) Record(user string, rcpts int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	u := c.get(user)
-	j := u.current % int64(dayBuckets)
-	u.msgs[j]++
-	u.rcpts[j] += rcpts
 }

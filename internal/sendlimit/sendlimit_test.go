@@ -19,41 +19,39 @@ func code(err error) int {
 func TestCounter(t *testing.T) {
 	clock := time.Unix(1_000_000_000, 0)
 	c := New(func() time.Time { return clock })
-	l := Limits{MessagesPerHour: 2, MessagesPerDay: 3, RecipientsPerHour: 5, RecipientsPerDay: 8}
-
+	l := Limits{MessagesPerHour: 2, MessagesPerDay: 3, RecipientsPerHour: 3, RecipientsPerDay: 4}
+	take := func(msgs, rcpts int) []int {
+		var codes []int
+		for i := 0; i < msgs; i++ {
+			codes = append(codes, code(c.TakeMessage("alice", l)))
+		}
+		for i := 0; i < rcpts; i++ {
+			codes = append(codes, code(c.TakeRecipient("alice", l)))
+		}
+		return codes
+	}
 	steps := []struct {
 		name    string
 		advance time.Duration
-		send    int // recipients of a message to record, 0 for none
-		msg     int // expected reply code of AllowMessage
-		rcpts   int // recipients asked for, and the expected code
-		rcode   int
+		msgs    int
+		rcpts   int
+		want    []int
 	}{
-		{name: "a fresh user may send", msg: 0, rcpts: 5, rcode: 0},
-		{name: "six recipients are over the hourly five", rcpts: 6, rcode: 450},
-		{name: "after one message of 3, 2 more fit", send: 3, rcpts: 2, rcode: 0},
-		{name: "and 3 do not", rcpts: 3, rcode: 450},
-		{name: "a second message reaches the hourly limit", send: 1, msg: 450},
-		{name: "an hour later the hour is free again", advance: 61 * time.Minute, msg: 0, rcpts: 4, rcode: 0},
-		{name: "but the day counts all three messages", send: 1, msg: 550},
-		{name: "and the day's recipients", msg: 550, rcpts: 4, rcode: 550},
-		{name: "a day later everything is free", advance: 24 * time.Hour, msg: 0, rcpts: 5, rcode: 0},
+		{"two messages and three recipients fit the hour", 0, 2, 3, []int{0, 0, 0, 0, 0}},
+		{"a third message and a fourth recipient do not", 0, 1, 1, []int{450, 450}},
+		{"an hour later the hour is free, but the day has one message and one recipient left", 61 * time.Minute, 2, 2, []int{0, 550, 0, 550}},
+		{"a day later all is free", 24 * time.Hour, 1, 1, []int{0, 0}},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			clock = clock.Add(s.advance)
-			if s.send > 0 {
-				c.Record("alice", s.send)
-			}
-			if got := code(c.AllowMessage("alice", l)); got != s.msg {
-				t.Errorf("AllowMessage: %d, want %d", got, s.msg)
-			}
-			if s.rcpts > 0 {
-				if got := code(c.AllowRecipients("alice", s.rcpts, l)); got != s.rcode {
-					t.Errorf("AllowRecipients(%d): %d, want %d", s.rcpts, got, s.rcode)
+			got := take(s.msgs, s.rcpts)
+			for i := range got {
+				if got[i] != s.want[i] {
+					t.Fatalf("codes %v, want %v", got, s.want)
 				}
 			}
-			if code(c.AllowMessage("bob", l)) != 0 {
+			if code(c.TakeMessage("bob", l)) != 0 {
 				t.Error("bob is limited by alice's mail")
 			}
 		})
@@ -63,9 +61,8 @@ func TestCounter(t *testing.T) {
 func TestNoLimits(t *testing.T) {
 	c := New(nil)
 	for i := 0; i < 1000; i++ {
-		c.Record("alice", 100)
-	}
-	if c.AllowMessage("alice", Limits{}) != nil || c.AllowRecipients("alice", 1000, Limits{}) != nil {
-		t.Error("zero limits refused something")
+		if c.TakeMessage("alice", Limits{}) != nil || c.TakeRecipient("alice", Limits{}) != nil {
+			t.Fatal("zero limits refused something")
+		}
 	}
 }

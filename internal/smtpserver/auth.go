@@ -47,6 +47,9 @@ func (s *session) cmdAuth(arg string) {
 	case !s.authAllowed():
 		s.reply(538, "5.7.11", "Encryption required for authentication: send STARTTLS first")
 		return
+	case s.info.Helo == "":
+		s.reply(503, "5.5.1", "Send EHLO first")
+		return
 	case s.info.Auth != nil:
 		s.reply(503, "5.5.1", "Already authenticated")
 		return
@@ -107,21 +110,41 @@ func (s *session) passwordLogin(mech, initial string, hasInitial bool) (string, 
 	if !ok {
 		return "", false
 	}
-	account, ip := strings.ToLower(user), s.info.Remote.Addr()
-	if verdict, _ := s.srv.authLimit.Check(ip, account); verdict != authlimit.Allow {
-		s.answerLimited(verdict, ip, account)
+	return s.limitedLogin(user, func() (string, error) {
+		return s.authenticator().Authenticate(s.ctx(), &s.info, user, pass)
+	})
+}
+
+// canonicalAccount is the name login limits count under: the address in
+// canonical form, so that spellings of one name ("Alice@x", "\"alice\"@x")
+// share one count.
+func canonicalAccount(user string) string {
+	if a, err := smtp.ParseMailbox(user); err == nil {
+		return strings.ToLower(a.Local) + "@" + a.Domain
+	}
+	return strings.ToLower(user)
+}
+
+// limitedLogin runs one credential check within the login limits and ends
+// the attempt by its outcome; it answers a refusal or a failure itself.
+func (s *session) limitedLogin(user string, check func() (string, error)) (string, bool) {
+	account, ip := canonicalAccount(user), s.info.Remote.Addr()
+	if verdict, left := s.srv.authLimit.Begin(ip, account); verdict != authlimit.Allow {
+		s.answerLimited(verdict, left, ip, account)
 		return "", false
 	}
-	login, err := s.authenticator().Authenticate(s.ctx(), &s.info, user, pass)
-	if isBadCredentials(err) {
+	login, err := check()
+	switch {
+	case err == nil:
+		s.srv.authLimit.Succeeded(ip, account)
+		return login, true
+	case isBadCredentials(err):
 		s.delayFailure(ip, account)
+	default:
+		s.srv.authLimit.Done(ip, account)
 	}
-	if err != nil {
-		s.authFailed(err)
-		return "", false
-	}
-	s.srv.authLimit.Succeeded(account)
-	return login, true
+	s.authFailed(err)
+	return "", false
 }
 
 // isBadCredentials reports whether err is a 535 from the backend.
@@ -130,16 +153,18 @@ func isBadCredentials(err error) bool {
 	return errors.As(err, &r) && r.Code == 535
 }
 
-// answerLimited refuses a login from a banned address or for a locked name.
-func (s *session) answerLimited(verdict authlimit.Verdict, ip netip.Addr, account string) {
-	_, left := s.srv.authLimit.Check(ip, account)
+// answerLimited refuses a login from a banned address, for a locked name,
+// or beyond the attempts allowed at once.
+func (s *session) answerLimited(verdict authlimit.Verdict, left time.Duration, ip netip.Addr, account string) {
 	if verdict == authlimit.IPBanned {
 		s.log.Warn("login refused: address banned after failed logins", "client", ip.String(), "user", account)
 		s.reply(421, "4.7.0", fmt.Sprintf("%s Too many failed logins from your address: try again in %d minutes", s.cfg.Hostname, int(left.Minutes())+1))
 		s.result, s.quit = "banned after failed logins", true
 		return
 	}
-	s.log.Warn("login refused: account locked after failed logins", "client", ip.String(), "user", account)
+	if verdict == authlimit.AccountLocked {
+		s.log.Warn("login refused: account locked after failed logins", "client", ip.String(), "user", account)
+	}
 	s.reply(454, "4.7.0", "Temporary authentication failure, try again later")
 }
 
@@ -213,7 +238,7 @@ func (s *session) saslResponse(initial string, hasInitial bool, challenge string
 			s.quit = true
 			return nil, false
 		}
-		raw, err := s.readLine(maxAuthLine)
+		raw, err := s.readLongLine(maxAuthLine)
 		if errors.Is(err, errLineTooLong) {
 			s.reply(500, "5.5.6", "Authentication exchange line is too long")
 			return nil, false

@@ -274,8 +274,8 @@ func (s *session) cmdStartTLS(arg string) {
 	s.conn = tc
 	s.dc.Conn = tc
 	s.r.Reset(s.dc)
-	// RFC 3207 4.2: forget everything learnt before TLS.
-	s.info.Helo, s.info.ESMTP = "", false
+	// RFC 3207 4.2: forget everything learnt before TLS, a login too.
+	s.info.Helo, s.info.ESMTP, s.info.Auth = "", false, nil
 	s.resetTransaction()
 }
 

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"mailroom/internal/authlimit"
 )
 
 // CRAMAuthenticator is the optional part of a Backend that checks
@@ -41,19 +39,7 @@ func (s *session) saslCRAMMD5(initial string, hasInitial bool) (string, bool) {
 		s.reply(501, "5.5.2", "Malformed CRAM-MD5 response: expected the user name, a space and 32 hex digits")
 		return "", false
 	}
-	account, ip := strings.ToLower(user), s.info.Remote.Addr()
-	if verdict, _ := s.srv.authLimit.Check(ip, account); verdict != authlimit.Allow {
-		s.answerLimited(verdict, ip, account)
-		return "", false
-	}
-	login, err := s.srv.backend.(CRAMAuthenticator).CheckCRAMMD5(s.ctx(), &s.info, user, challenge, digest)
-	if err != nil {
-		if isBadCredentials(err) {
-			s.delayFailure(ip, account)
-		}
-		s.authFailed(err)
-		return "", false
-	}
-	s.srv.authLimit.Succeeded(account)
-	return login, true
+	return s.limitedLogin(user, func() (string, error) {
+		return s.srv.backend.(CRAMAuthenticator).CheckCRAMMD5(s.ctx(), &s.info, user, challenge, digest)
+	})
 }

@@ -202,13 +202,13 @@ func (s *session) receivedHeader(now time.Time) string {
 	if s.info.Auth != nil {
 		proto += "A"
 	}
-	from := addressLiteral(s.info)
+	helo, from := headerSafe(s.info.Helo), addressLiteral(s.info)
 	if s.info.Auth != nil && s.cfg.HideClientIP {
-		from = "authenticated"
+		// The EHLO name often holds the client's LAN address: hide both.
+		helo, from = "authenticated-client", "hidden"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (Mailroom) with %s", headerSafe(s.info.Helo),
-		from, s.cfg.Hostname, proto)
+	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (Mailroom) with %s", helo, from, s.cfg.Hostname, proto)
 	if s.info.TLS != nil {
 		fmt.Fprintf(&b, "\r\n\t(%s %s)", tlsVersionName(s.info.TLS.Version), tlsCipherName(s.info.TLS.CipherSuite))
 	}

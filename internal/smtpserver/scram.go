@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/xdg-go/scram"
 
@@ -43,11 +43,14 @@ func (s *session) saslSCRAM(mech, initial string, hasInitial bool) (string, bool
 	ip := s.info.Remote.Addr()
 	var login, account string
 	var verdict authlimit.Verdict
+	var left time.Duration
+	begun := false
 	lookup := func(username string) (scram.StoredCredentials, error) {
-		account = strings.ToLower(username)
-		if verdict, _ = s.srv.authLimit.Check(ip, account); verdict != authlimit.Allow {
+		account = canonicalAccount(username)
+		if verdict, left = s.srv.authLimit.Begin(ip, account); verdict != authlimit.Allow {
 			return scram.StoredCredentials{}, errLimited
 		}
+		begun = true
 		l, creds, err := sa.SCRAMCredentials(s.ctx(), &s.info, username)
 		login = l
 		return creds, err
@@ -65,25 +68,42 @@ func (s *session) saslSCRAM(mech, initial string, hasInitial bool) (string, bool
 	if !ok {
 		return "", false
 	}
+	// end closes the attempt when the exchange stops before its verdict.
+	end := func() {
+		if begun {
+			s.srv.authLimit.Done(ip, account)
+		}
+	}
 	s1, err := conv.Step(string(c1))
-	if err != nil {
-		s.scramFailed(err, verdict, ip, account)
+	switch {
+	case err != nil && !begun && verdict != authlimit.Allow: // errLimited, however the library wraps it
+		s.answerLimited(verdict, left, ip, account)
+		return "", false
+	case err != nil:
+		end()
+		s.reply(501, "5.5.2", "Malformed SCRAM client-first message")
 		return "", false
 	}
 	c2, ok := s.saslResponse("", false, s1)
 	if !ok {
+		end()
 		return "", false
 	}
 	s2, err := conv.Step(string(c2))
-	if err != nil || !conv.Valid() {
-		s.scramFailed(errors.New("invalid proof"), verdict, ip, account)
+	if err != nil || !conv.Valid() || conv.AuthzID() != "" && canonicalAccount(conv.AuthzID()) != account {
+		// A wrong proof, a wrong channel binding, or acting for another
+		// user (not supported): a failed login like a wrong password.
+		s.log.Info("SCRAM authentication failed", "err", err)
+		s.delayFailure(ip, account)
+		s.authFailed(errBadCredentials)
 		return "", false
 	}
 	// RFC 4954 4: the server's final message goes in a 334, answered empty.
 	if _, ok := s.saslResponse("", false, s2); !ok {
+		end()
 		return "", false
 	}
-	s.srv.authLimit.Succeeded(account)
+	s.srv.authLimit.Succeeded(ip, account)
 	return login, true
 }
 
@@ -109,17 +129,6 @@ func (s *session) scramConversation(server *scram.Server, mech string) (*scram.S
 	// PLUS was offered: a client that could bind but did not ("y") is
 	// refused as a downgrade (RFC 5802 6).
 	return server.NewConversationWithChannelBinding(cb), true
-}
-
-// scramFailed answers a failed SCRAM exchange like any failed login.
-func (s *session) scramFailed(err error, verdict authlimit.Verdict, ip netip.Addr, account string) {
-	if errors.Is(err, errLimited) {
-		s.answerLimited(verdict, ip, account)
-		return
-	}
-	s.log.Info("SCRAM authentication failed", "err", err)
-	s.delayFailure(ip, account)
-	s.authFailed(errBadCredentials)
 }
 
 var errBadCredentials = &smtp.Reply{Code: 535, Enhanced: "5.7.8", Text: "Authentication credentials invalid"}

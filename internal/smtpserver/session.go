@@ -211,6 +211,29 @@ func (s *session) readLine(limit int) ([]byte, error) {
 	return nil, errLineTooLong
 }
 
+// readLongLine is readLine for lines that may be longer than the read
+// buffer (SASL responses, RFC 4954 4: up to 12,288 octets), which it
+// gathers into a new slice.
+func (s *session) readLongLine(limit int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := s.r.ReadSlice('\n')
+		if len(line)+len(chunk) > limit {
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = s.r.ReadSlice('\n')
+			}
+			if err != nil {
+				return nil, err
+			}
+			return nil, errLineTooLong
+		}
+		line = append(line, chunk...)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, err
+		}
+	}
+}
+
 func (s *session) endOnReadError(err error) {
 	switch {
 	case errors.Is(err, errShutdown):
