@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -82,7 +83,13 @@ func Run(ctx context.Context, opts Options) error {
 	stopWatch := make(chan struct{})
 	defer close(stopWatch)
 	go cs.Watch(cfg.TLS.ReloadInterval.D(), stopWatch, log)
-	backend := inbound.New(st, inboundConfig(cfg), log)
+	secret, err := serverSecret(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	icfg := inboundConfig(cfg)
+	icfg.Secret = secret
+	backend := inbound.New(st, icfg, log)
 	srv := smtpserver.New(smtpCfg, backend, log)
 
 	listeners, err := listen(cfg)
@@ -256,6 +263,21 @@ func smtpConfig(cfg *config.Config, cs *certs.Store, spoolDir string) (*smtpserv
 		return nil, fmt.Errorf("[listen] submissions needs a certificate: set [tls] cert_file and key_file, or tls.self_signed = true")
 	}
 	return c, nil
+}
+
+// serverSecret reads data_dir/secret, making it (32 random bytes) the
+// first time.
+func serverSecret(dataDir string) ([]byte, error) {
+	path := filepath.Join(dataDir, "secret")
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	return b, nil
 }
 
 // certPairs lists the configured certificates, or a self-signed one.

@@ -33,6 +33,10 @@ type Config struct {
 	DefaultQuota        int64  // bytes; 0 for none
 	MaxHops             int    // Received fields before a message is a loop
 	SendLimits          sendlimit.Limits
+	// Secret is the server's stable secret (data_dir/secret), for SCRAM
+	// verifiers made up for unknown names: stable across restarts, so that
+	// watching them change does not tell which names exist.
+	Secret []byte
 }
 
 // Backend implements smtpserver.Backend over a store.
@@ -52,9 +56,12 @@ var _ smtpserver.Backend = (*Backend)(nil)
 
 // New returns a backend delivering into st.
 func New(st store.Store, cfg *Config, log *slog.Logger) *Backend {
-	b := &Backend{store: st, log: log, sent: sendlimit.New(nil), fakeSecret: make([]byte, 32),
+	b := &Backend{store: st, log: log, sent: sendlimit.New(nil), fakeSecret: cfg.Secret,
 		hashSlots: make(chan struct{}, max(runtime.NumCPU(), 2))}
-	rand.Read(b.fakeSecret)
+	if len(b.fakeSecret) == 0 {
+		b.fakeSecret = make([]byte, 32)
+		rand.Read(b.fakeSecret)
+	}
 	b.cfg.Store(cfg)
 	return b
 }

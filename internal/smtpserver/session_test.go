@@ -33,6 +33,13 @@ func (b *fakeBackend) Rcpt(_ context.Context, _ *SessionInfo, _ *Envelope, to sm
 	return nil, nil
 }
 
+func (b *fakeBackend) Authenticate(_ context.Context, _ *SessionInfo, user, pass string) (string, error) {
+	if user == "alice@example.test" && pass == "pw" {
+		return user, nil
+	}
+	return "", &smtp.Reply{Code: 535, Enhanced: "5.7.8", Text: "Authentication credentials invalid"}
+}
+
 func (b *fakeBackend) Deliver(_ context.Context, _ *SessionInfo, _ *Envelope, msg *spool.Spool) error {
 	data, _ := io.ReadAll(msg.Reader())
 	b.mu.Lock()
@@ -56,7 +63,7 @@ type pipeConn struct {
 }
 
 func (pipeConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 25} }
-func (pipeConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1234} }
+func (pipeConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 1234} }
 func (pipeConn) SetDeadline(time.Time) error      { return nil }
 func (pipeConn) SetReadDeadline(time.Time) error  { return nil }
 func (pipeConn) SetWriteDeadline(time.Time) error { return nil }
@@ -64,11 +71,17 @@ func (pipeConn) SetWriteDeadline(time.Time) error { return nil }
 // runSession feeds input to one session and returns everything the server
 // wrote.
 func runSession(t testing.TB, cfg *Config, b Backend, input string) string {
+	return runSessionMode(t, cfg, b, ModeMX, input)
+}
+
+// runSessionMode is runSession on a listener of the given mode.
+func runSessionMode(t testing.TB, cfg *Config, b Backend, mode Mode, input string) string {
 	srv := New(cfg, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	server := pipeConn{Reader: inR, WriteCloser: outW}
 	sess := newSession(srv, cfg, server, remoteIP(server))
+	sess.info.Mode = mode
 	done := make(chan struct{})
 	go func() { sess.serve(); outW.Close(); inR.Close(); close(done) }()
 	var out bytes.Buffer
@@ -154,17 +167,30 @@ func FuzzSession(f *testing.F) {
 		"\r\n\n\r\x00\xff" + strings.Repeat("x", 700) + "\r\n",
 		"STARTTLS\r\nAUTH PLAIN\r\nGET / HTTP/1.1\r\n",
 	}
-	for _, s := range seeds {
-		f.Add(s, false)
+	auth := []string{
+		"EHLO a\r\nAUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABwdw==\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<u@example.test>\r\nDATA\r\nx\r\n.\r\n",
+		"EHLO a\r\nAUTH LOGIN\r\nYWxpY2VAZXhhbXBsZS50ZXN0\r\ncHc=\r\nAUTH PLAIN\r\n*\r\n",
+		"EHLO a\r\nAUTH PLAIN =\r\nAUTH PLAIN !!\r\nAUTH SCRAM-SHA-256 biwsbj11c2VyLHI9YWJj\r\nAUTH CRAM-MD5\r\n",
+		"AUTH PLAIN x\r\nEHLO a\r\nAUTH PLAIN\r\n" + strings.Repeat("A", 13000) + "\r\nQUIT\r\n",
 	}
-	f.Fuzz(func(t *testing.T, input string, normalize bool) {
+	for _, s := range seeds {
+		f.Add(s, false, false)
+	}
+	for _, s := range auth {
+		f.Add(s, false, true)
+	}
+	f.Fuzz(func(t *testing.T, input string, normalize, submission bool) {
 		cfg := testConfig()
 		cfg.CommandTimeout, cfg.DataTimeout = 500*time.Millisecond, 500*time.Millisecond
 		if normalize {
 			cfg.LineEndings = smtp.NormalizeBareLineEndings
 		}
+		mode := ModeMX
+		if submission {
+			mode, cfg.AuthWithoutTLSFromLoopback = ModeSubmission, true
+		}
 		b := &fakeBackend{}
-		out := runSession(t, cfg, b, input)
+		out := runSessionMode(t, cfg, b, mode, input)
 		if !strings.HasSuffix(out, "\r\n") && out != "" {
 			t.Fatalf("output does not end in CRLF: %q", out)
 		}
