@@ -143,14 +143,17 @@ func TestConnectionLimits(t *testing.T) {
 		t.Cleanup(func() { conn.Close() })
 		return &client{t: t, conn: conn, r: newReader(conn)}
 	}
-	dialFrom("127.0.0.1").expect("220 ")
-	dialFrom("127.0.0.1").expect("220 ")
-	third := dialFrom("127.0.0.1")
+	// The start-up probe's session must be over before counting.
+	s.waitLog(`msg="smtp session"`)
+	time.Sleep(100 * time.Millisecond)
+	dialFrom("127.0.0.51").expect("220 ")
+	dialFrom("127.0.0.51").expect("220 ")
+	third := dialFrom("127.0.0.51")
 	if r := third.expect("421 4.7.0"); !strings.Contains(r, "from your address") {
 		t.Errorf("per-IP refusal: %q", r)
 	}
-	dialFrom("127.0.0.2").expect("220 ")
-	fourth := dialFrom("127.0.0.3")
+	dialFrom("127.0.0.52").expect("220 ")
+	fourth := dialFrom("127.0.0.53")
 	if r := fourth.expect("421 4.7.0"); !strings.Contains(r, "Too many connections") {
 		t.Errorf("total refusal: %q", r)
 	}
