@@ -59,16 +59,6 @@ func (u *usage) advance(idx int64) {
 	u.current = idx
 }
 
-// sums returns messages and recipients over the last n buckets.
-func (u *usage) sums(n int) (msgs, rcpts int) {
-	for i := 0; i < n; i++ {
-		j := (u.current - int64(i)) % int64(dayBuckets)
-		msgs += u.msgs[j]
-		rcpts += u.rcpts[j]
-	}
-	return msgs, rcpts
-}
-
 func (c *Counter) get(user string) *usage {
 	idx := c.now().UnixNano() / int64(bucket)
 	u := c.users[user]
@@ -87,37 +77,38 @@ func (c *Counter) get(user string) *usage {
 // to stop abuse. The reply for an hourly limit is temporary (450 4.7.1),
 // for a daily one permanent (550 5.7.1), as the big providers answer.
 func (c *Counter) TakeMessage(user string, l Limits) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	u := c.get(user)
-	hm, _ := u.sums(hourBuckets)
-	dm, _ := u.sums(dayBuckets)
-	switch {
-	case over(hm+1, l.MessagesPerHour):
-		return limitReply(450, "4.7.1", "messages", hm, l.MessagesPerHour, "hour")
-	case over(dm+1, l.MessagesPerDay):
-		return limitReply(550, "5.7.1", "messages", dm, l.MessagesPerDay, "day")
-	}
-	u.msgs[u.current%int64(dayBuckets)]++
-	return nil
+	return c.take(user, "messages", l.MessagesPerHour, l.MessagesPerDay, func(u *usage) *[dayBuckets]int { return &u.msgs })
 }
 
 // TakeRecipient counts one more recipient for user, at RCPT, unless that
 // would pass a limit.
 func (c *Counter) TakeRecipient(user string, l Limits) error {
+	return c.take(user, "recipients", l.RecipientsPerHour, l.RecipientsPerDay, func(u *usage) *[dayBuckets]int { return &u.rcpts })
+}
+
+func (c *Counter) take(user, what string, perHour, perDay int, counts func(*usage) *[dayBuckets]int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	u := c.get(user)
-	_, hr := u.sums(hourBuckets)
-	_, dr := u.sums(dayBuckets)
+	b := counts(u)
+	hour, day := sum(b, u.current, hourBuckets), sum(b, u.current, dayBuckets)
 	switch {
-	case over(hr+1, l.RecipientsPerHour):
-		return limitReply(450, "4.7.1", "recipients", hr, l.RecipientsPerHour, "hour")
-	case over(dr+1, l.RecipientsPerDay):
-		return limitReply(550, "5.7.1", "recipients", dr, l.RecipientsPerDay, "day")
+	case over(hour+1, perHour):
+		return limitReply(450, "4.7.1", what, hour, perHour, "hour")
+	case over(day+1, perDay):
+		return limitReply(550, "5.7.1", what, day, perDay, "day")
 	}
-	u.rcpts[u.current%int64(dayBuckets)]++
+	b[u.current%int64(dayBuckets)]++
 	return nil
+}
+
+// sum adds the last n buckets up to current.
+func sum(b *[dayBuckets]int, current int64, n int) int {
+	total := 0
+	for i := 0; i < n; i++ {
+		total += b[(current-int64(i))%int64(dayBuckets)]
+	}
+	return total
 }
 
 func over(n, limit int) bool { return limit > 0 && n > limit }

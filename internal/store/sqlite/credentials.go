@@ -13,11 +13,7 @@ import (
 // AddAppPassword stores an app password hash for a user.
 func (s *Store) AddAppPassword(ctx context.Context, address, name, hash string) error {
 	return s.write(ctx, func(tx *wtx) error {
-		var id int64
-		err := tx.QueryRow(`SELECT id FROM users WHERE address = ?`, address).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("user %s: %w", address, store.ErrNotFound)
-		}
+		id, err := userID(tx, address)
 		if err != nil {
 			return err
 		}

@@ -139,15 +139,21 @@ func requireDomain(tx *wtx, domain string) error {
 	return nil
 }
 
+// userID finds a user's row id inside a write transaction.
+func userID(tx *wtx, address string) (int64, error) {
+	var id int64
+	err := tx.QueryRow(`SELECT id FROM users WHERE address = ?`, address).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("user %s: %w", address, store.ErrNotFound)
+	}
+	return id, err
+}
+
 // DeleteUser removes a user with all its mailboxes and messages.
 func (s *Store) DeleteUser(ctx context.Context, address string) error {
 	var files []string
 	err := s.write(ctx, func(tx *wtx) error {
-		var id int64
-		err := tx.QueryRow(`SELECT id FROM users WHERE address = ?`, address).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("user %s: %w", address, store.ErrNotFound)
-		}
+		id, err := userID(tx, address)
 		if err != nil {
 			return err
 		}
