@@ -1,0 +1,142 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+
+	mdns "github.com/miekg/dns"
+)
+
+// startServer runs an in-process DNS server on loopback answering from
+// zone ("name type" -> records); names under "servfail." fail, names not
+// in zone and not under a known domain are NXDOMAIN.
+func startServer(t *testing.T, zone map[string][]string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
+		m := new(mdns.Msg)
+		m.SetReply(req)
+		q := req.Question[0]
+		name := q.Name
+		switch {
+		case mdns.IsSubDomain("servfail.test.", name):
+			m.Rcode = mdns.RcodeServerFailure
+		default:
+			recs, known := zone[name+" "+mdns.TypeToString[q.Qtype]]
+			exists := known
+			for k := range zone {
+				if len(k) > len(name) && k[:len(name)+1] == name+" " {
+					exists = true
+				}
+			}
+			if !exists {
+				m.Rcode = mdns.RcodeNameError
+			}
+			for _, r := range recs {
+				rr, err := mdns.NewRR(name + " 300 IN " + mdns.TypeToString[q.Qtype] + " " + r)
+				if err != nil {
+					panic(err)
+				}
+				m.Answer = append(m.Answer, rr)
+			}
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+func TestLookupMX(t *testing.T) {
+	addr := startServer(t, map[string][]string{
+		"two.test. MX":       {"20 mx2.two.test.", "10 mx1.two.test."},
+		"equal.test. MX":     {"10 a.equal.test.", "10 b.equal.test.", "10 c.equal.test.", "5 first.equal.test."},
+		"nomx.test. A":       {"127.0.0.5"},
+		"nullmx.test. MX":    {"0 ."},
+		"mx1.two.test. A":    {"127.0.0.11"},
+		"mx1.two.test. AAAA": {"::1"},
+	})
+	r, err := New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		domain string
+		want   []string
+		err    error
+	}{
+		{"exchangers come in preference order", "two.test", []string{"mx1.two.test", "mx2.two.test"}, nil},
+		{"a domain without MX is its own exchanger", "nomx.test", []string{"nomx.test"}, nil},
+		{"a null MX means no mail", "nullmx.test", nil, ErrNullMX},
+		{"a domain that does not exist is permanent", "nowhere.test", nil, ErrNoDomain},
+		{"SERVFAIL is temporary", "x.servfail.test", nil, ErrTemporary},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			mxs, err := r.LookupMX(ctx, c.domain)
+			if !errors.Is(err, c.err) {
+				t.Fatalf("err = %v, want %v", err, c.err)
+			}
+			var got []string
+			for _, m := range mxs {
+				got = append(got, m.Host)
+			}
+			if len(got) != len(c.want) {
+				t.Fatalf("got %v, want %v", got, c.want)
+			}
+			for i := range got {
+				if got[i] != c.want[i] {
+					t.Errorf("got %v, want %v", got, c.want)
+				}
+			}
+		})
+	}
+	t.Run("equal preferences come in every order over many lookups", func(t *testing.T) {
+		seen := map[string]bool{}
+		for i := 0; i < 200 && len(seen) < 6; i++ {
+			mxs, err := r.LookupMX(ctx, "equal.test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mxs[0].Host != "first.equal.test" {
+				t.Fatalf("the lowest preference is not first: %v", mxs)
+			}
+			seen[mxs[1].Host+mxs[2].Host+mxs[3].Host] = true
+		}
+		if len(seen) < 6 {
+			t.Errorf("only %d of 6 orders of equal exchangers in 200 lookups", len(seen))
+		}
+	})
+	t.Run("addresses of a host, IPv6 and IPv4", func(t *testing.T) {
+		ips, err := r.LookupIP(ctx, "mx1.two.test")
+		if err != nil || len(ips) != 2 || ips[0] != netip.MustParseAddr("::1") || ips[1] != netip.MustParseAddr("127.0.0.11") {
+			t.Errorf("LookupIP = %v, %v", ips, err)
+		}
+		if _, err := r.LookupIP(ctx, "mx2.two.test"); !errors.Is(err, ErrNoDomain) {
+			t.Errorf("a host without records: %v", err)
+		}
+		if _, err := r.LookupIP(ctx, "h.servfail.test"); !errors.Is(err, ErrTemporary) {
+			t.Errorf("SERVFAIL: %v", err)
+		}
+		if _, err := r.LookupIP(ctx, "nullmx.test"); !errors.Is(err, ErrNoAddress) {
+			t.Errorf("an existing name without addresses: %v", err)
+		}
+	})
+	t.Run("a server that does not answer is temporary", func(t *testing.T) {
+		pc, _ := net.ListenPacket("udp", "127.0.0.1:0") // never answers
+		defer pc.Close()
+		r2, _ := New(pc.LocalAddr().String())
+		r2.timeout = 200e6
+		if _, err := r2.LookupMX(ctx, "two.test"); !errors.Is(err, ErrTemporary) {
+			t.Errorf("err = %v, want ErrTemporary", err)
+		}
+	})
+}
