@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test ./internal/smtpserver -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/inbound -run '^$$' -fuzz '^FuzzScanHeader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/smtpclient -run '^$$' -fuzz '^FuzzWriteDotStuffed$$' -fuzztime $(FUZZTIME)
 
 # Go microbenchmarks of the hot paths (the side-by-side Postfix harness is
 # bench/README.md's business).

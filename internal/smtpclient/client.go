@@ -1,0 +1,238 @@
+// Package smtpclient speaks SMTP to a next hop for outbound delivery:
+// greeting, EHLO (or HELO), opportunistic or required STARTTLS, MAIL and
+// RCPT with PIPELINING, DATA with dot-stuffing (or BDAT with CHUNKING), one
+// reply per recipient, and connection reuse. It never sends a bare CR or
+// LF, and it does not believe replies a server sends ahead of the TLS
+// handshake.
+package smtpclient
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"mailroom/internal/smtp"
+)
+
+// Options configure a connection.
+type Options struct {
+	LocalName  string      // EHLO name (our hostname)
+	TLS        *tls.Config // STARTTLS with this when offered; nil: never
+	RequireTLS bool        // fail instead of going on in plaintext
+	Timeout    time.Duration
+	Dialer     *net.Dialer // source address selection (IP pools); nil: default
+}
+
+// Client is one connection to a next hop.
+type Client struct {
+	conn    net.Conn
+	r       *bufio.Reader
+	opts    Options
+	ext     map[string]string // EHLO keywords, upper case -> parameters
+	TLS     *tls.ConnectionState
+	Greeter string // first line of the greeting
+}
+
+// Error is a failure with the reply that caused it, if any.
+type Error struct {
+	Stage string      // connect, greeting, ehlo, starttls, mail, rcpt, data
+	Reply *smtp.Reply // nil for network errors
+	Err   error
+}
+
+func (e *Error) Error() string {
+	if e.Reply != nil {
+		return fmt.Sprintf("smtp %s: %s", e.Stage, e.Reply.Error())
+	}
+	return fmt.Sprintf("smtp %s: %v", e.Stage, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports whether trying again later may succeed: network
+// errors and 4xx replies.
+func (e *Error) Temporary() bool { return e.Reply == nil || e.Reply.Temporary() }
+
+// Dial connects to addr, reads the greeting, says EHLO and starts TLS when
+// the server offers it and opts.TLS is set.
+func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
+	if opts.Timeout == 0 {
+		opts.Timeout = 5 * time.Minute
+	}
+	d := opts.Dialer
+	if d == nil {
+		d = &net.Dialer{Timeout: 30 * time.Second}
+	}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, &Error{Stage: "connect", Err: err}
+	}
+	c := &Client{conn: conn, r: bufio.NewReader(conn), opts: opts}
+	if err := c.start(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) start() error {
+	rep, err := c.read("greeting")
+	if err != nil {
+		return err
+	}
+	if rep.Code != 220 {
+		return &Error{Stage: "greeting", Reply: rep}
+	}
+	c.Greeter = strings.SplitN(rep.Text, "\n", 2)[0]
+	if err := c.hello(); err != nil {
+		return err
+	}
+	_, offered := c.ext["STARTTLS"]
+	switch {
+	case c.opts.TLS != nil && offered:
+		return c.startTLS()
+	case c.opts.RequireTLS:
+		return &Error{Stage: "starttls", Err: errors.New("the server does not offer STARTTLS and TLS is required")}
+	}
+	return nil
+}
+
+// hello sends EHLO, or HELO to a server that does not know EHLO.
+func (c *Client) hello() error {
+	rep, err := c.cmd("ehlo", "EHLO "+c.opts.LocalName)
+	if err != nil {
+		return err
+	}
+	c.ext = map[string]string{}
+	if rep.Code == 250 {
+		for _, l := range strings.Split(rep.Text, "\n")[1:] {
+			k, v, _ := strings.Cut(l, " ")
+			c.ext[strings.ToUpper(k)] = v
+		}
+		return nil
+	}
+	if rep, err = c.cmd("helo", "HELO "+c.opts.LocalName); err != nil {
+		return err
+	}
+	if rep.Code != 250 {
+		return &Error{Stage: "helo", Reply: rep}
+	}
+	return nil
+}
+
+// startTLS upgrades the connection. Anything the server sent after its
+// 220 and before the handshake was not protected: the connection is
+// refused rather than trusted (the client side of CVE-2011-0411).
+func (c *Client) startTLS() error {
+	rep, err := c.cmd("starttls", "STARTTLS")
+	if err != nil {
+		return err
+	}
+	if rep.Code != 220 {
+		if c.opts.RequireTLS {
+			return &Error{Stage: "starttls", Reply: rep}
+		}
+		return nil // opportunistic: go on in plaintext
+	}
+	if c.r.Buffered() > 0 {
+		return &Error{Stage: "starttls", Err: errors.New("the server sent data ahead of the TLS handshake (reply injection)")}
+	}
+	cfg := c.opts.TLS.Clone()
+	tc := tls.Client(c.conn, cfg)
+	c.conn.SetDeadline(time.Now().Add(c.opts.Timeout))
+	if err := tc.Handshake(); err != nil {
+		return &Error{Stage: "starttls", Err: err}
+	}
+	st := tc.ConnectionState()
+	c.conn, c.TLS = tc, &st
+	c.r = bufio.NewReader(tc)
+	return c.hello()
+}
+
+// Extension returns the parameters of an EHLO keyword and whether it was offered.
+func (c *Client) Extension(name string) (string, bool) {
+	v, ok := c.ext[strings.ToUpper(name)]
+	return v, ok
+}
+
+// cmd sends one command and reads its reply.
+func (c *Client) cmd(stage, line string) (*smtp.Reply, error) {
+	if err := c.write(stage, line+"\r\n"); err != nil {
+		return nil, err
+	}
+	return c.read(stage)
+}
+
+func (c *Client) write(stage, s string) error {
+	c.conn.SetWriteDeadline(time.Now().Add(c.opts.Timeout))
+	if _, err := io.WriteString(c.conn, s); err != nil {
+		return &Error{Stage: stage, Err: err}
+	}
+	return nil
+}
+
+// read reads one reply (RFC 5321 4.2), multiline joined with "\n" and the
+// enhanced status code split off when present.
+func (c *Client) read(stage string) (*smtp.Reply, error) {
+	c.conn.SetReadDeadline(time.Now().Add(c.opts.Timeout))
+	var lines []string
+	code := 0
+	for {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			return nil, &Error{Stage: stage, Err: err}
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if len(line) < 3 {
+			return nil, &Error{Stage: stage, Err: fmt.Errorf("malformed reply %q", line)}
+		}
+		n, err := strconv.Atoi(line[:3])
+		if err != nil || n < 200 || n > 599 || code != 0 && n != code || len(line) > 3 && line[3] != ' ' && line[3] != '-' {
+			return nil, &Error{Stage: stage, Err: fmt.Errorf("malformed reply %q", line)}
+		}
+		code = n
+		text := ""
+		if len(line) > 4 {
+			text = line[4:]
+		}
+		lines = append(lines, text)
+		if len(line) == 3 || line[3] == ' ' {
+			break
+		}
+	}
+	rep := &smtp.Reply{Code: code, Text: strings.Join(lines, "\n")}
+	if _, ok := c.ext["ENHANCEDSTATUSCODES"]; ok || c.ext == nil {
+		if enh, rest, ok := strings.Cut(rep.Text, " "); ok && isEnhanced(enh, code) {
+			rep.Enhanced, rep.Text = enh, rest
+		}
+	}
+	return rep, nil
+}
+
+// isEnhanced reports whether s looks like an enhanced status code whose
+// class matches the reply code (RFC 3463 2).
+func isEnhanced(s string, code int) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || parts[0] != strconv.Itoa(code/100) {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 999 {
+			return false
+		}
+	}
+	return true
+}
+
+// Close ends the connection politely.
+func (c *Client) Close() error {
+	c.cmd("quit", "QUIT")
+	return c.conn.Close()
+}

@@ -1,0 +1,238 @@
+package smtpclient
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mailroom/internal/smtp"
+	"mailroom/internal/smtpserver"
+	"mailroom/internal/spool"
+)
+
+// sink is a backend that refuses recipients named "refused" and keeps
+// what it receives.
+type sink struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (s *sink) Mail(context.Context, *smtpserver.SessionInfo, smtp.Address, smtp.MailParams) error {
+	return nil
+}
+
+func (s *sink) Rcpt(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Envelope, to smtp.Address, _ smtp.RcptParams) (any, error) {
+	if to.Local == "refused" {
+		return nil, smtp.Errorf(550, "5.1.1", "No such user")
+	}
+	return nil, nil
+}
+
+func (s *sink) Deliver(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Envelope, m *spool.Spool) error {
+	b, _ := io.ReadAll(m.Reader())
+	s.mu.Lock()
+	s.msgs = append(s.msgs, string(b))
+	s.mu.Unlock()
+	return nil
+}
+
+func selfSigned(t *testing.T) tls.Certificate {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "next.test"}, DNSNames: []string{"next.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// nextHop runs a Mailroom SMTP server on loopback as the next hop.
+func nextHop(t *testing.T, withTLS bool) (string, *sink) {
+	cfg := &smtpserver.Config{Hostname: "next.test", MaxMessageSize: 1 << 20, MaxRecipients: 10, MaxLineLength: 512,
+		MaxConnections: 10, MaxConnectionsPerIP: 10, MaxErrors: 5, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second}
+	if withTLS {
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, MinVersion: tls.VersionTLS12}
+	}
+	b := &sink{}
+	srv := smtpserver.New(cfg, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l, smtpserver.ModeMX)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return l.Addr().String(), b
+}
+
+func TestSend(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		withTLS bool
+		size    bool // known size: BDAT
+	}{
+		{"plaintext with DATA", false, false},
+		{"STARTTLS with BDAT", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, got := nextHop(t, tc.withTLS)
+			c, err := Dial(context.Background(), addr, Options{LocalName: "mx.example.test", TLS: &tls.Config{InsecureSkipVerify: true}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if (c.TLS != nil) != tc.withTLS {
+				t.Errorf("TLS = %v, want %v", c.TLS != nil, tc.withTLS)
+			}
+			body := "Subject: hi\r\n\r\n.hidden line\r\n..two dots\r\nend\r\n"
+			size := int64(-1)
+			if tc.size {
+				size = int64(len(body))
+			}
+			res, err := c.Send(context.Background(), "a@example.test", "", []Rcpt{{Addr: "x@next.test"}, {Addr: "refused@next.test"}, {Addr: "y@next.test", Params: "NOTIFY=FAILURE"}},
+				strings.NewReader(body), size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Rcpts[0].Code != 250 || res.Rcpts[1].Code != 550 || res.Rcpts[1].Enhanced != "5.1.1" || res.Rcpts[2].Code != 250 {
+				t.Errorf("per-recipient replies: %+v %+v %+v", res.Rcpts[0], res.Rcpts[1], res.Rcpts[2])
+			}
+			// A second message on the same connection.
+			if _, err := c.Send(context.Background(), "", "", []Rcpt{{Addr: "x@next.test"}}, strings.NewReader("Subject: 2\r\n\r\nx\r\n"), -1); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.msgs) != 2 || !strings.HasSuffix(got.msgs[0], body) {
+				t.Errorf("the next hop got %q", got.msgs)
+			}
+		})
+	}
+}
+
+// fakeServer answers a scripted dialogue: each line read gets the next
+// canned answer.
+func fakeServer(t *testing.T, greeting string, answers map[string]string) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				io.WriteString(conn, greeting)
+				r := bufio.NewReader(conn)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					verb, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+					io.WriteString(conn, answers[strings.ToUpper(verb)])
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func TestDialFailures(t *testing.T) {
+	ehlo := "250-fake.test\r\n250-STARTTLS\r\n250 PIPELINING\r\n"
+	cases := []struct {
+		name      string
+		greeting  string
+		answers   map[string]string
+		opts      Options
+		stage     string
+		temporary bool
+	}{
+		{"a 4xx greeting is temporary", "421 4.3.2 busy\r\n", nil, Options{}, "greeting", true},
+		{"a 5xx greeting is permanent", "554 5.7.1 go away\r\n", nil, Options{}, "greeting", false},
+		{"replies injected before the TLS handshake are not believed", "220 fake\r\n",
+			map[string]string{"EHLO": ehlo, "STARTTLS": "220 2.0.0 go ahead\r\n250 2.0.0 injected\r\n"},
+			Options{TLS: &tls.Config{InsecureSkipVerify: true}}, "starttls", true},
+		{"required TLS that is not offered fails", "220 fake\r\n", map[string]string{"EHLO": "250 fake.test\r\n"},
+			Options{TLS: &tls.Config{}, RequireTLS: true}, "starttls", true},
+		{"a malformed reply is an error", "220 fake\r\n", map[string]string{"EHLO": "25O oops\r\n"}, Options{}, "ehlo", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			addr := fakeServer(t, c.greeting, c.answers)
+			c.opts.LocalName, c.opts.Timeout = "mx.example.test", 5*time.Second
+			_, err := Dial(context.Background(), addr, c.opts)
+			var e *Error
+			if !errors.As(err, &e) || e.Stage != c.stage || e.Temporary() != c.temporary {
+				t.Errorf("err = %v; want stage %s, temporary %v", err, c.stage, c.temporary)
+			}
+		})
+	}
+}
+
+func TestWriteDotStuffed(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"a\r\nb\r\n", "a\r\nb\r\n.\r\n"},
+		{".x\r\n..y\r\n", "..x\r\n...y\r\n.\r\n"},
+		{"bare\nlf\n.\n", "bare\r\nlf\r\n..\r\n.\r\n"},
+		{"bare\rcr", "bare\r\ncr\r\n.\r\n"},
+		{"no final newline", "no final newline\r\n.\r\n"},
+		{"", ".\r\n"},
+		{"ends in cr\r", "ends in cr\r\n.\r\n"},
+	}
+	for _, c := range cases {
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		writeDotStuffed(w, strings.NewReader(c.in))
+		w.Flush()
+		if out.String() != c.want {
+			t.Errorf("writeDotStuffed(%q) = %q, want %q", c.in, out.String(), c.want)
+		}
+	}
+}
+
+// FuzzWriteDotStuffed: the output never holds a bare CR or LF, and the
+// server's DATA reader reads back exactly the input with CRLF endings.
+func FuzzWriteDotStuffed(f *testing.F) {
+	for _, s := range []string{"a\r\n.b\r\n", "\n.\n", "\r.\r", "..\r\n.\r\n", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		writeDotStuffed(w, strings.NewReader(in))
+		w.Flush()
+		if bytes.ContainsAny(bytes.ReplaceAll(out.Bytes(), []byte("\r\n"), nil), "\r\n") {
+			t.Fatalf("bare CR or LF in %q", out.String())
+		}
+		var back bytes.Buffer
+		res, err := smtp.ReadData(bufio.NewReader(&out), &back, 1<<30, smtp.RejectBareLineEndings)
+		if err != nil || !res.Complete || res.BareEOL {
+			t.Fatalf("ReadData: %+v %v", res, err)
+		}
+		want := strings.NewReplacer("\r\n", "\r\n", "\r", "\r\n", "\n", "\r\n").Replace(in)
+		if want != "" && !strings.HasSuffix(want, "\r\n") {
+			want += "\r\n"
+		}
+		if back.String() != want {
+			t.Fatalf("read back %q, want %q", back.String(), want)
+		}
+	})
+}
