@@ -34,6 +34,7 @@ type Store interface {
 	Directory
 	Credentials
 	Mailboxes
+	Queue
 	Close() error
 }
 
@@ -188,6 +189,8 @@ type Message struct {
 	// the octets it reads from Body (0 when unknown).
 	Size  int64
 	Local []LocalTarget
+	// Remote are recipients in other domains, for the outbound queue.
+	Remote []QueuedRecipient
 	// From and Subject are the decoded header fields, for listings.
 	From    string
 	Subject string
@@ -243,4 +246,69 @@ func NewQueueID() string {
 	}
 	crand.Read(b[6:])
 	return strings.ToLower(base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// QueuedRecipient is a recipient in another domain, with its DSN
+// parameters (RFC 3461), to be delivered by the outbound queue.
+type QueuedRecipient struct {
+	Address string   `json:"address"`
+	Domain  string   `json:"domain"` // lower case, the routing key
+	Notify  []string `json:"notify,omitempty"`
+	ORcpt   string   `json:"orcpt,omitempty"`
+}
+
+// Recipient states in the queue.
+const (
+	StatePending   = "pending"   // not tried yet
+	StateDeferred  = "deferred"  // tried, failed for now, tried again at NextAttempt
+	StateDelivered = "delivered" // a next hop took it (final)
+	StateFailed    = "failed"    // refused for good or expired (final)
+)
+
+// QueueEntry is one recipient of a queued message.
+type QueueEntry struct {
+	ID          int64     `json:"id"`
+	QueueID     string    `json:"queue_id"`
+	MessageID   int64     `json:"-"`
+	Recipient   QueuedRecipient
+	State       string    `json:"state"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt"`
+	LastError   string    `json:"last_error,omitempty"`
+	Held        bool      `json:"held,omitempty"`
+	Created     time.Time `json:"created"`
+	MailFrom    string    `json:"mail_from"`
+	Size        int64     `json:"size"`
+}
+
+// QueueResult is the outcome of one delivery attempt for one entry.
+type QueueResult struct {
+	ID          int64
+	State       string    // StateDelivered, StateDeferred or StateFailed
+	NextAttempt time.Time // for StateDeferred
+	Error       string    // the reply or failure, for the record and the DSN
+}
+
+// Queue is the durable outbound queue. Entries are added by Accept
+// (Message.Remote) in the same transaction as the message.
+type Queue interface {
+	// DueEntries returns up to limit entries not held, pending or
+	// deferred, whose NextAttempt is not after now, oldest first. It uses
+	// an index: a large deferred queue costs nothing until it is due.
+	DueEntries(ctx context.Context, now time.Time, limit int) ([]QueueEntry, error)
+	// NextDue returns the earliest NextAttempt of a waiting entry.
+	NextDue(ctx context.Context) (time.Time, bool, error)
+	// RecordResults applies attempt outcomes; a message whose entries are
+	// all final and that no mailbox holds is removed.
+	RecordResults(ctx context.Context, results []QueueResult) error
+	// QueueEntries lists entries (all, or those of one queue ID).
+	QueueEntries(ctx context.Context, queueID string) ([]QueueEntry, error)
+	// OpenQueued returns a queued message's body.
+	OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser, error)
+	// SetHeld holds or releases the waiting entries of a queue ID.
+	SetHeld(ctx context.Context, queueID string, held bool) (int, error)
+	// RetryNow makes waiting entries (of a queue ID, or all for "") due now.
+	RetryNow(ctx context.Context, queueID string) (int, error)
+	// DeleteQueued removes a queue ID's waiting entries without delivery.
+	DeleteQueued(ctx context.Context, queueID string) (int, error)
 }

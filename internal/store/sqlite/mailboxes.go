@@ -45,6 +45,12 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 				return err
 			}
 		}
+		for _, r := range m.Remote {
+			if _, err := tx.Exec(sqlEnqueue, msgID, r.Address, strings.ToLower(r.Domain), strings.Join(r.Notify, ","), r.ORcpt,
+				store.StatePending, received.UnixNano(), received.UnixNano()); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -149,13 +155,25 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// deleteUnreferenced deletes the given messages that no mailbox holds any
-// more and returns the blob files to remove once the deletion commits.
+// deleteUnreferenced deletes the given messages that no mailbox holds and
+// no waiting queue entry needs, with their final queue entries, and
+// returns the blob files to remove once the deletion commits.
 func deleteUnreferenced(tx *wtx, ids []int64) ([]string, error) {
 	var files []string
 	for _, id := range ids {
+		var used bool
+		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?)
+			OR EXISTS (SELECT 1 FROM queue WHERE message_id = ? AND state IN ('pending', 'deferred'))`, id, id).Scan(&used); err != nil {
+			return nil, err
+		}
+		if used {
+			continue
+		}
+		if _, err := tx.Exec(`DELETE FROM queue WHERE message_id = ?`, id); err != nil {
+			return nil, err
+		}
 		var file sql.NullString
-		err := tx.QueryRow(`DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?) RETURNING body_file`, id, id).Scan(&file)
+		err := tx.QueryRow(`DELETE FROM messages WHERE id = ? RETURNING body_file`, id).Scan(&file)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}

@@ -89,4 +89,25 @@ CREATE TABLE sender_grants (
 	`ALTER TABLE users ADD COLUMN scram_sha256 TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE users ADD COLUMN cram_md5 TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE users ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'`,
+	`
+-- The outbound queue: one row per remote recipient of a message.
+CREATE TABLE queue (
+	id           INTEGER PRIMARY KEY,
+	message_id   INTEGER NOT NULL REFERENCES messages(id),
+	address      TEXT NOT NULL,
+	domain       TEXT NOT NULL,
+	notify       TEXT NOT NULL DEFAULT '',
+	orcpt        TEXT NOT NULL DEFAULT '',
+	state        TEXT NOT NULL,
+	attempts     INTEGER NOT NULL DEFAULT 0,
+	next_attempt INTEGER NOT NULL,
+	last_error   TEXT NOT NULL DEFAULT '',
+	held         INTEGER NOT NULL DEFAULT 0,
+	created      INTEGER NOT NULL
+);
+-- Only waiting entries are indexed by due time: finding the next due one
+-- never scans delivered or failed rows.
+CREATE INDEX queue_due ON queue(next_attempt) WHERE state IN ('pending', 'deferred') AND held = 0;
+CREATE INDEX queue_message ON queue(message_id);
+`,
 }

@@ -11,7 +11,7 @@ import (
 // the accept path (profiled under load).
 var hotStatements = []string{
 	sqlSavepoint, sqlRelease, sqlRollbackTo,
-	sqlInsertMessage, sqlNextUID, sqlInsertCopy, sqlAddUsed,
+	sqlInsertMessage, sqlNextUID, sqlInsertCopy, sqlAddUsed, sqlEnqueue,
 }
 
 const (
@@ -23,6 +23,7 @@ const (
 		WHERE user_id = ? AND name = ? RETURNING id, uidnext - 1, highest_modseq`
 	sqlInsertCopy = `INSERT INTO mailbox_messages(mailbox_id, uid, message_id, prefix, size, internal_date, modseq) VALUES (?, ?, ?, ?, ?, ?, ?)`
 	sqlAddUsed    = `UPDATE users SET used_bytes = used_bytes + ? WHERE id = ?`
+	sqlEnqueue    = `INSERT INTO queue(message_id, address, domain, notify, orcpt, state, next_attempt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
 // prepare prepares the hot statements on the writer connection.

@@ -1,0 +1,184 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"mailroom/internal/store"
+)
+
+const queueColumns = `SELECT q.id, m.queue_id, q.message_id, q.address, q.domain, q.notify, q.orcpt, q.state, q.attempts,
+	q.next_attempt, q.last_error, q.held, q.created, json_extract(m.envelope, '$.mail_from'), m.size
+	FROM queue q JOIN messages m ON m.id = q.message_id`
+
+func scanEntry(r scanner) (store.QueueEntry, error) {
+	var e store.QueueEntry
+	var notify string
+	var next, created int64
+	var held int
+	var from sql.NullString
+	err := r.Scan(&e.ID, &e.QueueID, &e.MessageID, &e.Recipient.Address, &e.Recipient.Domain, &notify, &e.Recipient.ORcpt,
+		&e.State, &e.Attempts, &next, &e.LastError, &held, &created, &from, &e.Size)
+	if notify != "" {
+		e.Recipient.Notify = strings.Split(notify, ",")
+	}
+	e.NextAttempt, e.Created, e.Held, e.MailFrom = time.Unix(0, next), time.Unix(0, created), held != 0, from.String
+	return e, err
+}
+
+func (s *Store) entries(ctx context.Context, q string, args ...any) ([]store.QueueEntry, error) {
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.QueueEntry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// DueEntries returns waiting entries that are due, oldest due first.
+func (s *Store) DueEntries(ctx context.Context, now time.Time, limit int) ([]store.QueueEntry, error) {
+	return s.entries(ctx, queueColumns+` WHERE q.state IN ('pending', 'deferred') AND q.held = 0 AND q.next_attempt <= ?
+		ORDER BY q.next_attempt LIMIT ?`, now.UnixNano(), limit)
+}
+
+// NextDue returns the earliest due time of a waiting entry.
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var next sql.NullInt64
+	err := s.queryRow(ctx, `SELECT min(next_attempt) FROM queue WHERE state IN ('pending', 'deferred') AND held = 0`).Scan(&next)
+	if err != nil || !next.Valid {
+		return time.Time{}, false, err
+	}
+	return time.Unix(0, next.Int64), true, nil
+}
+
+// QueueEntries lists entries, of one queue ID or all, oldest first.
+func (s *Store) QueueEntries(ctx context.Context, queueID string) ([]store.QueueEntry, error) {
+	return s.entries(ctx, queueColumns+` WHERE ? = '' OR m.queue_id = ? ORDER BY q.created, q.id`, queueID, queueID)
+}
+
+// RecordResults applies attempt outcomes and removes messages that are
+// done with.
+func (s *Store) RecordResults(ctx context.Context, results []store.QueueResult) error {
+	var files []string
+	err := s.write(ctx, func(tx *wtx) error {
+		var msgIDs []int64
+		for _, r := range results {
+			var msgID int64
+			err := tx.QueryRow(`UPDATE queue SET state = ?, attempts = attempts + 1, next_attempt = ?, last_error = ?
+				WHERE id = ? AND state IN ('pending', 'deferred') RETURNING message_id`,
+				r.State, r.NextAttempt.UnixNano(), r.Error, r.ID).Scan(&msgID)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // deleted or already final meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			if r.State == store.StateDelivered || r.State == store.StateFailed {
+				msgIDs = append(msgIDs, msgID)
+			}
+		}
+		var err error
+		files, err = deleteUnreferenced(tx, msgIDs)
+		return err
+	})
+	if err == nil {
+		s.removeBlobs(files)
+	}
+	return err
+}
+
+// OpenQueued returns a queued message's body.
+func (s *Store) OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser, error) {
+	var body []byte
+	var file sql.NullString
+	err := s.queryRow(ctx, `SELECT body, body_file FROM messages WHERE id = ?`, messageID).Scan(&body, &file)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("queued message %d: %w", messageID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !file.Valid {
+		return io.NopCloser(bytes.NewReader(body)), nil
+	}
+	f, err := os.Open(filepath.Join(s.dir, "blobs", file.String))
+	if err != nil {
+		return nil, storageErr("open blob", err)
+	}
+	return f, nil
+}
+
+// waiting is the condition for entries not yet final, of one queue ID or all.
+const waiting = ` state IN ('pending', 'deferred') AND (? = '' OR message_id IN (SELECT id FROM messages WHERE queue_id = ?))`
+
+func (s *Store) updateWaiting(ctx context.Context, set, queueID string, args ...any) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *wtx) error {
+		res, err := tx.Exec(`UPDATE queue SET `+set+` WHERE`+waiting, append(args, queueID, queueID)...)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return int(n), err
+}
+
+// SetHeld holds or releases waiting entries.
+func (s *Store) SetHeld(ctx context.Context, queueID string, held bool) (int, error) {
+	h := 0
+	if held {
+		h = 1
+	}
+	return s.updateWaiting(ctx, "held = ?", queueID, h)
+}
+
+// RetryNow makes waiting entries due now.
+func (s *Store) RetryNow(ctx context.Context, queueID string) (int, error) {
+	return s.updateWaiting(ctx, "next_attempt = ?", queueID, time.Now().UnixNano())
+}
+
+// DeleteQueued removes waiting entries without delivering them.
+func (s *Store) DeleteQueued(ctx context.Context, queueID string) (int, error) {
+	var n int64
+	var files []string
+	err := s.write(ctx, func(tx *wtx) error {
+		rows, err := tx.Query(`DELETE FROM queue WHERE`+waiting+` RETURNING message_id`, queueID, queueID)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		n = int64(len(ids))
+		files, err = deleteUnreferenced(tx, ids)
+		return err
+	})
+	if err == nil {
+		s.removeBlobs(files)
+	}
+	return int(n), err
+}

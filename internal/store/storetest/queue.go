@@ -1,0 +1,149 @@
+package storetest
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"mailroom/internal/store"
+)
+
+func queueTests() []test {
+	return []test{
+		{"remote recipients are queued with the message and come due", testQueueAccept},
+		{"results move entries on, and a message all done with is removed", testQueueResults},
+		{"held entries are not due; retry makes them due; delete removes them", testQueueControls},
+		{"a message with a local copy outlives its delivered queue entries", testQueueLocalCopy},
+	}
+}
+
+func queuedMessage(body []byte, to ...string) *store.Message {
+	m := message(body, "queued")
+	for _, a := range to {
+		_, d, _ := bytes.Cut([]byte(a), []byte("@"))
+		m.Remote = append(m.Remote, store.QueuedRecipient{Address: a, Domain: string(d), Notify: []string{"FAILURE", "DELAY"}, ORcpt: "rfc822;" + a})
+	}
+	return m
+}
+
+func testQueueAccept(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	body := textBody("queued")
+	m := queuedMessage(body, "x@remote.example", "y@other.example")
+	m.Received = time.Now().Add(-time.Minute)
+	accept(t, s, m)
+	es, err := s.QueueEntries(ctx, "")
+	if err != nil || len(es) != 2 {
+		t.Fatalf("QueueEntries = %v, %v", es, err)
+	}
+	e := es[0]
+	if e.QueueID != m.QueueID || e.State != store.StatePending || e.Recipient.Domain != "remote.example" ||
+		len(e.Recipient.Notify) != 2 || e.Recipient.ORcpt != "rfc822;x@remote.example" || e.MailFrom != "sender@remote.example" || e.Size != int64(len(body)) {
+		t.Errorf("entry: %+v", e)
+	}
+	if due, _ := s.DueEntries(ctx, m.Received.Add(-time.Hour), 10); len(due) != 0 {
+		t.Errorf("%d entries due before they were queued", len(due))
+	}
+	due, err := s.DueEntries(ctx, time.Now(), 10)
+	if err != nil || len(due) != 2 {
+		t.Fatalf("DueEntries = %d, %v", len(due), err)
+	}
+	if next, ok, err := s.NextDue(ctx); err != nil || !ok || next.After(time.Now()) {
+		t.Errorf("NextDue = %v, %v, %v", next, ok, err)
+	}
+	rc, err := s.OpenQueued(ctx, e.MessageID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, body) {
+		t.Errorf("OpenQueued gave %q", got)
+	}
+}
+
+func testQueueResults(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	m := queuedMessage(textBody("r"), "x@remote.example", "y@remote.example")
+	accept(t, s, m)
+	es, _ := s.QueueEntries(ctx, m.QueueID)
+	later := time.Now().Add(time.Hour).Truncate(time.Second)
+	if err := s.RecordResults(ctx, []store.QueueResult{
+		{ID: es[0].ID, State: store.StateDelivered},
+		{ID: es[1].ID, State: store.StateDeferred, NextAttempt: later, Error: "451 4.3.0 try later"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.DueEntries(ctx, time.Now(), 10); len(due) != 0 {
+		t.Errorf("%d entries due after the attempt", len(due))
+	}
+	if next, ok, _ := s.NextDue(ctx); !ok || !next.Equal(later) {
+		t.Errorf("NextDue = %v, %v; want %v", next, ok, later)
+	}
+	es, _ = s.QueueEntries(ctx, m.QueueID)
+	if es[0].State != store.StateDelivered || es[1].State != store.StateDeferred || es[1].Attempts != 1 || es[1].LastError != "451 4.3.0 try later" {
+		t.Errorf("entries after the attempt: %+v", es)
+	}
+	if err := s.RecordResults(ctx, []store.QueueResult{{ID: es[1].ID, State: store.StateFailed, Error: "550 5.1.1 no such user"}}); err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := s.QueueEntries(ctx, m.QueueID); len(es) != 0 {
+		t.Errorf("a message all done with is still queued: %+v", es)
+	}
+	if _, err := s.OpenQueued(ctx, es[0].MessageID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("its body is still there: %v", err)
+	}
+	if _, ok, _ := s.NextDue(ctx); ok {
+		t.Error("NextDue reports an entry in an empty queue")
+	}
+}
+
+func testQueueControls(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := queuedMessage(textBody("a"), "x@remote.example")
+	b := queuedMessage(textBody("b"), "y@remote.example")
+	b.QueueID = a.QueueID + "b"
+	accept(t, s, a)
+	accept(t, s, b)
+	if n, err := s.SetHeld(ctx, a.QueueID, true); err != nil || n != 1 {
+		t.Fatalf("SetHeld = %d, %v", n, err)
+	}
+	if due, _ := s.DueEntries(ctx, time.Now(), 10); len(due) != 1 || due[0].QueueID != b.QueueID {
+		t.Errorf("due with a held: %+v", due)
+	}
+	s.SetHeld(ctx, a.QueueID, false)
+	es, _ := s.QueueEntries(ctx, "")
+	s.RecordResults(ctx, []store.QueueResult{{ID: es[0].ID, State: store.StateDeferred, NextAttempt: time.Now().Add(time.Hour)},
+		{ID: es[1].ID, State: store.StateDeferred, NextAttempt: time.Now().Add(time.Hour)}})
+	if n, err := s.RetryNow(ctx, ""); err != nil || n != 2 {
+		t.Errorf("RetryNow = %d, %v", n, err)
+	}
+	if due, _ := s.DueEntries(ctx, time.Now().Add(time.Second), 10); len(due) != 2 {
+		t.Errorf("%d due after RetryNow", len(due))
+	}
+	if n, err := s.DeleteQueued(ctx, b.QueueID); err != nil || n != 1 {
+		t.Errorf("DeleteQueued = %d, %v", n, err)
+	}
+	if es, _ := s.QueueEntries(ctx, ""); len(es) != 1 || es[0].QueueID != a.QueueID {
+		t.Errorf("after delete: %+v", es)
+	}
+}
+
+func testQueueLocalCopy(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	alice := addUser(t, s, "alice@a.example")
+	body := textBody("both")
+	m := queuedMessage(body, "x@remote.example")
+	m.Local = []store.LocalTarget{inbox(alice)}
+	accept(t, s, m)
+	es, _ := s.QueueEntries(ctx, m.QueueID)
+	if err := s.RecordResults(ctx, []store.QueueResult{{ID: es[0].ID, State: store.StateDelivered}}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := read(t, s, alice.ID, store.Inbox, 1)
+	if !bytes.HasSuffix(got, body) {
+		t.Error("the local copy is gone with the queue entry")
+	}
+}
