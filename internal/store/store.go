@@ -267,9 +267,9 @@ const (
 
 // QueueEntry is one recipient of a queued message.
 type QueueEntry struct {
-	ID          int64     `json:"id"`
-	QueueID     string    `json:"queue_id"`
-	MessageID   int64     `json:"-"`
+	ID          int64  `json:"id"`
+	QueueID     string `json:"queue_id"`
+	MessageID   int64  `json:"-"`
 	Recipient   QueuedRecipient
 	State       string    `json:"state"`
 	Attempts    int       `json:"attempts"`
