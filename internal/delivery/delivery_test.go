@@ -1,0 +1,163 @@
+package delivery
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"mailroom/internal/dns"
+	"mailroom/internal/smtp"
+	"mailroom/internal/smtpserver"
+	"mailroom/internal/spool"
+)
+
+// zoneServer answers from a fixed zone; names under servfail.test fail.
+func zoneServer(t *testing.T, zone map[string][]string) string {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
+		m := new(mdns.Msg)
+		m.SetReply(req)
+		q := req.Question[0]
+		if mdns.IsSubDomain("servfail.test.", q.Name) {
+			m.Rcode = mdns.RcodeServerFailure
+		} else if recs, ok := zone[q.Name+" "+mdns.TypeToString[q.Qtype]]; ok {
+			for _, r := range recs {
+				rr, _ := mdns.NewRR(q.Name + " 60 IN " + mdns.TypeToString[q.Qtype] + " " + r)
+				m.Answer = append(m.Answer, rr)
+			}
+		} else if _, exists := zone[q.Name+" A"]; !exists {
+			if _, mx := zone[q.Name+" MX"]; !mx {
+				m.Rcode = mdns.RcodeNameError
+			}
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+type sink struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (s *sink) Mail(context.Context, *smtpserver.SessionInfo, smtp.Address, smtp.MailParams) error {
+	return nil
+}
+func (s *sink) Rcpt(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Envelope, to smtp.Address, _ smtp.RcptParams) (any, error) {
+	switch to.Local {
+	case "refused":
+		return nil, smtp.Errorf(550, "5.1.1", "No such user")
+	case "later":
+		return nil, smtp.Errorf(451, "4.3.0", "Try later")
+	}
+	return nil, nil
+}
+func (s *sink) Deliver(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Envelope, m *spool.Spool) error {
+	b, _ := io.ReadAll(m.Reader())
+	s.mu.Lock()
+	s.msgs = append(s.msgs, string(b))
+	s.mu.Unlock()
+	return nil
+}
+
+// hop runs a next hop on ip:port.
+func hop(t *testing.T, ip string, port int) *sink {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hop"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cfg := &smtpserver.Config{Hostname: "hop.test", MaxMessageSize: 1 << 20, MaxRecipients: 10, MaxLineLength: 512, MaxConnections: 10,
+		MaxConnectionsPerIP: 10, MaxErrors: 5, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second,
+		TLS: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}}
+	b := &sink{}
+	srv := smtpserver.New(cfg, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l, smtpserver.ModeMX)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return b
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.41:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestDeliver(t *testing.T) {
+	port := freePort(t)
+	up := hop(t, "127.0.0.42", port) // 127.0.0.41 stays down
+	dnsAddr := zoneServer(t, map[string][]string{
+		"two.test. MX":     {"10 down.two.test.", "20 up.two.test."},
+		"down.two.test. A": {"127.0.0.41"},
+		"up.two.test. A":   {"127.0.0.42"},
+		"null.test. MX":    {"0 ."},
+		"self.test. A":     {"127.0.0.42"},
+		"allgone.test. MX": {"10 down.two.test."},
+	})
+	r, _ := dns.New(dnsAddr)
+	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second}, r)
+	body := "Subject: hi\r\n\r\nhello\r\n"
+	job := func(domain string, rcpts ...string) Job {
+		j := Job{Domain: domain, MailFrom: "a@example.test", Size: int64(len(body)),
+			Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
+		for _, a := range rcpts {
+			j.Recipients = append(j.Recipients, Recipient{Address: a, Params: "NOTIFY=FAILURE"})
+		}
+		return j
+	}
+	type want struct{ delivered, permanent bool }
+	cases := []struct {
+		name string
+		job  Job
+		want []want
+	}{
+		{"the second exchanger takes it when the first is down; one recipient refused, one deferred",
+			job("two.test", "x@two.test", "refused@two.test", "later@two.test"), []want{{true, false}, {false, true}, {false, false}}},
+		{"a domain without MX is its own exchanger", job("self.test", "x@self.test"), []want{{true, false}}},
+		{"a null MX fails at once", job("null.test", "x@null.test"), []want{{false, true}}},
+		{"a domain that does not exist fails at once", job("nowhere.test", "x@nowhere.test"), []want{{false, true}}},
+		{"SERVFAIL is tried again later", job("x.servfail.test", "x@x.servfail.test"), []want{{false, false}}},
+		{"no reachable exchanger is tried again later", job("allgone.test", "x@allgone.test"), []want{{false, false}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := d.Deliver(context.Background(), c.job)
+			for i, w := range c.want {
+				if out[i].Delivered != w.delivered || out[i].Permanent != w.permanent || out[i].Detail == "" && !w.delivered {
+					t.Errorf("recipient %d: %+v, want %+v", i, out[i], w)
+				}
+			}
+			if c.want[0].delivered && !strings.HasPrefix(out[0].TLS, "TLS") {
+				t.Errorf("delivered without TLS: %+v", out[0])
+			}
+		})
+	}
+	if len(up.msgs) != 2 || !strings.HasSuffix(up.msgs[0], body) {
+		t.Errorf("the next hop got %q", up.msgs)
+	}
+}
