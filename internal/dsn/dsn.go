@@ -1,0 +1,141 @@
+// Package dsn writes delivery status notifications (bounces) as RFC 3464
+// multipart/report messages, with RFC 3461's ENVID, ORCPT and RET honoured,
+// marked Auto-Submitted (RFC 3834) and sent from the null sender so that
+// they are never bounced in turn.
+package dsn
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Recipient is one recipient the report is about.
+type Recipient struct {
+	Address   string // final recipient
+	ORcpt     string // "rfc822;addr" as given with the original RCPT, or ""
+	Detail    string // the reply or failure text
+	RemoteMTA string // the host that answered, or ""
+}
+
+// Report is a failure report for one message.
+type Report struct {
+	ReportingMTA string    // our hostname
+	To           string    // the original envelope sender
+	EnvID        string    // RFC 3461 ENVID, or ""
+	Arrival      time.Time // when the original was accepted
+	Recipients   []Recipient
+	Full         bool // RET=FULL: return the whole message, else its header
+}
+
+var (
+	statusRe = regexp.MustCompile(`\b([245])\.(\d{1,3})\.(\d{1,3})\b`)
+	replyRe  = regexp.MustCompile(`^[45]\d\d `)
+)
+
+// status finds the enhanced status code in a failure text, or a default.
+func status(detail string) string {
+	if m := statusRe.FindString(detail); m != "" && m[0] != '2' {
+		return "5" + m[1:] // a final failure is reported as permanent
+	}
+	return "5.0.0"
+}
+
+// Write writes the report, with the original message (or its header)
+// read from original, to w.
+func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	boundary := "=_mailroom_" + hex.EncodeToString(rnd[:])
+	b := &bytes.Buffer{}
+	fmt.Fprintf(b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", r.ReportingMTA)
+	fmt.Fprintf(b, "To: <%s>\r\n", r.To)
+	b.WriteString("Subject: Undelivered Mail Returned to Sender\r\n")
+	fmt.Fprintf(b, "Date: %s\r\n", now.Format(time.RFC1123Z))
+	fmt.Fprintf(b, "Message-ID: <%s.dsn@%s>\r\n", hex.EncodeToString(rnd[:]), r.ReportingMTA)
+	b.WriteString("Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n")
+	fmt.Fprintf(b, "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n\r\n", boundary)
+	b.WriteString("This is a MIME-encapsulated message.\r\n\r\n")
+
+	fmt.Fprintf(b, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", boundary)
+	fmt.Fprintf(b, "This is the mail system at %s.\r\n\r\nYour message could not be delivered to the following recipients:\r\n\r\n", r.ReportingMTA)
+	for _, rc := range r.Recipients {
+		fmt.Fprintf(b, "  <%s>: %s\r\n", rc.Address, oneLine(rc.Detail))
+	}
+	b.WriteString("\r\nThe message's header (or the whole message) follows.\r\n\r\n")
+
+	fmt.Fprintf(b, "--%s\r\nContent-Type: message/delivery-status\r\n\r\n", boundary)
+	fmt.Fprintf(b, "Reporting-MTA: dns; %s\r\n", r.ReportingMTA)
+	if r.EnvID != "" {
+		fmt.Fprintf(b, "Original-Envelope-Id: %s\r\n", oneLine(r.EnvID))
+	}
+	fmt.Fprintf(b, "Arrival-Date: %s\r\n", r.Arrival.Format(time.RFC1123Z))
+	for _, rc := range r.Recipients {
+		b.WriteString("\r\n")
+		if rc.ORcpt != "" {
+			fmt.Fprintf(b, "Original-Recipient: %s\r\n", oneLine(strings.Replace(rc.ORcpt, ";", "; ", 1)))
+		}
+		fmt.Fprintf(b, "Final-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n", rc.Address, status(rc.Detail))
+		if rc.RemoteMTA != "" {
+			fmt.Fprintf(b, "Remote-MTA: dns; %s\r\n", rc.RemoteMTA)
+		}
+		kind := "X-Mailroom" // our own finding (DNS, expiry)
+		if replyRe.MatchString(rc.Detail) {
+			kind = "smtp" // a next hop's reply
+		}
+		fmt.Fprintf(b, "Diagnostic-Code: %s; %s\r\n", kind, oneLine(rc.Detail))
+	}
+	b.WriteString("\r\n")
+	if r.Full {
+		fmt.Fprintf(b, "--%s\r\nContent-Type: message/rfc822\r\n\r\n", boundary)
+	} else {
+		fmt.Fprintf(b, "--%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", boundary)
+	}
+	if _, err := w.Write(b.Bytes()); err != nil {
+		return err
+	}
+	if err := copyOriginal(w, original, r.Full); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\r\n--%s--\r\n", boundary)
+	return err
+}
+
+// copyOriginal copies the original message, or its header only.
+func copyOriginal(w io.Writer, r io.Reader, full bool) error {
+	if full {
+		_, err := io.Copy(w, r)
+		return err
+	}
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadString('\n')
+		if strings.TrimRight(line, "\r\n") == "" {
+			return nil
+		}
+		if _, werr := io.WriteString(w, line); werr != nil {
+			return werr
+		}
+		if err != nil {
+			if err == io.EOF {
+				_, err = io.WriteString(w, "\r\n")
+			}
+			return err
+		}
+	}
+}
+
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,70 @@
+package dsn
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReport(t *testing.T) {
+	original := "From: a@example.test\r\nSubject: hello\r\n\r\nsecret body\r\n"
+	for _, full := range []bool{false, true} {
+		r := &Report{ReportingMTA: "mx.example.test", To: "a@example.test", EnvID: "env-1", Arrival: time.Unix(0, 0), Full: full,
+			Recipients: []Recipient{
+				{Address: "x@remote.test", ORcpt: "rfc822;X@remote.test", Detail: "550 5.1.1 No such user", RemoteMTA: "mx.remote.test"},
+				{Address: "y@remote.test", Detail: "4.4.7 expired after 120h0m0s in the queue; last error: 451 4.3.0 later"},
+			}}
+		var out bytes.Buffer
+		if err := r.Write(&out, strings.NewReader(original), time.Unix(100, 0)); err != nil {
+			t.Fatal(err)
+		}
+		msg, err := mail.ReadMessage(&out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg.Header.Get("Auto-Submitted") != "auto-replied" || !strings.Contains(msg.Header.Get("From"), "MAILER-DAEMON@mx.example.test") {
+			t.Errorf("header: %v", msg.Header)
+		}
+		mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+		if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+			t.Fatalf("Content-Type %q: %v", msg.Header.Get("Content-Type"), err)
+		}
+		mr := multipart.NewReader(msg.Body, params["boundary"])
+		var types, bodies []string
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(p)
+			types = append(types, p.Header.Get("Content-Type"))
+			bodies = append(bodies, string(b))
+		}
+		wantLast := "text/rfc822-headers"
+		if full {
+			wantLast = "message/rfc822"
+		}
+		if len(types) != 3 || types[1] != "message/delivery-status" || types[2] != wantLast {
+			t.Fatalf("parts: %v", types)
+		}
+		status := bodies[1]
+		for _, want := range []string{"Reporting-MTA: dns; mx.example.test", "Original-Envelope-Id: env-1", "Final-Recipient: rfc822; x@remote.test",
+			"Original-Recipient: rfc822; X@remote.test", "Status: 5.1.1", "Remote-MTA: dns; mx.remote.test", "Diagnostic-Code: smtp; 550 5.1.1 No such user",
+			"Final-Recipient: rfc822; y@remote.test", "Status: 5.4.7", "Action: failed"} {
+			if !strings.Contains(status, want) {
+				t.Errorf("delivery-status lacks %q:\n%s", want, status)
+			}
+		}
+		if strings.Contains(bodies[2], "secret body") != full || !strings.Contains(bodies[2], "Subject: hello") {
+			t.Errorf("returned content (full=%v):\n%s", full, bodies[2])
+		}
+	}
+}
