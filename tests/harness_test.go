@@ -56,6 +56,15 @@ type server struct {
 	serveArgs []string
 }
 
+// noDNS points the server at a loopback port where no DNS server listens,
+// unless the test configures DNS itself: tests never ask real resolvers.
+func noDNS(extra string) string {
+	if strings.Contains(extra, "[dns]") {
+		return ""
+	}
+	return "\n[dns]\nresolver = \"127.0.0.1:9\"\n"
+}
+
 // quoted is a TOML string, or nothing for "".
 func quoted(s string) string {
 	if s == "" {
@@ -104,7 +113,7 @@ submissions = [%s]
 %s
 
 %s
-`, filepath.Join(s.dir, "data"), s.addr, quoted(s.subAddr), quoted(s.tlsAddr), extraSMTP, extraTables)
+`, filepath.Join(s.dir, "data"), s.addr, quoted(s.subAddr), quoted(s.tlsAddr), extraSMTP, extraTables+noDNS(extraTables))
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		s.t.Fatal(err)
 	}

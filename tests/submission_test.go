@@ -128,7 +128,7 @@ func TestSubmissionDialogues(t *testing.T) {
 		c.cmd("MAIL FROM:<Alice+news@Example.Test>", "250 ")
 		c.cmd("RSET", "250 ")
 		c.cmd("MAIL FROM:<sales@example.test>", "250 ")
-		c.cmd("RCPT TO:<someone@remote.example>", "550 5.7.1")
+		c.cmd("RCPT TO:<someone@[192.0.2.1]>", "550 5.1.2")
 		c.cmd("RCPT TO:<bob@example.test>", "250 ")
 		c.cmd("DATA", "354 ")
 		c.send("From: Bob <bob@example.test>\r\nSubject: spoof\r\n\r\nx\r\n.\r\n")

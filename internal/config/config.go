@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,8 @@ type Config struct {
 	TLS        TLS        `toml:"tls"`
 	Mailbox    Mailbox    `toml:"mailbox"`
 	DNS        DNS        `toml:"dns"`
+	Outbound   Outbound   `toml:"outbound"`
+	Queue      Queue      `toml:"queue"`
 	Log        Log        `toml:"log"`
 }
 
@@ -139,6 +142,24 @@ type Mailbox struct {
 	Quota Size `toml:"quota"`
 }
 
+// Outbound configures delivery to other domains.
+type Outbound struct {
+	// Port is the next hop's SMTP port: 25, or another in tests.
+	Port int `toml:"port"`
+	// MaxConcurrent bounds deliveries under way at once.
+	MaxConcurrent int `toml:"max_concurrent"`
+}
+
+// Queue configures retries of the outbound queue.
+type Queue struct {
+	// RetryIntervals are the waits after each failed attempt; the last
+	// repeats until Expire.
+	RetryIntervals []Duration `toml:"retry_intervals"`
+	// Expire is how long a recipient may stay in the queue before it
+	// bounces.
+	Expire Duration `toml:"expire"`
+}
+
 // DNS configures name resolution.
 type DNS struct {
 	// Resolver, when set, is the DNS server to ask instead of the system's.
@@ -176,9 +197,19 @@ func Default() *Config {
 			MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
 		TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second),
 			ACME: ACME{Directory: "https://acme-v02.api.letsencrypt.org/directory", HTTPPort: 80}},
-		Mailbox: Mailbox{Quota: 1 << 30},
-		Log:     Log{Format: "text", Level: "info"},
+		Mailbox:  Mailbox{Quota: 1 << 30},
+		Outbound: Outbound{Port: 25, MaxConcurrent: 20},
+		Queue:    Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals()},
+		Log:      Log{Format: "text", Level: "info"},
 	}
+}
+
+func defaultRetryIntervals() []Duration {
+	var out []Duration
+	for _, d := range []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour} {
+		out = append(out, Duration(d))
+	}
+	return out
 }
 
 // Dev returns the development defaults that "mailroom serve" runs on
@@ -298,6 +329,11 @@ func (c *Config) validate() error {
 		{c.Submission.MaxAuthFailures >= 0, "submission.max_auth_failures: must be 0 (off) or more"},
 		{c.Submission.AuthBanTime.D() >= time.Second, "submission.auth_ban_time: must be at least 1s"},
 		{c.TLS.ReloadInterval.D() >= time.Second, "tls.reload_interval: must be at least 1s"},
+		{c.Outbound.Port > 0 && c.Outbound.Port < 65536, "outbound.port: must be a port number (25 in production)"},
+		{c.Outbound.MaxConcurrent >= 1, "outbound.max_concurrent: must be at least 1"},
+		{len(c.Queue.RetryIntervals) > 0 && slices.IndexFunc(c.Queue.RetryIntervals, func(d Duration) bool { return d.D() < time.Second }) < 0,
+			"queue.retry_intervals: give at least one interval, each at least 1s"},
+		{c.Queue.Expire.D() >= time.Minute, "queue.expire: must be at least 1m"},
 		{len(c.TLS.ACME.Names) == 0 || strings.HasPrefix(c.TLS.ACME.Directory, "https://"), "tls.acme.directory: must be an https:// URL"},
 		{len(c.TLS.ACME.Names) == 0 || c.TLS.ACME.HTTPPort > 0 || c.TLS.ACME.TLSALPNPort > 0, "tls.acme.http_port: set it (80) or tls_alpn_port (443), or the CA cannot check the names"},
 		{min(c.Submission.MaxMessagesPerHour, c.Submission.MaxMessagesPerDay, c.Submission.MaxRecipientsPerHour, c.Submission.MaxRecipientsPerDay) >= 0,

@@ -129,8 +129,10 @@ func TestDefaults(t *testing.T) {
 				MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
 			TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second),
 				ACME: ACME{Directory: "https://acme-v02.api.letsencrypt.org/directory", HTTPPort: 80}},
-			Mailbox: Mailbox{Quota: 1 << 30},
-			Log:     Log{Format: "text", Level: "info"},
+			Mailbox:  Mailbox{Quota: 1 << 30},
+			Outbound: Outbound{Port: 25, MaxConcurrent: 20},
+			Queue:    Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals()},
+			Log:      Log{Format: "text", Level: "info"},
 		}
 		if !reflect.DeepEqual(d, want) {
 			t.Errorf("Default() = %+v, want %+v", d, want)

@@ -90,6 +90,13 @@ func Run(ctx context.Context, opts Options) error {
 	icfg := inboundConfig(cfg)
 	icfg.Secret = secret
 	backend := inbound.New(st, icfg, log)
+	relay, err := startRelay(ctx, cfg, st, backend, log)
+	if err != nil {
+		return err
+	}
+	relayDone := make(chan struct{})
+	go func() { relay.Run(ctx); close(relayDone) }()
+	defer func() { cancel(); <-relayDone }() // before the store closes
 	srv := smtpserver.New(smtpCfg, backend, log)
 
 	listeners, err := listen(cfg)
@@ -124,8 +131,8 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		break
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
-	defer cancel()
+	sctx, cancelShutdown := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+	defer cancelShutdown()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("sessions still open at the shutdown deadline were closed", "err", err)
 	}

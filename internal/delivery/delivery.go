@@ -21,7 +21,6 @@ import (
 	"mailroom/internal/smtpclient"
 )
 
-
 // Config configures delivery.
 type Config struct {
 	LocalName string        // our hostname, for EHLO

@@ -50,6 +50,7 @@ type Backend struct {
 	// hashSlots bounds the argon2id checks running at once: each takes
 	// 64 MiB, and parallel logins must not exhaust memory.
 	hashSlots chan struct{}
+	queued    func() // set before serving
 }
 
 var _ smtpserver.Backend = (*Backend)(nil)
@@ -120,13 +121,13 @@ func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtp
 		return nil, err
 	}
 	if !local {
-		if s.Auth != nil {
-			return nil, smtp.Errorf(550, "5.7.1", "Cannot send to <%s> yet: delivery to other domains is not available on this server; nothing was sent to this address", to)
+		if s.Auth == nil && !b.trusted(s) {
+			return nil, smtp.Errorf(554, "5.7.1", "Relay access denied: %s is not a domain this server receives mail for", to.Domain)
 		}
-		if b.trusted(s) {
-			return nil, smtp.Errorf(550, "5.7.1", "Cannot relay to <%s>: outbound delivery to other domains is not available on this server yet", to)
+		if to.IsLiteral() {
+			return nil, smtp.Errorf(550, "5.1.2", "Mail to address literals is not relayed: use a domain name")
 		}
-		return nil, smtp.Errorf(554, "5.7.1", "Relay access denied: %s is not a domain this server receives mail for", to.Domain)
+		return store.QueuedRecipient{Address: to.String(), Domain: to.Domain, Notify: p.Notify, ORcpt: p.ORcpt}, nil
 	}
 	users, err := b.resolve(ctx, cfg, to)
 	if err != nil {
@@ -235,6 +236,10 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	seen := map[int64]bool{}
 	var overQuota []error
 	for _, r := range env.Recipients {
+		if q, ok := r.Target.(store.QueuedRecipient); ok {
+			m.Remote = append(m.Remote, q)
+			continue
+		}
 		users, _ := r.Target.([]store.User)
 		for _, u := range users {
 			if seen[u.ID] {
@@ -254,8 +259,15 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	if err := b.store.Accept(ctx, m); err != nil {
 		return tempFailure(err)
 	}
+	if len(m.Remote) > 0 && b.queued != nil {
+		b.queued()
+	}
 	return nil
 }
+
+// SetQueueNotifier sets what to call when a message entered the outbound
+// queue (the scheduler's wake-up).
+func (b *Backend) SetQueueNotifier(f func()) { b.queued = f }
 
 // quotaFailure answers a message that some mailbox cannot take once its
 // real size is known. After DATA one reply covers every recipient, so a

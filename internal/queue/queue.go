@@ -193,12 +193,14 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) {
 		r.log.Info("delivery", "queue_id", e.QueueID, "to", e.Recipient.Address, "state", res.State, "detail", o.Detail,
 			"remote", o.RemoteMTA, "tls", o.TLS, "attempt", e.Attempts+1)
 	}
-	if err := r.store.RecordResults(context.WithoutCancel(ctx), results); err != nil {
-		r.log.Error("queue: recording results (the attempt will be repeated)", "queue_id", first.QueueID, "err", err)
-		return
-	}
+	// Bounce first, while the message is still there to quote; should
+	// recording fail, the attempt and so the bounce may come again
+	// (at least once, never lost).
 	if len(failed) > 0 && r.bounce != nil {
 		r.bounce(context.WithoutCancel(ctx), failed)
+	}
+	if err := r.store.RecordResults(context.WithoutCancel(ctx), results); err != nil {
+		r.log.Error("queue: recording results (the attempt will be repeated)", "queue_id", first.QueueID, "err", err)
 	}
 }
 

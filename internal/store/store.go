@@ -279,6 +279,7 @@ type QueueEntry struct {
 	Created     time.Time `json:"created"`
 	MailFrom    string    `json:"mail_from"`
 	Size        int64     `json:"size"`
+	Envelope    string    `json:"-"` // the stored envelope, JSON (RET, ENVID)
 }
 
 // QueueResult is the outcome of one delivery attempt for one entry.

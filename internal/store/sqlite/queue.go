@@ -16,7 +16,7 @@ import (
 )
 
 const queueColumns = `SELECT q.id, m.queue_id, q.message_id, q.address, q.domain, q.notify, q.orcpt, q.state, q.attempts,
-	q.next_attempt, q.last_error, q.held, q.created, json_extract(m.envelope, '$.mail_from'), m.size
+	q.next_attempt, q.last_error, q.held, q.created, json_extract(m.envelope, '$.mail_from'), m.size, m.envelope
 	FROM queue q JOIN messages m ON m.id = q.message_id`
 
 func scanEntry(r scanner) (store.QueueEntry, error) {
@@ -26,7 +26,7 @@ func scanEntry(r scanner) (store.QueueEntry, error) {
 	var held int
 	var from sql.NullString
 	err := r.Scan(&e.ID, &e.QueueID, &e.MessageID, &e.Recipient.Address, &e.Recipient.Domain, &notify, &e.Recipient.ORcpt,
-		&e.State, &e.Attempts, &next, &e.LastError, &held, &created, &from, &e.Size)
+		&e.State, &e.Attempts, &next, &e.LastError, &held, &created, &from, &e.Size, &e.Envelope)
 	if notify != "" {
 		e.Recipient.Notify = strings.Split(notify, ",")
 	}

@@ -1,0 +1,52 @@
+package inbound
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"mailroom/internal/smtp"
+	"mailroom/internal/store"
+)
+
+// Inject accepts a message the server writes itself (a bounce), from the
+// null sender to one address: local users get it in their mailbox, other
+// domains through the outbound queue.
+func (b *Backend) Inject(ctx context.Context, to string, body []byte) error {
+	cfg := b.cfg.Load()
+	addr, err := smtp.ParseMailbox(to)
+	if err != nil {
+		return fmt.Errorf("inject to %q: %w", to, err)
+	}
+	now := time.Now()
+	id := store.NewQueueID()
+	top := fmt.Sprintf("Received: by %s (Mailroom) id %s;\r\n\t%s\r\n", cfg.Hostname, id, now.Format(time.RFC1123Z))
+	full := append([]byte(top), body...)
+	hdr, _ := scanHeader(bytes.NewReader(full))
+	m := &store.Message{QueueID: id, Received: now, Body: bytes.NewReader(full), Size: int64(len(full)),
+		Envelope: store.Envelope{Recipients: []store.EnvelopeRcpt{{Address: addr.String()}}}, From: hdr.From, Subject: hdr.Subject}
+	local, err := b.isLocalDomain(ctx, addr.Domain)
+	if err != nil {
+		return err
+	}
+	if local {
+		users, err := b.resolve(ctx, cfg, addr)
+		if err != nil {
+			return fmt.Errorf("inject to %s: %w", addr, err)
+		}
+		for _, u := range users {
+			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: deliveryPrefix(smtp.Address{}, u.Address)})
+		}
+	} else {
+		m.Remote = []store.QueuedRecipient{{Address: addr.String(), Domain: strings.ToLower(addr.Domain)}}
+	}
+	if err := b.store.Accept(ctx, m); err != nil {
+		return err
+	}
+	if len(m.Remote) > 0 && b.queued != nil {
+		b.queued()
+	}
+	return nil
+}

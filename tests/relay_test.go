@@ -1,0 +1,137 @@
+package tests
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// startDNS runs a DNS server on loopback answering "name TYPE" -> records;
+// other names are NXDOMAIN.
+func startDNS(t *testing.T, zone map[string][]string) string {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
+		m := new(mdns.Msg)
+		m.SetReply(req)
+		q := req.Question[0]
+		known := false
+		for k := range zone {
+			known = known || strings.HasPrefix(k, q.Name+" ")
+		}
+		if !known {
+			m.Rcode = mdns.RcodeNameError
+		}
+		for _, r := range zone[q.Name+" "+mdns.TypeToString[q.Qtype]] {
+			rr, _ := mdns.NewRR(q.Name + " 60 IN " + mdns.TypeToString[q.Qtype] + " " + r)
+			m.Answer = append(m.Answer, rr)
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// TestRelay: a user of one Mailroom sends to a user of another found by
+// MX in a test DNS server; the message arrives over STARTTLS, and a
+// recipient the other side refuses comes back to the sender as a DSN.
+func TestRelay(t *testing.T) {
+	// B: the remote domain's server, on its own loopback address.
+	l, err := net.Listen("tcp", "127.0.0.61:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	b := newServer(t, "", "")
+	b.addr = fmt.Sprintf("127.0.0.61:%d", port)
+	b.writeConfig("", "")
+	b.cli("domain", "add", "remote.test")
+	b.cliStdin("pw\n", "user", "add", "carol@remote.test", "--password-stdin")
+	b.start()
+
+	dnsAddr := startDNS(t, map[string][]string{
+		"remote.test. MX":   {"10 mx.remote.test."},
+		"mx.remote.test. A": {"127.0.0.61"},
+		"gone.test. MX":     {"0 ."},
+	})
+	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1s\"]\n", dnsAddr, port))
+	a.start()
+
+	c := loggedIn(t, a)
+	r := c.sendMail("alice@example.test", []string{"carol@remote.test", "nobody@remote.test", "someone@gone.test"},
+		"From: Alice <alice@example.test>\r\nSubject: across\r\n\r\nhello carol\r\n")
+	if !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("submission: %q", r)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	// Two bounces: one per destination domain that failed.
+	for len(b.mailbox("carol@remote.test")) == 0 || len(a.mailbox("alice@example.test")) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not delivered and bounced within 20s:\n%s", a.logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	got := b.message("carol@remote.test", b.mailbox("carol@remote.test")[0].ID)
+	if !strings.Contains(got, "hello carol") || !strings.Contains(got, "with ESMTPS") || !strings.Contains(got, "Return-Path: <alice@example.test>") {
+		t.Errorf("carol's copy:\n%s", got)
+	}
+	var bounce string
+	for _, m := range a.mailbox("alice@example.test") {
+		bounce += a.message("alice@example.test", m.ID)
+	}
+	for _, want := range []string{"Return-Path: <>", "multipart/report", "Final-Recipient: rfc822; nobody@remote.test", "Status: 5.1.1",
+		"Remote-MTA: dns; mx.remote.test", "Final-Recipient: rfc822; someone@gone.test", "Status: 5.1.10", "Subject: across"} {
+		if !strings.Contains(bounce, want) {
+			t.Errorf("the bounce lacks %q:\n%s", want, bounce)
+		}
+	}
+	if strings.Contains(bounce, "Final-Recipient: rfc822; carol@remote.test") {
+		t.Error("the bounce names the delivered recipient")
+	}
+}
+
+// TestRelayRetry: while the remote server is down the message waits in
+// the queue (deferred); once it is up, the next attempt delivers it, also
+// across a restart of the sending server.
+func TestRelayRetry(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.62:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	b := newServer(t, "", "")
+	b.addr = fmt.Sprintf("127.0.0.62:%d", port)
+	b.writeConfig("", "")
+	b.cli("domain", "add", "later.test")
+	b.cliStdin("pw\n", "user", "add", "dave@later.test", "--password-stdin")
+	dnsAddr := startDNS(t, map[string][]string{"later.test. MX": {"10 mx.later.test."}, "mx.later.test. A": {"127.0.0.62"}})
+	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1s\"]\n", dnsAddr, port))
+	a.start()
+	c := loggedIn(t, a)
+	if r := c.sendMail("alice@example.test", []string{"dave@later.test"}, "From: alice@example.test\r\nSubject: patience\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("submission: %q", r)
+	}
+	a.waitLog("state=deferred")
+	a.stop() // a restart in the middle of the retry schedule
+	a.start()
+	b.start()
+	deadline := time.Now().Add(20 * time.Second)
+	for len(b.mailbox("dave@later.test")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not delivered after the remote came up:\n%s", a.logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := len(a.mailbox("alice@example.test")); n != 0 {
+		t.Errorf("alice got %d bounces for a delivered message", n)
+	}
+}
