@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -121,6 +122,31 @@ func TestRelayRetry(t *testing.T) {
 		t.Fatalf("submission: %q", r)
 	}
 	a.waitLog("state=deferred")
+	var rows []struct {
+		QueueID   string `json:"queue_id"`
+		To        string `json:"to"`
+		State     string `json:"state"`
+		Attempts  int    `json:"attempts"`
+		LastError string `json:"last_error"`
+		Held      bool   `json:"held"`
+	}
+	json.Unmarshal([]byte(a.cli("queue", "list", "--json")), &rows)
+	if len(rows) != 1 || rows[0].To != "dave@later.test" || rows[0].State != "deferred" || rows[0].Attempts < 1 || rows[0].LastError == "" {
+		t.Fatalf("queue list: %+v", rows)
+	}
+	id := rows[0].QueueID
+	a.cli("queue", "hold", id)
+	if out := a.cli("queue", "stats"); !strings.Contains(out, "held 1") {
+		t.Errorf("queue stats: %q", out)
+	}
+	if out := a.cli("queue", "show", id); !strings.Contains(out, `"held": true`) {
+		t.Errorf("queue show: %q", out)
+	}
+	a.cli("queue", "release", id)
+	a.cli("queue", "retry", "--all")
+	if _, errOut, err := a.run("", "queue", "hold", "nonexistent"); err == nil || !strings.Contains(errOut, "mailroom queue list") {
+		t.Errorf("hold of an unknown ID: %v %s", err, errOut)
+	}
 	a.stop() // a restart in the middle of the retry schedule
 	a.start()
 	b.start()
