@@ -254,6 +254,19 @@ func (s *server) dial() *client {
 	return s.dialAddr(s.addr)
 }
 
+// dialFrom opens a raw connection to addr from a chosen loopback source
+// address (so that per-IP limits can be tested), read up to the greeting.
+func (s *server) dialFrom(t *testing.T, addr, src string) *client {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+}
+
 // dialAddr opens a raw connection to one of the server's listeners.
 func (s *server) dialAddr(addr string) *client {
 	s.t.Helper()
@@ -330,5 +343,3 @@ func (c *client) sendMail(from string, to []string, body string) string {
 	c.send(body + ".\r\n")
 	return c.reply()
 }
-
-func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }

@@ -134,15 +134,7 @@ func TestQuota(t *testing.T) {
 func TestConnectionLimits(t *testing.T) {
 	s := newServer(t, "max_connections = 3\nmax_connections_per_ip = 2", "")
 	s.start()
-	dialFrom := func(src string) *client {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-		conn, err := d.Dial("tcp", s.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		return &client{t: t, conn: conn, r: newReader(conn)}
-	}
+	dialFrom := func(src string) *client { return s.dialFrom(t, s.addr, src) }
 	// The start-up probe's session must be over before counting.
 	s.waitLog(`msg="smtp session"`)
 	time.Sleep(100 * time.Millisecond)
@@ -279,18 +271,13 @@ func TestTrustedNetworks(t *testing.T) {
 	s := newServer(t, "trusted_networks = [\"127.0.0.2/32\"]", "")
 	s.start()
 	for _, c := range []struct{ src, want string }{{"127.0.0.2", "250 2.1.5"}, {"127.0.0.1", "554 5.7.1"}} {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.src)}, Timeout: 5 * time.Second}
-		conn, err := d.Dial("tcp", s.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cl := &client{t: t, conn: conn, r: newReader(conn)}
+		cl := s.dialFrom(t, s.addr, c.src)
 		cl.expect("220 ")
 		cl.cmd("EHLO trusted.example", "250 ")
 		cl.cmd("MAIL FROM:<a@example.test>", "250 ")
 		cl.cmd("RCPT TO:<someone@remote.example>", c.want)
 		cl.cmd("RCPT TO:<bob@example.test>", "250 ")
-		conn.Close()
+		cl.conn.Close()
 	}
 }
 

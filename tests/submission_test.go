@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -268,13 +267,7 @@ func TestAuthBruteForce(t *testing.T) {
 	s := newServer(t, "", "[submission]\nmax_auth_failures = 4\nauth_ban_time = \"1m\"\n")
 	s.start()
 	from := func(src string) *client {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-		conn, err := d.Dial("tcp", s.subAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		c := &client{t: t, conn: conn, r: newReader(conn)}
+		c := s.dialFrom(t, s.subAddr, src)
 		c.expect("220 ")
 		c.cmd("EHLO brute.example", "250 ")
 		c.startTLSInsecure()
@@ -510,13 +503,7 @@ func TestSubmissionHardening(t *testing.T) {
 	})
 	t.Run("other spellings of a locked name are locked too", func(t *testing.T) {
 		from := func(src string) *client {
-			dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-			conn, err := dl.Dial("tcp", s.subAddr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { conn.Close() })
-			c := &client{t: t, conn: conn, r: newReader(conn)}
+			c := s.dialFrom(t, s.subAddr, src)
 			c.expect("220 ")
 			c.cmd("EHLO a.example", "250 ")
 			return c
