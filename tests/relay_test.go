@@ -97,6 +97,19 @@ func TestRelay(t *testing.T) {
 	if strings.Contains(bounce, "Final-Recipient: rfc822; carol@remote.test") {
 		t.Error("the bounce names the delivered recipient")
 	}
+
+	// The refused address is suppressed now; the domain failure is not.
+	c = loggedIn(t, a)
+	c.cmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.cmd("RCPT TO:<nobody@remote.test>", "550 5.1.1 <nobody@remote.test> bounced on")
+	c.cmd("RCPT TO:<someone@gone.test>", "250 ")
+	c.cmd("RSET", "250 ")
+	if out := a.cli("suppression", "list"); !strings.Contains(out, "nobody@remote.test") || strings.Contains(out, "gone.test") {
+		t.Errorf("suppression list: %q", out)
+	}
+	a.cli("suppression", "del", "nobody@remote.test")
+	c.cmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.cmd("RCPT TO:<nobody@remote.test>", "250 ")
 }
 
 // TestRelayRetry: while the remote server is down the message waits in

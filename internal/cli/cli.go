@@ -62,7 +62,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.logFormat, "log-format", "", "log format: text or json (overrides log.format)")
 	pf.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log.level)")
 	root.AddCommand(a.serveCommand(), a.domainCommand(), a.userCommand(), a.aliasCommand(),
-		a.mailboxCommand(), a.exportCommand(), a.queueCommand(), a.versionCommand())
+		a.mailboxCommand(), a.exportCommand(), a.queueCommand(), a.suppressionCommand(), a.versionCommand())
 	return root
 }
 

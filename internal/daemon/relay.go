@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"mailroom/internal/config"
@@ -28,7 +29,7 @@ func startRelay(ctx context.Context, cfg *config.Config, st store.Store, backend
 	for _, i := range cfg.Queue.RetryIntervals {
 		intervals = append(intervals, i.D())
 	}
-	b := &bouncer{store: st, backend: backend, hostname: cfg.Hostname, log: log}
+	b := &bouncer{store: st, backend: backend, hostname: cfg.Hostname, log: log, suppressFor: cfg.Queue.SuppressFor.D()}
 	r := queue.New(st, d.Deliver, b.bounce, queue.Config{RetryIntervals: intervals, Expire: cfg.Queue.Expire.D(),
 		MaxConcurrent: cfg.Outbound.MaxConcurrent}, log)
 	backend.SetQueueNotifier(r.Wake)
@@ -38,13 +39,15 @@ func startRelay(ctx context.Context, cfg *config.Config, st store.Store, backend
 // bouncer sends failure reports (RFC 3464) to the senders of messages
 // that could not be delivered.
 type bouncer struct {
-	store    store.Store
-	backend  *inbound.Backend
-	hostname string
-	log      *slog.Logger
+	store       store.Store
+	backend     *inbound.Backend
+	hostname    string
+	log         *slog.Logger
+	suppressFor time.Duration // 0: no suppression list
 }
 
 func (b *bouncer) bounce(ctx context.Context, failures []queue.Failure) {
+	b.suppress(ctx, failures)
 	byMessage := map[int64][]queue.Failure{}
 	var order []int64
 	for _, f := range failures {
@@ -55,6 +58,24 @@ func (b *bouncer) bounce(ctx context.Context, failures []queue.Failure) {
 	}
 	for _, id := range order {
 		b.report(ctx, byMessage[id])
+	}
+}
+
+// suppress puts addresses a next hop refused for good (5xx replies) on the
+// suppression list; DNS failures and expiry are not about the address.
+func (b *bouncer) suppress(ctx context.Context, failures []queue.Failure) {
+	if b.suppressFor <= 0 {
+		return
+	}
+	now := time.Now()
+	for _, f := range failures {
+		if !f.Result.Permanent || !strings.HasPrefix(f.Result.Detail, "5") || f.Result.RemoteMTA == "" {
+			continue
+		}
+		sup := store.Suppression{Address: f.Entry.Recipient.Address, Reason: f.Result.Detail, Created: now, Until: now.Add(b.suppressFor)}
+		if err := b.store.Suppress(ctx, sup); err != nil {
+			b.log.Error("suppression list", "address", sup.Address, "err", err)
+		}
 	}
 }
 

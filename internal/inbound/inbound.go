@@ -127,6 +127,14 @@ func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtp
 		if to.IsLiteral() {
 			return nil, smtp.Errorf(550, "5.1.2", "Mail to address literals is not relayed: use a domain name")
 		}
+		sup, suppressed, err := b.store.Suppressed(ctx, to.String(), time.Now())
+		if err != nil {
+			return nil, tempFailure(err)
+		}
+		if suppressed {
+			return nil, smtp.Errorf(550, "5.1.1", "<%s> bounced on %s (%s) and is not tried again until %s; an administrator can lift this with 'mailroom suppression del'",
+				to, sup.Created.UTC().Format(time.DateOnly), truncateRunes(sup.Reason, 80), sup.Until.UTC().Format(time.DateOnly))
+		}
 		return store.QueuedRecipient{Address: to.String(), Domain: to.Domain, Notify: p.Notify, ORcpt: p.ORcpt}, nil
 	}
 	users, err := b.resolve(ctx, cfg, to)

@@ -35,7 +35,25 @@ type Store interface {
 	Credentials
 	Mailboxes
 	Queue
+	Suppressions
 	Close() error
+}
+
+// Suppression is an address that failed for good: outbound mail to it is
+// refused until Until, so that a dead address is not tried again and again.
+type Suppression struct {
+	Address string    `json:"address"` // lower case
+	Reason  string    `json:"reason"`
+	Created time.Time `json:"created"`
+	Until   time.Time `json:"until"`
+}
+
+// Suppressions keeps the suppression list.
+type Suppressions interface {
+	Suppress(ctx context.Context, s Suppression) error // replaces an earlier entry
+	Suppressed(ctx context.Context, address string, now time.Time) (Suppression, bool, error)
+	SuppressionList(ctx context.Context) ([]Suppression, error)
+	Unsuppress(ctx context.Context, address string) error
 }
 
 // AppPassword is a per-application secret of a user (its hash only).

@@ -110,4 +110,12 @@ CREATE TABLE queue (
 CREATE INDEX queue_due ON queue(next_attempt) WHERE state IN ('pending', 'deferred') AND held = 0;
 CREATE INDEX queue_message ON queue(message_id);
 `,
+	`
+CREATE TABLE suppressions (
+	address TEXT PRIMARY KEY,
+	reason  TEXT NOT NULL,
+	created INTEGER NOT NULL,
+	until   INTEGER NOT NULL
+);
+`,
 }

@@ -16,6 +16,7 @@ func queueTests() []test {
 		{"results move entries on, and a message all done with is removed", testQueueResults},
 		{"held entries are not due; retry makes them due; delete removes them", testQueueControls},
 		{"a message with a local copy outlives its delivered queue entries", testQueueLocalCopy},
+		{"suppressions are added, found until they end, listed and removed", testSuppressions},
 	}
 }
 
@@ -145,5 +146,31 @@ func testQueueLocalCopy(t *testing.T, s store.Store) {
 	got, _ := read(t, s, alice.ID, store.Inbox, 1)
 	if !bytes.HasSuffix(got, body) {
 		t.Error("the local copy is gone with the queue entry")
+	}
+}
+
+func testSuppressions(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := time.Now().Truncate(time.Second)
+	if err := s.Suppress(ctx, store.Suppression{Address: "Gone@Remote.example", Reason: "550 5.1.1", Created: now, Until: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	sup, ok, err := s.Suppressed(ctx, "gone@remote.example", now)
+	if err != nil || !ok || sup.Reason != "550 5.1.1" || !sup.Until.Equal(now.Add(time.Hour)) {
+		t.Errorf("Suppressed = %+v, %v, %v", sup, ok, err)
+	}
+	if _, ok, _ := s.Suppressed(ctx, "gone@remote.example", now.Add(2*time.Hour)); ok {
+		t.Error("a suppression outlives its end")
+	}
+	s.Suppress(ctx, store.Suppression{Address: "gone@remote.example", Reason: "again", Created: now, Until: now.Add(2 * time.Hour)})
+	list, err := s.SuppressionList(ctx)
+	if err != nil || len(list) != 1 || list[0].Reason != "again" {
+		t.Errorf("SuppressionList = %+v, %v", list, err)
+	}
+	if err := s.Unsuppress(ctx, "GONE@remote.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unsuppress(ctx, "gone@remote.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("removing twice: %v", err)
 	}
 }
