@@ -54,6 +54,8 @@ type server struct {
 	exited  chan struct{}
 	// serveArgs are added to "mailroom serve".
 	serveArgs []string
+	// the extra configuration of the last writeConfig
+	extraSMTP, extraTables string
 }
 
 // noDNS points the server at a loopback port where no DNS server listens,
@@ -100,6 +102,7 @@ func newServer(t *testing.T, extraSMTP string, extraTables string) *server {
 }
 
 func (s *server) writeConfig(extraSMTP, extraTables string) {
+	s.extraSMTP, s.extraTables = extraSMTP, extraTables
 	cfg := fmt.Sprintf(`hostname = "mx.example.test"
 data_dir = %q
 shutdown_timeout = "10s"
@@ -122,6 +125,29 @@ submissions = [%s]
 // start runs "mailroom serve" and waits until it accepts connections.
 func (s *server) start() {
 	s.t.Helper()
+	for try := 0; ; try++ {
+		if s.startOnce(try < 3) {
+			return
+		}
+		// A port picked by freeAddr was taken by another process before the
+		// server bound it: pick new loopback ports and try again.
+		for _, a := range []*string{&s.addr, &s.subAddr, &s.tlsAddr} {
+			if strings.HasPrefix(*a, "127.0.0.1:") {
+				*a = freeAddr(s.t)
+			}
+		}
+		s.writeConfig(s.extraSMTP, s.extraTables)
+	}
+}
+
+// startOnce runs "mailroom serve" and waits until it accepts connections;
+// it reports false when the server could not bind a port and retry is set.
+func (s *server) startOnce(retry bool) bool {
+	s.t.Helper()
+	s.mu.Lock()
+	s.stdout.Reset()
+	s.stderr.Reset()
+	s.mu.Unlock()
 	s.cmd = exec.Command(binary, append([]string{"serve", "--config", s.config, "--log-level", "debug"}, s.serveArgs...)...)
 	s.cmd.Stdout = &lockedWriter{mu: &s.mu, w: &s.stdout}
 	s.cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
@@ -135,15 +161,20 @@ func (s *server) start() {
 		c, err := net.DialTimeout("tcp", s.addr, time.Second)
 		if err == nil {
 			c.Close()
-			return
+			return true
 		}
 		select {
 		case <-s.exited:
+			if retry && strings.Contains(s.logs(), "address already in use") {
+				s.cmd = nil
+				return false
+			}
 			s.t.Fatalf("mailroom exited at start:\n%s", s.logs())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	s.t.Fatalf("mailroom did not listen on %s within 15s:\n%s", s.addr, s.logs())
+	return false
 }
 
 type lockedWriter struct {
