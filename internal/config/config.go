@@ -158,6 +158,10 @@ type Queue struct {
 	// Expire is how long a recipient may stay in the queue before it
 	// bounces.
 	Expire Duration `toml:"expire"`
+	// DelayWarning sends the sender one warning (an RFC 3464 "delayed"
+	// report) when a recipient is still waiting this long after it was
+	// queued; 0 turns warnings off.
+	DelayWarning Duration `toml:"delay_warning"`
 	// SuppressFor keeps an address that failed for good (a 5xx reply) out
 	// of outbound mail this long; 0 turns the suppression list off.
 	SuppressFor Duration `toml:"suppress_for"`
@@ -202,7 +206,7 @@ func Default() *Config {
 			ACME: ACME{Directory: "https://acme-v02.api.letsencrypt.org/directory", HTTPPort: 80}},
 		Mailbox:  Mailbox{Quota: 1 << 30},
 		Outbound: Outbound{Port: 25, MaxConcurrent: 20},
-		Queue:    Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour)},
+		Queue:    Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour)},
 		Log:      Log{Format: "text", Level: "info"},
 	}
 }

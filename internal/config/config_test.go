@@ -131,7 +131,7 @@ func TestDefaults(t *testing.T) {
 				ACME: ACME{Directory: "https://acme-v02.api.letsencrypt.org/directory", HTTPPort: 80}},
 			Mailbox:  Mailbox{Quota: 1 << 30},
 			Outbound: Outbound{Port: 25, MaxConcurrent: 20},
-			Queue:    Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour)},
+			Queue:    Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour)},
 			Log:      Log{Format: "text", Level: "info"},
 		}
 		if !reflect.DeepEqual(d, want) {

@@ -30,8 +30,9 @@ func startRelay(ctx context.Context, cfg *config.Config, st store.Store, backend
 		intervals = append(intervals, i.D())
 	}
 	b := &bouncer{store: st, backend: backend, hostname: cfg.Hostname, log: log, suppressFor: cfg.Queue.SuppressFor.D()}
+	b.expire = cfg.Queue.Expire.D()
 	r := queue.New(st, d.Deliver, b.bounce, queue.Config{RetryIntervals: intervals, Expire: cfg.Queue.Expire.D(),
-		MaxConcurrent: cfg.Outbound.MaxConcurrent}, log)
+		MaxConcurrent: cfg.Outbound.MaxConcurrent, DelayWarning: cfg.Queue.DelayWarning.D()}, log)
 	backend.SetQueueNotifier(r.Wake)
 	return r, nil
 }
@@ -44,10 +45,13 @@ type bouncer struct {
 	hostname    string
 	log         *slog.Logger
 	suppressFor time.Duration // 0: no suppression list
+	expire      time.Duration // for Will-Retry-Until in delay warnings
 }
 
 func (b *bouncer) bounce(ctx context.Context, failures []queue.Failure) {
-	b.suppress(ctx, failures)
+	if !failures[0].Delayed {
+		b.suppress(ctx, failures)
+	}
 	byMessage := map[int64][]queue.Failure{}
 	var order []int64
 	for _, f := range failures {
@@ -88,10 +92,15 @@ func (b *bouncer) report(ctx context.Context, fs []queue.Failure) {
 		b.log.Info("no bounce for a message from the null sender", "queue_id", first.QueueID)
 		return
 	}
-	r := &dsn.Report{ReportingMTA: b.hostname, To: first.MailFrom, Arrival: first.Created}
+	r := &dsn.Report{ReportingMTA: b.hostname, To: first.MailFrom, Arrival: first.Created,
+		Delayed: fs[0].Delayed, RetryUntil: first.Created.Add(b.expire)}
+	want := "FAILURE"
+	if r.Delayed {
+		want = "DELAY"
+	}
 	for _, f := range fs {
 		n := f.Entry.Recipient.Notify
-		if len(n) > 0 && !slices.Contains(n, "FAILURE") {
+		if len(n) > 0 && !slices.Contains(n, want) {
 			continue
 		}
 		r.Recipients = append(r.Recipients, dsn.Recipient{Address: f.Entry.Recipient.Address, ORcpt: f.Entry.Recipient.ORcpt,
@@ -117,7 +126,7 @@ func (b *bouncer) report(ctx context.Context, fs []queue.Failure) {
 		b.log.Error("bounce: sending the report", "queue_id", first.QueueID, "to", first.MailFrom, "err", err)
 		return
 	}
-	b.log.Info("bounce sent", "queue_id", first.QueueID, "to", first.MailFrom, "recipients", len(r.Recipients))
+	b.log.Info("delivery report sent", "queue_id", first.QueueID, "to", first.MailFrom, "recipients", len(r.Recipients), "delayed", r.Delayed)
 }
 
 // envelope reads the stored envelope of a queued message (RET, ENVID).

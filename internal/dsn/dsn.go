@@ -32,6 +32,10 @@ type Report struct {
 	Arrival      time.Time // when the original was accepted
 	Recipients   []Recipient
 	Full         bool // RET=FULL: return the whole message, else its header
+	// Delayed makes this a delay warning (Action: delayed, RFC 3464 2.3.3):
+	// the message is still being tried, until RetryUntil.
+	Delayed    bool
+	RetryUntil time.Time
 }
 
 var (
@@ -39,12 +43,17 @@ var (
 	replyRe  = regexp.MustCompile(`^[45]\d\d `)
 )
 
-// status finds the enhanced status code in a failure text, or a default.
-func status(detail string) string {
-	if m := statusRe.FindString(detail); m != "" && m[0] != '2' {
-		return "5" + m[1:] // a final failure is reported as permanent
+// status finds the enhanced status code in a failure text, or a default;
+// class 5 for a failure, 4 for a delay.
+func status(detail string, delayed bool) string {
+	class := "5"
+	if delayed {
+		class = "4"
 	}
-	return "5.0.0"
+	if m := statusRe.FindString(detail); m != "" && m[0] != '2' {
+		return class + m[1:]
+	}
+	return class + ".0.0"
 }
 
 // Write writes the report, with the original message (or its header)
@@ -56,7 +65,11 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 	b := &bytes.Buffer{}
 	fmt.Fprintf(b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", r.ReportingMTA)
 	fmt.Fprintf(b, "To: <%s>\r\n", r.To)
-	b.WriteString("Subject: Undelivered Mail Returned to Sender\r\n")
+	if r.Delayed {
+		b.WriteString("Subject: Delayed Mail (still being retried)\r\n")
+	} else {
+		b.WriteString("Subject: Undelivered Mail Returned to Sender\r\n")
+	}
 	fmt.Fprintf(b, "Date: %s\r\n", now.Format(time.RFC1123Z))
 	fmt.Fprintf(b, "Message-ID: <%s.dsn@%s>\r\n", hex.EncodeToString(rnd[:]), r.ReportingMTA)
 	b.WriteString("Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n")
@@ -64,7 +77,12 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 	b.WriteString("This is a MIME-encapsulated message.\r\n\r\n")
 
 	fmt.Fprintf(b, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", boundary)
-	fmt.Fprintf(b, "This is the mail system at %s.\r\n\r\nYour message could not be delivered to the following recipients:\r\n\r\n", r.ReportingMTA)
+	if r.Delayed {
+		fmt.Fprintf(b, "This is the mail system at %s.\r\n\r\nYour message has not been delivered yet to the following recipients.\r\nIt is still being tried until %s; you need not send it again.\r\n\r\n",
+			r.ReportingMTA, r.RetryUntil.Format(time.RFC1123Z))
+	} else {
+		fmt.Fprintf(b, "This is the mail system at %s.\r\n\r\nYour message could not be delivered to the following recipients:\r\n\r\n", r.ReportingMTA)
+	}
 	for _, rc := range r.Recipients {
 		fmt.Fprintf(b, "  <%s>: %s\r\n", rc.Address, oneLine(rc.Detail))
 	}
@@ -81,7 +99,14 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 		if rc.ORcpt != "" {
 			fmt.Fprintf(b, "Original-Recipient: %s\r\n", oneLine(strings.Replace(rc.ORcpt, ";", "; ", 1)))
 		}
-		fmt.Fprintf(b, "Final-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n", rc.Address, status(rc.Detail))
+		action := "failed"
+		if r.Delayed {
+			action = "delayed"
+		}
+		fmt.Fprintf(b, "Final-Recipient: rfc822; %s\r\nAction: %s\r\nStatus: %s\r\n", rc.Address, action, status(rc.Detail, r.Delayed))
+		if r.Delayed {
+			fmt.Fprintf(b, "Will-Retry-Until: %s\r\n", r.RetryUntil.Format(time.RFC1123Z))
+		}
 		if rc.RemoteMTA != "" {
 			fmt.Fprintf(b, "Remote-MTA: dns; %s\r\n", rc.RemoteMTA)
 		}

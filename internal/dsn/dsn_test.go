@@ -68,3 +68,20 @@ func TestReport(t *testing.T) {
 		}
 	}
 }
+
+func TestDelayReport(t *testing.T) {
+	r := &Report{ReportingMTA: "mx.example.test", To: "a@example.test", Arrival: time.Unix(0, 0), Delayed: true, RetryUntil: time.Unix(3600, 0),
+		Recipients: []Recipient{{Address: "x@remote.test", Detail: "451 4.3.0 try later", RemoteMTA: "mx.remote.test"}}}
+	var out bytes.Buffer
+	if err := r.Write(&out, strings.NewReader("Subject: s\r\n\r\nb\r\n"), time.Unix(100, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Subject: Delayed Mail", "Action: delayed", "Status: 4.3.0", "Will-Retry-Until: ", "you need not send it again"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the delay warning lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "Action: failed") {
+		t.Error("a delay warning says failed")
+	}
+}

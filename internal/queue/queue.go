@@ -25,13 +25,16 @@ type Config struct {
 	RetryIntervals []time.Duration // after attempt n, wait RetryIntervals[n-1]; the last repeats
 	Expire         time.Duration   // after this long in the queue, a recipient fails
 	MaxConcurrent  int             // deliveries at once
+	DelayWarning   time.Duration   // warn the sender once after this long in the queue; 0: never
 	BatchSize      int             // entries fetched per round
 }
 
-// Failure is a recipient that failed for good, for the bounce.
+// Failure is a recipient that failed for good (or, with Delayed, is still
+// waiting long after it was queued), for the report to the sender.
 type Failure struct {
-	Entry  store.QueueEntry
-	Result delivery.Outcome
+	Entry   store.QueueEntry
+	Result  delivery.Outcome
+	Delayed bool
 }
 
 // Runner is the queue's scheduler.
@@ -170,7 +173,7 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) {
 	outcomes := r.deliver(ctx, job)
 	now := r.now()
 	results := make([]store.QueueResult, len(entries))
-	var failed []Failure
+	var failed, delayed []Failure
 	for i, e := range entries {
 		o := outcomes[i]
 		res := store.QueueResult{ID: e.ID, Error: o.Detail}
@@ -185,6 +188,10 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) {
 			res.Error = o.Detail
 		default:
 			res.State, res.NextAttempt = store.StateDeferred, now.Add(r.backoff(e.Attempts+1))
+			if r.cfg.DelayWarning > 0 && !e.Warned && now.Sub(e.Created) >= r.cfg.DelayWarning {
+				res.Warned = true
+				delayed = append(delayed, Failure{Entry: e, Result: o, Delayed: true})
+			}
 		}
 		if res.State == store.StateFailed {
 			failed = append(failed, Failure{Entry: e, Result: o})
@@ -196,8 +203,12 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) {
 	// Bounce first, while the message is still there to quote; should
 	// recording fail, the attempt and so the bounce may come again
 	// (at least once, never lost).
-	if len(failed) > 0 && r.bounce != nil {
-		r.bounce(context.WithoutCancel(ctx), failed)
+	if r.bounce != nil {
+		for _, fs := range [][]Failure{failed, delayed} {
+			if len(fs) > 0 {
+				r.bounce(context.WithoutCancel(ctx), fs)
+			}
+		}
 	}
 	if err := r.store.RecordResults(context.WithoutCancel(ctx), results); err != nil {
 		r.log.Error("queue: recording results (the attempt will be repeated)", "queue_id", first.QueueID, "err", err)

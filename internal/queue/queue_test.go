@@ -105,3 +105,60 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestDelayWarning: a recipient still waiting after DelayWarning gets one
+// warning, not one per attempt.
+func TestDelayWarning(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m := &store.Message{QueueID: "slow", Received: time.Now().Add(-2 * time.Hour), Body: strings.NewReader("Subject: x\r\n\r\nx\r\n"),
+		Envelope: store.Envelope{MailFrom: "a@example.test"}, Remote: []store.QueuedRecipient{{Address: "x@remote.test", Domain: "remote.test"}}}
+	if err := st.Accept(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	attempts, warnings := 0, 0
+	deliver := func(context.Context, delivery.Job) []delivery.Outcome {
+		mu.Lock()
+		attempts++
+		mu.Unlock()
+		return []delivery.Outcome{{Detail: "451 4.3.0 later"}}
+	}
+	report := func(_ context.Context, fs []Failure) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, f := range fs {
+			if !f.Delayed {
+				t.Errorf("a failure report for a deferred recipient: %+v", f)
+			}
+			warnings++
+		}
+	}
+	r := New(st, deliver, report, Config{RetryIntervals: []time.Duration{50 * time.Millisecond}, Expire: 24 * time.Hour, DelayWarning: time.Hour},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go r.Run(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := attempts
+		mu.Unlock()
+		if n >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("too few attempts")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	mu.Lock()
+	defer mu.Unlock()
+	if warnings != 1 {
+		t.Errorf("%d delay warnings over %d attempts, want 1", warnings, attempts)
+	}
+}

@@ -297,7 +297,8 @@ type QueueEntry struct {
 	Created     time.Time `json:"created"`
 	MailFrom    string    `json:"mail_from"`
 	Size        int64     `json:"size"`
-	Envelope    string    `json:"-"` // the stored envelope, JSON (RET, ENVID)
+	Envelope    string    `json:"-"`                // the stored envelope, JSON (RET, ENVID)
+	Warned      bool      `json:"warned,omitempty"` // a delay warning was sent
 }
 
 // QueueResult is the outcome of one delivery attempt for one entry.
@@ -306,6 +307,7 @@ type QueueResult struct {
 	State       string    // StateDelivered, StateDeferred or StateFailed
 	NextAttempt time.Time // for StateDeferred
 	Error       string    // the reply or failure, for the record and the DSN
+	Warned      bool      // a delay warning was sent now
 }
 
 // Queue is the durable outbound queue. Entries are added by Accept

@@ -16,21 +16,21 @@ import (
 )
 
 const queueColumns = `SELECT q.id, m.queue_id, q.message_id, q.address, q.domain, q.notify, q.orcpt, q.state, q.attempts,
-	q.next_attempt, q.last_error, q.held, q.created, json_extract(m.envelope, '$.mail_from'), m.size, m.envelope
+	q.next_attempt, q.last_error, q.held, q.created, json_extract(m.envelope, '$.mail_from'), m.size, m.envelope, q.warned
 	FROM queue q JOIN messages m ON m.id = q.message_id`
 
 func scanEntry(r scanner) (store.QueueEntry, error) {
 	var e store.QueueEntry
 	var notify string
 	var next, created int64
-	var held int
+	var held, warned int
 	var from sql.NullString
 	err := r.Scan(&e.ID, &e.QueueID, &e.MessageID, &e.Recipient.Address, &e.Recipient.Domain, &notify, &e.Recipient.ORcpt,
-		&e.State, &e.Attempts, &next, &e.LastError, &held, &created, &from, &e.Size, &e.Envelope)
+		&e.State, &e.Attempts, &next, &e.LastError, &held, &created, &from, &e.Size, &e.Envelope, &warned)
 	if notify != "" {
 		e.Recipient.Notify = strings.Split(notify, ",")
 	}
-	e.NextAttempt, e.Created, e.Held, e.MailFrom = time.Unix(0, next), time.Unix(0, created), held != 0, from.String
+	e.NextAttempt, e.Created, e.Held, e.MailFrom, e.Warned = time.Unix(0, next), time.Unix(0, created), held != 0, from.String, warned != 0
 	return e, err
 }
 
@@ -80,9 +80,9 @@ func (s *Store) RecordResults(ctx context.Context, results []store.QueueResult) 
 		var msgIDs []int64
 		for _, r := range results {
 			var msgID int64
-			err := tx.QueryRow(`UPDATE queue SET state = ?, attempts = attempts + 1, next_attempt = ?, last_error = ?
+			err := tx.QueryRow(`UPDATE queue SET state = ?, attempts = attempts + 1, next_attempt = ?, last_error = ?, warned = warned OR ?
 				WHERE id = ? AND state IN ('pending', 'deferred') RETURNING message_id`,
-				r.State, r.NextAttempt.UnixNano(), r.Error, r.ID).Scan(&msgID)
+				r.State, r.NextAttempt.UnixNano(), r.Error, r.Warned, r.ID).Scan(&msgID)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue // deleted or already final meanwhile
 			}

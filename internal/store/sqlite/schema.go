@@ -118,4 +118,5 @@ CREATE TABLE suppressions (
 	until   INTEGER NOT NULL
 );
 `,
+	`ALTER TABLE queue ADD COLUMN warned INTEGER NOT NULL DEFAULT 0`,
 }
