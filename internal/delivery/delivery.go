@@ -38,7 +38,10 @@ type Recipient struct {
 type Job struct {
 	Domain     string
 	MailFrom   string
-	MailParams string // "RET=... ENVID=...", sent when the next hop offers DSN
+	Ret        string // RFC 3461 RET (FULL or HDRS), passed on when the next hop offers DSN
+	EnvID      string // RFC 3461 ENVID, likewise
+	EightBit   bool   // the message was received with BODY=8BITMIME
+	SMTPUTF8   bool   // the message needs SMTPUTF8 (RFC 6531)
 	Recipients []Recipient
 	Size       int64
 	Open       func() (io.ReadCloser, error)
@@ -143,9 +146,9 @@ func (d *Deliverer) try(ctx context.Context, job Job, host, addr string) ([]Outc
 			rcpts[i].Params = r.Params
 		}
 	}
-	params := ""
-	if dsn {
-		params = job.MailParams
+	params, err := mailParams(c, job, dsn)
+	if err != nil {
+		return all(job, Outcome{Permanent: true, Detail: err.Error(), RemoteMTA: host, TLS: tlsInfo}), true
 	}
 	body, err := job.Open()
 	if err != nil {
@@ -166,6 +169,29 @@ func (d *Deliverer) try(ctx context.Context, job Job, host, addr string) ([]Outc
 		out[i] = Outcome{Delivered: r.Code/100 == 2, Permanent: r.Code >= 500, Detail: replyText(r), RemoteMTA: host, TLS: tlsInfo}
 	}
 	return out, true
+}
+
+// mailParams writes the MAIL FROM parameters the next hop understands:
+// BODY=8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), RET and ENVID (RFC 3461).
+// A message that needs SMTPUTF8 cannot go to a hop without it.
+func mailParams(c *smtpclient.Client, job Job, dsn bool) (string, error) {
+	var p []string
+	if _, ok := c.Extension("8BITMIME"); ok && job.EightBit {
+		p = append(p, "BODY=8BITMIME")
+	}
+	if job.SMTPUTF8 {
+		if _, ok := c.Extension("SMTPUTF8"); !ok {
+			return "", errors.New("5.6.7 the next hop does not support SMTPUTF8, which this message needs")
+		}
+		p = append(p, "SMTPUTF8")
+	}
+	if dsn && job.Ret != "" {
+		p = append(p, "RET="+job.Ret)
+	}
+	if dsn && job.EnvID != "" {
+		p = append(p, "ENVID="+smtp.EncodeXtext(job.EnvID))
+	}
+	return strings.Join(p, " "), nil
 }
 
 func replyText(r *smtp.Reply) string {

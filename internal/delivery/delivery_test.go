@@ -56,11 +56,15 @@ func zoneServer(t *testing.T, zone map[string][]string) string {
 }
 
 type sink struct {
-	mu   sync.Mutex
-	msgs []string
+	mu     sync.Mutex
+	msgs   []string
+	params []smtp.MailParams
 }
 
-func (s *sink) Mail(context.Context, *smtpserver.SessionInfo, smtp.Address, smtp.MailParams) error {
+func (s *sink) Mail(_ context.Context, _ *smtpserver.SessionInfo, _ smtp.Address, p smtp.MailParams) error {
+	s.mu.Lock()
+	s.params = append(s.params, p)
+	s.mu.Unlock()
 	return nil
 }
 func (s *sink) Rcpt(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Envelope, to smtp.Address, _ smtp.RcptParams) (any, error) {
@@ -160,4 +164,16 @@ func TestDeliver(t *testing.T) {
 	if len(up.msgs) != 2 || !strings.HasSuffix(up.msgs[0], body) {
 		t.Errorf("the next hop got %q", up.msgs)
 	}
+
+	t.Run("MAIL parameters are passed on to a hop that offers them", func(t *testing.T) {
+		j := job("self.test", "x@self.test")
+		j.Ret, j.EnvID, j.EightBit, j.SMTPUTF8 = "HDRS", "env id+1", true, true
+		if out := d.Deliver(context.Background(), j); !out[0].Delivered {
+			t.Fatalf("%+v", out[0])
+		}
+		p := up.params[len(up.params)-1]
+		if p.Ret != "HDRS" || p.EnvID != "env id+1" || p.Body != "8BITMIME" || !p.SMTPUTF8 || p.Size != int64(len(body)) {
+			t.Errorf("the next hop saw %+v", p)
+		}
+	})
 }

@@ -8,6 +8,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -165,7 +166,10 @@ func (r *Runner) finish(entries []store.QueueEntry) {
 // work delivers one message to one domain and records the outcomes.
 func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) {
 	first := entries[0]
+	var env store.Envelope
+	json.Unmarshal([]byte(first.Envelope), &env)
 	job := delivery.Job{Domain: first.Recipient.Domain, MailFrom: first.MailFrom, Size: first.Size,
+		Ret: env.Ret, EnvID: env.EnvID, EightBit: env.Body == "8BITMIME", SMTPUTF8: env.SMTPUTF8,
 		Open: func() (io.ReadCloser, error) { return r.store.OpenQueued(ctx, first.MessageID) }}
 	for _, e := range entries {
 		job.Recipients = append(job.Recipients, delivery.Recipient{Address: e.Recipient.Address, Params: rcptParams(e.Recipient)})
