@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,6 +129,12 @@ print(sorted(m["Subject"] for m in md))`, md).CombinedOutput()
 		}
 	}
 
+	// On a terminal the export draws a progress bar.
+	progress := terminalScreen(t, fmt.Sprintf("%s export alice@example.test %s --config %s; sleep 5", binary, filepath.Join(dir, "tty"), s.config), "exported")
+	if !strings.Contains(progress, "] 2/2") || !strings.Contains(progress, "exported 2 messages") {
+		t.Errorf("no progress bar on a terminal:\n%s", progress)
+	}
+
 	s.cli("export", "alice@example.test", dir, "--format", "mbox")
 	mbox, _ := os.ReadFile(filepath.Join(dir, "INBOX.mbox"))
 	if !strings.HasPrefix(string(mbox), "From a@remote.example ") || !strings.Contains(string(mbox), "\n>From the start\n") {
@@ -139,6 +146,13 @@ print(sorted(m["Subject"] for m in md))`, md).CombinedOutput()
 func muttScreen(t *testing.T, maildir string) string {
 	t.Helper()
 	requireTool(t, "mutt")
+	return terminalScreen(t, "mutt -n -F /dev/null -e 'set folder="+filepath.Dir(maildir)+" spoolfile="+maildir+"' -R -f "+maildir, "Msgs:")
+}
+
+// terminalScreen runs command on a terminal (tmux) and returns the screen
+// once it shows until (or after 5 s).
+func terminalScreen(t *testing.T, command, until string) string {
+	t.Helper()
 	tmux := requireTool(t, "tmux")
 	sock := filepath.Join(t.TempDir(), "tmux.sock")
 	run := func(args ...string) string {
@@ -146,13 +160,12 @@ func muttScreen(t *testing.T, maildir string) string {
 		return string(out)
 	}
 	defer run("kill-server")
-	muttCmd := "mutt -n -F /dev/null -e 'set folder=" + filepath.Dir(maildir) + " spoolfile=" + maildir + "' -R -f " + maildir
-	run("new-session", "-d", "-x", "120", "-y", "30", muttCmd)
+	run("new-session", "-d", "-x", "120", "-y", "30", command)
 	var screen string
 	for i := 0; i < 50; i++ {
 		time.Sleep(100 * time.Millisecond)
 		screen = run("capture-pane", "-p")
-		if strings.Contains(screen, "Msgs:") {
+		if strings.Contains(screen, until) {
 			break
 		}
 	}

@@ -356,6 +356,28 @@ func (c *client) cmd(line, prefix string) string {
 	return c.expect(prefix)
 }
 
+// ehlo sends EHLO and returns the whole multiline reply as sent, CRLFs
+// included; it fails the test unless the reply is a 250.
+func (c *client) ehlo(name string) string {
+	c.t.Helper()
+	c.send("EHLO " + name + "\r\n")
+	c.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	var b strings.Builder
+	for {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("reading the EHLO reply: %v (got %q)", err, b.String()+line)
+		}
+		b.WriteString(line)
+		if !strings.HasPrefix(line, "250") {
+			c.t.Fatalf("EHLO answered %q", line)
+		}
+		if len(line) < 4 || line[3] == ' ' {
+			return b.String()
+		}
+	}
+}
+
 // closed reports whether the server closed the connection.
 func (c *client) closed() bool {
 	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))

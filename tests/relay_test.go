@@ -40,22 +40,30 @@ func startDNS(t *testing.T, zone map[string][]string) string {
 	return pc.LocalAddr().String()
 }
 
-// TestRelay: a user of one Mailroom sends to a user of another found by
-// MX in a test DNS server; the message arrives over STARTTLS, and a
-// recipient the other side refuses comes back to the sender as a DSN.
-func TestRelay(t *testing.T) {
-	// B: the remote domain's server, on its own loopback address.
-	l, err := net.Listen("tcp", "127.0.0.61:0")
+// remoteServer prepares (but does not start) another Mailroom whose SMTP
+// listener is on ip, receiving for user's domain, and returns its port.
+func remoteServer(t *testing.T, ip, user string) (*server, int) {
+	l, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	b := newServer(t, "", "")
-	b.addr = fmt.Sprintf("127.0.0.61:%d", port)
-	b.writeConfig("", "")
-	b.cli("domain", "add", "remote.test")
-	b.cliStdin("pw\n", "user", "add", "carol@remote.test", "--password-stdin")
+	s := newServer(t, "", "")
+	s.addr = fmt.Sprintf("%s:%d", ip, port)
+	s.writeConfig("", "")
+	_, domain, _ := strings.Cut(user, "@")
+	s.cli("domain", "add", domain)
+	s.cliStdin("pw\n", "user", "add", user, "--password-stdin")
+	return s, port
+}
+
+// TestRelay: a user of one Mailroom sends to a user of another found by
+// MX in a test DNS server; the message arrives over STARTTLS, and a
+// recipient the other side refuses comes back to the sender as a DSN.
+func TestRelay(t *testing.T) {
+	// B: the remote domain's server, on its own loopback address.
+	b, port := remoteServer(t, "127.0.0.61", "carol@remote.test")
 	b.start()
 
 	dnsAddr := startDNS(t, map[string][]string{
@@ -116,17 +124,7 @@ func TestRelay(t *testing.T) {
 // the queue (deferred); once it is up, the next attempt delivers it, also
 // across a restart of the sending server.
 func TestRelayRetry(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.62:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	b := newServer(t, "", "")
-	b.addr = fmt.Sprintf("127.0.0.62:%d", port)
-	b.writeConfig("", "")
-	b.cli("domain", "add", "later.test")
-	b.cliStdin("pw\n", "user", "add", "dave@later.test", "--password-stdin")
+	b, port := remoteServer(t, "127.0.0.62", "dave@later.test")
 	dnsAddr := startDNS(t, map[string][]string{"later.test. MX": {"10 mx.later.test."}, "mx.later.test. A": {"127.0.0.62"}})
 	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1s\"]\n", dnsAddr, port))
 	a.start()

@@ -57,17 +57,8 @@ func tlsSubmission(t *testing.T, s *server) (*client, *tls.ConnectionState) {
 	c.conn = tc
 	c.r.Reset(tc)
 	st := tc.ConnectionState()
-	c.send("EHLO scram.example\r\n")
-	var ehlo strings.Builder
-	for {
-		line, _ := c.r.ReadString('\n')
-		ehlo.WriteString(line)
-		if len(line) < 4 || line[3] == ' ' {
-			break
-		}
-	}
-	if !strings.Contains(ehlo.String(), "AUTH SCRAM-SHA-256 SCRAM-SHA-256-PLUS PLAIN LOGIN") {
-		t.Errorf("EHLO over TLS 1.3: %s", ehlo.String())
+	if ehlo := c.ehlo("scram.example"); !strings.Contains(ehlo, "AUTH SCRAM-SHA-256 SCRAM-SHA-256-PLUS PLAIN LOGIN") {
+		t.Errorf("EHLO over TLS 1.3: %s", ehlo)
 	}
 	return c, &st
 }

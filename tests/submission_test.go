@@ -50,17 +50,8 @@ func TestSubmissionDialogues(t *testing.T) {
 	t.Run("before TLS, AUTH is not offered and refused, and MAIL needs STARTTLS", func(t *testing.T) {
 		c := s.dialAddr(s.subAddr)
 		c.t = t
-		c.send("EHLO sub.example\r\n")
-		var ehlo strings.Builder
-		for {
-			line, _ := c.r.ReadString('\n')
-			ehlo.WriteString(line)
-			if len(line) < 4 || line[3] == ' ' {
-				break
-			}
-		}
-		if strings.Contains(ehlo.String(), "AUTH") || !strings.Contains(ehlo.String(), "STARTTLS") {
-			t.Errorf("EHLO before TLS: %s", ehlo.String())
+		if ehlo := c.ehlo("sub.example"); strings.Contains(ehlo, "AUTH") || !strings.Contains(ehlo, "STARTTLS") {
+			t.Errorf("EHLO before TLS: %s", ehlo)
 		}
 		c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "538 5.7.11")
 		c.cmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Must issue a STARTTLS")
@@ -70,17 +61,8 @@ func TestSubmissionDialogues(t *testing.T) {
 		c.t = t
 		c.cmd("EHLO sub.example", "250 ")
 		c.startTLSInsecure()
-		c.send("EHLO sub.example\r\n")
-		var ehlo strings.Builder
-		for {
-			line, _ := c.r.ReadString('\n')
-			ehlo.WriteString(line)
-			if len(line) < 4 || line[3] == ' ' {
-				break
-			}
-		}
-		if !strings.Contains(ehlo.String(), "250-AUTH SCRAM-SHA-256 SCRAM-SHA-256-PLUS PLAIN LOGIN\r\n") || strings.Contains(ehlo.String(), "STARTTLS") {
-			t.Errorf("EHLO after TLS: %s", ehlo.String())
+		if ehlo := c.ehlo("sub.example"); !strings.Contains(ehlo, "250-AUTH SCRAM-SHA-256 SCRAM-SHA-256-PLUS PLAIN LOGIN\r\n") || strings.Contains(ehlo, "STARTTLS") {
+			t.Errorf("EHLO after TLS: %s", ehlo)
 		}
 		c.cmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
 	})

@@ -86,16 +86,7 @@ func (c *client) startTLS(pool *x509.CertPool) *tls.ConnectionState {
 func TestStartTLS(t *testing.T) {
 	s, pool, _ := newTLSServer(t)
 	c := s.dial()
-	c.send("EHLO client.example\r\n")
-	var sawStartTLS bool
-	for {
-		line, _ := c.r.ReadString('\n')
-		sawStartTLS = sawStartTLS || strings.Contains(line, "STARTTLS")
-		if len(line) < 4 || line[3] == ' ' {
-			break
-		}
-	}
-	if !sawStartTLS {
+	if !strings.Contains(c.ehlo("client.example"), "STARTTLS") {
 		t.Fatal("EHLO does not offer STARTTLS although a certificate is configured")
 	}
 	c.cmd("STARTTLS", "220 2.0.0")

@@ -211,5 +211,5 @@ func (s *Server) sessionList() []*session {
 	return list
 }
 
-// NewBufferedSpool returns a spool for one message, sized for cfg.
+// newSpool returns the spool for one message's data.
 func newSpool(cfg *Config) *spool.Spool { return spool.New(cfg.SpoolDir, 0) }
