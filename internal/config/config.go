@@ -148,6 +148,47 @@ type Outbound struct {
 	Port int `toml:"port"`
 	// MaxConcurrent bounds deliveries under way at once.
 	MaxConcurrent int `toml:"max_concurrent"`
+	// MaxPerDestination bounds deliveries under way at once to one domain.
+	MaxPerDestination int `toml:"max_per_destination"`
+	// RateLimits caps messages per minute per recipient domain; "*" is
+	// every domain not listed.
+	RateLimits map[string]float64 `toml:"rate_limits"`
+	// ConnectionCacheTime keeps a connection open after a message for the
+	// next one to the same destination; 0 turns reuse off.
+	ConnectionCacheTime Duration `toml:"connection_cache_time"`
+	// Relay routes mail for some domains (or all) through smart hosts.
+	Relay []Relay `toml:"relay"`
+	// Pool makes the connections for some senders from chosen local
+	// addresses (IP pools).
+	Pool []Pool `toml:"pool"`
+}
+
+// Relay is a smart host: an upstream server that takes the mail for some
+// recipient domains, with TLS and a login.
+type Relay struct {
+	// Domains are the recipient domains it takes; "*" for every other.
+	Domains []string `toml:"domains"`
+	Host    string   `toml:"host"`
+	// Port defaults to 587 for "starttls", 465 for "implicit", 25 for "none".
+	Port int `toml:"port"`
+	// TLS is "starttls" (required, certificate checked), "implicit" (TLS
+	// on connect, port 465) or "none" (plaintext, no login).
+	TLS string `toml:"tls"`
+	// CAFile adds certificate authorities (PEM) to check the host with.
+	CAFile   string `toml:"ca_file"`
+	Username string `toml:"username"`
+	// PasswordFile holds the password (its first line), kept out of the
+	// configuration file.
+	PasswordFile string `toml:"password_file"`
+}
+
+// Pool is a set of local addresses that the outbound connections for
+// some senders are made from.
+type Pool struct {
+	Name      string `toml:"name"`
+	Addresses []IP   `toml:"addresses"`
+	// Senders are sender addresses or domains; "*" for every other.
+	Senders []string `toml:"senders"`
 }
 
 // Queue configures retries of the outbound queue.
@@ -205,7 +246,7 @@ func Default() *Config {
 		TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second),
 			ACME: ACME{Directory: "https://acme-v02.api.letsencrypt.org/directory", HTTPPort: 80}},
 		Mailbox:  Mailbox{Quota: 1 << 30},
-		Outbound: Outbound{Port: 25, MaxConcurrent: 20},
+		Outbound: Outbound{Port: 25, MaxConcurrent: 100, MaxPerDestination: 20, ConnectionCacheTime: Duration(5 * time.Second)},
 		Queue:    Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour)},
 		Log:      Log{Format: "text", Level: "info"},
 	}
@@ -338,6 +379,8 @@ func (c *Config) validate() error {
 		{c.TLS.ReloadInterval.D() >= time.Second, "tls.reload_interval: must be at least 1s"},
 		{c.Outbound.Port > 0 && c.Outbound.Port < 65536, "outbound.port: must be a port number (25 in production)"},
 		{c.Outbound.MaxConcurrent >= 1, "outbound.max_concurrent: must be at least 1"},
+		{c.Outbound.MaxPerDestination >= 1, "outbound.max_per_destination: must be at least 1"},
+		{c.Outbound.ConnectionCacheTime.D() >= 0, "outbound.connection_cache_time: must be 0 (no reuse) or more"},
 		{len(c.Queue.RetryIntervals) > 0 && slices.IndexFunc(c.Queue.RetryIntervals, func(d Duration) bool { return d.D() < time.Second }) < 0,
 			"queue.retry_intervals: give at least one interval, each at least 1s"},
 		{c.Queue.Expire.D() >= time.Minute, "queue.expire: must be at least 1m"},
@@ -353,6 +396,9 @@ func (c *Config) validate() error {
 		{c.TLS.KeyFile == "" || c.TLS.CertFile != "", "tls.key_file: cert_file must be given with it"},
 		{c.Log.Format == "text" || c.Log.Format == "json", `log.format: must be "text" or "json"`},
 		{validLevel(c.Log.Level), `log.level: must be "debug", "info", "warn" or "error"`},
+	}
+	if err := c.Outbound.validate(); err != nil {
+		return err
 	}
 	for _, ch := range checks {
 		if !ch.ok {

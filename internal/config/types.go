@@ -126,3 +126,19 @@ func (p Prefix) MarshalText() ([]byte, error) { return []byte(netip.Prefix(p).St
 
 // Contains reports whether the network contains ip.
 func (p Prefix) Contains(ip netip.Addr) bool { return netip.Prefix(p).Contains(ip.Unmap()) }
+
+// IP is an IPv4 or IPv6 address.
+type IP netip.Addr
+
+// UnmarshalText parses "192.0.2.25" or "2001:db8::25".
+func (a *IP) UnmarshalText(b []byte) error {
+	v, err := netip.ParseAddr(string(b))
+	if err != nil || v.Zone() != "" {
+		return fmt.Errorf("%q is not an IP address: write it like \"192.0.2.25\" or \"2001:db8::25\"", b)
+	}
+	*a = IP(v.Unmap())
+	return nil
+}
+
+// MarshalText writes the address.
+func (a IP) MarshalText() ([]byte, error) { return []byte(netip.Addr(a).String()), nil }

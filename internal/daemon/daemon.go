@@ -90,12 +90,12 @@ func Run(ctx context.Context, opts Options) error {
 	icfg := inboundConfig(cfg)
 	icfg.Secret = secret
 	backend := inbound.New(st, icfg, log)
-	relay, err := startRelay(ctx, cfg, st, backend, log)
+	runRelay, err := startRelay(cfg, st, backend, log)
 	if err != nil {
 		return err
 	}
 	relayDone := make(chan struct{})
-	go func() { relay.Run(ctx); close(relayDone) }()
+	go func() { runRelay(ctx); close(relayDone) }()
 	defer func() { cancel(); <-relayDone }() // before the store closes
 	srv := smtpserver.New(smtpCfg, backend, log)
 

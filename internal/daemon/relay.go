@@ -3,8 +3,13 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -18,23 +23,78 @@ import (
 	"mailroom/internal/store"
 )
 
-// startRelay starts the outbound queue's scheduler; it runs until ctx ends.
-func startRelay(ctx context.Context, cfg *config.Config, st store.Store, backend *inbound.Backend, log *slog.Logger) (*queue.Runner, error) {
+// startRelay prepares the outbound queue's scheduler and returns a
+// function that runs it until ctx ends.
+func startRelay(cfg *config.Config, st store.Store, backend *inbound.Backend, log *slog.Logger) (func(context.Context), error) {
 	resolver, err := dns.New(cfg.DNS.Resolver.String())
 	if err != nil {
 		return nil, err
 	}
-	d := delivery.New(delivery.Config{LocalName: cfg.Hostname, Port: cfg.Outbound.Port, Timeout: 5 * time.Minute}, resolver)
+	dcfg := delivery.Config{LocalName: cfg.Hostname, Port: cfg.Outbound.Port, Timeout: 5 * time.Minute, IdleTime: cfg.Outbound.ConnectionCacheTime.D()}
+	if dcfg.IdleTime == 0 {
+		dcfg.IdleTime = -1 // 0 in the configuration turns reuse off
+	}
+	if dcfg.Relays, err = relays(cfg.Outbound.Relay); err != nil {
+		return nil, err
+	}
+	for _, p := range cfg.Outbound.Pool {
+		sp := delivery.SourcePool{Name: p.Name, Senders: p.Senders}
+		for _, a := range p.Addresses {
+			sp.Addrs = append(sp.Addrs, netip.Addr(a))
+		}
+		dcfg.Pools = append(dcfg.Pools, sp)
+	}
+	d := delivery.New(dcfg, resolver)
 	var intervals []time.Duration
 	for _, i := range cfg.Queue.RetryIntervals {
 		intervals = append(intervals, i.D())
 	}
 	b := &bouncer{store: st, backend: backend, hostname: cfg.Hostname, log: log, suppressFor: cfg.Queue.SuppressFor.D()}
 	b.expire = cfg.Queue.Expire.D()
-	r := queue.New(st, d.Deliver, b.bounce, queue.Config{RetryIntervals: intervals, Expire: cfg.Queue.Expire.D(),
-		MaxConcurrent: cfg.Outbound.MaxConcurrent, DelayWarning: cfg.Queue.DelayWarning.D()}, log)
+	r := queue.New(st, d.Deliver, b.notify, queue.Config{RetryIntervals: intervals, Expire: cfg.Queue.Expire.D(),
+		MaxConcurrent: cfg.Outbound.MaxConcurrent, MaxPerDestination: cfg.Outbound.MaxPerDestination,
+		RateLimits: cfg.Outbound.RateLimits, DelayWarning: cfg.Queue.DelayWarning.D()}, log)
 	backend.SetQueueNotifier(r.Wake)
-	return r, nil
+	return func(ctx context.Context) {
+		r.Run(ctx)
+		d.Close()
+	}, nil
+}
+
+// relays turns the configured smart hosts into routes, reading their
+// certificate authorities and passwords.
+func relays(cfgs []config.Relay) ([]delivery.Relay, error) {
+	var out []delivery.Relay
+	for i, c := range cfgs {
+		r := delivery.Relay{Domains: c.Domains, Host: c.Host, Port: c.Port, ImplicitTLS: c.TLS == "implicit", Username: c.Username}
+		if c.TLS != "none" {
+			r.TLS = &tls.Config{ServerName: c.Host, MinVersion: tls.VersionTLS12}
+			if c.CAFile != "" {
+				pem, err := os.ReadFile(c.CAFile)
+				if err != nil {
+					return nil, fmt.Errorf("outbound.relay[%d].ca_file: %w", i, err)
+				}
+				pool, err := x509.SystemCertPool()
+				if err != nil {
+					pool = x509.NewCertPool()
+				}
+				if !pool.AppendCertsFromPEM(pem) {
+					return nil, fmt.Errorf("outbound.relay[%d].ca_file: %s holds no PEM certificate", i, c.CAFile)
+				}
+				r.TLS.RootCAs = pool
+			}
+		}
+		if c.PasswordFile != "" {
+			pw, err := os.ReadFile(c.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("outbound.relay[%d].password_file: %w (make it readable by the user mailroom runs as)", i, err)
+			}
+			r.Password, _, _ = strings.Cut(string(pw), "\n")
+			r.Password = strings.TrimSuffix(r.Password, "\r")
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // bouncer sends failure reports (RFC 3464) to the senders of messages
@@ -48,11 +108,11 @@ type bouncer struct {
 	expire      time.Duration // for Will-Retry-Until in delay warnings
 }
 
-func (b *bouncer) bounce(ctx context.Context, failures []queue.Failure) {
-	if !failures[0].Delayed {
+func (b *bouncer) notify(ctx context.Context, failures []queue.Notice) {
+	if failures[0].Action == dsn.Failed {
 		b.suppress(ctx, failures)
 	}
-	byMessage := map[int64][]queue.Failure{}
+	byMessage := map[int64][]queue.Notice{}
 	var order []int64
 	for _, f := range failures {
 		if byMessage[f.Entry.MessageID] == nil {
@@ -67,7 +127,7 @@ func (b *bouncer) bounce(ctx context.Context, failures []queue.Failure) {
 
 // suppress puts addresses a next hop refused for good (5xx replies) on the
 // suppression list; DNS failures and expiry are not about the address.
-func (b *bouncer) suppress(ctx context.Context, failures []queue.Failure) {
+func (b *bouncer) suppress(ctx context.Context, failures []queue.Notice) {
 	if b.suppressFor <= 0 {
 		return
 	}
@@ -83,28 +143,24 @@ func (b *bouncer) suppress(ctx context.Context, failures []queue.Failure) {
 	}
 }
 
-// report writes and sends one report for the failed recipients of one
-// message. Never for a bounce (null sender), and not for recipients whose
-// NOTIFY excludes failures (RFC 3461 4.1).
-func (b *bouncer) report(ctx context.Context, fs []queue.Failure) {
+// report writes and sends one report for recipients of one message.
+// Never for a bounce (null sender), and only for recipients whose NOTIFY
+// asks for it (RFC 3461 4.1: no NOTIFY means failures and delays).
+func (b *bouncer) report(ctx context.Context, fs []queue.Notice) {
 	first := fs[0].Entry
 	if first.MailFrom == "" {
 		b.log.Info("no bounce for a message from the null sender", "queue_id", first.QueueID)
 		return
 	}
 	r := &dsn.Report{ReportingMTA: b.hostname, To: first.MailFrom, Arrival: first.Created,
-		Delayed: fs[0].Delayed, RetryUntil: first.Created.Add(b.expire)}
-	want := "FAILURE"
-	if r.Delayed {
-		want = "DELAY"
-	}
+		Action: fs[0].Action, RetryUntil: first.Created.Add(b.expire)}
+	want := map[string]string{dsn.Failed: "FAILURE", dsn.Delayed: "DELAY", dsn.Relayed: "SUCCESS"}[r.Action]
 	for _, f := range fs {
 		n := f.Entry.Recipient.Notify
-		if len(n) > 0 && !slices.Contains(n, want) {
-			continue
+		if len(n) == 0 && want != "SUCCESS" || slices.Contains(n, want) {
+			r.Recipients = append(r.Recipients, dsn.Recipient{Address: f.Entry.Recipient.Address, ORcpt: f.Entry.Recipient.ORcpt,
+				Detail: f.Result.Detail, RemoteMTA: f.Result.RemoteMTA})
 		}
-		r.Recipients = append(r.Recipients, dsn.Recipient{Address: f.Entry.Recipient.Address, ORcpt: f.Entry.Recipient.ORcpt,
-			Detail: f.Result.Detail, RemoteMTA: f.Result.RemoteMTA})
 	}
 	if len(r.Recipients) == 0 {
 		return
@@ -126,7 +182,7 @@ func (b *bouncer) report(ctx context.Context, fs []queue.Failure) {
 		b.log.Error("bounce: sending the report", "queue_id", first.QueueID, "to", first.MailFrom, "err", err)
 		return
 	}
-	b.log.Info("delivery report sent", "queue_id", first.QueueID, "to", first.MailFrom, "recipients", len(r.Recipients), "delayed", r.Delayed)
+	b.log.Info("delivery report sent", "queue_id", first.QueueID, "to", first.MailFrom, "recipients", len(r.Recipients), "action", r.Action)
 }
 
 // envelope reads the stored envelope of a queued message (RET, ENVID).

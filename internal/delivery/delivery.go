@@ -12,8 +12,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"mailroom/internal/dns"
@@ -26,6 +27,32 @@ type Config struct {
 	LocalName string        // our hostname, for EHLO
 	Port      int           // the next hop's port: 25, or a test port
 	Timeout   time.Duration // per SMTP reply
+	// IdleTime keeps a connection open this long after a message, for the
+	// next one to the same destination; 0 means 5 seconds, < 0 never.
+	IdleTime time.Duration
+	Relays   []Relay      // smart hosts, by recipient domain
+	Pools    []SourcePool // source addresses, by sender
+}
+
+// Relay sends the mail for some recipient domains through an upstream
+// server (a smart host) instead of to their MX hosts.
+type Relay struct {
+	Domains     []string // recipient domains, lower case; "*" for every other
+	Host        string   // name (resolved with A/AAAA) or IP address
+	Port        int
+	ImplicitTLS bool        // TLS on connect (port 465) rather than STARTTLS
+	TLS         *tls.Config // required when set (certificate checked); nil: plaintext
+	Username    string      // AUTH PLAIN/LOGIN when set
+	Password    string
+}
+
+// SourcePool is a set of local addresses that outbound connections for
+// some senders are made from (an IP pool, the "dedicated IP" of bulk
+// senders); connections take its addresses in turn.
+type SourcePool struct {
+	Name    string
+	Addrs   []netip.Addr
+	Senders []string // sender addresses or domains, lower case; "*" for every other
 }
 
 // Recipient is one recipient to deliver, with DSN parameters in wire form.
@@ -54,12 +81,15 @@ type Outcome struct {
 	Detail    string // the reply or error, for the record and the DSN
 	RemoteMTA string // the host that answered, if any
 	TLS       string // "TLS1.3 ..." or "" for plaintext
+	DSN       bool   // the next hop took DSN parameters (RFC 3461 5.2)
 }
 
 // Deliverer delivers jobs.
 type Deliverer struct {
 	cfg      Config
 	resolver *dns.Resolver
+	pool     *pool
+	turns    map[string]*atomic.Uint32 // per source pool: the next address to use
 }
 
 // New returns a deliverer asking r for routes.
@@ -67,36 +97,134 @@ func New(cfg Config, r *dns.Resolver) *Deliverer {
 	if cfg.Port == 0 {
 		cfg.Port = 25
 	}
-	return &Deliverer{cfg: cfg, resolver: r}
+	if cfg.IdleTime == 0 {
+		cfg.IdleTime = 5 * time.Second
+	}
+	turns := map[string]*atomic.Uint32{}
+	for _, p := range cfg.Pools {
+		turns[p.Name] = new(atomic.Uint32)
+	}
+	return &Deliverer{cfg: cfg, resolver: r, pool: newPool(cfg.IdleTime, 5*time.Minute, 1000), turns: turns}
 }
 
-// Deliver tries the job's exchangers in order and returns one outcome per
-// recipient, in order.
+// Close ends the connections kept open for reuse.
+func (d *Deliverer) Close() { d.pool.close() }
+
+// Deliver sends the job over a connection kept from an earlier message to
+// the same destination, or else tries the job's exchangers (or its smart
+// host) in order. It returns one outcome per recipient, in order.
 func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
-	mxs, err := d.resolver.LookupMX(ctx, job.Domain)
-	if err != nil {
+	relay, src := d.relayFor(job.Domain), d.poolFor(job.MailFrom)
+	key := job.Domain
+	if relay != nil {
+		key = "relay " + relay.Host
+	}
+	if src != nil {
+		key += " from " + src.Name
+	}
+	for c := d.pool.get(key); c != nil; c = d.pool.get(key) {
+		if out, ok := d.send(ctx, c, job, key, true); ok {
+			return out
+		}
+	}
+	var mxs []dns.MX
+	var err error
+	if relay != nil {
+		mxs = []dns.MX{{Host: relay.Host}}
+	} else if mxs, err = d.resolver.LookupMX(ctx, job.Domain); err != nil {
 		return all(job, routeFailure(job.Domain, err))
 	}
-	last := Outcome{Detail: "no mail exchanger could be reached"}
+	last := Outcome{Detail: "4.4.1 no mail exchanger could be reached"}
 	for _, mx := range mxs {
-		ips, err := d.resolver.LookupIP(ctx, mx.Host)
+		ips, err := d.lookupIP(ctx, mx.Host)
 		if err != nil {
 			last = routeFailure(mx.Host, err)
-			if mx.Implicit && last.Permanent {
+			if (mx.Implicit || relay != nil) && last.Permanent {
 				return all(job, last) // the domain itself has no address
 			}
 			last.Permanent = false // another exchanger may do
 			continue
 		}
 		for _, ip := range ips {
-			out, done := d.try(ctx, job, mx.Host, net.JoinHostPort(ip.String(), strconv.Itoa(d.cfg.Port)))
-			if done {
-				return out
+			c, err := d.dial(ctx, mx.Host, ip, relay, src)
+			if err != nil {
+				last = Outcome{Detail: describe(err), RemoteMTA: mx.Host}
+				var e *smtpclient.Error
+				if relay != nil && errors.As(err, &e) && e.Stage == "auth" && e.Reply != nil && e.Reply.Permanent() {
+					last.Detail = "4.7.0 the smart host refused our credentials: " + last.Detail
+				}
+				continue
 			}
-			last = out[0]
+			out, _ := d.send(ctx, c, job, key, false)
+			return out
 		}
 	}
 	return all(job, last)
+}
+
+// lookupIP resolves a host name, or takes an address literal as is.
+func (d *Deliverer) lookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip}, nil
+	}
+	return d.resolver.LookupIP(ctx, host)
+}
+
+// relayFor returns the smart host for a recipient domain, or nil.
+func (d *Deliverer) relayFor(domain string) *Relay {
+	var def *Relay
+	for i := range d.cfg.Relays {
+		r := &d.cfg.Relays[i]
+		for _, x := range r.Domains {
+			if x == domain {
+				return r
+			}
+			if x == "*" && def == nil {
+				def = r
+			}
+		}
+	}
+	return def
+}
+
+// poolFor returns the source pool for a sender, or nil.
+func (d *Deliverer) poolFor(sender string) *SourcePool {
+	sender = strings.ToLower(sender)
+	_, domain, _ := strings.Cut(sender, "@")
+	var byDomain, def *SourcePool
+	for i := range d.cfg.Pools {
+		p := &d.cfg.Pools[i]
+		for _, x := range p.Senders {
+			switch {
+			case x == sender && sender != "":
+				return p
+			case x == domain && domain != "" && byDomain == nil:
+				byDomain = p
+			case x == "*" && def == nil:
+				def = p
+			}
+		}
+	}
+	if byDomain != nil {
+		return byDomain
+	}
+	return def
+}
+
+// source picks the pool's next address of ip's family; ok is false when
+// the pool has none (the destination address is then skipped).
+func (d *Deliverer) source(p *SourcePool, ip netip.Addr) (netip.Addr, bool) {
+	v4 := ip.Unmap().Is4()
+	var fit []netip.Addr
+	for _, a := range p.Addrs {
+		if a.Unmap().Is4() == v4 {
+			fit = append(fit, a)
+		}
+	}
+	if len(fit) == 0 {
+		return netip.Addr{}, false
+	}
+	return fit[int(d.turns[p.Name].Add(1)-1)%len(fit)], true
 }
 
 // routeFailure describes a DNS failure; NXDOMAIN and Null MX are permanent.
@@ -120,25 +248,44 @@ func all(job Job, o Outcome) []Outcome {
 	return out
 }
 
-// try delivers through one address; done is false when the next address
-// should be tried (connection failure, 4xx greeting).
-func (d *Deliverer) try(ctx context.Context, job Job, host, addr string) ([]Outcome, bool) {
-	c, err := smtpclient.Dial(ctx, addr, smtpclient.Options{
+// dial connects to one address of a next hop: an MX host with
+// opportunistic TLS, or a smart host with the TLS and login it requires.
+func (d *Deliverer) dial(ctx context.Context, host string, ip netip.Addr, relay *Relay, src *SourcePool) (*conn, error) {
+	opts := smtpclient.Options{
 		LocalName: d.cfg.LocalName,
 		// Opportunistic TLS to MX hosts: encrypt whenever offered; the
 		// certificate is not checked (RFC 7435), as MTA-STS/DANE come later.
 		TLS:     &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
 		Timeout: d.cfg.Timeout,
-	})
-	if err != nil {
-		return []Outcome{{Detail: describe(err), RemoteMTA: host}}, false
 	}
-	defer c.Close()
+	port := d.cfg.Port
+	if relay != nil {
+		port, opts.TLS, opts.RequireTLS = relay.Port, relay.TLS, relay.TLS != nil
+		opts.ImplicitTLS, opts.Username, opts.Password = relay.ImplicitTLS, relay.Username, relay.Password
+	}
+	if src != nil {
+		a, ok := d.source(src, ip)
+		if !ok {
+			return nil, &smtpclient.Error{Stage: "connect", Err: fmt.Errorf("source pool %q has no address for %s", src.Name, ip)}
+		}
+		opts.Dialer = &net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: a.AsSlice()}}
+	}
+	c, err := smtpclient.Dial(ctx, netip.AddrPortFrom(ip, uint16(port)).String(), opts)
+	if err != nil {
+		return nil, err
+	}
 	tlsInfo := ""
 	if c.TLS != nil {
 		tlsInfo = tls.VersionName(c.TLS.Version) + " " + tls.CipherSuiteName(c.TLS.CipherSuite)
 	}
-	_, dsn := c.Extension("DSN")
+	return &conn{c: c, host: host, tls: tlsInfo, born: time.Now()}, nil
+}
+
+// send runs one transaction on c and keeps c for the next message when it
+// is still good. ok is false when a kept connection turned out closed
+// before it took anything: the caller then opens a new one.
+func (d *Deliverer) send(ctx context.Context, c *conn, job Job, key string, kept bool) (out []Outcome, ok bool) {
+	_, dsn := c.c.Extension("DSN")
 	rcpts := make([]smtpclient.Rcpt, len(job.Recipients))
 	for i, r := range job.Recipients {
 		rcpts[i] = smtpclient.Rcpt{Addr: r.Address}
@@ -146,27 +293,41 @@ func (d *Deliverer) try(ctx context.Context, job Job, host, addr string) ([]Outc
 			rcpts[i].Params = r.Params
 		}
 	}
-	params, err := mailParams(c, job, dsn)
+	params, err := mailParams(c.c, job, dsn)
 	if err != nil {
-		return all(job, Outcome{Permanent: true, Detail: err.Error(), RemoteMTA: host, TLS: tlsInfo}), true
+		d.pool.put(key, c)
+		return all(job, Outcome{Permanent: true, Detail: err.Error(), RemoteMTA: c.host, TLS: c.tls}), true
 	}
 	body, err := job.Open()
 	if err != nil {
+		d.pool.put(key, c)
 		return all(job, Outcome{Detail: "4.3.0 local error reading the message: " + err.Error()}), true
 	}
 	defer body.Close()
-	res, err := c.Send(ctx, job.MailFrom, params, rcpts, body, job.Size)
+	res, err := c.c.Send(ctx, job.MailFrom, params, rcpts, body, job.Size)
 	if err != nil {
 		var e *smtpclient.Error
-		o := Outcome{Detail: describe(err), RemoteMTA: host, TLS: tlsInfo}
-		if errors.As(err, &e) && e.Reply != nil {
+		errors.As(err, &e)
+		if e != nil && e.Stage == "mail" && (e.Reply == nil || e.Reply.Code == 421) {
+			go c.c.Close()
+			if kept {
+				return nil, false // closed while idle: nothing was sent
+			}
+		} else if e != nil && e.Stage == "mail" && e.Reply != nil {
+			d.pool.put(key, c) // MAIL refused; the session goes on
+		} else {
+			go c.c.Close()
+		}
+		o := Outcome{Detail: describe(err), RemoteMTA: c.host, TLS: c.tls}
+		if e != nil && e.Reply != nil {
 			o.Permanent = e.Reply.Permanent()
 		}
 		return all(job, o), true
 	}
-	out := make([]Outcome, len(job.Recipients))
+	d.pool.put(key, c)
+	out = make([]Outcome, len(job.Recipients))
 	for i, r := range res.Rcpts {
-		out[i] = Outcome{Delivered: r.Code/100 == 2, Permanent: r.Code >= 500, Detail: replyText(r), RemoteMTA: host, TLS: tlsInfo}
+		out[i] = Outcome{Delivered: r.Code/100 == 2, Permanent: r.Code >= 500, Detail: replyText(r), RemoteMTA: c.host, TLS: c.tls, DSN: dsn}
 	}
 	return out, true
 }

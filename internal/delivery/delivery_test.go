@@ -8,10 +8,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,14 +58,18 @@ func zoneServer(t *testing.T, zone map[string][]string) string {
 }
 
 type sink struct {
-	mu     sync.Mutex
-	msgs   []string
-	params []smtp.MailParams
+	mu       sync.Mutex
+	msgs     []string
+	params   []smtp.MailParams
+	sessions []string         // session ID per transaction
+	remotes  []netip.AddrPort // client address per transaction
 }
 
-func (s *sink) Mail(_ context.Context, _ *smtpserver.SessionInfo, _ smtp.Address, p smtp.MailParams) error {
+func (s *sink) Mail(_ context.Context, si *smtpserver.SessionInfo, _ smtp.Address, p smtp.MailParams) error {
 	s.mu.Lock()
 	s.params = append(s.params, p)
+	s.sessions = append(s.sessions, si.ID)
+	s.remotes = append(s.remotes, si.Remote)
 	s.mu.Unlock()
 	return nil
 }
@@ -176,4 +182,94 @@ func TestDeliver(t *testing.T) {
 			t.Errorf("the next hop saw %+v", p)
 		}
 	})
+}
+
+func testJob(domain, from string, rcpts ...string) Job {
+	body := "Subject: hi\r\n\r\nhello\r\n"
+	j := Job{Domain: domain, MailFrom: from, Size: int64(len(body)),
+		Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
+	for _, a := range rcpts {
+		j.Recipients = append(j.Recipients, Recipient{Address: a})
+	}
+	return j
+}
+
+// TestReuse: messages to one destination share a connection while it is
+// kept; one the next hop closed while idle is replaced without a failure;
+// with reuse off every message has its own.
+func TestReuse(t *testing.T) {
+	port := freePort(t)
+	up := hop(t, "127.0.0.43", port)
+	dnsAddr := zoneServer(t, map[string][]string{"reuse.test. A": {"127.0.0.43"}})
+	r, _ := dns.New(dnsAddr)
+	deliverAll := func(d *Deliverer, n int) {
+		for i := range n {
+			if out := d.Deliver(context.Background(), testJob("reuse.test", "a@example.test", fmt.Sprintf("u%d@reuse.test", i))); !out[0].Delivered {
+				t.Fatalf("message %d: %+v", i, out[0])
+			}
+		}
+	}
+	sessions := func() map[string]int {
+		up.mu.Lock()
+		defer up.mu.Unlock()
+		m := map[string]int{}
+		for _, s := range up.sessions {
+			m[s]++
+		}
+		up.sessions = nil
+		return m
+	}
+
+	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second, IdleTime: time.Minute}, r)
+	deliverAll(d, 5)
+	if s := sessions(); len(s) != 1 {
+		t.Errorf("5 messages in a row took %d connections, want 1: %v", len(s), s)
+	}
+	// The hop goes away and comes back: the kept connection is dead.
+	d.pool.mu.Lock()
+	for _, cs := range d.pool.idle {
+		for _, c := range cs {
+			c.c.Close()
+		}
+	}
+	d.pool.mu.Unlock()
+	deliverAll(d, 2)
+	if s := sessions(); len(s) != 1 {
+		t.Errorf("after the kept connection closed: %d connections, want 1 new one: %v", len(s), s)
+	}
+	d.Close()
+
+	off := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second, IdleTime: -1}, r)
+	deliverAll(off, 3)
+	if s := sessions(); len(s) != 3 {
+		t.Errorf("with reuse off, 3 messages took %d connections: %v", len(s), s)
+	}
+}
+
+// TestSourcePools: connections for a sender in a pool come from the
+// pool's addresses in turn; other senders use the default pool.
+func TestSourcePools(t *testing.T) {
+	port := freePort(t)
+	up := hop(t, "127.0.0.44", port)
+	dnsAddr := zoneServer(t, map[string][]string{"pools.test. A": {"127.0.0.44"}})
+	r, _ := dns.New(dnsAddr)
+	addr := netip.MustParseAddr
+	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second, IdleTime: -1, Pools: []SourcePool{
+		{Name: "bulk", Addrs: []netip.Addr{addr("127.0.0.45"), addr("127.0.0.46"), addr("::1")}, Senders: []string{"news.example.test"}},
+		{Name: "vip", Addrs: []netip.Addr{addr("127.0.0.47")}, Senders: []string{"ceo@news.example.test"}},
+		{Name: "rest", Addrs: []netip.Addr{addr("127.0.0.48")}, Senders: []string{"*"}},
+	}}, r)
+	for _, from := range []string{"letter@news.example.test", "Letter@News.example.test", "ceo@news.example.test", "bob@example.test", ""} {
+		if out := d.Deliver(context.Background(), testJob("pools.test", from, "x@pools.test")); !out[0].Delivered {
+			t.Fatalf("from %q: %+v", from, out[0])
+		}
+	}
+	var got []string
+	for _, a := range up.remotes {
+		got = append(got, a.Addr().String())
+	}
+	want := []string{"127.0.0.45", "127.0.0.46", "127.0.0.47", "127.0.0.48", "127.0.0.48"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("connections came from %v, want %v", got, want)
+	}
 }

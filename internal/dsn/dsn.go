@@ -24,52 +24,77 @@ type Recipient struct {
 	RemoteMTA string // the host that answered, or ""
 }
 
-// Report is a failure report for one message.
+// Actions (RFC 3464 2.3.3): what happened to the recipients of a report.
+const (
+	Failed    = "failed"    // not delivered, and never will be
+	Delayed   = "delayed"   // not delivered yet, still being tried
+	Delivered = "delivered" // delivered to a mailbox here
+	Relayed   = "relayed"   // handed to a next hop that does not send DSNs
+)
+
+// Report is a delivery status notification for one message.
 type Report struct {
 	ReportingMTA string    // our hostname
 	To           string    // the original envelope sender
 	EnvID        string    // RFC 3461 ENVID, or ""
 	Arrival      time.Time // when the original was accepted
 	Recipients   []Recipient
-	Full         bool // RET=FULL: return the whole message, else its header
-	// Delayed makes this a delay warning (Action: delayed, RFC 3464 2.3.3):
-	// the message is still being tried, until RetryUntil.
-	Delayed    bool
+	// Full returns the whole message (RET=FULL), else its header; reports
+	// of success carry the header only (RFC 3461 4.3).
+	Full bool
+	// Action is the same for every recipient; "" means Failed. A delay
+	// warning says the message is tried until RetryUntil.
+	Action     string
 	RetryUntil time.Time
 }
 
 var (
 	statusRe = regexp.MustCompile(`\b([245])\.(\d{1,3})\.(\d{1,3})\b`)
-	replyRe  = regexp.MustCompile(`^[45]\d\d `)
+	replyRe  = regexp.MustCompile(`^[245]\d\d `)
 )
 
-// status finds the enhanced status code in a failure text, or a default;
-// class 5 for a failure, 4 for a delay.
-func status(detail string, delayed bool) string {
-	class := "5"
-	if delayed {
-		class = "4"
-	}
-	if m := statusRe.FindString(detail); m != "" && m[0] != '2' {
+// status finds the enhanced status code in a reply or failure text, or a
+// default: class 5 for a failure, 4 for a delay, 2 for success.
+func status(detail, action string) string {
+	class := map[string]string{Failed: "5", Delayed: "4", Delivered: "2", Relayed: "2"}[action]
+	if m := statusRe.FindString(detail); m != "" && (m[0] == '2') == (class == "2") {
 		return class + m[1:]
 	}
 	return class + ".0.0"
 }
 
+// Subjects and opening sentences per action.
+var (
+	subjects = map[string]string{
+		Failed:    "Undelivered Mail Returned to Sender",
+		Delayed:   "Delayed Mail (still being retried)",
+		Delivered: "Successful Mail Delivery Report",
+		Relayed:   "Successful Mail Delivery Report",
+	}
+	openings = map[string]string{
+		Failed:    "Your message could not be delivered to the following recipients:",
+		Delivered: "Your message was delivered to the mailboxes of the following recipients:",
+		Relayed: "Your message was passed on to the mail systems of the following recipients.\r\n" +
+			"Those systems do not report on delivery, so you will hear no more about it\r\n" +
+			"unless it fails there:",
+	}
+)
+
 // Write writes the report, with the original message (or its header)
 // read from original, to w.
 func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
+	action := r.Action
+	if action == "" {
+		action = Failed
+	}
+	full := r.Full && (action == Failed || action == Delayed)
 	var rnd [8]byte
 	rand.Read(rnd[:])
 	boundary := "=_mailroom_" + hex.EncodeToString(rnd[:])
 	b := &bytes.Buffer{}
 	fmt.Fprintf(b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", r.ReportingMTA)
 	fmt.Fprintf(b, "To: <%s>\r\n", r.To)
-	if r.Delayed {
-		b.WriteString("Subject: Delayed Mail (still being retried)\r\n")
-	} else {
-		b.WriteString("Subject: Undelivered Mail Returned to Sender\r\n")
-	}
+	fmt.Fprintf(b, "Subject: %s\r\n", subjects[action])
 	fmt.Fprintf(b, "Date: %s\r\n", now.Format(time.RFC1123Z))
 	fmt.Fprintf(b, "Message-ID: <%s.dsn@%s>\r\n", hex.EncodeToString(rnd[:]), r.ReportingMTA)
 	b.WriteString("Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n")
@@ -77,11 +102,11 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 	b.WriteString("This is a MIME-encapsulated message.\r\n\r\n")
 
 	fmt.Fprintf(b, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", boundary)
-	if r.Delayed {
+	if action == Delayed {
 		fmt.Fprintf(b, "This is the mail system at %s.\r\n\r\nYour message has not been delivered yet to the following recipients.\r\nIt is still being tried until %s; you need not send it again.\r\n\r\n",
 			r.ReportingMTA, r.RetryUntil.Format(time.RFC1123Z))
 	} else {
-		fmt.Fprintf(b, "This is the mail system at %s.\r\n\r\nYour message could not be delivered to the following recipients:\r\n\r\n", r.ReportingMTA)
+		fmt.Fprintf(b, "This is the mail system at %s.\r\n\r\n%s\r\n\r\n", r.ReportingMTA, openings[action])
 	}
 	for _, rc := range r.Recipients {
 		fmt.Fprintf(b, "  <%s>: %s\r\n", rc.Address, oneLine(rc.Detail))
@@ -99,12 +124,8 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 		if rc.ORcpt != "" {
 			fmt.Fprintf(b, "Original-Recipient: %s\r\n", oneLine(strings.Replace(rc.ORcpt, ";", "; ", 1)))
 		}
-		action := "failed"
-		if r.Delayed {
-			action = "delayed"
-		}
-		fmt.Fprintf(b, "Final-Recipient: rfc822; %s\r\nAction: %s\r\nStatus: %s\r\n", rc.Address, action, status(rc.Detail, r.Delayed))
-		if r.Delayed {
+		fmt.Fprintf(b, "Final-Recipient: rfc822; %s\r\nAction: %s\r\nStatus: %s\r\n", rc.Address, action, status(rc.Detail, action))
+		if action == Delayed {
 			fmt.Fprintf(b, "Will-Retry-Until: %s\r\n", r.RetryUntil.Format(time.RFC1123Z))
 		}
 		if rc.RemoteMTA != "" {
@@ -117,7 +138,7 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 		fmt.Fprintf(b, "Diagnostic-Code: %s; %s\r\n", kind, oneLine(rc.Detail))
 	}
 	b.WriteString("\r\n")
-	if r.Full {
+	if full {
 		fmt.Fprintf(b, "--%s\r\nContent-Type: message/rfc822\r\n\r\n", boundary)
 	} else {
 		fmt.Fprintf(b, "--%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", boundary)
@@ -125,7 +146,7 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 	if _, err := w.Write(b.Bytes()); err != nil {
 		return err
 	}
-	if err := copyOriginal(w, original, r.Full); err != nil {
+	if err := copyOriginal(w, original, full); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintf(w, "\r\n--%s--\r\n", boundary)

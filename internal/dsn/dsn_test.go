@@ -70,7 +70,7 @@ func TestReport(t *testing.T) {
 }
 
 func TestDelayReport(t *testing.T) {
-	r := &Report{ReportingMTA: "mx.example.test", To: "a@example.test", Arrival: time.Unix(0, 0), Delayed: true, RetryUntil: time.Unix(3600, 0),
+	r := &Report{ReportingMTA: "mx.example.test", To: "a@example.test", Arrival: time.Unix(0, 0), Action: Delayed, RetryUntil: time.Unix(3600, 0),
 		Recipients: []Recipient{{Address: "x@remote.test", Detail: "451 4.3.0 try later", RemoteMTA: "mx.remote.test"}}}
 	var out bytes.Buffer
 	if err := r.Write(&out, strings.NewReader("Subject: s\r\n\r\nb\r\n"), time.Unix(100, 0)); err != nil {
@@ -83,5 +83,30 @@ func TestDelayReport(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "Action: failed") {
 		t.Error("a delay warning says failed")
+	}
+}
+
+// TestSuccessReports: NOTIFY=SUCCESS reports say delivered or relayed
+// with a 2.x.x status and return the header only, whatever RET says.
+func TestSuccessReports(t *testing.T) {
+	for _, tc := range []struct{ action, detail, status, says string }{
+		{Delivered, "", "Status: 2.0.0", "delivered to the mailboxes"},
+		{Relayed, "250 2.0.0 Ok: queued as 42", "Status: 2.0.0", "do not report on delivery"},
+		{Relayed, "250 2.6.0 accepted", "Status: 2.6.0", "Diagnostic-Code: smtp; 250 2.6.0 accepted"},
+	} {
+		r := &Report{ReportingMTA: "mx.example.test", To: "a@example.test", Arrival: time.Unix(0, 0), Action: tc.action, Full: true,
+			Recipients: []Recipient{{Address: "x@remote.test", Detail: tc.detail}}}
+		var out bytes.Buffer
+		if err := r.Write(&out, strings.NewReader("Subject: s\r\n\r\nsecret body\r\n"), time.Unix(100, 0)); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"Subject: Successful Mail Delivery Report", "Action: " + tc.action, tc.status, tc.says, "text/rfc822-headers"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%s report lacks %q:\n%s", tc.action, want, out.String())
+			}
+		}
+		if strings.Contains(out.String(), "secret body") {
+			t.Errorf("a %s report returns the body", tc.action)
+		}
 	}
 }

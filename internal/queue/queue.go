@@ -1,9 +1,10 @@
-// Package queue runs the outbound queue: it takes due entries from the
-// store, delivers each message once per destination domain (with limited
-// concurrency), and records the outcome: delivered, deferred with
-// exponential backoff and jitter, or failed (refused for good, or expired)
-// with a bounce to the sender. The store's index finds the next due entry,
-// so a large deferred queue costs nothing while idle.
+// Package queue runs the outbound queue: it claims due entries from the
+// store, delivers each message once per destination domain, within
+// limits in all, per domain and per minute, taking domains in turn, and
+// records the outcome: delivered, deferred with exponential backoff and
+// jitter, or failed (refused for good, or expired) with a report to the
+// sender. The store's index finds the next due entry, so a large deferred
+// queue costs nothing while idle.
 package queue
 
 import (
@@ -12,63 +13,100 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"mailroom/internal/delivery"
+	"mailroom/internal/dsn"
 	"mailroom/internal/smtp"
 	"mailroom/internal/store"
 )
 
 // Config is the retry policy and the limits.
 type Config struct {
-	RetryIntervals []time.Duration // after attempt n, wait RetryIntervals[n-1]; the last repeats
-	Expire         time.Duration   // after this long in the queue, a recipient fails
-	MaxConcurrent  int             // deliveries at once
-	DelayWarning   time.Duration   // warn the sender once after this long in the queue; 0: never
-	BatchSize      int             // entries fetched per round
+	RetryIntervals    []time.Duration // after attempt n, wait RetryIntervals[n-1]; the last repeats
+	Expire            time.Duration   // after this long in the queue, a recipient fails
+	DelayWarning      time.Duration   // warn the sender once after this long in the queue; 0: never
+	MaxConcurrent     int             // deliveries at once, in all
+	MaxPerDestination int             // deliveries at once to one domain
+	// RateLimits caps the messages per minute to a domain ("*": to every
+	// domain not listed); a domain at its limit waits, others go on.
+	RateLimits map[string]float64
+	// Backlog is how many claimed entries wait in memory for a free slot;
+	// the rest stay in the store until there is room.
+	Backlog int
+	// Lease is how long a claim lasts; another claim (after a crash, by
+	// another node) may take the entry after that.
+	Lease time.Duration
 }
 
-// Failure is a recipient that failed for good (or, with Delayed, is still
-// waiting long after it was queued), for the report to the sender.
-type Failure struct {
-	Entry   store.QueueEntry
-	Result  delivery.Outcome
-	Delayed bool
+// Notice is a recipient the sender is told about: failed for good, still
+// waiting long after it was queued, or (NOTIFY=SUCCESS) relayed to a next
+// hop that does not report on delivery itself.
+type Notice struct {
+	Entry  store.QueueEntry
+	Result delivery.Outcome
+	Action string // dsn.Failed, dsn.Delayed or dsn.Relayed
 }
 
-// Runner is the queue's scheduler.
+// job is one message for one domain.
+type job struct {
+	entries []store.QueueEntry
+}
+
+// destination is a domain's jobs waiting for a slot, and its limits.
+type destination struct {
+	name    string
+	jobs    []*job
+	active  int
+	limiter *rate.Limiter // nil: no rate limit
+}
+
+// Runner is the queue's scheduler. It claims due entries from the store
+// in batches, keeps them per destination domain, and starts deliveries
+// in turn across destinations within the limits: in all, per domain, and
+// per minute.
 type Runner struct {
 	store   store.Queue
 	deliver func(context.Context, delivery.Job) []delivery.Outcome
-	bounce  func(context.Context, []Failure)
+	notify  func(context.Context, []Notice)
 	cfg     Config
 	log     *slog.Logger
 	now     func() time.Time
 
-	wake     chan struct{}
-	mu       sync.Mutex
-	inflight map[int64]bool // entry IDs being delivered
-	// finished are entries whose results are recorded; they leave inflight
-	// only in dispatch, before it reads the store, so that a read taken
-	// before the results were committed cannot send them again.
-	finished []int64
+	wake    chan struct{}
+	mu      sync.Mutex
+	dests   map[string]*destination
+	turn    []string       // destinations with waiting jobs, in turn order
+	known   map[int64]bool // entries claimed and not yet finished
+	waiting int            // entries in waiting jobs
+	active  int            // deliveries under way
 }
 
-// New returns a runner; bounce is told of recipients that failed for good.
-func New(st store.Queue, deliver func(context.Context, delivery.Job) []delivery.Outcome, bounce func(context.Context, []Failure), cfg Config, log *slog.Logger) *Runner {
+// New returns a runner; notify is told of recipients the sender should
+// hear about (a failure, a delay, a relay without DSN).
+func New(st store.Queue, deliver func(context.Context, delivery.Job) []delivery.Outcome, notify func(context.Context, []Notice), cfg Config, log *slog.Logger) *Runner {
 	if cfg.MaxConcurrent <= 0 {
-		cfg.MaxConcurrent = 20
+		cfg.MaxConcurrent = 100
 	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 200
+	if cfg.MaxPerDestination <= 0 {
+		cfg.MaxPerDestination = 20
+	}
+	if cfg.Backlog <= 0 {
+		cfg.Backlog = 2000
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = time.Hour
 	}
 	if len(cfg.RetryIntervals) == 0 {
 		cfg.RetryIntervals = []time.Duration{time.Minute}
 	}
-	return &Runner{store: st, deliver: deliver, bounce: bounce, cfg: cfg, log: log, now: time.Now,
-		wake: make(chan struct{}, 1), inflight: map[int64]bool{}}
+	return &Runner{store: st, deliver: deliver, notify: notify, cfg: cfg, log: log, now: time.Now,
+		wake: make(chan struct{}, 1), dests: map[string]*destination{}, known: map[int64]bool{}}
 }
 
 // Wake makes the runner look for due entries now (a message was queued).
@@ -79,17 +117,28 @@ func (r *Runner) Wake() {
 	}
 }
 
-// Run schedules deliveries until ctx ends, then waits for those under way.
+// Run schedules deliveries until ctx ends, then waits for those under way
+// and gives back the claims of jobs that did not start. It first releases
+// the claims this node held when it stopped last: those deliveries may
+// have been cut short, so they are made again (at least once).
 func (r *Runner) Run(ctx context.Context) {
-	sem := make(chan struct{}, r.cfg.MaxConcurrent)
+	if err := r.store.ReleaseClaims(ctx, nil, r.now()); err != nil && ctx.Err() == nil {
+		r.log.Error("queue: releasing the claims of the last run", "err", err)
+	}
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		r.releaseWaiting(context.WithoutCancel(ctx))
+	}()
 	for {
-		started := r.dispatch(ctx, sem, &wg)
-		wait := time.Minute
-		if !started {
+		r.fill(ctx)
+		wait := r.start(ctx, &wg)
+		r.mu.Lock()
+		idle := r.waiting == 0 && r.active == 0
+		r.mu.Unlock()
+		if idle {
 			if next, ok, err := r.store.NextDue(ctx); err == nil && ok {
-				wait = min(max(time.Until(next), 0), time.Minute)
+				wait = min(wait, max(time.Until(next), 0))
 			}
 		}
 		t := time.NewTimer(wait)
@@ -104,62 +153,156 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 }
 
-// dispatch starts deliveries for the due entries not already under way
-// and reports whether it started any.
-func (r *Runner) dispatch(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup) bool {
+// fill claims due entries while there is room in the backlog, and sorts
+// them into jobs per destination.
+func (r *Runner) fill(ctx context.Context) {
 	r.mu.Lock()
-	for _, id := range r.finished {
-		delete(r.inflight, id)
-	}
-	r.finished = r.finished[:0]
+	room := r.cfg.Backlog - r.waiting
 	r.mu.Unlock()
-	due, err := r.store.DueEntries(ctx, r.now(), r.cfg.BatchSize)
+	if room < r.cfg.Backlog/4 {
+		return // plenty waiting; claim in larger batches later
+	}
+	due, err := r.store.ClaimDue(ctx, r.now(), r.cfg.Lease, room)
 	if err != nil {
 		if ctx.Err() == nil {
-			r.log.Error("queue: reading due entries", "err", err)
+			r.log.Error("queue: claiming due entries", "err", err)
 		}
-		return false
+		return
 	}
-	groups := map[string][]store.QueueEntry{}
-	var order []string
-	r.mu.Lock()
-	for _, e := range due {
-		if r.inflight[e.ID] {
-			continue
-		}
-		r.inflight[e.ID] = true
-		k := e.QueueID + "|" + e.Recipient.Domain
-		if groups[k] == nil {
-			order = append(order, k)
-		}
-		groups[k] = append(groups[k], e)
-	}
-	r.mu.Unlock()
-	for _, k := range order {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			r.finish(groups[k])
-			return false
-		}
-		wg.Add(1)
-		go func(entries []store.QueueEntry) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r.work(ctx, entries)
-			r.finish(entries)
-			r.Wake()
-		}(groups[k])
-	}
-	return len(order) > 0
-}
-
-// finish marks entries as done; dispatch lets them go.
-func (r *Runner) finish(entries []store.QueueEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, e := range entries {
-		r.finished = append(r.finished, e.ID)
+	byMessage := map[string]*job{}
+	for _, e := range due {
+		if r.known[e.ID] {
+			continue // its earlier claim ran out while it waited here
+		}
+		r.known[e.ID] = true
+		r.waiting++
+		k := e.QueueID + "|" + e.Recipient.Domain
+		if j := byMessage[k]; j != nil {
+			j.entries = append(j.entries, e)
+			continue
+		}
+		j := &job{entries: []store.QueueEntry{e}}
+		byMessage[k] = j
+		d := r.dest(e.Recipient.Domain)
+		if len(d.jobs) == 0 {
+			r.turn = append(r.turn, d.name)
+		}
+		d.jobs = append(d.jobs, j)
+	}
+}
+
+// dest returns the state of a destination, made on first use.
+func (r *Runner) dest(name string) *destination {
+	d := r.dests[name]
+	if d == nil {
+		d = &destination{name: name}
+		perMinute, ok := r.cfg.RateLimits[name]
+		if !ok {
+			perMinute = r.cfg.RateLimits["*"]
+		}
+		if perMinute > 0 {
+			d.limiter = rate.NewLimiter(rate.Limit(perMinute/60), 1)
+		}
+		r.dests[name] = d
+	}
+	return d
+}
+
+// start starts waiting jobs, taking destinations in turn, until the slots
+// are full or every destination with jobs is at its limit. It returns how
+// long until a rate-limited destination may go on (a minute if none).
+func (r *Runner) start(ctx context.Context, wg *sync.WaitGroup) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	wait := time.Minute
+	for progress := true; progress && r.active < r.cfg.MaxConcurrent; {
+		progress = false
+		var keep []string
+		for i, name := range r.turn {
+			d := r.dests[name]
+			if r.active >= r.cfg.MaxConcurrent {
+				keep = append(keep, r.turn[i:]...)
+				break
+			}
+			if d.active >= r.cfg.MaxPerDestination {
+				keep = append(keep, name)
+				continue
+			}
+			if d.limiter != nil {
+				now := time.Now()
+				if tokens := d.limiter.TokensAt(now); tokens < 1 {
+					wait = min(wait, time.Duration((1-tokens)/float64(d.limiter.Limit())*float64(time.Second))+time.Millisecond)
+					keep = append(keep, name)
+					continue
+				}
+				d.limiter.AllowN(now, 1)
+			}
+			j := d.jobs[0]
+			d.jobs = d.jobs[1:]
+			d.active++
+			r.active++
+			r.waiting -= len(j.entries)
+			progress = true
+			if len(d.jobs) > 0 {
+				keep = append(keep, name)
+			}
+			wg.Go(func() {
+				r.work(ctx, j.entries)
+				r.done(d, j)
+			})
+		}
+		r.turn = keep
+	}
+	r.gc()
+	return wait
+}
+
+// done ends a job's delivery and lets the scheduler go on.
+func (r *Runner) done(d *destination, j *job) {
+	r.mu.Lock()
+	d.active--
+	r.active--
+	for _, e := range j.entries {
+		delete(r.known, e.ID)
+	}
+	r.mu.Unlock()
+	r.Wake()
+}
+
+// gc forgets destinations with nothing waiting or under way, unless they
+// are rate limited (their limiter remembers recent sends).
+func (r *Runner) gc() {
+	if len(r.dests) < 1000 {
+		return
+	}
+	for name, d := range r.dests {
+		if d.active == 0 && len(d.jobs) == 0 && d.limiter == nil {
+			delete(r.dests, name)
+		}
+	}
+}
+
+// releaseWaiting gives back the claims of jobs that did not start, so
+// they are due at once when the queue runs again.
+func (r *Runner) releaseWaiting(ctx context.Context) {
+	r.mu.Lock()
+	var ids []int64
+	for _, d := range r.dests {
+		for _, j := range d.jobs {
+			for _, e := range j.entries {
+				ids = append(ids, e.ID)
+			}
+		}
+		d.jobs = nil
+	}
+	r.turn, r.waiting = nil, 0
+	r.mu.Unlock()
+	if len(ids) > 0 {
+		if err := r.store.ReleaseClaims(ctx, ids, r.now()); err != nil {
+			r.log.Error("queue: releasing claims at shutdown (they run out after the lease)", "err", err)
+		}
 	}
 }
 
@@ -177,13 +320,18 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) {
 	outcomes := r.deliver(ctx, job)
 	now := r.now()
 	results := make([]store.QueueResult, len(entries))
-	var failed, delayed []Failure
+	var failed, delayed, relayed []Notice
 	for i, e := range entries {
 		o := outcomes[i]
 		res := store.QueueResult{ID: e.ID, Error: o.Detail}
 		switch {
 		case o.Delivered:
 			res.State = store.StateDelivered
+			// RFC 3461 5.2.2: a next hop that took the DSN parameters
+			// reports success itself; else we say it was relayed.
+			if !o.DSN && slices.Contains(e.Recipient.Notify, "SUCCESS") {
+				relayed = append(relayed, Notice{Entry: e, Result: o, Action: dsn.Relayed})
+			}
 		case o.Permanent:
 			res.State = store.StateFailed
 		case now.Sub(e.Created) >= r.cfg.Expire:
@@ -194,23 +342,23 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) {
 			res.State, res.NextAttempt = store.StateDeferred, now.Add(r.backoff(e.Attempts+1))
 			if r.cfg.DelayWarning > 0 && !e.Warned && now.Sub(e.Created) >= r.cfg.DelayWarning {
 				res.Warned = true
-				delayed = append(delayed, Failure{Entry: e, Result: o, Delayed: true})
+				delayed = append(delayed, Notice{Entry: e, Result: o, Action: dsn.Delayed})
 			}
 		}
 		if res.State == store.StateFailed {
-			failed = append(failed, Failure{Entry: e, Result: o})
+			failed = append(failed, Notice{Entry: e, Result: o, Action: dsn.Failed})
 		}
 		results[i] = res
 		r.log.Info("delivery", "queue_id", e.QueueID, "to", e.Recipient.Address, "state", res.State, "detail", o.Detail,
 			"remote", o.RemoteMTA, "tls", o.TLS, "attempt", e.Attempts+1)
 	}
-	// Bounce first, while the message is still there to quote; should
-	// recording fail, the attempt and so the bounce may come again
-	// (at least once, never lost).
-	if r.bounce != nil {
-		for _, fs := range [][]Failure{failed, delayed} {
-			if len(fs) > 0 {
-				r.bounce(context.WithoutCancel(ctx), fs)
+	// Report first, while the message is still there to quote; should
+	// recording fail, the attempt and so the report may come again (at
+	// least once, never lost).
+	if r.notify != nil {
+		for _, ns := range [][]Notice{failed, delayed, relayed} {
+			if len(ns) > 0 {
+				r.notify(context.WithoutCancel(ctx), ns)
 			}
 		}
 	}

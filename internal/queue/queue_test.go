@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"mailroom/internal/delivery"
+	"mailroom/internal/dsn"
 	"mailroom/internal/store"
 	"mailroom/internal/store/sqlite"
 )
@@ -32,7 +34,7 @@ func TestRunner(t *testing.T) {
 	}
 	var mu sync.Mutex
 	tries := map[string]int{}
-	var bounced []Failure
+	var bounced []Notice
 	deliver := func(_ context.Context, j delivery.Job) []delivery.Outcome {
 		mu.Lock()
 		defer mu.Unlock()
@@ -56,7 +58,7 @@ func TestRunner(t *testing.T) {
 		}
 		return []delivery.Outcome{{Detail: "451 4.3.0 later"}}
 	}
-	bounce := func(_ context.Context, f []Failure) {
+	bounce := func(_ context.Context, f []Notice) {
 		mu.Lock()
 		bounced = append(bounced, f...)
 		mu.Unlock()
@@ -129,11 +131,11 @@ func TestDelayWarning(t *testing.T) {
 		mu.Unlock()
 		return []delivery.Outcome{{Detail: "451 4.3.0 later"}}
 	}
-	report := func(_ context.Context, fs []Failure) {
+	report := func(_ context.Context, fs []Notice) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, f := range fs {
-			if !f.Delayed {
+			if f.Action != dsn.Delayed {
 				t.Errorf("a failure report for a deferred recipient: %+v", f)
 			}
 			warnings++
@@ -160,5 +162,149 @@ func TestDelayWarning(t *testing.T) {
 	defer mu.Unlock()
 	if warnings != 1 {
 		t.Errorf("%d delay warnings over %d attempts, want 1", warnings, attempts)
+	}
+}
+
+// newStore opens a store with n messages queued for each domain given.
+func newStore(t *testing.T, perDomain map[string]int) store.Store {
+	st, err := sqlite.Open(t.Context(), t.TempDir(), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for domain, n := range perDomain {
+		for i := range n {
+			m := &store.Message{QueueID: fmt.Sprintf("%s-%d", domain, i), Body: strings.NewReader("Subject: x\r\n\r\nx\r\n"),
+				Envelope: store.Envelope{MailFrom: "a@example.test"},
+				Remote:   []store.QueuedRecipient{{Address: fmt.Sprintf("u%d@%s", i, domain), Domain: domain}}}
+			if err := st.Accept(t.Context(), m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return st
+}
+
+func drained(t *testing.T, st store.Store) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		es, _ := st.QueueEntries(t.Context(), "")
+		if len(es) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue not drained: %d left", len(es))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLimits: deliveries stay within the limits in all and per domain,
+// and a domain with a long queue does not keep another one waiting until
+// it is done.
+func TestLimits(t *testing.T) {
+	st := newStore(t, map[string]int{"big.test": 40, "small.test": 3})
+	var mu sync.Mutex
+	active := map[string]int{}
+	total, maxTotal, maxBig, bigDone, smallAfterBig := 0, 0, 0, 0, -1
+	deliver := func(_ context.Context, j delivery.Job) []delivery.Outcome {
+		mu.Lock()
+		active[j.Domain]++
+		total++
+		maxTotal, maxBig = max(maxTotal, total), max(maxBig, active["big.test"])
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		mu.Lock()
+		active[j.Domain]--
+		total--
+		if j.Domain == "big.test" {
+			bigDone++
+		} else if smallAfterBig < bigDone {
+			smallAfterBig = bigDone
+		}
+		mu.Unlock()
+		return []delivery.Outcome{{Delivered: true}}
+	}
+	r := New(st, deliver, nil, Config{MaxConcurrent: 3, MaxPerDestination: 2, Backlog: 100}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	drained(t, st)
+	mu.Lock()
+	defer mu.Unlock()
+	if maxTotal > 3 || maxBig > 2 {
+		t.Errorf("at most %d at once in all and %d to big.test; limits 3 and 2", maxTotal, maxBig)
+	}
+	if maxTotal < 3 {
+		t.Errorf("never more than %d at once: the free slot went unused", maxTotal)
+	}
+	if smallAfterBig >= 30 {
+		t.Errorf("small.test waited until %d of 40 big.test messages were done", smallAfterBig)
+	}
+}
+
+// TestRateLimit: a rate-limited domain gets its messages spaced out while
+// another domain goes on at once.
+func TestRateLimit(t *testing.T) {
+	st := newStore(t, map[string]int{"slow.test": 4, "fast.test": 4})
+	var mu sync.Mutex
+	starts := map[string][]time.Time{}
+	deliver := func(_ context.Context, j delivery.Job) []delivery.Outcome {
+		mu.Lock()
+		starts[j.Domain] = append(starts[j.Domain], time.Now())
+		mu.Unlock()
+		return []delivery.Outcome{{Delivered: true}}
+	}
+	r := New(st, deliver, nil, Config{RateLimits: map[string]float64{"slow.test": 600}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	drained(t, st)
+	mu.Lock()
+	defer mu.Unlock()
+	slow, fast := starts["slow.test"], starts["fast.test"]
+	for i := 1; i < len(slow); i++ {
+		if gap := slow[i].Sub(slow[i-1]); gap < 90*time.Millisecond {
+			t.Errorf("slow.test: %v between messages %d and %d; 600 a minute is one per 100ms", gap, i-1, i)
+		}
+	}
+	if len(fast) != 4 || fast[3].After(slow[2]) {
+		t.Errorf("fast.test was held up by slow.test's rate: %v vs %v", fast, slow)
+	}
+}
+
+// TestShutdownReleasesClaims: entries claimed but not started when the
+// runner stops are due again at once, with no attempt counted.
+func TestShutdownReleasesClaims(t *testing.T) {
+	st := newStore(t, map[string]int{"a.test": 5})
+	started := make(chan struct{}, 5)
+	deliver := func(ctx context.Context, j delivery.Job) []delivery.Outcome {
+		started <- struct{}{}
+		<-ctx.Done()
+		return []delivery.Outcome{{Detail: "4.4.2 shutting down"}}
+	}
+	r := New(st, deliver, nil, Config{MaxConcurrent: 1}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	<-started
+	cancel()
+	<-done
+	es, _ := st.QueueEntries(t.Context(), "")
+	waiting := 0
+	for _, e := range es {
+		if e.Active {
+			t.Errorf("still claimed after shutdown: %+v", e)
+		}
+		if e.Attempts == 0 {
+			waiting++
+			if e.NextAttempt.After(time.Now()) {
+				t.Errorf("an entry that never started is not due: %v", e.NextAttempt)
+			}
+		}
+	}
+	if waiting != 4 {
+		t.Errorf("%d entries untried, want 4", waiting)
 	}
 }

@@ -28,6 +28,13 @@ type Options struct {
 	RequireTLS bool        // fail instead of going on in plaintext
 	Timeout    time.Duration
 	Dialer     *net.Dialer // source address selection (IP pools); nil: default
+	// ImplicitTLS starts TLS (with TLS) on connect, before the greeting
+	// (RFC 8314, port 465), instead of STARTTLS.
+	ImplicitTLS bool
+	// Username and Password, when set, authenticate with AUTH PLAIN or
+	// LOGIN (RFC 4954) after TLS; the connection fails when the server
+	// offers neither or TLS is not up.
+	Username, Password string
 }
 
 // Client is one connection to a next hop.
@@ -74,7 +81,18 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, &Error{Stage: "connect", Err: err}
 	}
-	c := &Client{conn: conn, r: bufio.NewReader(conn), opts: opts}
+	c := &Client{conn: conn, opts: opts}
+	if opts.ImplicitTLS {
+		tc := tls.Client(conn, opts.TLS.Clone())
+		conn.SetDeadline(time.Now().Add(opts.Timeout))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, &Error{Stage: "tls", Err: err}
+		}
+		st := tc.ConnectionState()
+		c.conn, c.TLS = tc, &st
+	}
+	c.r = bufio.NewReader(c.conn)
 	if err := c.start(); err != nil {
 		conn.Close()
 		return nil, err
@@ -96,10 +114,16 @@ func (c *Client) start() error {
 	}
 	_, offered := c.ext["STARTTLS"]
 	switch {
+	case c.TLS != nil:
 	case c.opts.TLS != nil && offered:
-		return c.startTLS()
+		if err := c.startTLS(); err != nil {
+			return err
+		}
 	case c.opts.RequireTLS:
 		return &Error{Stage: "starttls", Err: errors.New("the server does not offer STARTTLS and TLS is required")}
+	}
+	if c.opts.Username != "" {
+		return c.auth()
 	}
 	return nil
 }
@@ -231,8 +255,10 @@ func isEnhanced(s string, code int) bool {
 	return true
 }
 
-// Close ends the connection politely.
+// Close ends the connection politely, waiting at most 10 seconds for
+// the reply to QUIT.
 func (c *Client) Close() error {
+	c.opts.Timeout = min(c.opts.Timeout, 10*time.Second)
 	c.cmd("quit", "QUIT")
 	return c.conn.Close()
 }

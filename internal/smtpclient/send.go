@@ -87,12 +87,18 @@ func (c *Client) Send(ctx context.Context, from, mailParams string, rcpts []Rcpt
 // and reads one reply per command in order.
 func (c *Client) exchange(cmds []string, pipelining bool) ([]*smtp.Reply, error) {
 	var replies []*smtp.Reply
+	stage := func(i int) string {
+		if i == 0 {
+			return "mail"
+		}
+		return "rcpt"
+	}
 	if pipelining {
-		if err := c.write("rcpt", strings.Join(cmds, "\r\n")+"\r\n"); err != nil {
+		if err := c.write("mail", strings.Join(cmds, "\r\n")+"\r\n"); err != nil {
 			return nil, err
 		}
-		for range cmds {
-			rep, err := c.read("rcpt")
+		for i := range cmds {
+			rep, err := c.read(stage(i))
 			if err != nil {
 				return nil, err
 			}
@@ -101,7 +107,7 @@ func (c *Client) exchange(cmds []string, pipelining bool) ([]*smtp.Reply, error)
 		return replies, nil
 	}
 	for i, cmd := range cmds {
-		rep, err := c.cmd("rcpt", cmd)
+		rep, err := c.cmd(stage(i), cmd)
 		if err != nil {
 			return nil, err
 		}

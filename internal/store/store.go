@@ -299,6 +299,7 @@ type QueueEntry struct {
 	Size        int64     `json:"size"`
 	Envelope    string    `json:"-"`                // the stored envelope, JSON (RET, ENVID)
 	Warned      bool      `json:"warned,omitempty"` // a delay warning was sent
+	Active      bool      `json:"active,omitempty"` // claimed by a delivery under way
 }
 
 // QueueResult is the outcome of one delivery attempt for one entry.
@@ -313,14 +314,21 @@ type QueueResult struct {
 // Queue is the durable outbound queue. Entries are added by Accept
 // (Message.Remote) in the same transaction as the message.
 type Queue interface {
-	// DueEntries returns up to limit entries not held, pending or
-	// deferred, whose NextAttempt is not after now, oldest first. It uses
-	// an index: a large deferred queue costs nothing until it is due.
-	DueEntries(ctx context.Context, now time.Time, limit int) ([]QueueEntry, error)
+	// ClaimDue claims up to limit waiting entries that are not held and
+	// whose NextAttempt is not after now, oldest due first: they become
+	// Active, and NextAttempt moves to now+lease, so that no other claim
+	// takes them until their results are recorded or they are released. It
+	// uses an index: a large deferred queue costs nothing until it is due.
+	ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]QueueEntry, error)
+	// ReleaseClaims makes active entries (those listed, or all for nil)
+	// wait again, due at at; their attempts do not count. A node releases
+	// all its claims when it starts: deliveries that were under way when
+	// it stopped are made again (at least once).
+	ReleaseClaims(ctx context.Context, ids []int64, at time.Time) error
 	// NextDue returns the earliest NextAttempt of a waiting entry.
 	NextDue(ctx context.Context) (time.Time, bool, error)
-	// RecordResults applies attempt outcomes; a message whose entries are
-	// all final and that no mailbox holds is removed.
+	// RecordResults applies attempt outcomes and ends the claims; a message
+	// whose entries are all final and that no mailbox holds is removed.
 	RecordResults(ctx context.Context, results []QueueResult) error
 	// QueueEntries lists entries (all, or those of one queue ID).
 	QueueEntries(ctx context.Context, queueID string) ([]QueueEntry, error)
@@ -328,7 +336,8 @@ type Queue interface {
 	OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser, error)
 	// SetHeld holds or releases the waiting entries of a queue ID.
 	SetHeld(ctx context.Context, queueID string, held bool) (int, error)
-	// RetryNow makes waiting entries (of a queue ID, or all for "") due now.
+	// RetryNow makes waiting entries (of a queue ID, or all for "") due
+	// now, except those active.
 	RetryNow(ctx context.Context, queueID string) (int, error)
 	// DeleteQueued removes a queue ID's waiting entries without delivery.
 	DeleteQueued(ctx context.Context, queueID string) (int, error)

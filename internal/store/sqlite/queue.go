@@ -16,21 +16,22 @@ import (
 )
 
 const queueColumns = `SELECT q.id, m.queue_id, q.message_id, q.address, q.domain, q.notify, q.orcpt, q.state, q.attempts,
-	q.next_attempt, q.last_error, q.held, q.created, json_extract(m.envelope, '$.mail_from'), m.size, m.envelope, q.warned
+	q.next_attempt, q.last_error, q.held, q.created, json_extract(m.envelope, '$.mail_from'), m.size, m.envelope, q.warned, q.active
 	FROM queue q JOIN messages m ON m.id = q.message_id`
 
 func scanEntry(r scanner) (store.QueueEntry, error) {
 	var e store.QueueEntry
 	var notify string
 	var next, created int64
-	var held, warned int
+	var held, warned, active int
 	var from sql.NullString
 	err := r.Scan(&e.ID, &e.QueueID, &e.MessageID, &e.Recipient.Address, &e.Recipient.Domain, &notify, &e.Recipient.ORcpt,
-		&e.State, &e.Attempts, &next, &e.LastError, &held, &created, &from, &e.Size, &e.Envelope, &warned)
+		&e.State, &e.Attempts, &next, &e.LastError, &held, &created, &from, &e.Size, &e.Envelope, &warned, &active)
 	if notify != "" {
 		e.Recipient.Notify = strings.Split(notify, ",")
 	}
 	e.NextAttempt, e.Created, e.Held, e.MailFrom, e.Warned = time.Unix(0, next), time.Unix(0, created), held != 0, from.String, warned != 0
+	e.Active = active != 0
 	return e, err
 }
 
@@ -51,10 +52,54 @@ func (s *Store) entries(ctx context.Context, q string, args ...any) ([]store.Que
 	return out, rows.Err()
 }
 
-// DueEntries returns waiting entries that are due, oldest due first.
-func (s *Store) DueEntries(ctx context.Context, now time.Time, limit int) ([]store.QueueEntry, error) {
-	return s.entries(ctx, queueColumns+` WHERE q.state IN ('pending', 'deferred') AND q.held = 0 AND q.next_attempt <= ?
-		ORDER BY q.next_attempt LIMIT ?`, now.UnixNano(), limit)
+// ClaimDue claims due entries, oldest due first.
+func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.QueueEntry, error) {
+	var out []store.QueueEntry
+	err := s.write(ctx, func(tx *wtx) error {
+		out = out[:0]
+		rows, err := tx.Query(queueColumns+` WHERE q.state IN ('pending', 'deferred') AND q.held = 0 AND q.next_attempt <= ?
+			ORDER BY q.next_attempt LIMIT ?`, now.UnixNano(), limit)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			e, err := scanEntry(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, e)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		until := now.Add(lease).UnixNano()
+		for i := range out {
+			if _, err := tx.Exec(`UPDATE queue SET active = 1, next_attempt = ? WHERE id = ?`, until, out[i].ID); err != nil {
+				return err
+			}
+			out[i].Active = true
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ReleaseClaims makes active entries wait again, due at at.
+func (s *Store) ReleaseClaims(ctx context.Context, ids []int64, at time.Time) error {
+	return s.write(ctx, func(tx *wtx) error {
+		if ids == nil {
+			_, err := tx.Exec(`UPDATE queue SET active = 0, next_attempt = ? WHERE active = 1`, at.UnixNano())
+			return err
+		}
+		for _, id := range ids {
+			if _, err := tx.Exec(`UPDATE queue SET active = 0, next_attempt = ? WHERE id = ? AND active = 1`, at.UnixNano(), id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // NextDue returns the earliest due time of a waiting entry.
@@ -80,7 +125,7 @@ func (s *Store) RecordResults(ctx context.Context, results []store.QueueResult) 
 		var msgIDs []int64
 		for _, r := range results {
 			var msgID int64
-			err := tx.QueryRow(`UPDATE queue SET state = ?, attempts = attempts + 1, next_attempt = ?, last_error = ?, warned = warned OR ?
+			err := tx.QueryRow(`UPDATE queue SET state = ?, active = 0, attempts = attempts + 1, next_attempt = ?, last_error = ?, warned = warned OR ?
 				WHERE id = ? AND state IN ('pending', 'deferred') RETURNING message_id`,
 				r.State, r.NextAttempt.UnixNano(), r.Error, r.Warned, r.ID).Scan(&msgID)
 			if errors.Is(err, sql.ErrNoRows) {
@@ -127,10 +172,12 @@ func (s *Store) OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser,
 // waiting is the condition for entries not yet final, of one queue ID or all.
 const waiting = ` state IN ('pending', 'deferred') AND (? = '' OR message_id IN (SELECT id FROM messages WHERE queue_id = ?))`
 
-func (s *Store) updateWaiting(ctx context.Context, set, queueID string, args ...any) (int, error) {
+// updateWaiting applies set to the waiting entries of queueID (all for
+// "") that also meet cond.
+func (s *Store) updateWaiting(ctx context.Context, set, cond, queueID string, args ...any) (int, error) {
 	var n int64
 	err := s.write(ctx, func(tx *wtx) error {
-		res, err := tx.Exec(`UPDATE queue SET `+set+` WHERE`+waiting, append(args, queueID, queueID)...)
+		res, err := tx.Exec(`UPDATE queue SET `+set+` WHERE `+cond+` AND`+waiting, append(args, queueID, queueID)...)
 		if err != nil {
 			return err
 		}
@@ -146,12 +193,12 @@ func (s *Store) SetHeld(ctx context.Context, queueID string, held bool) (int, er
 	if held {
 		h = 1
 	}
-	return s.updateWaiting(ctx, "held = ?", queueID, h)
+	return s.updateWaiting(ctx, "held = ?", "1", queueID, h)
 }
 
-// RetryNow makes waiting entries due now.
+// RetryNow makes waiting entries due now, except those under way.
 func (s *Store) RetryNow(ctx context.Context, queueID string) (int, error) {
-	return s.updateWaiting(ctx, "next_attempt = ?", queueID, time.Now().UnixNano())
+	return s.updateWaiting(ctx, "next_attempt = ?", "active = 0", queueID, time.Now().UnixNano())
 }
 
 // DeleteQueued removes waiting entries without delivering them.

@@ -119,4 +119,9 @@ CREATE TABLE suppressions (
 );
 `,
 	`ALTER TABLE queue ADD COLUMN warned INTEGER NOT NULL DEFAULT 0`,
+	`
+-- Claimed by a delivery under way (next_attempt is then the claim's end).
+ALTER TABLE queue ADD COLUMN active INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX queue_active ON queue(id) WHERE active = 1;
+`,
 }

@@ -15,6 +15,7 @@ func queueTests() []test {
 		{"remote recipients are queued with the message and come due", testQueueAccept},
 		{"results move entries on, and a message all done with is removed", testQueueResults},
 		{"held entries are not due; retry makes them due; delete removes them", testQueueControls},
+		{"claimed entries are not claimed again until released or recorded", testQueueClaims},
 		{"a message with a local copy outlives its delivered queue entries", testQueueLocalCopy},
 		{"suppressions are added, found until they end, listed and removed", testSuppressions},
 	}
@@ -44,15 +45,15 @@ func testQueueAccept(t *testing.T, s store.Store) {
 		len(e.Recipient.Notify) != 2 || e.Recipient.ORcpt != "rfc822;x@remote.example" || e.MailFrom != "sender@remote.example" || e.Size != int64(len(body)) {
 		t.Errorf("entry: %+v", e)
 	}
-	if due, _ := s.DueEntries(ctx, m.Received.Add(-time.Hour), 10); len(due) != 0 {
+	if due, _ := s.ClaimDue(ctx, m.Received.Add(-time.Hour), time.Minute, 10); len(due) != 0 {
 		t.Errorf("%d entries due before they were queued", len(due))
-	}
-	due, err := s.DueEntries(ctx, time.Now(), 10)
-	if err != nil || len(due) != 2 {
-		t.Fatalf("DueEntries = %d, %v", len(due), err)
 	}
 	if next, ok, err := s.NextDue(ctx); err != nil || !ok || next.After(time.Now()) {
 		t.Errorf("NextDue = %v, %v, %v", next, ok, err)
+	}
+	due, err := s.ClaimDue(ctx, time.Now(), time.Minute, 10)
+	if err != nil || len(due) != 2 || !due[0].Active || due[0].Recipient.Address != e.Recipient.Address {
+		t.Fatalf("ClaimDue = %+v, %v", due, err)
 	}
 	rc, err := s.OpenQueued(ctx, e.MessageID)
 	if err != nil {
@@ -77,7 +78,7 @@ func testQueueResults(t *testing.T, s store.Store) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if due, _ := s.DueEntries(ctx, time.Now(), 10); len(due) != 0 {
+	if due, _ := s.ClaimDue(ctx, time.Now(), time.Minute, 10); len(due) != 0 {
 		t.Errorf("%d entries due after the attempt", len(due))
 	}
 	if next, ok, _ := s.NextDue(ctx); !ok || !next.Equal(later) {
@@ -111,7 +112,7 @@ func testQueueControls(t *testing.T, s store.Store) {
 	if n, err := s.SetHeld(ctx, a.QueueID, true); err != nil || n != 1 {
 		t.Fatalf("SetHeld = %d, %v", n, err)
 	}
-	if due, _ := s.DueEntries(ctx, time.Now(), 10); len(due) != 1 || due[0].QueueID != b.QueueID {
+	if due, _ := s.ClaimDue(ctx, time.Now(), time.Minute, 10); len(due) != 1 || due[0].QueueID != b.QueueID {
 		t.Errorf("due with a held: %+v", due)
 	}
 	s.SetHeld(ctx, a.QueueID, false)
@@ -121,7 +122,7 @@ func testQueueControls(t *testing.T, s store.Store) {
 	if n, err := s.RetryNow(ctx, ""); err != nil || n != 2 {
 		t.Errorf("RetryNow = %d, %v", n, err)
 	}
-	if due, _ := s.DueEntries(ctx, time.Now().Add(time.Second), 10); len(due) != 2 {
+	if due, _ := s.ClaimDue(ctx, time.Now().Add(time.Second), time.Minute, 10); len(due) != 2 {
 		t.Errorf("%d due after RetryNow", len(due))
 	}
 	if n, err := s.DeleteQueued(ctx, b.QueueID); err != nil || n != 1 {
@@ -129,6 +130,55 @@ func testQueueControls(t *testing.T, s store.Store) {
 	}
 	if es, _ := s.QueueEntries(ctx, ""); len(es) != 1 || es[0].QueueID != a.QueueID {
 		t.Errorf("after delete: %+v", es)
+	}
+}
+
+func testQueueClaims(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	m := queuedMessage(textBody("c"), "x@remote.example", "y@remote.example", "z@remote.example")
+	accept(t, s, m)
+	now := time.Now()
+	first, err := s.ClaimDue(ctx, now, time.Hour, 2)
+	if err != nil || len(first) != 2 {
+		t.Fatalf("ClaimDue = %+v, %v", first, err)
+	}
+	second, _ := s.ClaimDue(ctx, now.Add(time.Minute), time.Hour, 10)
+	if len(second) != 1 || second[0].ID == first[0].ID || second[0].ID == first[1].ID {
+		t.Fatalf("second claim: %+v", second)
+	}
+	if n, err := s.RetryNow(ctx, ""); err != nil || n != 0 {
+		t.Errorf("RetryNow touched %d active entries (%v)", n, err)
+	}
+	if due, _ := s.ClaimDue(ctx, now.Add(2*time.Minute), time.Hour, 10); len(due) != 0 {
+		t.Errorf("active entries claimed again: %+v", due)
+	}
+	// The claim ends when it runs out, when released, or with a result.
+	if due, _ := s.ClaimDue(ctx, now.Add(60*time.Minute+30*time.Second), time.Hour, 10); len(due) != 2 {
+		t.Errorf("%d entries claimed after the first claim ran out, want 2", len(due))
+	}
+	if err := s.ReleaseClaims(ctx, []int64{second[0].ID}, now); err != nil {
+		t.Fatal(err)
+	}
+	es, _ := s.QueueEntries(ctx, m.QueueID)
+	for _, e := range es {
+		if e.Active != (e.ID != second[0].ID) || e.Attempts != 0 {
+			t.Errorf("entry after release: %+v", e)
+		}
+	}
+	if err := s.RecordResults(ctx, []store.QueueResult{{ID: first[0].ID, State: store.StateDeferred, NextAttempt: now.Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseClaims(ctx, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	due, _ := s.ClaimDue(ctx, now.Add(time.Second), time.Hour, 10)
+	if len(due) != 2 {
+		t.Errorf("after releasing all: %d due, want 2 (one is deferred for an hour)", len(due))
+	}
+	for _, e := range due {
+		if e.ID == first[0].ID {
+			t.Error("an entry with a recorded result was released by ReleaseClaims(nil)")
+		}
 	}
 }
 
