@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what Mailroom's tests use beyond Go: Python 3 (smtplib is in its
-# standard library), swaks (with TLS), curl, mutt and tmux (to drive it), openssl. Does nothing when all are
-# present; otherwise runs apt-get update once and installs the missing ones.
+# standard library), swaks (with TLS), curl, mutt and tmux (to drive it), openssl, Postfix (a real next hop
+# for the relay test, which runs its own instance). Does nothing when all are present; otherwise runs
+# apt-get update once and installs the missing ones.
 set -euo pipefail
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
 need=()
 command -v python3 >/dev/null || need+=(python3)
 command -v swaks >/dev/null || need+=(swaks)
@@ -11,12 +14,35 @@ command -v mutt >/dev/null || need+=(mutt)
 command -v tmux >/dev/null || need+=(tmux)
 command -v openssl >/dev/null || need+=(openssl)
 perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
+# Postfix lives in /usr/sbin, which may not be on a user's PATH.
+postfix=""
+[ -x /usr/sbin/postfix ] || command -v postfix >/dev/null || { need+=(postfix); postfix=new; }
+if [ -n "$postfix" ]; then
+  # "No configuration": no /etc/postfix/main.cf, so the package sets up no
+  # system mail server. While it installs, a policy-rc.d (unless the machine
+  # has one, as Docker images do) forbids it to start any service.
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# scripts/test-deps.sh: no service starts while packages install\nexit 101\n' |
+      $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "test-deps: installing ${need[*]}" >&2
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ -n "$postfix" ]; then
+  # The tests start Postfix with their own configuration directories; the
+  # system instance must never run, now or at boot.
+  if [ -f /etc/postfix/main.cf ] && $SUDO /usr/sbin/postfix status 2>/dev/null; then
+    $SUDO /usr/sbin/postfix stop >/dev/null 2>&1 || true
+  fi
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now postfix.service >/dev/null 2>&1 || true
+  fi
 fi
 # Pebble, Let's Encrypt's ACME test server, for the ACME test (a Go module).
 gobin="$(go env GOPATH)/bin"

@@ -1,6 +1,7 @@
 // Package tests starts the real mailroom binary on loopback ports and
 // talks to it the way users do: raw sockets for hostile dialogues, Python's
-// smtplib, swaks, curl and mutt for real clients, the CLI for administration.
+// smtplib, swaks, curl and mutt for real clients, Postfix as a real next hop,
+// the CLI for administration.
 package tests
 
 import (
