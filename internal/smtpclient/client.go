@@ -101,7 +101,7 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 }
 
 func (c *Client) start() error {
-	rep, err := c.read("greeting")
+	rep, err := c.readLast("greeting")
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,10 @@ func (c *Client) hello() error {
 // 220 and before the handshake was not protected: the connection is
 // refused rather than trusted (the client side of CVE-2011-0411).
 func (c *Client) startTLS() error {
-	rep, err := c.cmd("starttls", "STARTTLS")
+	if err := c.write("starttls", "STARTTLS\r\n"); err != nil {
+		return err
+	}
+	rep, err := c.read("starttls")
 	if err != nil {
 		return err
 	}
@@ -191,7 +194,20 @@ func (c *Client) cmd(stage, line string) (*smtp.Reply, error) {
 	if err := c.write(stage, line+"\r\n"); err != nil {
 		return nil, err
 	}
-	return c.read(stage)
+	return c.readLast(stage)
+}
+
+// readLast reads the one reply outstanding. A server that sends more than
+// was asked for is out of step (or injecting replies, say ahead of
+// STARTTLS): believing the extra line would pair every later reply with
+// the wrong command, so the connection is given up.
+func (c *Client) readLast(stage string) (*smtp.Reply, error) {
+	rep, err := c.read(stage)
+	if err == nil && c.r.Buffered() > 0 {
+		extra, _ := c.r.Peek(min(c.r.Buffered(), 64))
+		return nil, &Error{Stage: stage, Err: fmt.Errorf("the server sent more than one reply (%q follows %d); it is out of step or injecting replies", extra, rep.Code)}
+	}
+	return rep, err
 }
 
 func (c *Client) write(stage, s string) error {

@@ -98,7 +98,11 @@ func (c *Client) exchange(cmds []string, pipelining bool) ([]*smtp.Reply, error)
 			return nil, err
 		}
 		for i := range cmds {
-			rep, err := c.read(stage(i))
+			read := c.read
+			if i == len(cmds)-1 {
+				read = c.readLast
+			}
+			rep, err := read(stage(i))
 			if err != nil {
 				return nil, err
 			}
@@ -125,8 +129,13 @@ func (c *Client) data(body io.Reader) (*smtp.Reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rep.Code != 354 {
-		return rep, nil
+	switch {
+	case rep.Code >= 400:
+		return rep, nil // refused: the reply applies to every recipient
+	case rep.Code != 354:
+		// RFC 5321 4.3.2: 354 is the only go-ahead; a 250 here would
+		// count a message as delivered that was never sent.
+		return nil, &Error{Stage: "data", Err: fmt.Errorf("the server answered DATA with %d, not 354", rep.Code)}
 	}
 	w := bufio.NewWriterSize(c.conn, 32<<10)
 	if err := writeDotStuffed(w, body); err != nil {
@@ -135,7 +144,7 @@ func (c *Client) data(body io.Reader) (*smtp.Reply, error) {
 	if err := w.Flush(); err != nil {
 		return nil, &Error{Stage: "data", Err: err}
 	}
-	return c.read("data")
+	return c.readLast("data")
 }
 
 // bdat sends the message in one BDAT LAST chunk (RFC 3030); size must be
@@ -148,7 +157,7 @@ func (c *Client) bdat(body io.Reader, size int64) (*smtp.Reply, error) {
 	if err != nil || n != size {
 		return nil, &Error{Stage: "data", Err: fmt.Errorf("sent %d of %d octets: %v", n, size, err)}
 	}
-	return c.read("data")
+	return c.readLast("data")
 }
 
 // writeDotStuffed writes body with CRLF line endings only (a bare CR or LF
