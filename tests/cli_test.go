@@ -76,6 +76,8 @@ func TestCLI(t *testing.T) {
 		{"a bad message ID", []string{"mailbox", "cat", "alice@example.test", "x"}, "mailbox list"},
 		{"a missing message", []string{"mailbox", "cat", "alice@example.test", "99"}, "not found"},
 		{"a bad export format", []string{"export", "alice@example.test", "/tmp/x", "--format", "pst"}, "use maildir or mbox"},
+		{"a missing subcommand", []string{"user", "send-as", "alice@example.test", "@other.test"}, "run 'mailroom user send-as --help'"},
+		{"an unknown subcommand", []string{"queue", "flush"}, `"flush" is not a command of "mailroom queue"`},
 	}
 	for _, c := range errorsCases {
 		t.Run(c.name, func(t *testing.T) {

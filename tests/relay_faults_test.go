@@ -43,7 +43,13 @@ type fakeHop struct {
 // answers with script.
 func startHop(t *testing.T, ip string, script hopScript) *fakeHop {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
+	return startHopAt(t, ip+":0", script)
+}
+
+// startHopAt runs a fake next hop on addr (ip:port).
+func startHopAt(t *testing.T, addr string, script hopScript) *fakeHop {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,26 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log.level)")
 	root.AddCommand(a.serveCommand(), a.domainCommand(), a.userCommand(), a.aliasCommand(),
 		a.mailboxCommand(), a.exportCommand(), a.queueCommand(), a.suppressionCommand(), a.versionCommand())
+	requireSubcommands(root)
 	return root
+}
+
+// requireSubcommands makes a command group given an unknown subcommand
+// ("mailroom user send-as alice@x y") fail with a hint, where cobra would
+// print the group's help and succeed as if something had been done.
+func requireSubcommands(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		requireSubcommands(c)
+	}
+	if cmd.HasSubCommands() && !cmd.Runnable() && cmd.HasParent() {
+		cmd.Args = cobra.ArbitraryArgs
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return fmt.Errorf("%q is not a command of %q; run '%s --help' to see them", args[0], cmd.CommandPath(), cmd.CommandPath())
+		}
+	}
 }
 
 // Version is set at build time with -ldflags "-X mailroom/internal/cli.Version=...".

@@ -270,6 +270,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	if len(m.Remote) > 0 && b.queued != nil {
 		b.queued()
 	}
+	b.reportDelivered(ctx, env, now, io.MultiReader(strings.NewReader(top), msg.Reader()))
 	return nil
 }
 

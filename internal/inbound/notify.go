@@ -1,0 +1,44 @@
+package inbound
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"slices"
+	"time"
+
+	"mailroom/internal/dsn"
+	"mailroom/internal/smtpserver"
+	"mailroom/internal/store"
+)
+
+// reportDelivered sends the sender a "delivered" report (RFC 3461 4.1,
+// RFC 3464) for the local recipients whose NOTIFY asked for SUCCESS. It
+// runs after the message is committed; should it fail, the message stays
+// delivered and the failure is logged.
+func (b *Backend) reportDelivered(ctx context.Context, env *smtpserver.Envelope, arrival time.Time, original io.Reader) {
+	if env.From.IsNull() {
+		return
+	}
+	r := &dsn.Report{ReportingMTA: b.cfg.Load().Hostname, To: env.From.String(), EnvID: env.Params.EnvID,
+		Arrival: arrival, Action: dsn.Delivered}
+	for _, rc := range env.Recipients {
+		if _, local := rc.Target.([]store.User); local && slices.Contains(rc.Params.Notify, "SUCCESS") {
+			r.Recipients = append(r.Recipients, dsn.Recipient{Address: rc.Addr.String(), ORcpt: rc.Params.ORcpt,
+				Detail: "250 2.0.0 delivered to the mailbox"})
+		}
+	}
+	if len(r.Recipients) == 0 {
+		return
+	}
+	var buf bytes.Buffer
+	err := r.Write(&buf, original, time.Now())
+	if err == nil {
+		err = b.Inject(context.WithoutCancel(ctx), r.To, buf.Bytes())
+	}
+	if err != nil {
+		b.log.Error("success report not sent", "queue_id", env.QueueID, "to", r.To, "err", err)
+		return
+	}
+	b.log.Info("delivery report sent", "queue_id", env.QueueID, "to", r.To, "recipients", len(r.Recipients), "action", dsn.Delivered)
+}

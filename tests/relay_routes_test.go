@@ -1,0 +1,177 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// waitMailbox waits until user has at least n messages on s.
+func waitMailbox(t *testing.T, s *server, user string, n int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for len(s.mailbox(user)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20s:\n%s", what, s.logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRelaySmartHost: with a smart host configured, mail for a domain
+// that has no MX at all goes to the smart host's submission port over
+// STARTTLS (its certificate checked against ca_file) with a login; wrong
+// credentials keep the mail queued with a clear error.
+func TestRelaySmartHost(t *testing.T) {
+	// B: the smart host, a Mailroom whose submission port takes relay@b.test.
+	b := newServer(t, "", "")
+	b.cli("domain", "add", "b.test")
+	b.cliStdin("relay-secret\n", "user", "add", "relay@b.test", "--password-stdin")
+	b.cli("domain", "add", "nomx.test")
+	b.cliStdin("x\n", "user", "add", "carol@nomx.test", "--password-stdin")
+	b.cli("user", "send-as", "add", "relay@b.test", "@example.test")
+	b.start()
+	ca := filepath.Join(b.dir, "data", "tls", "selfsigned-cert.pem")
+	_, subPort, _ := strings.Cut(b.subAddr, ":")
+	dnsAddr := startDNS(t, map[string][]string{"mx.example.test. A": {"127.0.0.1"}})
+
+	relay := func(password string) *server {
+		pwFile := filepath.Join(t.TempDir(), "pw")
+		os.WriteFile(pwFile, []byte(password+"\n"), 0o600)
+		a := newServer(t, "", fmt.Sprintf(`[dns]
+resolver = %q
+[queue]
+retry_intervals = ["1s"]
+[[outbound.relay]]
+domains = ["*"]
+host = "mx.example.test"
+port = %s
+tls = "starttls"
+ca_file = %q
+username = "relay@b.test"
+password_file = %q
+`, dnsAddr, subPort, ca, pwFile))
+		a.start()
+		return a
+	}
+
+	a := relay("relay-secret")
+	c := loggedIn(t, a)
+	if r := c.sendMail("alice@example.test", []string{"carol@nomx.test"}, "From: alice@example.test\r\nSubject: via the smart host\r\n\r\nhello\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("submission: %q", r)
+	}
+	waitMailbox(t, b, "carol@nomx.test", 1, "delivery through the smart host")
+	got := b.message("carol@nomx.test", b.mailbox("carol@nomx.test")[0].ID)
+	if !strings.Contains(got, "with ESMTPSA") || !strings.Contains(got, "via the smart host") || !strings.Contains(got, "Return-Path: <alice@example.test>") {
+		t.Errorf("carol's copy:\n%s", got)
+	}
+	if l := a.logLines("state=delivered", "to=carol@nomx.test", "remote=mx.example.test", "tls=\"TLS 1.3"); len(l) != 1 {
+		t.Errorf("no delivery over TLS logged:\n%s", a.logs())
+	}
+
+	bad := relay("wrong")
+	c = loggedIn(t, bad)
+	if r := c.sendMail("alice@example.test", []string{"carol@nomx.test"}, "From: alice@example.test\r\nSubject: stuck\r\n\r\nhello\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("submission: %q", r)
+	}
+	bad.waitLog("state=deferred")
+	if l := bad.logLines("state=deferred", "the smart host refused our credentials", "535"); len(l) == 0 {
+		t.Errorf("the deferral does not say the login failed:\n%s", bad.logs())
+	}
+	if n := len(bad.mailbox("alice@example.test")); n != 0 {
+		t.Errorf("a login failure bounced (%d reports); it should wait for the admin to fix it", n)
+	}
+}
+
+// TestRelayNotifySuccess: NOTIFY=SUCCESS gets a "delivered" report for a
+// local mailbox and a "relayed" one for a next hop without DSN; a next
+// hop with DSN gets the parameter and reports itself.
+func TestRelayNotifySuccess(t *testing.T) {
+	b, port := remoteServer(t, "127.0.0.91", "carol@dsn.test")
+	b.start()
+	dnsAddr := startDNS(t, map[string][]string{
+		"far.test. MX": {"10 mx.far.test."}, "mx.far.test. A": {"127.0.0.90"},
+		"dsn.test. MX": {"10 mx.dsn.test."}, "mx.dsn.test. A": {"127.0.0.91"},
+	})
+	// Both next hops listen on one port number, on their own addresses.
+	hop := startHopAt(t, fmt.Sprintf("127.0.0.90:%d", port), func(n int, line string) string { return hopDefault(line) })
+	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1s\"]\n", dnsAddr, port))
+	a.start()
+
+	c := loggedIn(t, a)
+	c.cmd("MAIL FROM:<alice@example.test> ENVID=trip-1", "250 ")
+	c.cmd("RCPT TO:<bob@example.test> NOTIFY=SUCCESS", "250 ")
+	c.cmd("RCPT TO:<dave@far.test> NOTIFY=SUCCESS,FAILURE", "250 ")
+	c.cmd("RCPT TO:<carol@dsn.test> NOTIFY=SUCCESS ORCPT=rfc822;carol@dsn.test", "250 ")
+	c.cmd("DATA", "354 ")
+	c.send("From: alice@example.test\r\nSubject: tell me\r\n\r\nsecret body\r\n.\r\n")
+	if r := c.reply(); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("DATA: %q", r)
+	}
+	waitMailbox(t, a, "alice@example.test", 2, "two success reports")
+	waitMailbox(t, b, "carol@dsn.test", 1, "delivery to dsn.test")
+	time.Sleep(500 * time.Millisecond) // a third report would come now
+	var delivered, relayed string
+	for _, m := range a.mailbox("alice@example.test") {
+		body := a.message("alice@example.test", m.ID)
+		switch {
+		case strings.Contains(body, "Action: delivered"):
+			delivered = body
+		case strings.Contains(body, "Action: relayed"):
+			relayed = body
+		default:
+			t.Errorf("an unexpected report:\n%s", body)
+		}
+	}
+	for _, want := range []string{"Final-Recipient: rfc822; bob@example.test", "Status: 2.0.0", "Original-Envelope-Id: trip-1", "Subject: tell me"} {
+		if !strings.Contains(delivered, want) {
+			t.Errorf("the delivered report lacks %q:\n%s", want, delivered)
+		}
+	}
+	for _, want := range []string{"Final-Recipient: rfc822; dave@far.test", "Status: 2.0.0", "Remote-MTA: dns; mx.far.test", "Diagnostic-Code: smtp; 250 2.0.0 queued"} {
+		if !strings.Contains(relayed, want) {
+			t.Errorf("the relayed report lacks %q:\n%s", want, relayed)
+		}
+	}
+	for _, r := range []string{delivered, relayed} {
+		if strings.Contains(r, "secret body") || strings.Contains(r, "carol@dsn.test") {
+			t.Errorf("a success report returns the body or names the DSN-capable hop's recipient:\n%s", r)
+		}
+	}
+	if n := len(a.mailbox("alice@example.test")); n != 2 {
+		t.Errorf("alice has %d reports, want 2", n)
+	}
+	if hop.count("NOTIFY=") != 0 {
+		t.Errorf("DSN parameters went to a hop that does not offer DSN:\n%s", hop.dump())
+	}
+}
+
+// TestRelayIPPool: mail from a sender domain in a pool leaves from the
+// pool's address.
+func TestRelayIPPool(t *testing.T) {
+	b, port := remoteServer(t, "127.0.0.92", "carol@pool.test")
+	b.start()
+	dnsAddr := startDNS(t, map[string][]string{"pool.test. MX": {"10 mx.pool.test."}, "mx.pool.test. A": {"127.0.0.92"}})
+	a := newServer(t, "", fmt.Sprintf(`[dns]
+resolver = %q
+[outbound]
+port = %d
+[[outbound.pool]]
+name = "dedicated"
+addresses = ["127.0.0.93"]
+senders = ["example.test"]
+`, dnsAddr, port))
+	a.start()
+	c := loggedIn(t, a)
+	if r := c.sendMail("alice@example.test", []string{"carol@pool.test"}, "From: alice@example.test\r\nSubject: pooled\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("submission: %q", r)
+	}
+	waitMailbox(t, b, "carol@pool.test", 1, "delivery")
+	got := b.message("carol@pool.test", b.mailbox("carol@pool.test")[0].ID)
+	if !strings.Contains(got, "[127.0.0.93]") {
+		t.Errorf("the message did not come from the pool's address 127.0.0.93:\n%s", got)
+	}
+}
