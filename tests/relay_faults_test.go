@@ -166,6 +166,19 @@ func (h *fakeHop) count(prefix string) int {
 }
 
 // dump is what the hop received, for failure messages.
+// messagesWith returns the messages received that contain text.
+func (h *fakeHop) messagesWith(text string) []string {
+	var out []string
+	for _, s := range h.seen() {
+		for _, m := range s.messages {
+			if strings.Contains(m, text) {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
 func (h *fakeHop) dump() string {
 	var b strings.Builder
 	for i, s := range h.seen() {
@@ -220,6 +233,7 @@ type queueRow struct {
 	State     string `json:"state"`
 	Attempts  int    `json:"attempts"`
 	LastError string `json:"last_error"`
+	Active    bool   `json:"active"`
 }
 
 func (s *server) queue() []queueRow {

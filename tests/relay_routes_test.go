@@ -175,3 +175,43 @@ senders = ["example.test"]
 		t.Errorf("the message did not come from the pool's address 127.0.0.93:\n%s", got)
 	}
 }
+
+// TestRelayKill9: a delivery confirmed with 250 is not made again after a
+// crash; one cut short by kill -9 (data sent, no reply yet) is made again
+// after the restart: at least once, never lost.
+func TestRelayKill9(t *testing.T) {
+	hang := make(chan struct{})
+	var hop *fakeHop
+	hop = startHop(t, "127.0.0.94", func(n int, line string) string {
+		if line == "." && len(hop.messagesWith("second")) == 1 {
+			select { // the first copy is never answered: the sender dies waiting
+			case <-hang:
+			case <-time.After(30 * time.Second):
+			}
+			return ""
+		}
+		return hopDefault(line)
+	})
+	a := relayVia(t, "127.0.0.94", hop, "", "")
+	a.start()
+	submit(t, a, []string{"carol@far.test"}, "From: alice@example.test\r\nSubject: first\r\n\r\nfirst\r\n")
+	a.waitLog("state=delivered")
+	submit(t, a, []string{"dave@far.test"}, "From: alice@example.test\r\nSubject: second\r\n\r\nsecond\r\n")
+	waitFor(t, a, hop, "the second message's data", func() bool { return hop.count("RCPT TO:<dave@far.test>") > 0 && len(hop.messagesWith("second")) > 0 })
+	a.kill()
+	rows := a.queue()
+	if len(rows) != 1 || rows[0].To != "dave@far.test" || !rows[0].Active {
+		t.Fatalf("queue after the crash: %+v", rows)
+	}
+	close(hang)
+	a.start()
+	waitFor(t, a, hop, "the second message again", func() bool { return len(hop.messagesWith("second")) >= 2 })
+	a.waitLog("state=delivered")
+	time.Sleep(300 * time.Millisecond)
+	if n := len(hop.messagesWith("first")); n != 1 {
+		t.Errorf("the confirmed message went %d times", n)
+	}
+	if rows := a.queue(); len(rows) != 0 {
+		t.Errorf("queue after the restart: %+v", rows)
+	}
+}

@@ -58,17 +58,21 @@ func (a *app) queueCommand() *cobra.Command {
 					return err
 				}
 				counts := map[string]int{}
-				held := 0
+				held, active := 0, 0
 				for _, e := range es {
 					counts[e.State]++
 					if e.Held {
 						held++
 					}
+					if e.Active {
+						active++
+					}
 				}
 				if asJSON {
-					return a.printJSON(map[string]int{"pending": counts[store.StatePending], "deferred": counts[store.StateDeferred], "held": held, "total": len(es)})
+					return a.printJSON(map[string]int{"pending": counts[store.StatePending], "deferred": counts[store.StateDeferred], "held": held,
+						"sending": active, "total": len(es)})
 				}
-				fmt.Fprintf(a.stdout, "pending %d, deferred %d, held %d, total %d\n", counts[store.StatePending], counts[store.StateDeferred], held, len(es))
+				fmt.Fprintf(a.stdout, "pending %d, deferred %d, held %d, sending %d, total %d\n", counts[store.StatePending], counts[store.StateDeferred], held, active, len(es))
 				return nil
 			})
 		}}
@@ -111,24 +115,28 @@ type queuedRow struct {
 	NextAttempt time.Time `json:"next_attempt"`
 	LastError   string    `json:"last_error,omitempty"`
 	Held        bool      `json:"held"`
+	Active      bool      `json:"active"` // a delivery is under way
 	Size        int64     `json:"size"`
 }
 
 func (a *app) printEntries(es []store.QueueEntry, asJSON bool) error {
 	rows := []queuedRow{}
 	for _, e := range es {
-		rows = append(rows, queuedRow{e.QueueID, e.MailFrom, e.Recipient.Address, e.State, e.Attempts, e.NextAttempt.UTC().Truncate(time.Second), e.LastError, e.Held, e.Size})
+		rows = append(rows, queuedRow{e.QueueID, e.MailFrom, e.Recipient.Address, e.State, e.Attempts, e.NextAttempt.UTC().Truncate(time.Second), e.LastError, e.Held, e.Active, e.Size})
 	}
 	if asJSON {
 		return a.printJSON(rows)
 	}
 	var table [][]string
 	for _, r := range rows {
-		state := r.State
+		state, next := r.State, r.NextAttempt.Local().Format(time.DateTime)
 		if r.Held {
 			state += " (held)"
 		}
-		table = append(table, []string{r.QueueID, r.To, state, strconv.Itoa(r.Attempts), r.NextAttempt.Local().Format(time.DateTime), clip(r.LastError, 50)})
+		if r.Active {
+			state, next = state+" (sending)", "now"
+		}
+		table = append(table, []string{r.QueueID, r.To, state, strconv.Itoa(r.Attempts), next, clip(r.LastError, 50)})
 	}
 	a.table("QUEUE ID\tTO\tSTATE\tATTEMPTS\tNEXT ATTEMPT\tLAST ERROR", table)
 	return nil

@@ -273,3 +273,25 @@ func TestSourcePools(t *testing.T) {
 		t.Errorf("connections came from %v, want %v", got, want)
 	}
 }
+
+// TestDeliverIPv6: an exchanger with only an AAAA record is reached over
+// IPv6.
+func TestDeliverIPv6(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Fatalf("no IPv6 loopback here: %v", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	up := hop(t, "::1", port)
+	dnsAddr := zoneServer(t, map[string][]string{"six.test. MX": {"10 mx.six.test."}, "mx.six.test. AAAA": {"::1"}, "mx.six.test. A": nil})
+	r, _ := dns.New(dnsAddr)
+	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second}, r)
+	defer d.Close()
+	if out := d.Deliver(context.Background(), testJob("six.test", "a@example.test", "x@six.test")); !out[0].Delivered {
+		t.Fatalf("%+v", out[0])
+	}
+	if len(up.remotes) != 1 || !up.remotes[0].Addr().Is6() {
+		t.Errorf("the hop saw %v", up.remotes)
+	}
+}
