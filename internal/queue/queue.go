@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -79,6 +80,9 @@ type Runner struct {
 	now     func() time.Time
 
 	wake    chan struct{}
+	queued  atomic.Bool // Wake was called: new mail may be due
+	more    bool        // the last claim was cut short by the backlog's room
+	retry   time.Time   // the earliest retry of entries deferred since the last look
 	mu      sync.Mutex
 	dests   map[string]*destination
 	turn    []string       // destinations with waiting jobs, in turn order
@@ -111,6 +115,12 @@ func New(st store.Queue, deliver func(context.Context, delivery.Job) []delivery.
 
 // Wake makes the runner look for due entries now (a message was queued).
 func (r *Runner) Wake() {
+	r.queued.Store(true)
+	r.nudge()
+}
+
+// nudge makes the runner start waiting jobs (a slot came free).
+func (r *Runner) nudge() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -130,24 +140,36 @@ func (r *Runner) Run(ctx context.Context) {
 		wg.Wait()
 		r.releaseWaiting(context.WithoutCancel(ctx))
 	}()
+	look := true // at the store: at start, when woken, when a timer fires
+	var next time.Time
 	for {
-		r.fill(ctx)
-		wait := r.start(ctx, &wg)
-		r.mu.Lock()
-		idle := r.waiting == 0 && r.active == 0
-		r.mu.Unlock()
-		if idle {
-			if next, ok, err := r.store.NextDue(ctx); err == nil && ok {
-				wait = min(wait, max(time.Until(next), 0))
+		if look || r.queued.Swap(false) || r.more {
+			r.mu.Lock()
+			r.retry = time.Time{}
+			r.mu.Unlock()
+			r.fill(ctx)
+			next = time.Time{}
+			if n, ok, err := r.store.NextDue(ctx); err == nil && ok {
+				next = n
 			}
 		}
+		wait := r.start(ctx, &wg)
+		r.mu.Lock()
+		for _, t := range []time.Time{next, r.retry} {
+			if !t.IsZero() {
+				wait = min(wait, max(time.Until(t), 0))
+			}
+		}
+		r.mu.Unlock()
 		t := time.NewTimer(wait)
+		look = false
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-r.wake:
 		case <-t.C:
+			look = true
 		}
 		t.Stop()
 	}
@@ -160,9 +182,11 @@ func (r *Runner) fill(ctx context.Context) {
 	room := r.cfg.Backlog - r.waiting
 	r.mu.Unlock()
 	if room < r.cfg.Backlog/4 {
+		r.more = true
 		return // plenty waiting; claim in larger batches later
 	}
 	due, err := r.store.ClaimDue(ctx, r.now(), r.cfg.Lease, room)
+	r.more = len(due) == room // there may be more due
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.Error("queue: claiming due entries", "err", err)
@@ -249,8 +273,8 @@ func (r *Runner) start(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 				keep = append(keep, name)
 			}
 			wg.Go(func() {
-				r.work(ctx, j.entries)
-				r.done(d, j)
+				retry := r.work(ctx, j.entries)
+				r.done(d, j, retry)
 			})
 		}
 		r.turn = keep
@@ -259,16 +283,20 @@ func (r *Runner) start(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 	return wait
 }
 
-// done ends a job's delivery and lets the scheduler go on.
-func (r *Runner) done(d *destination, j *job) {
+// done ends a job's delivery and lets the scheduler go on; retry is when
+// a deferred entry of the job is due again, or zero.
+func (r *Runner) done(d *destination, j *job, retry time.Time) {
 	r.mu.Lock()
+	if !retry.IsZero() && (r.retry.IsZero() || retry.Before(r.retry)) {
+		r.retry = retry
+	}
 	d.active--
 	r.active--
 	for _, e := range j.entries {
 		delete(r.known, e.ID)
 	}
 	r.mu.Unlock()
-	r.Wake()
+	r.nudge()
 }
 
 // gc forgets destinations with nothing waiting or under way, unless they
@@ -306,8 +334,9 @@ func (r *Runner) releaseWaiting(ctx context.Context) {
 	}
 }
 
-// work delivers one message to one domain and records the outcomes.
-func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) {
+// work delivers one message to one domain and records the outcomes. It
+// returns the earliest next attempt of the entries it deferred, or zero.
+func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) (retry time.Time) {
 	first := entries[0]
 	var env store.Envelope
 	json.Unmarshal([]byte(first.Envelope), &env)
@@ -340,6 +369,9 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) {
 			res.Error = o.Detail
 		default:
 			res.State, res.NextAttempt = store.StateDeferred, now.Add(r.backoff(e.Attempts+1))
+			if retry.IsZero() || res.NextAttempt.Before(retry) {
+				retry = res.NextAttempt
+			}
 			if r.cfg.DelayWarning > 0 && !e.Warned && now.Sub(e.Created) >= r.cfg.DelayWarning {
 				res.Warned = true
 				delayed = append(delayed, Notice{Entry: e, Result: o, Action: dsn.Delayed})
@@ -365,6 +397,7 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) {
 	if err := r.store.RecordResults(context.WithoutCancel(ctx), results); err != nil {
 		r.log.Error("queue: recording results (the attempt will be repeated)", "queue_id", first.QueueID, "err", err)
 	}
+	return retry
 }
 
 // backoff is the wait after attempt n, with ±10% jitter so that a burst
