@@ -454,3 +454,37 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 		t.Errorf("Open of a newer schema: %v", err)
 	}
 }
+
+// BenchmarkClaimAndRecord: the queue's store work per delivered message:
+// claimed in batches of 100, each result recorded by its own caller (as
+// delivery goroutines do), the finished message deleted.
+func BenchmarkClaimAndRecord(b *testing.B) {
+	s, _ := setup(b, b.TempDir(), Options{})
+	defer s.Close()
+	ctx := context.Background()
+	for i := range b.N {
+		m := newMessage([]byte("Subject: x\r\n\r\nx\r\n"), fmt.Sprintf("q%d", i))
+		m.Remote = []store.QueuedRecipient{{Address: "x@remote.example", Domain: "remote.example"}}
+		if err := s.Accept(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		es, err := s.ClaimDue(ctx, time.Now(), time.Hour, 100)
+		if err != nil || len(es) == 0 {
+			b.Fatalf("ClaimDue: %d, %v", len(es), err)
+		}
+		var wg sync.WaitGroup
+		for _, e := range es {
+			wg.Go(func() {
+				if err := s.RecordResults(ctx, []store.QueueResult{{ID: e.ID, State: store.StateDelivered, Error: "250 ok"}}); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		done += len(es)
+	}
+}
