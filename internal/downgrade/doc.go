@@ -50,4 +50,8 @@
 // The header block of an entity is everything up to its first empty line;
 // an entity without one is all header. Header fields other than
 // Content-Transfer-Encoding keep their order and bytes.
+//
+// A converted body no longer matches a DKIM signature's body hash (RFC 6376
+// 5.3 asks signers to sign a 7-bit form for this reason); nothing here
+// re-signs.
 package downgrade

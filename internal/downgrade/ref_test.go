@@ -78,7 +78,7 @@ func refWalk(h textproto.MIMEHeader, body io.Reader, digest bool, depth int, out
 		if err != nil {
 			return err
 		}
-		if !bytes.HasPrefix(data, []byte("--"+b+"--")) && !bytes.Contains(data, []byte("\r\n--"+b+"--")) {
+		if !hasCloseDelim(data, b) {
 			return errors.New("no close delimiter")
 		}
 		mr := multipart.NewReader(bytes.NewReader(data), b)
@@ -110,6 +110,17 @@ func refWalk(h textproto.MIMEHeader, body io.Reader, digest bool, depth int, out
 	}
 	*out = append(*out, refLeaf{Type: mt, Body: string(data)})
 	return nil
+}
+
+// hasCloseDelim reports whether a line of body is "--" boundary "--" and
+// white space.
+func hasCloseDelim(body []byte, boundary string) bool {
+	for _, line := range strings.Split(string(body), "\r\n") {
+		if strings.TrimRight(line, " \t") == "--"+boundary+"--" {
+			return true
+		}
+	}
+	return false
 }
 
 // checkOutput fails the test unless out is 7bit data: no octet >= 0x80 or
