@@ -48,8 +48,8 @@ func Needed(r io.Reader) (bool, error) {
 // Convert writes the message read from msg (CRLF line endings) to w as 7bit
 // data, re-encoding the parts that are not; the package comment says how.
 // The message is held in memory while it is converted. Every line written
-// ends in CRLF (except the last, if the message's own last line did not) and
-// has at most 998 octets. An error wrapping ErrHeaders8Bit or ErrHeaderLine
+// has at most 998 octets and ends in CRLF, save perhaps the last: an SMTP
+// client adds the CRLF before the final dot. An error wrapping ErrHeaders8Bit or ErrHeaderLine
 // means the message cannot be converted (see Permanent); after any error,
 // what was written to w is incomplete and must be discarded.
 func Convert(w io.Writer, msg io.Reader) error {
@@ -196,7 +196,7 @@ type changes struct {
 // containerChanges marks a multipart or message/rfc822 entity 7bit once its
 // contents are converted (RFC 2045 6.4, RFC 2046 5.2.1).
 func (c *converter) containerChanges(h *header, s scope) changes {
-	if v, ok := h.get("content-transfer-encoding"); !ok || strings.EqualFold(v, "7bit") {
+	if _, ok := h.get("content-transfer-encoding"); !ok || h.cte() == "7bit" {
 		return changes{}
 	}
 	return c.withMIMEVersion(h, changes{cte: "7bit"}, s)

@@ -106,9 +106,10 @@ func (h *header) get(name string) (string, bool) {
 }
 
 // cte returns the Content-Transfer-Encoding in lower case, "" if none.
+// Like most readers, it ignores any ASCII white space around the token.
 func (h *header) cte() string {
 	v, _ := h.get("content-transfer-encoding")
-	return strings.ToLower(v)
+	return strings.ToLower(strings.TrimSpace(v))
 }
 
 // contentType returns the media type in lower case and its parameters.
