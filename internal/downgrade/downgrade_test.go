@@ -151,6 +151,11 @@ var convertTests = []struct {
 			"Content-Transfer-Encoding: Quoted-Printable", "", "caf=C3=A9 and th=C3=A9too"),
 	},
 	{
+		name: "a Content-Transfer-Encoding with odd white space around its token is still read",
+		in:   "Content-Transfer-Encoding:\fquoted-printABle \r\n\r\n\xb6 ",
+		want: "Content-Transfer-Encoding:\fquoted-printABle \r\n\r\n=B6",
+	},
+	{
 		name:      "a base64 part with 8-bit junk keeps only the base64 alphabet",
 		malformed: true,
 		in: crlfLines("MIME-Version: 1.0", "Content-Type: image/png", "Content-Transfer-Encoding: base64", "",
