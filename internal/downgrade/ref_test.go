@@ -43,6 +43,13 @@ func refDecode(msg []byte) ([]refLeaf, error) {
 }
 
 func refWalk(h textproto.MIMEHeader, body io.Reader, digest bool, depth int, out *[]refLeaf) error {
+	for k := range h {
+		// "Name :" is the same field as "Name:" to RFC 5322 (4.5, obsolete syntax) and
+		// to Convert, but not to net/textproto (go.dev/issue/34540).
+		if strings.ContainsAny(k, " \t") {
+			return fmt.Errorf("white space in field name %q", k)
+		}
+	}
 	mt, params := "text/plain", map[string]string(nil)
 	if digest {
 		mt = "message/rfc822"
