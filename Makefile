@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/inbound -run '^$$' -fuzz '^FuzzScanHeader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/smtpclient -run '^$$' -fuzz '^FuzzWriteDotStuffed$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/downgrade -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime $(FUZZTIME)
 
 # Go microbenchmarks of the hot paths (the side-by-side Postfix harness is
 # bench/README.md's business).
