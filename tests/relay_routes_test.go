@@ -215,3 +215,51 @@ func TestRelayKill9(t *testing.T) {
 		t.Errorf("queue after the restart: %+v", rows)
 	}
 }
+
+// TestRelayEightBitDowngrade: an 8-bit message for a next hop without
+// 8BITMIME arrives as 7bit data (quoted-printable) that decodes to the
+// original; one with 8-bit octets in a header field cannot be converted
+// and bounces with 5.6.3.
+func TestRelayEightBitDowngrade(t *testing.T) {
+	hop := startHop(t, "127.0.0.95", func(n int, line string) string { return hopDefault(line) })
+	a := relayVia(t, "127.0.0.95", hop, "", "")
+	a.start()
+	c := loggedIn(t, a)
+	c.cmd("MAIL FROM:<alice@example.test> BODY=8BITMIME", "250 ")
+	c.cmd("RCPT TO:<carol@far.test>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.send("From: alice@example.test\r\nSubject: greetings\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGrüße aus Köln\r\n.\r\n")
+	if r := c.reply(); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("DATA: %q", r)
+	}
+	c.cmd("MAIL FROM:<alice@example.test> BODY=8BITMIME", "250 ")
+	c.cmd("RCPT TO:<dave@far.test>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.send("From: alice@example.test\r\nSubject: Grüße\r\n\r\nx\r\n.\r\n")
+	if r := c.reply(); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("DATA: %q", r)
+	}
+	waitFor(t, a, hop, "the converted message", func() bool { return len(hop.messagesWith("greetings")) > 0 })
+	got := hop.messagesWith("greetings")[0]
+	for i := 0; i < len(got); i++ {
+		if got[i] >= 0x80 {
+			t.Fatalf("8-bit octets reached a hop without 8BITMIME:\n%s", got)
+		}
+	}
+	if !strings.Contains(got, "Content-Transfer-Encoding: quoted-printable") || !strings.Contains(got, "Gr=C3=BC=C3=9Fe aus K=C3=B6ln") {
+		t.Errorf("not converted to quoted-printable:\n%s", got)
+	}
+	if hop.count("MAIL FROM:<alice@example.test> BODY=") != 0 {
+		t.Errorf("BODY= went to a hop that does not offer 8BITMIME:\n%s", hop.dump())
+	}
+	waitMailbox(t, a, "alice@example.test", 1, "the bounce for the 8-bit header")
+	bounce := a.message("alice@example.test", a.mailbox("alice@example.test")[0].ID)
+	for _, want := range []string{"Final-Recipient: rfc822; dave@far.test", "Status: 5.6.3", "8-bit octets in a header field"} {
+		if !strings.Contains(bounce, want) {
+			t.Errorf("the bounce lacks %q:\n%s", want, bounce)
+		}
+	}
+	if len(hop.messagesWith("Subject: Gr")) != 0 {
+		t.Errorf("the message with an 8-bit header was sent:\n%s", hop.dump())
+	}
+}

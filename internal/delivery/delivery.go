@@ -6,6 +6,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,11 +14,13 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"mailroom/internal/dns"
+	"mailroom/internal/downgrade"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpclient"
 )
@@ -298,13 +301,17 @@ func (d *Deliverer) send(ctx context.Context, c *conn, job Job, key string, kept
 		d.pool.put(key, c)
 		return all(job, Outcome{Permanent: true, Detail: err.Error(), RemoteMTA: c.host, TLS: c.tls}), true
 	}
-	body, err := job.Open()
+	body, size, err := messageFor(c.c, job)
 	if err != nil {
 		d.pool.put(key, c)
-		return all(job, Outcome{Detail: "4.3.0 local error reading the message: " + err.Error()}), true
+		o := Outcome{Detail: "4.3.0 local error reading the message: " + err.Error()}
+		if detail, ok := downgrade.Permanent(err); ok {
+			o = Outcome{Permanent: true, Detail: detail, RemoteMTA: c.host, TLS: c.tls}
+		}
+		return all(job, o), true
 	}
 	defer body.Close()
-	res, err := c.c.Send(ctx, job.MailFrom, params, rcpts, body, job.Size)
+	res, err := c.c.Send(ctx, job.MailFrom, params, rcpts, body, size)
 	if err != nil {
 		var e *smtpclient.Error
 		errors.As(err, &e)
@@ -330,6 +337,32 @@ func (d *Deliverer) send(ctx context.Context, c *conn, job Job, key string, kept
 		out[i] = Outcome{Delivered: r.Code/100 == 2, Permanent: r.Code >= 500, Detail: replyText(r), RemoteMTA: c.host, TLS: c.tls, DSN: dsn}
 	}
 	return out, true
+}
+
+// messageFor opens the message as the next hop can take it: as stored,
+// or, for a hop without 8BITMIME, converted to 7bit data when it has 8-bit
+// octets (RFC 6152 3), whether or not it came with BODY=8BITMIME.
+func messageFor(c *smtpclient.Client, job Job) (io.ReadCloser, int64, error) {
+	body, err := job.Open()
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, ok := c.Extension("8BITMIME"); ok {
+		return body, job.Size, nil
+	}
+	defer body.Close()
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !slices.ContainsFunc(data, func(b byte) bool { return b >= 0x80 || b == 0 }) {
+		return io.NopCloser(bytes.NewReader(data)), int64(len(data)), nil
+	}
+	var out bytes.Buffer
+	if err := downgrade.Convert(&out, bytes.NewReader(data)); err != nil {
+		return nil, 0, err
+	}
+	return io.NopCloser(&out), int64(out.Len()), nil
 }
 
 // mailParams writes the MAIL FROM parameters the next hop understands:
