@@ -48,6 +48,9 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	log := opts.Log
+	if err := startProfiling(log); err != nil {
+		return err
+	}
 	st, err := sqlite.Open(ctx, cfg.DataDir, sqlite.Options{})
 	if err != nil {
 		return err
