@@ -79,18 +79,22 @@ func refWalk(h textproto.MIMEHeader, body io.Reader, digest bool, depth int, out
 		if !ok {
 			return fmt.Errorf("no usable boundary in %v", params)
 		}
-		// Go's reader takes a body cut short after a delimiter line for
-		// one without parts; Convert gives it an empty part.
+		// Go's reader ends without an error when a part's header runs
+		// into the end of the body, so count the delimiter lines too.
 		data, err := io.ReadAll(body)
 		if err != nil {
 			return err
 		}
-		if !hasCloseDelim(data, b) {
+		open, closed := countDelims(data, b)
+		if !closed {
 			return errors.New("no close delimiter")
 		}
 		mr := multipart.NewReader(bytes.NewReader(data), b)
-		for {
+		for n := 0; ; n++ {
 			p, err := mr.NextRawPart()
+			if err == io.EOF && n != open {
+				return fmt.Errorf("Go's reader read %d parts of %d", n, open)
+			}
 			if err == io.EOF {
 				return nil
 			}
@@ -119,15 +123,19 @@ func refWalk(h textproto.MIMEHeader, body io.Reader, digest bool, depth int, out
 	return nil
 }
 
-// hasCloseDelim reports whether a line of body is "--" boundary "--" and
-// white space.
-func hasCloseDelim(body []byte, boundary string) bool {
+// countDelims counts the lines of body that are "--" boundary and white
+// space up to the first that is "--" boundary "--" and white space, and
+// reports whether there is such a close delimiter line.
+func countDelims(body []byte, boundary string) (open int, closed bool) {
 	for _, line := range strings.Split(string(body), "\r\n") {
-		if strings.TrimRight(line, " \t") == "--"+boundary+"--" {
-			return true
+		switch strings.TrimRight(line, " \t") {
+		case "--" + boundary + "--":
+			return open, true
+		case "--" + boundary:
+			open++
 		}
 	}
-	return false
+	return open, false
 }
 
 // checkOutput fails the test unless out is 7bit data: no octet >= 0x80 or
