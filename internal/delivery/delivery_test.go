@@ -295,3 +295,34 @@ func TestDeliverIPv6(t *testing.T) {
 		t.Errorf("the hop saw %v", up.remotes)
 	}
 }
+
+// TestDeliverBusyGreeting: an exchanger that greets with 421 is passed
+// over for the next one.
+func TestDeliverBusyGreeting(t *testing.T) {
+	port := freePort(t)
+	busy, err := net.Listen("tcp", net.JoinHostPort("127.0.0.49", strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	go func() {
+		for {
+			c, err := busy.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("421 4.3.2 busy, try another\r\n"))
+			c.Close()
+		}
+	}()
+	up := hop(t, "127.0.0.50", port)
+	dnsAddr := zoneServer(t, map[string][]string{"busy.test. MX": {"10 a.busy.test.", "20 b.busy.test."},
+		"a.busy.test. A": {"127.0.0.49"}, "b.busy.test. A": {"127.0.0.50"}})
+	r, _ := dns.New(dnsAddr)
+	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second}, r)
+	defer d.Close()
+	out := d.Deliver(context.Background(), testJob("busy.test", "a@example.test", "x@busy.test"))
+	if !out[0].Delivered || out[0].RemoteMTA != "b.busy.test" || len(up.msgs) != 1 {
+		t.Errorf("%+v; the second exchanger got %d messages", out[0], len(up.msgs))
+	}
+}
