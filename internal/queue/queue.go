@@ -86,7 +86,10 @@ type Runner struct {
 	mu      sync.Mutex
 	dests   map[string]*destination
 	turn    []string       // destinations with waiting jobs, in turn order
-	known   map[int64]bool // entries claimed and not yet finished
+	// known are the entries claimed and not yet finished, by row ID, with
+	// their message's queue ID: the store reuses the row IDs of deleted
+	// entries, so an ID alone may name a new entry.
+	known map[int64]string
 	waiting int            // entries in waiting jobs
 	active  int            // deliveries under way
 }
@@ -110,7 +113,7 @@ func New(st store.Queue, deliver func(context.Context, delivery.Job) []delivery.
 		cfg.RetryIntervals = []time.Duration{time.Minute}
 	}
 	return &Runner{store: st, deliver: deliver, notify: notify, cfg: cfg, log: log, now: time.Now,
-		wake: make(chan struct{}, 1), dests: map[string]*destination{}, known: map[int64]bool{}}
+		wake: make(chan struct{}, 1), dests: map[string]*destination{}, known: map[int64]string{}}
 }
 
 // Wake makes the runner look for due entries now (a message was queued).
@@ -197,10 +200,10 @@ func (r *Runner) fill(ctx context.Context) {
 	defer r.mu.Unlock()
 	byMessage := map[string]*job{}
 	for _, e := range due {
-		if r.known[e.ID] {
+		if r.known[e.ID] == e.QueueID {
 			continue // its earlier claim ran out while it waited here
 		}
-		r.known[e.ID] = true
+		r.known[e.ID] = e.QueueID
 		r.waiting++
 		k := e.QueueID + "|" + e.Recipient.Domain
 		if j := byMessage[k]; j != nil {
@@ -293,7 +296,9 @@ func (r *Runner) done(d *destination, j *job, retry time.Time) {
 	d.active--
 	r.active--
 	for _, e := range j.entries {
-		delete(r.known, e.ID)
+		if r.known[e.ID] == e.QueueID {
+			delete(r.known, e.ID)
+		}
 	}
 	r.mu.Unlock()
 	r.nudge()

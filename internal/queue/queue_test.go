@@ -308,3 +308,63 @@ func TestShutdownReleasesClaims(t *testing.T) {
 		t.Errorf("%d entries untried, want 4", waiting)
 	}
 }
+
+// reusingStore queues a new message while the results of the first
+// delivery are being recorded, after its row is gone: SQLite gives the
+// new entry the same row ID, before the runner has finished the old one.
+type reusingStore struct {
+	store.Store
+	t     *testing.T
+	r     *Runner
+	once  sync.Once
+	queue func(id, to string, received time.Time)
+}
+
+func (s *reusingStore) RecordResults(ctx context.Context, res []store.QueueResult) error {
+	err := s.Store.RecordResults(ctx, res)
+	s.once.Do(func() {
+		s.queue("second", "b@remote.test", time.Now())
+		s.r.Wake()
+		time.Sleep(200 * time.Millisecond) // the runner claims it meanwhile
+	})
+	return err
+}
+
+// TestRowIDReuse: an entry whose row ID was a finished entry's is
+// delivered at once, not left claimed until its lease runs out.
+func TestRowIDReuse(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	queue := func(id, to string, received time.Time) {
+		m := &store.Message{QueueID: id, Received: received, Body: strings.NewReader("Subject: x\r\n\r\nx\r\n"),
+			Envelope: store.Envelope{MailFrom: "a@example.test"}, Remote: []store.QueuedRecipient{{Address: to, Domain: "remote.test"}}}
+		if err := st.Accept(ctx, m); err != nil {
+			t.Error(err)
+		}
+	}
+	queue("first", "a@remote.test", time.Now())
+	rs := &reusingStore{Store: st, t: t, queue: queue}
+	delivered := make(chan string, 2)
+	deliver := func(_ context.Context, j delivery.Job) []delivery.Outcome {
+		delivered <- j.Recipients[0].Address
+		return []delivery.Outcome{{Delivered: true}}
+	}
+	rs.r = New(rs, deliver, nil, Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go rs.r.Run(ctx)
+	for _, want := range []string{"a@remote.test", "b@remote.test"} {
+		select {
+		case got := <-delivered:
+			if got != want {
+				t.Fatalf("delivered %s, want %s", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			es, _ := st.QueueEntries(ctx, "")
+			t.Fatalf("%s not delivered; queue: %+v", want, es)
+		}
+	}
+}
