@@ -394,10 +394,20 @@ postfix_stop() {
 	PF_MASTER=""
 }
 
-postfix_accepted() { # in local.test's Maildir or still in the queue
-	find "$PF_DIR/mail/user/new" "$PF_DIR/mail/user/cur" "$PF_DIR/queue/incoming" \
-		"$PF_DIR/queue/active" "$PF_DIR/queue/deferred" "$PF_DIR/queue/hold" \
-		"$PF_DIR/queue/maildrop" -type f 2>/dev/null | wc -l
+# postfix_accepted: the messages Postfix kept for local.test. It waits
+# (STALL_SECS without progress at most) for virtual(8) to empty the queue,
+# then counts the Maildir: counting queue and Maildir while messages move
+# between them would miss some.
+postfix_accepted() {
+	local q=$PF_DIR/queue queued last=-1 since=$SECONDS
+	while :; do
+		queued=$(find "$q/maildrop" "$q/incoming" "$q/active" "$q/deferred" "$q/hold" -type f 2>/dev/null | wc -l)
+		[ "$queued" -eq 0 ] && break
+		[ "$queued" -ne "$last" ] && last=$queued since=$SECONDS
+		[ $((SECONDS - since)) -ge "$STALL_SECS" ] && break
+		sleep 0.2
+	done
+	echo $(($(find "$PF_DIR/mail/user/new" "$PF_DIR/mail/user/cur" -type f 2>/dev/null | wc -l) + queued))
 }
 
 server_start() { # mailroom|postfix; on failure sets START_ERR
