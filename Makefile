@@ -5,7 +5,7 @@ BIN := bin/mailroom
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 30s
 
-.PHONY: build run test lint fuzz bench stress tlsscan clean
+.PHONY: build run test lint fuzz bench microbench stress tlsscan clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/mailroom
@@ -38,9 +38,15 @@ fuzz:
 	$(GO) test ./internal/smtpclient -run '^$$' -fuzz '^FuzzWriteDotStuffed$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/downgrade -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime $(FUZZTIME)
 
-# Go microbenchmarks of the hot paths (the side-by-side Postfix harness is
-# bench/README.md's business).
+# The side-by-side benchmark against Postfix (bench/README.md): installs
+# what it needs, then runs bench/run.sh (as root, 45-60 minutes; its
+# settings are environment variables). Not part of CI.
 bench:
+	./scripts/test-deps.sh bench
+	./bench/run.sh
+
+# Go microbenchmarks of the hot paths, with allocations.
+microbench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
 # The crash test at a larger scale: many concurrent senders, kill -9, check.

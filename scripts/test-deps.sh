@@ -3,17 +3,23 @@
 # standard library), swaks (with TLS), curl, mutt and tmux (to drive it), openssl, Postfix (a real next hop
 # for the relay test, which runs its own instance). Does nothing when all are present; otherwise runs
 # apt-get update once and installs the missing ones.
+# "test-deps.sh bench" installs only what bench/run.sh needs: Python 3, curl and Postfix (which ships
+# smtp-source and smtp-sink).
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
+only_bench=""
+[ "${1:-}" = bench ] && only_bench=yes
 need=()
 command -v python3 >/dev/null || need+=(python3)
-command -v swaks >/dev/null || need+=(swaks)
 command -v curl >/dev/null || need+=(curl)
-command -v mutt >/dev/null || need+=(mutt)
-command -v tmux >/dev/null || need+=(tmux)
-command -v openssl >/dev/null || need+=(openssl)
-perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
+if [ -z "$only_bench" ]; then
+  command -v swaks >/dev/null || need+=(swaks)
+  command -v mutt >/dev/null || need+=(mutt)
+  command -v tmux >/dev/null || need+=(tmux)
+  command -v openssl >/dev/null || need+=(openssl)
+  perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
+fi
 # Postfix lives in /usr/sbin, which may not be on a user's PATH.
 postfix=""
 [ -x /usr/sbin/postfix ] || command -v postfix >/dev/null || { need+=(postfix); postfix=new; }
@@ -44,6 +50,7 @@ if [ -n "$postfix" ]; then
     $SUDO systemctl disable --now postfix.service >/dev/null 2>&1 || true
   fi
 fi
+[ -n "$only_bench" ] && exit 0
 # Pebble, Let's Encrypt's ACME test server, for the ACME test (a Go module).
 gobin="$(go env GOPATH)/bin"
 if [ ! -x "$gobin/pebble" ]; then
