@@ -79,19 +79,19 @@ type Runner struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	wake    chan struct{}
-	queued  atomic.Bool // Wake was called: new mail may be due
-	more    bool        // the last claim was cut short by the backlog's room
-	retry   time.Time   // the earliest retry of entries deferred since the last look
-	mu      sync.Mutex
-	dests   map[string]*destination
-	turn    []string       // destinations with waiting jobs, in turn order
+	wake   chan struct{}
+	queued atomic.Bool // Wake was called: new mail may be due
+	more   bool        // the last claim was cut short by the backlog's room
+	retry  time.Time   // the earliest retry of entries deferred since the last look
+	mu     sync.Mutex
+	dests  map[string]*destination
+	turn   []string // destinations with waiting jobs, in turn order
 	// known are the entries claimed and not yet finished, by row ID, with
 	// their message's queue ID: the store reuses the row IDs of deleted
 	// entries, so an ID alone may name a new entry.
-	known map[int64]string
-	waiting int            // entries in waiting jobs
-	active  int            // deliveries under way
+	known   map[int64]string
+	waiting int // entries in waiting jobs
+	active  int // deliveries under way
 }
 
 // New returns a runner; notify is told of recipients the sender should
