@@ -19,6 +19,23 @@ const queueColumns = `SELECT q.id, m.queue_id, q.message_id, q.address, q.domain
 	q.next_attempt, q.last_error, q.held, q.created, json_extract(m.envelope, '$.mail_from'), m.size, m.envelope, q.warned, q.active
 	FROM queue q JOIN messages m ON m.id = q.message_id`
 
+// The scheduler's statements, named so that a test can check their query
+// plans: each finds its rows through an index, so a large deferred queue
+// costs nothing until it is due.
+const (
+	// sqlClaimDue reads the due entries through queue_due, in its order.
+	sqlClaimDue = queueColumns + ` WHERE q.state IN ('pending', 'deferred') AND q.held = 0 AND q.next_attempt <= ?
+			ORDER BY q.next_attempt LIMIT ?`
+	sqlClaim = `UPDATE queue SET active = 1, next_attempt = ? WHERE id = ?`
+	// sqlNextDue reads the first entry of queue_due.
+	sqlNextDue = `SELECT min(next_attempt) FROM queue WHERE state IN ('pending', 'deferred') AND held = 0`
+	// sqlReleaseAllClaims finds the active entries through queue_active.
+	sqlReleaseAllClaims = `UPDATE queue SET active = 0, next_attempt = ? WHERE active = 1`
+	sqlReleaseClaim     = `UPDATE queue SET active = 0, next_attempt = ? WHERE id = ? AND active = 1`
+	sqlRecordResult     = `UPDATE queue SET state = ?, active = 0, attempts = attempts + 1, next_attempt = ?, last_error = ?, warned = warned OR ?
+				WHERE id = ? AND state IN ('pending', 'deferred') RETURNING message_id`
+)
+
 func scanEntry(r scanner) (store.QueueEntry, error) {
 	var e store.QueueEntry
 	var notify string
@@ -57,8 +74,7 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration
 	var out []store.QueueEntry
 	err := s.write(ctx, func(tx *wtx) error {
 		out = out[:0]
-		rows, err := tx.Query(queueColumns+` WHERE q.state IN ('pending', 'deferred') AND q.held = 0 AND q.next_attempt <= ?
-			ORDER BY q.next_attempt LIMIT ?`, now.UnixNano(), limit)
+		rows, err := tx.Query(sqlClaimDue, now.UnixNano(), limit)
 		if err != nil {
 			return err
 		}
@@ -76,7 +92,7 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration
 		}
 		until := now.Add(lease).UnixNano()
 		for i := range out {
-			if _, err := tx.Exec(`UPDATE queue SET active = 1, next_attempt = ? WHERE id = ?`, until, out[i].ID); err != nil {
+			if _, err := tx.Exec(sqlClaim, until, out[i].ID); err != nil {
 				return err
 			}
 			out[i].Active = true
@@ -90,11 +106,11 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration
 func (s *Store) ReleaseClaims(ctx context.Context, ids []int64, at time.Time) error {
 	return s.write(ctx, func(tx *wtx) error {
 		if ids == nil {
-			_, err := tx.Exec(`UPDATE queue SET active = 0, next_attempt = ? WHERE active = 1`, at.UnixNano())
+			_, err := tx.Exec(sqlReleaseAllClaims, at.UnixNano())
 			return err
 		}
 		for _, id := range ids {
-			if _, err := tx.Exec(`UPDATE queue SET active = 0, next_attempt = ? WHERE id = ? AND active = 1`, at.UnixNano(), id); err != nil {
+			if _, err := tx.Exec(sqlReleaseClaim, at.UnixNano(), id); err != nil {
 				return err
 			}
 		}
@@ -105,7 +121,7 @@ func (s *Store) ReleaseClaims(ctx context.Context, ids []int64, at time.Time) er
 // NextDue returns the earliest due time of a waiting entry.
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var next sql.NullInt64
-	err := s.queryRow(ctx, `SELECT min(next_attempt) FROM queue WHERE state IN ('pending', 'deferred') AND held = 0`).Scan(&next)
+	err := s.queryRow(ctx, sqlNextDue).Scan(&next)
 	if err != nil || !next.Valid {
 		return time.Time{}, false, err
 	}
@@ -125,9 +141,7 @@ func (s *Store) RecordResults(ctx context.Context, results []store.QueueResult) 
 		var msgIDs []int64
 		for _, r := range results {
 			var msgID int64
-			err := tx.QueryRow(`UPDATE queue SET state = ?, active = 0, attempts = attempts + 1, next_attempt = ?, last_error = ?, warned = warned OR ?
-				WHERE id = ? AND state IN ('pending', 'deferred') RETURNING message_id`,
-				r.State, r.NextAttempt.UnixNano(), r.Error, r.Warned, r.ID).Scan(&msgID)
+			err := tx.QueryRow(sqlRecordResult, r.State, r.NextAttempt.UnixNano(), r.Error, r.Warned, r.ID).Scan(&msgID)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue // deleted or already final meanwhile
 			}
