@@ -130,8 +130,16 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 
 // QueueEntries lists entries, of one queue ID or all, oldest first.
 func (s *Store) QueueEntries(ctx context.Context, queueID string) ([]store.QueueEntry, error) {
-	return s.entries(ctx, queueColumns+` WHERE ? = '' OR m.queue_id = ? ORDER BY q.created, q.id`, queueID, queueID)
+	if queueID == "" {
+		return s.entries(ctx, queueColumns+` ORDER BY q.created, q.id`)
+	}
+	return s.entries(ctx, sqlEntriesOf, queueID)
 }
+
+// sqlEntriesOf finds one message's entries through its indexes. (One
+// statement for both cases, `WHERE ? = ” OR m.queue_id = ?`, made SQLite
+// read the whole queue for one message.)
+const sqlEntriesOf = queueColumns + ` WHERE m.queue_id = ? ORDER BY q.created, q.id`
 
 // RecordResults applies attempt outcomes and removes messages that are
 // done with.
@@ -183,15 +191,30 @@ func (s *Store) OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser,
 	return f, nil
 }
 
-// waiting is the condition for entries not yet final, of one queue ID or all.
-const waiting = ` state IN ('pending', 'deferred') AND (? = '' OR message_id IN (SELECT id FROM messages WHERE queue_id = ?))`
+// waiting returns the condition for entries not yet final, of one queue
+// ID or all for "", and its arguments.
+func waiting(queueID string) (string, []any) {
+	if queueID == "" {
+		return waitingAll, nil
+	}
+	return waitingOf, []any{queueID}
+}
+
+// waitingOf finds one message's entries through queue_message. (One
+// condition for both cases, `? = ” OR message_id IN …`, made SQLite read
+// the whole queue for one message.)
+const (
+	waitingAll = ` state IN ('pending', 'deferred')`
+	waitingOf  = ` state IN ('pending', 'deferred') AND message_id IN (SELECT id FROM messages WHERE queue_id = ?)`
+)
 
 // updateWaiting applies set to the waiting entries of queueID (all for
 // "") that also meet cond.
 func (s *Store) updateWaiting(ctx context.Context, set, cond, queueID string, args ...any) (int, error) {
 	var n int64
 	err := s.write(ctx, func(tx *wtx) error {
-		res, err := tx.Exec(`UPDATE queue SET `+set+` WHERE `+cond+` AND`+waiting, append(args, queueID, queueID)...)
+		w, wargs := waiting(queueID)
+		res, err := tx.Exec(`UPDATE queue SET `+set+` WHERE `+cond+` AND`+w, append(args, wargs...)...)
 		if err != nil {
 			return err
 		}
@@ -220,7 +243,8 @@ func (s *Store) DeleteQueued(ctx context.Context, queueID string) (int, error) {
 	var n int64
 	var files []string
 	err := s.write(ctx, func(tx *wtx) error {
-		rows, err := tx.Query(`DELETE FROM queue WHERE`+waiting+` RETURNING message_id`, queueID, queueID)
+		w, wargs := waiting(queueID)
+		rows, err := tx.Query(`DELETE FROM queue WHERE`+w+` RETURNING message_id`, wargs...)
 		if err != nil {
 			return err
 		}
