@@ -45,9 +45,12 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
-# The crash test at a larger scale: many concurrent senders, kill -9, check.
+# The crash test at a larger scale: many concurrent senders, kill -9, check;
+# then the accept rate and idle CPU with a 100,000-entry deferred queue
+# against an empty one (~5 minutes; bench/results/queue-scale-*.md).
 stress: build
 	MAILROOM_STRESS=1 $(GO) test -run 'TestKill9' -count 3 -v -timeout 30m ./tests/
+	MAILROOM_STRESS=1 $(GO) test -run 'TestQueueScale' -count 1 -v -timeout 30m ./tests/
 
 # testssl.sh against the STARTTLS and implicit-TLS submission ports.
 tlsscan:
