@@ -19,6 +19,23 @@ const queueColumns = `SELECT q.id, m.queue_id, q.message_id, q.address, q.domain
 	q.next_attempt, q.last_error, q.held, q.created, json_extract(m.envelope, '$.mail_from'), m.size, m.envelope, q.warned, q.active
 	FROM queue q JOIN messages m ON m.id = q.message_id`
 
+// The scheduler's statements, named so that a test can check their query
+// plans: each finds its rows through an index, so a large deferred queue
+// costs nothing until it is due.
+const (
+	// sqlClaimDue reads the due entries through queue_due, in its order.
+	sqlClaimDue = queueColumns + ` WHERE q.state IN ('pending', 'deferred') AND q.held = 0 AND q.next_attempt <= ?
+			ORDER BY q.next_attempt LIMIT ?`
+	sqlClaim = `UPDATE queue SET active = 1, next_attempt = ? WHERE id = ?`
+	// sqlNextDue reads the first entry of queue_due.
+	sqlNextDue = `SELECT min(next_attempt) FROM queue WHERE state IN ('pending', 'deferred') AND held = 0`
+	// sqlReleaseAllClaims finds the active entries through queue_active.
+	sqlReleaseAllClaims = `UPDATE queue SET active = 0, next_attempt = ? WHERE active = 1`
+	sqlReleaseClaim     = `UPDATE queue SET active = 0, next_attempt = ? WHERE id = ? AND active = 1`
+	sqlRecordResult     = `UPDATE queue SET state = ?, active = 0, attempts = attempts + 1, next_attempt = ?, last_error = ?, warned = warned OR ?
+				WHERE id = ? AND state IN ('pending', 'deferred') RETURNING message_id`
+)
+
 func scanEntry(r scanner) (store.QueueEntry, error) {
 	var e store.QueueEntry
 	var notify string
@@ -57,8 +74,7 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration
 	var out []store.QueueEntry
 	err := s.write(ctx, func(tx *wtx) error {
 		out = out[:0]
-		rows, err := tx.Query(queueColumns+` WHERE q.state IN ('pending', 'deferred') AND q.held = 0 AND q.next_attempt <= ?
-			ORDER BY q.next_attempt LIMIT ?`, now.UnixNano(), limit)
+		rows, err := tx.Query(sqlClaimDue, now.UnixNano(), limit)
 		if err != nil {
 			return err
 		}
@@ -76,7 +92,7 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration
 		}
 		until := now.Add(lease).UnixNano()
 		for i := range out {
-			if _, err := tx.Exec(`UPDATE queue SET active = 1, next_attempt = ? WHERE id = ?`, until, out[i].ID); err != nil {
+			if _, err := tx.Exec(sqlClaim, until, out[i].ID); err != nil {
 				return err
 			}
 			out[i].Active = true
@@ -90,11 +106,11 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration
 func (s *Store) ReleaseClaims(ctx context.Context, ids []int64, at time.Time) error {
 	return s.write(ctx, func(tx *wtx) error {
 		if ids == nil {
-			_, err := tx.Exec(`UPDATE queue SET active = 0, next_attempt = ? WHERE active = 1`, at.UnixNano())
+			_, err := tx.Exec(sqlReleaseAllClaims, at.UnixNano())
 			return err
 		}
 		for _, id := range ids {
-			if _, err := tx.Exec(`UPDATE queue SET active = 0, next_attempt = ? WHERE id = ? AND active = 1`, at.UnixNano(), id); err != nil {
+			if _, err := tx.Exec(sqlReleaseClaim, at.UnixNano(), id); err != nil {
 				return err
 			}
 		}
@@ -105,7 +121,7 @@ func (s *Store) ReleaseClaims(ctx context.Context, ids []int64, at time.Time) er
 // NextDue returns the earliest due time of a waiting entry.
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var next sql.NullInt64
-	err := s.queryRow(ctx, `SELECT min(next_attempt) FROM queue WHERE state IN ('pending', 'deferred') AND held = 0`).Scan(&next)
+	err := s.queryRow(ctx, sqlNextDue).Scan(&next)
 	if err != nil || !next.Valid {
 		return time.Time{}, false, err
 	}
@@ -114,8 +130,16 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 
 // QueueEntries lists entries, of one queue ID or all, oldest first.
 func (s *Store) QueueEntries(ctx context.Context, queueID string) ([]store.QueueEntry, error) {
-	return s.entries(ctx, queueColumns+` WHERE ? = '' OR m.queue_id = ? ORDER BY q.created, q.id`, queueID, queueID)
+	if queueID == "" {
+		return s.entries(ctx, queueColumns+` ORDER BY q.created, q.id`)
+	}
+	return s.entries(ctx, sqlEntriesOf, queueID)
 }
+
+// sqlEntriesOf finds one message's entries through its indexes. (One
+// statement for both cases, `WHERE ? = ” OR m.queue_id = ?`, made SQLite
+// read the whole queue for one message.)
+const sqlEntriesOf = queueColumns + ` WHERE m.queue_id = ? ORDER BY q.created, q.id`
 
 // RecordResults applies attempt outcomes and removes messages that are
 // done with.
@@ -125,9 +149,7 @@ func (s *Store) RecordResults(ctx context.Context, results []store.QueueResult) 
 		var msgIDs []int64
 		for _, r := range results {
 			var msgID int64
-			err := tx.QueryRow(`UPDATE queue SET state = ?, active = 0, attempts = attempts + 1, next_attempt = ?, last_error = ?, warned = warned OR ?
-				WHERE id = ? AND state IN ('pending', 'deferred') RETURNING message_id`,
-				r.State, r.NextAttempt.UnixNano(), r.Error, r.Warned, r.ID).Scan(&msgID)
+			err := tx.QueryRow(sqlRecordResult, r.State, r.NextAttempt.UnixNano(), r.Error, r.Warned, r.ID).Scan(&msgID)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue // deleted or already final meanwhile
 			}
@@ -169,15 +191,30 @@ func (s *Store) OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser,
 	return f, nil
 }
 
-// waiting is the condition for entries not yet final, of one queue ID or all.
-const waiting = ` state IN ('pending', 'deferred') AND (? = '' OR message_id IN (SELECT id FROM messages WHERE queue_id = ?))`
+// waiting returns the condition for entries not yet final, of one queue
+// ID or all for "", and its arguments.
+func waiting(queueID string) (string, []any) {
+	if queueID == "" {
+		return waitingAll, nil
+	}
+	return waitingOf, []any{queueID}
+}
+
+// waitingOf finds one message's entries through queue_message. (One
+// condition for both cases, `? = ” OR message_id IN …`, made SQLite read
+// the whole queue for one message.)
+const (
+	waitingAll = ` state IN ('pending', 'deferred')`
+	waitingOf  = ` state IN ('pending', 'deferred') AND message_id IN (SELECT id FROM messages WHERE queue_id = ?)`
+)
 
 // updateWaiting applies set to the waiting entries of queueID (all for
 // "") that also meet cond.
 func (s *Store) updateWaiting(ctx context.Context, set, cond, queueID string, args ...any) (int, error) {
 	var n int64
 	err := s.write(ctx, func(tx *wtx) error {
-		res, err := tx.Exec(`UPDATE queue SET `+set+` WHERE `+cond+` AND`+waiting, append(args, queueID, queueID)...)
+		w, wargs := waiting(queueID)
+		res, err := tx.Exec(`UPDATE queue SET `+set+` WHERE `+cond+` AND`+w, append(args, wargs...)...)
 		if err != nil {
 			return err
 		}
@@ -206,7 +243,8 @@ func (s *Store) DeleteQueued(ctx context.Context, queueID string) (int, error) {
 	var n int64
 	var files []string
 	err := s.write(ctx, func(tx *wtx) error {
-		rows, err := tx.Query(`DELETE FROM queue WHERE`+waiting+` RETURNING message_id`, queueID, queueID)
+		w, wargs := waiting(queueID)
+		rows, err := tx.Query(`DELETE FROM queue WHERE`+w+` RETURNING message_id`, wargs...)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,5 @@
+//go:build race
+
+package sqlitetest
+
+const raceEnabled = true
