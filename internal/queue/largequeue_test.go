@@ -161,9 +161,12 @@ func TestLargeQueueIdleRunner(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("the new message was not delivered in 10s")
 		}
-		q.waitFor(t, "ClaimDue", "RecordResults", "ClaimDue", "NextDue")
+		// Woken: one claim and a look at the next due time; after the
+		// delivery only its results (a finished job does not send the
+		// runner to the store again).
+		q.waitFor(t, "ClaimDue", "NextDue", "RecordResults")
 		calls, claimed := q.reset()
-		if len(calls) > 6 || !slices.Equal(claimed, []string{"new@up.example"}) {
+		if len(calls) > 3 || !slices.Equal(claimed, []string{"new@up.example"}) {
 			t.Errorf("for one new message: calls %v, claimed %v", calls, claimed)
 		}
 		idle(t, time.Second)
