@@ -179,20 +179,32 @@ func (b *Backend) isLocalDomain(ctx context.Context, domain string) (bool, error
 // checkQuota refuses a recipient whose mailbox cannot take a message of
 // the announced size (size 0: unknown).
 func checkQuota(cfg *Config, u store.User, size int64) error {
-	quota := u.QuotaBytes
-	if quota == 0 {
-		quota = cfg.DefaultQuota
-	}
+	quota := quotaOf(cfg, u)
 	if quota <= 0 {
 		return nil
 	}
-	if size > quota {
-		return smtp.Errorf(552, "5.2.2", "The mailbox of <%s> cannot hold a message of this size", u.Address)
-	}
-	if u.UsedBytes+size > quota || u.UsedBytes >= quota {
-		return smtp.Errorf(452, "4.2.2", "The mailbox of <%s> is full, try again later", u.Address)
+	if size > quota || u.UsedBytes+size > quota || u.UsedBytes >= quota {
+		return quotaReply(u.Address, size, quota)
 	}
 	return nil
+}
+
+// quotaOf is a user's quota in octets: their own, or the default; 0 or
+// less means none.
+func quotaOf(cfg *Config, u store.User) int64 {
+	if u.QuotaBytes != 0 {
+		return u.QuotaBytes
+	}
+	return cfg.DefaultQuota
+}
+
+// quotaReply refuses a message a mailbox cannot take: for good when it
+// is bigger than the whole quota, for now when the mailbox is full.
+func quotaReply(address string, size, quota int64) error {
+	if size > quota {
+		return smtp.Errorf(552, "5.2.2", "The mailbox of <%s> cannot hold a message of this size", address)
+	}
+	return smtp.Errorf(452, "4.2.2", "The mailbox of <%s> is full, try again later", address)
 }
 
 // tempFailure hides an internal error behind the right temporary reply:
@@ -242,7 +254,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 		Subject:  hdr.Subject,
 	}
 	seen := map[int64]bool{}
-	var overQuota []error
+	addresses := map[int64]string{}
 	for _, r := range env.Recipients {
 		if q, ok := r.Target.(store.QueuedRecipient); ok {
 			m.Remote = append(m.Remote, q)
@@ -254,17 +266,18 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 				continue
 			}
 			seen[u.ID] = true
-			if err := b.recheckQuota(ctx, cfg, u, msg.Size()); err != nil {
-				overQuota = append(overQuota, err)
-				continue
-			}
-			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: deliveryPrefix(env.From, u.Address)})
+			addresses[u.ID] = u.Address
+			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: deliveryPrefix(env.From, u.Address),
+				Quota: quotaOf(cfg, u)})
 		}
 	}
-	if len(overQuota) > 0 {
-		return quotaFailure(overQuota, len(m.Local) > 0)
-	}
+	// The quota is checked where the copy is counted, in the store's
+	// transaction: two sessions cannot both squeeze into the last space.
 	if err := b.store.Accept(ctx, m); err != nil {
+		var qe *store.QuotaError
+		if errors.As(err, &qe) {
+			return quotaFailure([]error{quotaReply(addresses[qe.UserID], qe.Size, qe.Quota)}, len(m.Local) > 1)
+		}
 		return tempFailure(err)
 	}
 	if len(m.Remote) > 0 && b.queued != nil {
@@ -295,15 +308,6 @@ func quotaFailure(errs []error, othersFit bool) error {
 	}
 	return &smtp.Reply{Code: 452, Enhanced: "4.2.2", Text: strings.Replace(r.Text, "cannot hold a message of this size",
 		"cannot hold a message of this size; the other recipients can: send it to them separately", 1)}
-}
-
-// recheckQuota checks a quota against the real size once DATA is done.
-func (b *Backend) recheckQuota(ctx context.Context, cfg *Config, u store.User, size int64) error {
-	cur, err := b.store.User(ctx, u.Address)
-	if err != nil {
-		return tempFailure(err)
-	}
-	return checkQuota(cfg, cur, size)
 }
 
 // deliveryPrefix is what final delivery adds for one mailbox: Return-Path

@@ -14,6 +14,7 @@ import (
 	crand "crypto/rand"
 	"encoding/base32"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -193,6 +194,21 @@ type LocalTarget struct {
 	// Prefix is prepended to the body for this copy only: the
 	// Return-Path and Delivered-To header fields of final delivery.
 	Prefix []byte
+	// Quota, when positive, is the most the user's mail may take, in
+	// octets: Accept fails with a *QuotaError rather than go over it,
+	// checked in the same transaction that counts the copy.
+	Quota int64
+}
+
+// QuotaError is a copy that did not fit in its user's quota.
+type QuotaError struct {
+	UserID      int64
+	Used, Quota int64 // before this message
+	Size        int64 // of the copy
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("user %d: a copy of %d octets does not fit (%d of %d used)", e.UserID, e.Size, e.Used, e.Quota)
 }
 
 // Message is a message to commit durably: one body, its envelope, and

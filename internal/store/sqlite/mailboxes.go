@@ -57,7 +57,8 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 		if file != "" {
 			os.Remove(filepath.Join(s.dir, "blobs", file))
 		}
-		if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrStorage) {
+		var qe *store.QuotaError
+		if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrStorage) && !errors.As(err, &qe) {
 			err = storageErr("accept", err)
 		}
 		return fmt.Errorf("store: accept %s: %w", m.QueueID, err)
@@ -82,8 +83,14 @@ func insertCopy(tx *wtx, msgID, bodySize int64, received time.Time, t store.Loca
 		mboxID, uid, msgID, append([]byte{}, t.Prefix...), size, received.UnixNano(), modseq); err != nil {
 		return err
 	}
-	_, err = tx.Exec(sqlAddUsed, size, t.UserID)
-	return err
+	var used int64
+	if err := tx.QueryRow(sqlAddUsed, size, t.UserID).Scan(&used); err != nil {
+		return err
+	}
+	if t.Quota > 0 && used > t.Quota {
+		return &store.QuotaError{UserID: t.UserID, Used: used - size, Quota: t.Quota, Size: size}
+	}
+	return nil
 }
 
 func nullString(s string) any {

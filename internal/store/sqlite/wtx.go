@@ -22,7 +22,7 @@ const (
 	sqlNextUID       = `UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1
 		WHERE user_id = ? AND name = ? RETURNING id, uidnext - 1, highest_modseq`
 	sqlInsertCopy = `INSERT INTO mailbox_messages(mailbox_id, uid, message_id, prefix, size, internal_date, modseq) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlAddUsed    = `UPDATE users SET used_bytes = used_bytes + ? WHERE id = ?`
+	sqlAddUsed    = `UPDATE users SET used_bytes = used_bytes + ? WHERE id = ? RETURNING used_bytes`
 	sqlEnqueue    = `INSERT INTO queue(message_id, address, domain, notify, orcpt, state, next_attempt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 )
 

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -17,6 +18,7 @@ func acceptTests() []test {
 		{"one message to two users lands in each INBOX under UID 1", testAcceptTwoUsers},
 		{"UIDs and MODSEQs ascend in each mailbox independently", testUIDsAscend},
 		{"UsedBytes grows by the size of each copy", testUsedBytes},
+		{"a copy over its quota fails with a QuotaError and leaves nothing", testAcceptOverQuota},
 		{"a message to a missing user or mailbox fails with ErrNotFound and leaves nothing", testAcceptMissingTarget},
 		{"a body above the inline limit round-trips byte for byte", testBigBody},
 		{"the stored size is counted from the body when Message.Size is unset", testSizeUnset},
@@ -343,5 +345,26 @@ func testOpenMissing(t *testing.T, s store.Store) {
 			rc.Close()
 		}
 		wantErr(t, "OpenMessage of "+c.name, err, store.ErrNotFound)
+	}
+}
+
+func testAcceptOverQuota(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	alice, bob := addUser(t, s, "alice@a.example"), addUser(t, s, "bob@a.example")
+	body := textBody("quota")
+	first := inbox(alice)
+	size := int64(len(body) + len(first.Prefix))
+	first.Quota = size + size/2 // room for one copy, not two
+	accept(t, s, message(body, "fits", first))
+	err := s.Accept(ctx, message(body, "too much", first, inbox(bob)))
+	var qe *store.QuotaError
+	if !errors.As(err, &qe) || qe.UserID != alice.ID || qe.Used != size || qe.Quota != first.Quota || qe.Size != size {
+		t.Fatalf("Accept over quota = %v, want a QuotaError for alice", err)
+	}
+	if u, _ := s.User(ctx, alice.Address); u.UsedBytes != size {
+		t.Errorf("alice's UsedBytes = %d after the refused copy, want %d", u.UsedBytes, size)
+	}
+	if ms, _ := s.Messages(ctx, bob.ID, store.Inbox); len(ms) != 0 {
+		t.Errorf("bob got %d messages from a refused Accept", len(ms))
 	}
 }
