@@ -38,7 +38,8 @@ func TestRelaySmartHost(t *testing.T) {
 	_, subPort, _ := strings.Cut(b.subAddr, ":")
 	dnsAddr := startDNS(t, map[string][]string{"mx.example.test. A": {"127.0.0.1"}})
 
-	relay := func(password string) *server {
+	_, tlsPort, _ := strings.Cut(b.tlsAddr, ":")
+	relay := func(password, port, mode string) *server {
 		pwFile := filepath.Join(t.TempDir(), "pw")
 		os.WriteFile(pwFile, []byte(password+"\n"), 0o600)
 		a := newServer(t, "", fmt.Sprintf(`[dns]
@@ -49,22 +50,30 @@ retry_intervals = ["1s"]
 domains = ["*"]
 host = "mx.example.test"
 port = %s
-tls = "starttls"
+tls = %q
 ca_file = %q
 username = "relay@b.test"
 password_file = %q
-`, dnsAddr, subPort, ca, pwFile))
+`, dnsAddr, port, mode, ca, pwFile))
 		a.start()
 		return a
 	}
 
-	a := relay("relay-secret")
+	// Implicit TLS (port 465) as well as STARTTLS (587).
+	implicit := relay("relay-secret", tlsPort, "implicit")
+	c0 := loggedIn(t, implicit)
+	if r := c0.sendMail("alice@example.test", []string{"carol@nomx.test"}, "From: alice@example.test\r\nSubject: over implicit TLS\r\n\r\nhello\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("submission: %q", r)
+	}
+	waitMailbox(t, b, "carol@nomx.test", 1, "delivery through the smart host's implicit TLS port")
+
+	a := relay("relay-secret", subPort, "starttls")
 	c := loggedIn(t, a)
 	if r := c.sendMail("alice@example.test", []string{"carol@nomx.test"}, "From: alice@example.test\r\nSubject: via the smart host\r\n\r\nhello\r\n"); !strings.HasPrefix(r, "250 ") {
 		t.Fatalf("submission: %q", r)
 	}
-	waitMailbox(t, b, "carol@nomx.test", 1, "delivery through the smart host")
-	got := b.message("carol@nomx.test", b.mailbox("carol@nomx.test")[0].ID)
+	waitMailbox(t, b, "carol@nomx.test", 2, "delivery through the smart host")
+	got := b.message("carol@nomx.test", b.mailbox("carol@nomx.test")[1].ID)
 	if !strings.Contains(got, "with ESMTPSA") || !strings.Contains(got, "via the smart host") || !strings.Contains(got, "Return-Path: <alice@example.test>") {
 		t.Errorf("carol's copy:\n%s", got)
 	}
@@ -72,7 +81,7 @@ password_file = %q
 		t.Errorf("no delivery over TLS logged:\n%s", a.logs())
 	}
 
-	bad := relay("wrong")
+	bad := relay("wrong", subPort, "starttls")
 	c = loggedIn(t, bad)
 	if r := c.sendMail("alice@example.test", []string{"carol@nomx.test"}, "From: alice@example.test\r\nSubject: stuck\r\n\r\nhello\r\n"); !strings.HasPrefix(r, "250 ") {
 		t.Fatalf("submission: %q", r)
