@@ -16,21 +16,33 @@ import (
 	"mailroom/internal/store/sqlite"
 )
 
-func TestRunner(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	st, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{})
+// openStore opens an empty store for the test.
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), t.TempDir(), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// enqueue queues a small message from a@example.test to one recipient.
+func enqueue(t *testing.T, st store.Store, id string, received time.Time, to store.QueuedRecipient) {
+	t.Helper()
+	m := &store.Message{QueueID: id, Received: received, Body: strings.NewReader("Subject: x\r\n\r\nx\r\n"),
+		Envelope: store.Envelope{MailFrom: "a@example.test"}, Remote: []store.QueuedRecipient{to}}
+	if err := st.Accept(context.Background(), m); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestRunner(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := openStore(t)
 	queue := func(id, to string, received time.Time) {
-		m := &store.Message{QueueID: id, Received: received, Body: strings.NewReader("Subject: x\r\n\r\nx\r\n"),
-			Envelope: store.Envelope{MailFrom: "a@example.test"},
-			Remote:   []store.QueuedRecipient{{Address: to, Domain: "remote.test", Notify: []string{"FAILURE"}}}}
-		if err := st.Accept(ctx, m); err != nil {
-			t.Fatal(err)
-		}
+		enqueue(t, st, id, received, store.QueuedRecipient{Address: to, Domain: "remote.test", Notify: []string{"FAILURE"}})
 	}
 	var mu sync.Mutex
 	tries := map[string]int{}
@@ -113,16 +125,8 @@ func TestBackoff(t *testing.T) {
 func TestDelayWarning(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	m := &store.Message{QueueID: "slow", Received: time.Now().Add(-2 * time.Hour), Body: strings.NewReader("Subject: x\r\n\r\nx\r\n"),
-		Envelope: store.Envelope{MailFrom: "a@example.test"}, Remote: []store.QueuedRecipient{{Address: "x@remote.test", Domain: "remote.test"}}}
-	if err := st.Accept(ctx, m); err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t)
+	enqueue(t, st, "slow", time.Now().Add(-2*time.Hour), store.QueuedRecipient{Address: "x@remote.test", Domain: "remote.test"})
 	var mu sync.Mutex
 	attempts, warnings := 0, 0
 	deliver := func(context.Context, delivery.Job) []delivery.Outcome {
@@ -167,19 +171,10 @@ func TestDelayWarning(t *testing.T) {
 
 // newStore opens a store with n messages queued for each domain given.
 func newStore(t *testing.T, perDomain map[string]int) store.Store {
-	st, err := sqlite.Open(t.Context(), t.TempDir(), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t)
 	for domain, n := range perDomain {
 		for i := range n {
-			m := &store.Message{QueueID: fmt.Sprintf("%s-%d", domain, i), Body: strings.NewReader("Subject: x\r\n\r\nx\r\n"),
-				Envelope: store.Envelope{MailFrom: "a@example.test"},
-				Remote:   []store.QueuedRecipient{{Address: fmt.Sprintf("u%d@%s", i, domain), Domain: domain}}}
-			if err := st.Accept(t.Context(), m); err != nil {
-				t.Fatal(err)
-			}
+			enqueue(t, st, fmt.Sprintf("%s-%d", domain, i), time.Time{}, store.QueuedRecipient{Address: fmt.Sprintf("u%d@%s", i, domain), Domain: domain})
 		}
 	}
 	return st
@@ -335,17 +330,9 @@ func (s *reusingStore) RecordResults(ctx context.Context, res []store.QueueResul
 func TestRowIDReuse(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	queue := func(id, to string, received time.Time) {
-		m := &store.Message{QueueID: id, Received: received, Body: strings.NewReader("Subject: x\r\n\r\nx\r\n"),
-			Envelope: store.Envelope{MailFrom: "a@example.test"}, Remote: []store.QueuedRecipient{{Address: to, Domain: "remote.test"}}}
-		if err := st.Accept(ctx, m); err != nil {
-			t.Error(err)
-		}
+		enqueue(t, st, id, received, store.QueuedRecipient{Address: to, Domain: "remote.test"})
 	}
 	queue("first", "a@remote.test", time.Now())
 	rs := &reusingStore{Store: st, t: t, queue: queue}
