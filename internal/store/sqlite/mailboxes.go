@@ -169,18 +169,17 @@ func deleteUnreferenced(tx *wtx, ids []int64) ([]string, error) {
 	var files []string
 	for _, id := range ids {
 		var used bool
-		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?)
-			OR EXISTS (SELECT 1 FROM queue WHERE message_id = ? AND state IN ('pending', 'deferred'))`, id, id).Scan(&used); err != nil {
+		if err := tx.QueryRow(sqlMessageUsed, id, id).Scan(&used); err != nil {
 			return nil, err
 		}
 		if used {
 			continue
 		}
-		if _, err := tx.Exec(`DELETE FROM queue WHERE message_id = ?`, id); err != nil {
+		if _, err := tx.Exec(sqlDeleteEntries, id); err != nil {
 			return nil, err
 		}
 		var file sql.NullString
-		err := tx.QueryRow(`DELETE FROM messages WHERE id = ? RETURNING body_file`, id).Scan(&file)
+		err := tx.QueryRow(sqlDeleteMessage, id).Scan(&file)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}

@@ -12,6 +12,8 @@ import (
 var hotStatements = []string{
 	sqlSavepoint, sqlRelease, sqlRollbackTo,
 	sqlInsertMessage, sqlNextUID, sqlInsertCopy, sqlAddUsed, sqlEnqueue,
+	// and the queue's, per message delivered
+	sqlClaim, sqlRecordResult, sqlMessageUsed, sqlDeleteEntries, sqlDeleteMessage,
 }
 
 const (
@@ -21,9 +23,13 @@ const (
 	sqlInsertMessage = `INSERT INTO messages(queue_id, received, size, envelope, from_hdr, subject, body, body_file) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlNextUID       = `UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1
 		WHERE user_id = ? AND name = ? RETURNING id, uidnext - 1, highest_modseq`
-	sqlInsertCopy = `INSERT INTO mailbox_messages(mailbox_id, uid, message_id, prefix, size, internal_date, modseq) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlAddUsed    = `UPDATE users SET used_bytes = used_bytes + ? WHERE id = ? RETURNING used_bytes`
-	sqlEnqueue    = `INSERT INTO queue(message_id, address, domain, notify, orcpt, state, next_attempt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertCopy  = `INSERT INTO mailbox_messages(mailbox_id, uid, message_id, prefix, size, internal_date, modseq) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlAddUsed     = `UPDATE users SET used_bytes = used_bytes + ? WHERE id = ? RETURNING used_bytes`
+	sqlMessageUsed = `SELECT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?)
+		OR EXISTS (SELECT 1 FROM queue WHERE message_id = ? AND state IN ('pending', 'deferred'))`
+	sqlDeleteEntries = `DELETE FROM queue WHERE message_id = ?`
+	sqlDeleteMessage = `DELETE FROM messages WHERE id = ? RETURNING body_file`
+	sqlEnqueue       = `INSERT INTO queue(message_id, address, domain, notify, orcpt, state, next_attempt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
 // prepare prepares the hot statements on the writer connection.
