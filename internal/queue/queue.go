@@ -150,10 +150,14 @@ func (r *Runner) Run(ctx context.Context) {
 			r.mu.Lock()
 			r.retry = time.Time{}
 			r.mu.Unlock()
-			r.fill(ctx)
 			next = time.Time{}
-			if n, ok, err := r.store.NextDue(ctx); err == nil && ok {
-				next = n
+			// With the backlog full, entries already due wait for room,
+			// which a finished delivery makes (and wakes the runner):
+			// a timer for them would only spin.
+			if r.fill(ctx) {
+				if n, ok, err := r.store.NextDue(ctx); err == nil && ok {
+					next = n
+				}
 			}
 		}
 		wait := r.start(ctx, &wg)
@@ -179,14 +183,14 @@ func (r *Runner) Run(ctx context.Context) {
 }
 
 // fill claims due entries while there is room in the backlog, and sorts
-// them into jobs per destination.
-func (r *Runner) fill(ctx context.Context) {
+// them into jobs per destination. It reports whether it had room.
+func (r *Runner) fill(ctx context.Context) bool {
 	r.mu.Lock()
 	room := r.cfg.Backlog - r.waiting
 	r.mu.Unlock()
 	if room < r.cfg.Backlog/4 {
 		r.more = true
-		return // plenty waiting; claim in larger batches later
+		return false // plenty waiting; claim in larger batches later
 	}
 	due, err := r.store.ClaimDue(ctx, r.now(), r.cfg.Lease, room)
 	r.more = len(due) == room // there may be more due
@@ -194,7 +198,7 @@ func (r *Runner) fill(ctx context.Context) {
 		if ctx.Err() == nil {
 			r.log.Error("queue: claiming due entries", "err", err)
 		}
-		return
+		return true
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -218,6 +222,7 @@ func (r *Runner) fill(ctx context.Context) {
 		}
 		d.jobs = append(d.jobs, j)
 	}
+	return true
 }
 
 // dest returns the state of a destination, made on first use.

@@ -355,3 +355,31 @@ func TestRowIDReuse(t *testing.T) {
 		}
 	}
 }
+
+// TestFullBacklogDoesNotSpin: with more due entries than the backlog
+// holds and every slot busy, the runner waits for a delivery to finish
+// instead of asking the store again and again.
+func TestFullBacklogDoesNotSpin(t *testing.T) {
+	st := newStore(t, map[string]int{"slow.test": 50})
+	q := &countingQueue{Queue: st}
+	release := make(chan struct{})
+	deliver := func(ctx context.Context, j delivery.Job) []delivery.Outcome {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return []delivery.Outcome{{Delivered: true}}
+	}
+	r := New(q, deliver, nil, Config{MaxConcurrent: 2, Backlog: 8}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	time.Sleep(100 * time.Millisecond) // claimed a backlog; both slots busy
+	q.reset()
+	time.Sleep(300 * time.Millisecond)
+	if calls, _ := q.reset(); len(calls) > 5 {
+		t.Errorf("%d store calls in 300ms while waiting for a slot: %v", len(calls), calls[:5])
+	}
+	close(release)
+	drained(t, st)
+}
