@@ -173,6 +173,10 @@ endline() { echo >&2; }
 
 # ---------------------------------------------------------------- helpers
 echo "bench: building mailroom and benchkit" >&2
+# The commit measured is the one built now, whatever happens to the tree
+# during the run.
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && commit="$commit (with uncommitted changes)"
 make -s build >/dev/null || die "make build failed"
 MAILROOM=$PWD/bin/mailroom
 KIT=$WORK/benchkit
@@ -619,8 +623,6 @@ done
 mkdir -p bench/results
 stamp=$(date +%Y%m%d-%H%M)
 out=bench/results/bench-$stamp${SMOKE:+-smoke}.md
-commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && commit="$commit (with uncommitted changes)"
 {
 	echo "# Mailroom vs Postfix, $(date '+%Y-%m-%d %H:%M %Z')"
 	echo
