@@ -20,7 +20,7 @@ func domainOf(address string) string {
 
 // AddDomain adds a local domain.
 func (s *Store) AddDomain(ctx context.Context, d store.Domain) error {
-	return s.write(ctx, func(tx *wtx) error {
+	return s.writeDirectory(ctx, func(tx *wtx) error {
 		_, err := tx.Exec(`INSERT INTO domains(name, catch_all, created) VALUES (?, ?, ?)`,
 			d.Name, d.CatchAll, time.Now().Unix())
 		if isUniqueViolation(err) {
@@ -32,7 +32,7 @@ func (s *Store) AddDomain(ctx context.Context, d store.Domain) error {
 
 // DeleteDomain removes a domain that has no users and no aliases left.
 func (s *Store) DeleteDomain(ctx context.Context, name string) error {
-	return s.write(ctx, func(tx *wtx) error {
+	return s.writeDirectory(ctx, func(tx *wtx) error {
 		var n int
 		if err := tx.QueryRow(`SELECT (SELECT count(*) FROM users WHERE domain = ?) + (SELECT count(*) FROM aliases WHERE domain = ?)`,
 			name, name).Scan(&n); err != nil {
@@ -58,8 +58,24 @@ func expectOne(res sql.Result, err error) func(what string) error {
 	}
 }
 
+// writeDirectory is write for a change to domains, users or aliases: once
+// committed, cached lookups here and in other processes start over.
+func (s *Store) writeDirectory(ctx context.Context, fn func(tx *wtx) error) error {
+	err := s.write(ctx, fn)
+	if err == nil {
+		s.dircache.changed()
+	}
+	return err
+}
+
 // Domain returns one domain.
 func (s *Store) Domain(ctx context.Context, name string) (store.Domain, error) {
+	return lookup(s.dircache, func() map[string]cached[store.Domain] { return s.dircache.domains }, name,
+		func() (store.Domain, error) { return s.readDomain(ctx, name) },
+		func() error { return fmt.Errorf("domain %s: %w", name, store.ErrNotFound) })
+}
+
+func (s *Store) readDomain(ctx context.Context, name string) (store.Domain, error) {
 	var d store.Domain
 	var created int64
 	err := s.queryRow(ctx, `SELECT name, catch_all, created FROM domains WHERE name = ?`, name).
@@ -95,7 +111,7 @@ func (s *Store) Domains(ctx context.Context) ([]store.Domain, error) {
 func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 	u.Created = time.Now().Truncate(time.Second)
 	u.UsedBytes = 0 // what the new row holds, whatever the caller passed
-	err := s.write(ctx, func(tx *wtx) error {
+	err := s.writeDirectory(ctx, func(tx *wtx) error {
 		if err := requireDomain(tx, domainOf(u.Address)); err != nil {
 			return err
 		}
@@ -152,7 +168,7 @@ func userID(tx *wtx, address string) (int64, error) {
 // DeleteUser removes a user with all its mailboxes and messages.
 func (s *Store) DeleteUser(ctx context.Context, address string) error {
 	var files []string
-	err := s.write(ctx, func(tx *wtx) error {
+	err := s.writeDirectory(ctx, func(tx *wtx) error {
 		id, err := userID(tx, address)
 		if err != nil {
 			return err
@@ -193,6 +209,12 @@ func (s *Store) DeleteUser(ctx context.Context, address string) error {
 
 // User returns one user.
 func (s *Store) User(ctx context.Context, address string) (store.User, error) {
+	return lookup(s.dircache, func() map[string]cached[store.User] { return s.dircache.users }, address,
+		func() (store.User, error) { return s.readUser(ctx, address) },
+		func() error { return fmt.Errorf("user %s: %w", address, store.ErrNotFound) })
+}
+
+func (s *Store) readUser(ctx context.Context, address string) (store.User, error) {
 	u, err := scanUser(s.queryRow(ctx, userColumns+` WHERE address = ?`, address))
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, fmt.Errorf("user %s: %w", address, store.ErrNotFound)
@@ -240,14 +262,14 @@ func (s *Store) SetUserSettings(ctx context.Context, address string, us store.Us
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(tx *wtx) error {
+	return s.writeDirectory(ctx, func(tx *wtx) error {
 		return expectOne(tx.Exec(`UPDATE users SET settings = ? WHERE address = ?`, string(b), address))("user " + address)
 	})
 }
 
 // SetPassword replaces everything stored of a user's password.
 func (s *Store) SetPassword(ctx context.Context, address string, sec store.Secrets) error {
-	return s.write(ctx, func(tx *wtx) error {
+	return s.writeDirectory(ctx, func(tx *wtx) error {
 		return expectOne(tx.Exec(`UPDATE users SET password_hash = ?, scram_sha256 = ?, cram_md5 = ? WHERE address = ?`,
 			sec.Hash, sec.SCRAMSHA256, sec.CRAMMD5, address))("user " + address)
 	})
@@ -260,7 +282,7 @@ func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(tx *wtx) error {
+	return s.writeDirectory(ctx, func(tx *wtx) error {
 		if err := requireDomain(tx, domainOf(a.Address)); err != nil {
 			return err
 		}
@@ -282,13 +304,19 @@ func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
 
 // DeleteAlias removes an alias.
 func (s *Store) DeleteAlias(ctx context.Context, address string) error {
-	return s.write(ctx, func(tx *wtx) error {
+	return s.writeDirectory(ctx, func(tx *wtx) error {
 		return expectOne(tx.Exec(`DELETE FROM aliases WHERE address = ?`, address))("alias " + address)
 	})
 }
 
 // Alias returns one alias.
 func (s *Store) Alias(ctx context.Context, address string) (store.Alias, error) {
+	return lookup(s.dircache, func() map[string]cached[store.Alias] { return s.dircache.aliases }, address,
+		func() (store.Alias, error) { return s.readAlias(ctx, address) },
+		func() error { return fmt.Errorf("alias %s: %w", address, store.ErrNotFound) })
+}
+
+func (s *Store) readAlias(ctx context.Context, address string) (store.Alias, error) {
 	a, err := scanAlias(s.queryRow(ctx, `SELECT address, targets, created FROM aliases WHERE address = ?`, address))
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, fmt.Errorf("alias %s: %w", address, store.ErrNotFound)

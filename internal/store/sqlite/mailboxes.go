@@ -41,9 +41,11 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 		}
 		msgID, _ := res.LastInsertId()
 		for _, t := range m.Local {
-			if err := insertCopy(tx, msgID, size, received, t); err != nil {
+			used, err := insertCopy(tx, msgID, size, received, t)
+			if err != nil {
 				return err
 			}
+			tx.onCommit(func() { s.dircache.setUsed(t.UserID, used) })
 		}
 		for _, r := range m.Remote {
 			if _, err := tx.Exec(sqlEnqueue, msgID, r.Address, strings.ToLower(r.Domain), strings.Join(r.Notify, ","), r.ORcpt,
@@ -67,30 +69,30 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 }
 
 // insertCopy puts one copy of message msgID, of bodySize octets, into a
-// user's mailbox under the next UID.
-func insertCopy(tx *wtx, msgID, bodySize int64, received time.Time, t store.LocalTarget) error {
+// user's mailbox under the next UID, and returns the user's used bytes.
+func insertCopy(tx *wtx, msgID, bodySize int64, received time.Time, t store.LocalTarget) (int64, error) {
 	var mboxID, modseq int64
 	var uid uint32
 	err := tx.QueryRow(sqlNextUID, t.UserID, t.Mailbox).Scan(&mboxID, &uid, &modseq)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("mailbox %q of user %d: %w", t.Mailbox, t.UserID, store.ErrNotFound)
+		return 0, fmt.Errorf("mailbox %q of user %d: %w", t.Mailbox, t.UserID, store.ErrNotFound)
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	size := bodySize + int64(len(t.Prefix))
 	if _, err := tx.Exec(sqlInsertCopy,
 		mboxID, uid, msgID, append([]byte{}, t.Prefix...), size, received.UnixNano(), modseq); err != nil {
-		return err
+		return 0, err
 	}
 	var used int64
 	if err := tx.QueryRow(sqlAddUsed, size, t.UserID).Scan(&used); err != nil {
-		return err
+		return 0, err
 	}
 	if t.Quota > 0 && used > t.Quota {
-		return &store.QuotaError{UserID: t.UserID, Used: used - size, Quota: t.Quota, Size: size}
+		return 0, &store.QuotaError{UserID: t.UserID, Used: used - size, Quota: t.Quota, Size: size}
 	}
-	return nil
+	return used, nil
 }
 
 func nullString(s string) any {

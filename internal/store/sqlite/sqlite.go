@@ -51,6 +51,8 @@ type Store struct {
 	stmts     map[string]*sql.Stmt // hot statements prepared on wdb
 	readStmts sync.Map             // query -> *sql.Stmt prepared on rdb
 
+	dircache *dirCache // domains, users and aliases looked up
+
 	walReset        atomic.Bool // the checkpointer asks the committer to let the WAL start over
 	stopCheckpoints chan struct{}
 	checkpointsDone chan struct{}
@@ -94,7 +96,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	rdb.SetMaxOpenConns(8)
-	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, reqs: make(chan *writeReq, 1024), done: make(chan struct{}),
+	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, dircache: newDirCache(dir), reqs: make(chan *writeReq, 1024), done: make(chan struct{}),
 		stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
 	err = s.migrate(ctx)
 	if err == nil {
@@ -283,8 +285,10 @@ func (s *Store) commitBatch(batch []*writeReq) {
 			failAll(batch, storageErr("savepoint", err))
 			return
 		}
+		mark := len(tx.after)
 		errs[i] = r.fn(tx)
 		if errs[i] != nil {
+			tx.after = tx.after[:mark]
 			if _, err := tx.Exec(sqlRollbackTo); err != nil {
 				sqlTx.Rollback()
 				failAll(batch, storageErr("rollback", err))
@@ -300,6 +304,9 @@ func (s *Store) commitBatch(batch []*writeReq) {
 	if err := sqlTx.Commit(); err != nil {
 		failAll(batch, storageErr("commit", err))
 		return
+	}
+	for _, fn := range tx.after {
+		fn()
 	}
 	for i, r := range batch {
 		r.err <- errs[i]

@@ -50,7 +50,12 @@ func (s *Store) prepare() error {
 type wtx struct {
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
+	after []func() // run in order once the transaction has committed
 }
+
+// onCommit runs fn after the transaction has committed, unless the write
+// that registers it fails (its changes are undone).
+func (w *wtx) onCommit(fn func()) { w.after = append(w.after, fn) }
 
 func (w *wtx) stmt(q string) *sql.Stmt {
 	if st, ok := w.stmts[q]; ok {

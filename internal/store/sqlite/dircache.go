@@ -1,0 +1,196 @@
+package sqlite
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"mailroom/internal/store"
+)
+
+// dirCache keeps the domains, users and aliases that lookups have found
+// (or not found) in memory, so that the RCPT path reads nothing from the
+// database: in WAL mode every read after a commit starts with a cold page
+// cache, and under load those reads were a sixth of the server's CPU
+// (docs/design/performance.md).
+//
+// Every change to the directory, by this process or another one (the CLI
+// while the server runs), replaces the stamp file after its commit; every
+// lookup compares the stamp's identity (one stat) with the one its entries
+// were read under and starts over when it differs. A lookup that missed
+// records what it read only if the stamp did not change meanwhile, so an
+// entry read before a change cannot outlive it.
+//
+// Used bytes change with every accepted message: the committer updates the
+// cached users after each commit (setUsed). Mail accepted by another
+// process (an import from the CLI) is seen after the next directory change
+// only; the accept transaction checks the quota against the database
+// anyway.
+type dirCache struct {
+	stampPath string
+
+	mu      sync.Mutex
+	stamp   stampID
+	domains map[string]cached[store.Domain]
+	users   map[string]cached[store.User]
+	aliases map[string]cached[store.Alias]
+	byID    map[int64]string // user ID -> address, for setUsed
+}
+
+// cached is a lookup's outcome: a value, or not found.
+type cached[T any] struct {
+	v     T
+	found bool
+}
+
+// maxCached bounds the entries kept (found and not found: a dictionary
+// attack asks for many addresses that do not exist); past it the cache
+// starts over.
+const maxCached = 100_000
+
+// stampID identifies one version of the stamp file: each change appends
+// an octet, so the size changes even within one mtime tick.
+type stampID struct {
+	ino   uint64
+	size  int64
+	mtime int64
+	ok    bool // the stamp could be read
+}
+
+// noStamp never equals a stamp that was read: entries are neither found nor
+// recorded under it.
+var noStamp = stampID{ino: ^uint64(0)}
+
+const stampFile = "directory.stamp"
+
+func newDirCache(dir string) *dirCache {
+	c := &dirCache{stampPath: filepath.Join(dir, stampFile)}
+	c.reset(noStamp)
+	return c
+}
+
+func (c *dirCache) reset(id stampID) {
+	c.stamp = id
+	c.domains = map[string]cached[store.Domain]{}
+	c.users = map[string]cached[store.User]{}
+	c.aliases = map[string]cached[store.Alias]{}
+	c.byID = map[int64]string{}
+}
+
+func (c *dirCache) readStamp() stampID {
+	fi, err := os.Stat(c.stampPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return stampID{ok: true} // no change made yet: a valid state
+	}
+	if err != nil {
+		return noStamp
+	}
+	id := stampID{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ok: true}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.ino = st.Ino
+	}
+	return id
+}
+
+// current returns the stamp's identity, having started over if it changed.
+// A stamp that cannot be read turns the cache off (every lookup reads the
+// database).
+func (c *dirCache) current() stampID {
+	id := c.readStamp()
+	c.mu.Lock()
+	if id != c.stamp {
+		c.reset(id)
+	}
+	c.mu.Unlock()
+	return id
+}
+
+// lookup returns the cached outcome for key, or reads it with load and
+// records it.
+func lookup[T any](c *dirCache, m func() map[string]cached[T], key string, load func() (T, error), notFound func() error) (T, error) {
+	id := c.current()
+	if !id.ok {
+		return load()
+	}
+	c.mu.Lock()
+	e, hit := m()[key]
+	c.mu.Unlock()
+	if hit {
+		if !e.found {
+			return e.v, notFound()
+		}
+		return e.v, nil
+	}
+	v, err := load()
+	found := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return v, err // not recorded: a storage error is no answer
+	}
+	c.mu.Lock()
+	if c.stamp == id {
+		if len(c.domains)+len(c.users)+len(c.aliases) >= maxCached {
+			c.reset(id)
+		}
+		m()[key] = cached[T]{v: v, found: found}
+		if u, ok := any(v).(store.User); ok && found {
+			c.byID[u.ID] = u.Address
+		}
+	}
+	c.mu.Unlock()
+	return v, err
+}
+
+// setUsed records a user's used bytes after a commit changed them.
+func (c *dirCache) setUsed(userID, used int64) {
+	c.mu.Lock()
+	if addr, ok := c.byID[userID]; ok {
+		if e, ok := c.users[addr]; ok && e.found {
+			e.v.UsedBytes = used
+			c.users[addr] = e
+		}
+	}
+	c.mu.Unlock()
+}
+
+// changed is called after a commit that changed the directory: it drops
+// this process's entries and grows the stamp by one octet, which tells
+// every other process to drop theirs.
+func (c *dirCache) changed() {
+	c.mu.Lock()
+	c.reset(noStamp)
+	c.mu.Unlock()
+	if err := c.touch(); err != nil {
+		// The change is committed; a server running beside this process
+		// may answer from its old entries until the stamp can be written.
+		slog.Warn("store: could not mark the directory as changed; a running server may not see the change until it restarts",
+			"err", fmt.Errorf("write %s: %w", c.stampPath, err))
+	}
+}
+
+// stampMax is the stamp's length at which a new one replaces it.
+const stampMax = 4096
+
+// touch appends an octet to the stamp, so its size grows with each change
+// and never repeats; a full stamp is replaced by a new file (a new inode).
+func (c *dirCache) touch() error {
+	f, err := os.OpenFile(c.stampPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte{'.'})
+	fi, serr := f.Stat()
+	err = errors.Join(err, serr, f.Close())
+	if err != nil || fi.Size() < stampMax {
+		return err
+	}
+	tmp := c.stampPath + ".tmp" + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(tmp, []byte{'.'}, 0o640); err != nil {
+		return err
+	}
+	return os.Rename(tmp, c.stampPath)
+}

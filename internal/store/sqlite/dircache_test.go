@@ -1,0 +1,190 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"mailroom/internal/store"
+)
+
+// TestDirectoryCacheSeesOtherProcesses: a second handle on the same data
+// directory stands for the CLI changing the directory while the server
+// runs; the server's cached answers, found and not found, must follow
+// every kind of change at once.
+func TestDirectoryCacheSeesOtherProcesses(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	server, alice := setup(t, dir, Options{})
+	defer server.Close()
+	cli := open(t, dir, Options{})
+	defer cli.Close()
+
+	notFound := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("%s: got %v, want not found", what, err)
+		}
+	}
+	// Fill the server's cache, with misses too.
+	if _, err := server.User(ctx, alice.Address); err != nil {
+		t.Fatal(err)
+	}
+	_, err := server.User(ctx, "bob@a.example")
+	notFound("bob before", err)
+	_, err = server.Alias(ctx, "info@a.example")
+	notFound("alias before", err)
+	_, err = server.Domain(ctx, "b.example")
+	notFound("domain before", err)
+
+	steps := []struct {
+		name  string
+		do    func() error
+		check func() error
+	}{
+		{"user added", func() error {
+			_, err := cli.AddUser(ctx, store.User{Address: "bob@a.example", PasswordHash: "h1"})
+			return err
+		}, func() error {
+			u, err := server.User(ctx, "bob@a.example")
+			if err == nil && u.PasswordHash != "h1" {
+				return errors.New("wrong user: " + u.PasswordHash)
+			}
+			return err
+		}},
+		{"password changed", func() error {
+			return cli.SetPassword(ctx, "bob@a.example", store.Secrets{Hash: "h2"})
+		}, func() error {
+			u, err := server.User(ctx, "bob@a.example")
+			if err == nil && u.PasswordHash != "h2" {
+				return errors.New("old password hash " + u.PasswordHash + " still served")
+			}
+			return err
+		}},
+		{"settings changed", func() error {
+			return cli.SetUserSettings(ctx, "bob@a.example", store.UserSettings{RequireSCRAM: true})
+		}, func() error {
+			u, err := server.User(ctx, "bob@a.example")
+			if err == nil && !u.Settings.RequireSCRAM {
+				return errors.New("old settings still served")
+			}
+			return err
+		}},
+		{"alias added", func() error {
+			return cli.AddAlias(ctx, store.Alias{Address: "info@a.example", Targets: []string{"bob@a.example"}})
+		}, func() error {
+			_, err := server.Alias(ctx, "info@a.example")
+			return err
+		}},
+		{"domain added", func() error {
+			return cli.AddDomain(ctx, store.Domain{Name: "b.example"})
+		}, func() error {
+			_, err := server.Domain(ctx, "b.example")
+			return err
+		}},
+		{"user deleted", func() error {
+			return cli.DeleteUser(ctx, "bob@a.example")
+		}, func() error {
+			if _, err := server.User(ctx, "bob@a.example"); !errors.Is(err, store.ErrNotFound) {
+				return errors.New("deleted user still found")
+			}
+			return nil
+		}},
+		{"alias deleted", func() error {
+			return cli.DeleteAlias(ctx, "info@a.example")
+		}, func() error {
+			if _, err := server.Alias(ctx, "info@a.example"); !errors.Is(err, store.ErrNotFound) {
+				return errors.New("deleted alias still found")
+			}
+			return nil
+		}},
+		{"domain deleted", func() error {
+			return cli.DeleteDomain(ctx, "b.example")
+		}, func() error {
+			if _, err := server.Domain(ctx, "b.example"); !errors.Is(err, store.ErrNotFound) {
+				return errors.New("deleted domain still found")
+			}
+			return nil
+		}},
+	}
+	for _, st := range steps {
+		if err := st.check(); err == nil {
+			t.Fatalf("%s: the server saw the change before it was made", st.name)
+		}
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if err := st.check(); err != nil {
+			t.Fatalf("%s: the server's lookup did not see the change: %v", st.name, err)
+		}
+	}
+}
+
+// TestDirectoryCacheUsedBytes: the cached user's used bytes follow the
+// messages accepted in this process, and a refused message adds nothing.
+func TestDirectoryCacheUsedBytes(t *testing.T) {
+	ctx := context.Background()
+	s, alice := setup(t, t.TempDir(), Options{})
+	defer s.Close()
+	used := func() int64 {
+		t.Helper()
+		u, err := s.User(ctx, alice.Address)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.UsedBytes
+	}
+	if got := used(); got != 0 {
+		t.Fatalf("used before: %d", got)
+	}
+	m := newMessage(make([]byte, 1000), "one", alice)
+	if err := s.Accept(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(1000 + len(m.Local[0].Prefix))
+	if got := used(); got != want {
+		t.Fatalf("used after one message: %d, want %d", got, want)
+	}
+	over := newMessage(make([]byte, 5000), "over quota", alice)
+	over.Local[0].Quota = want + 100
+	var qe *store.QuotaError
+	if err := s.Accept(ctx, over); !errors.As(err, &qe) {
+		t.Fatalf("Accept over quota: %v", err)
+	}
+	if got := used(); got != want {
+		t.Fatalf("used after a refused message: %d, want %d", got, want)
+	}
+	// What the cache says is what the database says.
+	fresh, err := s.readUser(ctx, alice.Address)
+	if err != nil || fresh.UsedBytes != want {
+		t.Fatalf("database: %d, %v; want %d", fresh.UsedBytes, err, want)
+	}
+}
+
+// TestDirectoryStampBounded: the stamp grows by an octet per change and
+// is replaced by a new file when full; each step is a change the cache
+// notices.
+func TestDirectoryStampBounded(t *testing.T) {
+	dir := t.TempDir()
+	c := newDirCache(dir)
+	prev := c.readStamp()
+	for i := 0; i < stampMax+10; i++ {
+		if err := c.touch(); err != nil {
+			t.Fatal(err)
+		}
+		id := c.readStamp()
+		if id == prev || !id.ok {
+			t.Fatalf("change %d: stamp %+v did not change from %+v", i, id, prev)
+		}
+		prev = id
+	}
+	fi, err := os.Stat(filepath.Join(dir, stampFile))
+	if err != nil || fi.Size() > stampMax {
+		t.Fatalf("stamp: %v, %v", fi, err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, stampFile+".tmp*")); len(m) > 0 {
+		t.Fatalf("left behind: %v", m)
+	}
+}
