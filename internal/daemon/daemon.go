@@ -182,7 +182,10 @@ func listen(cfg *config.Config) ([]listener, error) {
 		{smtpserver.ModeSubmissions, cfg.Listen.Submissions},
 	} {
 		for _, a := range svc.addrs {
-			l, err := net.Listen("tcp", a.String())
+			// No TCP keep-alive: every SMTP session ends by its own
+			// timeouts, and the probes' socket options cost four system
+			// calls per accepted connection.
+			l, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", a.String())
 			if err != nil {
 				for _, l := range out {
 					l.Close()

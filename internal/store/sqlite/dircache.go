@@ -3,11 +3,13 @@ package sqlite
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"mailroom/internal/store"
@@ -20,11 +22,13 @@ import (
 // (docs/design/performance.md).
 //
 // Every change to the directory, by this process or another one (the CLI
-// while the server runs), replaces the stamp file after its commit; every
-// lookup compares the stamp's identity (one stat) with the one its entries
-// were read under and starts over when it differs. A lookup that missed
-// records what it read only if the stamp did not change meanwhile, so an
-// entry read before a change cannot outlive it.
+// while the server runs), grows the stamp file after its commit. Where
+// inotify works, a watch on the stamp's directory counts changes and a
+// lookup compares that count with the one its entries were read under (no
+// system call); elsewhere it compares the stamp's identity (one stat). It
+// starts over when they differ. A lookup that missed records what it read
+// only if nothing changed meanwhile, so an entry read before a change
+// cannot outlive it.
 //
 // Used bytes change with every accepted message: the committer updates the
 // cached users after each commit (setUsed). Mail accepted by another
@@ -33,6 +37,9 @@ import (
 // anyway.
 type dirCache struct {
 	stampPath string
+	watch     io.Closer     // the inotify watch, if any
+	watching  atomic.Bool   // the watch works: changes counts every change
+	changes   atomic.Uint64 // changes seen by the watch
 
 	mu      sync.Mutex
 	stamp   stampID
@@ -66,12 +73,34 @@ type stampID struct {
 // recorded under it.
 var noStamp = stampID{ino: ^uint64(0)}
 
-const stampFile = "directory.stamp"
+// stampDir (under the data directory) holds the stamp and nothing else,
+// so that a watch on it wakes only for changes.
+const (
+	stampDir  = "stamps"
+	stampFile = "directory"
+)
 
-func newDirCache(dir string) *dirCache {
+func newDirCache(dataDir string) (*dirCache, error) {
+	dir := filepath.Join(dataDir, stampDir)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("store: create %s: %w", dir, err)
+	}
 	c := &dirCache{stampPath: filepath.Join(dir, stampFile)}
 	c.reset(noStamp)
-	return c
+	w, err := watchStamps(dir, func() { c.changes.Add(1) }, func() { c.watching.Store(false) })
+	if err == nil {
+		c.watch = w
+		c.watching.Store(true)
+	}
+	return c, nil
+}
+
+// close ends the watch.
+func (c *dirCache) close() {
+	if c.watch != nil {
+		c.watching.Store(false)
+		c.watch.Close()
+	}
 }
 
 func (c *dirCache) reset(id stampID) {
@@ -83,6 +112,10 @@ func (c *dirCache) reset(id stampID) {
 }
 
 func (c *dirCache) readStamp() stampID {
+	if c.watching.Load() {
+		// ino: no stat result has this one (0 is never an inode).
+		return stampID{size: int64(c.changes.Load()), ok: true}
+	}
 	fi, err := os.Stat(c.stampPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return stampID{ok: true} // no change made yet: a valid state

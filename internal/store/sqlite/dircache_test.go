@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"mailroom/internal/store"
 )
@@ -13,12 +14,27 @@ import (
 // TestDirectoryCacheSeesOtherProcesses: a second handle on the same data
 // directory stands for the CLI changing the directory while the server
 // runs; the server's cached answers, found and not found, must follow
-// every kind of change at once.
+// every kind of change: at once when the stamp is read with stat, as soon
+// as inotify has told (a wakeup of the watching goroutine) otherwise.
 func TestDirectoryCacheSeesOtherProcesses(t *testing.T) {
+	for _, watch := range []bool{false, true} {
+		t.Run(map[bool]string{false: "stat", true: "inotify"}[watch], func(t *testing.T) {
+			testDirectoryCacheSeesOtherProcesses(t, watch)
+		})
+	}
+}
+
+func testDirectoryCacheSeesOtherProcesses(t *testing.T, watch bool) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	server, alice := setup(t, dir, Options{})
 	defer server.Close()
+	if watch && !server.dircache.watching.Load() {
+		t.Skip("no inotify here")
+	}
+	if !watch {
+		server.dircache.close() // back to stat
+	}
 	cli := open(t, dir, Options{})
 	defer cli.Close()
 
@@ -116,7 +132,12 @@ func TestDirectoryCacheSeesOtherProcesses(t *testing.T) {
 		if err := st.do(); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
-		if err := st.check(); err != nil {
+		err := st.check()
+		for deadline := time.Now().Add(2 * time.Second); watch && err != nil && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+			err = st.check()
+		}
+		if err != nil {
 			t.Fatalf("%s: the server's lookup did not see the change: %v", st.name, err)
 		}
 	}
@@ -167,8 +188,11 @@ func TestDirectoryCacheUsedBytes(t *testing.T) {
 // is replaced by a new file when full; each step is a change the cache
 // notices.
 func TestDirectoryStampBounded(t *testing.T) {
-	dir := t.TempDir()
-	c := newDirCache(dir)
+	c, err := newDirCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.close() // stat: each change is visible at once
 	prev := c.readStamp()
 	for i := 0; i < stampMax+10; i++ {
 		if err := c.touch(); err != nil {
@@ -180,11 +204,11 @@ func TestDirectoryStampBounded(t *testing.T) {
 		}
 		prev = id
 	}
-	fi, err := os.Stat(filepath.Join(dir, stampFile))
+	fi, err := os.Stat(c.stampPath)
 	if err != nil || fi.Size() > stampMax {
 		t.Fatalf("stamp: %v, %v", fi, err)
 	}
-	if m, _ := filepath.Glob(filepath.Join(dir, stampFile+".tmp*")); len(m) > 0 {
+	if m, _ := filepath.Glob(c.stampPath + ".tmp*"); len(m) > 0 {
 		t.Fatalf("left behind: %v", m)
 	}
 }

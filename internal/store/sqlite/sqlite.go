@@ -96,11 +96,14 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	rdb.SetMaxOpenConns(8)
-	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, dircache: newDirCache(dir), reqs: make(chan *writeReq, 1024), done: make(chan struct{}),
+	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, reqs: make(chan *writeReq, 1024), done: make(chan struct{}),
 		stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
 	err = s.migrate(ctx)
 	if err == nil {
 		err = s.prepare()
+	}
+	if err == nil {
+		s.dircache, err = newDirCache(dir)
 	}
 	if err != nil {
 		wdb.Close()
@@ -158,6 +161,7 @@ func (s *Store) Close() error {
 		<-s.done
 		close(s.stopCheckpoints)
 		<-s.checkpointsDone
+		s.dircache.close()
 		// Leave a small WAL behind; harmless if another process has the
 		// database open and the checkpoint cannot finish.
 		s.wdb.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
