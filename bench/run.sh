@@ -537,7 +537,7 @@ measure_relay() { # RUN SERVER CONC: a relayed domain, accept and end to end
 kv() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2; exit }'; }
 
 measure_fsync() { # RUN
-	begin "run $1/$RUNS: fsync probe, $FSYNC_N × $SIZE bytes in $WORK"
+	begin "run $1/$RUNS: fsync probe, $FSYNC_N × $SIZE bytes in $WORK, and the latency floor (the sink)"
 	local out
 	if out=$("$KIT" fsync -dir "$WORK" -n "$FSYNC_N" -size "$SIZE" 2>&1); then
 		record "$1" "disk: append $SIZE B + fsync, p50" ms - reference "$(kv p50_ms "$out")" ok
@@ -545,6 +545,15 @@ measure_fsync() { # RUN
 	else
 		record "$1" "disk: append $SIZE B + fsync, p99" ms - reference 0 fail "$out"
 	fi
+	# The floor under any server's latency here: the same probe against the
+	# sink, which stores nothing (loopback round trips and scheduling only).
+	if out=$(timeout "$MAX_SECS" "$KIT" latency -addr "$SINK_SMTP" -n "$LAT_N" -size "$SIZE" -to rcpt@bench.test 2>&1); then
+		record "$1" "latency floor (the sink, storing nothing), p50" ms - reference "$(kv p50_ms "$out")" ok
+		record "$1" "latency floor (the sink, storing nothing), p99" ms - reference "$(kv p99_ms "$out")" ok
+	else
+		record "$1" "latency floor (the sink, storing nothing), p99" ms - reference 0 fail "$out"
+	fi
+	sink_reset || true
 	endline
 }
 
