@@ -15,7 +15,7 @@ import (
 	"mailroom/internal/store"
 )
 
-// dirCache keeps the domains, users and aliases that lookups have found
+// dirCache keeps the domains, users, aliases (and suppressions) that lookups have found
 // (or not found) in memory, so that the RCPT path reads nothing from the
 // database: in WAL mode every read after a commit starts with a cold page
 // cache, and under load those reads were a sixth of the server's CPU
@@ -37,6 +37,7 @@ import (
 // anyway.
 type dirCache struct {
 	stampPath string
+	onReset   func()        // also forget this (the body cache) when starting over
 	watch     io.Closer     // the inotify watch, if any
 	watching  atomic.Bool   // the watch works: changes counts every change
 	changes   atomic.Uint64 // changes seen by the watch
@@ -46,7 +47,10 @@ type dirCache struct {
 	domains map[string]cached[store.Domain]
 	users   map[string]cached[store.User]
 	aliases map[string]cached[store.Alias]
-	byID    map[int64]string // user ID -> address, for setUsed
+	// suppressions is not the directory, but as often asked (every relayed
+	// recipient) and as rarely changed.
+	suppressions map[string]cached[store.Suppression]
+	byID         map[int64]string // user ID -> address, for setUsed
 }
 
 // cached is a lookup's outcome: a value, or not found.
@@ -80,12 +84,12 @@ const (
 	stampFile = "directory"
 )
 
-func newDirCache(dataDir string) (*dirCache, error) {
+func newDirCache(dataDir string, onReset func()) (*dirCache, error) {
 	dir := filepath.Join(dataDir, stampDir)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("store: create %s: %w", dir, err)
 	}
-	c := &dirCache{stampPath: filepath.Join(dir, stampFile)}
+	c := &dirCache{stampPath: filepath.Join(dir, stampFile), onReset: onReset}
 	c.reset(noStamp)
 	w, err := watchStamps(dir, func() { c.changes.Add(1) }, func() { c.watching.Store(false) })
 	if err == nil {
@@ -104,10 +108,14 @@ func (c *dirCache) close() {
 }
 
 func (c *dirCache) reset(id stampID) {
+	if c.onReset != nil {
+		c.onReset()
+	}
 	c.stamp = id
 	c.domains = map[string]cached[store.Domain]{}
 	c.users = map[string]cached[store.User]{}
 	c.aliases = map[string]cached[store.Alias]{}
+	c.suppressions = map[string]cached[store.Suppression]{}
 	c.byID = map[int64]string{}
 }
 
@@ -166,7 +174,7 @@ func lookup[T any](c *dirCache, m func() map[string]cached[T], key string, load 
 	}
 	c.mu.Lock()
 	if c.stamp == id {
-		if len(c.domains)+len(c.users)+len(c.aliases) >= maxCached {
+		if len(c.domains)+len(c.users)+len(c.aliases)+len(c.suppressions) >= maxCached {
 			c.reset(id)
 		}
 		m()[key] = cached[T]{v: v, found: found}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -54,6 +55,9 @@ func testDirectoryCacheSeesOtherProcesses(t *testing.T, watch bool) {
 	notFound("alias before", err)
 	_, err = server.Domain(ctx, "b.example")
 	notFound("domain before", err)
+	if _, ok, err := server.Suppressed(ctx, "gone@remote.example", time.Now()); ok || err != nil {
+		t.Fatalf("suppressed before: %v, %v", ok, err)
+	}
 
 	steps := []struct {
 		name  string
@@ -99,6 +103,23 @@ func testDirectoryCacheSeesOtherProcesses(t *testing.T, watch bool) {
 		}, func() error {
 			_, err := server.Domain(ctx, "b.example")
 			return err
+		}},
+		{"suppression added", func() error {
+			now := time.Now()
+			return cli.Suppress(ctx, store.Suppression{Address: "gone@remote.example", Reason: "550 5.1.1", Created: now, Until: now.Add(time.Hour)})
+		}, func() error {
+			if _, ok, err := server.Suppressed(ctx, "gone@remote.example", time.Now()); !ok || err != nil {
+				return fmt.Errorf("not suppressed (%v)", err)
+			}
+			return nil
+		}},
+		{"suppression lifted", func() error {
+			return cli.Unsuppress(ctx, "gone@remote.example")
+		}, func() error {
+			if _, ok, err := server.Suppressed(ctx, "gone@remote.example", time.Now()); ok || err != nil {
+				return fmt.Errorf("still suppressed (%v)", err)
+			}
+			return nil
 		}},
 		{"user deleted", func() error {
 			return cli.DeleteUser(ctx, "bob@a.example")
@@ -188,7 +209,7 @@ func TestDirectoryCacheUsedBytes(t *testing.T) {
 // is replaced by a new file when full; each step is a change the cache
 // notices.
 func TestDirectoryStampBounded(t *testing.T) {
-	c, err := newDirCache(t.TempDir())
+	c, err := newDirCache(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

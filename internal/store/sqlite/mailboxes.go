@@ -40,6 +40,11 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 			return err
 		}
 		msgID, _ := res.LastInsertId()
+		if len(m.Remote) > 0 && file == "" {
+			tx.onCommit(func() { s.bodies.put(msgID, inline) })
+		} else {
+			tx.onCommit(func() { s.bodies.drop(msgID) }) // the ID may be a deleted message's
+		}
 		for _, t := range m.Local {
 			used, err := insertCopy(tx, msgID, size, received, t)
 			if err != nil {
@@ -187,6 +192,9 @@ func deleteUnreferenced(tx *wtx, ids []int64) ([]string, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if tx.bodies != nil {
+			tx.onCommit(func() { tx.bodies.drop(id) })
 		}
 		if file.Valid {
 			files = append(files, file.String)

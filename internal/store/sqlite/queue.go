@@ -170,8 +170,12 @@ func (s *Store) RecordResults(ctx context.Context, results []store.QueueResult) 
 	return err
 }
 
-// OpenQueued returns a queued message's body.
+// OpenQueued returns a queued message's body: from the body cache while
+// the message is fresh, from the database after.
 func (s *Store) OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser, error) {
+	if b, ok := s.bodies.get(messageID); ok {
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
 	var body []byte
 	var file sql.NullString
 	err := s.queryRow(ctx, `SELECT body, body_file FROM messages WHERE id = ?`, messageID).Scan(&body, &file)
@@ -264,6 +268,9 @@ func (s *Store) DeleteQueued(ctx context.Context, queueID string) (int, error) {
 	})
 	if err == nil {
 		s.removeBlobs(files)
+		// A server beside this process (the CLI's) must forget the bodies
+		// it keeps for relay: the row IDs will be used again.
+		s.dircache.changed()
 	}
 	return int(n), err
 }

@@ -51,7 +51,8 @@ type Store struct {
 	stmts     map[string]*sql.Stmt // hot statements prepared on wdb
 	readStmts sync.Map             // query -> *sql.Stmt prepared on rdb
 
-	dircache *dirCache // domains, users and aliases looked up
+	dircache *dirCache  // domains, users and aliases looked up
+	bodies   *bodyCache // bodies of messages queued for relay
 
 	walReset        atomic.Bool // the checkpointer asks the committer to let the WAL start over
 	stopCheckpoints chan struct{}
@@ -103,7 +104,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		err = s.prepare()
 	}
 	if err == nil {
-		s.dircache, err = newDirCache(dir)
+		s.bodies = newBodyCache(bodyCacheLimit)
+		s.dircache, err = newDirCache(dir, s.bodies.clear)
 	}
 	if err != nil {
 		wdb.Close()
@@ -282,7 +284,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		failAll(batch, storageErr("begin", err))
 		return
 	}
-	tx := &wtx{tx: sqlTx, stmts: s.stmts}
+	tx := &wtx{tx: sqlTx, stmts: s.stmts, bodies: s.bodies}
 	for i, r := range batch {
 		if _, err := tx.Exec(sqlSavepoint); err != nil {
 			sqlTx.Rollback()

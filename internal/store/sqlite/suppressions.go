@@ -12,7 +12,7 @@ import (
 
 // Suppress adds or replaces a suppression.
 func (s *Store) Suppress(ctx context.Context, sup store.Suppression) error {
-	return s.write(ctx, func(tx *wtx) error {
+	return s.writeDirectory(ctx, func(tx *wtx) error {
 		_, err := tx.Exec(`INSERT INTO suppressions(address, reason, created, until) VALUES (?, ?, ?, ?)
 			ON CONFLICT(address) DO UPDATE SET reason = excluded.reason, created = excluded.created, until = excluded.until`,
 			strings.ToLower(sup.Address), sup.Reason, sup.Created.Unix(), sup.Until.Unix())
@@ -20,17 +20,35 @@ func (s *Store) Suppress(ctx context.Context, sup store.Suppression) error {
 	})
 }
 
-// Suppressed reports whether address is suppressed at now.
+// Suppressed reports whether address is suppressed at now. Every relayed
+// recipient asks, so the answer comes from the directory cache, which
+// keeps the entry whatever its expiry (suppressions change through
+// writeDirectory).
 func (s *Store) Suppressed(ctx context.Context, address string, now time.Time) (store.Suppression, bool, error) {
-	sup := store.Suppression{Address: strings.ToLower(address)}
+	addr := strings.ToLower(address)
+	sup, err := lookup(s.dircache, func() map[string]cached[store.Suppression] { return s.dircache.suppressions }, addr,
+		func() (store.Suppression, error) { return s.readSuppression(ctx, addr) },
+		func() error { return store.ErrNotFound })
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Suppression{Address: addr}, false, nil
+	}
+	if err != nil {
+		return sup, false, err
+	}
+	return sup, sup.Until.After(now), nil
+}
+
+// readSuppression reads one entry, expired or not.
+func (s *Store) readSuppression(ctx context.Context, addr string) (store.Suppression, error) {
+	sup := store.Suppression{Address: addr}
 	var created, until int64
-	err := s.queryRow(ctx, `SELECT reason, created, until FROM suppressions WHERE address = ? AND until > ?`, sup.Address, now.Unix()).
+	err := s.queryRow(ctx, `SELECT reason, created, until FROM suppressions WHERE address = ?`, addr).
 		Scan(&sup.Reason, &created, &until)
 	if errors.Is(err, sql.ErrNoRows) {
-		return sup, false, nil
+		return sup, store.ErrNotFound
 	}
 	sup.Created, sup.Until = time.Unix(created, 0), time.Unix(until, 0)
-	return sup, err == nil, err
+	return sup, err
 }
 
 // SuppressionList lists suppressions by address.
@@ -55,7 +73,7 @@ func (s *Store) SuppressionList(ctx context.Context) ([]store.Suppression, error
 
 // Unsuppress removes a suppression.
 func (s *Store) Unsuppress(ctx context.Context, address string) error {
-	return s.write(ctx, func(tx *wtx) error {
+	return s.writeDirectory(ctx, func(tx *wtx) error {
 		return expectOne(tx.Exec(`DELETE FROM suppressions WHERE address = ?`, strings.ToLower(address)))("suppression of " + address)
 	})
 }

@@ -51,6 +51,8 @@ type wtx struct {
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
 	after []func() // run in order once the transaction has committed
+
+	bodies *bodyCache // the store's, for deletions to drop their entries
 }
 
 // onCommit runs fn after the transaction has committed, unless the write
