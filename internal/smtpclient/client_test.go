@@ -208,6 +208,36 @@ func TestWriteDotStuffed(t *testing.T) {
 	}
 }
 
+// TestWriteDotStuffedLongLines: lines longer than the read buffer, and a
+// CR, LF or dot on either side of its boundary, come out as the octet by
+// octet path writes them.
+func TestWriteDotStuffedLongLines(t *testing.T) {
+	const buf = 32 << 10
+	var inputs []string
+	for _, at := range []int{buf - 2, buf - 1, buf, buf + 1} {
+		for _, mark := range []string{"\r\n", "\r", "\n", "\r\n.", "\n.", "\r.", "."} {
+			inputs = append(inputs, strings.Repeat("x", at)+mark+"tail\r\n.last\r\n")
+		}
+	}
+	inputs = append(inputs, strings.Repeat("y", 3*buf)+"\r\n", strings.Repeat("ab\r\n.c\r\n", buf))
+	for _, in := range inputs {
+		var got, want bytes.Buffer
+		w := bufio.NewWriter(&got)
+		writeDotStuffed(w, strings.NewReader(in))
+		w.Flush()
+		w = bufio.NewWriter(&want)
+		sol, cr := stuffOctets(w, []byte(in), true, false)
+		if cr || !sol {
+			w.WriteString("\r\n")
+		}
+		w.WriteString(".\r\n")
+		w.Flush()
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Errorf("input of %d octets ending %q: output differs from the octet by octet path", len(in), in[max(0, len(in)-30):])
+		}
+	}
+}
+
 // FuzzWriteDotStuffed: the output never holds a bare CR or LF, and the
 // server's DATA reader reads back exactly the input with CRLF endings.
 func FuzzWriteDotStuffed(f *testing.F) {

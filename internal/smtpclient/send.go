@@ -2,10 +2,12 @@ package smtpclient
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"mailroom/internal/smtp"
 )
@@ -137,7 +139,9 @@ func (c *Client) data(body io.Reader) (*smtp.Reply, error) {
 		// count a message as delivered that was never sent.
 		return nil, &Error{Stage: "data", Err: fmt.Errorf("the server answered DATA with %d, not 354", rep.Code)}
 	}
-	w := bufio.NewWriterSize(c.conn, 32<<10)
+	w := dataWriters.Get().(*bufio.Writer)
+	w.Reset(c.conn)
+	defer func() { w.Reset(nil); dataWriters.Put(w) }()
 	if err := writeDotStuffed(w, body); err != nil {
 		return nil, &Error{Stage: "data", Err: err}
 	}
@@ -160,20 +164,51 @@ func (c *Client) bdat(body io.Reader, size int64) (*smtp.Reply, error) {
 	return c.readLast("data")
 }
 
+// Buffers for sending a message, reused: a delivery allocated 64 KiB of
+// them each.
+var (
+	bodyReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
+	dataWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+)
+
 // writeDotStuffed writes body with CRLF line endings only (a bare CR or LF
 // becomes CRLF), a '.' doubled at the start of each line, and the end
-// marker.
+// marker. Whole CRLF lines (all of a stored message's) are copied as they
+// are; anything else goes octet by octet.
 func writeDotStuffed(w *bufio.Writer, body io.Reader) error {
-	br := bufio.NewReaderSize(body, 32<<10)
+	br := bodyReaders.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() { br.Reset(nil); bodyReaders.Put(br) }()
 	sol, cr := true, false
 	for {
-		b, err := br.ReadByte()
+		chunk, err := br.ReadSlice('\n')
+		if n := len(chunk); !cr && n >= 2 && chunk[n-1] == '\n' && chunk[n-2] == '\r' && bytes.IndexByte(chunk[:n-2], '\r') < 0 {
+			if sol && chunk[0] == '.' {
+				w.WriteByte('.')
+			}
+			w.Write(chunk)
+			sol = true
+		} else {
+			sol, cr = stuffOctets(w, chunk, sol, cr)
+		}
 		if err == io.EOF {
 			break
 		}
-		if err != nil {
+		if err != nil && err != bufio.ErrBufferFull {
 			return err
 		}
+	}
+	if cr || !sol {
+		w.WriteString("\r\n")
+	}
+	_, err := w.WriteString(".\r\n")
+	return err
+}
+
+// stuffOctets is writeDotStuffed for any octets: sol tells whether the
+// output is at the start of a line, cr whether a CR is pending.
+func stuffOctets(w *bufio.Writer, p []byte, sol, cr bool) (bool, bool) {
+	for _, b := range p {
 		switch {
 		case b == '\n':
 			w.WriteString("\r\n")
@@ -194,9 +229,5 @@ func writeDotStuffed(w *bufio.Writer, body io.Reader) error {
 		w.WriteByte(b)
 		sol = false
 	}
-	if cr || !sol {
-		w.WriteString("\r\n")
-	}
-	_, err := w.WriteString(".\r\n")
-	return err
+	return sol, cr
 }
