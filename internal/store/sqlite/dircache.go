@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"mailroom/internal/store"
 )
@@ -31,16 +30,16 @@ import (
 // cannot outlive it.
 //
 // Used bytes change with every accepted message: the committer updates the
-// cached users after each commit (setUsed). Mail accepted by another
-// process (an import from the CLI) is seen after the next directory change
-// only; the accept transaction checks the quota against the database
-// anyway.
+// cached users after each commit (setUsed), and a user read while a commit
+// happened takes the newer figure (lastUsed). Only the server accepts mail;
+// the accept transaction checks the quota against the database anyway.
 type dirCache struct {
 	stampPath string
 	onReset   func()        // also forget this (the body cache) when starting over
 	watch     io.Closer     // the inotify watch, if any
 	watching  atomic.Bool   // the watch works: changes counts every change
 	changes   atomic.Uint64 // changes seen by the watch
+	local     atomic.Uint64 // changes made by this process, counted before the stamp is written
 
 	mu      sync.Mutex
 	stamp   stampID
@@ -51,6 +50,9 @@ type dirCache struct {
 	// recipient) and as rarely changed.
 	suppressions map[string]cached[store.Suppression]
 	byID         map[int64]string // user ID -> address, for setUsed
+	// lastUsed is the used bytes of the latest commit per user, so that a
+	// lookup that read a user before that commit stores the newer figure.
+	lastUsed map[int64]int64
 }
 
 // cached is a lookup's outcome: a value, or not found.
@@ -70,7 +72,8 @@ type stampID struct {
 	ino   uint64
 	size  int64
 	mtime int64
-	ok    bool // the stamp could be read
+	local uint64 // dirCache.local: this process's own changes count at once
+	ok    bool   // the stamp could be read
 }
 
 // noStamp never equals a stamp that was read: entries are neither found nor
@@ -91,11 +94,12 @@ func newDirCache(dataDir string, onReset func()) (*dirCache, error) {
 	}
 	c := &dirCache{stampPath: filepath.Join(dir, stampFile), onReset: onReset}
 	c.reset(noStamp)
+	c.watching.Store(true) // before the watch starts: it may fail at once
 	w, err := watchStamps(dir, func() { c.changes.Add(1) }, func() { c.watching.Store(false) })
-	if err == nil {
-		c.watch = w
-		c.watching.Store(true)
+	if err != nil {
+		c.watching.Store(false)
 	}
+	c.watch = w
 	return c, nil
 }
 
@@ -117,25 +121,22 @@ func (c *dirCache) reset(id stampID) {
 	c.aliases = map[string]cached[store.Alias]{}
 	c.suppressions = map[string]cached[store.Suppression]{}
 	c.byID = map[int64]string{}
+	c.lastUsed = map[int64]int64{}
 }
 
 func (c *dirCache) readStamp() stampID {
+	local := c.local.Load()
 	if c.watching.Load() {
-		// ino: no stat result has this one (0 is never an inode).
-		return stampID{size: int64(c.changes.Load()), ok: true}
+		return stampID{size: int64(c.changes.Load()), local: local, ok: true}
 	}
 	fi, err := os.Stat(c.stampPath)
 	if errors.Is(err, os.ErrNotExist) {
-		return stampID{ok: true} // no change made yet: a valid state
+		return stampID{local: local, ok: true} // no change made yet: a valid state
 	}
 	if err != nil {
 		return noStamp
 	}
-	id := stampID{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ok: true}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		id.ino = st.Ino
-	}
-	return id
+	return stampID{ino: inode(fi), size: fi.Size(), mtime: fi.ModTime().UnixNano(), local: local, ok: true}
 }
 
 // current returns the stamp's identity, having started over if it changed.
@@ -177,10 +178,14 @@ func lookup[T any](c *dirCache, m func() map[string]cached[T], key string, load 
 		if len(c.domains)+len(c.users)+len(c.aliases)+len(c.suppressions) >= maxCached {
 			c.reset(id)
 		}
-		m()[key] = cached[T]{v: v, found: found}
 		if u, ok := any(v).(store.User); ok && found {
+			if used, ok := c.lastUsed[u.ID]; ok && used > u.UsedBytes {
+				u.UsedBytes = used
+				v = any(u).(T)
+			}
 			c.byID[u.ID] = u.Address
 		}
+		m()[key] = cached[T]{v: v, found: found}
 	}
 	c.mu.Unlock()
 	return v, err
@@ -189,6 +194,10 @@ func lookup[T any](c *dirCache, m func() map[string]cached[T], key string, load 
 // setUsed records a user's used bytes after a commit changed them.
 func (c *dirCache) setUsed(userID, used int64) {
 	c.mu.Lock()
+	if len(c.lastUsed) >= maxCached {
+		clear(c.lastUsed)
+	}
+	c.lastUsed[userID] = used
 	if addr, ok := c.byID[userID]; ok {
 		if e, ok := c.users[addr]; ok && e.found {
 			e.v.UsedBytes = used
@@ -202,6 +211,7 @@ func (c *dirCache) setUsed(userID, used int64) {
 // this process's entries and grows the stamp by one octet, which tells
 // every other process to drop theirs.
 func (c *dirCache) changed() {
+	c.local.Add(1) // first: a lookup that read before this cannot record
 	c.mu.Lock()
 	c.reset(noStamp)
 	c.mu.Unlock()

@@ -1,11 +1,21 @@
 package sqlite
 
 import (
+	"encoding/binary"
 	"io"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
+
+// inode is a file's inode number.
+func inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
 
 // watchStamps calls changed after anything happened in dir (the stamps'
 // own directory, where nothing else is written), through inotify: lookups
@@ -24,11 +34,21 @@ func watchStamps(dir string, changed, failed func()) (io.Closer, error) {
 	go func() {
 		buf := make([]byte, 4096)
 		for {
-			if _, err := f.Read(buf); err != nil {
+			n, err := f.Read(buf)
+			if err != nil {
 				failed()
 				return
 			}
 			changed() // whatever the events: a queue overflow is a change too
+			for p := buf[:n]; len(p) >= unix.SizeofInotifyEvent; {
+				mask := binary.NativeEndian.Uint32(p[4:8])
+				if mask&unix.IN_IGNORED != 0 { // the directory is gone: back to stat
+					failed()
+					f.Close()
+					return
+				}
+				p = p[min(len(p), unix.SizeofInotifyEvent+int(binary.NativeEndian.Uint32(p[12:16]))):]
+			}
 		}
 	}()
 	return f, nil

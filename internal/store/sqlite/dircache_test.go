@@ -233,3 +233,81 @@ func TestDirectoryStampBounded(t *testing.T) {
 		t.Fatalf("left behind: %v", m)
 	}
 }
+
+// TestDirectoryCacheChangeDuringRead: a lookup that read the database
+// before a change of this process committed must not record what it read,
+// even when another lookup saw the stamp before the change was written to
+// it; and a user read before an accept committed takes the accept's used
+// bytes.
+func TestDirectoryCacheChangeDuringRead(t *testing.T) {
+	c, err := newDirCache(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	users := func() map[string]cached[store.User] { return c.users }
+	notFound := func() error { return store.ErrNotFound }
+	loads := 0
+	stale := func() (store.User, error) {
+		loads++
+		c.local.Add(1) // changed(), up to its reset...
+		c.mu.Lock()
+		c.reset(noStamp)
+		c.mu.Unlock()
+		c.current() // ...and another lookup before the stamp is written
+		return store.User{ID: 7, Address: "a@x.example", PasswordHash: "old"}, nil
+	}
+	lookup(c, users, "a@x.example", stale, notFound)
+	fresh := func() (store.User, error) {
+		loads++
+		return store.User{ID: 7, Address: "a@x.example", PasswordHash: "new", UsedBytes: 10}, nil
+	}
+	if u, _ := lookup(c, users, "a@x.example", fresh, notFound); u.PasswordHash != "new" || loads != 2 {
+		t.Fatalf("got %q after %d loads: the entry read before the change was kept", u.PasswordHash, loads)
+	}
+
+	c.changed()
+	racing := func() (store.User, error) {
+		c.setUsed(7, 500) // an accept commits while the user is read
+		return store.User{ID: 7, Address: "a@x.example", UsedBytes: 10}, nil
+	}
+	lookup(c, users, "a@x.example", racing, notFound)
+	if u, _ := lookup(c, users, "a@x.example", fresh, notFound); u.UsedBytes != 500 {
+		t.Fatalf("used bytes %d, want 500 (the commit during the read)", u.UsedBytes)
+	}
+}
+
+// TestDirectoryCacheWatchGone: with the stamps directory removed, the
+// inotify watch ends and lookups go back to stat, still seeing changes.
+func TestDirectoryCacheWatchGone(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	server, _ := setup(t, dir, Options{})
+	defer server.Close()
+	if !server.dircache.watching.Load() {
+		t.Skip("no inotify here")
+	}
+	if err := os.RemoveAll(filepath.Join(dir, stampDir)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); server.dircache.watching.Load(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch did not notice its directory was gone")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := server.User(ctx, "bob@a.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("bob before: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, stampDir), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	cli := open(t, dir, Options{})
+	defer cli.Close()
+	if _, err := cli.AddUser(ctx, store.User{Address: "bob@a.example", PasswordHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.User(ctx, "bob@a.example"); err != nil {
+		t.Fatalf("after the watch ended, a change by another process was not seen: %v", err)
+	}
+}
