@@ -86,7 +86,7 @@ func newSession(srv *Server, cfg *Config, c net.Conn, ip netip.Addr) *session {
 	s.info.Remote = netip.AddrPortFrom(ip, s.info.Remote.Port())
 	s.dc = &deadlineConn{Conn: c}
 	s.dc.setTimeout(cfg.CommandTimeout)
-	s.r = bufio.NewReaderSize(s.dc, max(4096, cfg.MaxLineLength+600))
+	s.r = newReader(s.dc, max(4096, cfg.MaxLineLength+600))
 	s.log = srv.log.With("session", s.info.ID)
 	return s
 }
@@ -94,7 +94,23 @@ func newSession(srv *Server, cfg *Config, c net.Conn, ip netip.Addr) *session {
 // errShutdown ends a session that was idle when the server began to stop.
 var errShutdown = errors.New("server shutting down")
 
+// readers are the sessions' command readers, reused: one per connection was
+// a quarter of the bytes the server allocated under load.
+var readers sync.Pool
+
+func newReader(r io.Reader, size int) *bufio.Reader {
+	if br, ok := readers.Get().(*bufio.Reader); ok && br.Size() == size {
+		br.Reset(r)
+		return br
+	}
+	return bufio.NewReaderSize(r, size)
+}
+
 func (s *session) serve() {
+	defer func() {
+		s.r.Reset(nil)
+		readers.Put(s.r)
+	}()
 	defer s.conn.Close()
 	defer s.finish()
 	defer s.recoverPanic()

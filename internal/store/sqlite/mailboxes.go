@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"mailroom/internal/store"
@@ -33,6 +34,10 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 	if err != nil {
 		return err
 	}
+	relayed := len(m.Remote) > 0 && file == "" // the body cache keeps inline
+	if !relayed {
+		defer releaseBody(inline) // SQLite copied it when binding
+	}
 	err = s.write(ctx, func(tx *wtx) error {
 		res, err := tx.Exec(sqlInsertMessage,
 			m.QueueID, received.UnixNano(), size, string(env), m.From, m.Subject, inline, nullString(file))
@@ -40,7 +45,7 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 			return err
 		}
 		msgID, _ := res.LastInsertId()
-		if len(m.Remote) > 0 && file == "" {
+		if relayed {
 			tx.onCommit(func() { s.bodies.put(msgID, inline) })
 		} else {
 			tx.onCommit(func() { s.bodies.drop(msgID) }) // the ID may be a deleted message's
@@ -118,7 +123,7 @@ func (s *Store) stageBody(r io.Reader, hint int64) (inline []byte, file string, 
 		file, size, err = s.writeBlob(r)
 		return nil, file, size, err
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, max(hint, 0)+bytes.MinRead))
+	buf := bytes.NewBuffer(bodyBuffer(max(hint, 0) + bytes.MinRead))
 	if _, err := buf.ReadFrom(io.LimitReader(r, limit+1)); err != nil {
 		return nil, "", 0, fmt.Errorf("store: read message: %w", err)
 	}
@@ -127,6 +132,32 @@ func (s *Store) stageBody(r io.Reader, hint int64) (inline []byte, file string, 
 	}
 	file, size, err = s.writeBlob(io.MultiReader(buf, r))
 	return nil, file, size, err
+}
+
+// bodyBuffers are the buffers stageBody reads small bodies into, reused
+// (a new one per message was a third of the bytes the server allocated).
+var bodyBuffers sync.Pool
+
+// maxPooledBody is the largest buffer kept for reuse.
+const maxPooledBody = 64 << 10
+
+// bodyBuffer returns an empty buffer of at least n octets' capacity.
+func bodyBuffer(n int64) []byte {
+	if n <= maxPooledBody {
+		if b, ok := bodyBuffers.Get().(*[]byte); ok {
+			if int64(cap(*b)) >= n {
+				return (*b)[:0]
+			}
+		}
+	}
+	return make([]byte, 0, n)
+}
+
+// releaseBody gives a buffer from stageBody back once nothing refers to it.
+func releaseBody(b []byte) {
+	if b != nil && cap(b) <= maxPooledBody {
+		bodyBuffers.Put(&b)
+	}
 }
 
 // writeBlob writes a large body to its own file under blobs/ and makes
