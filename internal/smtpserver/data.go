@@ -1,11 +1,13 @@
 package smtpserver
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -13,6 +15,14 @@ import (
 	"mailroom/internal/spool"
 	"mailroom/internal/store"
 )
+
+// dataReaders read message data: one read from the connection fills one
+// (up to 64 KiB) where the session's command reader (4 KiB, held while a
+// connection idles) needed a read per 4 KiB. The large reader reads
+// through the small one (which passes large reads straight to the
+// connection), so nothing gets out of order: once the large one is empty,
+// the small one holds whatever comes next and takes over again.
+var dataReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // cmdData handles DATA (RFC 5321 4.1.1.4).
 func (s *session) cmdData(arg string) {
@@ -35,7 +45,15 @@ func (s *session) cmdData(arg string) {
 	sp := s.startMessage()
 	defer sp.Close()
 	s.dc.setTimeout(s.cfg.DataTimeout)
+	small := s.r
+	s.r = dataReaders.Get().(*bufio.Reader)
+	s.r.Reset(small)
 	res, err := smtp.ReadData(s.r, sp, s.cfg.MaxMessageSize, s.cfg.LineEndings)
+	if s.r.Buffered() == 0 { // the usual case: the client waits for the reply
+		s.r.Reset(nil)
+		dataReaders.Put(s.r)
+		s.r = small
+	} // else commands pipelined after the data: the large reader stays
 	switch {
 	case err != nil && !res.Complete:
 		s.endMidTransfer(err)

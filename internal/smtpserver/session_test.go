@@ -210,3 +210,26 @@ func FuzzSession(f *testing.F) {
 		}
 	})
 }
+
+// TestDataReaderHandsBack: commands and a second message sent right behind
+// the first message's end (pipelined, in the same reads) are read in order
+// whether the large data reader or the command reader holds them: bodies
+// of either side of the 64 KiB data buffer and of the 4 KiB command one.
+func TestDataReaderHandsBack(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxMessageSize = 1 << 20
+	line := strings.Repeat("y", 70) + "\r\n"
+	for _, size := range []int{10, 4000, 5000, 65000, 70000, 200000} {
+		body1 := "Subject: one\r\n\r\n" + strings.Repeat(line, size/len(line)+1)
+		body2 := "Subject: two\r\n\r\n" + strings.Repeat(line, 3)
+		b := &fakeBackend{}
+		out := runSession(t, cfg, b, "EHLO c.test\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n"+
+			body1+".\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<c@example.test>\r\nDATA\r\n"+body2+".\r\nQUIT\r\n")
+		if len(b.msgs) != 2 || string(b.msgs[0]) != body1 || string(b.msgs[1]) != body2 {
+			t.Fatalf("body of ~%d octets: %d messages stored; replies:\n%s", size, len(b.msgs), out)
+		}
+		if !strings.HasSuffix(out, "221 2.0.0 Bye\r\n") && !strings.Contains(out, "\r\n221 ") {
+			t.Fatalf("body of ~%d octets: the session did not end with QUIT:\n%s", size, out)
+		}
+	}
+}
