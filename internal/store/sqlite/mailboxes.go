@@ -38,7 +38,7 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 	if !relayed {
 		defer releaseBody(inline) // SQLite copied it when binding
 	}
-	err = s.write(ctx, func(tx *wtx) error {
+	err = s.writeCounted(ctx, func(tx *wtx) error {
 		res, err := tx.Exec(sqlInsertMessage,
 			m.QueueID, received.UnixNano(), size, string(env), m.From, m.Subject, inline, nullString(file))
 		if err != nil {
@@ -81,9 +81,7 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 // insertCopy puts one copy of message msgID, of bodySize octets, into a
 // user's mailbox under the next UID, and returns the user's used bytes.
 func insertCopy(tx *wtx, msgID, bodySize int64, received time.Time, t store.LocalTarget) (int64, error) {
-	var mboxID, modseq int64
-	var uid uint32
-	err := tx.QueryRow(sqlNextUID, t.UserID, t.Mailbox).Scan(&mboxID, &uid, &modseq)
+	mboxID, uid, modseq, err := tx.nextUID(t.UserID, t.Mailbox)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("mailbox %q of user %d: %w", t.Mailbox, t.UserID, store.ErrNotFound)
 	}
@@ -95,8 +93,8 @@ func insertCopy(tx *wtx, msgID, bodySize int64, received time.Time, t store.Loca
 		mboxID, uid, msgID, append([]byte{}, t.Prefix...), size, received.UnixNano(), modseq); err != nil {
 		return 0, err
 	}
-	var used int64
-	if err := tx.QueryRow(sqlAddUsed, size, t.UserID).Scan(&used); err != nil {
+	used, err := tx.addUsed(t.UserID, size)
+	if err != nil {
 		return 0, err
 	}
 	if t.Quota > 0 && used > t.Quota {

@@ -222,6 +222,11 @@ func (s *Store) finishCheckpoint() {
 type writeReq struct {
 	fn  func(tx *wtx) error
 	err chan error
+	// counted: fn changes mailbox and usage counters only through
+	// wtx.nextUID and wtx.addUsed. Any other write runs after the batch's
+	// counters are written and forgotten, so it reads and changes the
+	// rows themselves.
+	counted bool
 }
 
 // write runs fn in a write transaction shared with other concurrent writes
@@ -229,7 +234,15 @@ type writeReq struct {
 // which case none of fn's changes remain). It waits for the outcome even
 // when ctx ends, since the work may already be committed.
 func (s *Store) write(ctx context.Context, fn func(tx *wtx) error) error {
-	req := &writeReq{fn: fn, err: make(chan error, 1)}
+	return s.writeReq(ctx, &writeReq{fn: fn, err: make(chan error, 1)})
+}
+
+// writeCounted is write for a fn that is counted (writeReq.counted).
+func (s *Store) writeCounted(ctx context.Context, fn func(tx *wtx) error) error {
+	return s.writeReq(ctx, &writeReq{fn: fn, err: make(chan error, 1), counted: true})
+}
+
+func (s *Store) writeReq(ctx context.Context, req *writeReq) error {
 	if err := s.enqueue(ctx, req); err != nil {
 		return err
 	}
@@ -286,15 +299,25 @@ func (s *Store) commitBatch(batch []*writeReq) {
 	}
 	tx := &wtx{tx: sqlTx, stmts: s.stmts, bodies: s.bodies}
 	for i, r := range batch {
+		if !r.counted {
+			// Outside any savepoint: a failure of r cannot undo it.
+			if err := tx.flushCounters(); err != nil {
+				sqlTx.Rollback()
+				failAll(batch, storageErr("counters", err))
+				return
+			}
+			tx.mailboxes, tx.used = nil, nil
+		}
 		if _, err := tx.Exec(sqlSavepoint); err != nil {
 			sqlTx.Rollback()
 			failAll(batch, storageErr("savepoint", err))
 			return
 		}
-		mark := len(tx.after)
+		mark, undoMark := len(tx.after), len(tx.undo)
 		errs[i] = r.fn(tx)
 		if errs[i] != nil {
 			tx.after = tx.after[:mark]
+			tx.undoTo(undoMark)
 			if _, err := tx.Exec(sqlRollbackTo); err != nil {
 				sqlTx.Rollback()
 				failAll(batch, storageErr("rollback", err))
@@ -306,6 +329,11 @@ func (s *Store) commitBatch(batch []*writeReq) {
 			failAll(batch, storageErr("release", err))
 			return
 		}
+	}
+	if err := tx.flushCounters(); err != nil {
+		sqlTx.Rollback()
+		failAll(batch, storageErr("counters", err))
+		return
 	}
 	if err := sqlTx.Commit(); err != nil {
 		failAll(batch, storageErr("commit", err))

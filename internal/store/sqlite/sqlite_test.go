@@ -488,3 +488,109 @@ func BenchmarkClaimAndRecord(b *testing.B) {
 		done += len(es)
 	}
 }
+
+// TestCountersInOneBatch: copies delivered in one batch take consecutive
+// UIDs and MODSEQs and add up the used bytes, counted in memory and written
+// once; a copy refused in the middle (over quota) leaves no gap, and a
+// write of another kind in the middle (a user added) sees and keeps the
+// counters as they are.
+func TestCountersInOneBatch(t *testing.T) {
+	s, alice := setup(t, t.TempDir(), Options{})
+	defer s.Close()
+	ctx := t.Context()
+	var base int64 // a new mailbox's highest MODSEQ
+	s.rdb.QueryRow(`SELECT highest_modseq FROM mailboxes WHERE user_id = ?`, alice.ID).Scan(&base)
+
+	started, release := make(chan struct{}), make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce()
+	held := make(chan error, 1)
+	go func() {
+		held <- s.write(ctx, func(tx *wtx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+
+	const n = 30
+	type result struct {
+		size int64
+		err  error
+	}
+	results := make(chan result, n+1)
+	for i := range n {
+		go func() {
+			m := newMessage(bytes.Repeat([]byte("x"), 100+i), "counted", alice)
+			if i%4 == 3 {
+				m.Local[0].Quota = 1 // refused, whatever the order
+			}
+			results <- result{int64(100+i) + int64(len(m.Local[0].Prefix)), s.Accept(ctx, m)}
+		}()
+	}
+	go func() {
+		_, err := s.AddUser(ctx, store.User{Address: "bob@a.example", PasswordHash: "h"})
+		results <- result{-1, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); len(s.reqs) < n+1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d requests queued", len(s.reqs))
+		}
+	}
+	releaseOnce()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	var ok, used int64
+	for range n + 1 {
+		r := <-results
+		var qe *store.QuotaError
+		switch {
+		case r.size < 0 && r.err != nil:
+			t.Fatalf("AddUser: %v", r.err)
+		case r.size < 0:
+		case r.err == nil:
+			ok++
+			used += r.size
+		case !errors.As(r.err, &qe):
+			t.Fatalf("Accept: %v", r.err)
+		}
+	}
+	if ok != n-n/4 {
+		t.Fatalf("%d accepted, want %d", ok, n-n/4)
+	}
+	rows, err := s.rdb.Query(`SELECT mm.uid, mm.modseq FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id WHERE mb.user_id = ? ORDER BY mm.uid`, alice.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int64 = 1
+	for rows.Next() {
+		var uid, modseq int64
+		rows.Scan(&uid, &modseq)
+		if uid != want || modseq != base+want {
+			rows.Close()
+			t.Fatalf("copy %d has UID %d and MODSEQ %d (a new mailbox's: %d)", want, uid, modseq, base)
+		}
+		want++
+	}
+	rows.Close()
+	var uidnext, highest, dbUsed int64
+	s.rdb.QueryRow(`SELECT uidnext, highest_modseq FROM mailboxes WHERE user_id = ?`, alice.ID).Scan(&uidnext, &highest)
+	s.rdb.QueryRow(`SELECT used_bytes FROM users WHERE id = ?`, alice.ID).Scan(&dbUsed)
+	if want-1 != ok || uidnext != ok+1 || highest != base+ok || dbUsed != used {
+		t.Fatalf("%d copies, uidnext %d, highest MODSEQ %d, used %d; want %d copies, uidnext %d, MODSEQ %d, used %d",
+			want-1, uidnext, highest, dbUsed, ok, ok+1, base+ok, used)
+	}
+	if u, err := s.User(ctx, alice.Address); err != nil || u.UsedBytes != used {
+		t.Fatalf("cached used bytes %d (%v), want %d", u.UsedBytes, err, used)
+	}
+	// The next batch goes on from there.
+	if err := s.Accept(ctx, newMessage([]byte("later"), "later", alice)); err != nil {
+		t.Fatal(err)
+	}
+	s.rdb.QueryRow(`SELECT uidnext FROM mailboxes WHERE user_id = ?`, alice.ID).Scan(&uidnext)
+	if uidnext != ok+2 {
+		t.Fatalf("uidnext %d after one more, want %d", uidnext, ok+2)
+	}
+}

@@ -11,7 +11,7 @@ import (
 // the accept path (profiled under load).
 var hotStatements = []string{
 	sqlSavepoint, sqlRelease, sqlRollbackTo,
-	sqlInsertMessage, sqlNextUID, sqlInsertCopy, sqlAddUsed, sqlEnqueue,
+	sqlInsertMessage, sqlMailbox, sqlSetMailbox, sqlInsertCopy, sqlUsed, sqlSetUsed, sqlEnqueue,
 	// and the queue's, per message delivered
 	sqlClaim, sqlRecordResult, sqlMessageUsed, sqlDeleteEntries, sqlDeleteMessage,
 }
@@ -21,11 +21,12 @@ const (
 	sqlRelease       = `RELEASE w`
 	sqlRollbackTo    = `ROLLBACK TO w`
 	sqlInsertMessage = `INSERT INTO messages(queue_id, received, size, envelope, from_hdr, subject, body, body_file) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
-	sqlNextUID       = `UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1
-		WHERE user_id = ? AND name = ? RETURNING id, uidnext - 1, highest_modseq`
-	sqlInsertCopy  = `INSERT INTO mailbox_messages(mailbox_id, uid, message_id, prefix, size, internal_date, modseq) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlAddUsed     = `UPDATE users SET used_bytes = used_bytes + ? WHERE id = ? RETURNING used_bytes`
-	sqlMessageUsed = `SELECT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?)
+	sqlMailbox       = `SELECT id, uidnext, highest_modseq FROM mailboxes WHERE user_id = ? AND name = ?`
+	sqlSetMailbox    = `UPDATE mailboxes SET uidnext = ?, highest_modseq = ? WHERE id = ?`
+	sqlInsertCopy    = `INSERT INTO mailbox_messages(mailbox_id, uid, message_id, prefix, size, internal_date, modseq) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlUsed          = `SELECT used_bytes FROM users WHERE id = ?`
+	sqlSetUsed       = `UPDATE users SET used_bytes = ? WHERE id = ?`
+	sqlMessageUsed   = `SELECT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?)
 		OR EXISTS (SELECT 1 FROM queue WHERE message_id = ? AND state IN ('pending', 'deferred'))`
 	sqlDeleteEntries = `DELETE FROM queue WHERE message_id = ?`
 	sqlDeleteMessage = `DELETE FROM messages WHERE id = ? RETURNING body_file`
@@ -51,8 +52,103 @@ type wtx struct {
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
 	after []func() // run in order once the transaction has committed
+	undo  []func() // undo in-memory changes of the current write, newest last
+
+	// The counters that every delivered copy changes (a mailbox's next UID
+	// and MODSEQ, a user's used bytes) are read once per batch, counted in
+	// memory and written once before the commit: two statements per batch
+	// instead of two per message.
+	mailboxes map[mailboxKey]*mailboxCounters
+	used      map[int64]*usedCounter
 
 	bodies *bodyCache // the store's, for deletions to drop their entries
+}
+
+type mailboxKey struct {
+	user int64
+	name string
+}
+
+type mailboxCounters struct {
+	id      int64
+	uidnext uint32
+	modseq  int64
+	changed bool
+}
+
+type usedCounter struct {
+	bytes   int64
+	changed bool
+}
+
+// nextUID takes the next UID and MODSEQ of a user's mailbox.
+func (w *wtx) nextUID(user int64, name string) (mailboxID int64, uid uint32, modseq int64, err error) {
+	k := mailboxKey{user, name}
+	mb := w.mailboxes[k]
+	if mb == nil {
+		mb = &mailboxCounters{}
+		if err := w.QueryRow(sqlMailbox, user, name).Scan(&mb.id, &mb.uidnext, &mb.modseq); err != nil {
+			return 0, 0, 0, err
+		}
+		if w.mailboxes == nil {
+			w.mailboxes = map[mailboxKey]*mailboxCounters{}
+		}
+		w.mailboxes[k] = mb
+	}
+	prev := *mb
+	w.undo = append(w.undo, func() { *mb = prev })
+	uid, modseq = mb.uidnext, mb.modseq+1
+	mb.uidnext, mb.modseq, mb.changed = uid+1, modseq, true
+	return mb.id, uid, modseq, nil
+}
+
+// addUsed adds size to a user's used bytes and returns the new figure.
+func (w *wtx) addUsed(user, size int64) (int64, error) {
+	u := w.used[user]
+	if u == nil {
+		u = &usedCounter{}
+		if err := w.QueryRow(sqlUsed, user).Scan(&u.bytes); err != nil {
+			return 0, err
+		}
+		if w.used == nil {
+			w.used = map[int64]*usedCounter{}
+		}
+		w.used[user] = u
+	}
+	prev := *u
+	w.undo = append(w.undo, func() { *u = prev })
+	u.bytes, u.changed = u.bytes+size, true
+	return u.bytes, nil
+}
+
+// undoTo undoes the in-memory changes made since mark, newest first: the
+// write that made them failed and its statements were rolled back.
+func (w *wtx) undoTo(mark int) {
+	for i := len(w.undo) - 1; i >= mark; i-- {
+		w.undo[i]()
+	}
+	w.undo = w.undo[:mark]
+}
+
+// flushCounters writes the counters changed in this batch.
+func (w *wtx) flushCounters() error {
+	for _, mb := range w.mailboxes {
+		if mb.changed {
+			if _, err := w.Exec(sqlSetMailbox, mb.uidnext, mb.modseq, mb.id); err != nil {
+				return err
+			}
+			mb.changed = false
+		}
+	}
+	for id, u := range w.used {
+		if u.changed {
+			if _, err := w.Exec(sqlSetUsed, u.bytes, id); err != nil {
+				return err
+			}
+			u.changed = false
+		}
+	}
+	return nil
 }
 
 // onCommit runs fn after the transaction has committed, unless the write
