@@ -195,23 +195,46 @@ func TestTwoHandles(t *testing.T) {
 // TestFailureInBatchIsolated queues good and failing requests behind one
 // that holds the committer, so that they all share the next batch, and
 // checks that only the failing one is undone.
-func TestFailureInBatchIsolated(t *testing.T) {
-	s := open(t, t.TempDir(), Options{})
-	defer s.Close()
-	ctx := t.Context()
-
+// holdCommitter keeps the committer busy with a write that waits; the
+// function returned lets it go once n more writes are queued behind it, so
+// that they share one batch (n = 0: at once). It may be called again.
+func holdCommitter(t *testing.T, s *Store) (releaseAfter func(n int)) {
+	t.Helper()
 	started, release := make(chan struct{}), make(chan struct{})
-	releaseOnce := sync.OnceFunc(func() { close(release) })
-	defer releaseOnce() // before Close, which waits for the committer
 	held := make(chan error, 1)
 	go func() {
-		held <- s.write(ctx, func(tx *wtx) error {
+		held <- s.write(context.Background(), func(tx *wtx) error {
 			close(started)
 			<-release
 			return nil
 		})
 	}()
 	<-started
+	once := sync.OnceFunc(func() {
+		close(release)
+		if err := <-held; err != nil {
+			t.Errorf("the held write: %v", err)
+		}
+	})
+	return func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); len(s.reqs) < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				once()
+				t.Fatalf("only %d of %d writes queued", len(s.reqs), n)
+			}
+		}
+		once()
+	}
+}
+
+func TestFailureInBatchIsolated(t *testing.T) {
+	s := open(t, t.TempDir(), Options{})
+	defer s.Close()
+	ctx := t.Context()
+
+	releaseAfter := holdCommitter(t, s)
+	defer releaseAfter(0) // before Close, which waits for the committer
 
 	const good = 20
 	errBad := errors.New("this request fails")
@@ -232,18 +255,7 @@ func TestFailureInBatchIsolated(t *testing.T) {
 			return errBad
 		})
 	}()
-	// Wait until all of them are queued behind the held request.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(s.reqs) < good+1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d requests queued", len(s.reqs))
-		}
-		time.Sleep(time.Millisecond)
-	}
-	releaseOnce()
-	if err := <-held; err != nil {
-		t.Fatalf("the held request: %v", err)
-	}
+	releaseAfter(good + 1)
 
 	var failed int
 	for range good + 1 {
@@ -501,18 +513,8 @@ func TestCountersInOneBatch(t *testing.T) {
 	var base int64 // a new mailbox's highest MODSEQ
 	s.rdb.QueryRow(`SELECT highest_modseq FROM mailboxes WHERE user_id = ?`, alice.ID).Scan(&base)
 
-	started, release := make(chan struct{}), make(chan struct{})
-	releaseOnce := sync.OnceFunc(func() { close(release) })
-	defer releaseOnce()
-	held := make(chan error, 1)
-	go func() {
-		held <- s.write(ctx, func(tx *wtx) error {
-			close(started)
-			<-release
-			return nil
-		})
-	}()
-	<-started
+	releaseAfter := holdCommitter(t, s)
+	defer releaseAfter(0)
 
 	const n = 30
 	type result struct {
@@ -533,15 +535,7 @@ func TestCountersInOneBatch(t *testing.T) {
 		_, err := s.AddUser(ctx, store.User{Address: "bob@a.example", PasswordHash: "h"})
 		results <- result{-1, err}
 	}()
-	for deadline := time.Now().Add(10 * time.Second); len(s.reqs) < n+1; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d requests queued", len(s.reqs))
-		}
-	}
-	releaseOnce()
-	if err := <-held; err != nil {
-		t.Fatal(err)
-	}
+	releaseAfter(n + 1)
 	var ok, used int64
 	for range n + 1 {
 		r := <-results
