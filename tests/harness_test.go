@@ -386,6 +386,15 @@ func (c *client) closed() bool {
 	return err != nil
 }
 
+// data sends DATA and body (which must end in CRLF; the end-of-data line is
+// added) and fails the test unless the message is accepted with 250.
+func (c *client) data(body string) string {
+	c.t.Helper()
+	c.cmd("DATA", "354 ")
+	c.send(body + ".\r\n")
+	return c.expect("250 ")
+}
+
 // sendMail runs a whole transaction and returns the final reply.
 func (c *client) sendMail(from string, to []string, body string) string {
 	c.t.Helper()

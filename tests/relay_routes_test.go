@@ -115,11 +115,7 @@ func TestRelayNotifySuccess(t *testing.T) {
 	c.cmd("RCPT TO:<bob@example.test> NOTIFY=SUCCESS", "250 ")
 	c.cmd("RCPT TO:<dave@far.test> NOTIFY=SUCCESS,FAILURE", "250 ")
 	c.cmd("RCPT TO:<carol@dsn.test> NOTIFY=SUCCESS ORCPT=rfc822;carol@dsn.test", "250 ")
-	c.cmd("DATA", "354 ")
-	c.send("From: alice@example.test\r\nSubject: tell me\r\n\r\nsecret body\r\n.\r\n")
-	if r := c.reply(); !strings.HasPrefix(r, "250 ") {
-		t.Fatalf("DATA: %q", r)
-	}
+	c.data("From: alice@example.test\r\nSubject: tell me\r\n\r\nsecret body\r\n")
 	waitMailbox(t, a, "alice@example.test", 2, "two success reports")
 	waitMailbox(t, b, "carol@dsn.test", 1, "delivery to dsn.test")
 	time.Sleep(500 * time.Millisecond) // a third report would come now
@@ -236,18 +232,10 @@ func TestRelayEightBitDowngrade(t *testing.T) {
 	c := loggedIn(t, a)
 	c.cmd("MAIL FROM:<alice@example.test> BODY=8BITMIME", "250 ")
 	c.cmd("RCPT TO:<carol@far.test>", "250 ")
-	c.cmd("DATA", "354 ")
-	c.send("From: alice@example.test\r\nSubject: greetings\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGrüße aus Köln\r\n.\r\n")
-	if r := c.reply(); !strings.HasPrefix(r, "250 ") {
-		t.Fatalf("DATA: %q", r)
-	}
+	c.data("From: alice@example.test\r\nSubject: greetings\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGrüße aus Köln\r\n")
 	c.cmd("MAIL FROM:<alice@example.test> BODY=8BITMIME", "250 ")
 	c.cmd("RCPT TO:<dave@far.test>", "250 ")
-	c.cmd("DATA", "354 ")
-	c.send("From: alice@example.test\r\nSubject: Grüße\r\n\r\nx\r\n.\r\n")
-	if r := c.reply(); !strings.HasPrefix(r, "250 ") {
-		t.Fatalf("DATA: %q", r)
-	}
+	c.data("From: alice@example.test\r\nSubject: Grüße\r\n\r\nx\r\n")
 	waitFor(t, a, hop, "the converted message", func() bool { return len(hop.messagesWith("greetings")) > 0 })
 	got := hop.messagesWith("greetings")[0]
 	for i := 0; i < len(got); i++ {

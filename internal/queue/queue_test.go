@@ -180,6 +180,16 @@ func newStore(t *testing.T, perDomain map[string]int) store.Store {
 	return st
 }
 
+// runUntilDrained runs a Runner over st until the queue is empty.
+func runUntilDrained(t *testing.T, st store.Store, deliver func(context.Context, delivery.Job) []delivery.Outcome, cfg Config) {
+	t.Helper()
+	r := New(st, deliver, nil, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	drained(t, st)
+}
+
 func drained(t *testing.T, st store.Store) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -221,11 +231,7 @@ func TestLimits(t *testing.T) {
 		mu.Unlock()
 		return []delivery.Outcome{{Delivered: true}}
 	}
-	r := New(st, deliver, nil, Config{MaxConcurrent: 3, MaxPerDestination: 2, Backlog: 100}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	go r.Run(ctx)
-	drained(t, st)
+	runUntilDrained(t, st, deliver, Config{MaxConcurrent: 3, MaxPerDestination: 2, Backlog: 100})
 	mu.Lock()
 	defer mu.Unlock()
 	if maxTotal > 3 || maxBig > 2 {
@@ -251,11 +257,7 @@ func TestRateLimit(t *testing.T) {
 		mu.Unlock()
 		return []delivery.Outcome{{Delivered: true}}
 	}
-	r := New(st, deliver, nil, Config{RateLimits: map[string]float64{"slow.test": 600}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	go r.Run(ctx)
-	drained(t, st)
+	runUntilDrained(t, st, deliver, Config{RateLimits: map[string]float64{"slow.test": 600}})
 	mu.Lock()
 	defer mu.Unlock()
 	slow, fast := starts["slow.test"], starts["fast.test"]

@@ -246,7 +246,9 @@ func (s *Store) RetryNow(ctx context.Context, queueID string) (int, error) {
 func (s *Store) DeleteQueued(ctx context.Context, queueID string) (int, error) {
 	var n int64
 	var files []string
-	err := s.write(ctx, func(tx *wtx) error {
+	// writeDirectory: a server beside this process (the CLI's) must forget
+	// the bodies it keeps for relay, as the row IDs will be used again.
+	err := s.writeDirectory(ctx, func(tx *wtx) error {
 		w, wargs := waiting(queueID)
 		rows, err := tx.Query(`DELETE FROM queue WHERE`+w+` RETURNING message_id`, wargs...)
 		if err != nil {
@@ -268,9 +270,6 @@ func (s *Store) DeleteQueued(ctx context.Context, queueID string) (int, error) {
 	})
 	if err == nil {
 		s.removeBlobs(files)
-		// A server beside this process (the CLI's) must forget the bodies
-		// it keeps for relay: the row IDs will be used again.
-		s.dircache.changed()
 	}
 	return int(n), err
 }
