@@ -174,3 +174,42 @@ func terminalScreen(t *testing.T, command, until string) string {
 	run("send-keys", "q")
 	return screen
 }
+
+// TestCLIChangesReachRunningServer: the server keeps recipient lookups in
+// memory; a change the CLI makes from its own process while the server
+// runs is seen by the next SMTP session (a recipient refused, then added,
+// then removed again; an alias added).
+func TestCLIChangesReachRunningServer(t *testing.T) {
+	s := newServer(t, "", "")
+	s.start()
+	rcpt := func(addr string) string {
+		c := s.dial()
+		c.cmd("EHLO cache.example", "250 ")
+		c.cmd("MAIL FROM:<a@remote.example>", "250 ")
+		c.send("RCPT TO:<" + addr + ">\r\n")
+		r := c.reply()
+		c.cmd("QUIT", "221 ")
+		return r
+	}
+	// The server's answer may trail the CLI's exit by one inotify event.
+	expect := func(addr, prefix, when string) {
+		t.Helper()
+		r := rcpt(addr)
+		for deadline := time.Now().Add(2 * time.Second); !strings.HasPrefix(r, prefix) && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+			r = rcpt(addr)
+		}
+		if !strings.HasPrefix(r, prefix) {
+			t.Fatalf("%s: RCPT TO:<%s> answered %q, want %s", when, addr, r, prefix)
+		}
+	}
+	expect("newbie@example.test", "550 5.1.1", "before the user exists")
+	expect("newbie@example.test", "550 5.1.1", "asked again (now from memory)")
+	s.cliStdin("pw\n", "user", "add", "newbie@example.test", "--password-stdin")
+	expect("newbie@example.test", "250 ", "after user add")
+	s.cli("user", "del", "newbie@example.test")
+	expect("newbie@example.test", "550 5.1.1", "after user del")
+	expect("info@example.test", "550 5.1.1", "before the alias exists")
+	s.cli("alias", "add", "info@example.test", "alice@example.test")
+	expect("info@example.test", "250 ", "after alias add")
+}
