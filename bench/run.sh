@@ -13,7 +13,8 @@
 #   RUNS       runs of every measurement (3)
 #   SCENARIOS  any of: ceiling accept relay latency idle (all)
 #   CONCS      smtp-source concurrencies; "10d" is 10 with connection reuse (-d) ("1 10 50 10d")
-#   SERVERS    any of: mailroom postfix (both)
+#   SERVERS    any of: mailroom postfix durable (all three); durable is the reference
+#              durable server, benchkit sink -durable (accept and latency only)
 #   IDLE_N     idle connections held to Mailroom (10000)
 #   IDLE_N_POSTFIX  idle connections held to Postfix: one smtpd process, about 1.2 MB, each (2000)
 #   LAT_N      messages per latency measurement (500); FSYNC_N: fsyncs of the disk probe (500)
@@ -33,7 +34,7 @@ SIZE=${SIZE:-10240}
 RUNS=${RUNS:-3}
 SCENARIOS=${SCENARIOS:-"ceiling accept relay latency idle"}
 CONCS=${CONCS:-"1 10 50 10d"}
-SERVERS=${SERVERS:-"mailroom postfix"}
+SERVERS=${SERVERS:-"mailroom postfix durable"}
 IDLE_N=${IDLE_N:-10000}
 IDLE_N_POSTFIX=${IDLE_N_POSTFIX:-$((IDLE_N < 2000 ? IDLE_N : 2000))}
 LAT_N=${LAT_N:-500}
@@ -50,7 +51,7 @@ for v in N SIZE RUNS IDLE_N IDLE_N_POSTFIX LAT_N FSYNC_N MAX_SECS STALL_SECS; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v=${!v}: want a positive number"
 done
 for s in $SCENARIOS; do [[ $s =~ ^(ceiling|accept|relay|latency|idle)$ ]] || die "unknown scenario $s"; done
-for s in $SERVERS; do [[ $s =~ ^(mailroom|postfix)$ ]] || die "unknown server $s"; done
+for s in $SERVERS; do [[ $s =~ ^(mailroom|postfix|durable)$ ]] || die "unknown server $s"; done
 for c in $CONCS; do [[ $c =~ ^[1-9][0-9]*d?$ ]] || die "concurrency $c: want a number, or a number and d"; done
 [ "$(id -u)" -eq 0 ] || die "run as root: Postfix's own instance needs it (as in tests/postfix_test.go)"
 
@@ -84,6 +85,7 @@ RAW=$WORK/results.tsv
 HELPER_PIDS=()
 LOAD_PID=""
 MR_PID=""
+DS_PID=""
 PF_CONF=""
 PF_MASTER=""
 
@@ -92,6 +94,7 @@ cleanup() {
 	[ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null
 	declare -F mailroom_stop >/dev/null && mailroom_stop
 	declare -F postfix_stop >/dev/null && postfix_stop
+	declare -F durable_stop >/dev/null && durable_stop
 	for p in "${HELPER_PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${HELPER_PIDS[@]}"; do wait "$p" 2>/dev/null; done
 	if [ -n "$KEEP" ]; then
@@ -142,12 +145,15 @@ STEP=0
 START=$(date +%s)
 nconc=$(wc -w <<<"$CONCS")
 nsrv=$(wc -w <<<"$SERVERS")
+# The durable sink only accepts: it relays nothing and is no idle reference.
+nmta=$(wc -w <<<"${SERVERS//durable/}")
 for s in $SCENARIOS; do
 	case $s in
 	ceiling) TOTAL=$((TOTAL + nconc)) ;;
-	accept | relay) TOTAL=$((TOTAL + nconc * nsrv)) ;;
+	accept) TOTAL=$((TOTAL + nconc * nsrv)) ;;
+	relay) TOTAL=$((TOTAL + nconc * nmta)) ;;
 	latency) TOTAL=$((TOTAL + 1 + nsrv)) ;;
-	idle) TOTAL=$((TOTAL + nsrv)) ;;
+	idle) TOTAL=$((TOTAL + nmta)) ;;
 	esac
 done
 TOTAL=$((TOTAL * RUNS))
@@ -414,11 +420,42 @@ postfix_accepted() {
 	echo $(($(find "$PF_DIR/mail/user/new" "$PF_DIR/mail/user/cur" -type f 2>/dev/null | wc -l) + queued))
 }
 
-server_start() { # mailroom|postfix; on failure sets START_ERR
-	MR_ERR="" PF_ERR=""
+# ---------------------------------------------------------------- the durable sink
+# benchkit sink -durable: the least a durable SMTP server does (the data of
+# each message appended to one journal, a group fsync before the 250s, no
+# parsing, no index), on the same disk as the servers' data. Its rates and
+# latencies bound what any durable server reaches on this machine.
+DS_DIR=$WORK/durable
+durable_start() {
+	rm -rf "$DS_DIR" && mkdir -p "$DS_DIR" || return 1
+	"$KIT" sink -durable "$DS_DIR" -addr-file "$DS_DIR/addr" >"$DS_DIR/sink.log" 2>&1 &
+	DS_PID=$!
+	wait_file "$DS_DIR/addr" || { DS_ERR="did not start: $(tail -1 "$DS_DIR/sink.log")"; return 1; }
+	read -r DS_SMTP DS_CTL <"$DS_DIR/addr"
+	SERVER_PID=$DS_PID
+	SERVER_PORT=${DS_SMTP##*:}
+}
+durable_stop() {
+	[ -n "$DS_PID" ] || return 0
+	kill "$DS_PID" 2>/dev/null
+	wait "$DS_PID" 2>/dev/null
+	DS_PID=""
+}
+durable_notes() {
+	printf 'peak RSS %s MB' "$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$DS_PID/status" 2>/dev/null)"
+}
+durable_accepted() { # messages acknowledged with 250 (each after its fsync)
+	local got
+	got=$(curl -sS --max-time 20 "http://$DS_CTL/wait?n=$N&timeout=10s")
+	got=${got#count=}
+	echo "${got%% *}"
+}
+
+server_start() { # mailroom|postfix|durable; on failure sets START_ERR
+	MR_ERR="" PF_ERR="" DS_ERR=""
 	sync
 	if "${1}_start"; then return 0; fi
-	START_ERR="$1 did not start: $MR_ERR$PF_ERR"
+	START_ERR="$1 did not start: $MR_ERR$PF_ERR$DS_ERR"
 	"${1}_stop"
 	return 1
 }
@@ -485,7 +522,11 @@ measure_accept() { # RUN SERVER CONC: local mailbox
 	load "$SERVER_PORT" "$3" user@local.test
 	local got note
 	note=$(server_notes "$2")
-	if [ "$2" = mailroom ]; then got=$(mailroom_delivered); else got=$(postfix_accepted); fi
+	case $2 in
+	mailroom) got=$(mailroom_delivered) ;;
+	postfix) got=$(postfix_accepted) ;;
+	durable) got=$(durable_accepted) ;;
+	esac
 	if [ "$SRC_RC" -ne 0 ]; then
 		record "$1" "$fig" msg/s "$ref" "$2" 0 fail "$(load_error)${note:+; $note}"
 	elif [ "$got" = "?" ] || [ "$got" -lt "$N" ]; then
@@ -565,8 +606,9 @@ measure_latency() { # RUN SERVER
 		endline
 		return
 	fi
-	local target rcpt out label
-	for target in local relay; do
+	local target rcpt out label targets="local relay"
+	[ "$2" = durable ] && targets=local
+	for target in $targets; do
 		if [ $target = local ]; then rcpt=user@local.test label="local mailbox"; else rcpt=rcpt@bench.test label="relayed domain"; fi
 		if out=$(timeout "$MAX_SECS" "$KIT" latency -addr "127.0.0.1:$SERVER_PORT" -n "$LAT_N" -size "$SIZE" -to "$rcpt" 2>"$WORK/latency.err"); then
 			local failed note=""
@@ -618,12 +660,12 @@ for ((run = 1; run <= RUNS; run++)); do
 		case $s in
 		ceiling) for c in $CONCS; do measure_ceiling "$run" "$c"; done ;;
 		accept) for c in $CONCS; do for srv in $SERVERS; do measure_accept "$run" "$srv" "$c"; done; done ;;
-		relay) for c in $CONCS; do for srv in $SERVERS; do measure_relay "$run" "$srv" "$c"; done; done ;;
+		relay) for c in $CONCS; do for srv in ${SERVERS//durable/}; do measure_relay "$run" "$srv" "$c"; done; done ;;
 		latency)
 			measure_fsync "$run"
 			for srv in $SERVERS; do measure_latency "$run" "$srv"; done
 			;;
-		idle) for srv in $SERVERS; do measure_idle "$run" "$srv"; done ;;
+		idle) for srv in ${SERVERS//durable/}; do measure_idle "$run" "$srv"; done ;;
 		esac
 	done
 done
@@ -648,7 +690,9 @@ out=bench/results/bench-$stamp${SMOKE:+-smoke}.md
 	echo "- $SIZE-byte bodies, N=$N messages per throughput run, smtp-source from Postfix; cells: median (min–max) of"
 	echo "  the runs; ratios of medians. Reference: the load generator's ceiling at the same concurrency"
 	echo "  (smtp-source into a sink that stays up) for throughput, the disk's fsync latency in the same run for"
-	echo "  latency. Higher is better for msg/s, lower for ms and kB. bench/README.md explains each row."
+	echo "  latency. The durable sink (benchkit sink -durable: a journal, one write and one fsync per batch, nothing"
+	echo "  else) is the least any durable server does here. Higher is better for msg/s, lower for ms and kB."
+	echo "  bench/README.md explains each row."
 	echo
 	"$KIT" report "$RAW"
 	echo

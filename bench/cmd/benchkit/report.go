@@ -18,8 +18,9 @@ import (
 //	run  figure  unit  reference  server  value  status  note
 //
 // figure names what was measured ("accept, relayed domain, C=50"); server is
-// mailroom, postfix or reference (the load generator's ceiling, the disk's
-// fsync latency); reference names the reference figure a server's figure is
+// mailroom, postfix, durable (benchkit sink -durable, the least a durable
+// server does) or reference (the load generator's ceiling, the disk's fsync
+// latency); reference names the reference figure a server's figure is
 // read against, or "-"; status is ok or fail.
 type result struct {
 	run, figure, unit, ref, server string
@@ -172,15 +173,35 @@ func summarise(results []result) table {
 	return t
 }
 
+// hasServer reports whether any figure was measured on server.
+func (t table) hasServer(server string) bool {
+	for k := range t.cells {
+		if k[1] == server {
+			return true
+		}
+	}
+	return false
+}
+
 func (t table) write(w io.Writer) {
-	fmt.Fprintln(w, "| figure | unit | Mailroom | Postfix | Mailroom / Postfix | reference | Mailroom / reference | Postfix / reference |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	// The durable sink's columns only when it ran.
+	durable := t.hasServer("durable")
+	if durable {
+		fmt.Fprintln(w, "| figure | unit | Mailroom | Postfix | Mailroom / Postfix | durable sink | Mailroom / durable sink | reference | Mailroom / reference | Postfix / reference |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	} else {
+		fmt.Fprintln(w, "| figure | unit | Mailroom | Postfix | Mailroom / Postfix | reference | Mailroom / reference | Postfix / reference |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	}
 	for _, f := range t.figures {
 		m, mok := t.cells[[2]string{f, "mailroom"}]
 		p, pok := t.cells[[2]string{f, "postfix"}]
 		unit := m.unit
 		if !mok {
 			unit = p.unit
+		}
+		if unit == "" {
+			unit = t.cells[[2]string{f, "durable"}].unit
 		}
 		mc, pc := "not run", "not run"
 		if mok {
@@ -195,8 +216,16 @@ func (t table) write(w io.Writer) {
 			refCell = ": " + ref.cell()
 			mRef, pRef = ratio(m, ref), ratio(p, ref)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s%s | %s | %s |\n",
-			f, unit, mc, pc, ratio(m, p), refName, refCell, mRef, pRef)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |", f, unit, mc, pc, ratio(m, p))
+		if durable {
+			dc := "–"
+			d, dok := t.cells[[2]string{f, "durable"}]
+			if dok {
+				dc = d.cell()
+			}
+			fmt.Fprintf(w, " %s | %s |", dc, ratio(m, d))
+		}
+		fmt.Fprintf(w, " %s%s | %s | %s |\n", refName, refCell, mRef, pRef)
 	}
 	if len(t.references) > 0 {
 		fmt.Fprintln(w)

@@ -57,3 +57,29 @@ func TestReportTable(t *testing.T) {
 		}
 	}
 }
+
+func TestReportTableDurable(t *testing.T) {
+	raw := strings.Join([]string{
+		"1\tceiling, C=50\tmsg/s\t-\treference\t5000\tok",
+		"1\taccept, local mailbox, C=50\tmsg/s\tceiling, C=50\tmailroom\t2000\tok",
+		"1\taccept, local mailbox, C=50\tmsg/s\tceiling, C=50\tpostfix\t500\tok",
+		"1\taccept, local mailbox, C=50\tmsg/s\tceiling, C=50\tdurable\t2500\tok",
+		"1\tend to end, relayed domain, C=50\tmsg/s\tceiling, C=50\tmailroom\t1000\tok",
+	}, "\n")
+	results, err := parseResults(strings.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	summarise(results).write(&b)
+	out := b.String()
+	for _, want := range []string{
+		"| figure | unit | Mailroom | Postfix | Mailroom / Postfix | durable sink | Mailroom / durable sink | reference |",
+		"| accept, local mailbox, C=50 | msg/s | 2,000 | 500 | 4.00× | 2,500 | 0.80× | ceiling, C=50: 5,000 | 0.40× | 0.10× |",
+		"| end to end, relayed domain, C=50 | msg/s | 1,000 | not run | – | – | – | ceiling, C=50: 5,000 | 0.20× | – |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -14,13 +14,15 @@ import (
 	"time"
 )
 
-// sink is an SMTP server that accepts every message, keeps nothing and
-// notes when each one was acknowledged. It stays up for the whole
+// sink is an SMTP server that accepts every message, keeps nothing (or,
+// with -durable, only a journal of the data) and notes when each one was
+// acknowledged. It stays up for the whole
 // benchmark; the harness resets it before a run and asks it, over HTTP, when
 // the Nth message arrived.
 type sink struct {
-	mu sync.Mutex
-	at []int64 // UnixNano of each 250 after end of data since the last reset
+	journal *journal // nil: keep nothing; else every message is made durable before its 250
+	mu      sync.Mutex
+	at      []int64 // UnixNano of each 250 after end of data since the last reset
 }
 
 func (s *sink) reset() {
@@ -67,6 +69,8 @@ func (s *sink) session(c net.Conn) {
 		return
 	}
 	rcpts := 0
+	var data []byte
+	done := make(chan error, 1)
 	for {
 		c.SetReadDeadline(time.Now().Add(10 * time.Minute))
 		line, err := r.ReadSlice('\n')
@@ -96,8 +100,18 @@ func (s *sink) session(c net.Conn) {
 			if err := reply("354 go ahead"); err != nil {
 				return
 			}
-			if err := skipData(r); err != nil {
-				return
+			if s.journal == nil {
+				if err := skipData(r); err != nil {
+					return
+				}
+			} else {
+				if data, err = readData(r, data[:0]); err != nil {
+					return
+				}
+				if err := s.journal.store(data, done); err != nil {
+					reply("451 4.3.0 " + err.Error())
+					continue
+				}
 			}
 			rcpts = 0
 			s.received()
@@ -129,6 +143,26 @@ func skipData(r *bufio.Reader) error {
 		}
 		if lineStart && (string(frag) == ".\r\n" || string(frag) == ".\n") {
 			return nil
+		}
+		lineStart = true
+	}
+}
+
+// readData appends message data up to and including the line "." to buf.
+func readData(r *bufio.Reader, buf []byte) ([]byte, error) {
+	lineStart := true
+	for {
+		frag, err := r.ReadSlice('\n')
+		buf = append(buf, frag...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			lineStart = false
+			continue
+		}
+		if err != nil {
+			return buf, err
+		}
+		if lineStart && (string(frag) == ".\r\n" || string(frag) == ".\n") {
+			return buf, nil
 		}
 		lineStart = true
 	}
@@ -191,6 +225,7 @@ func runSink(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:0", "SMTP address (loopback only)")
 	controlAddr := fs.String("control", "127.0.0.1:0", "HTTP control address (loopback only)")
 	addrFile := fs.String("addr-file", "", `write "SMTP-ADDRESS CONTROL-ADDRESS" to this file once listening`)
+	durable := fs.String("durable", "", "make each message durable in a journal in this folder before its 250 (group commit)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -200,6 +235,13 @@ func runSink(ctx context.Context, args []string) error {
 		}
 	}
 	s := &sink{}
+	if *durable != "" {
+		j, err := openJournal(*durable)
+		if err != nil {
+			return err
+		}
+		s.journal = j
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
