@@ -53,26 +53,15 @@ func (a *app) queueCommand() *cobra.Command {
 	stats := &cobra.Command{Use: "stats", Short: "Count queued recipients by state", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
-				es, err := st.QueueEntries(ctx, "")
+				n, err := st.QueueStats(ctx)
 				if err != nil {
 					return err
 				}
-				counts := map[string]int{}
-				held, active := 0, 0
-				for _, e := range es {
-					counts[e.State]++
-					if e.Held {
-						held++
-					}
-					if e.Active {
-						active++
-					}
-				}
 				if asJSON {
-					return a.printJSON(map[string]int{"pending": counts[store.StatePending], "deferred": counts[store.StateDeferred], "held": held,
-						"sending": active, "total": len(es)})
+					return a.printJSON(map[string]int{"pending": n.Pending, "deferred": n.Deferred, "held": n.Held,
+						"sending": n.Sending, "total": n.Total})
 				}
-				fmt.Fprintf(a.stdout, "pending %d, deferred %d, held %d, sending %d, total %d\n", counts[store.StatePending], counts[store.StateDeferred], held, active, len(es))
+				fmt.Fprintf(a.stdout, "pending %d, deferred %d, held %d, sending %d, total %d\n", n.Pending, n.Deferred, n.Held, n.Sending, n.Total)
 				return nil
 			})
 		}}

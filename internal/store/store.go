@@ -318,6 +318,14 @@ type QueueEntry struct {
 	Active      bool      `json:"active,omitempty"` // claimed by a delivery under way
 }
 
+// QueueStats counts queue entries: by state, the held ones and the ones a
+// delivery has claimed, and all of them (final entries stay until their
+// message is removed).
+type QueueStats struct {
+	Pending, Deferred, Delivered, Failed int
+	Held, Sending, Total                 int
+}
+
 // QueueResult is the outcome of one delivery attempt for one entry.
 type QueueResult struct {
 	ID          int64
@@ -348,6 +356,8 @@ type Queue interface {
 	RecordResults(ctx context.Context, results []QueueResult) error
 	// QueueEntries lists entries (all, or those of one queue ID).
 	QueueEntries(ctx context.Context, queueID string) ([]QueueEntry, error)
+	// QueueStats counts the entries without reading them.
+	QueueStats(ctx context.Context) (QueueStats, error)
 	// OpenQueued returns a queued message's body.
 	OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser, error)
 	// SetHeld holds or releases the waiting entries of a queue ID.

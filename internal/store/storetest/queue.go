@@ -18,6 +18,43 @@ func queueTests() []test {
 		{"claimed entries are not claimed again until released or recorded", testQueueClaims},
 		{"a message with a local copy outlives its delivered queue entries", testQueueLocalCopy},
 		{"suppressions are added, found until they end, listed and removed", testSuppressions},
+		{"queue stats count entries by state, held and sending", testQueueStats},
+	}
+}
+
+func testQueueStats(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if n, err := s.QueueStats(ctx); err != nil || n != (store.QueueStats{}) {
+		t.Fatalf("QueueStats of an empty queue = %+v, %v", n, err)
+	}
+	a := queuedMessage(textBody("a"), "a@remote.example", "b@remote.example", "c@remote.example")
+	b := queuedMessage(textBody("b"), "d@remote.example")
+	b.QueueID = a.QueueID + "b"
+	accept(t, s, a)
+	accept(t, s, b)
+	if _, err := s.SetHeld(ctx, b.QueueID, true); err != nil {
+		t.Fatal(err)
+	}
+	due, err := s.ClaimDue(ctx, time.Now(), time.Minute, 10)
+	if err != nil || len(due) != 3 {
+		t.Fatalf("ClaimDue = %+v, %v", due, err)
+	}
+	byAddr := map[string]int64{}
+	for _, e := range due {
+		byAddr[e.Recipient.Address] = e.ID
+	}
+	err = s.RecordResults(ctx, []store.QueueResult{
+		{ID: byAddr["a@remote.example"], State: store.StateDelivered},
+		{ID: byAddr["b@remote.example"], State: store.StateDeferred, NextAttempt: time.Now().Add(time.Hour), Error: "451 try later"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// c: claimed, still pending; d: pending and held; a: delivered, kept
+	// while its message has entries waiting; b: deferred.
+	want := store.QueueStats{Pending: 2, Deferred: 1, Delivered: 1, Held: 1, Sending: 1, Total: 4}
+	if n, err := s.QueueStats(ctx); err != nil || n != want {
+		t.Errorf("QueueStats = %+v, %v; want %+v", n, err, want)
 	}
 }
 
