@@ -14,14 +14,16 @@ import (
 	"mailroom/internal/store"
 )
 
-// dirCache keeps the domains, users, aliases (and suppressions) that lookups have found
-// (or not found) in memory, so that the RCPT path reads nothing from the
+// dirCache keeps the domains, users and aliases that lookups have found (or
+// not found) in memory, so that the RCPT path reads nothing from the
 // database: in WAL mode every read after a commit starts with a cold page
 // cache, and under load those reads were a sixth of the server's CPU
-// (docs/design/performance.md).
+// (docs/design/performance.md). A second dirCache, with a stamp of its own,
+// keeps suppressions (asked for every relayed recipient), so that a bounce
+// that adds one does not empty the directory's entries.
 //
-// Every change to the directory, by this process or another one (the CLI
-// while the server runs), grows the stamp file after its commit. Where
+// Every change to what a cache keeps, by this process or another one (the
+// CLI while the server runs), grows its stamp file after its commit. Where
 // inotify works, a watch on the stamp's directory counts changes and a
 // lookup compares that count with the one its entries were read under (no
 // system call); elsewhere it compares the stamp's identity (one stat). It
@@ -48,8 +50,8 @@ type dirCache struct {
 	aliases map[string]cached[store.Alias]
 	// suppressions is not the directory, but as often asked (every relayed
 	// recipient) and as rarely changed.
-	suppressions map[string]cached[store.Suppression]
-	byID         map[int64]string // user ID -> address, for setUsed
+	suppressions map[string]cached[store.Suppression] // in the suppressions' cache only
+	byID         map[int64]string                     // user ID -> address, for setUsed
 	// lastUsed is the used bytes of the latest commit per user, so that a
 	// lookup that read a user before that commit stores the newer figure.
 	lastUsed map[int64]int64
@@ -80,22 +82,25 @@ type stampID struct {
 // recorded under it.
 var noStamp = stampID{ino: ^uint64(0)}
 
-// stampDir (under the data directory) holds the stamp and nothing else,
-// so that a watch on it wakes only for changes.
+// stampDir (under the data directory) holds the stamps and nothing else,
+// so that a watch on it wakes only for changes: "directory" for domains,
+// users and aliases (and, for the body cache, queue deletions by another
+// process), "suppressions" for suppressions.
 const (
-	stampDir  = "stamps"
-	stampFile = "directory"
+	stampDir          = "stamps"
+	stampDirectory    = "directory"
+	stampSuppressions = "suppressions"
 )
 
-func newDirCache(dataDir string, onReset func()) (*dirCache, error) {
+func newDirCache(dataDir, stamp string, onReset func()) (*dirCache, error) {
 	dir := filepath.Join(dataDir, stampDir)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("store: create %s: %w", dir, err)
 	}
-	c := &dirCache{stampPath: filepath.Join(dir, stampFile), onReset: onReset}
+	c := &dirCache{stampPath: filepath.Join(dir, stamp), onReset: onReset}
 	c.reset(noStamp)
 	c.watching.Store(true) // before the watch starts: it may fail at once
-	w, err := watchStamps(dir, func() { c.changes.Add(1) }, func() { c.watching.Store(false) })
+	w, err := watchStamps(dir, stamp, func() { c.changes.Add(1) }, func() { c.watching.Store(false) })
 	if err != nil {
 		c.watching.Store(false)
 	}

@@ -1,9 +1,11 @@
 package sqlite
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
 	"os"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -17,11 +19,13 @@ func inode(fi os.FileInfo) uint64 {
 	return 0
 }
 
-// watchStamps calls changed after anything happened in dir (the stamps'
-// own directory, where nothing else is written), through inotify: lookups
-// then need no system call to know that their entries are current. It
-// calls failed instead if the watch stops working; Close ends it.
-func watchStamps(dir string, changed, failed func()) (io.Closer, error) {
+// watchStamps calls changed after the stamp name in dir (the stamps' own
+// directory, where nothing else is written) changed, or was replaced
+// (name.tmpPID renamed over it), through inotify: lookups then need no
+// system call to know that their entries are current. Events lost to a
+// full inotify queue count as a change. It calls failed instead if the
+// watch stops working; Close ends it.
+func watchStamps(dir, name string, changed, failed func()) (io.Closer, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -39,7 +43,7 @@ func watchStamps(dir string, changed, failed func()) (io.Closer, error) {
 				failed()
 				return
 			}
-			changed() // whatever the events: a queue overflow is a change too
+			ours := false
 			for p := buf[:n]; len(p) >= unix.SizeofInotifyEvent; {
 				mask := binary.NativeEndian.Uint32(p[4:8])
 				if mask&unix.IN_IGNORED != 0 { // the directory is gone: back to stat
@@ -47,7 +51,15 @@ func watchStamps(dir string, changed, failed func()) (io.Closer, error) {
 					f.Close()
 					return
 				}
-				p = p[min(len(p), unix.SizeofInotifyEvent+int(binary.NativeEndian.Uint32(p[12:16]))):]
+				end := min(len(p), unix.SizeofInotifyEvent+int(binary.NativeEndian.Uint32(p[12:16])))
+				ev := string(bytes.TrimRight(p[unix.SizeofInotifyEvent:end], "\x00"))
+				if mask&unix.IN_Q_OVERFLOW != 0 || ev == name || strings.HasPrefix(ev, name+".tmp") {
+					ours = true
+				}
+				p = p[end:]
+			}
+			if ours {
+				changed()
 			}
 		}
 	}()

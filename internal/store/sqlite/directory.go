@@ -61,9 +61,15 @@ func expectOne(res sql.Result, err error) func(what string) error {
 // writeDirectory is write for a change to domains, users or aliases: once
 // committed, cached lookups here and in other processes start over.
 func (s *Store) writeDirectory(ctx context.Context, fn func(tx *wtx) error) error {
+	return s.writeStamped(ctx, s.dircache, fn)
+}
+
+// writeStamped is write for a change to what c keeps: once committed, c
+// here and its counterparts in other processes start over.
+func (s *Store) writeStamped(ctx context.Context, c *dirCache, fn func(tx *wtx) error) error {
 	err := s.write(ctx, fn)
 	if err == nil {
-		s.dircache.changed()
+		c.changed()
 	}
 	return err
 }

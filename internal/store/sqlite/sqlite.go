@@ -52,6 +52,7 @@ type Store struct {
 	readStmts sync.Map             // query -> *sql.Stmt prepared on rdb
 
 	dircache *dirCache  // domains, users and aliases looked up
+	supcache *dirCache  // suppressions looked up
 	bodies   *bodyCache // bodies of messages queued for relay
 
 	walReset        atomic.Bool // the checkpointer asks the committer to let the WAL start over
@@ -105,7 +106,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	if err == nil {
 		s.bodies = newBodyCache(bodyCacheLimit)
-		s.dircache, err = newDirCache(dir, s.bodies.clear)
+		s.dircache, err = newDirCache(dir, stampDirectory, s.bodies.clear)
+	}
+	if err == nil {
+		s.supcache, err = newDirCache(dir, stampSuppressions, nil)
 	}
 	if err != nil {
 		wdb.Close()
@@ -164,6 +168,7 @@ func (s *Store) Close() error {
 		close(s.stopCheckpoints)
 		<-s.checkpointsDone
 		s.dircache.close()
+		s.supcache.close()
 		// Leave a small WAL behind; harmless if another process has the
 		// database open and the checkpoint cannot finish.
 		s.wdb.Exec("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -12,7 +12,7 @@ import (
 
 // Suppress adds or replaces a suppression.
 func (s *Store) Suppress(ctx context.Context, sup store.Suppression) error {
-	return s.writeDirectory(ctx, func(tx *wtx) error {
+	return s.writeStamped(ctx, s.supcache, func(tx *wtx) error {
 		_, err := tx.Exec(`INSERT INTO suppressions(address, reason, created, until) VALUES (?, ?, ?, ?)
 			ON CONFLICT(address) DO UPDATE SET reason = excluded.reason, created = excluded.created, until = excluded.until`,
 			strings.ToLower(sup.Address), sup.Reason, sup.Created.Unix(), sup.Until.Unix())
@@ -21,12 +21,12 @@ func (s *Store) Suppress(ctx context.Context, sup store.Suppression) error {
 }
 
 // Suppressed reports whether address is suppressed at now. Every relayed
-// recipient asks, so the answer comes from the directory cache, which
+// recipient asks, so the answer comes from the suppressions' cache, which
 // keeps the entry whatever its expiry (suppressions change through
-// writeDirectory).
+// writeStamped).
 func (s *Store) Suppressed(ctx context.Context, address string, now time.Time) (store.Suppression, bool, error) {
 	addr := strings.ToLower(address)
-	sup, err := lookup(s.dircache, func() map[string]cached[store.Suppression] { return s.dircache.suppressions }, addr,
+	sup, err := lookup(s.supcache, func() map[string]cached[store.Suppression] { return s.supcache.suppressions }, addr,
 		func() (store.Suppression, error) { return s.readSuppression(ctx, addr) },
 		func() error { return store.ErrNotFound })
 	if errors.Is(err, store.ErrNotFound) {
@@ -73,7 +73,7 @@ func (s *Store) SuppressionList(ctx context.Context) ([]store.Suppression, error
 
 // Unsuppress removes a suppression.
 func (s *Store) Unsuppress(ctx context.Context, address string) error {
-	return s.writeDirectory(ctx, func(tx *wtx) error {
+	return s.writeStamped(ctx, s.supcache, func(tx *wtx) error {
 		return expectOne(tx.Exec(`DELETE FROM suppressions WHERE address = ?`, strings.ToLower(address)))("suppression of " + address)
 	})
 }
