@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -38,8 +38,7 @@ import (
 type dirCache struct {
 	stampPath string
 	onReset   func()        // also forget this (the body cache) when starting over
-	watch     io.Closer     // the inotify watch, if any
-	watching  atomic.Bool   // the watch works: changes counts every change
+	watching  atomic.Bool   // the watch (watchCaches) works: changes counts every change
 	changes   atomic.Uint64 // changes seen by the watch
 	local     atomic.Uint64 // changes made by this process, counted before the stamp is written
 
@@ -99,21 +98,44 @@ func newDirCache(dataDir, stamp string, onReset func()) (*dirCache, error) {
 	}
 	c := &dirCache{stampPath: filepath.Join(dir, stamp), onReset: onReset}
 	c.reset(noStamp)
-	c.watching.Store(true) // before the watch starts: it may fail at once
-	w, err := watchStamps(dir, stamp, func() { c.changes.Add(1) }, func() { c.watching.Store(false) })
-	if err != nil {
-		c.watching.Store(false)
-	}
-	c.watch = w
 	return c, nil
 }
 
-// close ends the watch.
-func (c *dirCache) close() {
-	if c.watch != nil {
-		c.watching.Store(false)
-		c.watch.Close()
+// watchCaches starts one watch of the stamps' directory for caches, each
+// counting the changes of its own stamp; where there is no watch they stat
+// their stamps. Close the result (if not nil) to end the watch.
+func watchCaches(dataDir string, caches ...*dirCache) io.Closer {
+	names := make([]string, len(caches))
+	for i, c := range caches {
+		names[i] = filepath.Base(c.stampPath)
+		c.watching.Store(true) // before the watch starts: it may fail at once
 	}
+	w, err := watchStamps(filepath.Join(dataDir, stampDir), names,
+		func(i int) { caches[i].changes.Add(1) },
+		func() {
+			for _, c := range caches {
+				c.watching.Store(false)
+			}
+		})
+	if err != nil {
+		for _, c := range caches {
+			c.watching.Store(false)
+		}
+		return nil
+	}
+	return w
+}
+
+// stampEvent reports whether an event for the file named ev in the stamps'
+// directory is a change of stamp: the stamp itself, or the new one that
+// replaces it (touch).
+func stampEvent(stamp, ev string) bool {
+	return ev == stamp || strings.HasPrefix(ev, stamp+".tmp")
+}
+
+// close stops using the watch: lookups stat the stamp from now on.
+func (c *dirCache) close() {
+	c.watching.Store(false)
 }
 
 func (c *dirCache) reset(id stampID) {
@@ -244,9 +266,18 @@ func (c *dirCache) touch() error {
 	if err != nil || fi.Size() < stampMax {
 		return err
 	}
-	tmp := c.stampPath + ".tmp" + strconv.Itoa(os.Getpid())
-	if err := os.WriteFile(tmp, []byte{'.'}, 0o640); err != nil {
+	// A name of its own: two goroutines (or processes) may replace the
+	// stamp at once.
+	tmp, err := os.CreateTemp(filepath.Dir(c.stampPath), filepath.Base(c.stampPath)+".tmp*")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, c.stampPath)
+	_, err = tmp.Write([]byte{'.'})
+	if err = errors.Join(err, tmp.Chmod(0o640), tmp.Close()); err == nil {
+		err = os.Rename(tmp.Name(), c.stampPath)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
 }

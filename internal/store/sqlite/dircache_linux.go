@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"io"
 	"os"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -19,13 +18,13 @@ func inode(fi os.FileInfo) uint64 {
 	return 0
 }
 
-// watchStamps calls changed after the stamp name in dir (the stamps' own
-// directory, where nothing else is written) changed, or was replaced
-// (name.tmpPID renamed over it), through inotify: lookups then need no
-// system call to know that their entries are current. Events lost to a
-// full inotify queue count as a change. It calls failed instead if the
+// watchStamps calls changed(i) after the stamp names[i] in dir (the
+// stamps' own directory, where nothing else is written) changed, or was
+// replaced (stampEvent), through inotify: lookups then need no system call
+// to know that their entries are current. Events lost to a full inotify
+// queue count as a change of every stamp. It calls failed instead if the
 // watch stops working; Close ends it.
-func watchStamps(dir, name string, changed, failed func()) (io.Closer, error) {
+func watchStamps(dir string, names []string, changed func(i int), failed func()) (io.Closer, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -43,7 +42,7 @@ func watchStamps(dir, name string, changed, failed func()) (io.Closer, error) {
 				failed()
 				return
 			}
-			ours := false
+			seen := make([]bool, len(names))
 			for p := buf[:n]; len(p) >= unix.SizeofInotifyEvent; {
 				mask := binary.NativeEndian.Uint32(p[4:8])
 				if mask&unix.IN_IGNORED != 0 { // the directory is gone: back to stat
@@ -53,13 +52,17 @@ func watchStamps(dir, name string, changed, failed func()) (io.Closer, error) {
 				}
 				end := min(len(p), unix.SizeofInotifyEvent+int(binary.NativeEndian.Uint32(p[12:16])))
 				ev := string(bytes.TrimRight(p[unix.SizeofInotifyEvent:end], "\x00"))
-				if mask&unix.IN_Q_OVERFLOW != 0 || ev == name || strings.HasPrefix(ev, name+".tmp") {
-					ours = true
+				for i, name := range names {
+					if mask&unix.IN_Q_OVERFLOW != 0 || stampEvent(name, ev) {
+						seen[i] = true
+					}
 				}
 				p = p[end:]
 			}
-			if ours {
-				changed()
+			for i, ok := range seen {
+				if ok {
+					changed(i)
+				}
 			}
 		}
 	}()

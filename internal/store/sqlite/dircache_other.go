@@ -12,6 +12,6 @@ import (
 func inode(os.FileInfo) uint64 { return 0 }
 
 // watchStamps is not available here: lookups stat the stamp.
-func watchStamps(dir, name string, changed, failed func()) (io.Closer, error) {
+func watchStamps(dir string, names []string, changed func(i int), failed func()) (io.Closer, error) {
 	return nil, errors.ErrUnsupported
 }

@@ -405,3 +405,27 @@ func TestSuppressionsStampApart(t *testing.T) {
 		})
 	}
 }
+
+// TestStampEvent: the watch counts a change of a stamp for events on the
+// stamp and on the file that replaces it, and for nothing else.
+func TestStampEvent(t *testing.T) {
+	tests := []struct {
+		stamp, ev string
+		want      bool
+	}{
+		{stampDirectory, "directory", true},
+		{stampDirectory, "directory.tmp123456", true}, // touch's replacement, renamed over it
+		{stampDirectory, "suppressions", false},
+		{stampDirectory, "suppressions.tmp1", false},
+		{stampDirectory, "directoryx", false},
+		{stampDirectory, "", false},
+		{stampSuppressions, "suppressions", true},
+		{stampSuppressions, "suppressions.tmp99", true},
+		{stampSuppressions, "directory", false},
+	}
+	for _, tt := range tests {
+		if got := stampEvent(tt.stamp, tt.ev); got != tt.want {
+			t.Errorf("stampEvent(%q, %q) = %v, want %v", tt.stamp, tt.ev, got, tt.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -53,6 +54,7 @@ type Store struct {
 
 	dircache *dirCache  // domains, users and aliases looked up
 	supcache *dirCache  // suppressions looked up
+	stamps   io.Closer  // the watch of both caches' stamps, if any
 	bodies   *bodyCache // bodies of messages queued for relay
 
 	walReset        atomic.Bool // the checkpointer asks the committer to let the WAL start over
@@ -110,6 +112,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	if err == nil {
 		s.supcache, err = newDirCache(dir, stampSuppressions, nil)
+	}
+	if err == nil {
+		s.stamps = watchCaches(dir, s.dircache, s.supcache)
 	}
 	if err != nil {
 		wdb.Close()
@@ -169,6 +174,9 @@ func (s *Store) Close() error {
 		<-s.checkpointsDone
 		s.dircache.close()
 		s.supcache.close()
+		if s.stamps != nil {
+			s.stamps.Close()
+		}
 		// Leave a small WAL behind; harmless if another process has the
 		// database open and the checkpoint cannot finish.
 		s.wdb.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
