@@ -69,7 +69,7 @@ func (s *sink) session(c net.Conn) {
 		return
 	}
 	rcpts := 0
-	var data []byte
+	var data, envelope []byte
 	done := make(chan error, 1)
 	for {
 		c.SetReadDeadline(time.Now().Add(10 * time.Minute))
@@ -86,9 +86,11 @@ func (s *sink) session(c net.Conn) {
 			answer = "250 sink.bench.test"
 		case "MAIL", "RSET":
 			rcpts = 0
+			envelope = append(envelope[:0], line...) // kept with the data (durable sink)
 			answer = "250 2.0.0 OK"
 		case "RCPT":
 			rcpts++
+			envelope = append(envelope, line...)
 			answer = "250 2.1.5 OK"
 		case "NOOP":
 			answer = "250 2.0.0 OK"
@@ -105,11 +107,15 @@ func (s *sink) session(c net.Conn) {
 					return
 				}
 			} else {
-				if data, err = readData(r, data[:0]); err != nil {
+				if data, err = readData(r, envelope); err != nil {
 					return
 				}
+				envelope = data[:0]
 				if err := s.journal.store(data, done); err != nil {
-					reply("451 4.3.0 " + err.Error())
+					rcpts = 0
+					if reply("451 4.3.0 "+err.Error()) != nil {
+						return
+					}
 					continue
 				}
 			}
@@ -226,6 +232,7 @@ func runSink(ctx context.Context, args []string) error {
 	controlAddr := fs.String("control", "127.0.0.1:0", "HTTP control address (loopback only)")
 	addrFile := fs.String("addr-file", "", `write "SMTP-ADDRESS CONTROL-ADDRESS" to this file once listening`)
 	durable := fs.String("durable", "", "make each message durable in a journal in this folder before its 250 (group commit)")
+	prealloc := fs.Int64("prealloc", 0, "with -durable: write the journal with zeros up to this many bytes first, so that messages overwrite allocated blocks")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -236,7 +243,7 @@ func runSink(ctx context.Context, args []string) error {
 	}
 	s := &sink{}
 	if *durable != "" {
-		j, err := openJournal(*durable)
+		j, err := openJournal(*durable, *prealloc)
 		if err != nil {
 			return err
 		}
