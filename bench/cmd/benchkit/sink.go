@@ -86,11 +86,16 @@ func (s *sink) session(c net.Conn) {
 			answer = "250 sink.bench.test"
 		case "MAIL", "RSET":
 			rcpts = 0
-			envelope = append(envelope[:0], line...) // kept with the data (durable sink)
+			envelope = envelope[:0]
+			if s.journal != nil { // kept with the data
+				envelope = append(envelope, line...)
+			}
 			answer = "250 2.0.0 OK"
 		case "RCPT":
 			rcpts++
-			envelope = append(envelope, line...)
+			if s.journal != nil {
+				envelope = append(envelope, line...)
+			}
 			answer = "250 2.1.5 OK"
 		case "NOOP":
 			answer = "250 2.0.0 OK"
@@ -102,15 +107,11 @@ func (s *sink) session(c net.Conn) {
 			if err := reply("354 go ahead"); err != nil {
 				return
 			}
-			if s.journal == nil {
-				if err := skipData(r); err != nil {
-					return
-				}
-			} else {
-				if data, err = readData(r, envelope); err != nil {
-					return
-				}
-				envelope = data[:0]
+			if data, err = readData(r, envelope, s.journal != nil); err != nil {
+				return
+			}
+			envelope = data[:0]
+			if s.journal != nil {
 				if err := s.journal.store(data, done); err != nil {
 					rcpts = 0
 					if reply("451 4.3.0 "+err.Error()) != nil {
@@ -135,31 +136,15 @@ func (s *sink) session(c net.Conn) {
 	}
 }
 
-// skipData reads message data up to and including the line ".".
-func skipData(r *bufio.Reader) error {
+// readData reads message data up to and including the line "."; with keep
+// it appends the data to buf (the durable sink), else it drops it.
+func readData(r *bufio.Reader, buf []byte, keep bool) ([]byte, error) {
 	lineStart := true
 	for {
 		frag, err := r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			lineStart = false
-			continue
+		if keep {
+			buf = append(buf, frag...)
 		}
-		if err != nil {
-			return err
-		}
-		if lineStart && (string(frag) == ".\r\n" || string(frag) == ".\n") {
-			return nil
-		}
-		lineStart = true
-	}
-}
-
-// readData appends message data up to and including the line "." to buf.
-func readData(r *bufio.Reader, buf []byte) ([]byte, error) {
-	lineStart := true
-	for {
-		frag, err := r.ReadSlice('\n')
-		buf = append(buf, frag...)
 		if errors.Is(err, bufio.ErrBufferFull) {
 			lineStart = false
 			continue
