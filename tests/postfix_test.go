@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailroom/internal/dns/dnstest"
 )
 
 // postfixPeer is a Postfix instance of the test's own: configuration,
@@ -238,10 +240,10 @@ func (p *postfixPeer) delivered(local string) map[string]string {
 // back to the sender as a DSN.
 func TestPostfixNextHop(t *testing.T) {
 	pf := startPostfix(t, "127.0.0.71", "bob@peer.test")
-	dnsAddr := startDNS(t, map[string][]string{
+	dnsAddr := dnstest.Start(t, map[string][]string{
 		"peer.test. MX":   {"10 mx.peer.test."},
 		"mx.peer.test. A": {"127.0.0.71"},
-	})
+	}).Addr
 	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1s\"]\n", dnsAddr, pf.port))
 	a.start()
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"mailroom/internal/dns/dnstest"
 )
 
 // hopScript answers the n-th connection (counted from 1) to a fakeHop:
@@ -220,7 +222,7 @@ func hopDefault(line string) string {
 // goes to hop at ip, with retries after 1s and extraQueue added to [queue].
 func relayVia(t *testing.T, ip string, hop *fakeHop, extraSMTP, extraQueue string) *server {
 	t.Helper()
-	dnsAddr := startDNS(t, map[string][]string{"far.test. MX": {"10 mx.far.test."}, "mx.far.test. A": {ip}})
+	dnsAddr := dnstest.Start(t, map[string][]string{"far.test. MX": {"10 mx.far.test."}, "mx.far.test. A": {ip}}).Addr
 	return newServer(t, extraSMTP, fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1s\"]\n%s",
 		dnsAddr, hop.port, extraQueue))
 }

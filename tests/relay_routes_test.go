@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailroom/internal/dns/dnstest"
 )
 
 // waitMailbox waits until user has at least n messages on s.
@@ -36,7 +38,7 @@ func TestRelaySmartHost(t *testing.T) {
 	b.start()
 	ca := filepath.Join(b.dir, "data", "tls", "selfsigned-cert.pem")
 	_, subPort, _ := strings.Cut(b.subAddr, ":")
-	dnsAddr := startDNS(t, map[string][]string{"mx.example.test. A": {"127.0.0.1"}})
+	dnsAddr := dnstest.Start(t, map[string][]string{"mx.example.test. A": {"127.0.0.1"}}).Addr
 
 	_, tlsPort, _ := strings.Cut(b.tlsAddr, ":")
 	relay := func(password, port, mode string) *server {
@@ -101,10 +103,10 @@ password_file = %q
 func TestRelayNotifySuccess(t *testing.T) {
 	b, port := remoteServer(t, "127.0.0.91", "carol@dsn.test")
 	b.start()
-	dnsAddr := startDNS(t, map[string][]string{
+	dnsAddr := dnstest.Start(t, map[string][]string{
 		"far.test. MX": {"10 mx.far.test."}, "mx.far.test. A": {"127.0.0.90"},
 		"dsn.test. MX": {"10 mx.dsn.test."}, "mx.dsn.test. A": {"127.0.0.91"},
-	})
+	}).Addr
 	// Both next hops listen on one port number, on their own addresses.
 	hop := startHopAt(t, fmt.Sprintf("127.0.0.90:%d", port), func(n int, line string) string { return hopDefault(line) })
 	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1s\"]\n", dnsAddr, port))
@@ -159,7 +161,7 @@ func TestRelayNotifySuccess(t *testing.T) {
 func TestRelayIPPool(t *testing.T) {
 	b, port := remoteServer(t, "127.0.0.92", "carol@pool.test")
 	b.start()
-	dnsAddr := startDNS(t, map[string][]string{"pool.test. MX": {"10 mx.pool.test."}, "mx.pool.test. A": {"127.0.0.92"}})
+	dnsAddr := dnstest.Start(t, map[string][]string{"pool.test. MX": {"10 mx.pool.test."}, "mx.pool.test. A": {"127.0.0.92"}}).Addr
 	a := newServer(t, "", fmt.Sprintf(`[dns]
 resolver = %q
 [outbound]

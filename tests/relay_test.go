@@ -7,37 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	mdns "github.com/miekg/dns"
+	"mailroom/internal/dns/dnstest"
 )
-
-// startDNS runs a DNS server on loopback answering "name TYPE" -> records;
-// other names are NXDOMAIN.
-func startDNS(t *testing.T, zone map[string][]string) string {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
-		m := new(mdns.Msg)
-		m.SetReply(req)
-		q := req.Question[0]
-		known := false
-		for k := range zone {
-			known = known || strings.HasPrefix(k, q.Name+" ")
-		}
-		if !known {
-			m.Rcode = mdns.RcodeNameError
-		}
-		for _, r := range zone[q.Name+" "+mdns.TypeToString[q.Qtype]] {
-			rr, _ := mdns.NewRR(q.Name + " 60 IN " + mdns.TypeToString[q.Qtype] + " " + r)
-			m.Answer = append(m.Answer, rr)
-		}
-		w.WriteMsg(m)
-	})}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	return pc.LocalAddr().String()
-}
 
 // remoteServer prepares (but does not start) another Mailroom whose SMTP
 // listener is on ip, receiving for user's domain, and returns its port.
@@ -65,11 +36,11 @@ func TestRelay(t *testing.T) {
 	b, port := remoteServer(t, "127.0.0.61", "carol@remote.test")
 	b.start()
 
-	dnsAddr := startDNS(t, map[string][]string{
+	dnsAddr := dnstest.Start(t, map[string][]string{
 		"remote.test. MX":   {"10 mx.remote.test."},
 		"mx.remote.test. A": {"127.0.0.61"},
 		"gone.test. MX":     {"0 ."},
-	})
+	}).Addr
 	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1s\"]\n", dnsAddr, port))
 	a.start()
 
@@ -119,7 +90,7 @@ func TestRelay(t *testing.T) {
 // across a restart of the sending server.
 func TestRelayRetry(t *testing.T) {
 	b, port := remoteServer(t, "127.0.0.62", "dave@later.test")
-	dnsAddr := startDNS(t, map[string][]string{"later.test. MX": {"10 mx.later.test."}, "mx.later.test. A": {"127.0.0.62"}})
+	dnsAddr := dnstest.Start(t, map[string][]string{"later.test. MX": {"10 mx.later.test."}, "mx.later.test. A": {"127.0.0.62"}}).Addr
 	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1s\"]\n", dnsAddr, port))
 	a.start()
 	c := loggedIn(t, a)

@@ -20,42 +20,12 @@ import (
 	"testing"
 	"time"
 
-	mdns "github.com/miekg/dns"
-
 	"mailroom/internal/dns"
+	"mailroom/internal/dns/dnstest"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/spool"
 )
-
-// zoneServer answers from a fixed zone; names under servfail.test fail.
-func zoneServer(t *testing.T, zone map[string][]string) string {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
-		m := new(mdns.Msg)
-		m.SetReply(req)
-		q := req.Question[0]
-		if mdns.IsSubDomain("servfail.test.", q.Name) {
-			m.Rcode = mdns.RcodeServerFailure
-		} else if recs, ok := zone[q.Name+" "+mdns.TypeToString[q.Qtype]]; ok {
-			for _, r := range recs {
-				rr, _ := mdns.NewRR(q.Name + " 60 IN " + mdns.TypeToString[q.Qtype] + " " + r)
-				m.Answer = append(m.Answer, rr)
-			}
-		} else if _, exists := zone[q.Name+" A"]; !exists {
-			if _, mx := zone[q.Name+" MX"]; !mx {
-				m.Rcode = mdns.RcodeNameError
-			}
-		}
-		w.WriteMsg(m)
-	})}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	return pc.LocalAddr().String()
-}
 
 type sink struct {
 	mu       sync.Mutex
@@ -121,14 +91,14 @@ func freePort(t *testing.T) int {
 func TestDeliver(t *testing.T) {
 	port := freePort(t)
 	up := hop(t, "127.0.0.42", port) // 127.0.0.41 stays down
-	dnsAddr := zoneServer(t, map[string][]string{
+	dnsAddr := dnstest.Start(t, map[string][]string{
 		"two.test. MX":     {"10 down.two.test.", "20 up.two.test."},
 		"down.two.test. A": {"127.0.0.41"},
 		"up.two.test. A":   {"127.0.0.42"},
 		"null.test. MX":    {"0 ."},
 		"self.test. A":     {"127.0.0.42"},
 		"allgone.test. MX": {"10 down.two.test."},
-	})
+	}).Addr
 	r, _ := dns.New(dnsAddr)
 	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second}, r)
 	body := "Subject: hi\r\n\r\nhello\r\n"
@@ -200,7 +170,7 @@ func testJob(domain, from string, rcpts ...string) Job {
 func TestReuse(t *testing.T) {
 	port := freePort(t)
 	up := hop(t, "127.0.0.43", port)
-	dnsAddr := zoneServer(t, map[string][]string{"reuse.test. A": {"127.0.0.43"}})
+	dnsAddr := dnstest.Start(t, map[string][]string{"reuse.test. A": {"127.0.0.43"}}).Addr
 	r, _ := dns.New(dnsAddr)
 	deliverAll := func(d *Deliverer, n int) {
 		for i := range n {
@@ -251,7 +221,7 @@ func TestReuse(t *testing.T) {
 func TestSourcePools(t *testing.T) {
 	port := freePort(t)
 	up := hop(t, "127.0.0.44", port)
-	dnsAddr := zoneServer(t, map[string][]string{"pools.test. A": {"127.0.0.44"}})
+	dnsAddr := dnstest.Start(t, map[string][]string{"pools.test. A": {"127.0.0.44"}}).Addr
 	r, _ := dns.New(dnsAddr)
 	addr := netip.MustParseAddr
 	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second, IdleTime: -1, Pools: []SourcePool{
@@ -284,7 +254,7 @@ func TestDeliverIPv6(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	up := hop(t, "::1", port)
-	dnsAddr := zoneServer(t, map[string][]string{"six.test. MX": {"10 mx.six.test."}, "mx.six.test. AAAA": {"::1"}, "mx.six.test. A": nil})
+	dnsAddr := dnstest.Start(t, map[string][]string{"six.test. MX": {"10 mx.six.test."}, "mx.six.test. AAAA": {"::1"}, "mx.six.test. A": nil}).Addr
 	r, _ := dns.New(dnsAddr)
 	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second}, r)
 	defer d.Close()
@@ -316,8 +286,8 @@ func TestDeliverBusyGreeting(t *testing.T) {
 		}
 	}()
 	up := hop(t, "127.0.0.50", port)
-	dnsAddr := zoneServer(t, map[string][]string{"busy.test. MX": {"10 a.busy.test.", "20 b.busy.test."},
-		"a.busy.test. A": {"127.0.0.49"}, "b.busy.test. A": {"127.0.0.50"}})
+	dnsAddr := dnstest.Start(t, map[string][]string{"busy.test. MX": {"10 a.busy.test.", "20 b.busy.test."},
+		"a.busy.test. A": {"127.0.0.49"}, "b.busy.test. A": {"127.0.0.50"}}).Addr
 	r, _ := dns.New(dnsAddr)
 	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second}, r)
 	defer d.Close()

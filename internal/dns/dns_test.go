@@ -7,61 +7,18 @@ import (
 	"net/netip"
 	"testing"
 
-	mdns "github.com/miekg/dns"
+	"mailroom/internal/dns/dnstest"
 )
 
-// startServer runs an in-process DNS server on loopback answering from
-// zone ("name type" -> records); names under "servfail." fail, names not
-// in zone and not under a known domain are NXDOMAIN.
-func startServer(t *testing.T, zone map[string][]string) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
-		m := new(mdns.Msg)
-		m.SetReply(req)
-		q := req.Question[0]
-		name := q.Name
-		switch {
-		case mdns.IsSubDomain("servfail.test.", name):
-			m.Rcode = mdns.RcodeServerFailure
-		default:
-			recs, known := zone[name+" "+mdns.TypeToString[q.Qtype]]
-			exists := known
-			for k := range zone {
-				if len(k) > len(name) && k[:len(name)+1] == name+" " {
-					exists = true
-				}
-			}
-			if !exists {
-				m.Rcode = mdns.RcodeNameError
-			}
-			for _, r := range recs {
-				rr, err := mdns.NewRR(name + " 300 IN " + mdns.TypeToString[q.Qtype] + " " + r)
-				if err != nil {
-					panic(err)
-				}
-				m.Answer = append(m.Answer, rr)
-			}
-		}
-		w.WriteMsg(m)
-	})}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	return pc.LocalAddr().String()
-}
-
 func TestLookupMX(t *testing.T) {
-	addr := startServer(t, map[string][]string{
+	addr := dnstest.Start(t, map[string][]string{
 		"two.test. MX":       {"20 mx2.two.test.", "10 mx1.two.test."},
 		"equal.test. MX":     {"10 a.equal.test.", "10 b.equal.test.", "10 c.equal.test.", "5 first.equal.test."},
 		"nomx.test. A":       {"127.0.0.5"},
 		"nullmx.test. MX":    {"0 ."},
 		"mx1.two.test. A":    {"127.0.0.11"},
 		"mx1.two.test. AAAA": {"::1"},
-	})
+	}).Addr
 	r, err := New(addr)
 	if err != nil {
 		t.Fatal(err)
