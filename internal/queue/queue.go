@@ -281,8 +281,8 @@ func (r *Runner) start(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 				keep = append(keep, name)
 			}
 			wg.Go(func() {
-				retry := r.work(ctx, j.entries)
-				r.done(d, j, retry)
+				retry := r.work(ctx, j.entries, func() { r.leave(d) })
+				r.done(j, retry)
 			})
 		}
 		r.turn = keep
@@ -291,14 +291,24 @@ func (r *Runner) start(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 	return wait
 }
 
-// done ends a job's delivery and lets the scheduler go on; retry is when
-// a deferred entry of the job is due again, or zero.
-func (r *Runner) done(d *destination, j *job, retry time.Time) {
+// leave gives back a destination's slot once a job's attempt there has
+// ended: recording the outcomes (a commit, which waits its turn under load)
+// is no delivery under way to the destination, and holding the slot for it
+// kept a busy destination from getting the next message.
+func (r *Runner) leave(d *destination) {
+	r.mu.Lock()
+	d.active--
+	r.mu.Unlock()
+	r.nudge()
+}
+
+// done ends a job and lets the scheduler go on; retry is when a deferred
+// entry of the job is due again, or zero.
+func (r *Runner) done(j *job, retry time.Time) {
 	r.mu.Lock()
 	if !retry.IsZero() && (r.retry.IsZero() || retry.Before(r.retry)) {
 		r.retry = retry
 	}
-	d.active--
 	r.active--
 	for _, e := range j.entries {
 		if r.known[e.ID] == e.QueueID {
@@ -344,9 +354,10 @@ func (r *Runner) releaseWaiting(ctx context.Context) {
 	}
 }
 
-// work delivers one message to one domain and records the outcomes. It
+// work delivers one message to one domain and records the outcomes,
+// calling attempted once the attempt has ended, before the recording. It
 // returns the earliest next attempt of the entries it deferred, or zero.
-func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) (retry time.Time) {
+func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted func()) (retry time.Time) {
 	first := entries[0]
 	var env store.Envelope
 	json.Unmarshal([]byte(first.Envelope), &env)
@@ -357,6 +368,7 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry) (retry ti
 		job.Recipients = append(job.Recipients, delivery.Recipient{Address: e.Recipient.Address, Params: rcptParams(e.Recipient)})
 	}
 	outcomes := r.deliver(ctx, job)
+	attempted()
 	now := r.now()
 	results := make([]store.QueueResult, len(entries))
 	var failed, delayed, relayed []Notice

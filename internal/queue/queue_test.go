@@ -245,6 +245,59 @@ func TestLimits(t *testing.T) {
 	}
 }
 
+// heldRecords holds the first RecordResults until release is closed,
+// closing recording when it begins.
+type heldRecords struct {
+	store.Store
+	once      sync.Once
+	recording chan struct{}
+	release   chan struct{}
+}
+
+func (h *heldRecords) RecordResults(ctx context.Context, rs []store.QueueResult) error {
+	h.once.Do(func() {
+		close(h.recording)
+		<-h.release
+	})
+	return h.Store.RecordResults(ctx, rs)
+}
+
+// TestSlotFreeWhileRecording: a destination's slot is free once the
+// attempt there has ended. With one delivery at a time to a domain, the
+// second message goes out while the first one's outcome is still being
+// recorded (a commit that, under load, waits its turn).
+func TestSlotFreeWhileRecording(t *testing.T) {
+	st := &heldRecords{Store: newStore(t, map[string]int{"one.test": 2}), recording: make(chan struct{}), release: make(chan struct{})}
+	released := false
+	defer func() {
+		if !released {
+			close(st.release)
+		}
+	}()
+	attempts := make(chan string, 2)
+	deliver := func(_ context.Context, j delivery.Job) []delivery.Outcome {
+		attempts <- j.Recipients[0].Address
+		return []delivery.Outcome{{Delivered: true}}
+	}
+	r := New(st, deliver, nil, Config{MaxConcurrent: 10, MaxPerDestination: 1}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	first := <-attempts
+	<-st.recording
+	select {
+	case second := <-attempts:
+		if second == first {
+			t.Errorf("the same message twice: %s", first)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second message waited for the first one's outcome to be recorded")
+	}
+	close(st.release)
+	released = true
+	drained(t, st)
+}
+
 // TestRateLimit: a rate-limited domain gets its messages spaced out while
 // another domain goes on at once.
 func TestRateLimit(t *testing.T) {
