@@ -291,25 +291,26 @@ func (r *Runner) start(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 	return wait
 }
 
-// leave gives back a destination's slot once a job's attempt there has
-// ended: recording the outcomes (a commit, which waits its turn under load)
-// is no delivery under way to the destination, and holding the slot for it
-// kept a busy destination from getting the next message.
+// leave gives back a job's slots, its destination's and the one in all,
+// once its attempt has ended. The limits bound attempts under way: the
+// recording of their outcomes that follows (a commit, which waits its turn
+// under load) holds no slot, or a busy destination waited on our own disk
+// instead of its next hop.
 func (r *Runner) leave(d *destination) {
 	r.mu.Lock()
 	d.active--
+	r.active--
 	r.mu.Unlock()
 	r.nudge()
 }
 
-// done ends a job and lets the scheduler go on; retry is when a deferred
-// entry of the job is due again, or zero.
+// done ends a job once its outcomes are recorded and lets the scheduler go
+// on; retry is when a deferred entry of the job is due again, or zero.
 func (r *Runner) done(j *job, retry time.Time) {
 	r.mu.Lock()
 	if !retry.IsZero() && (r.retry.IsZero() || retry.Before(r.retry)) {
 		r.retry = retry
 	}
-	r.active--
 	for _, e := range j.entries {
 		if r.known[e.ID] == e.QueueID {
 			delete(r.known, e.ID)

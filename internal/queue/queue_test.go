@@ -283,8 +283,17 @@ func TestSlotFreeWhileRecording(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go r.Run(ctx)
-	first := <-attempts
-	<-st.recording
+	var first string
+	select {
+	case first = <-attempts:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no attempt")
+	}
+	select {
+	case <-st.recording:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first outcome was not recorded")
+	}
 	select {
 	case second := <-attempts:
 		if second == first {

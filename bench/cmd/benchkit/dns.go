@@ -42,6 +42,11 @@ func runDNS(ctx context.Context, args []string) error {
 		srv.Close()
 		return err
 	}
-	<-ctx.Done()
-	return srv.Close()
+	select {
+	case <-ctx.Done():
+		return srv.Close()
+	case err := <-srv.Done():
+		srv.Close()
+		return err
+	}
 }

@@ -6,6 +6,7 @@
 package dnstest
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -39,7 +40,7 @@ func (z *Zone) Add(record string) error {
 	if err != nil {
 		return fmt.Errorf("dnstest: record %q: %w", record, err)
 	}
-	if rr == nil || !hasData(record) {
+	if rr == nil || !hasData(rr) {
 		return fmt.Errorf("dnstest: record %q: no data after the type", record)
 	}
 	h := rr.Header()
@@ -77,16 +78,16 @@ func (z *Zone) Set(name, typ string, data ...string) error {
 	return nil
 }
 
-// hasData reports whether a record in zone-file syntax has a field after
-// its type (miekg/dns takes a record without data, as in dynamic updates).
-func hasData(record string) bool {
-	fields := strings.Fields(record)
-	for i, f := range fields {
-		if _, ok := mdns.StringToType[strings.ToUpper(f)]; ok && i > 0 {
-			return i < len(fields)-1
-		}
+// hasData reports whether rr has data: miekg/dns takes a record without
+// any (as in dynamic updates), which prints as an empty record of its type.
+func hasData(rr mdns.RR) bool {
+	newRR, ok := mdns.TypeToRR[rr.Header().Rrtype]
+	if !ok {
+		return true // a type without a struct: kept as generic data
 	}
-	return false
+	empty := newRR()
+	*empty.Header() = *rr.Header()
+	return empty.String() != rr.String()
 }
 
 // Delete removes the records of name and type.
@@ -149,6 +150,9 @@ func (z *Zone) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 		}
 	}
 	z.mu.RUnlock()
+	if req.IsEdns0() != nil {
+		m.SetEdns0(uint16(udpSize(req)), false) // RFC 6891 7: answer in kind
+	}
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
 		m.Truncate(udpSize(req))
 	}
@@ -179,6 +183,7 @@ type Server struct {
 	Zone *Zone
 	udp  *mdns.Server
 	tcp  *mdns.Server
+	done chan error // the first of the two to stop, and why
 }
 
 // Serve serves zone on addr ("127.0.0.1:0" picks a free port), UDP and TCP
@@ -190,6 +195,9 @@ func Serve(zone *Zone, addr string) (*Server, error) {
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		return nil, fmt.Errorf("dnstest: %q is not a loopback address", addr)
+	}
+	if port == "" {
+		port = "0"
 	}
 	// With port 0 the kernel picks the UDP port, which TCP may find taken:
 	// try a few times.
@@ -207,18 +215,45 @@ func Serve(zone *Zone, addr string) (*Server, error) {
 			return nil, fmt.Errorf("dnstest: listen: %w", err)
 		}
 		s := &Server{Addr: pc.LocalAddr().String(), Zone: zone,
-			udp: &mdns.Server{PacketConn: pc, Handler: zone},
-			tcp: &mdns.Server{Listener: l, Handler: zone}}
-		udpUp, tcpUp := make(chan struct{}), make(chan struct{})
-		s.udp.NotifyStartedFunc = func() { close(udpUp) }
-		s.tcp.NotifyStartedFunc = func() { close(tcpUp) }
-		go s.udp.ActivateAndServe()
-		go s.tcp.ActivateAndServe()
-		<-udpUp
-		<-tcpUp
+			udp:  &mdns.Server{PacketConn: pc, Handler: zone},
+			tcp:  &mdns.Server{Listener: l, Handler: zone},
+			done: make(chan error, 2)}
+		if err := s.start(); err != nil {
+			pc.Close()
+			l.Close()
+			return nil, err
+		}
 		return s, nil
 	}
 }
+
+// start runs both servers and waits until they serve or one fails.
+func (s *Server) start() error {
+	started := make(chan struct{}, 2)
+	for _, srv := range []*mdns.Server{s.udp, s.tcp} {
+		srv.NotifyStartedFunc = func() { started <- struct{}{} }
+		go func() {
+			err := srv.ActivateAndServe()
+			if err == nil {
+				err = errors.New("dnstest: server stopped")
+			}
+			s.done <- err
+		}()
+	}
+	for range 2 {
+		select {
+		case <-started:
+		case err := <-s.done:
+			s.Close()
+			return fmt.Errorf("dnstest: serve: %w", err)
+		}
+	}
+	return nil
+}
+
+// Done delivers why the first of the two servers (UDP, TCP) stopped: after
+// Close, or on a failure while serving.
+func (s *Server) Done() <-chan error { return s.done }
 
 // Close stops the server.
 func (s *Server) Close() error {

@@ -10,9 +10,18 @@ import (
 
 func ask(t *testing.T, network, addr, name string, qtype uint16) *mdns.Msg {
 	t.Helper()
-	c := &mdns.Client{Net: network, Timeout: 5 * time.Second}
+	return askEDNS(t, network, addr, name, qtype, 0)
+}
+
+// askEDNS asks with an EDNS0 UDP size (RFC 6891), none for 0.
+func askEDNS(t *testing.T, network, addr, name string, qtype uint16, size uint16) *mdns.Msg {
+	t.Helper()
+	c := &mdns.Client{Net: network, Timeout: 5 * time.Second, UDPSize: size}
 	m := new(mdns.Msg)
 	m.SetQuestion(name, qtype)
+	if size > 0 {
+		m.SetEdns0(size, false)
+	}
 	resp, _, err := c.Exchange(m, addr)
 	if err != nil {
 		t.Fatalf("%s %s %s: %v", network, name, mdns.TypeToString[qtype], err)
@@ -98,21 +107,40 @@ func TestZoneChanges(t *testing.T) {
 	}
 }
 
-// TestLargeAnswer: an answer too large for 512 octets is truncated over
-// UDP (TC set, as a real server does) and comes whole over TCP.
+// TestLargeAnswer: over UDP an answer larger than the client takes (512
+// octets, or its EDNS0 size) is truncated, TC set, as a real server does;
+// over TCP it comes whole.
 func TestLargeAnswer(t *testing.T) {
-	var txt []string
-	for i := range 10 {
-		txt = append(txt, `"`+strings.Repeat(string(rune('a'+i)), 200)+`"`)
+	txt := func(n int) []string { // n strings of 200 octets: ~205 n octets of answer
+		var out []string
+		for i := range n {
+			out = append(out, `"`+strings.Repeat(string(rune('a'+i)), 200)+`"`)
+		}
+		return out
 	}
-	s := Start(t, map[string][]string{"big.test. TXT": txt})
-	udp := ask(t, "udp", s.Addr, "big.test.", mdns.TypeTXT)
-	if !udp.Truncated || len(udp.Answer) == len(txt) {
-		t.Errorf("UDP: truncated %v with %d answers; want truncated", udp.Truncated, len(udp.Answer))
+	s := Start(t, map[string][]string{"four.test. TXT": txt(4), "ten.test. TXT": txt(10)})
+	cases := []struct {
+		network   string
+		name      string
+		edns      uint16
+		truncated bool
+		answers   int
+	}{
+		{"udp", "four.test.", 0, true, -1},    // ~850 octets > 512
+		{"udp", "four.test.", 1232, false, 4}, // fits the resolver's EDNS0 size
+		{"udp", "ten.test.", 1232, true, -1},  // ~2,100 octets > 1232
+		{"tcp", "ten.test.", 0, false, 10},    // TCP takes it all
+		{"tcp", "ten.test.", 1232, false, 10},
 	}
-	tcp := ask(t, "tcp", s.Addr, "big.test.", mdns.TypeTXT)
-	if tcp.Truncated || len(tcp.Answer) != len(txt) {
-		t.Errorf("TCP: truncated %v with %d answers; want all %d", tcp.Truncated, len(tcp.Answer), len(txt))
+	for _, c := range cases {
+		resp := askEDNS(t, c.network, s.Addr, c.name, mdns.TypeTXT, c.edns)
+		if resp.Truncated != c.truncated || (c.answers >= 0 && len(resp.Answer) != c.answers) {
+			t.Errorf("%s %s EDNS0 %d: truncated %v with %d answers; want truncated %v, %d answers",
+				c.network, c.name, c.edns, resp.Truncated, len(resp.Answer), c.truncated, c.answers)
+		}
+		if (c.edns > 0) != (resp.IsEdns0() != nil) {
+			t.Errorf("%s %s EDNS0 %d: answer's OPT record %v", c.network, c.name, c.edns, resp.IsEdns0())
+		}
 	}
 }
 
@@ -128,10 +156,15 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("Set(%q, %q, %q): no error", c.name, c.typ, c.data)
 		}
 	}
-	if err := z.Add("a.test. 60 IN MX"); err == nil {
-		t.Error("Add of a record without data: no error")
+	for _, rr := range []string{"a.test. 60 IN MX", "a.test. 60 IN A", "a.test. IN TXT", "a.test. 60 IN MX ; comment"} {
+		if err := z.Add(rr); err == nil {
+			t.Errorf("Add(%q), a record without data: no error", rr)
+		}
 	}
-	for _, addr := range []string{"192.0.2.1:0", "localhost:0", "nonsense"} {
+	if err := z.Add("a.test. 60 IN MX 0 ."); err != nil {
+		t.Errorf("Add of a null MX: %v", err)
+	}
+	for _, addr := range []string{"0.0.0.0:0", "[::]:0", "192.0.2.1:0", "localhost:0", "nonsense"} {
 		if s, err := Serve(z, addr); err == nil {
 			s.Close()
 			t.Errorf("Serve(%q): no error, want loopback addresses only", addr)
