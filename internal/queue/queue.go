@@ -91,6 +91,11 @@ type Runner struct {
 	// entries, so an ID alone may name a new entry.
 	known   map[int64]string
 	waiting int // entries in waiting jobs
+	// started: entries of jobs started and not yet done, their attempt
+	// under way or their outcomes being recorded (which holds no slot).
+	// They count against the backlog, which so bounds every claimed entry
+	// held in memory.
+	started int
 	active  int // deliveries under way
 }
 
@@ -186,7 +191,7 @@ func (r *Runner) Run(ctx context.Context) {
 // them into jobs per destination. It reports whether it had room.
 func (r *Runner) fill(ctx context.Context) bool {
 	r.mu.Lock()
-	room := r.cfg.Backlog - r.waiting
+	room := r.cfg.Backlog - r.waiting - r.started
 	r.mu.Unlock()
 	if room < r.cfg.Backlog/4 {
 		r.more = true
@@ -276,6 +281,7 @@ func (r *Runner) start(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 			d.active++
 			r.active++
 			r.waiting -= len(j.entries)
+			r.started += len(j.entries)
 			progress = true
 			if len(d.jobs) > 0 {
 				keep = append(keep, name)
@@ -295,7 +301,7 @@ func (r *Runner) start(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 // once its attempt has ended. The limits bound attempts under way: the
 // recording of their outcomes that follows (a commit, which waits its turn
 // under load) holds no slot, or a busy destination waited on our own disk
-// instead of its next hop.
+// instead of its next hop. Its entries still count against the backlog.
 func (r *Runner) leave(d *destination) {
 	r.mu.Lock()
 	d.active--
@@ -311,6 +317,7 @@ func (r *Runner) done(j *job, retry time.Time) {
 	if !retry.IsZero() && (r.retry.IsZero() || retry.Before(r.retry)) {
 		r.retry = retry
 	}
+	r.started -= len(j.entries)
 	for _, e := range j.entries {
 		if r.known[e.ID] == e.QueueID {
 			delete(r.known, e.ID)

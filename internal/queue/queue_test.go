@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -305,6 +306,55 @@ func TestSlotFreeWhileRecording(t *testing.T) {
 	close(st.release)
 	released = true
 	drained(t, st)
+}
+
+// TestRecordingCountsAgainstBacklog: jobs recording their outcomes hold
+// no slot but count against the backlog, so a store slower than the
+// attempts does not let claimed work pile up without bound in memory.
+func TestRecordingCountsAgainstBacklog(t *testing.T) {
+	release := make(chan struct{})
+	st := &allHeld{Store: newStore(t, map[string]int{"fast.test": 20}), release: release}
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	var attempts atomic.Int32
+	deliver := func(context.Context, delivery.Job) []delivery.Outcome {
+		attempts.Add(1)
+		return []delivery.Outcome{{Delivered: true}}
+	}
+	const backlog = 4
+	r := New(st, deliver, nil, Config{MaxConcurrent: 10, MaxPerDestination: 10, Backlog: backlog}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for attempts.Load() < backlog && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // room for more, were they allowed
+	if n := attempts.Load(); n != backlog {
+		t.Errorf("%d attempts while every recording was held; want the backlog, %d", n, backlog)
+	}
+	close(release)
+	released = true
+	drained(t, st)
+	if n := attempts.Load(); n != 20 {
+		t.Errorf("%d attempts in all, want 20", n)
+	}
+}
+
+// allHeld holds every RecordResults until release is closed.
+type allHeld struct {
+	store.Store
+	release chan struct{}
+}
+
+func (h *allHeld) RecordResults(ctx context.Context, rs []store.QueueResult) error {
+	<-h.release
+	return h.Store.RecordResults(ctx, rs)
 }
 
 // TestRateLimit: a rate-limited domain gets its messages spaced out while
