@@ -246,8 +246,8 @@ func TestLimits(t *testing.T) {
 	}
 }
 
-// heldRecords holds the first RecordResults until release is closed,
-// closing recording when it begins.
+// heldRecords holds every RecordResults until release is closed, and
+// closes recording when the first one begins.
 type heldRecords struct {
 	store.Store
 	once      sync.Once
@@ -255,11 +255,13 @@ type heldRecords struct {
 	release   chan struct{}
 }
 
+func newHeldRecords(st store.Store) *heldRecords {
+	return &heldRecords{Store: st, recording: make(chan struct{}), release: make(chan struct{})}
+}
+
 func (h *heldRecords) RecordResults(ctx context.Context, rs []store.QueueResult) error {
-	h.once.Do(func() {
-		close(h.recording)
-		<-h.release
-	})
+	h.once.Do(func() { close(h.recording) })
+	<-h.release
 	return h.Store.RecordResults(ctx, rs)
 }
 
@@ -268,7 +270,7 @@ func (h *heldRecords) RecordResults(ctx context.Context, rs []store.QueueResult)
 // second message goes out while the first one's outcome is still being
 // recorded (a commit that, under load, waits its turn).
 func TestSlotFreeWhileRecording(t *testing.T) {
-	st := &heldRecords{Store: newStore(t, map[string]int{"one.test": 2}), recording: make(chan struct{}), release: make(chan struct{})}
+	st := newHeldRecords(newStore(t, map[string]int{"one.test": 2}))
 	released := false
 	defer func() {
 		if !released {
@@ -312,12 +314,11 @@ func TestSlotFreeWhileRecording(t *testing.T) {
 // no slot but count against the backlog, so a store slower than the
 // attempts does not let claimed work pile up without bound in memory.
 func TestRecordingCountsAgainstBacklog(t *testing.T) {
-	release := make(chan struct{})
-	st := &allHeld{Store: newStore(t, map[string]int{"fast.test": 20}), release: release}
+	st := newHeldRecords(newStore(t, map[string]int{"fast.test": 20}))
 	released := false
 	defer func() {
 		if !released {
-			close(release)
+			close(st.release)
 		}
 	}()
 	var attempts atomic.Int32
@@ -338,23 +339,12 @@ func TestRecordingCountsAgainstBacklog(t *testing.T) {
 	if n := attempts.Load(); n != backlog {
 		t.Errorf("%d attempts while every recording was held; want the backlog, %d", n, backlog)
 	}
-	close(release)
+	close(st.release)
 	released = true
 	drained(t, st)
 	if n := attempts.Load(); n != 20 {
 		t.Errorf("%d attempts in all, want 20", n)
 	}
-}
-
-// allHeld holds every RecordResults until release is closed.
-type allHeld struct {
-	store.Store
-	release chan struct{}
-}
-
-func (h *allHeld) RecordResults(ctx context.Context, rs []store.QueueResult) error {
-	<-h.release
-	return h.Store.RecordResults(ctx, rs)
 }
 
 // TestRateLimit: a rate-limited domain gets its messages spaced out while

@@ -24,13 +24,12 @@ import (
 type Zone struct {
 	mu      sync.RWMutex
 	records map[string][]mdns.RR // key: lower-case FQDN + " " + type
-	names   map[string]int       // lower-case FQDN -> keys with that name
 	failing []string             // lower-case FQDNs
 }
 
 // NewZone returns an empty zone.
 func NewZone() *Zone {
-	return &Zone{records: map[string][]mdns.RR{}, names: map[string]int{}}
+	return &Zone{records: map[string][]mdns.RR{}}
 }
 
 // Add adds one record in zone-file syntax, e.g.
@@ -47,7 +46,7 @@ func (z *Zone) Add(record string) error {
 	key := strings.ToLower(h.Name) + " " + mdns.TypeToString[h.Rrtype]
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	z.put(key, append(z.records[key], rr))
+	z.records[key] = append(z.records[key], rr)
 	return nil
 }
 
@@ -63,10 +62,10 @@ func (z *Zone) Set(name, typ string, data ...string) error {
 	}
 	rrs := make([]mdns.RR, 0, len(data))
 	for _, d := range data {
-		if strings.TrimSpace(d) == "" {
-			return fmt.Errorf("dnstest: %s %s: empty data", name, typ)
-		}
 		rr, err := mdns.NewRR(name + " 60 IN " + typ + " " + d)
+		if err == nil && (rr == nil || !hasData(rr)) {
+			err = errors.New("no data")
+		}
 		if err != nil {
 			return fmt.Errorf("dnstest: %s %s %q: %w", name, typ, d, err)
 		}
@@ -74,7 +73,7 @@ func (z *Zone) Set(name, typ string, data ...string) error {
 	}
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	z.put(name+" "+typ, rrs)
+	z.records[name+" "+typ] = rrs
 	return nil
 }
 
@@ -95,10 +94,7 @@ func (z *Zone) Delete(name, typ string) {
 	key := mdns.Fqdn(strings.ToLower(name)) + " " + strings.ToUpper(typ)
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	if _, ok := z.records[key]; ok {
-		delete(z.records, key)
-		z.count(key, -1)
-	}
+	delete(z.records, key)
 }
 
 // Fail makes the zone answer SERVFAIL for domain and every name under it.
@@ -108,20 +104,15 @@ func (z *Zone) Fail(domain string) {
 	z.failing = append(z.failing, mdns.Fqdn(strings.ToLower(domain)))
 }
 
-// put sets key's records; z.mu is held.
-func (z *Zone) put(key string, rrs []mdns.RR) {
-	if _, ok := z.records[key]; !ok {
-		z.count(key, 1)
+// exists reports whether name has records of any type (or was Set
+// without any); z.mu is held. Zones for tests are small: a scan will do.
+func (z *Zone) exists(name string) bool {
+	for key := range z.records {
+		if strings.HasPrefix(key, name+" ") {
+			return true
+		}
 	}
-	z.records[key] = rrs
-}
-
-// count adds d to the keys counted for key's name; z.mu is held.
-func (z *Zone) count(key string, d int) {
-	name, _, _ := strings.Cut(key, " ")
-	if z.names[name] += d; z.names[name] <= 0 {
-		delete(z.names, name)
-	}
+	return false
 }
 
 // ServeDNS answers one query (mdns.Handler).
@@ -140,7 +131,7 @@ func (z *Zone) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 	switch {
 	case z.fails(name):
 		m.Rcode = mdns.RcodeServerFailure
-	case z.names[name] == 0:
+	case !z.exists(name):
 		m.Rcode = mdns.RcodeNameError
 	default:
 		for _, rr := range z.records[name+" "+mdns.TypeToString[q.Qtype]] {
