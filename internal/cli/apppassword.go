@@ -47,19 +47,13 @@ func (a *app) appPasswordCommand() *cobra.Command {
 				if err != nil {
 					return explain(err, "list app passwords")
 				}
-				if asJSON {
-					return a.printJSON(nonNil(ps))
-				}
-				var rows [][]string
-				for _, p := range ps {
+				return printList(a, asJSON, ps, "NAME\tCREATED\tLAST USED", func(p store.AppPassword) []string {
 					used := "never"
 					if !p.LastUsed.IsZero() {
 						used = p.LastUsed.Local().Format(time.DateTime)
 					}
-					rows = append(rows, []string{p.Name, p.Created.Local().Format(time.DateTime), used})
-				}
-				a.table("NAME\tCREATED\tLAST USED", rows)
-				return nil
+					return []string{p.Name, p.Created.Local().Format(time.DateTime), used}
+				})
 			})
 		}}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -175,6 +175,20 @@ func (a *app) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// printList prints what a list command found: the items as JSON (none as
+// []), or a table with a row per item.
+func printList[T any](a *app, asJSON bool, items []T, header string, row func(T) []string) error {
+	if asJSON {
+		return a.printJSON(nonNil(items))
+	}
+	rows := make([][]string, len(items))
+	for i, it := range items {
+		rows[i] = row(it)
+	}
+	a.table(header, rows)
+	return nil
+}
+
 // table writes rows aligned in columns.
 func (a *app) table(header string, rows [][]string) {
 	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)

@@ -37,6 +37,14 @@ func normalizeDomain(s string) (string, error) {
 	return d, nil
 }
 
+// optionalDomain is the DOMAIN of "list [DOMAIN]", or "" for all.
+func optionalDomain(args []string) (string, error) {
+	if len(args) == 0 {
+		return "", nil
+	}
+	return normalizeDomain(args[0])
+}
+
 func (a *app) domainCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "domain", Short: "Manage the domains Mailroom receives mail for"}
 	var catchAll string
@@ -72,15 +80,9 @@ func (a *app) domainCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					return a.printJSON(nonNil(ds))
-				}
-				var rows [][]string
-				for _, d := range ds {
-					rows = append(rows, []string{d.Name, dash(d.CatchAll)})
-				}
-				a.table("DOMAIN\tCATCH-ALL", rows)
-				return nil
+				return printList(a, asJSON, ds, "DOMAIN\tCATCH-ALL", func(d store.Domain) []string {
+					return []string{d.Name, dash(d.CatchAll)}
+				})
 			})
 		}}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -215,32 +217,23 @@ func (a *app) userListCommand() *cobra.Command {
 	var asJSON bool
 	list := &cobra.Command{Use: "list [DOMAIN]", Short: "List users", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			domain := ""
-			if len(args) == 1 {
-				var err error
-				if domain, err = normalizeDomain(args[0]); err != nil {
-					return err
-				}
+			domain, err := optionalDomain(args)
+			if err != nil {
+				return err
 			}
 			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
 				us, err := st.Users(ctx, domain)
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					return a.printJSON(nonNil(us))
-				}
-				var rows [][]string
-				for _, u := range us {
+				return printList(a, asJSON, us, "ADDRESS\tUSED BYTES\tQUOTA", func(u store.User) []string {
 					q := "default"
 					if u.QuotaBytes > 0 {
 						b, _ := config.Size(u.QuotaBytes).MarshalText()
 						q = string(b)
 					}
-					rows = append(rows, []string{u.Address, strconv.FormatInt(u.UsedBytes, 10), q})
-				}
-				a.table("ADDRESS\tUSED BYTES\tQUOTA", rows)
-				return nil
+					return []string{u.Address, strconv.FormatInt(u.UsedBytes, 10), q}
+				})
 			})
 		}}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -333,27 +326,18 @@ func (a *app) aliasCommand() *cobra.Command {
 	var asJSON bool
 	list := &cobra.Command{Use: "list [DOMAIN]", Short: "List aliases", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			domain := ""
-			if len(args) == 1 {
-				var err error
-				if domain, err = normalizeDomain(args[0]); err != nil {
-					return err
-				}
+			domain, err := optionalDomain(args)
+			if err != nil {
+				return err
 			}
 			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
 				as, err := st.Aliases(ctx, domain)
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					return a.printJSON(nonNil(as))
-				}
-				var rows [][]string
-				for _, al := range as {
-					rows = append(rows, []string{al.Address, strings.Join(al.Targets, ", ")})
-				}
-				a.table("ALIAS\tTARGETS", rows)
-				return nil
+				return printList(a, asJSON, as, "ALIAS\tTARGETS", func(al store.Alias) []string {
+					return []string{al.Address, strings.Join(al.Targets, ", ")}
+				})
 			})
 		}}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")

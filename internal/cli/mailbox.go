@@ -55,16 +55,10 @@ func (a *app) mailboxCommand() *cobra.Command {
 				for _, m := range msgs {
 					out = append(out, listedMessage{ID: m.UID, Date: m.Date.UTC().Truncate(time.Second), From: m.From, Subject: m.Subject, Size: m.Size})
 				}
-				if asJSON {
-					return a.printJSON(out)
-				}
-				var rows [][]string
-				for _, m := range out {
-					rows = append(rows, []string{strconv.FormatUint(uint64(m.ID), 10), m.Date.Local().Format("2006-01-02 15:04"),
-						clip(m.From, 30), clip(m.Subject, 50), strconv.FormatInt(m.Size, 10)})
-				}
-				a.table("ID\tDATE\tFROM\tSUBJECT\tSIZE", rows)
-				return nil
+				return printList(a, asJSON, out, "ID\tDATE\tFROM\tSUBJECT\tSIZE", func(m listedMessage) []string {
+					return []string{strconv.FormatUint(uint64(m.ID), 10), m.Date.Local().Format("2006-01-02 15:04"),
+						clip(m.From, 30), clip(m.Subject, 50), strconv.FormatInt(m.Size, 10)}
+				})
 			})
 		}}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -113,11 +113,7 @@ func (a *app) printEntries(es []store.QueueEntry, asJSON bool) error {
 	for _, e := range es {
 		rows = append(rows, queuedRow{e.QueueID, e.MailFrom, e.Recipient.Address, e.State, e.Attempts, e.NextAttempt.UTC().Truncate(time.Second), e.LastError, e.Held, e.Active, e.Size})
 	}
-	if asJSON {
-		return a.printJSON(rows)
-	}
-	var table [][]string
-	for _, r := range rows {
+	return printList(a, asJSON, rows, "QUEUE ID\tTO\tSTATE\tATTEMPTS\tNEXT ATTEMPT\tLAST ERROR", func(r queuedRow) []string {
 		state, next := r.State, r.NextAttempt.Local().Format(time.DateTime)
 		if r.Held {
 			state += " (held)"
@@ -125,8 +121,6 @@ func (a *app) printEntries(es []store.QueueEntry, asJSON bool) error {
 		if r.Active {
 			state, next = state+" (sending)", "now"
 		}
-		table = append(table, []string{r.QueueID, r.To, state, strconv.Itoa(r.Attempts), next, clip(r.LastError, 50)})
-	}
-	a.table("QUEUE ID\tTO\tSTATE\tATTEMPTS\tNEXT ATTEMPT\tLAST ERROR", table)
-	return nil
+		return []string{r.QueueID, r.To, state, strconv.Itoa(r.Attempts), next, clip(r.LastError, 50)}
+	})
 }

@@ -22,15 +22,9 @@ func (a *app) suppressionCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					return a.printJSON(nonNil(ss))
-				}
-				var rows [][]string
-				for _, s := range ss {
-					rows = append(rows, []string{s.Address, s.Until.Local().Format(time.DateTime), clip(s.Reason, 60)})
-				}
-				a.table("ADDRESS\tUNTIL\tREASON", rows)
-				return nil
+				return printList(a, asJSON, ss, "ADDRESS\tUNTIL\tREASON", func(s store.Suppression) []string {
+					return []string{s.Address, s.Until.Local().Format(time.DateTime), clip(s.Reason, 60)}
+				})
 			})
 		}}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
