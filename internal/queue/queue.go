@@ -254,7 +254,9 @@ func (r *Runner) start(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	wait := time.Minute
-	for progress := true; progress && r.active < r.cfg.MaxConcurrent; {
+	// Once ctx has ended nothing new starts: a job started then would fail
+	// at once and count an attempt for a message never tried.
+	for progress := true; progress && r.active < r.cfg.MaxConcurrent && ctx.Err() == nil; {
 		progress = false
 		var keep []string
 		for i, name := range r.turn {
