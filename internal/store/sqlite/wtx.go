@@ -51,6 +51,11 @@ func (s *Store) prepare() error {
 type wtx struct {
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
+	// bound holds the hot statements bound to tx, each bound once per
+	// batch: binding registers the statement with the transaction (a
+	// lock and a map entry each time), 2.5% of the server's CPU when
+	// done per use.
+	bound map[string]*sql.Stmt
 	after []func() // run in order once the transaction has committed
 	undo  []func() // undo in-memory changes of the current write, newest last
 
@@ -155,11 +160,22 @@ func (w *wtx) flushCounters() error {
 // that registers it fails (its changes are undone).
 func (w *wtx) onCommit(fn func()) { w.after = append(w.after, fn) }
 
+// stmt returns the prepared form of q bound to the transaction, or nil
+// if q is not a hot statement.
 func (w *wtx) stmt(q string) *sql.Stmt {
-	if st, ok := w.stmts[q]; ok {
-		return w.tx.Stmt(st)
+	if st := w.bound[q]; st != nil {
+		return st
 	}
-	return nil
+	st, ok := w.stmts[q]
+	if !ok {
+		return nil
+	}
+	if w.bound == nil {
+		w.bound = make(map[string]*sql.Stmt, len(w.stmts))
+	}
+	st = w.tx.Stmt(st)
+	w.bound[q] = st
+	return st
 }
 
 // Exec runs a statement that returns no rows.
