@@ -246,18 +246,23 @@ func TestLimits(t *testing.T) {
 	}
 }
 
-// heldRecords holds every RecordResults until release is closed, and
-// closes recording when the first one begins.
+// heldRecords holds every RecordResults until Release (at the latest when
+// the test ends), and closes recording when the first one begins.
 type heldRecords struct {
 	store.Store
-	once      sync.Once
-	recording chan struct{}
-	release   chan struct{}
+	once, released sync.Once
+	recording      chan struct{}
+	release        chan struct{}
 }
 
-func newHeldRecords(st store.Store) *heldRecords {
-	return &heldRecords{Store: st, recording: make(chan struct{}), release: make(chan struct{})}
+func newHeldRecords(t *testing.T, st store.Store) *heldRecords {
+	h := &heldRecords{Store: st, recording: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(h.Release) // before the store closes (cleanups run last first)
+	return h
 }
+
+// Release lets the held recordings, and all later ones, through.
+func (h *heldRecords) Release() { h.released.Do(func() { close(h.release) }) }
 
 func (h *heldRecords) RecordResults(ctx context.Context, rs []store.QueueResult) error {
 	h.once.Do(func() { close(h.recording) })
@@ -270,13 +275,7 @@ func (h *heldRecords) RecordResults(ctx context.Context, rs []store.QueueResult)
 // second message goes out while the first one's outcome is still being
 // recorded (a commit that, under load, waits its turn).
 func TestSlotFreeWhileRecording(t *testing.T) {
-	st := newHeldRecords(newStore(t, map[string]int{"one.test": 2}))
-	released := false
-	defer func() {
-		if !released {
-			close(st.release)
-		}
-	}()
+	st := newHeldRecords(t, newStore(t, map[string]int{"one.test": 2}))
 	attempts := make(chan string, 2)
 	deliver := func(_ context.Context, j delivery.Job) []delivery.Outcome {
 		attempts <- j.Recipients[0].Address
@@ -305,8 +304,7 @@ func TestSlotFreeWhileRecording(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the second message waited for the first one's outcome to be recorded")
 	}
-	close(st.release)
-	released = true
+	st.Release()
 	drained(t, st)
 }
 
@@ -314,13 +312,7 @@ func TestSlotFreeWhileRecording(t *testing.T) {
 // no slot but count against the backlog, so a store slower than the
 // attempts does not let claimed work pile up without bound in memory.
 func TestRecordingCountsAgainstBacklog(t *testing.T) {
-	st := newHeldRecords(newStore(t, map[string]int{"fast.test": 20}))
-	released := false
-	defer func() {
-		if !released {
-			close(st.release)
-		}
-	}()
+	st := newHeldRecords(t, newStore(t, map[string]int{"fast.test": 20}))
 	var attempts atomic.Int32
 	deliver := func(context.Context, delivery.Job) []delivery.Outcome {
 		attempts.Add(1)
@@ -339,8 +331,7 @@ func TestRecordingCountsAgainstBacklog(t *testing.T) {
 	if n := attempts.Load(); n != backlog {
 		t.Errorf("%d attempts while every recording was held; want the backlog, %d", n, backlog)
 	}
-	close(st.release)
-	released = true
+	st.Release()
 	drained(t, st)
 	if n := attempts.Load(); n != 20 {
 		t.Errorf("%d attempts in all, want 20", n)
