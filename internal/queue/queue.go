@@ -150,7 +150,11 @@ func (r *Runner) Run(ctx context.Context) {
 	}()
 	look := true // at the store: at start, when woken, when a timer fires
 	var next time.Time
-	for {
+	// Once ctx has ended nothing is claimed or started, even when a slot
+	// came free meanwhile (the select below may take the wake-up first): a
+	// job started then would fail at once and count an attempt for a
+	// message never tried.
+	for ctx.Err() == nil {
 		if look || r.queued.Swap(false) || r.more {
 			r.mu.Lock()
 			r.retry = time.Time{}
@@ -254,9 +258,7 @@ func (r *Runner) start(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	wait := time.Minute
-	// Once ctx has ended nothing new starts: a job started then would fail
-	// at once and count an attempt for a message never tried.
-	for progress := true; progress && r.active < r.cfg.MaxConcurrent && ctx.Err() == nil; {
+	for progress := true; progress && r.active < r.cfg.MaxConcurrent; {
 		progress = false
 		var keep []string
 		for i, name := range r.turn {
