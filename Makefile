@@ -4,11 +4,13 @@ GO ?= go
 BIN := bin/mailroom
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 30s
+# The version printed by "mailroom --version": the commit, when built from git.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: build run test lint fuzz bench microbench stress tlsscan clean
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/mailroom
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X mailroom/internal/cli.Version=$(VERSION)" -o $(BIN) ./cmd/mailroom
 
 run: build
 	./$(BIN) serve
@@ -30,16 +32,16 @@ lint:
 
 # Every parser's fuzz target, FUZZTIME each.
 fuzz:
-	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzParsePath$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzParseParams$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzReadData$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzChunkWriter$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/smtpserver -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/inbound -run '^$$' -fuzz '^FuzzScanHeader$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/smtpclient -run '^$$' -fuzz '^FuzzWriteDotStuffed$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/downgrade -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzParsePath$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzParseParams$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzReadData$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/smtp -run '^$$' -fuzz '^FuzzChunkWriter$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/smtpserver -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/inbound -run '^$$' -fuzz '^FuzzScanHeader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/smtpclient -run '^$$' -fuzz '^FuzzWriteDotStuffed$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/downgrade -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
 # The side-by-side benchmark against Postfix (bench/README.md): installs
 # what it needs, then runs bench/run.sh (as root, 45-60 minutes; its

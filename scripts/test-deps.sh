@@ -35,10 +35,27 @@ if [ -n "$postfix" ]; then
     trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
   fi
 fi
+# apt_wait runs an apt-get command, waiting up to 10 minutes for the dpkg
+# and package-list locks when another apt or dpkg (an unattended upgrade)
+# holds them, instead of failing at once.
+apt_wait() {
+  local deadline=$((SECONDS + 600)) out
+  while :; do
+    if out=$($SUDO apt-get -o DPkg::Lock::Timeout=600 "$@" 2>&1); then
+      return 0
+    fi
+    if ! grep -qi 'could not get lock\|unable to lock' <<<"$out" || [ $SECONDS -ge $deadline ]; then
+      echo "$out" >&2
+      return 1
+    fi
+    echo "test-deps: another apt/dpkg holds the lock; waiting" >&2
+    sleep 5
+  done
+}
 if [ ${#need[@]} -gt 0 ]; then
   echo "test-deps: installing ${need[*]}" >&2
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt_wait update -qq
+  DEBIAN_FRONTEND=noninteractive apt_wait install -y -qq --no-install-recommends "${need[@]}"
 fi
 if [ -n "$postfix" ]; then
   # The tests start Postfix with their own configuration directories; the

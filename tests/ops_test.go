@@ -132,7 +132,7 @@ func TestQuota(t *testing.T) {
 
 // TestConnectionLimits: per client IP and in total, with 421 4.7.0.
 func TestConnectionLimits(t *testing.T) {
-	s := newServer(t, "max_connections = 3\nmax_connections_per_ip = 2", "")
+	s := newServer(t, "max_connections = 3\nmax_connections_per_client = 2", "")
 	s.start()
 	dialFrom := func(src string) *client { return s.dialFrom(t, s.addr, src) }
 	// The start-up probe's session must be over before counting.

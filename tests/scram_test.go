@@ -67,7 +67,7 @@ func tlsSubmission(t *testing.T, s *server) (*client, *tls.ConnectionState) {
 // real client over STARTTLS; wrong passwords, unknown users, a channel
 // binding from another connection, and a replayed proof all fail.
 func TestSCRAM(t *testing.T) {
-	s := newServer(t, "", "[submission]\nmax_auth_failures = 0\n")
+	s := newServer(t, "", "[auth]\nmax_failures = 0\n")
 	s.start()
 	t.Run("SCRAM-SHA-256 logs in and the session can send", func(t *testing.T) {
 		c, _ := tlsSubmission(t, s)

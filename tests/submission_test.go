@@ -43,7 +43,7 @@ func loggedIn(t *testing.T, s *server) *client {
 func TestSubmissionDialogues(t *testing.T) {
 	// Throttling is TestAuthBruteForce's subject: off here, so that these
 	// failures are answered at once.
-	s := newServer(t, "", "[submission]\nmax_auth_failures = 0\n")
+	s := newServer(t, "", "[auth]\nmax_failures = 0\n")
 	s.cli("alias", "add", "sales@example.test", "alice@example.test")
 	s.start()
 
@@ -243,10 +243,12 @@ func TestSubmissionClients(t *testing.T) {
 	}
 }
 
-// TestAuthBruteForce: failed logins from one address ban it, even for the
-// right password; failures for one account from many addresses lock it.
+// TestAuthBruteForce: failed logins from one address ban that address,
+// for the right password too; but nobody can lock a user out: 200 failures
+// from 127.0.0.5 against bob leave bob able to log in from 127.0.0.6 at
+// once, and guesses sprayed from many addresses are only slowed down.
 func TestAuthBruteForce(t *testing.T) {
-	s := newServer(t, "", "[submission]\nmax_auth_failures = 4\nauth_ban_time = \"1m\"\n")
+	s := newServer(t, "", "[auth]\nmax_failures = 6\nmax_failures_per_account = 3\nban_time = \"1m\"\nfailure_delay = \"20ms\"\nmax_failure_delay = \"400ms\"\n")
 	s.start()
 	from := func(src string) *client {
 		c := s.dialFrom(t, s.subAddr, src)
@@ -256,32 +258,58 @@ func TestAuthBruteForce(t *testing.T) {
 		c.cmd("EHLO brute.example", "250 ")
 		return c
 	}
-	// Guessing bob's password from 127.0.0.5: two sessions of failures.
+	// 200 guesses of bob's password from 127.0.0.5, a new session whenever
+	// the server ends one.
+	counts := map[string]int{}
 	c := from("127.0.0.5")
-	c.cmd("AUTH PLAIN "+plainAuth("bob@example.test", "guess1"), "535 5.7.8")
-	c.cmd("AUTH PLAIN "+plainAuth("carol@example.test", "guess2"), "535 5.7.8")
-	c.cmd("AUTH PLAIN "+plainAuth("nobody@example.test", "guess3"), "535 5.7.8")
+	for i := 0; i < 200; i++ {
+		c.send("AUTH PLAIN " + plainAuth("bob@example.test", fmt.Sprintf("guess%d", i)) + "\r\n")
+		r := c.reply()
+		counts[r[:9]]++
+		if strings.HasPrefix(r, "535") && counts["535 5.7.8"]%3 != 0 {
+			continue
+		}
+		if strings.HasPrefix(r, "535") {
+			c.expect("421 4.7.0") // the third failure ends the session
+		}
+		if !strings.HasPrefix(r, "454") {
+			c = from("127.0.0.5")
+		}
+	}
+	// Three failures for bob from .5 lock that pair (454); more for other
+	// names from .5 would ban it, but only bob was guessed here.
+	if counts["535 5.7.8"] != 3 || counts["454 4.7.0"] != 197 {
+		t.Errorf("replies to 200 guesses from one address: %v; want 3 failures, then 454 for the rest", counts)
+	}
+	// bob logs in from another address at once.
+	from("127.0.0.6").cmd("AUTH PLAIN "+plainAuth("bob@example.test", "secret-bob"), "235 ")
+	// Other names from .5 are guessed until the address is banned: then
+	// even the right password is refused there.
 	c = from("127.0.0.5")
-	c.cmd("AUTH PLAIN "+plainAuth("dave@example.test", "guess4"), "535 5.7.8")
-	c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "421 4.7.0 mx.example.test Too many failed logins")
-	// Another address is not banned.
-	from("127.0.0.6").cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "235 ")
+	c.cmd("AUTH PLAIN "+plainAuth("carol@example.test", "guess"), "535 5.7.8")
+	c.cmd("AUTH PLAIN "+plainAuth("dave@example.test", "guess"), "535 5.7.8")
+	c.cmd("AUTH PLAIN "+plainAuth("erin@example.test", "guess"), "535 5.7.8")
+	c.expect("421 4.7.0")
+	from("127.0.0.5").cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "421 4.7.0 mx.example.test Too many failed logins from your address")
 
-	// Three more addresses guess bob's password once each (four failures
-	// with the first): bob is locked, for the right password too; alice is not.
-	for i := 10; i < 13; i++ {
-		from(fmt.Sprintf("127.0.0.%d", i)).cmd("AUTH PLAIN "+plainAuth("bob@example.test", "guess"), "535 5.7.8")
+	// Spraying alice's password from 20 addresses, once each: never a
+	// lockout, but each wrong guess waits longer, up to max_failure_delay.
+	var last time.Duration
+	for i := 10; i < 30; i++ {
+		c := from(fmt.Sprintf("127.0.0.%d", i))
+		start := time.Now()
+		c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "guess"), "535 5.7.8")
+		last = time.Since(start)
 	}
-	from("127.0.0.20").cmd("AUTH PLAIN "+plainAuth("bob@example.test", "secret-bob"), "454 4.7.0")
-	from("127.0.0.21").cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "235 ")
-	// A name that does not exist is locked the same way, so that locking
-	// does not reveal which accounts exist.
-	for i := 30; i < 34; i++ {
-		from(fmt.Sprintf("127.0.0.%d", i)).cmd("AUTH PLAIN "+plainAuth("ghost@example.test", "guess"), "535 5.7.8")
+	if last < 400*time.Millisecond {
+		t.Errorf("the 20th sprayed guess was answered in %v, before max_failure_delay (400ms)", last)
 	}
-	from("127.0.0.40").cmd("AUTH PLAIN "+plainAuth("ghost@example.test", "guess"), "454 4.7.0")
-	if !strings.Contains(s.logs(), "login refused: address banned") {
-		t.Error("the ban is not logged")
+	from("127.0.0.40").cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "235 ")
+	logs := s.logs()
+	for _, want := range []string{"login refused: client banned", "login refused: too many failed logins for this account", `msg="login failed" protocol=submission client=127.0.0.5 user=bob@example.test`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log does not say %q", want)
+		}
 	}
 }
 
@@ -411,7 +439,7 @@ func TestAuthWithoutTLSFromLoopback(t *testing.T) {
 // the right password over PLAIN, 535 for a wrong one, SCRAM still works)
 // and gives it its own sending limit.
 func TestUserPolicies(t *testing.T) {
-	s := newServer(t, "", "[submission]\nmax_auth_failures = 0\n")
+	s := newServer(t, "", "[auth]\nmax_failures = 0\n")
 	s.cli("user", "set", "alice@example.test", "--require-scram", "--max-messages-per-hour", "1")
 	s.start()
 	c, _ := tlsSubmission(t, s)
@@ -439,7 +467,7 @@ func TestUserPolicies(t *testing.T) {
 // does not survive STARTTLS, long SASL responses are read, and login
 // limits hold for other spellings of a name.
 func TestSubmissionHardening(t *testing.T) {
-	s := newServer(t, "", "[submission]\nauth_without_tls_from_loopback = true\nmax_auth_failures = 3\n")
+	s := newServer(t, "", "[submission]\nauth_without_tls_from_loopback = true\n[auth]\nmax_failures = 3\nmax_failures_per_account = 2\n")
 	s.cliStdin("pw\n", "user", "add", "alice+payroll@example.test", "--password-stdin")
 	s.start()
 	headers := []struct{ name, header, want string }{
@@ -490,10 +518,11 @@ func TestSubmissionHardening(t *testing.T) {
 			c.cmd("EHLO a.example", "250 ")
 			return c
 		}
-		for i := 0; i < 3; i++ {
-			from(fmt.Sprintf("127.0.1.%d", i+1)).cmd("AUTH PLAIN "+plainAuth("bob@example.test", "guess"), "535")
-		}
-		from("127.0.1.10").cmd("AUTH PLAIN "+plainAuth(`"bob"@EXAMPLE.test`, "secret-bob"), "454 4.7.0")
+		c := from("127.0.1.1")
+		c.cmd("AUTH PLAIN "+plainAuth("bob@example.test", "guess"), "535")
+		c.cmd("AUTH PLAIN "+plainAuth("Bob@example.test", "guess"), "535")
+		c.cmd("AUTH PLAIN "+plainAuth(`"bob"@EXAMPLE.test`, "secret-bob"), "454 4.7.0")
+		from("127.0.1.2").cmd("AUTH PLAIN "+plainAuth(`"bob"@EXAMPLE.test`, "secret-bob"), "235 ")
 	})
 	msgs := s.mailbox("bob@example.test")
 	if len(msgs) != 2 {

@@ -1,8 +1,13 @@
-// Package authlimit slows down and then stops password guessing: it counts
-// failed logins per client IP and per account name within a window,
-// answers each failure after a growing delay, and bans an IP (or locks an
-// account name, whether or not it exists) once the failures reach a limit.
-// The state is in memory, per process.
+// Package authlimit slows down and then stops password guessing without
+// letting anyone lock a user out. It counts failed logins within a window
+// for three keys: the client prefix (an IPv4 address, an IPv6 /64), the pair
+// (account, client prefix), and the account from anywhere. A prefix with too
+// many failures is banned; a pair with too many is refused, while the same
+// account from any other prefix goes on working; the account's count from
+// anywhere only lengthens the delay before each failure is answered, so
+// password spraying from many addresses is throttled, but a right password
+// is never refused because someone else guessed wrong. The state is in
+// memory, per process.
 package authlimit
 
 import (
@@ -13,14 +18,20 @@ import (
 
 // Policy says how hard to push back.
 type Policy struct {
-	MaxFailures int           // failures in Window before a ban; 0 turns limiting off
-	Window      time.Duration // how long failures are remembered, and how long a ban lasts
-	BaseDelay   time.Duration // delay after the first failure; doubles with each one
-	MaxDelay    time.Duration
+	// MaxFailures from one client prefix in Window ban the prefix for
+	// Window; 0 turns limiting off.
+	MaxFailures int
+	// MaxPairFailures for one account from one prefix in Window refuse
+	// that pair for Window; 0 leaves pairs to MaxFailures.
+	MaxPairFailures int
+	Window          time.Duration // how long failures are remembered, and how long a ban lasts
+	BaseDelay       time.Duration // delay after the first failure; doubles with each one
+	MaxDelay        time.Duration
 }
 
-// DefaultPolicy: 10 failures in 15 minutes, delays from 250 ms to 4 s.
-var DefaultPolicy = Policy{MaxFailures: 10, Window: 15 * time.Minute, BaseDelay: 250 * time.Millisecond, MaxDelay: 4 * time.Second}
+// DefaultPolicy: 10 failures from a prefix or 5 for one account from it in
+// 15 minutes; delays from 250 ms to 4 s.
+var DefaultPolicy = Policy{MaxFailures: 10, MaxPairFailures: 5, Window: 15 * time.Minute, BaseDelay: 250 * time.Millisecond, MaxDelay: 4 * time.Second}
 
 // Limiter keeps the counts. The zero value is not usable; call New.
 type Limiter struct {
@@ -28,9 +39,15 @@ type Limiter struct {
 	now    func() time.Time
 
 	mu       sync.Mutex
-	ips      map[netip.Addr]*record
+	clients  map[netip.Prefix]*record
+	pairs    map[pair]*record
 	accounts map[string]*record
 	lastGC   time.Time
+}
+
+type pair struct {
+	client  netip.Prefix
+	account string
 }
 
 type record struct {
@@ -45,98 +62,98 @@ func New(p Policy, now func() time.Time) *Limiter {
 	if now == nil {
 		now = time.Now
 	}
-	return &Limiter{policy: p, now: now, ips: map[netip.Addr]*record{}, accounts: map[string]*record{}}
+	return &Limiter{policy: p, now: now, clients: map[netip.Prefix]*record{}, pairs: map[pair]*record{}, accounts: map[string]*record{}}
 }
 
 // Verdict is what to do before checking a login.
 type Verdict int
 
 const (
-	Allow         Verdict = iota
-	IPBanned              // refuse and close: 421 4.7.0
-	AccountLocked         // refuse for now: 454 4.7.0
-	Busy                  // too many attempts under way at once: 454 4.7.0
+	Allow        Verdict = iota
+	ClientBanned         // the prefix is banned: refuse and close
+	PairLocked           // too many failures for this account from this prefix: refuse for now
+	Busy                 // too many attempts under way at once from this prefix: refuse for now
 )
 
-// ipKey groups IPv6 clients by /64, the block one host usually gets, so
-// that rotating addresses within it does not escape the limit.
-func ipKey(ip netip.Addr) netip.Addr {
-	ip = ip.Unmap()
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.Addr()
-	}
-	return ip
-}
-
-// Begin tells whether a login attempt from ip for account may go ahead
+// Begin tells whether a login attempt from client for account may go ahead
 // and, if so, counts it as under way until Failed, Succeeded or Done.
-// Attempts under way count like failures, so that guesses sent in
-// parallel cannot slip past the limit before their failures are counted.
-func (l *Limiter) Begin(ip netip.Addr, account string) (Verdict, time.Duration) {
+// Attempts under way count like failures, so that guesses sent in parallel
+// cannot slip past the limits before their failures are counted. Nothing
+// about the account alone ever refuses an attempt.
+func (l *Limiter) Begin(client netip.Prefix, account string) (Verdict, time.Duration) {
 	if l.policy.MaxFailures <= 0 {
 		return Allow, 0
 	}
-	ip = ipKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	ri, ra := getRecord(l, l.ips, ip, now), getRecord(l, l.accounts, account, now)
+	rc, rp := getRecord(l, l.clients, client, now), getRecord(l, l.pairs, pair{client, account}, now)
+	pairMax := l.pairMax()
 	switch {
-	case now.Before(ri.banned):
-		return IPBanned, ri.banned.Sub(now)
-	case now.Before(ra.banned):
-		return AccountLocked, ra.banned.Sub(now)
-	case ri.failures+ri.inflight >= l.policy.MaxFailures || ra.failures+ra.inflight >= l.policy.MaxFailures:
+	case now.Before(rc.banned):
+		return ClientBanned, rc.banned.Sub(now)
+	case now.Before(rp.banned):
+		return PairLocked, rp.banned.Sub(now)
+	case rc.failures+rc.inflight >= l.policy.MaxFailures || rp.failures+rp.inflight >= pairMax:
 		return Busy, 0
 	}
-	ri.inflight++
-	ra.inflight++
+	rc.inflight++
+	rp.inflight++
 	return Allow, 0
 }
 
+func (l *Limiter) pairMax() int {
+	if l.policy.MaxPairFailures > 0 {
+		return l.policy.MaxPairFailures
+	}
+	return l.policy.MaxFailures
+}
+
 // Failed ends an attempt as a failed login and returns how long to wait
-// before answering it.
-func (l *Limiter) Failed(ip netip.Addr, account string) time.Duration {
+// before answering it: the delay grows with the most failures counted for
+// the prefix, the pair or the account from anywhere.
+func (l *Limiter) Failed(client netip.Prefix, account string) time.Duration {
 	if l.policy.MaxFailures <= 0 {
 		return 0
 	}
-	ip = ipKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	l.gc(now)
-	ri, ra := getRecord(l, l.ips, ip, now), getRecord(l, l.accounts, account, now)
-	ri.inflight, ra.inflight = max(ri.inflight-1, 0), max(ra.inflight-1, 0)
-	n := max(l.count(ri, now), l.count(ra, now))
+	rc, rp := getRecord(l, l.clients, client, now), getRecord(l, l.pairs, pair{client, account}, now)
+	ra := getRecord(l, l.accounts, account, now)
+	rc.inflight, rp.inflight = max(rc.inflight-1, 0), max(rp.inflight-1, 0)
+	n := max(count(rc, l.policy.MaxFailures, now, l.policy.Window), count(rp, l.pairMax(), now, l.policy.Window))
+	ra.failures++ // never bans: it only slows the answers down
+	n = max(n, ra.failures)
 	d := l.policy.BaseDelay << min(n-1, 20)
 	return min(d, l.policy.MaxDelay)
 }
 
-// Succeeded ends an attempt as a login and forgets the account's failures
-// (not the IP's).
-func (l *Limiter) Succeeded(ip netip.Addr, account string) {
-	l.Done(ip, account)
+// Succeeded ends an attempt as a login and forgets the pair's failures
+// (not the prefix's, nor the account's from elsewhere).
+func (l *Limiter) Succeeded(client netip.Prefix, account string) {
+	l.Done(client, account)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if r := l.accounts[account]; r != nil && !l.now().Before(r.banned) && r.inflight == 0 {
-		delete(l.accounts, account)
+	k := pair{client, account}
+	if r := l.pairs[k]; r != nil && !l.now().Before(r.banned) && r.inflight == 0 {
+		delete(l.pairs, k)
 	}
 }
 
 // Done ends an attempt that was neither a failed nor a successful login
 // (a temporary error, a cancelled exchange).
-func (l *Limiter) Done(ip netip.Addr, account string) {
+func (l *Limiter) Done(client netip.Prefix, account string) {
 	if l.policy.MaxFailures <= 0 {
 		return
 	}
-	ip = ipKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if r := l.ips[ip]; r != nil {
+	if r := l.clients[client]; r != nil {
 		r.inflight = max(r.inflight-1, 0)
 	}
-	if r := l.accounts[account]; r != nil {
+	if r := l.pairs[pair{client, account}]; r != nil {
 		r.inflight = max(r.inflight-1, 0)
 	}
 }
@@ -154,10 +171,11 @@ func getRecord[K comparable](l *Limiter, m map[K]*record, key K, now time.Time) 
 	return r
 }
 
-func (l *Limiter) count(r *record, now time.Time) int {
+// count adds a failure to r, banning it for window at limit.
+func count(r *record, limit int, now time.Time, window time.Duration) int {
 	r.failures++
-	if r.failures >= l.policy.MaxFailures {
-		r.banned = now.Add(l.policy.Window)
+	if r.failures >= limit {
+		r.banned = now.Add(window)
 	}
 	return r.failures
 }
@@ -169,14 +187,15 @@ func (l *Limiter) gc(now time.Time) {
 		return
 	}
 	l.lastGC = now
-	for k, r := range l.ips {
+	sweep(l, l.clients, now)
+	sweep(l, l.pairs, now)
+	sweep(l, l.accounts, now)
+}
+
+func sweep[K comparable](l *Limiter, m map[K]*record, now time.Time) {
+	for k, r := range m {
 		if now.Sub(r.first) > l.policy.Window && !now.Before(r.banned) && r.inflight == 0 {
-			delete(l.ips, k)
-		}
-	}
-	for k, r := range l.accounts {
-		if now.Sub(r.first) > l.policy.Window && !now.Before(r.banned) && r.inflight == 0 {
-			delete(l.accounts, k)
+			delete(m, k)
 		}
 	}
 }

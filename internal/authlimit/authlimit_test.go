@@ -10,15 +10,17 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
 func TestLimiter(t *testing.T) {
-	ip1, ip2 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	p := Policy{MaxFailures: 4, Window: 10 * time.Minute, BaseDelay: 100 * time.Millisecond, MaxDelay: 300 * time.Millisecond}
+	c1, c2 := pfx("192.0.2.1/32"), pfx("192.0.2.2/32")
+	p := Policy{MaxFailures: 6, MaxPairFailures: 3, Window: 10 * time.Minute, BaseDelay: 100 * time.Millisecond, MaxDelay: 300 * time.Millisecond}
 
 	t.Run("delays grow and are capped", func(t *testing.T) {
 		l := New(p, (&clock{time.Unix(0, 0)}).now)
 		var got []time.Duration
 		for i := 0; i < 3; i++ {
-			got = append(got, l.Failed(ip1, "a"+string(rune('0'+i))))
+			got = append(got, l.Failed(c1, "a"+string(rune('0'+i))))
 		}
 		want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond}
 		for i := range want {
@@ -27,58 +29,84 @@ func TestLimiter(t *testing.T) {
 			}
 		}
 	})
-	t.Run("an IP is banned after the limit, then forgiven after the window", func(t *testing.T) {
+	t.Run("a prefix is banned after the limit, then forgiven after the window", func(t *testing.T) {
 		c := &clock{time.Unix(0, 0)}
 		l := New(p, c.now)
-		for i := 0; i < 4; i++ {
+		for i := 0; i < 6; i++ {
 			acct := "user" + string(rune('a'+i))
-			if v, _ := l.Begin(ip1, acct); v != Allow {
+			if v, _ := l.Begin(c1, acct); v != Allow {
 				t.Fatalf("attempt %d refused early", i)
 			}
-			l.Failed(ip1, acct)
+			l.Failed(c1, acct)
 		}
-		if v, left := l.Begin(ip1, "other"); v != IPBanned || left != 10*time.Minute {
-			t.Errorf("after 4 failures: %v, %v", v, left)
+		if v, left := l.Begin(c1, "other"); v != ClientBanned || left != 10*time.Minute {
+			t.Errorf("after 6 failures: %v, %v", v, left)
 		}
-		if v, _ := l.Begin(ip2, "other"); v != Allow {
-			t.Error("another IP is banned too")
+		if v, _ := l.Begin(c2, "other"); v != Allow {
+			t.Error("another prefix is banned too")
 		}
 		c.t = c.t.Add(11 * time.Minute)
-		if v, _ := l.Begin(ip1, "other"); v != Allow {
+		if v, _ := l.Begin(c1, "other"); v != Allow {
 			t.Error("the ban did not end")
 		}
 	})
-	t.Run("an account is locked by failures from many IPs", func(t *testing.T) {
-		l := New(p, (&clock{time.Unix(0, 0)}).now)
-		for i := 0; i < 4; i++ {
-			l.Failed(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), "alice")
-		}
-		if v, _ := l.Begin(ip2, "alice"); v != AccountLocked {
-			t.Errorf("alice not locked: %v", v)
-		}
-		if v, _ := l.Begin(ip2, "bob"); v != Allow {
-			t.Errorf("bob locked: %v", v)
-		}
-	})
-	t.Run("success forgets the account's failures", func(t *testing.T) {
+	t.Run("failures for one account lock only that account from that prefix", func(t *testing.T) {
 		l := New(p, (&clock{time.Unix(0, 0)}).now)
 		for i := 0; i < 3; i++ {
-			l.Failed(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), "alice")
+			l.Begin(c1, "bob")
+			l.Failed(c1, "bob")
 		}
-		l.Succeeded(ip1, "alice")
-		l.Failed(ip2, "alice")
-		if v, _ := l.Begin(ip1, "alice"); v != Allow {
+		if v, _ := l.Begin(c1, "bob"); v != PairLocked {
+			t.Errorf("bob from the guessing prefix: %v, want PairLocked", v)
+		}
+		if v, _ := l.Begin(c2, "bob"); v != Allow {
+			t.Errorf("bob from another prefix: %v, want Allow", v)
+		}
+		if v, _ := l.Begin(c1, "alice"); v != Allow {
+			t.Errorf("alice from the guessing prefix (not yet banned): %v, want Allow", v)
+		}
+	})
+	t.Run("spraying one account from many prefixes never refuses it, only slows failures", func(t *testing.T) {
+		l := New(p, (&clock{time.Unix(0, 0)}).now)
+		var last time.Duration
+		for i := 0; i < 50; i++ {
+			c := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), 32)
+			if v, _ := l.Begin(c, "alice"); v != Allow {
+				t.Fatalf("attempt %d from a fresh prefix refused: %v", i, v)
+			}
+			last = l.Failed(c, "alice")
+		}
+		if last != p.MaxDelay {
+			t.Errorf("the 50th failure of a sprayed account waits %v, want the maximum %v", last, p.MaxDelay)
+		}
+		if v, _ := l.Begin(c2, "alice"); v != Allow {
+			t.Errorf("alice from a clean prefix: %v, want Allow", v)
+		}
+	})
+	t.Run("success forgets the pair's failures", func(t *testing.T) {
+		l := New(p, (&clock{time.Unix(0, 0)}).now)
+		for i := 0; i < 2; i++ {
+			l.Begin(c1, "alice")
+			l.Failed(c1, "alice")
+		}
+		l.Begin(c1, "alice")
+		l.Succeeded(c1, "alice")
+		for i := 0; i < 2; i++ {
+			l.Begin(c1, "alice")
+			l.Failed(c1, "alice")
+		}
+		if v, _ := l.Begin(c1, "alice"); v != Allow {
 			t.Errorf("alice locked after a success: %v", v)
 		}
 	})
 	t.Run("a zero policy never limits", func(t *testing.T) {
 		l := New(Policy{}, nil)
 		for i := 0; i < 100; i++ {
-			if d := l.Failed(ip1, "a"); d != 0 {
+			if d := l.Failed(c1, "a"); d != 0 {
 				t.Fatal("delay without a policy")
 			}
 		}
-		if v, _ := l.Begin(ip1, "a"); v != Allow {
+		if v, _ := l.Begin(c1, "a"); v != Allow {
 			t.Error("ban without a policy")
 		}
 	})
@@ -87,22 +115,22 @@ func TestLimiter(t *testing.T) {
 func TestLimiterCountsAttemptsUnderWay(t *testing.T) {
 	p := Policy{MaxFailures: 3, Window: time.Minute, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
 	l := New(p, nil)
-	ip := netip.MustParseAddr("2001:db8:1:2::10")
+	c := pfx("2001:db8:1:2::/64")
 	for i := 0; i < 3; i++ {
-		if v, _ := l.Begin(ip, "a"); v != Allow {
+		if v, _ := l.Begin(c, "a"+string(rune('0'+i))); v != Allow {
 			t.Fatalf("attempt %d refused", i)
 		}
 	}
-	if v, _ := l.Begin(ip, "b"); v != Busy {
+	if v, _ := l.Begin(c, "b"); v != Busy {
 		t.Errorf("a fourth parallel attempt: %v, want Busy", v)
 	}
 	for i := 0; i < 3; i++ {
-		l.Failed(ip, "a")
+		l.Failed(c, "a"+string(rune('0'+i)))
 	}
-	if v, _ := l.Begin(netip.MustParseAddr("2001:db8:1:2::99"), "c"); v != IPBanned {
-		t.Errorf("another address in the same /64: %v, want IPBanned", v)
+	if v, _ := l.Begin(c, "c"); v != ClientBanned {
+		t.Errorf("after the failures: %v, want ClientBanned", v)
 	}
-	if v, _ := l.Begin(netip.MustParseAddr("2001:db8:1:3::10"), "c"); v != Allow {
+	if v, _ := l.Begin(pfx("2001:db8:1:3::/64"), "c"); v != Allow {
 		t.Errorf("another /64: %v, want Allow", v)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 
@@ -55,7 +56,9 @@ func (a *app) rootCommand() *cobra.Command {
 		Short:         "Mailroom: a mail server in one binary",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate("mailroom {{.Version}}\n")
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configFile, "config", "", "configuration file (TOML); without it, development defaults")
 	pf.StringVar(&a.dataDir, "data", "", "data directory (overrides data_dir)")
@@ -88,10 +91,35 @@ func requireSubcommands(cmd *cobra.Command) {
 // Version is set at build time with -ldflags "-X mailroom/internal/cli.Version=...".
 var Version = "dev"
 
+// version is Version with the commit the binary was built from, when the
+// build recorded it: "dev (commit 0352c60a1b2c, 2026-12-06T04:57:20Z, modified)".
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return Version
+	}
+	vcs := map[string]string{}
+	for _, s := range info.Settings {
+		vcs[s.Key] = s.Value
+	}
+	rev := vcs["vcs.revision"]
+	if rev == "" {
+		return Version + " (" + info.GoVersion + ")"
+	}
+	out := Version + " (commit " + rev[:min(12, len(rev))]
+	if t := vcs["vcs.time"]; t != "" {
+		out += ", " + t
+	}
+	if vcs["vcs.modified"] == "true" {
+		out += ", modified"
+	}
+	return out + ", " + info.GoVersion + ")"
+}
+
 func (a *app) versionCommand() *cobra.Command {
-	return &cobra.Command{Use: "version", Short: "Print the version", Args: cobra.NoArgs,
+	return &cobra.Command{Use: "version", Short: "Print the version (also: mailroom --version)", Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprintln(a.stdout, "mailroom", Version)
+			fmt.Fprintln(a.stdout, "mailroom", version())
 			return nil
 		}}
 }

@@ -29,6 +29,8 @@ type Config struct {
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 
 	Listen     Listen     `toml:"listen"`
+	Clients    Clients    `toml:"clients"`
+	Auth       Auth       `toml:"auth"`
 	SMTP       SMTP       `toml:"smtp"`
 	Submission Submission `toml:"submission"`
 	TLS        TLS        `toml:"tls"`
@@ -49,6 +51,33 @@ type Listen struct {
 	Submissions []HostPort `toml:"submissions"`
 }
 
+// Clients says how client addresses are grouped for the per-client
+// connection limits of every listener and for the login limiter.
+type Clients struct {
+	// IPv4Prefix and IPv6Prefix are the prefix lengths one client is
+	// counted by: one IPv4 host and one IPv6 /64 by default.
+	IPv4Prefix int `toml:"ipv4_prefix"`
+	IPv6Prefix int `toml:"ipv6_prefix"`
+}
+
+// Auth configures the login limiter that every protocol with logins
+// (submission, and IMAP and POP3 to come) shares.
+type Auth struct {
+	// MaxFailures failed logins from one client prefix within BanTime ban
+	// the prefix from logging in for BanTime (SMTP 421 4.7.0).
+	MaxFailures int `toml:"max_failures"`
+	// MaxFailuresPerAccount failed logins for one account from one client
+	// prefix lock that pair (not the account) for BanTime (454 4.7.0).
+	MaxFailuresPerAccount int      `toml:"max_failures_per_account"`
+	BanTime               Duration `toml:"ban_time"`
+	// FailureDelay is the wait before answering a failed login; it doubles
+	// with each failure counted for the client, the pair or the account
+	// (from anywhere), up to MaxFailureDelay. A right password is answered
+	// at once.
+	FailureDelay    Duration `toml:"failure_delay"`
+	MaxFailureDelay Duration `toml:"max_failure_delay"`
+}
+
 // SMTP configures the SMTP sessions.
 type SMTP struct {
 	// TrustedNetworks may relay without authentication (Postfix's
@@ -58,12 +87,20 @@ type SMTP struct {
 	MaxRecipients   int      `toml:"max_recipients"`
 	// MaxLineLength bounds a command line including CRLF (RFC 5321
 	// 4.5.3.1.4); MAIL and RCPT may exceed it by 500 octets of parameters.
-	MaxLineLength       int      `toml:"max_line_length"`
-	MaxConnections      int      `toml:"max_connections"`
-	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
-	MaxErrors           int      `toml:"max_errors"`
-	CommandTimeout      Duration `toml:"command_timeout"`
-	DataTimeout         Duration `toml:"data_timeout"`
+	MaxLineLength int `toml:"max_line_length"`
+	// MaxConnections and MaxConnectionsPerClient bound the smtp
+	// listener's connections, apart from every other listener's.
+	MaxConnections          int `toml:"max_connections"`
+	MaxConnectionsPerClient int `toml:"max_connections_per_client"`
+	MaxErrors               int `toml:"max_errors"`
+	// CommandTimeout bounds the wait for each whole command line.
+	CommandTimeout Duration `toml:"command_timeout"`
+	// DataTimeout bounds each wait for message data; MinDataRate (octets
+	// per second) is the average the data must keep up after that grace.
+	DataTimeout Duration `toml:"data_timeout"`
+	MinDataRate Size     `toml:"min_data_rate"`
+	// MaxSessionTime caps a whole SMTP session on every SMTP listener.
+	MaxSessionTime Duration `toml:"max_session_time"`
 	// BareLineEndings is "reject" (default) or "normalize".
 	BareLineEndings     string `toml:"bare_line_endings"`
 	SubaddressSeparator string `toml:"subaddress_separator"`
@@ -80,16 +117,15 @@ type Submission struct {
 	// HideClientIP leaves the authenticated client's IP address out of the
 	// Received header field.
 	HideClientIP bool `toml:"hide_client_ip"`
-	// MaxAuthFailures failed logins from one IP, or for one account name,
-	// within AuthBanTime ban the IP (421 4.7.0) or lock the account
-	// (454 4.7.0) for AuthBanTime. 0 turns this off.
+	// MaxConnections and MaxConnectionsPerClient bound each submission
+	// listener's connections (587 and 465 each have their own).
+	MaxConnections          int `toml:"max_connections"`
+	MaxConnectionsPerClient int `toml:"max_connections_per_client"`
 	// CRAMMD5 offers AUTH CRAM-MD5 to clients that know nothing better.
 	// Off by default: it needs a password-equivalent secret kept for each
 	// user (see docs/configuration.md); passwords set while it is off have
 	// none, so set them again after turning it on.
-	CRAMMD5         bool     `toml:"cram_md5"`
-	MaxAuthFailures int      `toml:"max_auth_failures"`
-	AuthBanTime     Duration `toml:"auth_ban_time"`
+	CRAMMD5 bool `toml:"cram_md5"`
 	// Sending limits per user, counted per server process; 0 means none.
 	// Over an hourly limit: 450 4.7.1; over a daily one: 550 5.7.1.
 	MaxMessagesPerHour   int `toml:"max_messages_per_hour"`
@@ -109,6 +145,8 @@ type TLS struct {
 	// data_dir/tls) when no certificate is given. On by default, so that
 	// STARTTLS and submission work from the first start.
 	SelfSigned bool `toml:"self_signed"`
+	// HandshakeTimeout bounds a TLS handshake (implicit TLS or STARTTLS).
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
 	// ReloadInterval is how often the certificate files are checked for
 	// changes (a renewal), which are then loaded without a restart.
 	ReloadInterval Duration `toml:"reload_interval"`
@@ -227,23 +265,28 @@ func Default() *Config {
 		DataDir:         "data",
 		ShutdownTimeout: Duration(30 * time.Second),
 		Listen:          Listen{SMTP: []HostPort{{"127.0.0.1:2525"}}},
+		Clients:         Clients{IPv4Prefix: 32, IPv6Prefix: 64},
+		Auth: Auth{MaxFailures: 10, MaxFailuresPerAccount: 5, BanTime: Duration(15 * time.Minute),
+			FailureDelay: Duration(250 * time.Millisecond), MaxFailureDelay: Duration(4 * time.Second)},
 		SMTP: SMTP{
-			TrustedNetworks:     []Prefix{},
-			MaxMessageSize:      25 << 20,
-			MaxRecipients:       100,
-			MaxLineLength:       512,
-			MaxConnections:      2000,
-			MaxConnectionsPerIP: 50,
-			MaxErrors:           10,
-			CommandTimeout:      Duration(5 * time.Minute),
-			DataTimeout:         Duration(3 * time.Minute),
-			BareLineEndings:     "reject",
-			SubaddressSeparator: "+",
-			MaxHops:             50,
+			TrustedNetworks:         []Prefix{},
+			MaxMessageSize:          25 << 20,
+			MaxRecipients:           100,
+			MaxLineLength:           512,
+			MaxConnections:          1000,
+			MaxConnectionsPerClient: 50,
+			MaxErrors:               10,
+			CommandTimeout:          Duration(5 * time.Minute),
+			DataTimeout:             Duration(3 * time.Minute),
+			MinDataRate:             1 << 10,
+			MaxSessionTime:          Duration(time.Hour),
+			BareLineEndings:         "reject",
+			SubaddressSeparator:     "+",
+			MaxHops:                 50,
 		},
-		Submission: Submission{MaxAuthFailures: 10, AuthBanTime: Duration(15 * time.Minute),
+		Submission: Submission{MaxConnections: 500, MaxConnectionsPerClient: 20,
 			MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
-		TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second),
+		TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second), HandshakeTimeout: Duration(10 * time.Second),
 			ACME: ACME{Directory: "https://acme-v02.api.letsencrypt.org/directory", HTTPPort: 80}},
 		Mailbox:  Mailbox{Quota: 1 << 30},
 		Outbound: Outbound{Port: 25, MaxConcurrent: 100, MaxPerDestination: 20, ConnectionCacheTime: Duration(5 * time.Second)},
@@ -325,6 +368,13 @@ func lineOf(data []byte, dotted string) int {
 	return 0
 }
 
+// renamed maps keys of earlier versions to the keys that replaced them.
+var renamed = map[string]string{
+	"smtp.max_connections_per_ip":  "smtp.max_connections_per_client",
+	"submission.max_auth_failures": "auth.max_failures",
+	"submission.auth_ban_time":     "auth.ban_time",
+}
+
 // describe turns go-toml's errors into "file:line: key: problem".
 func describe(name string, err error) error {
 	var strict *toml.StrictMissingError
@@ -332,7 +382,12 @@ func describe(name string, err error) error {
 		var msgs []string
 		for _, e := range strict.Errors {
 			row, _ := e.Position()
-			msgs = append(msgs, fmt.Sprintf("%s:%d: unknown key %q: check the spelling against docs/configuration.md", name, row, strings.Join(e.Key(), ".")))
+			key := strings.Join(e.Key(), ".")
+			if to, ok := renamed[key]; ok {
+				msgs = append(msgs, fmt.Sprintf("%s:%d: %q is now %q: rename it (see docs/configuration.md)", name, row, key, to))
+				continue
+			}
+			msgs = append(msgs, fmt.Sprintf("%s:%d: unknown key %q: check the spelling against docs/configuration.md", name, row, key))
 		}
 		return errors.New(strings.Join(msgs, "\n"))
 	}
@@ -371,11 +426,19 @@ func (c *Config) validate() error {
 		{s.MaxRecipients >= 1, "smtp.max_recipients: must be at least 1"},
 		{s.MaxLineLength >= 512, "smtp.max_line_length: must be at least 512 (RFC 5321 4.5.3.1.4)"},
 		{s.MaxConnections >= 1, "smtp.max_connections: must be at least 1"},
-		{s.MaxConnectionsPerIP >= 1, "smtp.max_connections_per_ip: must be at least 1"},
+		{s.MaxConnectionsPerClient >= 1, "smtp.max_connections_per_client: must be at least 1"},
+		{c.Submission.MaxConnections >= 1, "submission.max_connections: must be at least 1"},
+		{c.Submission.MaxConnectionsPerClient >= 1, "submission.max_connections_per_client: must be at least 1"},
+		{c.Clients.IPv4Prefix >= 8 && c.Clients.IPv4Prefix <= 32, "clients.ipv4_prefix: must be from 8 to 32 (32: one address)"},
+		{c.Clients.IPv6Prefix >= 16 && c.Clients.IPv6Prefix <= 128, "clients.ipv6_prefix: must be from 16 to 128 (64: one host's usual block)"},
+		{s.MaxSessionTime.D() >= time.Minute, "smtp.max_session_time: must be at least 1m"},
+		{c.TLS.HandshakeTimeout.D() >= time.Second, "tls.handshake_timeout: must be at least 1s"},
 		{s.MaxErrors >= 1, "smtp.max_errors: must be at least 1"},
 		{s.MaxHops >= 1, "smtp.max_hops: must be at least 1"},
-		{c.Submission.MaxAuthFailures >= 0, "submission.max_auth_failures: must be 0 (off) or more"},
-		{c.Submission.AuthBanTime.D() >= time.Second, "submission.auth_ban_time: must be at least 1s"},
+		{c.Auth.MaxFailures >= 0, "auth.max_failures: must be 0 (off) or more"},
+		{c.Auth.MaxFailuresPerAccount >= 0, "auth.max_failures_per_account: must be 0 (off) or more"},
+		{c.Auth.BanTime.D() >= time.Second, "auth.ban_time: must be at least 1s"},
+		{c.Auth.MaxFailureDelay >= c.Auth.FailureDelay, "auth.max_failure_delay: must be at least failure_delay"},
 		{c.TLS.ReloadInterval.D() >= time.Second, "tls.reload_interval: must be at least 1s"},
 		{c.Outbound.Port > 0 && c.Outbound.Port < 65536, "outbound.port: must be a port number (25 in production)"},
 		{c.Outbound.MaxConcurrent >= 1, "outbound.max_concurrent: must be at least 1"},

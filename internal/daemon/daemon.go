@@ -20,10 +20,12 @@ import (
 	"time"
 
 	"mailroom/internal/acme"
+	"mailroom/internal/auth"
 	"mailroom/internal/authlimit"
 	"mailroom/internal/certs"
 	"mailroom/internal/config"
 	"mailroom/internal/inbound"
+	"mailroom/internal/listener"
 	"mailroom/internal/sendlimit"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
@@ -90,9 +92,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	icfg := inboundConfig(cfg)
-	icfg.Secret = secret
-	backend := inbound.New(st, icfg, log)
+	backend := inbound.New(st, inboundConfig(cfg), log)
+	logins := auth.New(st, authPolicy(cfg), secret, log)
+	go logins.Warm()
 	runRelay, err := startRelay(cfg, st, backend, log)
 	if err != nil {
 		return err
@@ -100,18 +102,19 @@ func Run(ctx context.Context, opts Options) error {
 	relayDone := make(chan struct{})
 	go func() { runRelay(ctx); close(relayDone) }()
 	defer func() { cancel(); <-relayDone }() // before the store closes
-	srv := smtpserver.New(smtpCfg, backend, log)
+	srv := smtpserver.New(smtpCfg, backend, logins, log)
 
 	listeners, err := listen(cfg)
 	if err != nil {
 		return err
 	}
+	services := newServices(cfg, srv, log)
 	var wg sync.WaitGroup
 	for _, l := range listeners {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Serve(l.Listener, l.mode); err != nil && !errors.Is(err, smtpserver.ErrServerClosed) {
+			if err := srv.Serve(services[l.mode], l.Listener, l.mode); err != nil && !errors.Is(err, smtpserver.ErrServerClosed) {
 				log.Error("listener stopped", "service", l.mode.String(), "addr", l.Addr().String(), "err", err)
 			}
 		}()
@@ -127,7 +130,7 @@ func Run(ctx context.Context, opts Options) error {
 		case <-ctx.Done():
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(opts, cfg, srv, backend, &cs, spoolDir, log)
+				reload(opts, cfg, srv, services, backend, &cs, spoolDir, log)
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String(), "deadline", cfg.ShutdownTimeout.D().String())
@@ -164,15 +167,43 @@ func sweepOrphanBlobs(ctx context.Context, st *sqlite.Store, log *slog.Logger) {
 	}
 }
 
-// listener is a bound socket and what it is for.
-type listener struct {
+// newServices makes one connection gate for each SMTP service, so that a
+// flood on one port never takes the connections of another.
+func newServices(cfg *config.Config, srv *smtpserver.Server, log *slog.Logger) map[smtpserver.Mode]*listener.Service {
+	out := map[smtpserver.Mode]*listener.Service{}
+	for _, mode := range []smtpserver.Mode{smtpserver.ModeMX, smtpserver.ModeSubmission, smtpserver.ModeSubmissions} {
+		svc := &listener.Service{Name: mode.String(), Gate: listener.NewGate(connLimits(cfg, mode)), Log: log}
+		if mode == smtpserver.ModeSubmissions {
+			svc.TLS = srv.TLSConfig
+		}
+		out[mode] = svc
+	}
+	return out
+}
+
+// connLimits are a service's connection limits.
+func connLimits(cfg *config.Config, mode smtpserver.Mode) listener.Limits {
+	l := listener.Limits{
+		MaxConns:         cfg.SMTP.MaxConnections,
+		MaxPerClient:     cfg.SMTP.MaxConnectionsPerClient,
+		Prefixes:         listener.Prefixes{IPv4: cfg.Clients.IPv4Prefix, IPv6: cfg.Clients.IPv6Prefix},
+		HandshakeTimeout: cfg.TLS.HandshakeTimeout.D(),
+	}
+	if mode != smtpserver.ModeMX {
+		l.MaxConns, l.MaxPerClient = cfg.Submission.MaxConnections, cfg.Submission.MaxConnectionsPerClient
+	}
+	return l
+}
+
+// boundSocket is a bound socket and what it is for.
+type boundSocket struct {
 	net.Listener
 	mode smtpserver.Mode
 }
 
 // listen binds every configured address, or none.
-func listen(cfg *config.Config) ([]listener, error) {
-	var out []listener
+func listen(cfg *config.Config) ([]boundSocket, error) {
+	var out []boundSocket
 	for _, svc := range []struct {
 		mode  smtpserver.Mode
 		addrs []config.HostPort
@@ -190,12 +221,32 @@ func listen(cfg *config.Config) ([]listener, error) {
 				for _, l := range out {
 					l.Close()
 				}
-				return nil, fmt.Errorf("listen for %s on %s: %w (is another server using the port? change [listen] %s)", svc.mode, a, err, svc.mode)
+				return nil, listenError(svc.mode.String(), a.String(), err)
 			}
-			out = append(out, listener{l, svc.mode})
+			out = append(out, boundSocket{l, svc.mode})
 		}
 	}
 	return out, nil
+}
+
+// listenError says what to do about a port that could not be bound.
+func listenError(service, addr string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("listen for %s on %s: %w: ports below 1024 need privileges: run mailroom as root, or give the binary the capability (sudo setcap cap_net_bind_service=+ep %s), or use a port above 1023 in [listen] %s", service, addr, err, executable(), service)
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("listen for %s on %s: %w: another server is using the port (ss -ltnp shows which); stop it, or change [listen] %s", service, addr, err, service)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("listen for %s on %s: %w: this machine has no such address; change [listen] %s", service, addr, err, service)
+	}
+	return fmt.Errorf("listen for %s on %s: %w (change [listen] %s)", service, addr, err, service)
+}
+
+func executable() string {
+	if p, err := os.Executable(); err == nil {
+		return p
+	}
+	return "mailroom"
 }
 
 func loadConfig(opts Options) (*config.Config, error) {
@@ -214,7 +265,7 @@ func loadConfig(opts Options) (*config.Config, error) {
 
 // reload applies a changed configuration file (SIGHUP) to new sessions and
 // reloads the certificate; open connections are not touched.
-func reload(opts Options, old *config.Config, srv *smtpserver.Server, b *inbound.Backend, cs *certs.Store, spoolDir string, log *slog.Logger) {
+func reload(opts Options, old *config.Config, srv *smtpserver.Server, services map[smtpserver.Mode]*listener.Service, b *inbound.Backend, cs *certs.Store, spoolDir string, log *slog.Logger) {
 	if opts.ConfigFile == "" {
 		log.Info("SIGHUP: no configuration file to reload (running on development defaults)")
 		return
@@ -230,6 +281,9 @@ func reload(opts Options, old *config.Config, srv *smtpserver.Server, b *inbound
 		return
 	}
 	srv.SetConfig(smtpCfg)
+	for mode, svc := range services {
+		svc.Gate.SetLimits(connLimits(cfg, mode))
+	}
 	b.SetConfig(inboundConfig(cfg))
 	if fmt.Sprint(cfg.Listen) != fmt.Sprint(old.Listen) || cfg.DataDir != old.DataDir {
 		log.Warn("SIGHUP: changes to [listen] and data_dir take effect only after a restart")
@@ -239,26 +293,20 @@ func reload(opts Options, old *config.Config, srv *smtpserver.Server, b *inbound
 
 func smtpConfig(cfg *config.Config, cs *certs.Store, spoolDir string) (*smtpserver.Config, error) {
 	c := &smtpserver.Config{
-		Hostname:            cfg.Hostname,
-		MaxMessageSize:      int64(cfg.SMTP.MaxMessageSize),
-		MaxRecipients:       cfg.SMTP.MaxRecipients,
-		MaxLineLength:       cfg.SMTP.MaxLineLength,
-		MaxConnections:      cfg.SMTP.MaxConnections,
-		MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
-		MaxErrors:           cfg.SMTP.MaxErrors,
-		CommandTimeout:      cfg.SMTP.CommandTimeout.D(),
-		DataTimeout:         cfg.SMTP.DataTimeout.D(),
-		SpoolDir:            spoolDir,
+		Hostname:       cfg.Hostname,
+		MaxMessageSize: int64(cfg.SMTP.MaxMessageSize),
+		MaxRecipients:  cfg.SMTP.MaxRecipients,
+		MaxLineLength:  cfg.SMTP.MaxLineLength,
+		MaxErrors:      cfg.SMTP.MaxErrors,
+		CommandTimeout: cfg.SMTP.CommandTimeout.D(),
+		DataTimeout:    cfg.SMTP.DataTimeout.D(),
+		MinDataRate:    int64(cfg.SMTP.MinDataRate),
+		MaxSessionTime: cfg.SMTP.MaxSessionTime.D(),
+		SpoolDir:       spoolDir,
 
 		AuthWithoutTLSFromLoopback: cfg.Submission.AuthWithoutTLSFromLoopback,
 		HideClientIP:               cfg.Submission.HideClientIP,
 		CRAMMD5:                    cfg.Submission.CRAMMD5,
-		AuthLimit: authlimit.Policy{
-			MaxFailures: cfg.Submission.MaxAuthFailures,
-			Window:      cfg.Submission.AuthBanTime.D(),
-			BaseDelay:   250 * time.Millisecond,
-			MaxDelay:    4 * time.Second,
-		},
 	}
 	if cfg.SMTP.BareLineEndings == "normalize" {
 		c.LineEndings = smtp.NormalizeBareLineEndings
@@ -276,6 +324,17 @@ func smtpConfig(cfg *config.Config, cs *certs.Store, spoolDir string) (*smtpserv
 		return nil, fmt.Errorf("[listen] submissions needs a certificate: set [tls] cert_file and key_file, or tls.self_signed = true")
 	}
 	return c, nil
+}
+
+// authPolicy is the login limiter's policy.
+func authPolicy(cfg *config.Config) authlimit.Policy {
+	return authlimit.Policy{
+		MaxFailures:     cfg.Auth.MaxFailures,
+		MaxPairFailures: cfg.Auth.MaxFailuresPerAccount,
+		Window:          cfg.Auth.BanTime.D(),
+		BaseDelay:       cfg.Auth.FailureDelay.D(),
+		MaxDelay:        cfg.Auth.MaxFailureDelay.D(),
+	}
 }
 
 // serverSecret reads data_dir/secret, making it (32 random bytes) the

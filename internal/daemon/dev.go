@@ -66,7 +66,7 @@ func RandomPassword() string {
 }
 
 // printBanner tells the operator what runs where and how to send a first message.
-func printBanner(w io.Writer, cfg *config.Config, ls []listener, cs *certs.Store, dev *devSetup) {
+func printBanner(w io.Writer, cfg *config.Config, ls []boundSocket, cs *certs.Store, dev *devSetup) {
 	if w == nil {
 		return
 	}

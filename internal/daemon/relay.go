@@ -23,6 +23,10 @@ import (
 	"mailroom/internal/store"
 )
 
+// queueWatcher is a store that says when another process made queue
+// entries due.
+type queueWatcher interface{ OnQueueDue(func()) }
+
 // startRelay prepares the outbound queue's scheduler and returns a
 // function that runs it until ctx ends.
 func startRelay(cfg *config.Config, st store.Store, backend *inbound.Backend, log *slog.Logger) (func(context.Context), error) {
@@ -55,6 +59,9 @@ func startRelay(cfg *config.Config, st store.Store, backend *inbound.Backend, lo
 		MaxConcurrent: cfg.Outbound.MaxConcurrent, MaxPerDestination: cfg.Outbound.MaxPerDestination,
 		RateLimits: cfg.Outbound.RateLimits, DelayWarning: cfg.Queue.DelayWarning.D()}, log)
 	backend.SetQueueNotifier(r.Wake)
+	if w, ok := st.(queueWatcher); ok {
+		w.OnQueueDue(r.Wake) // queue retry and release from the CLI
+	}
 	return func(ctx context.Context) {
 		r.Run(ctx)
 		d.Close()

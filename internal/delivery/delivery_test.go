@@ -22,6 +22,7 @@ import (
 
 	"mailroom/internal/dns"
 	"mailroom/internal/dns/dnstest"
+	"mailroom/internal/listener"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/spool"
@@ -65,16 +66,16 @@ func hop(t *testing.T, ip string, port int) *sink {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hop"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
 	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	cfg := &smtpserver.Config{Hostname: "hop.test", MaxMessageSize: 1 << 20, MaxRecipients: 10, MaxLineLength: 512, MaxConnections: 10,
-		MaxConnectionsPerIP: 10, MaxErrors: 5, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second,
+	cfg := &smtpserver.Config{Hostname: "hop.test", MaxMessageSize: 1 << 20, MaxRecipients: 10, MaxLineLength: 512,
+		MaxErrors: 5, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second,
 		TLS: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}}
 	b := &sink{}
-	srv := smtpserver.New(cfg, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := smtpserver.New(cfg, b, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(l, smtpserver.ModeMX)
+	go srv.Serve(listener.NewService("smtp", listener.Limits{MaxConns: 10, MaxPerClient: 10}, slog.Default()), l, smtpserver.ModeMX)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	return b
 }

@@ -6,13 +6,11 @@ package inbound
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -33,36 +31,22 @@ type Config struct {
 	DefaultQuota        int64  // bytes; 0 for none
 	MaxHops             int    // Received fields before a message is a loop
 	SendLimits          sendlimit.Limits
-	// Secret is the server's stable secret (data_dir/secret), for SCRAM
-	// verifiers made up for unknown names: stable across restarts, so that
-	// watching them change does not tell which names exist.
-	Secret []byte
 }
 
 // Backend implements smtpserver.Backend over a store.
 type Backend struct {
-	store store.Store
-	log   *slog.Logger
-	cfg   atomic.Pointer[Config]
-	sent  *sendlimit.Counter // what each authenticated user sent
-	// fakeSecret makes SCRAM verifiers for names that do not exist.
-	fakeSecret []byte
-	// hashSlots bounds the argon2id checks running at once: each takes
-	// 64 MiB, and parallel logins must not exhaust memory.
-	hashSlots chan struct{}
-	queued    func() // set before serving
+	store  store.Store
+	log    *slog.Logger
+	cfg    atomic.Pointer[Config]
+	sent   *sendlimit.Counter // what each authenticated user sent
+	queued func()             // set before serving
 }
 
 var _ smtpserver.Backend = (*Backend)(nil)
 
 // New returns a backend delivering into st.
 func New(st store.Store, cfg *Config, log *slog.Logger) *Backend {
-	b := &Backend{store: st, log: log, sent: sendlimit.New(nil), fakeSecret: cfg.Secret,
-		hashSlots: make(chan struct{}, max(runtime.NumCPU(), 2))}
-	if len(b.fakeSecret) == 0 {
-		b.fakeSecret = make([]byte, 32)
-		rand.Read(b.fakeSecret)
-	}
+	b := &Backend{store: st, log: log, sent: sendlimit.New(nil)}
 	b.cfg.Store(cfg)
 	return b
 }

@@ -4,90 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/xdg-go/scram"
-
-	"mailroom/internal/password"
 	"mailroom/internal/sendlimit"
 	"mailroom/internal/smtp"
-	"mailroom/internal/smtpserver"
 	"mailroom/internal/store"
 )
-
-var _ smtpserver.Authenticator = (*Backend)(nil)
-
-// dummyHash is checked when the user does not exist, so that the time to
-// answer does not tell whether an account exists.
-// (Made on first use: hashing costs a tenth of a second, which every CLI
-// command would otherwise pay at start.)
-var dummyHash = sync.OnceValue(func() string {
-	h, _ := password.Hash("mailroom-dummy-password")
-	return h
-})
-
-var errBadCredentials = &smtp.Reply{Code: 535, Enhanced: "5.7.8", Text: "Authentication credentials invalid"}
-
-// Authenticate checks a user's password for SMTP AUTH. The login name is
-// the user's address, in any case.
-func (b *Backend) Authenticate(ctx context.Context, s *smtpserver.SessionInfo, username, pw string) (string, error) {
-	addr, err := smtp.ParseMailbox(username)
-	if err != nil {
-		b.checkPassword(ctx, dummyHash(), pw)
-		return "", errBadCredentials
-	}
-	login := strings.ToLower(addr.Local) + "@" + addr.Domain
-	if u, app, err := b.store.UserByAppPassword(ctx, password.AppHash(pw)); err == nil && u.Address == login {
-		b.log.Info("authenticated with an app password", "user", login, "app", app)
-		return login, nil
-	}
-	u, err := b.store.User(ctx, login)
-	hash := u.PasswordHash
-	switch {
-	case errors.Is(err, store.ErrNotFound) || err == nil && hash == "":
-		hash = dummyHash()
-	case err != nil:
-		return "", tempAuthFailure(err)
-	}
-	ok, err := b.checkPassword(ctx, hash, pw)
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return "", tempAuthFailure(err)
-	}
-	if err != nil || !ok || hash == dummyHash() {
-		b.log.Info("authentication failed", "client", s.Remote.Addr().String(), "user", login)
-		return "", errBadCredentials
-	}
-	return login, strongOnly(u)
-}
-
-// errTooWeak refuses the main password over a mechanism that carries it,
-// for a user who must use SCRAM. It is given only after the password was
-// proven right, so it reveals no more than a 235 would.
-var errTooWeak = &smtp.Reply{Code: 534, Enhanced: "5.7.9",
-	Text: "Authentication mechanism is too weak for this account: use SCRAM-SHA-256, or an app password"}
-
-func strongOnly(u store.User) error {
-	if u.Settings.RequireSCRAM {
-		return errTooWeak
-	}
-	return nil
-}
-
-// checkPassword runs an argon2id check when a slot is free.
-func (b *Backend) checkPassword(ctx context.Context, hash, pw string) (bool, error) {
-	select {
-	case b.hashSlots <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	defer func() { <-b.hashSlots }()
-	return password.Check(hash, pw)
-}
-
-func tempAuthFailure(err error) error {
-	return &internalError{err}
-}
 
 // checkSender enforces the sender rule of submission: an authenticated
 // user may send only as an address they own.
@@ -217,46 +139,6 @@ func submissionFields(hdr headerInfo, user, queueID, hostname string, now time.T
 		b.WriteString("Message-ID: <" + queueID + "@" + hostname + ">\r\n")
 	}
 	return b.String()
-}
-
-var _ smtpserver.SCRAMAuthenticator = (*Backend)(nil)
-
-// SCRAMCredentials returns a user's SCRAM-SHA-256 verifiers, or made-up
-// ones for a name that does not exist or has none.
-func (b *Backend) SCRAMCredentials(ctx context.Context, s *smtpserver.SessionInfo, username string) (string, scram.StoredCredentials, error) {
-	login := strings.ToLower(username)
-	if addr, err := smtp.ParseMailbox(username); err == nil {
-		login = strings.ToLower(addr.Local) + "@" + addr.Domain
-	}
-	u, err := b.store.User(ctx, login)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return "", scram.StoredCredentials{}, tempAuthFailure(err)
-	}
-	if creds, perr := password.ParseSCRAM(u.SCRAMSHA256); err == nil && perr == nil {
-		return login, creds, nil
-	}
-	return login, password.FakeSCRAM(b.fakeSecret, login), nil
-}
-
-var _ smtpserver.CRAMAuthenticator = (*Backend)(nil)
-
-// CheckCRAMMD5 checks a CRAM-MD5 response against the user's stored
-// HMAC-MD5 states. A user without them (password set while CRAM-MD5 was
-// off) fails like a wrong password.
-func (b *Backend) CheckCRAMMD5(ctx context.Context, s *smtpserver.SessionInfo, username, challenge, digest string) (string, error) {
-	login := strings.ToLower(username)
-	if addr, err := smtp.ParseMailbox(username); err == nil {
-		login = strings.ToLower(addr.Local) + "@" + addr.Domain
-	}
-	u, err := b.store.User(ctx, login)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return "", tempAuthFailure(err)
-	}
-	if err != nil || !password.CheckCRAMMD5(u.CRAMMD5, challenge, digest) {
-		b.log.Info("authentication failed", "client", s.Remote.Addr().String(), "user", login, "mechanism", "CRAM-MD5")
-		return "", errBadCredentials
-	}
-	return login, strongOnly(u)
 }
 
 // sendLimits are the server's limits with the user's own where set.

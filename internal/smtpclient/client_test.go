@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"mailroom/internal/listener"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/spool"
@@ -65,17 +66,17 @@ func selfSigned(t *testing.T) tls.Certificate {
 // nextHop runs a Mailroom SMTP server on loopback as the next hop.
 func nextHop(t *testing.T, withTLS bool) (string, *sink) {
 	cfg := &smtpserver.Config{Hostname: "next.test", MaxMessageSize: 1 << 20, MaxRecipients: 10, MaxLineLength: 512,
-		MaxConnections: 10, MaxConnectionsPerIP: 10, MaxErrors: 5, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second}
+		MaxErrors: 5, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second}
 	if withTLS {
 		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, MinVersion: tls.VersionTLS12}
 	}
 	b := &sink{}
-	srv := smtpserver.New(cfg, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := smtpserver.New(cfg, b, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(l, smtpserver.ModeMX)
+	go srv.Serve(listener.NewService("smtp", listener.Limits{MaxConns: 10, MaxPerClient: 10}, slog.Default()), l, smtpserver.ModeMX)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	return l.Addr().String(), b
 }

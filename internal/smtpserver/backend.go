@@ -22,14 +22,6 @@ type Backend interface {
 	Deliver(ctx context.Context, s *SessionInfo, env *Envelope, msg *spool.Spool) error
 }
 
-// Authenticator is the optional part of a Backend that checks passwords
-// for SMTP AUTH (RFC 4954). It returns the canonical login name, or an
-// error: a *smtp.Reply to send as it is (535 5.7.8 for bad credentials,
-// 454 4.7.0 for a temporary failure), anything else becomes 454 4.7.0.
-type Authenticator interface {
-	Authenticate(ctx context.Context, s *SessionInfo, username, password string) (string, error)
-}
-
 // Mode is what a listener is for.
 type Mode int
 

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"strings"
-	"time"
 
 	"mailroom/internal/smtp"
 )
@@ -157,6 +156,7 @@ func (s *session) cmdMail(arg string) {
 		return
 	}
 	if err := s.srv.backend.Mail(s.ctx(), &s.info, from, p); err != nil {
+		s.logRefusal("sender refused", from, err)
 		s.fail(err)
 		return
 	}
@@ -215,6 +215,8 @@ func (s *session) cmdRcpt(arg string) {
 	}
 	target, err := s.srv.backend.Rcpt(s.ctx(), &s.info, s.env, to, p)
 	if err != nil {
+		s.refusedRecipients++
+		s.logRefusal("recipient refused", to, err)
 		s.fail(err)
 		return
 	}
@@ -259,21 +261,14 @@ func (s *session) cmdStartTLS(arg string) {
 		s.r.Discard(n)
 		s.log.Warn("discarded input pipelined after STARTTLS", "octets", n)
 	}
-	tc := tls.Server(s.conn, s.cfg.TLS)
-	s.conn.SetDeadline(time.Now().Add(30 * time.Second))
-	err := tc.Handshake()
-	s.conn.SetDeadline(time.Time{})
-	if err != nil {
+	if err := s.c.StartTLS(s.cfg.TLS); err != nil {
 		s.log.Info("TLS handshake failed", "err", err)
 		s.result = "TLS handshake failed"
 		s.quit = true
 		return
 	}
-	st := tc.ConnectionState()
-	s.info.TLS = &st
-	s.conn = tc
-	s.dc.Conn = tc
-	s.r.Reset(s.dc)
+	s.info.TLS = s.c.TLS()
+	s.r.Reset(s.c)
 	// RFC 3207 4.2: forget everything learnt before TLS, a login too.
 	s.info.Helo, s.info.ESMTP, s.info.Auth = "", false, nil
 	s.resetTransaction()

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"mailroom/internal/listener"
 	"mailroom/internal/smtp"
 	"mailroom/internal/spool"
 	"mailroom/internal/store"
@@ -44,7 +45,7 @@ func (s *session) cmdData(arg string) {
 	}
 	sp := s.startMessage()
 	defer sp.Close()
-	s.dc.setTimeout(s.cfg.DataTimeout)
+	s.c.ExpectData(s.cfg.DataTimeout, s.cfg.MinDataRate)
 	small := s.r
 	s.r = dataReaders.Get().(*bufio.Reader)
 	s.r.Reset(small)
@@ -85,7 +86,7 @@ func (s *session) cmdBdat(arg string) {
 	if ready {
 		dst = s.bdat.w
 	}
-	s.dc.setTimeout(s.cfg.DataTimeout)
+	s.c.ExpectData(s.cfg.DataTimeout, s.cfg.MinDataRate)
 	src := &readErrRecorder{r: s.r}
 	if _, err := io.CopyN(dst, src, size); err != nil {
 		if src.err != nil {
@@ -153,8 +154,16 @@ func spoolFailure(err error) error {
 // endMidTransfer ends the session after the connection failed during a
 // message: nothing was acknowledged, so nothing is kept.
 func (s *session) endMidTransfer(err error) {
+	s.c.ExpectLine(s.cfg.CommandTimeout)
 	if isTimeout(err) {
-		s.reply(421, "4.4.2", s.cfg.Hostname+" Timeout receiving the message, closing connection")
+		text := " Timeout receiving the message, closing connection"
+		switch s.c.Expired() {
+		case listener.LimitRate:
+			text = fmt.Sprintf(" Message data arrives too slowly (under %d octets per second), closing connection", s.cfg.MinDataRate)
+		case listener.LimitSession:
+			text = " Session time limit reached during the message, closing connection"
+		}
+		s.reply(421, "4.4.2", s.cfg.Hostname+text)
 		s.flush()
 	}
 	s.result = "connection lost during message: " + err.Error()

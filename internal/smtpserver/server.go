@@ -10,12 +10,11 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"mailroom/internal/authlimit"
+	"mailroom/internal/listener"
 	"mailroom/internal/smtp"
 	"mailroom/internal/spool"
 )
@@ -23,16 +22,19 @@ import (
 // Config holds the settings a session reads; it can be replaced while the
 // server runs (SIGHUP), and each new session takes the current one.
 type Config struct {
-	Hostname            string
-	MaxMessageSize      int64
-	MaxRecipients       int
-	MaxLineLength       int
-	MaxConnections      int
-	MaxConnectionsPerIP int
-	MaxErrors           int
-	CommandTimeout      time.Duration
-	DataTimeout         time.Duration
-	LineEndings         smtp.LineEndings
+	Hostname       string
+	MaxMessageSize int64
+	MaxRecipients  int
+	MaxLineLength  int
+	MaxErrors      int
+	CommandTimeout time.Duration
+	DataTimeout    time.Duration
+	// MinDataRate is the average rate, in octets per second, message data
+	// must keep up after DataTimeout's grace; 0 for none.
+	MinDataRate int64
+	// MaxSessionTime caps a whole session; 0 for no cap.
+	MaxSessionTime time.Duration
+	LineEndings    smtp.LineEndings
 	// TLS enables STARTTLS when not nil; ModeSubmissions listeners need it.
 	TLS *tls.Config
 	// AuthWithoutTLSFromLoopback allows AUTH over plaintext for clients on
@@ -41,20 +43,18 @@ type Config struct {
 	// HideClientIP leaves an authenticated client's address out of the
 	// Received header field.
 	HideClientIP bool
-	// CRAMMD5 offers AUTH CRAM-MD5 (when the backend supports it).
+	// CRAMMD5 offers AUTH CRAM-MD5.
 	CRAMMD5 bool
-	// AuthLimit throttles failed logins; it is read once, by New.
-	AuthLimit authlimit.Policy
 	// SpoolDir holds large messages while they are received.
 	SpoolDir string
 }
 
 // Server accepts SMTP connections and runs a session for each.
 type Server struct {
-	backend   Backend
-	log       *slog.Logger
-	cfg       atomic.Pointer[Config]
-	authLimit *authlimit.Limiter
+	backend Backend
+	auth    Authenticator // nil: no AUTH
+	log     *slog.Logger
+	cfg     atomic.Pointer[Config]
 
 	// closing is read without mu by sessions: taking mu there while
 	// Shutdown holds it and takes session locks would deadlock.
@@ -67,24 +67,27 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
-	perIP     map[netip.Addr]int
 	wg        sync.WaitGroup
 }
 
-// New returns a server that hands policy and storage to backend.
-func New(cfg *Config, backend Backend, log *slog.Logger) *Server {
+// New returns a server that hands policy and storage to backend and checks
+// logins (submission) with authn, which may be nil where there are none.
+func New(cfg *Config, backend Backend, authn Authenticator, log *slog.Logger) *Server {
 	s := &Server{
 		backend:   backend,
+		auth:      authn,
 		log:       log,
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
-		perIP:     map[netip.Addr]int{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.authLimit = authlimit.New(cfg.AuthLimit, nil)
 	s.cfg.Store(cfg)
 	return s
 }
+
+// TLSConfig is the TLS configuration of the current settings (nil without
+// a certificate), for implicit-TLS listeners.
+func (s *Server) TLSConfig() *tls.Config { return s.cfg.Load().TLS }
 
 // SetConfig replaces the configuration for sessions that start from now on.
 func (s *Server) SetConfig(cfg *Config) { s.cfg.Store(cfg) }
@@ -92,8 +95,9 @@ func (s *Server) SetConfig(cfg *Config) { s.cfg.Store(cfg) }
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("smtpserver: server closed")
 
-// Serve accepts connections on l, for the given mode, until Shutdown.
-func (s *Server) Serve(l net.Listener, mode Mode) error {
+// Serve runs SMTP sessions of the given mode on l, admitted through svc
+// (its limits and, for ModeSubmissions, its TLS handshake), until Shutdown.
+func (s *Server) Serve(svc *listener.Service, l net.Listener, mode Mode) error {
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -102,72 +106,47 @@ func (s *Server) Serve(l net.Listener, mode Mode) error {
 	}
 	s.listeners[l] = struct{}{}
 	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return ErrServerClosed
-			}
-			// Out of file descriptors, buffers or memory: back off and
-			// keep serving rather than leave the port deaf.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("smtp accept failed, retrying", "err", err, "delay", delay)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		s.startSession(c, mode)
-	}
+	svc.Serve(l, handler{s, mode})
+	return ErrServerClosed
 }
 
-// startSession admits c within the connection limits, or answers 421.
-func (s *Server) startSession(c net.Conn, mode Mode) {
-	cfg := s.cfg.Load()
-	ip := remoteIP(c)
-	s.mu.Lock()
-	var refuse *smtp.Reply
-	switch {
-	case s.closing.Load():
-		refuse = &smtp.Reply{Code: 421, Enhanced: "4.3.2", Text: cfg.Hostname + " Service shutting down, try again later"}
-	case len(s.sessions) >= cfg.MaxConnections:
-		refuse = &smtp.Reply{Code: 421, Enhanced: "4.7.0", Text: cfg.Hostname + " Too many connections, try again later"}
-	case s.perIP[ip] >= cfg.MaxConnectionsPerIP:
-		refuse = &smtp.Reply{Code: 421, Enhanced: "4.7.0", Text: cfg.Hostname + " Too many connections from your address, try again later"}
+// handler runs one listener's sessions.
+type handler struct {
+	srv  *Server
+	mode Mode
+}
+
+// Refusal is the 421 for a client beyond the listener's limits.
+func (h handler) Refusal(why listener.Refusal) []byte {
+	text := " Too many connections, try again later"
+	if why == listener.TooManyFromClient {
+		text = " Too many connections from your address, try again later"
 	}
-	if refuse != nil {
+	r := smtp.Reply{Code: 421, Enhanced: "4.7.0", Text: h.srv.cfg.Load().Hostname + text}
+	return r.AppendTo(nil)
+}
+
+// ServeConn runs the session of an admitted connection.
+func (h handler) ServeConn(c *listener.Conn) {
+	s := h.srv
+	cfg := s.cfg.Load()
+	s.mu.Lock()
+	if s.closing.Load() {
 		s.mu.Unlock()
-		s.log.Info("smtp connection refused", "client", ip, "reason", refuse.Text)
-		go func() {
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			c.Write(refuse.AppendTo(nil))
-			c.Close()
-		}()
+		r := smtp.Reply{Code: 421, Enhanced: "4.3.2", Text: cfg.Hostname + " Service shutting down, try again later"}
+		c.WriteWithin(r.AppendTo(nil), 5*time.Second)
 		return
 	}
-	sess := newSession(s, cfg, c, ip)
-	sess.info.Mode = mode
+	sess := newSession(s, cfg, c)
+	sess.info.Mode = h.mode
 	s.sessions[sess] = struct{}{}
-	s.perIP[ip]++
 	s.wg.Add(1)
 	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		sess.serve()
-		s.mu.Lock()
-		delete(s.sessions, sess)
-		if s.perIP[ip]--; s.perIP[ip] <= 0 {
-			delete(s.perIP, ip)
-		}
-		s.mu.Unlock()
-	}()
-}
-
-func remoteIP(c net.Conn) netip.Addr {
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
+	defer s.wg.Done()
+	sess.serve()
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
 }
 
 // Shutdown stops accepting, tells idle sessions 421 and closes them, lets
@@ -192,7 +171,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.cancel()
 		for _, sess := range s.sessionList() {
-			sess.raw.Close()
+			sess.c.CloseRaw()
 		}
 		<-done
 		return ctx.Err()

@@ -9,13 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
-	"time"
 
+	"mailroom/internal/listener"
 	"mailroom/internal/smtp"
 	"mailroom/internal/spool"
 )
@@ -24,9 +22,7 @@ import (
 type session struct {
 	srv  *Server
 	cfg  *Config
-	raw  net.Conn // the TCP connection, for deadlines and Close from Shutdown
-	conn net.Conn // raw, or TLS over it
-	dc   *deadlineConn
+	c    *listener.Conn
 	r    *bufio.Reader
 	out  []byte
 	info SessionInfo
@@ -42,51 +38,22 @@ type session struct {
 	authFailures int
 	accepted     int
 	rejected     int
-	quit         bool
-	result       string
+	// refusedRecipients counts RCPT refused by policy (unknown user,
+	// relay denied, suppressed), for the session's summary line.
+	refusedRecipients int
+	quit              bool
+	result            string
 }
 
-// deadlineConn renews the read deadline before every read, so that a
-// timeout bounds each wait for the client, not the whole command or
-// message (RFC 5321 4.5.3.2). Once interrupted, every read fails at once.
-type deadlineConn struct {
-	net.Conn
-	timeout     atomic.Int64 // time.Duration
-	interrupted atomic.Bool
-}
-
-var pastDeadline = time.Unix(1, 0)
-
-func (d *deadlineConn) Read(p []byte) (int, error) {
-	if t := time.Duration(d.timeout.Load()); t > 0 {
-		d.Conn.SetReadDeadline(time.Now().Add(t))
-	}
-	// Checked after the deadline is set: an interrupt that came in between
-	// must not be overwritten.
-	if d.interrupted.Load() {
-		d.Conn.SetReadDeadline(pastDeadline)
-	}
-	return d.Conn.Read(p)
-}
-
-func (d *deadlineConn) setTimeout(t time.Duration) { d.timeout.Store(int64(t)) }
-
-// interrupt makes the current and every later read fail.
-func (d *deadlineConn) interrupt() {
-	d.interrupted.Store(true)
-	d.Conn.SetReadDeadline(pastDeadline)
-}
-
-func newSession(srv *Server, cfg *Config, c net.Conn, ip netip.Addr) *session {
+func newSession(srv *Server, cfg *Config, c *listener.Conn) *session {
 	var id [6]byte
 	rand.Read(id[:])
-	s := &session{srv: srv, cfg: cfg, raw: c, conn: c}
+	s := &session{srv: srv, cfg: cfg, c: c}
 	s.info.ID = hex.EncodeToString(id[:])
-	s.info.Remote, _ = netip.ParseAddrPort(c.RemoteAddr().String())
-	s.info.Remote = netip.AddrPortFrom(ip, s.info.Remote.Port())
-	s.dc = &deadlineConn{Conn: c}
-	s.dc.setTimeout(cfg.CommandTimeout)
-	s.r = newReader(s.dc, max(4096, cfg.MaxLineLength+600))
+	s.info.Remote = c.Remote()
+	s.info.TLS = c.TLS()
+	c.SetSessionLimit(cfg.MaxSessionTime)
+	s.r = newReader(c, max(4096, cfg.MaxLineLength+600))
 	s.log = srv.log.With("session", s.info.ID)
 	return s
 }
@@ -111,12 +78,8 @@ func (s *session) serve() {
 		s.r.Reset(nil)
 		readers.Put(s.r)
 	}()
-	defer s.conn.Close()
 	defer s.finish()
 	defer s.recoverPanic()
-	if s.info.Mode == ModeSubmissions && !s.startImplicitTLS() {
-		return
-	}
 	s.reply(220, "", s.cfg.Hostname+" ESMTP Mailroom ready")
 	for !s.quit {
 		if s.r.Buffered() == 0 && !s.flush() {
@@ -169,8 +132,10 @@ func (s *session) finish() {
 	if s.info.Auth != nil {
 		user = s.info.Auth.User
 	}
-	s.log.Info("smtp session", "listener", s.info.Mode.String(), "client", s.info.Remote.Addr().String(), "ehlo", s.info.Helo, "tls", tlsVersion, "user", user,
-		"accepted", s.accepted, "rejected", s.rejected, "errors", s.errors, "result", s.result)
+	// The server's logger, not the session's, which names the user once
+	// logged in: the summary names it once, here.
+	s.srv.log.Info("smtp session", "session", s.info.ID, "listener", s.info.Mode.String(), "client", s.info.Remote.Addr().String(), "ehlo", s.info.Helo, "tls", tlsVersion, "user", user,
+		"accepted", s.accepted, "rejected", s.rejected, "refused_recipients", s.refusedRecipients, "errors", s.errors, "result", s.result)
 }
 
 // readCommand reads one command line, marking the session idle meanwhile so
@@ -181,14 +146,14 @@ func (s *session) readCommand() ([]byte, error) {
 		s.mu.Unlock()
 		return nil, errShutdown
 	}
-	s.dc.setTimeout(s.cfg.CommandTimeout)
+	s.c.ExpectLine(s.cfg.CommandTimeout)
 	s.idle = true
 	s.mu.Unlock()
 	line, err := s.readLine(s.cfg.MaxLineLength + 500)
 	s.mu.Lock()
 	s.idle = false
 	s.mu.Unlock()
-	if err != nil && s.srv.closing.Load() && isTimeout(err) {
+	if err != nil && isTimeout(err) && (s.c.Expired() == listener.LimitInterrupted || s.srv.closing.Load()) {
 		return nil, errShutdown
 	}
 	return line, err
@@ -201,7 +166,7 @@ func (s *session) interruptIfIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.idle {
-		s.dc.interrupt()
+		s.c.Interrupt()
 	}
 }
 
@@ -255,8 +220,11 @@ func (s *session) endOnReadError(err error) {
 	case errors.Is(err, errShutdown):
 		s.reply(421, "4.3.2", s.cfg.Hostname+" Service shutting down, please try again later")
 		s.result = "server shutdown"
+	case isTimeout(err) && s.c.Expired() == listener.LimitSession:
+		s.reply(421, "4.4.2", s.cfg.Hostname+" Session time limit reached, closing connection: connect again to go on")
+		s.result = "session time limit"
 	case isTimeout(err):
-		s.reply(421, "4.4.2", s.cfg.Hostname+" Timeout waiting for the client, closing connection")
+		s.reply(421, "4.4.2", s.cfg.Hostname+" Timeout waiting for a complete command line, closing connection")
 		s.result = "timeout"
 	case errors.Is(err, io.EOF):
 		s.result = "client closed connection"
@@ -298,6 +266,16 @@ func isProtocolError(code int) bool {
 	return false
 }
 
+// logRefusal logs a sender or recipient the backend refused, with the
+// client and the reason: at INFO for a policy refusal (a reply the client
+// gets), at ERROR via fail for a failure of ours.
+func (s *session) logRefusal(msg string, addr smtp.Address, err error) {
+	var r *smtp.Reply
+	if errors.As(err, &r) {
+		s.log.Info(msg, "client", s.info.Remote.Addr().String(), "address", addr.String(), "code", r.Code, "reason", r.Enhanced+" "+r.Text)
+	}
+}
+
 // fail sends the reply for err: a *smtp.Reply as it is, anything else as a
 // generic temporary failure, logged but not shown to the client.
 func (s *session) fail(err error) {
@@ -315,8 +293,7 @@ func (s *session) flush() bool {
 	if len(s.out) == 0 {
 		return true
 	}
-	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.CommandTimeout))
-	_, err := s.conn.Write(s.out)
+	_, err := s.c.WriteWithin(s.out, s.cfg.CommandTimeout)
 	s.out = s.out[:0]
 	if err != nil {
 		s.result = "write error: " + err.Error()

@@ -3,6 +3,8 @@ package smtpserver
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -12,8 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/argon2"
+
+	"mailroom/internal/auth"
+	"mailroom/internal/authlimit"
+	"mailroom/internal/listener"
 	"mailroom/internal/smtp"
 	"mailroom/internal/spool"
+	"mailroom/internal/store"
 )
 
 // fakeBackend accepts recipients in example.test and records messages.
@@ -33,11 +41,26 @@ func (b *fakeBackend) Rcpt(_ context.Context, _ *SessionInfo, _ *Envelope, to sm
 	return nil, nil
 }
 
-func (b *fakeBackend) Authenticate(_ context.Context, _ *SessionInfo, user, pass string) (string, error) {
-	if user == "alice@example.test" && pass == "pw" {
-		return user, nil
+// fakeCreds knows alice@example.test with the password "pw", hashed with
+// cheap argon2id parameters so that fuzzing stays fast.
+type fakeCreds struct{}
+
+var cheapHash = func() string {
+	salt := []byte("0123456789abcdef")
+	key := argon2.IDKey([]byte("pw"), salt, 1, 8, 1, 32)
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=19$m=8,t=1,p=1$%s$%s", b64.EncodeToString(salt), b64.EncodeToString(key))
+}()
+
+func (fakeCreds) User(_ context.Context, addr string) (store.User, error) {
+	if addr == "alice@example.test" {
+		return store.User{Address: addr, PasswordHash: cheapHash}, nil
 	}
-	return "", &smtp.Reply{Code: 535, Enhanced: "5.7.8", Text: "Authentication credentials invalid"}
+	return store.User{}, store.ErrNotFound
+}
+
+func (fakeCreds) UserByAppPassword(context.Context, string) (store.User, string, error) {
+	return store.User{}, "", store.ErrNotFound
 }
 
 func (b *fakeBackend) Deliver(_ context.Context, _ *SessionInfo, _ *Envelope, msg *spool.Spool) error {
@@ -50,7 +73,7 @@ func (b *fakeBackend) Deliver(_ context.Context, _ *SessionInfo, _ *Envelope, ms
 
 func testConfig() *Config {
 	return &Config{Hostname: "mx.example.test", MaxMessageSize: 4096, MaxRecipients: 2, MaxLineLength: 512,
-		MaxConnections: 10, MaxConnectionsPerIP: 10, MaxErrors: 5, CommandTimeout: 2 * time.Second,
+		MaxErrors: 5, CommandTimeout: 2 * time.Second,
 		DataTimeout: 2 * time.Second}
 }
 
@@ -76,11 +99,12 @@ func runSession(t testing.TB, cfg *Config, b Backend, input string) string {
 
 // runSessionMode is runSession on a listener of the given mode.
 func runSessionMode(t testing.TB, cfg *Config, b Backend, mode Mode, input string) string {
-	srv := New(cfg, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := New(cfg, b, auth.New(fakeCreds{}, authlimit.Policy{}, nil, log), log)
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	server := pipeConn{Reader: inR, WriteCloser: outW}
-	sess := newSession(srv, cfg, server, remoteIP(server))
+	sess := newSession(srv, cfg, listener.NewConn(server, time.Second))
 	sess.info.Mode = mode
 	done := make(chan struct{})
 	go func() { sess.serve(); outW.Close(); inR.Close(); close(done) }()

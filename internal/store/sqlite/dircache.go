@@ -41,6 +41,9 @@ type dirCache struct {
 	watching  atomic.Bool   // the watch (watchCaches) works: changes counts every change
 	changes   atomic.Uint64 // changes seen by the watch
 	local     atomic.Uint64 // changes made by this process, counted before the stamp is written
+	// onChange, when set, is called from the watch at each change of the
+	// stamp by any process (the queue stamp wakes the runner with it).
+	onChange atomic.Pointer[func()]
 
 	mu      sync.Mutex
 	stamp   stampID
@@ -89,6 +92,7 @@ const (
 	stampDir          = "stamps"
 	stampDirectory    = "directory"
 	stampSuppressions = "suppressions"
+	stampQueue        = "queue"
 )
 
 func newDirCache(dataDir, stamp string, onReset func()) (*dirCache, error) {
@@ -111,7 +115,12 @@ func watchCaches(dataDir string, caches ...*dirCache) io.Closer {
 		c.watching.Store(true) // before the watch starts: it may fail at once
 	}
 	w, err := watchStamps(filepath.Join(dataDir, stampDir), names,
-		func(i int) { caches[i].changes.Add(1) },
+		func(i int) {
+			caches[i].changes.Add(1)
+			if f := caches[i].onChange.Load(); f != nil {
+				(*f)()
+			}
+		},
 		func() {
 			for _, c := range caches {
 				c.watching.Store(false)

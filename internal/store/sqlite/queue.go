@@ -249,12 +249,26 @@ func (s *Store) SetHeld(ctx context.Context, queueID string, held bool) (int, er
 	if held {
 		h = 1
 	}
-	return s.updateWaiting(ctx, "held = ?", "1", queueID, h)
+	n, err := s.updateWaiting(ctx, "held = ?", "1", queueID, h)
+	if err == nil && n > 0 && !held {
+		s.queuemark.changed()
+	}
+	return n, err
 }
+
+// OnQueueDue calls f whenever another process (the CLI) made queue entries
+// due now (queue retry, release), so that the runner looks at once instead
+// of at its next scan. Where the stamps cannot be watched (no inotify) f is
+// not called and the runner finds the entries at its next scan.
+func (s *Store) OnQueueDue(f func()) { s.queuemark.onChange.Store(&f) }
 
 // RetryNow makes waiting entries due now, except those under way.
 func (s *Store) RetryNow(ctx context.Context, queueID string) (int, error) {
-	return s.updateWaiting(ctx, "next_attempt = ?", "active = 0", queueID, time.Now().UnixNano())
+	n, err := s.updateWaiting(ctx, "next_attempt = ?", "active = 0", queueID, time.Now().UnixNano())
+	if err == nil && n > 0 {
+		s.queuemark.changed()
+	}
+	return n, err
 }
 
 // DeleteQueued removes waiting entries without delivering them.

@@ -52,10 +52,13 @@ type Store struct {
 	stmts     map[string]*sql.Stmt // hot statements prepared on wdb
 	readStmts sync.Map             // query -> *sql.Stmt prepared on rdb
 
-	dircache *dirCache  // domains, users and aliases looked up
-	supcache *dirCache  // suppressions looked up
-	stamps   io.Closer  // the watch of both caches' stamps, if any
-	bodies   *bodyCache // bodies of messages queued for relay
+	dircache *dirCache // domains, users and aliases looked up
+	supcache *dirCache // suppressions looked up
+	// queuemark caches nothing: its stamp tells a running server that the
+	// CLI made queue entries due (queue retry, release).
+	queuemark *dirCache
+	stamps    io.Closer  // the watch of the stamps, if any
+	bodies    *bodyCache // bodies of messages queued for relay
 
 	walReset        atomic.Bool // the checkpointer asks the committer to let the WAL start over
 	stopCheckpoints chan struct{}
@@ -114,7 +117,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.supcache, err = newDirCache(dir, stampSuppressions, nil)
 	}
 	if err == nil {
-		s.stamps = watchCaches(dir, s.dircache, s.supcache)
+		s.queuemark, err = newDirCache(dir, stampQueue, nil)
+	}
+	if err == nil {
+		s.stamps = watchCaches(dir, s.dircache, s.supcache, s.queuemark)
 	}
 	if err != nil {
 		wdb.Close()
@@ -127,6 +133,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 }
 
 func (s *Store) migrate(ctx context.Context) error {
+	// Nothing pending: open without writing, so that the server starts and
+	// the CLI works on a full disk.
+	var current int
+	if err := s.rdb.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err == nil && current == len(migrations) {
+		return nil
+	}
 	conn, err := s.wdb.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
@@ -174,6 +186,7 @@ func (s *Store) Close() error {
 		<-s.checkpointsDone
 		s.dircache.close()
 		s.supcache.close()
+		s.queuemark.close()
 		if s.stamps != nil {
 			s.stamps.Close()
 		}

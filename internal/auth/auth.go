@@ -1,0 +1,226 @@
+// Package auth checks logins for every protocol with one: submission now,
+// IMAP and POP3 next. It holds the credential checks (argon2id passwords,
+// app passwords, SCRAM-SHA-256 verifiers, CRAM-MD5 states), the server side
+// of the SASL mechanisms (PLAIN, LOGIN, SCRAM-SHA-256(-PLUS), CRAM-MD5), and
+// the one login limiter they all pass through. Its results are protocol
+// neutral: each protocol turns ErrBadCredentials, *LimitedError and the rest
+// into its own reply (SMTP 535, IMAP NO [AUTHENTICATIONFAILED], POP3 -ERR
+// [AUTH]).
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"mailroom/internal/authlimit"
+	"mailroom/internal/password"
+	"mailroom/internal/smtp"
+	"mailroom/internal/store"
+)
+
+// Credentials is what auth reads from the store.
+type Credentials interface {
+	User(ctx context.Context, address string) (store.User, error)
+	UserByAppPassword(ctx context.Context, hash string) (store.User, string, error)
+}
+
+// Client is who is logging in: where from, and over what.
+type Client struct {
+	Addr netip.Addr
+	// Prefix is the client's address block, the unit the limiter counts
+	// (listener.Prefixes: IPv4 /32 and IPv6 /64 by default).
+	Prefix   netip.Prefix
+	TLS      *tls.ConnectionState
+	Protocol string // for the log: "submission", "imap"...
+}
+
+// Results a protocol turns into its own replies.
+var (
+	// ErrBadCredentials: a wrong name or password (never says which).
+	ErrBadCredentials = errors.New("authentication credentials invalid")
+	// ErrTooWeak: the password was right, but the account may use only
+	// SCRAM or app passwords (SMTP 534 5.7.9).
+	ErrTooWeak = errors.New("authentication mechanism too weak for this account")
+	// ErrMalformed: the client's response does not follow the mechanism.
+	ErrMalformed = errors.New("malformed authentication exchange")
+	// ErrCancelled: the client cancelled the exchange ("*").
+	ErrCancelled = errors.New("authentication cancelled")
+	// ErrUnknownMechanism: a mechanism not offered.
+	ErrUnknownMechanism = errors.New("unrecognized authentication mechanism")
+	// ErrNeedsTLS13: SCRAM-SHA-256-PLUS without TLS 1.3 (tls-exporter).
+	ErrNeedsTLS13 = errors.New("SCRAM-SHA-256-PLUS needs TLS 1.3 (tls-exporter channel binding)")
+)
+
+// LimitedError refuses a login before any check: the client's prefix is
+// banned (the protocol closes the connection), or too many failures for
+// this account came from it, or too many attempts are under way at once.
+type LimitedError struct {
+	Banned     bool
+	RetryAfter time.Duration
+}
+
+func (e *LimitedError) Error() string {
+	if e.Banned {
+		return fmt.Sprintf("too many failed logins from this address: try again in %d minutes", int(e.RetryAfter.Minutes())+1)
+	}
+	return "too many failed logins: try again later"
+}
+
+// TemporaryError is a failure of ours (the store): try again later.
+type TemporaryError struct{ Err error }
+
+func (e *TemporaryError) Error() string { return "temporary authentication failure: " + e.Err.Error() }
+func (e *TemporaryError) Unwrap() error { return e.Err }
+
+// Service checks logins.
+type Service struct {
+	creds   Credentials
+	limiter *authlimit.Limiter
+	log     *slog.Logger
+	// fakeSecret makes SCRAM verifiers for names that do not exist.
+	fakeSecret []byte
+	// hashSlots bounds the argon2id checks running at once: each takes
+	// 64 MiB and a core for a tenth of a second.
+	hashSlots chan struct{}
+	dummyHash func() string
+}
+
+// New returns a service reading credentials from creds and limiting logins
+// by policy. secret (32 bytes, kept across restarts) makes the made-up
+// SCRAM verifiers of names that do not exist stable.
+func New(creds Credentials, policy authlimit.Policy, secret []byte, log *slog.Logger) *Service {
+	s := &Service{creds: creds, limiter: authlimit.New(policy, nil), log: log, fakeSecret: secret,
+		hashSlots: make(chan struct{}, max(runtime.NumCPU(), 2))}
+	if len(s.fakeSecret) == 0 {
+		s.fakeSecret = make([]byte, 32)
+		rand.Read(s.fakeSecret)
+	}
+	// Checked when the user does not exist, so that the time to answer does
+	// not tell whether an account exists.
+	s.dummyHash = sync.OnceValue(func() string {
+		h, _ := password.Hash("mailroom-dummy-password")
+		return h
+	})
+	return s
+}
+
+// Warm makes the dummy hash and runs one check now, so that the first login
+// after start does not pay for it (1-2 s on a cold process).
+func (s *Service) Warm() {
+	password.Check(s.dummyHash(), "warm-up")
+}
+
+// Canonical is the name an account is counted and looked up under: the
+// address with its local part in lower case, so that spellings of one name
+// ("Alice@x", "\"alice\"@x") are one account.
+func Canonical(user string) string {
+	if a, err := smtp.ParseMailbox(user); err == nil {
+		return strings.ToLower(a.Local) + "@" + a.Domain
+	}
+	return strings.ToLower(user)
+}
+
+// Password checks a user name and password (SASL PLAIN and LOGIN, IMAP
+// LOGIN, POP3 USER/PASS) within the login limits, and returns the login.
+func (s *Service) Password(ctx context.Context, c Client, user, pw string) (string, error) {
+	return s.limited(ctx, c, user, "password", func() (string, error) { return s.checkPassword(ctx, user, pw) })
+}
+
+// limited runs one credential check within the login limits: refused at
+// once when limited, a failure answered only after the limiter's delay.
+func (s *Service) limited(ctx context.Context, c Client, user, mech string, check func() (string, error)) (string, error) {
+	account := Canonical(user)
+	if err := s.begin(c, account); err != nil {
+		return "", err
+	}
+	login, err := check()
+	s.end(ctx, c, account, mech, err)
+	return login, err
+}
+
+// begin asks the limiter whether an attempt may go ahead.
+func (s *Service) begin(c Client, account string) error {
+	verdict, left := s.limiter.Begin(c.Prefix, account)
+	switch verdict {
+	case authlimit.Allow:
+		return nil
+	case authlimit.ClientBanned:
+		s.log.Warn("login refused: client banned after failed logins", "protocol", c.Protocol, "client", c.Addr.String(), "user", account)
+		return &LimitedError{Banned: true, RetryAfter: left}
+	case authlimit.PairLocked:
+		s.log.Warn("login refused: too many failed logins for this account from this client", "protocol", c.Protocol, "client", c.Addr.String(), "user", account)
+	}
+	return &LimitedError{RetryAfter: left}
+}
+
+// end closes an attempt by its outcome; a failure waits out its delay.
+func (s *Service) end(ctx context.Context, c Client, account, mech string, err error) {
+	switch {
+	case err == nil || errors.Is(err, ErrTooWeak): // the password was right
+		s.limiter.Succeeded(c.Prefix, account)
+	case errors.Is(err, ErrBadCredentials):
+		delay := s.limiter.Failed(c.Prefix, account)
+		s.log.Info("login failed", "protocol", c.Protocol, "client", c.Addr.String(), "user", account, "mechanism", mech, "delay", delay)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+		}
+	default:
+		s.limiter.Done(c.Prefix, account)
+	}
+}
+
+// checkPassword checks an app password, then the main password.
+func (s *Service) checkPassword(ctx context.Context, username, pw string) (string, error) {
+	addr, err := smtp.ParseMailbox(username)
+	if err != nil {
+		s.argon(ctx, s.dummyHash(), pw)
+		return "", ErrBadCredentials
+	}
+	login := strings.ToLower(addr.Local) + "@" + addr.Domain
+	if u, app, err := s.creds.UserByAppPassword(ctx, password.AppHash(pw)); err == nil && u.Address == login {
+		s.log.Info("authenticated with an app password", "user", login, "app", app)
+		return login, nil
+	}
+	u, err := s.creds.User(ctx, login)
+	hash := u.PasswordHash
+	switch {
+	case errors.Is(err, store.ErrNotFound) || err == nil && hash == "":
+		hash = s.dummyHash()
+	case err != nil:
+		return "", &TemporaryError{err}
+	}
+	ok, err := s.argon(ctx, hash, pw)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return "", &TemporaryError{err}
+	}
+	if err != nil || !ok || hash == s.dummyHash() {
+		return "", ErrBadCredentials
+	}
+	if u.Settings.RequireSCRAM {
+		// Said only after the password was proven right, so it reveals no
+		// more than a success would.
+		return login, ErrTooWeak
+	}
+	return login, nil
+}
+
+// argon runs an argon2id check when a slot is free.
+func (s *Service) argon(ctx context.Context, hash, pw string) (bool, error) {
+	select {
+	case s.hashSlots <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-s.hashSlots }()
+	return password.Check(hash, pw)
+}

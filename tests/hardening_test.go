@@ -1,0 +1,197 @@
+package tests
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// trickler holds a connection open by sending one byte at a time, the way
+// a slowloris attack does, and records how the server ended it.
+type trickler struct {
+	conn   net.Conn
+	mu     sync.Mutex
+	answer string // the last line the server sent
+}
+
+func (tr *trickler) last() string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.answer
+}
+
+// trickle connects to addr from src and sends "x" every interval until the
+// server closes the connection or stop is closed.
+func trickle(t *testing.T, addr, src string, interval time.Duration, stop chan struct{}) *trickler {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	tr := &trickler{conn: conn}
+	go func() {
+		r := bufio.NewReader(conn)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			tr.mu.Lock()
+			tr.answer = strings.TrimSpace(line)
+			tr.mu.Unlock()
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(interval):
+				conn.SetWriteDeadline(time.Now().Add(time.Second))
+				if _, err := conn.Write([]byte("x")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	return tr
+}
+
+// TestSlowlorisDoesNotStarveSubmission: 40 client addresses trickling bytes
+// hold port 25 at its connection limit while a client on submission logs in
+// and sends normally; a trickled command line still ends at its deadline.
+func TestSlowlorisDoesNotStarveSubmission(t *testing.T) {
+	s := newServer(t, "max_connections = 40\nmax_connections_per_client = 1\ncommand_timeout = \"4s\"", "")
+	s.start()
+	s.waitLog(`msg="smtp session"`) // the start-up probe's session is over
+	time.Sleep(100 * time.Millisecond)
+	stop := make(chan struct{})
+	defer close(stop)
+	var held []*trickler
+	for i := 0; i < 40; i++ {
+		held = append(held, trickle(t, s.addr, fmt.Sprintf("127.0.1.%d", i+1), 200*time.Millisecond, stop))
+	}
+	time.Sleep(300 * time.Millisecond)
+	// Port 25 is full: one more is refused.
+	if r := s.dialFrom(t, s.addr, "127.0.2.1").reply(); !strings.HasPrefix(r, "421 4.7.0") || !strings.Contains(r, "Too many connections") {
+		t.Fatalf("port 25 at its limit answered %q, want 421 4.7.0 Too many connections", r)
+	}
+	// A second connection from one of the trickling addresses is over the
+	// per-client limit.
+	if r := s.dialFrom(t, s.addr, "127.0.1.1").reply(); !strings.Contains(r, "from your address") {
+		t.Errorf("a second connection from one client answered %q", r)
+	}
+	// Submission is untouched: log in and send.
+	c := loggedIn(t, s)
+	if r := c.sendMail("alice@example.test", []string{"bob@example.test"}, "Subject: while flooded\r\n\r\nhello\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("sending on submission while port 25 is flooded: %q", r)
+	}
+	if n := len(s.mailbox("bob@example.test")); n != 1 {
+		t.Errorf("bob has %d messages, want 1", n)
+	}
+	// Trickling does not stretch a command line past command_timeout.
+	deadline := time.Now().Add(8 * time.Second)
+	for _, tr := range held {
+		for !strings.HasPrefix(tr.last(), "421 4.4.2") && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if !strings.HasPrefix(tr.last(), "421 4.4.2") {
+			t.Fatalf("a trickling client was not timed out within twice command_timeout: last reply %q", tr.last())
+		}
+	}
+	// Port 25 serves again once they are gone.
+	s.dialFrom(t, s.addr, "127.0.2.2").expect("220 ")
+}
+
+// TestMinimumDataRate: message data trickled below min_data_rate ends with
+// 421 4.4.2 after data_timeout's grace, and nothing is kept; a 100 MB
+// message sent at full speed arrives.
+func TestMinimumDataRate(t *testing.T) {
+	s := newServer(t, "data_timeout = \"1s\"\nmin_data_rate = \"1KiB\"\nmax_message_size = \"120MiB\"", "[mailbox]\nquota = \"1GiB\"\n")
+	s.start()
+	c := s.dial()
+	c.cmd("EHLO slow.example", "250 ")
+	c.cmd("MAIL FROM:<a@remote.example>", "250 ")
+	c.cmd("RCPT TO:<alice@example.test>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.send("Subject: trickled\r\n\r\n")
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				c.conn.Write([]byte("y"))
+			}
+		}
+	}()
+	r := c.expect("421 4.4.2")
+	close(stop)
+	if !strings.Contains(r, "too slowly") {
+		t.Errorf("the refusal does not say the data was too slow: %q", r)
+	}
+	if n := len(s.mailbox("alice@example.test")); n != 0 {
+		t.Errorf("%d messages kept from a trickled DATA", n)
+	}
+
+	big := s.dial()
+	big.cmd("EHLO fast.example", "250 ")
+	big.cmd("MAIL FROM:<a@remote.example> SIZE=104857600", "250 ")
+	big.cmd("RCPT TO:<alice@example.test>", "250 ")
+	big.cmd("DATA", "354 ")
+	line := strings.Repeat("0123456789abcdef", 6) + "\r\n" // 98 octets
+	chunk := strings.Repeat(line, 10700)                   // ~1 MiB
+	big.send("Subject: large\r\n\r\n")
+	for i := 0; i < 100; i++ {
+		big.send(chunk)
+	}
+	big.send(".\r\n")
+	big.expect("250 ")
+	msgs := s.mailbox("alice@example.test")
+	if len(msgs) != 1 || msgs[0].Size < int64(100*len(chunk)) {
+		t.Errorf("the large message was not stored whole: %+v", msgs)
+	}
+}
+
+// TestImplicitTLSRefusalNotInPlaintext: a client beyond the limits of the
+// implicit-TLS listener gets its 421 inside TLS; nothing is sent in
+// plaintext before the handshake.
+func TestImplicitTLSRefusalNotInPlaintext(t *testing.T) {
+	s := newServer(t, "", "[submission]\nmax_connections_per_client = 1\n")
+	s.start()
+	s.waitLog(`msg="smtp session"`)
+	time.Sleep(100 * time.Millisecond)
+	dialTLS := func() *client {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.3.1")}, Timeout: 5 * time.Second}
+		conn, err := tls.DialWithDialer(&d, "tcp", s.tlsAddr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("TLS handshake: %v", err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+	}
+	dialTLS().expect("220 ")
+	if r := dialTLS().reply(); !strings.HasPrefix(r, "421 4.7.0") {
+		t.Errorf("the second connection from one client got %q inside TLS, want 421 4.7.0", r)
+	}
+	// A plaintext client sees no SMTP text at all.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.3.1")}, Timeout: 5 * time.Second}
+	raw, err := d.Dial("tcp", s.tlsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 64)
+	if n, _ := raw.Read(buf); strings.Contains(string(buf[:n]), "421") {
+		t.Errorf("the refusal was sent in plaintext: %q", buf[:n])
+	}
+}
