@@ -5,20 +5,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
-// TestDiskFull: with the data directory on a small tmpfs, a full disk is
-// answered 452 4.3.1, the server keeps running, and the mail already
-// accepted stays readable, also after a restart.
-func TestDiskFull(t *testing.T) {
+// onSmallDisk prepares a server whose data directory is on a tmpfs of the
+// given size (root only: CI runs as root).
+func onSmallDisk(t *testing.T, size, extraTables string) *server {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a small tmpfs needs root (CI runs as root)")
 	}
-	s := newServer(t, "max_message_size = \"4MiB\"", "[mailbox]\nquota = 0\n")
+	s := newServer(t, "max_message_size = \"4MiB\"", "[mailbox]\nquota = 0\n"+extraTables)
 	mnt := filepath.Join(s.dir, "small")
 	os.MkdirAll(mnt, 0o700)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mnt).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", mnt).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
@@ -29,6 +29,15 @@ func TestDiskFull(t *testing.T) {
 	}
 	os.RemoveAll(data)
 	os.Symlink(mnt, data)
+	return s
+}
+
+// TestDiskFull: with the data directory on a small tmpfs and no reserve, a
+// full disk is answered 452 4.3.1, the server keeps running, the CLI still
+// reads, and the mail already accepted stays readable, also after a restart
+// on the still full disk.
+func TestDiskFull(t *testing.T) {
+	s := onSmallDisk(t, "3m", "[store]\nmin_free_space = 0\n")
 	s.start()
 	c := s.dial()
 	c.cmd("EHLO full.example", "250 ")
@@ -63,4 +72,55 @@ func TestDiskFull(t *testing.T) {
 		t.Error("the last accepted message is damaged")
 	}
 	s.stop()
+}
+
+// TestFreeSpaceReserve: below min_free_space new mail gets 452 4.3.1 while
+// the disk still has room, each refusal is logged with the free space, and
+// the CLI and a restart work.
+func TestFreeSpaceReserve(t *testing.T) {
+	s := onSmallDisk(t, "6m", "[store]\nmin_free_space = \"3MiB\"\n")
+	s.start()
+	c := s.dial()
+	c.cmd("EHLO full.example", "250 ")
+	body := "Subject: filler\r\n\r\n" + strings.Repeat(strings.Repeat("z", 76)+"\r\n", 2500) // ~195 KiB
+	accepted, refused := 0, ""
+	for i := 0; i < 40 && refused == ""; i++ {
+		if r := c.cmd("MAIL FROM:<a@remote.example>", ""); strings.HasPrefix(r, "452 4.3.1") {
+			refused = r
+			break
+		}
+		c.cmd("RCPT TO:<alice@example.test>", "250 ")
+		c.cmd("DATA", "354 ")
+		c.send(body + ".\r\n")
+		switch r := c.reply(); {
+		case strings.HasPrefix(r, "250 "):
+			accepted++
+		case strings.HasPrefix(r, "452 4.3.1"):
+			refused = r
+		default:
+			t.Fatalf("message %d: got %q, want 250 or 452 4.3.1", i, r)
+		}
+	}
+	if refused == "" || accepted == 0 {
+		t.Fatalf("accepted %d, refused %q", accepted, refused)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Join(s.dir, "small"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < 2<<20 {
+		t.Errorf("only %d octets free when the reserve refused mail: the disk filled up first", free)
+	}
+	if !strings.Contains(s.logs(), `level=WARN msg="mail refused: free space below the reserve" client=127.0.0.1 free_bytes=`) {
+		t.Error("the refusal is not logged at WARN with the free space")
+	}
+	if n := len(s.mailbox("alice@example.test")); n != accepted {
+		t.Errorf("%d messages stored, %d acknowledged", n, accepted)
+	}
+	s.stop()
+	s.start()
+	s.dial().cmd("EHLO again.example", "250 ")
+	if n := len(s.mailbox("alice@example.test")); n != accepted {
+		t.Errorf("after a restart: %d messages stored, %d acknowledged", n, accepted)
+	}
 }

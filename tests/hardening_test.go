@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"mailroom/internal/dns/dnstest"
 )
 
 // trickler holds a connection open by sending one byte at a time, the way
@@ -193,5 +195,63 @@ func TestImplicitTLSRefusalNotInPlaintext(t *testing.T) {
 	buf := make([]byte, 64)
 	if n, _ := raw.Read(buf); strings.Contains(string(buf[:n]), "421") {
 		t.Errorf("the refusal was sent in plaintext: %q", buf[:n])
+	}
+}
+
+// TestQueueRetryWakesTheRunner: "queue retry" makes a deferred message go
+// out at once, not at the runner's next scan (up to a minute) or its next
+// retry (an hour here).
+func TestQueueRetryWakesTheRunner(t *testing.T) {
+	b, port := remoteServer(t, "127.0.0.63", "dave@later.test")
+	dnsAddr := dnstest.Start(t, map[string][]string{"later.test. MX": {"10 mx.later.test."}, "mx.later.test. A": {"127.0.0.63"}}).Addr
+	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1h\"]\n", dnsAddr, port))
+	a.start()
+	c := loggedIn(t, a)
+	if r := c.sendMail("alice@example.test", []string{"dave@later.test"}, "From: alice@example.test\r\nSubject: now please\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("submission: %q", r)
+	}
+	a.waitLog("state=deferred")
+	b.start()
+	time.Sleep(2 * time.Second) // the runner's wait after the deferral has begun
+	start := time.Now()
+	a.cli("queue", "retry", "--all")
+	for len(b.mailbox("dave@later.test")) == 0 {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("not delivered within 5s of queue retry:\n%s", a.logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRefusalsAreLogged: a refused recipient is logged at INFO with the
+// client, the address and the reason; the session's summary line names the
+// user once.
+func TestRefusalsAreLogged(t *testing.T) {
+	s := newServer(t, "", "")
+	s.start()
+	c := s.dial()
+	c.cmd("EHLO refused.example", "250 ")
+	c.cmd("MAIL FROM:<a@remote.example>", "250 ")
+	c.cmd("RCPT TO:<nobody@example.test>", "550 5.1.1")
+	c.cmd("RCPT TO:<someone@elsewhere.example>", "554 5.7.1")
+	c.cmd("QUIT", "221 ")
+	s.waitLog(`address=someone@elsewhere.example`)
+	logs := s.logs()
+	for _, want := range []string{
+		`msg="recipient refused" session=`,
+		`client=127.0.0.1 address=nobody@example.test code=550 reason="5.1.1 `,
+		`refused_recipients=2`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log lacks %q:\n%s", want, logs)
+		}
+	}
+	l := loggedIn(t, s)
+	l.cmd("QUIT", "221 ")
+	s.waitLog(`listener=submission`)
+	for _, line := range strings.Split(s.logs(), "\n") {
+		if strings.Contains(line, `msg="smtp session"`) && strings.Count(line, " user=") > 1 {
+			t.Errorf("the summary names the user more than once: %s", line)
+		}
 	}
 }

@@ -28,6 +28,7 @@ type Config struct {
 	// ShutdownTimeout is how long SIGTERM waits for sessions in flight.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 
+	Store      Store      `toml:"store"`
 	Listen     Listen     `toml:"listen"`
 	Clients    Clients    `toml:"clients"`
 	Auth       Auth       `toml:"auth"`
@@ -49,6 +50,14 @@ type Listen struct {
 	Submission []HostPort `toml:"submission"`
 	// Submissions is submission over implicit TLS (RFC 8314, 465).
 	Submissions []HostPort `toml:"submissions"`
+}
+
+// Store configures the store under data_dir.
+type Store struct {
+	// MinFreeSpace is the free space in data_dir below which new mail is
+	// refused with 452 4.3.1, before the disk is actually full (Postfix's
+	// queue_minfree); 0 turns the reserve off.
+	MinFreeSpace Size `toml:"min_free_space"`
 }
 
 // Clients says how client addresses are grouped for the per-client
@@ -265,6 +274,7 @@ func Default() *Config {
 		DataDir:         "data",
 		ShutdownTimeout: Duration(30 * time.Second),
 		Listen:          Listen{SMTP: []HostPort{{"127.0.0.1:2525"}}},
+		Store:           Store{MinFreeSpace: 200 << 20},
 		Clients:         Clients{IPv4Prefix: 32, IPv6Prefix: 64},
 		Auth: Auth{MaxFailures: 10, MaxFailuresPerAccount: 5, BanTime: Duration(15 * time.Minute),
 			FailureDelay: Duration(250 * time.Millisecond), MaxFailureDelay: Duration(4 * time.Second)},

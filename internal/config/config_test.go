@@ -111,6 +111,7 @@ func TestDefaults(t *testing.T) {
 			DataDir:         "data",
 			ShutdownTimeout: Duration(30 * time.Second),
 			Listen:          Listen{SMTP: []HostPort{NewHostPort("127.0.0.1:2525")}},
+			Store:           Store{MinFreeSpace: 200 << 20},
 			Clients:         Clients{IPv4Prefix: 32, IPv6Prefix: 64},
 			Auth: Auth{MaxFailures: 10, MaxFailuresPerAccount: 5, BanTime: Duration(15 * time.Minute),
 				FailureDelay: Duration(250 * time.Millisecond), MaxFailureDelay: Duration(4 * time.Second)},

@@ -377,6 +377,8 @@ func inboundConfig(cfg *config.Config) *inbound.Config {
 		SubaddressSeparator: cfg.SMTP.SubaddressSeparator,
 		DefaultQuota:        int64(cfg.Mailbox.Quota),
 		MaxHops:             cfg.SMTP.MaxHops,
+		DataDir:             cfg.DataDir,
+		MinFreeSpace:        int64(cfg.Store.MinFreeSpace),
 		SendLimits: sendlimit.Limits{
 			MessagesPerHour:   cfg.Submission.MaxMessagesPerHour,
 			MessagesPerDay:    cfg.Submission.MaxMessagesPerDay,

@@ -31,6 +31,10 @@ type Config struct {
 	DefaultQuota        int64  // bytes; 0 for none
 	MaxHops             int    // Received fields before a message is a loop
 	SendLimits          sendlimit.Limits
+	// DataDir is where the store lives; MinFreeSpace (octets) is the free
+	// space there below which new mail gets 452 4.3.1 (0: no reserve).
+	DataDir      string
+	MinFreeSpace int64
 }
 
 // Backend implements smtpserver.Backend over a store.
@@ -57,6 +61,9 @@ func (b *Backend) SetConfig(cfg *Config) { b.cfg.Store(cfg) }
 // Mail checks the reverse-path: an authenticated user may use only their
 // own addresses; on the MX port any sender is taken (SPF, DMARC come later).
 func (b *Backend) Mail(ctx context.Context, s *smtpserver.SessionInfo, from smtp.Address, p smtp.MailParams) error {
+	if err := b.checkSpace(p.Size, s.Remote.Addr().String()); err != nil {
+		return err
+	}
 	if s.Auth != nil {
 		limits, err := b.sendLimits(ctx, s.Auth.User)
 		if err != nil {
@@ -213,6 +220,9 @@ func (e *internalError) Unwrap() error { return e.err }
 // Deliver commits the message to every resolved mailbox.
 func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *smtpserver.Envelope, msg *spool.Spool) error {
 	cfg := b.cfg.Load()
+	if err := b.checkSpace(msg.Size(), s.Remote.Addr().String()); err != nil {
+		return err
+	}
 	hdr, err := scanHeader(msg.Reader())
 	if err != nil {
 		return tempFailure(err)
