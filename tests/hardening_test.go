@@ -3,10 +3,14 @@ package tests
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -254,4 +258,64 @@ func TestRefusalsAreLogged(t *testing.T) {
 			t.Errorf("the summary names the user more than once: %s", line)
 		}
 	}
+}
+
+// TestSIGHUPReloadsEverything: SIGHUP applies [queue] and [outbound] (as it
+// always did [smtp]), and names a key that needs a restart instead of
+// claiming it was applied.
+func TestSIGHUPReloadsEverything(t *testing.T) {
+	b, port := remoteServer(t, "127.0.0.64", "dave@later.test")
+	b.start()
+	closed := freeAddr(t) // nothing listens there
+	_, closedPort, _ := net.SplitHostPort(closed)
+	dnsAddr := dnstest.Start(t, map[string][]string{"later.test. MX": {"10 mx.later.test."}, "mx.later.test. A": {"127.0.0.64"}}).Addr
+	tables := func(port, retry string) string {
+		return fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %s\n[queue]\nretry_intervals = [%q]\n", dnsAddr, port, retry)
+	}
+	a := newServer(t, "", tables(closedPort, "1h"))
+	a.start()
+	c := loggedIn(t, a)
+	if r := c.sendMail("alice@example.test", []string{"dave@later.test"}, "From: alice@example.test\r\nSubject: reload\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("submission: %q", r)
+	}
+	a.waitLog("state=deferred")
+	nextAttempt := func() time.Duration {
+		var rows []struct {
+			NextAttempt time.Time `json:"next_attempt"`
+		}
+		json.Unmarshal([]byte(a.cli("queue", "list", "--json")), &rows)
+		if len(rows) != 1 {
+			t.Fatalf("queue list: %+v", rows)
+		}
+		return time.Until(rows[0].NextAttempt)
+	}
+	if d := nextAttempt(); d < 50*time.Minute {
+		t.Fatalf("the first retry is in %v, want about 1h", d)
+	}
+
+	// [queue]: a shorter retry interval applies to the next deferral.
+	a.writeConfig("", tables(closedPort, "30m"))
+	a.cmd.Process.Signal(syscall.SIGHUP)
+	a.waitLog("configuration reloaded")
+	a.cli("queue", "retry", "--all")
+	deadline := time.Now().Add(10 * time.Second)
+	for d := nextAttempt(); d > 35*time.Minute; d = nextAttempt() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP and a retry the next attempt is in %v, want about 30m", d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// [outbound]: the next hop's port; [listen] is named as needing a restart.
+	a.writeConfig("", tables(strconv.Itoa(port), "30m"))
+	cfg, _ := os.ReadFile(a.config)
+	os.WriteFile(a.config, []byte(strings.Replace(string(cfg), a.addr, "127.0.0.1:1", 1)), 0o600)
+	a.cmd.Process.Signal(syscall.SIGHUP)
+	a.waitLog(`key=listen`)
+	a.cli("queue", "retry", "--all")
+	waitMailbox(t, b, "dave@later.test", 1, "delivery to the next hop's reloaded port")
+	if !strings.Contains(a.logs(), `needs_restart=[listen]`) {
+		t.Errorf("the reload does not say that [listen] needs a restart")
+	}
+	a.dial().cmd("EHLO still.example", "250 ") // still on the old address
 }

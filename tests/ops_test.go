@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net"
@@ -11,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"mailroom/internal/config"
 )
 
 // waitLog waits until the server's log contains text.
@@ -176,6 +181,8 @@ func TestConfigErrors(t *testing.T) {
 		{"a value of the wrong type", "[smtp]\nmax_recipients = \"many\"\n", "cfg.toml:2: smtp.max_recipients"},
 		{"a bad address", "[listen]\nsmtp = [\"localhost\"]\n", "cfg.toml:2: listen.smtp"},
 		{"a bad enum", "[smtp]\nbare_line_endings = \"sometimes\"\n", "cfg.toml:2: smtp.bare_line_endings"},
+		{"a quoted boolean, in words and without Go type names", "[submission]\nhide_client_ip = \"yes\"\n", "cfg.toml:2: submission.hide_client_ip: must be true or false (without quotes), not a string"},
+		{"a renamed key", "[smtp]\nmax_connections_per_ip = 5\n", `"smtp.max_connections_per_ip" is now "smtp.max_connections_per_client"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -188,7 +195,43 @@ func TestConfigErrors(t *testing.T) {
 			if !strings.Contains(string(out), c.want) {
 				t.Errorf("error %q does not contain %q", out, c.want)
 			}
+			if strings.Contains(string(out), "config.") || strings.Contains(string(out), "struct field") {
+				t.Errorf("error %q names Go types", out)
+			}
+			// config check finds the same error, with what to do next.
+			out, err = exec.Command(binary, "config", "check", "--config", path).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), c.want) || !strings.Contains(string(out), "config check") {
+				t.Errorf("config check: %v %q", err, out)
+			}
 		})
+	}
+}
+
+// TestConfigCheck: "mailroom config check" prints the configuration in
+// effect, which reads back as the same configuration; --version names a
+// version.
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cfg.toml")
+	os.WriteFile(path, []byte("hostname = \"mx.example.test\"\n[smtp]\nmax_recipients = 7\n[auth]\nban_time = \"5m\"\n"), 0o600)
+	cmd := exec.Command(binary, "config", "check", "--config", path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil || !strings.Contains(stderr.String(), "the configuration is valid") {
+		t.Fatalf("config check: %v %s", err, stderr.String())
+	}
+	want, _ := config.Load(path)
+	got, err := config.Parse("printed", stdout.Bytes())
+	if err != nil {
+		t.Fatalf("the printed configuration does not parse: %v\n%s", err, stdout.String())
+	}
+	gotText, _ := toml.Marshal(got)
+	wantText, _ := toml.Marshal(want)
+	if string(gotText) != string(wantText) || got.SMTP.MaxRecipients != 7 || got.Auth.BanTime.D() != 5*time.Minute {
+		t.Errorf("the printed configuration reads back as\n%s\nwant\n%s", gotText, wantText)
+	}
+	if out, err := exec.Command(binary, "--version").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "mailroom ") {
+		t.Errorf("--version: %v %q", err, out)
 	}
 }
 

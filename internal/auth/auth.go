@@ -113,6 +113,9 @@ func New(creds Credentials, policy authlimit.Policy, secret []byte, log *slog.Lo
 	return s
 }
 
+// SetPolicy replaces the login limiter's policy (SIGHUP).
+func (s *Service) SetPolicy(p authlimit.Policy) { s.limiter.SetPolicy(p) }
+
 // Warm makes the dummy hash and runs one check now, so that the first login
 // after start does not pay for it (1-2 s on a cold process).
 func (s *Service) Warm() {

@@ -65,6 +65,13 @@ func New(p Policy, now func() time.Time) *Limiter {
 	return &Limiter{policy: p, now: now, clients: map[netip.Prefix]*record{}, pairs: map[pair]*record{}, accounts: map[string]*record{}}
 }
 
+// SetPolicy replaces the policy (SIGHUP); the counts are kept.
+func (l *Limiter) SetPolicy(p Policy) {
+	l.mu.Lock()
+	l.policy = p
+	l.mu.Unlock()
+}
+
 // Verdict is what to do before checking a login.
 type Verdict int
 
@@ -81,11 +88,11 @@ const (
 // cannot slip past the limits before their failures are counted. Nothing
 // about the account alone ever refuses an attempt.
 func (l *Limiter) Begin(client netip.Prefix, account string) (Verdict, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.policy.MaxFailures <= 0 {
 		return Allow, 0
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	now := l.now()
 	rc, rp := getRecord(l, l.clients, client, now), getRecord(l, l.pairs, pair{client, account}, now)
 	pairMax := l.pairMax()
@@ -113,11 +120,11 @@ func (l *Limiter) pairMax() int {
 // before answering it: the delay grows with the most failures counted for
 // the prefix, the pair or the account from anywhere.
 func (l *Limiter) Failed(client netip.Prefix, account string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.policy.MaxFailures <= 0 {
 		return 0
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	now := l.now()
 	l.gc(now)
 	rc, rp := getRecord(l, l.clients, client, now), getRecord(l, l.pairs, pair{client, account}, now)
@@ -145,9 +152,6 @@ func (l *Limiter) Succeeded(client netip.Prefix, account string) {
 // Done ends an attempt that was neither a failed nor a successful login
 // (a temporary error, a cancelled exchange).
 func (l *Limiter) Done(client netip.Prefix, account string) {
-	if l.policy.MaxFailures <= 0 {
-		return
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if r := l.clients[client]; r != nil {

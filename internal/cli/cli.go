@@ -65,7 +65,8 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.logFormat, "log-format", "", "log format: text or json (overrides log.format)")
 	pf.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log.level)")
 	root.AddCommand(a.serveCommand(), a.domainCommand(), a.userCommand(), a.aliasCommand(),
-		a.mailboxCommand(), a.exportCommand(), a.queueCommand(), a.suppressionCommand(), a.versionCommand())
+		a.mailboxCommand(), a.exportCommand(), a.queueCommand(), a.suppressionCommand(), a.versionCommand(),
+		a.configCommand())
 	requireSubcommands(root)
 	return root
 }
@@ -159,7 +160,7 @@ func (a *app) serveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log, err := logging.New(a.stderr, cfg.Log.Format, cfg.Log.Level)
+			log, level, err := logging.New(a.stderr, cfg.Log.Format, cfg.Log.Level)
 			if err != nil {
 				return err
 			}
@@ -167,6 +168,7 @@ func (a *app) serveCommand() *cobra.Command {
 				ConfigFile: a.configFile,
 				Override:   a.override,
 				Log:        log,
+				Level:      level,
 				Stdout:     a.stdout,
 			})
 		},

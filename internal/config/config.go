@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -405,12 +406,49 @@ func describe(name string, err error) error {
 	if errors.As(err, &de) {
 		row, _ := de.Position()
 		key := strings.Join(de.Key(), ".")
+		msg := humanType(strings.TrimPrefix(de.Error(), "toml: "))
 		if key != "" {
-			return fmt.Errorf("%s:%d: %s: %s", name, row, key, strings.TrimPrefix(de.Error(), "toml: "))
+			return fmt.Errorf("%s:%d: %s: %s", name, row, key, msg)
 		}
-		return fmt.Errorf("%s:%d: %s", name, row, strings.TrimPrefix(de.Error(), "toml: "))
+		return fmt.Errorf("%s:%d: %s", name, row, msg)
 	}
 	return fmt.Errorf("%s: %w", name, err)
+}
+
+// typeMismatch is go-toml's message for a value of the wrong kind, which
+// names Go types ("cannot decode TOML string into struct field
+// config.Submission.HideClientIP of type bool").
+var typeMismatch = regexp.MustCompile(`^cannot decode TOML (\w+) into (?:struct field \S+ of type|a Go value of type) (\S+)$`)
+
+// humanType rewrites a type mismatch as what to write instead.
+func humanType(msg string) string {
+	m := typeMismatch.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	found, goType := m[1], m[2]
+	var want string
+	switch {
+	case goType == "bool":
+		want = "true or false (without quotes)"
+	case strings.HasPrefix(goType, "int") || strings.HasPrefix(goType, "uint"):
+		want = "a whole number such as 10 (without quotes)"
+	case strings.HasPrefix(goType, "float"):
+		want = "a number such as 60"
+	case goType == "string":
+		want = `a string in double quotes, such as "example"`
+	case strings.HasPrefix(goType, "[]"):
+		want = `a list in brackets, such as ["a", "b"]`
+	case strings.HasPrefix(goType, "map["):
+		want = `a table such as { "example.com" = 60 }`
+	default:
+		want = "a table of keys (see docs/configuration.md)"
+	}
+	article := "a"
+	if strings.ContainsRune("aeiou", rune(found[0])) {
+		article = "an"
+	}
+	return fmt.Sprintf("must be %s, not %s %s", want, article, found)
 }
 
 // validate checks values that the types alone cannot, and puts the host
@@ -469,6 +507,11 @@ func (c *Config) validate() error {
 		{c.TLS.KeyFile == "" || c.TLS.CertFile != "", "tls.key_file: cert_file must be given with it"},
 		{c.Log.Format == "text" || c.Log.Format == "json", `log.format: must be "text" or "json"`},
 		{validLevel(c.Log.Level), `log.level: must be "debug", "info", "warn" or "error"`},
+	}
+	for name, l := range map[string][]HostPort{"smtp": c.Listen.SMTP, "submission": c.Listen.Submission, "submissions": c.Listen.Submissions} {
+		if slices.Contains(l, HostPort{}) {
+			return fmt.Errorf(`listen.%s: an empty address: write it like "127.0.0.1:25"`, name)
+		}
 	}
 	if err := c.Outbound.validate(); err != nil {
 		return err

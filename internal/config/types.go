@@ -83,8 +83,13 @@ func (h HostPort) String() string { return h.addr }
 // MarshalText writes "host:port".
 func (h HostPort) MarshalText() ([]byte, error) { return []byte(h.addr), nil }
 
-// UnmarshalText checks the address.
+// UnmarshalText checks the address; "" is no address (as printed for an
+// unset [dns] resolver).
 func (h *HostPort) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		h.addr = ""
+		return nil
+	}
 	host, port, err := net.SplitHostPort(string(b))
 	if err != nil {
 		return fmt.Errorf("%q is not host:port (write IPv6 as \"[::1]:2525\")", b)

@@ -40,7 +40,9 @@ type Options struct {
 	// Override adjusts the configuration after loading (command-line flags).
 	Override func(*config.Config)
 	Log      *slog.Logger
-	Stdout   io.Writer // the start-up banner
+	// Level is Log's level, changed when log.level is reloaded; may be nil.
+	Level  *slog.LevelVar
+	Stdout io.Writer // the start-up banner
 }
 
 // Run serves until ctx ends or SIGTERM/SIGINT arrives.
@@ -95,12 +97,12 @@ func Run(ctx context.Context, opts Options) error {
 	backend := inbound.New(st, inboundConfig(cfg), log)
 	logins := auth.New(st, authPolicy(cfg), secret, log)
 	go logins.Warm()
-	runRelay, err := startRelay(cfg, st, backend, log)
+	out, err := startRelay(cfg, st, backend, log)
 	if err != nil {
 		return err
 	}
 	relayDone := make(chan struct{})
-	go func() { runRelay(ctx); close(relayDone) }()
+	go func() { out.run(ctx); close(relayDone) }()
 	defer func() { cancel(); <-relayDone }() // before the store closes
 	srv := smtpserver.New(smtpCfg, backend, logins, log)
 
@@ -122,6 +124,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	printBanner(opts.Stdout, cfg, listeners, &cs, dev)
 
+	rt := &running{srv: srv, services: services, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -130,7 +133,7 @@ func Run(ctx context.Context, opts Options) error {
 		case <-ctx.Done():
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(opts, cfg, srv, services, backend, &cs, spoolDir, log)
+				cfg = rt.reload(opts, cfg)
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String(), "deadline", cfg.ShutdownTimeout.D().String())
@@ -261,34 +264,6 @@ func loadConfig(opts Options) (*config.Config, error) {
 		opts.Override(cfg)
 	}
 	return cfg, nil
-}
-
-// reload applies a changed configuration file (SIGHUP) to new sessions and
-// reloads the certificate; open connections are not touched.
-func reload(opts Options, old *config.Config, srv *smtpserver.Server, services map[smtpserver.Mode]*listener.Service, b *inbound.Backend, cs *certs.Store, spoolDir string, log *slog.Logger) {
-	if opts.ConfigFile == "" {
-		log.Info("SIGHUP: no configuration file to reload (running on development defaults)")
-		return
-	}
-	cfg, err := loadConfig(opts)
-	if err != nil {
-		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
-		return
-	}
-	smtpCfg, err := smtpConfig(cfg, cs, spoolDir)
-	if err != nil {
-		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
-		return
-	}
-	srv.SetConfig(smtpCfg)
-	for mode, svc := range services {
-		svc.Gate.SetLimits(connLimits(cfg, mode))
-	}
-	b.SetConfig(inboundConfig(cfg))
-	if fmt.Sprint(cfg.Listen) != fmt.Sprint(old.Listen) || cfg.DataDir != old.DataDir {
-		log.Warn("SIGHUP: changes to [listen] and data_dir take effect only after a restart")
-	}
-	log.Info("SIGHUP: configuration reloaded", "file", opts.ConfigFile)
 }
 
 func smtpConfig(cfg *config.Config, cs *certs.Store, spoolDir string) (*smtpserver.Config, error) {

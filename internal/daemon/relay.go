@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"mailroom/internal/config"
@@ -27,19 +28,78 @@ import (
 // entries due.
 type queueWatcher interface{ OnQueueDue(func()) }
 
-// startRelay prepares the outbound queue's scheduler and returns a
-// function that runs it until ctx ends.
-func startRelay(cfg *config.Config, st store.Store, backend *inbound.Backend, log *slog.Logger) (func(context.Context), error) {
+// relay is the outbound side: the queue's scheduler, the deliverer and the
+// reports to senders.
+type relay struct {
+	runner    *queue.Runner
+	deliverer *delivery.Deliverer
+	bouncer   *bouncer
+}
+
+// startRelay prepares the outbound queue's scheduler; run runs it.
+func startRelay(cfg *config.Config, st store.Store, backend *inbound.Backend, log *slog.Logger) (*relay, error) {
 	resolver, err := dns.New(cfg.DNS.Resolver.String())
 	if err != nil {
 		return nil, err
 	}
+	dcfg, err := deliveryConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b := &bouncer{store: st, backend: backend, log: log}
+	b.set(cfg)
+	r := &relay{deliverer: delivery.New(dcfg, resolver), bouncer: b}
+	r.runner = queue.New(st, r.deliverer.Deliver, b.notify, queueConfig(cfg), log)
+	backend.SetQueueNotifier(r.runner.Wake)
+	if w, ok := st.(queueWatcher); ok {
+		w.OnQueueDue(r.runner.Wake) // queue retry and release from the CLI
+	}
+	return r, nil
+}
+
+// run schedules deliveries until ctx ends.
+func (r *relay) run(ctx context.Context) {
+	r.runner.Run(ctx)
+	r.deliverer.Close()
+}
+
+// check builds what apply would apply, reporting what is wrong with it
+// (a smart host's unreadable password file) before anything changes.
+func (r *relay) check(cfg *config.Config) error {
+	_, err := deliveryConfig(cfg)
+	return err
+}
+
+// apply takes [outbound] and [queue] from cfg (SIGHUP).
+func (r *relay) apply(cfg *config.Config) error {
+	dcfg, err := deliveryConfig(cfg)
+	if err != nil {
+		return err
+	}
+	r.deliverer.SetConfig(dcfg)
+	r.runner.SetConfig(queueConfig(cfg))
+	r.bouncer.set(cfg)
+	return nil
+}
+
+func queueConfig(cfg *config.Config) queue.Config {
+	var intervals []time.Duration
+	for _, i := range cfg.Queue.RetryIntervals {
+		intervals = append(intervals, i.D())
+	}
+	return queue.Config{RetryIntervals: intervals, Expire: cfg.Queue.Expire.D(),
+		MaxConcurrent: cfg.Outbound.MaxConcurrent, MaxPerDestination: cfg.Outbound.MaxPerDestination,
+		RateLimits: cfg.Outbound.RateLimits, DelayWarning: cfg.Queue.DelayWarning.D()}
+}
+
+func deliveryConfig(cfg *config.Config) (delivery.Config, error) {
 	dcfg := delivery.Config{LocalName: cfg.Hostname, Port: cfg.Outbound.Port, Timeout: 5 * time.Minute, IdleTime: cfg.Outbound.ConnectionCacheTime.D()}
 	if dcfg.IdleTime == 0 {
 		dcfg.IdleTime = -1 // 0 in the configuration turns reuse off
 	}
+	var err error
 	if dcfg.Relays, err = relays(cfg.Outbound.Relay); err != nil {
-		return nil, err
+		return dcfg, err
 	}
 	for _, p := range cfg.Outbound.Pool {
 		sp := delivery.SourcePool{Name: p.Name, Senders: p.Senders}
@@ -48,24 +108,7 @@ func startRelay(cfg *config.Config, st store.Store, backend *inbound.Backend, lo
 		}
 		dcfg.Pools = append(dcfg.Pools, sp)
 	}
-	d := delivery.New(dcfg, resolver)
-	var intervals []time.Duration
-	for _, i := range cfg.Queue.RetryIntervals {
-		intervals = append(intervals, i.D())
-	}
-	b := &bouncer{store: st, backend: backend, hostname: cfg.Hostname, log: log, suppressFor: cfg.Queue.SuppressFor.D()}
-	b.expire = cfg.Queue.Expire.D()
-	r := queue.New(st, d.Deliver, b.notify, queue.Config{RetryIntervals: intervals, Expire: cfg.Queue.Expire.D(),
-		MaxConcurrent: cfg.Outbound.MaxConcurrent, MaxPerDestination: cfg.Outbound.MaxPerDestination,
-		RateLimits: cfg.Outbound.RateLimits, DelayWarning: cfg.Queue.DelayWarning.D()}, log)
-	backend.SetQueueNotifier(r.Wake)
-	if w, ok := st.(queueWatcher); ok {
-		w.OnQueueDue(r.Wake) // queue retry and release from the CLI
-	}
-	return func(ctx context.Context) {
-		r.Run(ctx)
-		d.Close()
-	}, nil
+	return dcfg, nil
 }
 
 // relays turns the configured smart hosts into routes, reading their
@@ -107,12 +150,21 @@ func relays(cfgs []config.Relay) ([]delivery.Relay, error) {
 // bouncer sends failure reports (RFC 3464) to the senders of messages
 // that could not be delivered.
 type bouncer struct {
-	store       store.Store
-	backend     *inbound.Backend
+	store    store.Store
+	backend  *inbound.Backend
+	log      *slog.Logger
+	settings atomic.Pointer[bounceSettings]
+}
+
+// bounceSettings are the bouncer's part of the configuration.
+type bounceSettings struct {
 	hostname    string
-	log         *slog.Logger
 	suppressFor time.Duration // 0: no suppression list
 	expire      time.Duration // for Will-Retry-Until in delay warnings
+}
+
+func (b *bouncer) set(cfg *config.Config) {
+	b.settings.Store(&bounceSettings{hostname: cfg.Hostname, suppressFor: cfg.Queue.SuppressFor.D(), expire: cfg.Queue.Expire.D()})
 }
 
 func (b *bouncer) notify(ctx context.Context, failures []queue.Notice) {
@@ -135,7 +187,8 @@ func (b *bouncer) notify(ctx context.Context, failures []queue.Notice) {
 // suppress puts addresses a next hop refused for good (5xx replies) on the
 // suppression list; DNS failures and expiry are not about the address.
 func (b *bouncer) suppress(ctx context.Context, failures []queue.Notice) {
-	if b.suppressFor <= 0 {
+	suppressFor := b.settings.Load().suppressFor
+	if suppressFor <= 0 {
 		return
 	}
 	now := time.Now()
@@ -143,7 +196,7 @@ func (b *bouncer) suppress(ctx context.Context, failures []queue.Notice) {
 		if !f.Result.Permanent || !strings.HasPrefix(f.Result.Detail, "5") || f.Result.RemoteMTA == "" {
 			continue
 		}
-		sup := store.Suppression{Address: f.Entry.Recipient.Address, Reason: f.Result.Detail, Created: now, Until: now.Add(b.suppressFor)}
+		sup := store.Suppression{Address: f.Entry.Recipient.Address, Reason: f.Result.Detail, Created: now, Until: now.Add(suppressFor)}
 		if err := b.store.Suppress(ctx, sup); err != nil {
 			b.log.Error("suppression list", "address", sup.Address, "err", err)
 		}
@@ -159,8 +212,9 @@ func (b *bouncer) report(ctx context.Context, fs []queue.Notice) {
 		b.log.Info("no bounce for a message from the null sender", "queue_id", first.QueueID)
 		return
 	}
-	r := &dsn.Report{ReportingMTA: b.hostname, To: first.MailFrom, Arrival: first.Created,
-		Action: fs[0].Action, RetryUntil: first.Created.Add(b.expire)}
+	set := b.settings.Load()
+	r := &dsn.Report{ReportingMTA: set.hostname, To: first.MailFrom, Arrival: first.Created,
+		Action: fs[0].Action, RetryUntil: first.Created.Add(set.expire)}
 	want := map[string]string{dsn.Failed: "FAILURE", dsn.Delayed: "DELAY", dsn.Relayed: "SUCCESS"}[r.Action]
 	for _, f := range fs {
 		n := f.Entry.Recipient.Notify

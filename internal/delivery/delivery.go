@@ -89,25 +89,41 @@ type Outcome struct {
 
 // Deliverer delivers jobs.
 type Deliverer struct {
-	cfg      Config
+	settings atomic.Pointer[settings]
 	resolver *dns.Resolver
 	pool     *pool
-	turns    map[string]*atomic.Uint32 // per source pool: the next address to use
+}
+
+// settings are a configuration with its state: each delivery uses the one
+// current when it began.
+type settings struct {
+	cfg   Config
+	turns map[string]*atomic.Uint32 // per source pool: the next address to use
 }
 
 // New returns a deliverer asking r for routes.
 func New(cfg Config, r *dns.Resolver) *Deliverer {
+	d := &Deliverer{resolver: r, pool: newPool(0, 5*time.Minute, 1000)}
+	d.SetConfig(cfg)
+	return d
+}
+
+// SetConfig replaces the configuration for deliveries that begin from now
+// on (SIGHUP); connections kept open to a smart host no longer used are
+// closed when their idle time ends.
+func (d *Deliverer) SetConfig(cfg Config) {
 	if cfg.Port == 0 {
 		cfg.Port = 25
 	}
 	if cfg.IdleTime == 0 {
 		cfg.IdleTime = 5 * time.Second
 	}
-	turns := map[string]*atomic.Uint32{}
+	s := &settings{cfg: cfg, turns: map[string]*atomic.Uint32{}}
 	for _, p := range cfg.Pools {
-		turns[p.Name] = new(atomic.Uint32)
+		s.turns[p.Name] = new(atomic.Uint32)
 	}
-	return &Deliverer{cfg: cfg, resolver: r, pool: newPool(cfg.IdleTime, 5*time.Minute, 1000), turns: turns}
+	d.pool.setIdleTime(cfg.IdleTime)
+	d.settings.Store(s)
 }
 
 // Close ends the connections kept open for reuse.
@@ -117,7 +133,8 @@ func (d *Deliverer) Close() { d.pool.close() }
 // the same destination, or else tries the job's exchangers (or its smart
 // host) in order. It returns one outcome per recipient, in order.
 func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
-	relay, src := d.relayFor(job.Domain), d.poolFor(job.MailFrom)
+	st := d.settings.Load()
+	relay, src := st.relayFor(job.Domain), st.poolFor(job.MailFrom)
 	key := job.Domain
 	if relay != nil {
 		key = "relay " + relay.Host
@@ -149,7 +166,7 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 			continue
 		}
 		for _, ip := range ips {
-			c, err := d.dial(ctx, mx.Host, ip, relay, src)
+			c, err := d.dial(ctx, st, mx.Host, ip, relay, src)
 			if err != nil {
 				last = Outcome{Detail: describe(err), RemoteMTA: mx.Host}
 				var e *smtpclient.Error
@@ -174,10 +191,10 @@ func (d *Deliverer) lookupIP(ctx context.Context, host string) ([]netip.Addr, er
 }
 
 // relayFor returns the smart host for a recipient domain, or nil.
-func (d *Deliverer) relayFor(domain string) *Relay {
+func (st *settings) relayFor(domain string) *Relay {
 	var def *Relay
-	for i := range d.cfg.Relays {
-		r := &d.cfg.Relays[i]
+	for i := range st.cfg.Relays {
+		r := &st.cfg.Relays[i]
 		for _, x := range r.Domains {
 			if x == domain {
 				return r
@@ -191,12 +208,12 @@ func (d *Deliverer) relayFor(domain string) *Relay {
 }
 
 // poolFor returns the source pool for a sender, or nil.
-func (d *Deliverer) poolFor(sender string) *SourcePool {
+func (st *settings) poolFor(sender string) *SourcePool {
 	sender = strings.ToLower(sender)
 	_, domain, _ := strings.Cut(sender, "@")
 	var byDomain, def *SourcePool
-	for i := range d.cfg.Pools {
-		p := &d.cfg.Pools[i]
+	for i := range st.cfg.Pools {
+		p := &st.cfg.Pools[i]
 		for _, x := range p.Senders {
 			switch {
 			case x == sender && sender != "":
@@ -216,7 +233,7 @@ func (d *Deliverer) poolFor(sender string) *SourcePool {
 
 // source picks the pool's next address of ip's family; ok is false when
 // the pool has none (the destination address is then skipped).
-func (d *Deliverer) source(p *SourcePool, ip netip.Addr) (netip.Addr, bool) {
+func (st *settings) source(p *SourcePool, ip netip.Addr) (netip.Addr, bool) {
 	v4 := ip.Unmap().Is4()
 	var fit []netip.Addr
 	for _, a := range p.Addrs {
@@ -227,7 +244,7 @@ func (d *Deliverer) source(p *SourcePool, ip netip.Addr) (netip.Addr, bool) {
 	if len(fit) == 0 {
 		return netip.Addr{}, false
 	}
-	return fit[int(d.turns[p.Name].Add(1)-1)%len(fit)], true
+	return fit[int(st.turns[p.Name].Add(1)-1)%len(fit)], true
 }
 
 // routeFailure describes a DNS failure; NXDOMAIN and Null MX are permanent.
@@ -253,21 +270,21 @@ func all(job Job, o Outcome) []Outcome {
 
 // dial connects to one address of a next hop: an MX host with
 // opportunistic TLS, or a smart host with the TLS and login it requires.
-func (d *Deliverer) dial(ctx context.Context, host string, ip netip.Addr, relay *Relay, src *SourcePool) (*conn, error) {
+func (d *Deliverer) dial(ctx context.Context, st *settings, host string, ip netip.Addr, relay *Relay, src *SourcePool) (*conn, error) {
 	opts := smtpclient.Options{
-		LocalName: d.cfg.LocalName,
+		LocalName: st.cfg.LocalName,
 		// Opportunistic TLS to MX hosts: encrypt whenever offered; the
 		// certificate is not checked (RFC 7435), as MTA-STS/DANE come later.
 		TLS:     &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
-		Timeout: d.cfg.Timeout,
+		Timeout: st.cfg.Timeout,
 	}
-	port := d.cfg.Port
+	port := st.cfg.Port
 	if relay != nil {
 		port, opts.TLS, opts.RequireTLS = relay.Port, relay.TLS, relay.TLS != nil
 		opts.ImplicitTLS, opts.Username, opts.Password = relay.ImplicitTLS, relay.Username, relay.Password
 	}
 	if src != nil {
-		a, ok := d.source(src, ip)
+		a, ok := st.source(src, ip)
 		if !ok {
 			return nil, &smtpclient.Error{Stage: "connect", Err: fmt.Errorf("source pool %q has no address for %s", src.Name, ip)}
 		}

@@ -34,6 +34,13 @@ func newPool(idleTime, maxAge time.Duration, maxUses int) *pool {
 	return &pool{idleTime: idleTime, maxAge: maxAge, maxUses: maxUses, idle: map[string][]*conn{}}
 }
 
+// setIdleTime changes how long connections put back from now on wait.
+func (p *pool) setIdleTime(d time.Duration) {
+	p.mu.Lock()
+	p.idleTime = d
+	p.mu.Unlock()
+}
+
 // get takes an idle connection to key, or returns nil.
 func (p *pool) get(key string) *conn {
 	p.mu.Lock()

@@ -75,7 +75,7 @@ type Runner struct {
 	store   store.Queue
 	deliver func(context.Context, delivery.Job) []delivery.Outcome
 	notify  func(context.Context, []Notice)
-	cfg     Config
+	cfg     atomic.Pointer[Config] // replaced on SIGHUP (SetConfig)
 	log     *slog.Logger
 	now     func() time.Time
 
@@ -102,6 +102,13 @@ type Runner struct {
 // New returns a runner; notify is told of recipients the sender should
 // hear about (a failure, a delay, a relay without DSN).
 func New(st store.Queue, deliver func(context.Context, delivery.Job) []delivery.Outcome, notify func(context.Context, []Notice), cfg Config, log *slog.Logger) *Runner {
+	r := &Runner{store: st, deliver: deliver, notify: notify, log: log, now: time.Now,
+		wake: make(chan struct{}, 1), dests: map[string]*destination{}, known: map[int64]string{}}
+	r.cfg.Store(withDefaults(cfg))
+	return r
+}
+
+func withDefaults(cfg Config) *Config {
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = 100
 	}
@@ -117,8 +124,32 @@ func New(st store.Queue, deliver func(context.Context, delivery.Job) []delivery.
 	if len(cfg.RetryIntervals) == 0 {
 		cfg.RetryIntervals = []time.Duration{time.Minute}
 	}
-	return &Runner{store: st, deliver: deliver, notify: notify, cfg: cfg, log: log, now: time.Now,
-		wake: make(chan struct{}, 1), dests: map[string]*destination{}, known: map[int64]string{}}
+	return &cfg
+}
+
+// SetConfig replaces the limits, rate limits and retry schedule (SIGHUP):
+// they apply to deliveries started and outcomes recorded from now on.
+func (r *Runner) SetConfig(cfg Config) {
+	c := withDefaults(cfg)
+	r.mu.Lock()
+	r.cfg.Store(c)
+	for name, d := range r.dests {
+		d.limiter = c.limiter(name)
+	}
+	r.mu.Unlock()
+	r.nudge() // higher limits may let waiting jobs start
+}
+
+// limiter returns the rate limiter of a destination, or nil for none.
+func (c *Config) limiter(name string) *rate.Limiter {
+	perMinute, ok := c.RateLimits[name]
+	if !ok {
+		perMinute = c.RateLimits["*"]
+	}
+	if perMinute > 0 {
+		return rate.NewLimiter(rate.Limit(perMinute/60), 1)
+	}
+	return nil
 }
 
 // Wake makes the runner look for due entries now (a message was queued).
@@ -195,13 +226,14 @@ func (r *Runner) Run(ctx context.Context) {
 // them into jobs per destination. It reports whether it had room.
 func (r *Runner) fill(ctx context.Context) bool {
 	r.mu.Lock()
-	room := r.cfg.Backlog - r.waiting - r.started
+	cfg := r.cfg.Load()
+	room := cfg.Backlog - r.waiting - r.started
 	r.mu.Unlock()
-	if room < r.cfg.Backlog/4 {
+	if room < cfg.Backlog/4 {
 		r.more = true
 		return false // plenty waiting; claim in larger batches later
 	}
-	due, err := r.store.ClaimDue(ctx, r.now(), r.cfg.Lease, room)
+	due, err := r.store.ClaimDue(ctx, r.now(), cfg.Lease, room)
 	r.more = len(due) == room // there may be more due
 	if err != nil {
 		if ctx.Err() == nil {
@@ -238,14 +270,7 @@ func (r *Runner) fill(ctx context.Context) bool {
 func (r *Runner) dest(name string) *destination {
 	d := r.dests[name]
 	if d == nil {
-		d = &destination{name: name}
-		perMinute, ok := r.cfg.RateLimits[name]
-		if !ok {
-			perMinute = r.cfg.RateLimits["*"]
-		}
-		if perMinute > 0 {
-			d.limiter = rate.NewLimiter(rate.Limit(perMinute/60), 1)
-		}
+		d = &destination{name: name, limiter: r.cfg.Load().limiter(name)}
 		r.dests[name] = d
 	}
 	return d
@@ -258,16 +283,17 @@ func (r *Runner) start(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	wait := time.Minute
-	for progress := true; progress && r.active < r.cfg.MaxConcurrent; {
+	cfg := r.cfg.Load()
+	for progress := true; progress && r.active < cfg.MaxConcurrent; {
 		progress = false
 		var keep []string
 		for i, name := range r.turn {
 			d := r.dests[name]
-			if r.active >= r.cfg.MaxConcurrent {
+			if r.active >= cfg.MaxConcurrent {
 				keep = append(keep, r.turn[i:]...)
 				break
 			}
-			if d.active >= r.cfg.MaxPerDestination {
+			if d.active >= cfg.MaxPerDestination {
 				keep = append(keep, name)
 				continue
 			}
@@ -381,7 +407,7 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted
 	}
 	outcomes := r.deliver(ctx, job)
 	attempted()
-	now := r.now()
+	now, cfg := r.now(), r.cfg.Load()
 	results := make([]store.QueueResult, len(entries))
 	var failed, delayed, relayed []Notice
 	for i, e := range entries {
@@ -397,16 +423,16 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted
 			}
 		case o.Permanent:
 			res.State = store.StateFailed
-		case now.Sub(e.Created) >= r.cfg.Expire:
+		case now.Sub(e.Created) >= cfg.Expire:
 			res.State = store.StateFailed
-			o.Detail = "4.4.7 expired after " + r.cfg.Expire.String() + " in the queue; last error: " + o.Detail
+			o.Detail = "4.4.7 expired after " + cfg.Expire.String() + " in the queue; last error: " + o.Detail
 			res.Error = o.Detail
 		default:
-			res.State, res.NextAttempt = store.StateDeferred, now.Add(r.backoff(e.Attempts+1))
+			res.State, res.NextAttempt = store.StateDeferred, now.Add(cfg.backoff(e.Attempts+1))
 			if retry.IsZero() || res.NextAttempt.Before(retry) {
 				retry = res.NextAttempt
 			}
-			if r.cfg.DelayWarning > 0 && !e.Warned && now.Sub(e.Created) >= r.cfg.DelayWarning {
+			if cfg.DelayWarning > 0 && !e.Warned && now.Sub(e.Created) >= cfg.DelayWarning {
 				res.Warned = true
 				delayed = append(delayed, Notice{Entry: e, Result: o, Action: dsn.Delayed})
 			}
@@ -436,8 +462,8 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted
 
 // backoff is the wait after attempt n, with ±10% jitter so that a burst
 // of deferrals does not come back all at once.
-func (r *Runner) backoff(n int) time.Duration {
-	d := r.cfg.RetryIntervals[min(n, len(r.cfg.RetryIntervals))-1]
+func (c *Config) backoff(n int) time.Duration {
+	d := c.RetryIntervals[min(n, len(c.RetryIntervals))-1]
 	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) - d/10
 	return d + jitter
 }

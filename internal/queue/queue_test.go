@@ -114,7 +114,7 @@ func TestBackoff(t *testing.T) {
 	r := New(nil, nil, nil, Config{RetryIntervals: []time.Duration{time.Minute, 10 * time.Minute}}, nil)
 	for n, want := range map[int]time.Duration{1: time.Minute, 2: 10 * time.Minute, 7: 10 * time.Minute} {
 		for i := 0; i < 20; i++ {
-			if d := r.backoff(n); d < want*9/10 || d > want*11/10 {
+			if d := r.cfg.Load().backoff(n); d < want*9/10 || d > want*11/10 {
 				t.Errorf("backoff(%d) = %v, want %v ±10%%", n, d, want)
 			}
 		}

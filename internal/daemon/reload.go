@@ -1,0 +1,102 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+	"reflect"
+
+	"mailroom/internal/auth"
+	"mailroom/internal/certs"
+	"mailroom/internal/config"
+	"mailroom/internal/inbound"
+	"mailroom/internal/listener"
+	"mailroom/internal/logging"
+	"mailroom/internal/smtpserver"
+)
+
+// running is what SIGHUP reconfigures.
+type running struct {
+	srv      *smtpserver.Server
+	services map[smtpserver.Mode]*listener.Service
+	backend  *inbound.Backend
+	logins   *auth.Service
+	relay    *relay
+	certs    *certs.Store
+	spoolDir string
+	level    *slog.LevelVar
+	log      *slog.Logger
+}
+
+// restartOnly lists the keys a running server cannot take: a change to any
+// is named in the log and waits for a restart.
+var restartOnly = []struct {
+	key string
+	get func(*config.Config) any
+}{
+	{"data_dir", func(c *config.Config) any { return c.DataDir }},
+	{"listen", func(c *config.Config) any { return c.Listen }},
+	{"dns.resolver", func(c *config.Config) any { return c.DNS.Resolver }},
+	{"tls.acme", func(c *config.Config) any { return c.TLS.ACME }},
+	{"tls.self_signed", func(c *config.Config) any { return c.TLS.SelfSigned }},
+	{"tls.reload_interval", func(c *config.Config) any { return c.TLS.ReloadInterval }},
+	{"log.format", func(c *config.Config) any { return c.Log.Format }},
+	{"shutdown_timeout", func(c *config.Config) any { return c.ShutdownTimeout }},
+}
+
+// reload re-reads the configuration file (SIGHUP) and applies everything
+// that can change while the server runs: the SMTP settings, the listeners'
+// limits, delivery policy, the login limiter, [outbound], [queue], the
+// certificates and the log level. It checks the whole file before changing
+// anything: a file with an error changes nothing. Keys that need a restart
+// are named in the log and keep their running values. It returns the
+// configuration now in effect.
+func (rt *running) reload(opts Options, old *config.Config) *config.Config {
+	if opts.ConfigFile == "" {
+		rt.log.Info("SIGHUP: no configuration file to reload (running on development defaults)")
+		return old
+	}
+	cfg, err := loadConfig(opts)
+	if err == nil {
+		err = rt.relay.check(cfg)
+	}
+	var level slog.Level
+	if err == nil {
+		level, err = logging.ParseLevel(cfg.Log.Level)
+	}
+	var smtpCfg *smtpserver.Config
+	if err == nil {
+		smtpCfg, err = smtpConfig(cfg, rt.certs, rt.spoolDir) // loads the certificates last
+	}
+	if err != nil {
+		rt.log.Error("SIGHUP: configuration not reloaded, keeping the running one", "file", opts.ConfigFile, "err", err)
+		return old
+	}
+	var restart []string
+	for _, k := range restartOnly {
+		if !reflect.DeepEqual(k.get(old), k.get(cfg)) {
+			restart = append(restart, k.key)
+		}
+	}
+	// What needs a restart keeps running as it is: keep it in the
+	// configuration in effect, so that the next SIGHUP compares with it.
+	cfg.DataDir, cfg.Listen, cfg.DNS, cfg.TLS.ACME = old.DataDir, old.Listen, old.DNS, old.TLS.ACME
+	cfg.TLS.SelfSigned, cfg.TLS.ReloadInterval, cfg.Log.Format, cfg.ShutdownTimeout = old.TLS.SelfSigned, old.TLS.ReloadInterval, old.Log.Format, old.ShutdownTimeout
+
+	rt.srv.SetConfig(smtpCfg)
+	for mode, svc := range rt.services {
+		svc.Gate.SetLimits(connLimits(cfg, mode))
+	}
+	rt.backend.SetConfig(inboundConfig(cfg))
+	rt.logins.SetPolicy(authPolicy(cfg))
+	if err := rt.relay.apply(cfg); err != nil { // checked above: cannot fail now but for a file that changed since
+		rt.log.Error("SIGHUP: [outbound] not reloaded, keeping the running one", "err", err)
+	}
+	if rt.level != nil {
+		rt.level.Set(level)
+	}
+	for _, k := range restart {
+		rt.log.Warn("SIGHUP: this setting changed in the file but takes effect only after a restart", "key", k)
+	}
+	rt.log.Info("SIGHUP: configuration reloaded", "file", opts.ConfigFile, "needs_restart", fmt.Sprint(restart))
+	return cfg
+}
