@@ -25,7 +25,7 @@ func TestCLI(t *testing.T) {
 	if len(domains) != 2 || domains[1].Name != "other.test" || domains[1].CatchAll != "alice@example.test" {
 		t.Errorf("domain list: %+v", domains)
 	}
-	s.cliStdin("pw\n", "user", "add", "Carol@Other.Test", "--password-stdin")
+	s.cli("user", "add", "Carol@Other.Test", "--generate")
 	var users []struct {
 		Address string `json:"address"`
 	}
@@ -36,6 +36,22 @@ func TestCLI(t *testing.T) {
 	if out := s.cli("user", "add", "dave@example.test"); !strings.Contains(out, "password (shown once): ") {
 		t.Errorf("user add without a password does not print the generated one: %q", out)
 	}
+	// Weak passwords are refused with what to do instead; --generate makes
+	// one that logs in.
+	for _, weak := range []string{"x", "password123", "erin@example.test"} {
+		_, errOut, err := s.run(weak+"\n", "user", "add", "erin@example.test", "--password-stdin")
+		if err == nil || !strings.Contains(errOut, "--generate") {
+			t.Errorf("user add with the password %q: %v %q", weak, err, errOut)
+		}
+	}
+	out := s.cli("user", "add", "erin@example.test", "--generate")
+	_, generated, _ := strings.Cut(out, "password (shown once): ")
+	generated = strings.TrimSpace(generated)
+	sub := s.dialAddr(s.subAddr)
+	sub.cmd("EHLO cli.example", "250 ")
+	sub.startTLSInsecure()
+	sub.cmd("EHLO cli.example", "250 ")
+	sub.cmd("AUTH PLAIN "+plainAuth("erin@example.test", generated), "235 ")
 	s.cli("alias", "add", "team@other.test", "carol@other.test", "alice@example.test")
 	var aliases []struct {
 		Address string   `json:"address"`
@@ -71,7 +87,7 @@ func TestCLI(t *testing.T) {
 		{"a malformed address", []string{"user", "add", "not-an-address"}, "write it like user@example.com"},
 		{"a duplicate user", []string{"user", "add", "alice@example.test"}, "already exists"},
 		{"a domain that still has users", []string{"domain", "del", "other.test"}, "delete those first"},
-		{"an alias to another domain", []string{"alias", "add", "fw@example.test", "someone@remote.example"}, "outbound relay"},
+		{"an alias to another domain", []string{"alias", "add", "fw@example.test", "someone@remote.example"}, "forwarding to other domains"},
 		{"an unknown user's mailbox", []string{"mailbox", "list", "ghost@example.test"}, "mailroom user list"},
 		{"a bad message ID", []string{"mailbox", "cat", "alice@example.test", "x"}, "mailbox list"},
 		{"a missing message", []string{"mailbox", "cat", "alice@example.test", "99"}, "not found"},
@@ -205,7 +221,7 @@ func TestCLIChangesReachRunningServer(t *testing.T) {
 	}
 	expect("newbie@example.test", "550 5.1.1", "before the user exists")
 	expect("newbie@example.test", "550 5.1.1", "asked again (now from memory)")
-	s.cliStdin("pw\n", "user", "add", "newbie@example.test", "--password-stdin")
+	s.cli("user", "add", "newbie@example.test", "--generate")
 	expect("newbie@example.test", "250 ", "after user add")
 	s.cli("user", "del", "newbie@example.test")
 	expect("newbie@example.test", "550 5.1.1", "after user del")

@@ -239,7 +239,7 @@ func TestRefusalsAreLogged(t *testing.T) {
 	c.cmd("RCPT TO:<nobody@example.test>", "550 5.1.1")
 	c.cmd("RCPT TO:<someone@elsewhere.example>", "554 5.7.1")
 	c.cmd("QUIT", "221 ")
-	s.waitLog(`address=someone@elsewhere.example`)
+	s.waitLog(`refused_recipients=2`) // the summary comes after QUIT
 	logs := s.logs()
 	for _, want := range []string{
 		`msg="recipient refused" session=`,
@@ -318,4 +318,20 @@ func TestSIGHUPReloadsEverything(t *testing.T) {
 		t.Errorf("the reload does not say that [listen] needs a restart")
 	}
 	a.dial().cmd("EHLO still.example", "250 ") // still on the old address
+}
+
+// TestNULIsRefused: a message with a NUL octet is refused with 554 5.6.0
+// after its end (the session stays in sync) and nothing is stored.
+func TestNULIsRefused(t *testing.T) {
+	s := newServer(t, "", "")
+	s.start()
+	c := s.dial()
+	c.cmd("EHLO nul.example", "250 ")
+	if r := c.sendMail("a@remote.example", []string{"alice@example.test"}, "Subject: nul\r\n\r\nbefore\x00after\r\n"); !strings.HasPrefix(r, "554 5.6.0") || !strings.Contains(r, "NUL") {
+		t.Errorf("a message with NUL: %q, want 554 5.6.0 naming NUL", r)
+	}
+	c.sendMail("a@remote.example", []string{"alice@example.test"}, "Subject: clean\r\n\r\nfine\r\n")
+	if msgs := s.mailbox("alice@example.test"); len(msgs) != 1 || msgs[0].Subject != "clean" {
+		t.Errorf("alice's mailbox: %+v, want only the clean message", msgs)
+	}
 }

@@ -97,7 +97,7 @@ func newServer(t *testing.T, extraSMTP string, extraTables string) *server {
 	s.writeConfig(extraSMTP, extraTables)
 	s.cli("domain", "add", "example.test")
 	s.cliStdin("secret-alice\n", "user", "add", "alice@example.test", "--password-stdin")
-	s.cliStdin("secret-bob\n", "user", "add", "bob@example.test", "--password-stdin")
+	s.cliStdin("secret-bob-lantern\n", "user", "add", "bob@example.test", "--password-stdin")
 	t.Cleanup(s.stop)
 	return s
 }

@@ -102,7 +102,7 @@ func TestSIGHUP(t *testing.T) {
 // at RCPT; a full mailbox is refused for now.
 func TestQuota(t *testing.T) {
 	s := newServer(t, "", "")
-	s.cliStdin("pw\n", "user", "add", "small@example.test", "--quota", "3KiB", "--password-stdin")
+	s.cli("user", "add", "small@example.test", "--quota", "3KiB", "--generate")
 	s.start()
 	c := s.dial()
 	c.cmd("EHLO q.example", "250 ")
@@ -122,7 +122,7 @@ func TestQuota(t *testing.T) {
 
 	// Without SIZE the size is known only after DATA, when one reply
 	// covers every recipient: permanent only if nobody can take it.
-	s.cliStdin("pw\n", "user", "add", "tiny@example.test", "--quota", "1KiB", "--password-stdin")
+	s.cli("user", "add", "tiny@example.test", "--quota", "1KiB", "--generate")
 	big := "Subject: big\r\n\r\n" + strings.Repeat("0123456789\r\n", 200)
 	if r := c.sendMail("a@remote.example", []string{"tiny@example.test"}, big); !strings.HasPrefix(r, "552 5.2.2") {
 		t.Errorf("too big for the only recipient: %q, want 552 5.2.2", r)
@@ -236,7 +236,9 @@ func TestConfigCheck(t *testing.T) {
 }
 
 // TestDevDefaults: "mailroom serve" with no arguments starts on the
-// development defaults and the command it prints delivers a message.
+// development defaults and the commands it prints work as shown. The
+// generated password survives a first start that fails after the user was
+// made, in a 0600 file, until it is changed.
 func TestDevDefaults(t *testing.T) {
 	for _, port := range []string{"2525", "2587", "2465"} {
 		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 200*time.Millisecond); err == nil {
@@ -245,6 +247,23 @@ func TestDevDefaults(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
+	// The first start fails: the submissions port is taken.
+	busy, err := net.Listen("tcp", "127.0.0.1:2465")
+	if err != nil {
+		t.Skipf("cannot hold port 2465: %v", err)
+	}
+	first := exec.Command(binary, "serve")
+	first.Dir = dir
+	out, err := first.CombinedOutput()
+	busy.Close()
+	if err == nil || !strings.Contains(string(out), "another server is using the port") {
+		t.Fatalf("the first start with port 2465 taken: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "data", "dev-password"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the generated password is not kept in data/dev-password (0600): %v %v", err, fi)
+	}
+
 	s := &server{t: t, dir: dir, addr: "127.0.0.1:2525"}
 	s.cmd = exec.Command(binary, "serve")
 	s.cmd.Dir = dir
@@ -257,37 +276,42 @@ func TestDevDefaults(t *testing.T) {
 	go func() { s.cmd.Wait(); close(s.exited) }()
 	t.Cleanup(s.stop)
 	s.waitLog("Send a first message")
-	var curlLine string
+	// Every printed command line runs as shown.
+	var curlLine, swaksLine string
 	for _, l := range strings.Split(s.logs(), "\n") {
-		if strings.Contains(l, "curl ") {
-			curlLine = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "or:"))
+		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "or:"))
+		switch {
+		case strings.HasPrefix(l, "printf") && strings.Contains(l, "curl "):
+			curlLine = l
+		case strings.HasPrefix(l, "swaks") && strings.Contains(l, " -au "):
+			swaksLine = l
 		}
 	}
-	if curlLine == "" {
-		t.Fatalf("no curl command in the banner:\n%s", s.logs())
+	if curlLine == "" || swaksLine == "" || strings.Contains(swaksLine, "PASSWORD") {
+		t.Fatalf("the banner lacks a working curl or submission command:\n%s", s.logs())
 	}
 	requireTool(t, "curl")
 	if out, err := exec.Command("bash", "-c", curlLine).CombinedOutput(); err != nil {
-		t.Fatalf("the printed command failed: %v\n%s", err, out)
+		t.Fatalf("the printed curl command failed: %v\n%s", err, out)
 	}
-	// The printed password works on the submission port.
-	var pw string
-	for _, l := range strings.Split(s.logs(), "\n") {
-		if _, after, ok := strings.Cut(l, "(shown once): "); ok {
-			pw = strings.TrimSpace(after)
-		}
-	}
-	swaks := requireTool(t, "swaks")
-	out, err := exec.Command(swaks, "--server", "127.0.0.1:2587", "--tls", "-au", "dev@mailroom.test", "-ap", pw,
-		"--from", "dev@mailroom.test", "--to", "dev@mailroom.test", "--header", "Subject: submitted", "--timeout", "20").CombinedOutput()
-	if err != nil {
-		t.Errorf("submission with the printed password: %v\n%s", err, out)
+	requireTool(t, "swaks")
+	if out, err := exec.Command("bash", "-c", swaksLine+" --header 'Subject: submitted' --timeout 20").CombinedOutput(); err != nil {
+		t.Errorf("the printed submission command failed: %v\n%s", err, out)
 	}
 	cmd := exec.Command(binary, "mailbox", "list", "dev@mailroom.test", "--json")
 	cmd.Dir = dir
 	out, err = cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"subject": "hello"`) || !strings.Contains(string(out), `"subject": "submitted"`) {
 		t.Errorf("the first messages are not in dev's mailbox: %v\n%s", err, out)
+	}
+	// Changing the password forgets the kept one.
+	cmd = exec.Command(binary, "user", "passwd", "dev@mailroom.test", "--generate")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("user passwd: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "dev-password")); !os.IsNotExist(err) {
+		t.Errorf("data/dev-password is still there after the password changed: %v", err)
 	}
 }
 

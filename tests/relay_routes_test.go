@@ -33,7 +33,7 @@ func TestRelaySmartHost(t *testing.T) {
 	b.cli("domain", "add", "b.test")
 	b.cliStdin("relay-secret\n", "user", "add", "relay@b.test", "--password-stdin")
 	b.cli("domain", "add", "nomx.test")
-	b.cliStdin("x\n", "user", "add", "carol@nomx.test", "--password-stdin")
+	b.cli("user", "add", "carol@nomx.test", "--generate")
 	b.cli("user", "send-as", "add", "relay@b.test", "@example.test")
 	b.start()
 	ca := filepath.Join(b.dir, "data", "tls", "selfsigned-cert.pem")

@@ -24,7 +24,7 @@ func remoteServer(t *testing.T, ip, user string) (*server, int) {
 	s.writeConfig("", "")
 	_, domain, _ := strings.Cut(user, "@")
 	s.cli("domain", "add", domain)
-	s.cliStdin("pw\n", "user", "add", user, "--password-stdin")
+	s.cli("user", "add", user, "--generate")
 	return s, port
 }
 

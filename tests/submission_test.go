@@ -282,7 +282,7 @@ func TestAuthBruteForce(t *testing.T) {
 		t.Errorf("replies to 200 guesses from one address: %v; want 3 failures, then 454 for the rest", counts)
 	}
 	// bob logs in from another address at once.
-	from("127.0.0.6").cmd("AUTH PLAIN "+plainAuth("bob@example.test", "secret-bob"), "235 ")
+	from("127.0.0.6").cmd("AUTH PLAIN "+plainAuth("bob@example.test", "secret-bob-lantern"), "235 ")
 	// Other names from .5 are guessed until the address is banned: then
 	// even the right password is refused there.
 	c = from("127.0.0.5")
@@ -378,7 +378,7 @@ func TestSendingLimits(t *testing.T) {
 	b.cmd("EHLO sub.example", "250 ")
 	b.startTLSInsecure()
 	b.cmd("EHLO sub.example", "250 ")
-	b.cmd("AUTH PLAIN "+plainAuth("bob@example.test", "secret-bob"), "235 ")
+	b.cmd("AUTH PLAIN "+plainAuth("bob@example.test", "secret-bob-lantern"), "235 ")
 	b.cmd("MAIL FROM:<bob@example.test>", "250 ")
 }
 
@@ -407,7 +407,7 @@ func TestCRAMMD5(t *testing.T) {
 	if !strings.Contains(string(out), "auth 535 5.7.8") {
 		t.Errorf("smtplib with a wrong password: %s", out)
 	}
-	out, err = exec.Command(swaks, "--server", s.subAddr, "--tls", "-a", "CRAM-MD5", "-au", "bob@example.test", "-ap", "secret-bob",
+	out, err = exec.Command(swaks, "--server", s.subAddr, "--tls", "-a", "CRAM-MD5", "-au", "bob@example.test", "-ap", "secret-bob-lantern",
 		"--from", "bob@example.test", "--to", "alice@example.test", "--timeout", "20").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "235 2.7.0") {
 		t.Errorf("swaks CRAM-MD5: %v\n%s", err, out)
@@ -455,7 +455,7 @@ func TestUserPolicies(t *testing.T) {
 	c.cmd("MAIL FROM:<alice@example.test>", "450 4.7.1 Sending limit reached: 1 messages in the past hour, and the limit is 1")
 	// bob keeps the server's limits and PLAIN.
 	b, _ := tlsSubmission(t, s)
-	b.cmd("AUTH PLAIN "+plainAuth("bob@example.test", "secret-bob"), "235 ")
+	b.cmd("AUTH PLAIN "+plainAuth("bob@example.test", "secret-bob-lantern"), "235 ")
 	b.cmd("MAIL FROM:<bob@example.test>", "250 ")
 	if _, errOut, err := s.run("", "user", "set", "alice@example.test"); err == nil || !strings.Contains(errOut, "nothing to change") {
 		t.Errorf("user set without flags: %v %s", err, errOut)
@@ -468,7 +468,7 @@ func TestUserPolicies(t *testing.T) {
 // limits hold for other spellings of a name.
 func TestSubmissionHardening(t *testing.T) {
 	s := newServer(t, "", "[submission]\nauth_without_tls_from_loopback = true\n[auth]\nmax_failures = 3\nmax_failures_per_account = 2\n")
-	s.cliStdin("pw\n", "user", "add", "alice+payroll@example.test", "--password-stdin")
+	s.cli("user", "add", "alice+payroll@example.test", "--generate")
 	s.start()
 	headers := []struct{ name, header, want string }{
 		{"two From fields", "From: alice@example.test\r\nFrom: ceo@example.test\r\n", "550 5.6.0"},
@@ -521,8 +521,8 @@ func TestSubmissionHardening(t *testing.T) {
 		c := from("127.0.1.1")
 		c.cmd("AUTH PLAIN "+plainAuth("bob@example.test", "guess"), "535")
 		c.cmd("AUTH PLAIN "+plainAuth("Bob@example.test", "guess"), "535")
-		c.cmd("AUTH PLAIN "+plainAuth(`"bob"@EXAMPLE.test`, "secret-bob"), "454 4.7.0")
-		from("127.0.1.2").cmd("AUTH PLAIN "+plainAuth(`"bob"@EXAMPLE.test`, "secret-bob"), "235 ")
+		c.cmd("AUTH PLAIN "+plainAuth(`"bob"@EXAMPLE.test`, "secret-bob-lantern"), "454 4.7.0")
+		from("127.0.1.2").cmd("AUTH PLAIN "+plainAuth(`"bob"@EXAMPLE.test`, "secret-bob-lantern"), "235 ")
 	})
 	msgs := s.mailbox("bob@example.test")
 	if len(msgs) != 2 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -118,16 +119,43 @@ func dash(s string) string {
 	return s
 }
 
+// forgetDevPassword removes the development user's generated password,
+// kept in the data directory until it is changed.
+func (a *app) forgetDevPassword() {
+	if cfg, err := a.config(); err == nil {
+		os.Remove(filepath.Join(cfg.DataDir, daemon.DevPasswordFile))
+	}
+}
+
+// passwordFlags are the ways a command gets a new password.
+type passwordFlags struct {
+	stdin    bool // --password-stdin
+	generate bool // --generate
+}
+
+func (f *passwordFlags) add(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.stdin, "password-stdin", false, "read the password from the first line of standard input")
+	cmd.Flags().BoolVar(&f.generate, "generate", false, "make a strong random password and print it once")
+}
+
 // readPassword takes the password from stdin (--password-stdin), from a
-// prompt on a terminal, or makes one up and prints it.
-func (a *app) readPassword(fromStdin bool) (pw string, generated bool, err error) {
-	if fromStdin {
+// prompt on a terminal, or makes one up (--generate, or when there is no
+// terminal) and prints it. A password given is checked for strength
+// against the user's address.
+func (a *app) readPassword(f passwordFlags, addr string) (pw string, generated bool, err error) {
+	if f.generate && f.stdin {
+		return "", false, errors.New("--generate and --password-stdin exclude each other: choose one")
+	}
+	if f.generate {
+		return daemon.RandomPassword(), true, nil
+	}
+	if f.stdin {
 		line, _ := bufio.NewReader(a.stdin).ReadString('\n')
 		pw = strings.TrimRight(line, "\r\n")
 		if pw == "" {
 			return "", false, errors.New("no password on standard input: pipe it in, e.g. echo 'secret' | mailroom user add ... --password-stdin")
 		}
-		return pw, false, nil
+		return pw, false, password.CheckStrength(pw, addr)
 	}
 	if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		fmt.Fprint(a.stderr, "Password (empty to generate one): ")
@@ -137,6 +165,9 @@ func (a *app) readPassword(fromStdin bool) (pw string, generated bool, err error
 			return "", false, err
 		}
 		if len(b) > 0 {
+			if err := password.CheckStrength(string(b), addr); err != nil {
+				return "", false, err
+			}
 			fmt.Fprint(a.stderr, "Repeat password: ")
 			b2, err := term.ReadPassword(int(f.Fd()))
 			fmt.Fprintln(a.stderr)
@@ -152,7 +183,6 @@ func (a *app) readPassword(fromStdin bool) (pw string, generated bool, err error
 	return daemon.RandomPassword(), true, nil
 }
 
-// secrets derives what is stored of a new password, with CRAM-MD5 states
 // only when the configuration turns CRAM-MD5 on.
 func (a *app) secrets(pw string) (store.Secrets, error) {
 	cfg, err := a.config()
@@ -170,7 +200,7 @@ func (a *app) userCommand() *cobra.Command {
 }
 
 func (a *app) userAddCommand() *cobra.Command {
-	var pwStdin bool
+	var pwf passwordFlags
 	var quota string
 	add := &cobra.Command{Use: "add ADDRESS", Short: "Add a user with an INBOX", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -184,7 +214,7 @@ func (a *app) userAddCommand() *cobra.Command {
 					return fmt.Errorf("--quota: %v", err)
 				}
 			}
-			pw, generated, err := a.readPassword(pwStdin)
+			pw, generated, err := a.readPassword(pwf, addr)
 			if err != nil {
 				return err
 			}
@@ -208,7 +238,7 @@ func (a *app) userAddCommand() *cobra.Command {
 				return nil
 			})
 		}}
-	add.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of standard input")
+	pwf.add(add)
 	add.Flags().StringVar(&quota, "quota", "", `mailbox quota such as "2GiB" (default: mailbox.quota)`)
 	return add
 }
@@ -258,14 +288,14 @@ func (a *app) userDelCommand() *cobra.Command {
 }
 
 func (a *app) userPasswdCommand() *cobra.Command {
-	var pwStdin bool
+	var pwf passwordFlags
 	passwd := &cobra.Command{Use: "passwd ADDRESS", Short: "Set a user's password", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr, err := normalizeAddress(args[0])
 			if err != nil {
 				return err
 			}
-			pw, generated, err := a.readPassword(pwStdin)
+			pw, generated, err := a.readPassword(pwf, addr)
 			if err != nil {
 				return err
 			}
@@ -278,13 +308,16 @@ func (a *app) userPasswdCommand() *cobra.Command {
 					return explain(err, "set password")
 				}
 				fmt.Fprintf(a.stdout, "password of %s changed\n", addr)
+				if addr == daemon.DevUser {
+					a.forgetDevPassword()
+				}
 				if generated {
 					fmt.Fprintf(a.stdout, "password (shown once): %s\n", pw)
 				}
 				return nil
 			})
 		}}
-	passwd.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of standard input")
+	pwf.add(passwd)
 	return passwd
 }
 
@@ -308,7 +341,7 @@ func (a *app) aliasCommand() *cobra.Command {
 				for _, t := range targets {
 					_, domain, _ := strings.Cut(t, "@")
 					if _, err := st.Domain(ctx, domain); errors.Is(err, store.ErrNotFound) {
-						return fmt.Errorf("add alias: target %s is not in a local domain; forwarding to other domains needs the outbound relay, which this version does not have yet", t)
+						return fmt.Errorf("add alias: target %s is not in a local domain; aliases deliver only to local users for now: forwarding to other domains (with SRS, so that SPF still passes at the receiver) is not supported yet; name local addresses", t)
 					}
 				}
 				err := st.AddAlias(ctx, store.Alias{Address: addr, Targets: targets})

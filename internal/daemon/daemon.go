@@ -64,7 +64,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel() // runs before st.Close: stops the background sweeps first
 	var dev *devSetup
 	if opts.ConfigFile == "" {
-		if dev, err = prepareDev(ctx, st); err != nil {
+		if dev, err = prepareDev(ctx, st, cfg.DataDir); err != nil {
 			return err
 		}
 	}

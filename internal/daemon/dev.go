@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"mailroom/internal/certs"
@@ -22,22 +24,39 @@ const (
 	DevUser   = "dev@" + DevDomain
 )
 
+// DevPasswordFile (in the data directory, mode 0600) keeps the development
+// user's generated password until it is changed (mailroom user passwd
+// removes it), so that it is not lost when the first start fails after the
+// user was made, and a later start can print it again.
+const DevPasswordFile = "dev-password"
+
 type devSetup struct {
 	created  bool
-	password string // only when created now
+	password string // the development user's password, when known
+	file     string // where it is kept
 }
 
 // prepareDev creates the development domain and user on a store that has
-// no domains yet; an existing store is left as it is.
-func prepareDev(ctx context.Context, st store.Store) (*devSetup, error) {
+// no domains yet; an existing store is left as it is, and the password
+// kept in DevPasswordFile, if any, is read back.
+func prepareDev(ctx context.Context, st store.Store, dataDir string) (*devSetup, error) {
+	file := filepath.Join(dataDir, DevPasswordFile)
 	ds, err := st.Domains(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if len(ds) > 0 {
-		return &devSetup{}, nil
+		dev := &devSetup{file: file}
+		if b, err := os.ReadFile(file); err == nil {
+			dev.password = strings.TrimSpace(string(b))
+		}
+		return dev, nil
 	}
 	pw := RandomPassword()
+	// Kept before the user exists: whatever fails next, it is not lost.
+	if err := writeSecretFile(file, pw+"\n"); err != nil {
+		return nil, err
+	}
 	hash, scramV, cram, err := password.Derive(pw, false)
 	if err != nil {
 		return nil, err
@@ -51,7 +70,21 @@ func prepareDev(ctx context.Context, st store.Store) (*devSetup, error) {
 	if err := st.AddAlias(ctx, store.Alias{Address: "postmaster@" + DevDomain, Targets: []string{DevUser}}); err != nil && !errors.Is(err, store.ErrExists) {
 		return nil, err
 	}
-	return &devSetup{created: true, password: pw}, nil
+	return &devSetup{created: true, password: pw, file: file}, nil
+}
+
+// writeSecretFile writes data to path, readable by its owner only, and
+// makes it durable.
+func writeSecretFile(path, data string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = f.WriteString(data)
+	if err = errors.Join(err, f.Chmod(0o600), f.Sync(), f.Close()); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 // RandomPassword returns a readable random password of 20 characters.
@@ -92,13 +125,13 @@ func printBanner(w io.Writer, cfg *config.Config, ls []boundSocket, cs *certs.St
 	}
 	addr := first[smtpserver.ModeMX]
 	b.WriteString("Development defaults: loopback only, local domain " + DevDomain + ", user " + DevUser + "\n")
-	if dev.created {
-		fmt.Fprintf(&b, "  password for %s (shown once): %s\n", DevUser, dev.password)
+	if dev.password != "" {
+		fmt.Fprintf(&b, "  password for %s: %s\n  (kept in %s until you change it with: mailroom user passwd %s)\n", DevUser, dev.password, dev.file, DevUser)
 	}
 	fmt.Fprintf(&b, "Send a first message:\n  swaks --server %s --from you@example.test --to %s\n", addr, DevUser)
 	fmt.Fprintf(&b, "  or: printf 'Subject: hello\\r\\n\\r\\nhi\\r\\n' | curl -s smtp://%s --mail-from you@example.test --mail-rcpt %s -T -\n", addr, DevUser)
-	if sub := first[smtpserver.ModeSubmission]; sub != "" {
-		fmt.Fprintf(&b, "Send as %s through submission:\n  swaks --server %s --tls -au %s -ap PASSWORD --from %s --to %s\n", DevUser, sub, DevUser, DevUser, DevUser)
+	if sub := first[smtpserver.ModeSubmission]; sub != "" && dev.password != "" {
+		fmt.Fprintf(&b, "Send as %s through submission:\n  swaks --server %s --tls -au %s -ap %s --from %s --to %s\n", DevUser, sub, DevUser, dev.password, DevUser, DevUser)
 	}
 	fmt.Fprintf(&b, "Read it:\n  mailroom mailbox list %s\n", DevUser)
 	io.WriteString(w, b.String())

@@ -116,3 +116,33 @@ func TestCRAMMD5(t *testing.T) {
 		t.Error("malformed secrets verify")
 	}
 }
+
+func TestCheckStrength(t *testing.T) {
+	cases := []struct {
+		name string
+		pw   string
+		ok   bool
+	}{
+		{"a one-character password is refused", "x", false},
+		{"nine characters are too short", "k3#Vq9!zM", false},
+		{"a common password padded to length is refused", "password123", false},
+		{"a keyboard row is refused", "qwertyuiop", false},
+		{"a repeated character is refused", "aaaaaaaaaaaa", false},
+		{"the user's own address is refused", "alice@example.test", false},
+		{"the address inside a longer password is refused", "my-alice@example.test-pw", false},
+		{"a passphrase of random words is accepted", "correct horse battery staple", true},
+		{"a random string is accepted", "mx7Kq2pLz9Rw", true},
+		{"a generated app password is accepted", NewApp(), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := CheckStrength(c.pw, "alice@example.test")
+			if (err == nil) != c.ok {
+				t.Errorf("CheckStrength(%q) = %v, want ok=%v", c.pw, err, c.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "--generate") && !strings.Contains(err.Error(), "too long") {
+				t.Errorf("the refusal does not say what to do: %v", err)
+			}
+		})
+	}
+}

@@ -22,6 +22,13 @@ const (
 var ErrBareLineEndingData = &Reply{Code: 550, Enhanced: "5.6.0",
 	Text: "Message refused: it contains a bare CR or LF; lines must end with CRLF (see SMTP smuggling)"}
 
+// ErrNULData is the reply for message data holding a NUL octet, which
+// RFC 5322 2.3 and 3.5 forbid in a message (and which many readers, IMAP
+// clients among them, cut text at). Without BINARYMIME nothing can carry
+// it, so the message is refused rather than stored raw or silently changed.
+var ErrNULData = &Reply{Code: 554, Enhanced: "5.6.0",
+	Text: "Message refused: it contains a NUL character, which Internet mail does not allow; encode binary content (base64) before sending"}
+
 // ErrMessageTooBig is the reply for a message over the size limit.
 var ErrMessageTooBig = &Reply{Code: 552, Enhanced: "5.3.4", Text: "Message too big for this server"}
 
@@ -30,6 +37,7 @@ type DataResult struct {
 	Size     int64 // octets of message content, after dot-unstuffing
 	TooBig   bool  // Size went over the limit; content past it was dropped
 	BareEOL  bool  // a bare CR or LF was seen
+	NUL      bool  // a NUL octet was seen
 	Complete bool  // the end-of-data marker was read
 }
 
@@ -40,6 +48,8 @@ func (d DataResult) Err(policy LineEndings) error {
 		return ErrMessageTooBig
 	case d.BareEOL && policy == RejectBareLineEndings:
 		return ErrBareLineEndingData
+	case d.NUL:
+		return ErrNULData
 	}
 	return nil
 }
@@ -49,10 +59,14 @@ type limitWriter struct {
 	w     io.Writer
 	limit int64
 	n     int64
+	nul   bool // a NUL octet went by
 	err   error
 }
 
 func (l *limitWriter) write(p []byte) {
+	if !l.nul && bytes.IndexByte(p, 0) >= 0 {
+		l.nul = true
+	}
 	if l.err != nil {
 		return
 	}
@@ -109,7 +123,7 @@ func ReadData(r *bufio.Reader, w io.Writer, limit int64, policy LineEndings) (Da
 			}
 		}
 		if sol && full && len(line) == 3 && line[0] == '.' && line[1] == '\r' {
-			res.Size, res.TooBig, res.Complete = lw.n, lw.n > limit, true
+			res.Size, res.TooBig, res.NUL, res.Complete = lw.n, lw.n > limit, lw.nul, true
 			return res, lw.err
 		}
 		if sol && len(line) > 0 && line[0] == '.' {
@@ -199,6 +213,6 @@ func (c *ChunkWriter) Close() (DataResult, error) {
 	} else if c.lw.n > 0 && c.lastByte != '\n' {
 		c.lw.write(crlf)
 	}
-	c.res.Size, c.res.TooBig, c.res.Complete = c.lw.n, c.lw.n > c.lw.limit, true
+	c.res.Size, c.res.TooBig, c.res.NUL, c.res.Complete = c.lw.n, c.lw.n > c.lw.limit, c.lw.nul, true
 	return c.res, c.lw.err
 }

@@ -61,6 +61,7 @@ var dataCases = []struct {
 	in   string
 	norm string
 	bare bool
+	nul  bool // the data holds a NUL: refused whatever the policy
 }{
 	{name: "a plain message is stored without its end marker",
 		in: "Subject: hi\r\n\r\nbody\r\n.\r\n", norm: "Subject: hi\r\n\r\nbody\r\n"},
@@ -79,7 +80,8 @@ var dataCases = []struct {
 		norm: strings.Repeat("x", 16) + "..\r\n" + strings.Repeat("y", 17) + ".\r\n"},
 	{name: "a CRLF split by the buffer is a line ending",
 		in: strings.Repeat("x", 15) + "\r\n..y\r\n.\r\n", norm: strings.Repeat("x", 15) + "\r\n.y\r\n"},
-	{name: "8-bit and NUL octets are kept", in: "caf\xc3\xa9 \x00\xff\r\n.\r\n", norm: "caf\xc3\xa9 \x00\xff\r\n"},
+	{name: "8-bit octets are kept", in: "caf\xc3\xa9 \xff\r\n.\r\n", norm: "caf\xc3\xa9 \xff\r\n"},
+	{name: "a NUL octet is read through and noted", in: "a \x00 b\r\n.\r\n", norm: "a \x00 b\r\n", nul: true},
 	{name: "a stuffed line right before the end marker is unstuffed",
 		in: "a\r\n.b\r\n.\r\n", norm: "a\r\nb\r\n"},
 
@@ -91,7 +93,7 @@ var dataCases = []struct {
 	{name: "CR dot CRLF does not end data", in: "a\r.\r\nb\r\n.\r\n", norm: "a\r\n.\r\nb\r\n", bare: true},
 	{name: "CRLF dot CR does not end data", in: "a\r\n.\rb\r\n.\r\n", norm: "a\r\n\r\nb\r\n", bare: true},
 	{name: "CRLF dot CR CR LF does not end data", in: "a\r\n.\r\r\nb\r\n.\r\n", norm: "a\r\n\r\n\r\nb\r\n", bare: true},
-	{name: "CRLF NUL dot CRLF does not end data", in: "a\r\n\x00.\r\nb\r\n.\r\n", norm: "a\r\n\x00.\r\nb\r\n"},
+	{name: "CRLF NUL dot CRLF does not end data", in: "a\r\n\x00.\r\nb\r\n.\r\n", norm: "a\r\n\x00.\r\nb\r\n", nul: true},
 	{name: "CRLF space dot CRLF does not end data", in: "a\r\n .\r\nb\r\n.\r\n", norm: "a\r\n .\r\nb\r\n"},
 	{name: "CRLF dot space CRLF does not end data", in: "a\r\n. \r\nb\r\n.\r\n", norm: "a\r\n \r\nb\r\n"},
 	{name: "CRLF dot dot CRLF does not end data", in: "a\r\n..\r\nb\r\n.\r\n", norm: "a\r\n.\r\nb\r\n"},
@@ -138,8 +140,14 @@ func TestReadData(t *testing.T) {
 							t.Errorf("the command after the data does not parse: %v", err)
 						}
 						want := prefix + tc.norm
-						if run.res.BareEOL != tc.bare || !run.res.Complete || run.res.TooBig {
-							t.Errorf("ReadData(%q) = %+v, want BareEOL=%v Complete=true TooBig=false", in, run.res, tc.bare)
+						if run.res.BareEOL != tc.bare || run.res.NUL != tc.nul || !run.res.Complete || run.res.TooBig {
+							t.Errorf("ReadData(%q) = %+v, want BareEOL=%v NUL=%v Complete=true TooBig=false", in, run.res, tc.bare, tc.nul)
+						}
+						if tc.nul && !tc.bare {
+							if err := run.res.Err(policy); !errors.Is(err, ErrNULData) {
+								t.Errorf("Err() = %v, want %v", err, ErrNULData)
+							}
+							return
 						}
 						switch {
 						case policy == NormalizeBareLineEndings:
