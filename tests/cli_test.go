@@ -229,3 +229,81 @@ func TestCLIChangesReachRunningServer(t *testing.T) {
 	s.cli("alias", "add", "info@example.test", "alice@example.test")
 	expect("info@example.test", "250 ", "after alias add")
 }
+
+// TestUserImportAndMailboxDelete: "user import" adds users from CSV and
+// JSON (all lines checked first, a bad one stops everything, a second run
+// skips what exists, generated passwords log in); "mailbox delete" removes
+// messages and gives their space back.
+func TestUserImportAndMailboxDelete(t *testing.T) {
+	s := newServer(t, "", "")
+	s.start()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.csv")
+	os.WriteFile(bad, []byte("address,password,quota\nok@example.test,,\nweak@example.test,x,\nnobody@nowhere.test,,\n"), 0o600)
+	if _, errOut, err := s.run("", "user", "import", bad); err == nil || !strings.Contains(errOut, "bad.csv:3:") || !strings.Contains(errOut, "bad.csv:4:") || !strings.Contains(errOut, "nothing was imported") {
+		t.Errorf("import of a file with bad lines: %v %q", err, errOut)
+	}
+	if strings.Contains(s.cli("user", "list"), "ok@example.test") {
+		t.Error("a file with bad lines added some users")
+	}
+	good := filepath.Join(dir, "users.csv")
+	os.WriteFile(good, []byte("address,password,quota\nimp1@example.test,,2MiB\nimp2@example.test,correct horse battery staple,\n"), 0o600)
+	out := s.cli("user", "import", good)
+	if !strings.Contains(out, "imported 2 users, skipped 0") {
+		t.Fatalf("import: %q", out)
+	}
+	_, rest, _ := strings.Cut(out, "imp1@example.test\t")
+	generated := strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0])
+	if out := s.cli("user", "import", good); !strings.Contains(out, "imported 0 users, skipped 2") {
+		t.Errorf("a second import: %q", out)
+	}
+	js := filepath.Join(dir, "users.json")
+	os.WriteFile(js, []byte(`[{"address": "imp3@example.test", "password": "correct horse battery staple"}]`), 0o600)
+	if out := s.cli("user", "import", js); !strings.Contains(out, "imported 1 users") {
+		t.Errorf("JSON import: %q", out)
+	}
+	for _, login := range []struct{ user, pw string }{{"imp1@example.test", generated}, {"imp3@example.test", "correct horse battery staple"}} {
+		c := s.dialAddr(s.subAddr)
+		c.cmd("EHLO import.example", "250 ")
+		c.startTLSInsecure()
+		c.cmd("EHLO import.example", "250 ")
+		c.cmd("AUTH PLAIN "+plainAuth(login.user, login.pw), "235 ")
+	}
+
+	c := s.dial()
+	c.cmd("EHLO del.example", "250 ")
+	for i := 0; i < 3; i++ {
+		c.sendMail("a@remote.example", []string{"imp1@example.test"}, fmt.Sprintf("Subject: m%d\r\n\r\n%s\r\n", i, strings.Repeat("x", 100000)))
+	}
+	usedBefore := usedBytes(t, s, "imp1@example.test")
+	if out := s.cli("mailbox", "delete", "imp1@example.test", "1", "3"); !strings.Contains(out, "deleted 2 messages") {
+		t.Errorf("mailbox delete: %q", out)
+	}
+	if msgs := s.mailbox("imp1@example.test"); len(msgs) != 1 || msgs[0].Subject != "m1" {
+		t.Errorf("after deleting 1 and 3: %+v", msgs)
+	}
+	if used := usedBytes(t, s, "imp1@example.test"); used >= usedBefore-200000 {
+		t.Errorf("used bytes %d -> %d: the space did not come back", usedBefore, used)
+	}
+	if _, errOut, err := s.run("", "mailbox", "delete", "imp1@example.test", "7"); err == nil || !strings.Contains(errOut, "mailroom mailbox list") {
+		t.Errorf("deleting a message that is not there: %v %q", err, errOut)
+	}
+	if out := s.cli("mailbox", "delete", "imp1@example.test", "--all"); !strings.Contains(out, "deleted 1 messages") {
+		t.Errorf("mailbox delete --all: %q", out)
+	}
+}
+
+func usedBytes(t *testing.T, s *server, addr string) int64 {
+	var users []struct {
+		Address   string `json:"address"`
+		UsedBytes int64  `json:"used_bytes"`
+	}
+	json.Unmarshal([]byte(s.cli("user", "list", "--json")), &users)
+	for _, u := range users {
+		if u.Address == addr {
+			return u.UsedBytes
+		}
+	}
+	t.Fatalf("%s is not in user list", addr)
+	return 0
+}

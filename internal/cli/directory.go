@@ -195,7 +195,7 @@ func (a *app) secrets(pw string) (store.Secrets, error) {
 
 func (a *app) userCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "user", Short: "Manage users (mailboxes that can log in)"}
-	cmd.AddCommand(a.userAddCommand(), a.userListCommand(), a.userDelCommand(), a.userPasswdCommand(), a.userSetCommand(), a.appPasswordCommand(), a.sendAsCommand())
+	cmd.AddCommand(a.userAddCommand(), a.userImportCommand(), a.userListCommand(), a.userDelCommand(), a.userPasswdCommand(), a.userSetCommand(), a.appPasswordCommand(), a.sendAsCommand())
 	return cmd
 }
 

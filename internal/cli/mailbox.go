@@ -82,8 +82,53 @@ func (a *app) mailboxCommand() *cobra.Command {
 				return err
 			})
 		}}
-	cmd.AddCommand(list, cat)
+	cmd.AddCommand(list, cat, a.mailboxDeleteCommand())
 	return cmd
+}
+
+func (a *app) mailboxDeleteCommand() *cobra.Command {
+	var all bool
+	del := &cobra.Command{Use: "delete ADDRESS [ID...] [--all]", Short: "Delete messages from a user's INBOX for good (their space goes back to the quota)",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all == (len(args) > 1) {
+				return fmt.Errorf("name the messages to delete (IDs from 'mailroom mailbox list %s') or give --all, not both", args[0])
+			}
+			var ids []uint32
+			for _, arg := range args[1:] {
+				id, err := strconv.ParseUint(arg, 10, 32)
+				if err != nil || id == 0 {
+					return fmt.Errorf("%q is not a message ID: take them from 'mailroom mailbox list %s'", arg, args[0])
+				}
+				ids = append(ids, uint32(id))
+			}
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				u, err := a.lookupUser(ctx, st, args[0])
+				if err != nil {
+					return err
+				}
+				if all {
+					msgs, err := st.Messages(ctx, u.ID, store.Inbox)
+					if err != nil {
+						return err
+					}
+					for _, m := range msgs {
+						ids = append(ids, m.UID)
+					}
+				}
+				removed, err := st.Expunge(ctx, u.ID, store.Inbox, ids)
+				if err != nil {
+					return explain(err, "mailbox delete")
+				}
+				fmt.Fprintf(a.stdout, "deleted %d messages from %s\n", len(removed), u.Address)
+				if missing := len(ids) - len(removed); missing > 0 && !all {
+					return fmt.Errorf("%d of the IDs given are not in the INBOX of %s: see 'mailroom mailbox list %s'", missing, u.Address, u.Address)
+				}
+				return nil
+			})
+		}}
+	del.Flags().BoolVar(&all, "all", false, "delete every message in the INBOX")
+	return del
 }
 
 func clip(s string, n int) string {

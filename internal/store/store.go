@@ -266,6 +266,10 @@ type Mailboxes interface {
 	OpenMessage(ctx context.Context, userID int64, mailbox string, uid uint32) (io.ReadCloser, MessageInfo, error)
 	// MailboxStatus describes one mailbox.
 	MailboxStatus(ctx context.Context, userID int64, mailbox string) (MailboxStatus, error)
+	// Expunge removes messages from a mailbox for good, gives their space
+	// back to the user's quota and drops bodies nothing else uses; it
+	// returns the UIDs removed (those not in the mailbox are skipped).
+	Expunge(ctx context.Context, userID int64, mailbox string, uids []uint32) ([]uint32, error)
 }
 
 // NewQueueID returns a new message ID: 16 characters of base32, sortable by

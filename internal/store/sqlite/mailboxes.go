@@ -78,6 +78,54 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 	return nil
 }
 
+// Expunge removes messages from a mailbox for good: their copies, the
+// space they took in the user's quota, and each body no other copy or
+// queue entry still uses. It returns the UIDs it removed, in the order
+// given; UIDs not in the mailbox are skipped.
+func (s *Store) Expunge(ctx context.Context, userID int64, mailbox string, uids []uint32) ([]uint32, error) {
+	var removed []uint32
+	var files []string
+	var used int64
+	err := s.write(ctx, func(tx *wtx) error {
+		removed, files, used = removed[:0], nil, -1
+		mboxID, _, err := tx.nextModSeq(userID, mailbox)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("mailbox %q of user %d: %w", mailbox, userID, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		for _, uid := range uids {
+			var msgID, size int64
+			err := tx.QueryRow(`DELETE FROM mailbox_messages WHERE mailbox_id = ? AND uid = ? RETURNING message_id, size`, mboxID, uid).Scan(&msgID, &size)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if used, err = tx.addUsed(userID, -size); err != nil {
+				return err
+			}
+			removed, ids = append(removed, uid), append(ids, msgID)
+		}
+		files, err = deleteUnreferenced(tx, ids)
+		return err
+	})
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			err = storageErr("expunge", err)
+		}
+		return nil, fmt.Errorf("store: expunge from %q of user %d: %w", mailbox, userID, err)
+	}
+	if used >= 0 {
+		s.dircache.setUsed(userID, used)
+	}
+	s.removeBlobs(files)
+	return removed, nil
+}
+
 // insertCopy puts one copy of message msgID, of bodySize octets, into a
 // user's mailbox under the next UID, and returns the user's used bytes.
 func insertCopy(tx *wtx, msgID, bodySize int64, received time.Time, t store.LocalTarget) (int64, error) {

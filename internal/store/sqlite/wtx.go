@@ -88,12 +88,36 @@ type usedCounter struct {
 
 // nextUID takes the next UID and MODSEQ of a user's mailbox.
 func (w *wtx) nextUID(user int64, name string) (mailboxID int64, uid uint32, modseq int64, err error) {
+	mb, err := w.mailbox(user, name)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	uid, modseq = mb.uidnext, mb.modseq+1
+	mb.uidnext, mb.modseq, mb.changed = uid+1, modseq, true
+	return mb.id, uid, modseq, nil
+}
+
+// nextModSeq takes the next MODSEQ of a user's mailbox, for a change that
+// adds no message (an expunge).
+func (w *wtx) nextModSeq(user int64, name string) (mailboxID int64, modseq int64, err error) {
+	mb, err := w.mailbox(user, name)
+	if err != nil {
+		return 0, 0, err
+	}
+	mb.modseq++
+	mb.changed = true
+	return mb.id, mb.modseq, nil
+}
+
+// mailbox returns the counters of a user's mailbox, read once per batch,
+// with an undo entry for the change about to be made.
+func (w *wtx) mailbox(user int64, name string) (*mailboxCounters, error) {
 	k := mailboxKey{user, name}
 	mb := w.mailboxes[k]
 	if mb == nil {
 		mb = &mailboxCounters{}
 		if err := w.QueryRow(sqlMailbox, user, name).Scan(&mb.id, &mb.uidnext, &mb.modseq); err != nil {
-			return 0, 0, 0, err
+			return nil, err
 		}
 		if w.mailboxes == nil {
 			w.mailboxes = map[mailboxKey]*mailboxCounters{}
@@ -102,9 +126,7 @@ func (w *wtx) nextUID(user int64, name string) (mailboxID int64, uid uint32, mod
 	}
 	prev := *mb
 	w.undo = append(w.undo, func() { *mb = prev })
-	uid, modseq = mb.uidnext, mb.modseq+1
-	mb.uidnext, mb.modseq, mb.changed = uid+1, modseq, true
-	return mb.id, uid, modseq, nil
+	return mb, nil
 }
 
 // addUsed adds size to a user's used bytes and returns the new figure.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"testing"
@@ -33,7 +34,53 @@ func readTests() []test {
 		{"OpenMessage returns the prefix and body exactly, with the message's details", testOpenMessage},
 		{"Messages lists a mailbox in UID order with From, Subject, date and size", testMessagesList},
 		{"a missing message or mailbox is ErrNotFound to OpenMessage", testOpenMissing},
+		{"Expunge removes copies, gives their space back and keeps a body another copy uses", testExpunge},
 	}
+}
+
+func testExpunge(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	alice, bob := addUser(t, s, "alice@a.example"), addUser(t, s, "bob@a.example")
+	accept(t, s, message(textBody("one"), "one", inbox(alice)))
+	accept(t, s, message(bigBody(), "shared", inbox(alice), inbox(bob)))
+	accept(t, s, message(textBody("three"), "three", inbox(alice)))
+	before := user(t, s, alice.Address).UsedBytes
+	modseq := status(t, s, alice.ID, store.Inbox).HighestModSeq
+	removed, err := s.Expunge(ctx, alice.ID, store.Inbox, []uint32{2, 1, 99})
+	if err != nil || !slices.Equal(removed, []uint32{2, 1}) {
+		t.Fatalf("Expunge(2, 1, 99) = %v, %v; want [2 1]", removed, err)
+	}
+	var uids []uint32
+	for _, m := range list(t, s, alice.ID, store.Inbox) {
+		uids = append(uids, m.UID)
+	}
+	if !slices.Equal(uids, []uint32{3}) {
+		t.Errorf("alice's INBOX after the expunge holds UIDs %v, want [3]", uids)
+	}
+	want := before - int64(len(textBody("one"))+len(bigBody())+2*len(inbox(alice).Prefix))
+	if got := user(t, s, alice.Address).UsedBytes; got != want {
+		t.Errorf("UsedBytes after the expunge = %d, want %d", got, want)
+	}
+	if st := status(t, s, alice.ID, store.Inbox); st.HighestModSeq <= modseq || st.UIDNext != 4 || st.Messages != 1 {
+		t.Errorf("status after the expunge = %+v: MODSEQ must grow past %d, UIDNext stay 4", st, modseq)
+	}
+	rc, _, err := s.OpenMessage(ctx, alice.ID, store.Inbox, 2)
+	if rc != nil {
+		rc.Close()
+	}
+	wantErr(t, "OpenMessage of an expunged message", err, store.ErrNotFound)
+	// bob's copy of the shared message is whole.
+	rc, _, err = s.OpenMessage(ctx, bob.ID, store.Inbox, 1)
+	if err != nil {
+		t.Fatalf("bob's copy of the shared message: %v", err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, append(inbox(bob).Prefix, bigBody()...)) {
+		t.Error("bob's copy of the shared message changed when alice's was expunged")
+	}
+	_, err = s.Expunge(ctx, alice.ID, "No such mailbox", []uint32{1})
+	wantErr(t, "Expunge from a missing mailbox", err, store.ErrNotFound)
 }
 
 func testAcceptTwoUsers(t *testing.T, s store.Store) {
