@@ -158,6 +158,34 @@ print(sorted(m["Subject"] for m in md))`, md).CombinedOutput()
 	if !strings.HasPrefix(string(mbox), "From a@remote.example ") || !strings.Contains(string(mbox), "\n>From the start\n") {
 		t.Errorf("mbox:\n%s", mbox)
 	}
+
+	// Maildir files have LF line ends (mutt would show ^M otherwise).
+	files, _ := filepath.Glob(filepath.Join(md, "cur", "*"))
+	for _, f := range files {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), "\r") || !strings.Contains(string(b), "\nSubject: ") {
+			t.Errorf("%s is not a message with LF line ends: %q", f, b)
+		}
+	}
+	// Exporting again writes only what is new, in both formats.
+	c.sendMail("a@remote.example", []string{"alice@example.test"}, "From: Ann <a@remote.example>\r\nSubject: third export\r\n\r\nagain\r\n")
+	if out := s.cli("export", "alice@example.test", md); !strings.Contains(out, "exported 1 messages") || !strings.Contains(out, "2 already there") {
+		t.Errorf("a second Maildir export: %q", out)
+	}
+	if files, _ := filepath.Glob(filepath.Join(md, "cur", "*")); len(files) != 3 {
+		t.Errorf("after a second export the Maildir holds %d messages, want 3", len(files))
+	}
+	if out := s.cli("export", "alice@example.test", dir, "--format", "mbox"); !strings.Contains(out, "exported 1 messages") {
+		t.Errorf("a second mbox export: %q", out)
+	}
+	mbox, _ = os.ReadFile(filepath.Join(dir, "INBOX.mbox"))
+	if n := strings.Count("\n"+string(mbox), "\nFrom a@remote.example "); n != 3 || !strings.Contains(string(mbox), "Subject: third export\n") {
+		t.Errorf("after a second export the mbox holds %d messages, want 3:\n%s", n, mbox)
+	}
+	out, err = exec.Command(py, "-c", `import mailbox,sys
+print(sorted(m["Subject"] for m in mailbox.mbox(sys.argv[1])))`, filepath.Join(dir, "INBOX.mbox")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "['first export', 'second export', 'third export']") {
+		t.Errorf("python mailbox.mbox: %v %s", err, out)
+	}
 }
 
 // muttScreen opens a Maildir in mutt inside tmux and returns the screen.

@@ -154,21 +154,25 @@ func (a *app) exportCommand() *cobra.Command {
 					return err
 				}
 				progress := a.progressBar()
-				var n int
+				var res export.Result
 				target := dir
 				if format == "maildir" {
-					n, err = export.Maildir(ctx, st, u.ID, dir, progress)
+					res, err = export.Maildir(ctx, st, u.ID, dir, progress)
 				} else {
 					if err := os.MkdirAll(dir, 0o700); err != nil {
 						return err
 					}
 					target = dir + string(os.PathSeparator) + "INBOX.mbox"
-					n, err = export.Mbox(ctx, st, u.ID, target, progress)
+					res, err = export.Mbox(ctx, st, u.ID, target, progress)
 				}
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(a.stdout, "exported %d messages of %s to %s (%s)\n", n, u.Address, target, format)
+				fmt.Fprintf(a.stdout, "exported %d messages of %s to %s (%s)", res.Written, u.Address, target, format)
+				if res.Kept > 0 {
+					fmt.Fprintf(a.stdout, "; %d already there from an earlier export", res.Kept)
+				}
+				fmt.Fprintln(a.stdout)
 				return nil
 			})
 		}}

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,36 +22,84 @@ import (
 // Progress is told how many messages are done out of how many.
 type Progress func(done, total int)
 
-// Maildir writes every message of the user's INBOX into dir as a Maildir
-// (cur, new, tmp). Messages go to cur with their IMAP flags as Maildir
-// info ("2,S" for \Seen); each file is written to tmp and renamed, as the
-// Maildir convention requires.
-func Maildir(ctx context.Context, st store.Mailboxes, userID int64, dir string, progress Progress) (int, error) {
+// Result says what an export did.
+type Result struct {
+	Written int // messages written now
+	Kept    int // messages an earlier export had written already
+}
+
+// Maildir writes the user's INBOX into dir as a Maildir (cur, new, tmp),
+// with LF line ends as Maildir readers (mutt, Dovecot, notmuch) expect.
+// Messages go to cur with their IMAP flags as Maildir info ("2,S" for
+// \Seen); each file is written to tmp and renamed, as the Maildir
+// convention requires. It is incremental: a message an earlier export wrote
+// (its file name carries the UID and UIDVALIDITY) is not written again,
+// only renamed when its flags changed.
+func Maildir(ctx context.Context, st store.Mailboxes, userID int64, dir string, progress Progress) (Result, error) {
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
-			return 0, fmt.Errorf("export: %w", err)
+			return Result{}, fmt.Errorf("export: %w", err)
 		}
+	}
+	status, err := st.MailboxStatus(ctx, userID, store.Inbox)
+	if err != nil {
+		return Result{}, fmt.Errorf("export: %w", err)
+	}
+	existing, err := maildirFiles(dir)
+	if err != nil {
+		return Result{}, err
 	}
 	host, _ := os.Hostname()
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
-	return each(ctx, st, userID, progress, func(mi store.MessageInfo, r io.Reader) error {
-		name := fmt.Sprintf("%d.M%dQ%d.%s", mi.Date.Unix(), mi.Date.Nanosecond()/1000, mi.UID, host)
-		tmp := filepath.Join(dir, "tmp", name)
-		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	var res Result
+	err = each(ctx, st, userID, 0, progress, func(mi store.MessageInfo, open opener) error {
+		base := fmt.Sprintf("%d.M%dQ%dV%d.%s", mi.Date.Unix(), mi.Date.Nanosecond()/1000, mi.UID, status.UIDValidity, host)
+		final := filepath.Join(dir, "cur", base+":2,"+maildirFlags(mi.Flags))
+		if old, ok := existing[base]; ok {
+			res.Kept++
+			if old != final {
+				return os.Rename(old, final)
+			}
+			return nil
+		}
+		rc, _, err := open()
 		if err != nil {
 			return err
 		}
-		if _, err := io.Copy(f, r); err != nil {
-			f.Close()
+		defer rc.Close()
+		tmp := filepath.Join(dir, "tmp", base)
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriter(f)
+		err = writeLF(w, rc, false)
+		if err = errors.Join(err, w.Flush(), f.Close()); err != nil {
 			os.Remove(tmp)
 			return err
 		}
-		if err := f.Close(); err != nil {
-			return err
-		}
 		os.Chtimes(tmp, mi.Date, mi.Date)
-		return os.Rename(tmp, filepath.Join(dir, "cur", name+":2,"+maildirFlags(mi.Flags)))
+		res.Written++
+		return os.Rename(tmp, final)
 	})
+	return res, err
+}
+
+// maildirFiles maps the base names (without the ":2,..." info) of the
+// messages in a Maildir's cur and new to their paths.
+func maildirFiles(dir string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, sub := range []string{"cur", "new"} {
+		entries, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+		for _, e := range entries {
+			base, _, _ := strings.Cut(e.Name(), ":")
+			out[base] = filepath.Join(dir, sub, e.Name())
+		}
+	}
+	return out, nil
 }
 
 // maildirFlags maps IMAP flags to Maildir info letters, in ASCII order.
@@ -67,23 +116,63 @@ func maildirFlags(flags []string) string {
 	return string(out)
 }
 
-// Mbox writes every message of the user's INBOX to one mboxrd file.
-func Mbox(ctx context.Context, st store.Mailboxes, userID int64, path string, progress Progress) (int, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+// mboxState is what an mbox export remembers beside the file (PATH.state),
+// so that the next export appends only newer messages.
+type mboxState struct {
+	UIDValidity uint32 `json:"uidvalidity"`
+	LastUID     uint32 `json:"last_uid"`
+	Size        int64  `json:"size"` // the file's size when written: another change means start over
+	Messages    int    `json:"messages"`
+}
+
+// Mbox writes the user's INBOX to one mboxrd file. It is incremental: when
+// the file is as the last export left it, only newer messages are
+// appended; otherwise it is written anew.
+func Mbox(ctx context.Context, st store.Mailboxes, userID int64, path string, progress Progress) (Result, error) {
+	status, err := st.MailboxStatus(ctx, userID, store.Inbox)
 	if err != nil {
-		return 0, fmt.Errorf("export: %w", err)
+		return Result{}, fmt.Errorf("export: %w", err)
+	}
+	var state mboxState
+	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if b, err := os.ReadFile(path + ".state"); err == nil && json.Unmarshal(b, &state) == nil {
+		fi, err := os.Stat(path)
+		if err == nil && fi.Size() == state.Size && state.UIDValidity == status.UIDValidity {
+			flags = os.O_WRONLY | os.O_APPEND
+		} else {
+			state = mboxState{}
+		}
+	}
+	state.UIDValidity = status.UIDValidity
+	f, err := os.OpenFile(path, flags, 0o600)
+	if err != nil {
+		return Result{}, fmt.Errorf("export: %w", err)
 	}
 	w := bufio.NewWriter(f)
-	n, err := each(ctx, st, userID, progress, func(mi store.MessageInfo, r io.Reader) error {
-		return writeMboxMessage(w, mi, r)
+	res := Result{Kept: state.Messages}
+	err = each(ctx, st, userID, state.LastUID, progress, func(m store.MessageInfo, open opener) error {
+		rc, mi, err := open()
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		if err := writeMboxMessage(w, mi, rc); err != nil {
+			return err
+		}
+		res.Written++
+		state.LastUID = m.UID
+		return nil
 	})
-	if ferr := w.Flush(); err == nil {
-		err = ferr
+	err = errors.Join(err, w.Flush(), f.Sync())
+	if fi, serr := f.Stat(); serr == nil {
+		state.Size = fi.Size()
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	err = errors.Join(err, f.Close())
+	state.Messages = res.Kept + res.Written
+	if b, merr := json.Marshal(state); merr == nil {
+		err = errors.Join(err, os.WriteFile(path+".state", b, 0o600))
 	}
-	return n, err
+	return res, err
 }
 
 // writeMboxMessage writes one message: the "From " separator line with
@@ -95,25 +184,33 @@ func writeMboxMessage(w *bufio.Writer, mi store.MessageInfo, r io.Reader) error 
 		sender = s
 	}
 	fmt.Fprintf(w, "From %s %s\n", sender, mi.Date.UTC().Format(time.ANSIC))
+	if err := writeLF(w, r, true); err != nil {
+		return err
+	}
+	return w.WriteByte('\n')
+}
+
+// writeLF copies a message with its CRLF line ends turned into LF, quoting
+// "From " lines with one more '>' when quoteFrom (mboxrd).
+func writeLF(w *bufio.Writer, r io.Reader, quoteFrom bool) error {
 	br := bufio.NewReader(r)
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
 			line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
-			if isQuotedFrom(line) {
+			if quoteFrom && isQuotedFrom(line) {
 				w.WriteByte('>')
 			}
 			w.Write(line)
 			w.WriteByte('\n')
 		}
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
 			return err
 		}
 	}
-	return w.WriteByte('\n')
 }
 
 // isQuotedFrom reports whether line matches ^>*From  and needs one more '>'.
@@ -131,25 +228,29 @@ func envelopeSender(envJSON string) string {
 	return env.MailFrom
 }
 
-// each calls fn with every INBOX message in UID order.
-func each(ctx context.Context, st store.Mailboxes, userID int64, progress Progress, fn func(store.MessageInfo, io.Reader) error) (int, error) {
+// opener opens a message, with all its details (the envelope too).
+type opener func() (io.ReadCloser, store.MessageInfo, error)
+
+// each calls fn with every INBOX message above UID after, in UID order;
+// fn opens the message only if it needs it.
+func each(ctx context.Context, st store.Mailboxes, userID int64, after uint32, progress Progress, fn func(store.MessageInfo, opener) error) error {
 	msgs, err := st.Messages(ctx, userID, store.Inbox)
 	if err != nil {
-		return 0, fmt.Errorf("export: list messages: %w", err)
+		return fmt.Errorf("export: list messages: %w", err)
 	}
 	for i, m := range msgs {
-		rc, mi, err := st.OpenMessage(ctx, userID, store.Inbox, m.UID)
-		if err != nil {
-			return i, fmt.Errorf("export: message %d: %w", m.UID, err)
+		if m.UID <= after {
+			continue
 		}
-		err = fn(mi, rc)
-		rc.Close()
-		if err != nil {
-			return i, fmt.Errorf("export: message %d: %w", m.UID, err)
+		open := func() (io.ReadCloser, store.MessageInfo, error) {
+			return st.OpenMessage(ctx, userID, store.Inbox, m.UID)
+		}
+		if err := fn(m, open); err != nil {
+			return fmt.Errorf("export: message %d: %w", m.UID, err)
 		}
 		if progress != nil {
 			progress(i+1, len(msgs))
 		}
 	}
-	return len(msgs), nil
+	return nil
 }
