@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"mailroom/internal/store"
 )
 
@@ -280,7 +282,17 @@ func deleteUnreferenced(tx *wtx, ids []int64) ([]string, error) {
 	return files, nil
 }
 
+// removeBlobs removes body files whose rows are gone; while a backup runs
+// they stay, for the hourly orphan sweep to remove.
 func (s *Store) removeBlobs(files []string) {
+	if len(files) == 0 {
+		return
+	}
+	guard, err := lockBlobs(s.dir, unix.LOCK_SH|unix.LOCK_NB)
+	if err != nil {
+		return
+	}
+	defer guard.release()
 	for _, f := range files {
 		os.Remove(filepath.Join(s.dir, "blobs", f))
 	}
@@ -363,6 +375,11 @@ func (s *Store) RemoveOrphanBlobs(ctx context.Context, minAge time.Duration) (in
 	if err != nil {
 		return 0, fmt.Errorf("store: list blobs: %w", err)
 	}
+	guard, err := lockBlobs(s.dir, unix.LOCK_SH|unix.LOCK_NB)
+	if err != nil {
+		return 0, nil // a backup runs: sweep next time
+	}
+	defer guard.release()
 	removed := 0
 	for _, e := range entries {
 		info, err := e.Info()
