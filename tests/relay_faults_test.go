@@ -27,6 +27,7 @@ type hopScript func(n int, line string) string
 type hopSession struct {
 	lines    []string // every line outside message data, CRLF removed
 	messages []string // each message's data as received, without the final dot
+	ended    bool     // the connection is closed
 }
 
 // fakeHop is a scripted next hop: a raw TCP listener on its own loopback
@@ -86,7 +87,12 @@ func (h *fakeHop) accept() {
 // serve runs one connection: the greeting, then one reply per line; after
 // a 354 reply it reads message data up to the lone dot.
 func (h *fakeHop) serve(conn net.Conn, n int) {
-	defer conn.Close()
+	defer func() {
+		conn.Close()
+		h.mu.Lock()
+		h.sessions[n-1].ended = true
+		h.mu.Unlock()
+	}()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	r := bufio.NewReader(conn)
 	line := ""
@@ -148,7 +154,7 @@ func (h *fakeHop) seen() []hopSession {
 	defer h.mu.Unlock()
 	out := make([]hopSession, len(h.sessions))
 	for i, s := range h.sessions {
-		out[i] = hopSession{lines: append([]string(nil), s.lines...), messages: append([]string(nil), s.messages...)}
+		out[i] = hopSession{lines: append([]string(nil), s.lines...), messages: append([]string(nil), s.messages...), ended: s.ended}
 	}
 	return out
 }

@@ -1,10 +1,14 @@
 package tests
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,5 +264,121 @@ func TestRelayEightBitDowngrade(t *testing.T) {
 	}
 	if len(hop.messagesWith("Subject: Gr")) != 0 {
 		t.Errorf("the message with an 8-bit header was sent:\n%s", hop.dump())
+	}
+}
+
+// TestRelayKill9Duplicates: killing the server again and again while it
+// relays 300 messages (and takes local mail, so that recording outcomes
+// waits its turn behind other commits) loses none, and sends again only
+// transactions that were at risk at a kill: on a connection still open, the
+// last one whose data the next hop had, when no next transaction had begun
+// on that connection. A connection carries its next message only once the
+// last one's 250 is on record, so there is at most one such transaction per
+// connection. The figures are logged.
+func TestRelayKill9Duplicates(t *testing.T) {
+	var gate atomic.Bool    // closed: the hop defers every message
+	var freeze sync.RWMutex // held to stop the hop while counting at a kill
+	var mailsMu sync.Mutex
+	mails := map[int]int{} // per connection: MAIL FROM taken after the gate opened
+	hop := startHop(t, "127.0.0.96", func(n int, line string) string {
+		freeze.RLock()
+		defer freeze.RUnlock()
+		if strings.HasPrefix(strings.ToUpper(line), "MAIL FROM:") {
+			if !gate.Load() {
+				return "451 4.3.0 not yet\r\n"
+			}
+			mailsMu.Lock()
+			mails[n]++
+			mailsMu.Unlock()
+		}
+		return hopDefault(line)
+	})
+	dnsAddr := dnstest.Start(t, map[string][]string{"far.test. MX": {"10 mx.far.test."}, "mx.far.test. A": {"127.0.0.96"}}).Addr
+	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\nmax_per_destination = 4\nconnection_cache_time = \"10s\"\n[queue]\nretry_intervals = [\"1s\"]\n[mailbox]\nquota = 0\n", dnsAddr, hop.port))
+	a.start()
+	const total = 300
+	// Local mail beside the relaying keeps the store's committer busy.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	local := "Subject: local\r\n\r\n" + strings.Repeat(strings.Repeat("l", 98)+"\r\n", 2000)
+	for w := 0; w < 3; w++ {
+		wg.Go(func() {
+			for i := 0; i < 2000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				conn, err := net.DialTimeout("tcp", a.addr, time.Second)
+				if err != nil {
+					time.Sleep(50 * time.Millisecond) // the server is down between kills
+					continue
+				}
+				c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				for _, l := range []string{"", "EHLO load.example\r\n", "MAIL FROM:<l@remote.example>\r\n", "RCPT TO:<bob@example.test>\r\n", "DATA\r\n", local + ".\r\n"} {
+					if l != "" {
+						if _, err := conn.Write([]byte(l)); err != nil {
+							break
+						}
+					}
+					if _, err := c.r.ReadString('\n'); err != nil {
+						break
+					}
+					for c.r.Buffered() > 0 { // the rest of a multiline reply
+						c.r.ReadString('\n')
+					}
+				}
+				conn.Close()
+			}
+		})
+	}
+	c := loggedIn(t, a)
+	for i := 0; i < total; i++ {
+		if r := c.sendMail("alice@example.test", []string{fmt.Sprintf("u%d@far.test", i%7)}, fmt.Sprintf("From: alice@example.test\r\nSubject: dup-%03d\r\n\r\nx\r\n", i)); !strings.HasPrefix(r, "250 ") {
+			t.Fatalf("submission %d: %q", i, r)
+		}
+	}
+	a.waitLog("state=deferred")
+	gate.Store(true) // the retries, a second later, all go at once
+	received := func() int { return len(hop.messagesWith("Subject: dup-")) }
+	inFlight := 0
+	for _, at := range []int{30, 120, 210} {
+		waitFor(t, a, hop, fmt.Sprintf("%d messages at the hop", at), func() bool { return received() >= at })
+		// The hop stops answering while the server is killed and the
+		// transactions at risk are counted: data already on its way is
+		// taken in, no reply goes out.
+		freeze.Lock()
+		before := hop.seen()
+		a.kill()
+		time.Sleep(300 * time.Millisecond)
+		atRisk := 0
+		for i, s := range hop.seen() {
+			mailsMu.Lock()
+			taken := mails[i+1]
+			mailsMu.Unlock()
+			if (i >= len(before) || !before[i].ended) && len(s.messages) > 0 && taken == len(s.messages) {
+				atRisk++
+			}
+		}
+		freeze.Unlock()
+		inFlight += atRisk
+		t.Logf("kill at %d messages received: %d transactions at risk", received(), atRisk)
+		a.start()
+	}
+	waitFor(t, a, hop, "every message delivered", func() bool {
+		seen := map[string]bool{}
+		for _, m := range hop.messagesWith("Subject: dup-") {
+			_, rest, _ := strings.Cut(m, "Subject: ")
+			seen[rest[:7]] = true
+		}
+		return len(seen) == total
+	})
+	time.Sleep(500 * time.Millisecond) // anything more in flight
+	dups := received() - total
+	t.Logf("%d messages, 3 kills: %d sent again (transactions at risk at the kills: %d)", total, dups, inFlight)
+	if dups > inFlight {
+		t.Errorf("%d messages sent again over 3 kills, more than the %d transactions at risk at the kills", dups, inFlight)
 	}
 }

@@ -75,6 +75,13 @@ type Job struct {
 	Recipients []Recipient
 	Size       int64
 	Open       func() (io.ReadCloser, error)
+	// Held, when set, is given the function that puts the connection back
+	// for the next message after a transaction the next hop answered: the
+	// caller calls it once the outcomes are on record, so that at most one
+	// answered transaction per connection is unrecorded at any time (what a
+	// crash can make us send again). When nil the connection goes back at
+	// once.
+	Held func(release func())
 }
 
 // Outcome is what happened to one recipient.
@@ -142,7 +149,7 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 	if src != nil {
 		key += " from " + src.Name
 	}
-	for c := d.pool.get(key); c != nil; c = d.pool.get(key) {
+	for c := d.pool.get(ctx, key); c != nil; c = d.pool.get(ctx, key) {
 		if out, ok := d.send(ctx, c, job, key, true); ok {
 			return out
 		}
@@ -348,7 +355,12 @@ func (d *Deliverer) send(ctx context.Context, c *conn, job Job, key string, kept
 		}
 		return all(job, o), true
 	}
-	d.pool.put(key, c)
+	if job.Held != nil {
+		d.pool.hold(key)
+		job.Held(func() { d.pool.putHeld(key, c) })
+	} else {
+		d.pool.put(key, c)
+	}
 	out = make([]Outcome, len(job.Recipients))
 	for i, r := range res.Rcpts {
 		out[i] = Outcome{Delivered: r.Code/100 == 2, Permanent: r.Code >= 500, Detail: replyText(r), RemoteMTA: c.host, TLS: c.tls, DSN: dsn}

@@ -297,3 +297,36 @@ func TestDeliverBusyGreeting(t *testing.T) {
 		t.Errorf("%+v; the second exchanger got %d messages", out[0], len(up.msgs))
 	}
 }
+
+// TestHeldUntilRecorded: with Job.Held, a connection serves its next
+// message only after the caller gave it back (its outcomes recorded); the
+// next message waits for it rather than dial a second connection.
+func TestHeldUntilRecorded(t *testing.T) {
+	port := freePort(t)
+	up := hop(t, "127.0.0.44", port)
+	dnsAddr := dnstest.Start(t, map[string][]string{"held.test. A": {"127.0.0.44"}}).Addr
+	r, _ := dns.New(dnsAddr)
+	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second, IdleTime: time.Minute}, r)
+	var release func()
+	first := testJob("held.test", "a@example.test", "u1@held.test")
+	first.Held = func(f func()) { release = f }
+	if out := d.Deliver(context.Background(), first); !out[0].Delivered || release == nil {
+		t.Fatalf("first message: %+v, release given: %v", out[0], release != nil)
+	}
+	done := make(chan []Outcome)
+	go func() { done <- d.Deliver(context.Background(), testJob("held.test", "a@example.test", "u2@held.test")) }()
+	select {
+	case out := <-done:
+		t.Fatalf("the second message went out before the first was recorded: %+v", out)
+	case <-time.After(200 * time.Millisecond):
+	}
+	release()
+	if out := <-done; !out[0].Delivered {
+		t.Fatalf("second message: %+v", out[0])
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if len(up.sessions) != 2 || up.sessions[0] != up.sessions[1] {
+		t.Errorf("the two messages went over %v, want one connection", up.sessions)
+	}
+}

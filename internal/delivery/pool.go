@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -25,13 +26,22 @@ type pool struct {
 	maxAge   time.Duration // do not reuse a connection older than this
 	maxUses  int           // nor one that has carried this many messages
 
-	mu     sync.Mutex
-	idle   map[string][]*conn
-	closed bool
+	mu   sync.Mutex
+	idle map[string][]*conn
+	// held counts connections per key out of the pool while their last
+	// transaction's outcome is recorded; back, they serve the next message
+	// (Job.Held). changed is closed and replaced whenever one comes back.
+	held    map[string]int
+	changed chan struct{}
+	closed  bool
 }
 
+// heldWait bounds how long a message waits for a connection whose outcome
+// is being recorded (a group commit: milliseconds) before it dials anew.
+const heldWait = time.Second
+
 func newPool(idleTime, maxAge time.Duration, maxUses int) *pool {
-	return &pool{idleTime: idleTime, maxAge: maxAge, maxUses: maxUses, idle: map[string][]*conn{}}
+	return &pool{idleTime: idleTime, maxAge: maxAge, maxUses: maxUses, idle: map[string][]*conn{}, held: map[string]int{}, changed: make(chan struct{})}
 }
 
 // setIdleTime changes how long connections put back from now on wait.
@@ -41,10 +51,30 @@ func (p *pool) setIdleTime(d time.Duration) {
 	p.mu.Unlock()
 }
 
-// get takes an idle connection to key, or returns nil.
-func (p *pool) get(key string) *conn {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// get takes an idle connection to key, waiting a while for one held for
+// recording, or returns nil.
+func (p *pool) get(ctx context.Context, key string) *conn {
+	deadline := time.NewTimer(heldWait)
+	defer deadline.Stop()
+	for {
+		p.mu.Lock()
+		c, held, changed := p.take(key), p.held[key], p.changed
+		p.mu.Unlock()
+		if c != nil || held == 0 {
+			return c
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// take takes an idle connection to key, or returns nil; p.mu is held.
+func (p *pool) take(key string) *conn {
 	for cs := p.idle[key]; len(cs) > 0; cs = p.idle[key] {
 		c := cs[len(cs)-1]
 		p.idle[key] = cs[:len(cs)-1]
@@ -59,19 +89,41 @@ func (p *pool) get(key string) *conn {
 	return nil
 }
 
+// hold marks a connection to key as out for recording: messages to key
+// wait for it (briefly) rather than dial, and it must come back with
+// putHeld.
+func (p *pool) hold(key string) {
+	p.mu.Lock()
+	p.held[key]++
+	p.mu.Unlock()
+}
+
+// putHeld gives back a connection marked with hold.
+func (p *pool) putHeld(key string, c *conn) {
+	p.mu.Lock()
+	if p.held[key]--; p.held[key] <= 0 {
+		delete(p.held, key)
+	}
+	p.mu.Unlock()
+	p.put(key, c)
+}
+
 // put keeps c for the next message to key, or closes it when it has
-// served long enough or the pool is closed.
+// served long enough or the pool is closed; waiting messages are told.
 func (p *pool) put(key string, c *conn) {
 	c.uses++
 	p.mu.Lock()
-	if p.closed || p.idleTime <= 0 || c.uses >= p.maxUses || time.Since(c.born) >= p.maxAge {
+	defer func() {
+		close(p.changed)
+		p.changed = make(chan struct{})
 		p.mu.Unlock()
+	}()
+	if p.closed || p.idleTime <= 0 || c.uses >= p.maxUses || time.Since(c.born) >= p.maxAge {
 		go c.c.Close()
 		return
 	}
 	c.timer = time.AfterFunc(p.idleTime, func() { p.drop(key, c) })
 	p.idle[key] = append(p.idle[key], c)
-	p.mu.Unlock()
 }
 
 // drop removes c after its idle time and closes it.

@@ -405,6 +405,16 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted
 	for _, e := range entries {
 		job.Recipients = append(job.Recipients, delivery.Recipient{Address: e.Recipient.Address, Params: rcptParams(e.Recipient)})
 	}
+	// The connection serves its next message only once these outcomes are
+	// on record: a crash then repeats at most one answered transaction per
+	// connection.
+	var release func()
+	job.Held = func(f func()) { release = f }
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
 	outcomes := r.deliver(ctx, job)
 	attempted()
 	now, cfg := r.now(), r.cfg.Load()

@@ -270,6 +270,39 @@ func (h *heldRecords) RecordResults(ctx context.Context, rs []store.QueueResult)
 	return h.Store.RecordResults(ctx, rs)
 }
 
+// TestConnectionBackAfterRecording: the connection of an answered
+// transaction is given back (for the next message) only once its outcome
+// is recorded, never before: a crash then repeats at most one answered
+// transaction per connection.
+func TestConnectionBackAfterRecording(t *testing.T) {
+	st := newHeldRecords(t, newStore(t, map[string]int{"one.test": 1}))
+	released := make(chan struct{})
+	deliver := func(_ context.Context, j delivery.Job) []delivery.Outcome {
+		j.Held(func() { close(released) })
+		return []delivery.Outcome{{Delivered: true}}
+	}
+	r := New(st, deliver, nil, Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	select {
+	case <-st.recording:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the outcome was not recorded")
+	}
+	select {
+	case <-released:
+		t.Fatal("the connection came back while the outcome was still being recorded")
+	case <-time.After(200 * time.Millisecond):
+	}
+	st.Release()
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection did not come back after the recording")
+	}
+}
+
 // TestSlotFreeWhileRecording: a destination's slot is free once the
 // attempt there has ended. With one delivery at a time to a domain, the
 // second message goes out while the first one's outcome is still being
