@@ -314,7 +314,9 @@ func TestHeldUntilRecorded(t *testing.T) {
 		t.Fatalf("first message: %+v, release given: %v", out[0], release != nil)
 	}
 	done := make(chan []Outcome)
-	go func() { done <- d.Deliver(context.Background(), testJob("held.test", "a@example.test", "u2@held.test")) }()
+	go func() {
+		done <- d.Deliver(context.Background(), testJob("held.test", "a@example.test", "u2@held.test"))
+	}()
 	select {
 	case out := <-done:
 		t.Fatalf("the second message went out before the first was recorded: %+v", out)
