@@ -3,6 +3,7 @@
 GO ?= go
 BIN := bin/mailroom
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOTESTSUM := gotest.tools/gotestsum@v1.13.0
 FUZZTIME ?= 30s
 # The version printed by "mailroom --version": the commit, when built from git.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -20,10 +21,16 @@ run: build
 # real clients (Python smtplib, swaks, curl, mutt). The tests over a
 # 100,000-entry queue skip under -race (it slows SQLite ~25x) and run
 # once more without it.
+#
+# gotestsum prints each test as it ends, then the skipped (with why) and
+# failed tests, and scripts/test-summary.sh closes with one line of totals.
 test: build lint
 	./scripts/test-deps.sh
-	$(GO) test -race -shuffle=on -timeout 10m ./...
-	$(GO) test -shuffle=on -timeout 5m -run LargeQueue ./internal/store/sqlite ./internal/queue
+	$(GO) run $(GOTESTSUM) --format testname --post-run-command 'sh scripts/test-summary.sh' --raw-command -- bash -c '\
+	  rc=0; \
+	  $(GO) test -json -race -shuffle=on -timeout 10m ./... || rc=1; \
+	  $(GO) test -json -shuffle=on -timeout 5m -run LargeQueue ./internal/store/sqlite ./internal/queue || rc=1; \
+	  exit $$rc'
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -249,10 +249,10 @@ smtp = ["127.0.0.1:$MR_PORT"]
 [smtp]
 # smtp-source relays from here, like Postfix's mynetworks.
 trusted_networks = ["127.0.0.0/8"]
-# All the load comes from 127.0.0.1: lift the per-IP limit (50), and the
+# All the load comes from 127.0.0.1: lift the per-client limit (50), and the
 # total for the idle connections.
 max_connections = $maxconn
-max_connections_per_ip = $maxconn
+max_connections_per_client = $maxconn
 
 [mailbox]
 # N x SIZE may exceed the default 1GiB quota.

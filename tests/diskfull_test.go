@@ -42,20 +42,9 @@ func TestDiskFull(t *testing.T) {
 	c := s.dial()
 	c.cmd("EHLO full.example", "250 ")
 	body := "Subject: filler\r\n\r\n" + strings.Repeat(strings.Repeat("z", 76)+"\r\n", 2500) // ~195 KiB
-	accepted, full := 0, false
-	for i := 0; i < 40 && !full; i++ {
-		r := c.sendMail("a@remote.example", []string{"alice@example.test"}, body)
-		switch {
-		case strings.HasPrefix(r, "250 "):
-			accepted++
-		case strings.HasPrefix(r, "452 4.3.1"):
-			full = true
-		default:
-			t.Fatalf("message %d: got %q, want 250 or 452 4.3.1", i, r)
-		}
-	}
-	if !full || accepted == 0 {
-		t.Fatalf("accepted %d, disk full seen %v", accepted, full)
+	accepted, refused := fillMailbox(t, c, body, 40)
+	if refused == "" || accepted == 0 {
+		t.Fatalf("accepted %d, disk full seen %q", accepted, refused)
 	}
 	c.cmd("NOOP", "250 ")
 	s.dial().cmd("EHLO again.example", "250 ")
@@ -86,24 +75,7 @@ func TestFreeSpaceReserve(t *testing.T) {
 	c := s.dial()
 	c.cmd("EHLO full.example", "250 ")
 	body := "Subject: filler\r\n\r\n" + strings.Repeat(strings.Repeat("z", 76)+"\r\n", 2500) // ~195 KiB
-	accepted, refused := 0, ""
-	for i := 0; i < 300 && refused == ""; i++ {
-		if r := c.cmd("MAIL FROM:<a@remote.example>", ""); strings.HasPrefix(r, "452 4.3.1") {
-			refused = r
-			break
-		}
-		c.cmd("RCPT TO:<alice@example.test>", "250 ")
-		c.cmd("DATA", "354 ")
-		c.send(body + ".\r\n")
-		switch r := c.reply(); {
-		case strings.HasPrefix(r, "250 "):
-			accepted++
-		case strings.HasPrefix(r, "452 4.3.1"):
-			refused = r
-		default:
-			t.Fatalf("message %d: got %q, want 250 or 452 4.3.1", i, r)
-		}
-	}
+	accepted, refused := fillMailbox(t, c, body, 300)
 	if refused == "" || accepted == 0 {
 		t.Fatalf("accepted %d, refused %q", accepted, refused)
 	}
@@ -114,9 +86,7 @@ func TestFreeSpaceReserve(t *testing.T) {
 	if free := int64(st.Bavail) * st.Bsize; free < 4<<20 {
 		t.Errorf("only %d octets free when the reserve refused mail: the disk filled up first", free)
 	}
-	if !strings.Contains(s.logs(), `level=WARN msg="mail refused: free space below the reserve" client=127.0.0.1 free_bytes=`) {
-		t.Error("the refusal is not logged at WARN with the free space")
-	}
+	s.waitLog(`level=WARN msg="mail refused: free space below the reserve" client=127.0.0.1 free_bytes=`)
 	if n := len(s.mailbox("alice@example.test")); n != accepted {
 		t.Errorf("%d messages stored, %d acknowledged", n, accepted)
 	}
@@ -126,4 +96,28 @@ func TestFreeSpaceReserve(t *testing.T) {
 	if n := len(s.mailbox("alice@example.test")); n != accepted {
 		t.Errorf("after a restart: %d messages stored, %d acknowledged", n, accepted)
 	}
+}
+
+// fillMailbox sends body to alice up to n times until the server answers
+// 452 4.3.1 (at MAIL or after the data), and returns how many were accepted
+// and the refusal.
+func fillMailbox(t *testing.T, c *client, body string, n int) (accepted int, refusal string) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if r := c.cmd("MAIL FROM:<a@remote.example>", ""); strings.HasPrefix(r, "452 4.3.1") {
+			return accepted, r
+		}
+		c.cmd("RCPT TO:<alice@example.test>", "250 ")
+		c.cmd("DATA", "354 ")
+		c.send(body + ".\r\n")
+		switch r := c.reply(); {
+		case strings.HasPrefix(r, "250 "):
+			accepted++
+		case strings.HasPrefix(r, "452 4.3.1"):
+			return accepted, r
+		default:
+			t.Fatalf("message %d: got %q, want 250 or 452 4.3.1", i, r)
+		}
+	}
+	return accepted, ""
 }

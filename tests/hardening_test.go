@@ -33,14 +33,9 @@ func (tr *trickler) last() string {
 
 // trickle connects to addr from src and sends "x" every interval until the
 // server closes the connection or stop is closed.
-func trickle(t *testing.T, addr, src string, interval time.Duration, stop chan struct{}) *trickler {
+func trickle(t *testing.T, s *server, addr, src string, interval time.Duration, stop chan struct{}) *trickler {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := s.dialFrom(t, addr, src).conn
 	tr := &trickler{conn: conn}
 	go func() {
 		r := bufio.NewReader(conn)
@@ -82,7 +77,7 @@ func TestSlowlorisDoesNotStarveSubmission(t *testing.T) {
 	defer close(stop)
 	var held []*trickler
 	for i := 0; i < 40; i++ {
-		held = append(held, trickle(t, s.addr, fmt.Sprintf("127.0.1.%d", i+1), 200*time.Millisecond, stop))
+		held = append(held, trickle(t, s, s.addr, fmt.Sprintf("127.0.1.%d", i+1), 200*time.Millisecond, stop))
 	}
 	time.Sleep(300 * time.Millisecond)
 	// Port 25 is full: one more is refused.
@@ -114,57 +109,6 @@ func TestSlowlorisDoesNotStarveSubmission(t *testing.T) {
 	}
 	// Port 25 serves again once they are gone.
 	s.dialFrom(t, s.addr, "127.0.2.2").expect("220 ")
-}
-
-// TestMinimumDataRate: message data trickled below min_data_rate ends with
-// 421 4.4.2 after data_timeout's grace, and nothing is kept; a 100 MB
-// message sent at full speed arrives.
-func TestMinimumDataRate(t *testing.T) {
-	s := newServer(t, "data_timeout = \"1s\"\nmin_data_rate = \"1KiB\"\nmax_message_size = \"120MiB\"", "[mailbox]\nquota = \"1GiB\"\n")
-	s.start()
-	c := s.dial()
-	c.cmd("EHLO slow.example", "250 ")
-	c.cmd("MAIL FROM:<a@remote.example>", "250 ")
-	c.cmd("RCPT TO:<alice@example.test>", "250 ")
-	c.cmd("DATA", "354 ")
-	c.send("Subject: trickled\r\n\r\n")
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-				c.conn.Write([]byte("y"))
-			}
-		}
-	}()
-	r := c.expect("421 4.4.2")
-	close(stop)
-	if !strings.Contains(r, "too slowly") {
-		t.Errorf("the refusal does not say the data was too slow: %q", r)
-	}
-	if n := len(s.mailbox("alice@example.test")); n != 0 {
-		t.Errorf("%d messages kept from a trickled DATA", n)
-	}
-
-	big := s.dial()
-	big.cmd("EHLO fast.example", "250 ")
-	big.cmd("MAIL FROM:<a@remote.example> SIZE=104857600", "250 ")
-	big.cmd("RCPT TO:<alice@example.test>", "250 ")
-	big.cmd("DATA", "354 ")
-	line := strings.Repeat("0123456789abcdef", 6) + "\r\n" // 98 octets
-	chunk := strings.Repeat(line, 10700)                   // ~1 MiB
-	big.send("Subject: large\r\n\r\n")
-	for i := 0; i < 100; i++ {
-		big.send(chunk)
-	}
-	big.send(".\r\n")
-	big.expect("250 ")
-	msgs := s.mailbox("alice@example.test")
-	if len(msgs) != 1 || msgs[0].Size < int64(100*len(chunk)) {
-		t.Errorf("the large message was not stored whole: %+v", msgs)
-	}
 }
 
 // TestImplicitTLSRefusalNotInPlaintext: a client beyond the limits of the

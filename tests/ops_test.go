@@ -317,20 +317,59 @@ func TestDevDefaults(t *testing.T) {
 	}
 }
 
-// TestDataTimeout: a client that stops in the middle of a message is told
-// 421 4.4.2 and nothing of the message is kept.
+// TestDataTimeout: a client that stops in the middle of a message, or
+// trickles it below min_data_rate, is told 421 4.4.2 after data_timeout's
+// grace, and nothing of the message is kept; a 100 MB message sent at full
+// speed arrives.
 func TestDataTimeout(t *testing.T) {
-	s := newServer(t, "data_timeout = \"1s\"", "")
+	s := newServer(t, "data_timeout = \"1s\"\nmin_data_rate = \"1KiB\"\nmax_message_size = \"120MiB\"", "[mailbox]\nquota = \"1GiB\"\n")
 	s.start()
-	c := s.dial()
-	c.cmd("EHLO slow.example", "250 ")
-	c.cmd("MAIL FROM:<a@remote.example>", "250 ")
-	c.cmd("RCPT TO:<alice@example.test>", "250 ")
-	c.cmd("DATA", "354 ")
+	startData := func() *client {
+		c := s.dial()
+		c.cmd("EHLO slow.example", "250 ")
+		c.cmd("MAIL FROM:<a@remote.example>", "250 ")
+		c.cmd("RCPT TO:<alice@example.test>", "250 ")
+		c.cmd("DATA", "354 ")
+		return c
+	}
+	c := startData()
 	c.send("Subject: never finished\r\n\r\nhalf")
 	c.expect("421 4.4.2")
+
+	c = startData()
+	c.send("Subject: trickled\r\n\r\n")
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				c.conn.Write([]byte("y"))
+			}
+		}
+	}()
+	r := c.expect("421 4.4.2")
+	close(stop)
+	if !strings.Contains(r, "too slowly") {
+		t.Errorf("the refusal does not say the data was too slow: %q", r)
+	}
 	if n := len(s.mailbox("alice@example.test")); n != 0 {
-		t.Errorf("%d messages kept from an unfinished DATA", n)
+		t.Errorf("%d messages kept from unfinished or trickled data", n)
+	}
+
+	big := startData()
+	line := strings.Repeat("0123456789abcdef", 6) + "\r\n" // 98 octets
+	chunk := strings.Repeat(line, 10700)                   // ~1 MiB
+	big.send("Subject: large\r\n\r\n")
+	for i := 0; i < 100; i++ {
+		big.send(chunk)
+	}
+	big.send(".\r\n")
+	big.expect("250 ")
+	msgs := s.mailbox("alice@example.test")
+	if len(msgs) != 1 || msgs[0].Size < int64(100*len(chunk)) {
+		t.Errorf("the large message was not stored whole: %+v", msgs)
 	}
 }
 
