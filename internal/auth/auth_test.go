@@ -36,7 +36,7 @@ func cheapHash(pw string) string {
 // scram-only carol (password "right").
 type creds map[string]store.User
 
-func newCreds(t *testing.T) creds {
+func newCreds(t testing.TB) creds {
 	_, verifiers, cram, err := password.Derive("right", true)
 	if err != nil {
 		t.Fatal(err)

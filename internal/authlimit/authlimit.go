@@ -72,6 +72,18 @@ func (l *Limiter) SetPolicy(p Policy) {
 	l.mu.Unlock()
 }
 
+// UnderWay returns how many attempts have begun and not ended (a gauge for
+// metrics; 0 when idle, or an attempt was not ended).
+func (l *Limiter) UnderWay() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.clients {
+		n += r.inflight
+	}
+	return n
+}
+
 // Verdict is what to do before checking a login.
 type Verdict int
 
