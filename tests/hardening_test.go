@@ -262,6 +262,13 @@ func TestSIGHUPReloadsEverything(t *testing.T) {
 		t.Errorf("the reload does not say that [listen] needs a restart")
 	}
 	a.dial().cmd("EHLO still.example", "250 ") // still on the old address
+
+	// A key that needs a restart is not half applied: turning the
+	// self-signed certificate off leaves TLS as it runs.
+	a.writeConfig("", tables(strconv.Itoa(port), "30m")+"[tls]\nself_signed = false\n")
+	a.cmd.Process.Signal(syscall.SIGHUP)
+	a.waitLog(`key=tls.self_signed`)
+	loggedIn(t, a).cmd("QUIT", "221 ")
 }
 
 // TestNULIsRefused: a message with a NUL octet is refused with 554 5.6.0

@@ -125,12 +125,20 @@ func (s *Service) Warm() {
 // Canonical is the name an account is counted and looked up under: the
 // address with its local part in lower case, so that spellings of one name
 // ("Alice@x", "\"alice\"@x") are one account.
+// A name longer than any address (RFC 5321 4.5.3.1: 64 + 1 + 255 octets)
+// is cut there: no account has it, and the limiter keeps no more of it.
 func Canonical(user string) string {
+	if len(user) > maxName {
+		user = user[:maxName]
+	}
 	if a, err := smtp.ParseMailbox(user); err == nil {
 		return strings.ToLower(a.Local) + "@" + a.Domain
 	}
 	return strings.ToLower(user)
 }
+
+// maxName is the longest name an account can have.
+const maxName = 320
 
 // Password checks a user name and password (SASL PLAIN and LOGIN, IMAP
 // LOGIN, POP3 USER/PASS) within the login limits, and returns the login.

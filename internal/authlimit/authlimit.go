@@ -106,19 +106,34 @@ func (l *Limiter) Begin(client netip.Prefix, account string) (Verdict, time.Dura
 		return Allow, 0
 	}
 	now := l.now()
-	rc, rp := getRecord(l, l.clients, client, now), getRecord(l, l.pairs, pair{client, account}, now)
-	pairMax := l.pairMax()
+	l.gc(now)
+	// Records are made only for an attempt that goes ahead: refused ones,
+	// however many and under whatever names, cost no memory.
+	k := pair{client, account}
+	rc, rp := current(l, l.clients[client], now), current(l, l.pairs[k], now)
 	switch {
 	case now.Before(rc.banned):
 		return ClientBanned, rc.banned.Sub(now)
 	case now.Before(rp.banned):
 		return PairLocked, rp.banned.Sub(now)
-	case rc.failures+rc.inflight >= l.policy.MaxFailures || rp.failures+rp.inflight >= pairMax:
+	case rc.failures+rc.inflight >= l.policy.MaxFailures || rp.failures+rp.inflight >= l.pairMax():
 		return Busy, 0
 	}
-	rc.inflight++
-	rp.inflight++
+	getRecord(l, l.clients, client, now).inflight++
+	getRecord(l, l.pairs, k, now).inflight++
 	return Allow, 0
+}
+
+// current returns r as it stands now (a zero record for none, or for one
+// whose window has passed), without changing it.
+func current(l *Limiter, r *record, now time.Time) record {
+	if r == nil || now.Sub(r.first) > l.policy.Window && !now.Before(r.banned) {
+		if r != nil {
+			return record{inflight: r.inflight}
+		}
+		return record{}
+	}
+	return *r
 }
 
 func (l *Limiter) pairMax() int {
@@ -135,6 +150,7 @@ func (l *Limiter) Failed(client netip.Prefix, account string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.policy.MaxFailures <= 0 {
+		l.end(client, account) // begun before limiting was turned off
 		return 0
 	}
 	now := l.now()
@@ -166,11 +182,24 @@ func (l *Limiter) Succeeded(client netip.Prefix, account string) {
 func (l *Limiter) Done(client netip.Prefix, account string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.end(client, account)
+}
+
+// end takes an attempt off the records of client and the pair, and drops
+// records left with nothing to remember; l.mu is held.
+func (l *Limiter) end(client netip.Prefix, account string) {
 	if r := l.clients[client]; r != nil {
 		r.inflight = max(r.inflight-1, 0)
+		if r.inflight == 0 && r.failures == 0 && r.banned.IsZero() {
+			delete(l.clients, client)
+		}
 	}
-	if r := l.pairs[pair{client, account}]; r != nil {
+	k := pair{client, account}
+	if r := l.pairs[k]; r != nil {
 		r.inflight = max(r.inflight-1, 0)
+		if r.inflight == 0 && r.failures == 0 && r.banned.IsZero() {
+			delete(l.pairs, k)
+		}
 	}
 }
 

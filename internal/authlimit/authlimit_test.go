@@ -1,6 +1,7 @@
 package authlimit
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -132,5 +133,49 @@ func TestLimiterCountsAttemptsUnderWay(t *testing.T) {
 	}
 	if v, _ := l.Begin(pfx("2001:db8:1:3::/64"), "c"); v != Allow {
 		t.Errorf("another /64: %v, want Allow", v)
+	}
+}
+
+// TestLimiterMemoryIsBounded: refused attempts, under any number of names,
+// leave no records; attempts that end without a failure leave none either.
+func TestLimiterMemoryIsBounded(t *testing.T) {
+	p := Policy{MaxFailures: 2, MaxPairFailures: 2, Window: time.Minute, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
+	l := New(p, nil)
+	banned, clean := pfx("192.0.2.1/32"), pfx("192.0.2.2/32")
+	for i := 0; i < 2; i++ {
+		l.Begin(banned, "x")
+		l.Failed(banned, "x")
+	}
+	for i := 0; i < 10000; i++ {
+		if v, _ := l.Begin(banned, fmt.Sprintf("name-%d", i)); v != ClientBanned {
+			t.Fatalf("attempt %d from a banned prefix: %v", i, v)
+		}
+		if v, _ := l.Begin(clean, fmt.Sprintf("name-%d", i)); v != Allow {
+			t.Fatalf("attempt %d from a clean prefix: %v", i, v)
+		}
+		l.Done(clean, fmt.Sprintf("name-%d", i)) // a cancelled exchange
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.pairs) > 1 || len(l.clients) > 1 {
+		t.Errorf("after 20,000 refused or cancelled attempts the limiter keeps %d pair and %d client records, want at most 1 each", len(l.pairs), len(l.clients))
+	}
+}
+
+// TestLimiterPolicyOffWhileInFlight: an attempt begun while limiting was on
+// and failed after it was turned off is still ended.
+func TestLimiterPolicyOffWhileInFlight(t *testing.T) {
+	p := Policy{MaxFailures: 1, Window: time.Minute, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
+	l := New(p, nil)
+	c := pfx("192.0.2.3/32")
+	l.Begin(c, "a")
+	l.SetPolicy(Policy{})
+	l.Failed(c, "a")
+	l.SetPolicy(p)
+	if n := l.UnderWay(); n != 0 {
+		t.Errorf("%d attempts still under way", n)
+	}
+	if v, _ := l.Begin(c, "a"); v != Allow {
+		t.Errorf("after the policy came back: %v, want Allow", v)
 	}
 }

@@ -77,7 +77,8 @@ type Auth struct {
 	// the prefix from logging in for BanTime (SMTP 421 4.7.0).
 	MaxFailures int `toml:"max_failures"`
 	// MaxFailuresPerAccount failed logins for one account from one client
-	// prefix lock that pair (not the account) for BanTime (454 4.7.0).
+	// prefix lock that pair (not the account) for BanTime (454 4.7.0); 0
+	// leaves pairs to MaxFailures.
 	MaxFailuresPerAccount int      `toml:"max_failures_per_account"`
 	BanTime               Duration `toml:"ban_time"`
 	// FailureDelay is the wait before answering a failed login; it doubles

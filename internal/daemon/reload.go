@@ -56,17 +56,6 @@ func (rt *running) reload(opts Options, old *config.Config) *config.Config {
 		return old
 	}
 	cfg, err := loadConfig(opts)
-	if err == nil {
-		err = rt.relay.check(cfg)
-	}
-	var level slog.Level
-	if err == nil {
-		level, err = logging.ParseLevel(cfg.Log.Level)
-	}
-	var smtpCfg *smtpserver.Config
-	if err == nil {
-		smtpCfg, err = smtpConfig(cfg, rt.certs, rt.spoolDir) // loads the certificates last
-	}
 	if err != nil {
 		rt.log.Error("SIGHUP: configuration not reloaded, keeping the running one", "file", opts.ConfigFile, "err", err)
 		return old
@@ -77,10 +66,28 @@ func (rt *running) reload(opts Options, old *config.Config) *config.Config {
 			restart = append(restart, k.key)
 		}
 	}
-	// What needs a restart keeps running as it is: keep it in the
-	// configuration in effect, so that the next SIGHUP compares with it.
+	// What needs a restart keeps running as it is, before anything is
+	// built from the file (the certificates of the running listeners and
+	// data directory), and in the configuration in effect, so that the
+	// next SIGHUP compares with it.
 	cfg.DataDir, cfg.Listen, cfg.DNS, cfg.TLS.ACME = old.DataDir, old.Listen, old.DNS, old.TLS.ACME
 	cfg.TLS.SelfSigned, cfg.TLS.ReloadInterval, cfg.Log.Format, cfg.ShutdownTimeout = old.TLS.SelfSigned, old.TLS.ReloadInterval, old.Log.Format, old.ShutdownTimeout
+	err = rt.relay.check(cfg)
+	var level slog.Level
+	if err == nil {
+		level, err = logging.ParseLevel(cfg.Log.Level)
+	}
+	var smtpCfg *smtpserver.Config
+	if err == nil {
+		smtpCfg, err = smtpConfig(cfg, rt.certs, rt.spoolDir) // loads the certificates last
+	}
+	if err == nil && smtpCfg.TLS == nil && rt.srv.TLSConfig() != nil {
+		err = fmt.Errorf("the file gives no certificate, and the running listeners use TLS: set [tls] cert_file, or tls.self_signed = true")
+	}
+	if err != nil {
+		rt.log.Error("SIGHUP: configuration not reloaded, keeping the running one", "file", opts.ConfigFile, "err", err)
+		return old
+	}
 
 	rt.srv.SetConfig(smtpCfg)
 	for mode, svc := range rt.services {

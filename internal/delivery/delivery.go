@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -355,9 +356,9 @@ func (d *Deliverer) send(ctx context.Context, c *conn, job Job, key string, kept
 		}
 		return all(job, o), true
 	}
-	if job.Held != nil {
-		d.pool.hold(key)
-		job.Held(func() { d.pool.putHeld(key, c) })
+	if job.Held != nil && d.pool.hold(key, c) {
+		var once sync.Once
+		job.Held(func() { once.Do(func() { d.pool.putHeld(key, c) }) })
 	} else {
 		d.pool.put(key, c)
 	}

@@ -327,8 +327,28 @@ func TestHeldUntilRecorded(t *testing.T) {
 		t.Fatalf("second message: %+v", out[0])
 	}
 	up.mu.Lock()
-	defer up.mu.Unlock()
 	if len(up.sessions) != 2 || up.sessions[0] != up.sessions[1] {
 		t.Errorf("the two messages went over %v, want one connection", up.sessions)
+	}
+	up.mu.Unlock()
+
+	// With reuse off nothing is held: the next message does not wait.
+	d = New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second, IdleTime: -1}, r)
+	release = nil
+	first.Held = func(f func()) { release = f }
+	d.Deliver(context.Background(), first)
+	if release != nil {
+		t.Error("a connection that will not be reused was held")
+	}
+	go func() {
+		done <- d.Deliver(context.Background(), testJob("held.test", "a@example.test", "u3@held.test"))
+	}()
+	select {
+	case out := <-done:
+		if !out[0].Delivered {
+			t.Errorf("third message: %+v", out[0])
+		}
+	case <-time.After(heldWait / 2):
+		t.Error("with reuse off, a message waited for a connection that will never come back")
 	}
 }

@@ -61,7 +61,7 @@ func (p *pool) get(ctx context.Context, key string) *conn {
 		c, held, changed := p.take(key), p.held[key], p.changed
 		p.mu.Unlock()
 		if c != nil || held == 0 {
-			return c
+			return c // held: only connections that will come back to the pool
 		}
 		select {
 		case <-changed:
@@ -89,13 +89,18 @@ func (p *pool) take(key string) *conn {
 	return nil
 }
 
-// hold marks a connection to key as out for recording: messages to key
-// wait for it (briefly) rather than dial, and it must come back with
-// putHeld.
-func (p *pool) hold(key string) {
+// hold marks a connection to key as out for recording, when the pool will
+// keep it once it comes back: messages to key then wait for it (briefly)
+// rather than dial. It reports whether it did; a held connection must come
+// back with putHeld.
+func (p *pool) hold(key string, c *conn) bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.keeps(c, c.uses+1) {
+		return false
+	}
 	p.held[key]++
-	p.mu.Unlock()
+	return true
 }
 
 // putHeld gives back a connection marked with hold.
@@ -108,6 +113,12 @@ func (p *pool) putHeld(key string, c *conn) {
 	p.put(key, c)
 }
 
+// keeps reports whether a connection that has carried uses messages may
+// serve another; p.mu is held.
+func (p *pool) keeps(c *conn, uses int) bool {
+	return !p.closed && p.idleTime > 0 && uses < p.maxUses && time.Since(c.born) < p.maxAge
+}
+
 // put keeps c for the next message to key, or closes it when it has
 // served long enough or the pool is closed; waiting messages are told.
 func (p *pool) put(key string, c *conn) {
@@ -118,7 +129,7 @@ func (p *pool) put(key string, c *conn) {
 		p.changed = make(chan struct{})
 		p.mu.Unlock()
 	}()
-	if p.closed || p.idleTime <= 0 || c.uses >= p.maxUses || time.Since(c.born) >= p.maxAge {
+	if !p.keeps(c, c.uses) {
 		go c.c.Close()
 		return
 	}

@@ -204,7 +204,12 @@ func (svc *Service) admit(c net.Conn, h Handler) {
 		conn := newConn(c, svc.Gate.Limits())
 		defer conn.Close()
 		if svc.TLS != nil {
-			if err := conn.handshake(svc.TLS()); err != nil {
+			cfg := svc.TLS()
+			if cfg == nil { // no certificate: nothing can be said on this port
+				svc.Log.Error("implicit TLS without a certificate: connection closed", "service", svc.Name)
+				return
+			}
+			if err := conn.handshake(cfg); err != nil {
 				svc.Log.Info("TLS handshake failed", "service", svc.Name, "client", ip.String(), "err", err)
 				return
 			}
@@ -224,6 +229,11 @@ func (svc *Service) refuse(c net.Conn, line []byte) {
 		c.Close()
 		return
 	}
+	cfg := svc.TLS()
+	if cfg == nil {
+		c.Close()
+		return
+	}
 	if svc.refusing.Add(1) > maxTLSRefusals {
 		svc.refusing.Add(-1)
 		c.Close()
@@ -233,7 +243,7 @@ func (svc *Service) refuse(c net.Conn, line []byte) {
 		defer svc.refusing.Add(-1)
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(refusalTimeout))
-		tc := tls.Server(c, svc.TLS())
+		tc := tls.Server(c, cfg)
 		if tc.Handshake() == nil {
 			tc.Write(line)
 			tc.Close()

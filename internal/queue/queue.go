@@ -132,9 +132,11 @@ func withDefaults(cfg Config) *Config {
 func (r *Runner) SetConfig(cfg Config) {
 	c := withDefaults(cfg)
 	r.mu.Lock()
-	r.cfg.Store(c)
+	old := r.cfg.Swap(c)
 	for name, d := range r.dests {
-		d.limiter = c.limiter(name)
+		if old.perMinute(name) != c.perMinute(name) { // an unchanged limit keeps its state
+			d.limiter = c.limiter(name)
+		}
 	}
 	r.mu.Unlock()
 	r.nudge() // higher limits may let waiting jobs start
@@ -142,14 +144,18 @@ func (r *Runner) SetConfig(cfg Config) {
 
 // limiter returns the rate limiter of a destination, or nil for none.
 func (c *Config) limiter(name string) *rate.Limiter {
-	perMinute, ok := c.RateLimits[name]
-	if !ok {
-		perMinute = c.RateLimits["*"]
-	}
-	if perMinute > 0 {
+	if perMinute := c.perMinute(name); perMinute > 0 {
 		return rate.NewLimiter(rate.Limit(perMinute/60), 1)
 	}
 	return nil
+}
+
+// perMinute is a destination's rate limit (0: none).
+func (c *Config) perMinute(name string) float64 {
+	if perMinute, ok := c.RateLimits[name]; ok {
+		return perMinute
+	}
+	return c.RateLimits["*"]
 }
 
 // Wake makes the runner look for due entries now (a message was queued).

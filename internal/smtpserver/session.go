@@ -153,7 +153,9 @@ func (s *session) readCommand() ([]byte, error) {
 	s.mu.Lock()
 	s.idle = false
 	s.mu.Unlock()
-	if err != nil && isTimeout(err) && (s.c.Expired() == listener.LimitInterrupted || s.srv.closing.Load()) {
+	// Interrupted (the server is stopping), even if a line came in just
+	// before: it is not acted on, and the client is told 421 to come back.
+	if s.c.Expired() == listener.LimitInterrupted || err != nil && isTimeout(err) && s.srv.closing.Load() {
 		return nil, errShutdown
 	}
 	return line, err

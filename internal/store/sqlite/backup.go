@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -54,8 +55,27 @@ func lockBlobs(dataDir string, how int) (*blobGuard, error) {
 }
 
 func (g *blobGuard) release() {
-	unix.Flock(int(g.f.Fd()), unix.LOCK_UN)
-	g.f.Close()
+	if g.f != nil {
+		unix.Flock(int(g.f.Fd()), unix.LOCK_UN)
+		g.f.Close()
+	}
+}
+
+// blobRemovalAllowed takes the shared hold for removing body files; it
+// reports false only while a backup holds them. Any other failure to lock
+// (the lock file unreadable to this user) is logged, and removal goes on
+// without the hold rather than never.
+func (s *Store) blobRemovalAllowed() (*blobGuard, bool) {
+	g, err := lockBlobs(s.dir, unix.LOCK_SH|unix.LOCK_NB)
+	switch {
+	case err == nil:
+		return g, true
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return nil, false
+	}
+	slog.Warn("store: cannot take the backup lock; removing message files without it (a backup running now may miss some)",
+		"err", err, "file", filepath.Join(s.dir, backupLock))
+	return &blobGuard{}, true
 }
 
 // Backup writes a consistent copy of the store to dir (which must not
@@ -168,12 +188,35 @@ func Restore(ctx context.Context, from, dataDir string, progress func(done, tota
 	if sum, err := fileSum(filepath.Join(from, "mailroom.db")); err != nil || sum != m.DB {
 		return nil, fmt.Errorf("restore: the backup's database does not match its manifest (damaged or incomplete backup)")
 	}
+	for name := range m.Blobs {
+		if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
+			return nil, fmt.Errorf("restore: the manifest names a body file %q outside blobs/: not a backup made by mailroom", name)
+		}
+	}
 	if err := os.MkdirAll(filepath.Join(dataDir, "blobs"), 0o750); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
+	// What this restore copied goes again if it fails, so that it can be
+	// run again.
+	var copied []string
+	ok := false
+	defer func() {
+		if !ok {
+			for _, f := range copied {
+				os.Remove(f)
+			}
+		}
+	}()
 	done := 0
 	for name, want := range m.Blobs {
-		sum, err := copyFile(filepath.Join(from, "blobs", name), filepath.Join(dataDir, "blobs", name))
+		dst := filepath.Join(dataDir, "blobs", name)
+		sum, err := copyFile(filepath.Join(from, "blobs", name), dst)
+		if err == nil {
+			copied = append(copied, dst)
+		}
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("restore: %s is already in %s: restore into a new data directory", name, filepath.Join(dataDir, "blobs"))
+		}
 		if err != nil || sum != want {
 			return nil, fmt.Errorf("restore: body file %s is damaged or missing in the backup (%v)", name, err)
 		}
@@ -182,20 +225,28 @@ func Restore(ctx context.Context, from, dataDir string, progress func(done, tota
 			progress(done, len(m.Blobs))
 		}
 	}
-	if _, err := copyFile(filepath.Join(from, "secret"), filepath.Join(dataDir, "secret")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("restore: secret: %w", err)
+	secret := filepath.Join(dataDir, "secret")
+	if _, err := os.Stat(secret); err != nil {
+		if _, err := copyFile(filepath.Join(from, "secret"), secret); err == nil {
+			copied = append(copied, secret)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("restore: secret: %w", err)
+		}
 	}
 	// The database last: until it is in place the directory holds no store.
 	tmp := filepath.Join(dataDir, "mailroom.db.restoring")
+	os.Remove(tmp) // left by a restore that failed
 	if _, err := copyFile(filepath.Join(from, "mailroom.db"), tmp); err != nil {
 		return nil, fmt.Errorf("restore: database: %w", err)
 	}
+	copied = append(copied, tmp)
 	if err := os.Rename(tmp, filepath.Join(dataDir, "mailroom.db")); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if err := syncDirs(dataDir, filepath.Join(dataDir, "blobs")); err != nil {
 		return nil, err
 	}
+	ok = true
 	return &m, nil
 }
 

@@ -16,8 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"mailroom/internal/store"
 )
 
@@ -87,9 +85,8 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 func (s *Store) Expunge(ctx context.Context, userID int64, mailbox string, uids []uint32) ([]uint32, error) {
 	var removed []uint32
 	var files []string
-	var used int64
 	err := s.write(ctx, func(tx *wtx) error {
-		removed, files, used = removed[:0], nil, -1
+		removed, files = removed[:0], nil
 		mboxID, _, err := tx.nextModSeq(userID, mailbox)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("mailbox %q of user %d: %w", mailbox, userID, store.ErrNotFound)
@@ -107,7 +104,7 @@ func (s *Store) Expunge(ctx context.Context, userID int64, mailbox string, uids 
 			if err != nil {
 				return err
 			}
-			if used, err = tx.addUsed(userID, -size); err != nil {
+			if _, err := tx.addUsed(userID, -size); err != nil {
 				return err
 			}
 			removed, ids = append(removed, uid), append(ids, msgID)
@@ -121,8 +118,11 @@ func (s *Store) Expunge(ctx context.Context, userID int64, mailbox string, uids 
 		}
 		return nil, fmt.Errorf("store: expunge from %q of user %d: %w", mailbox, userID, err)
 	}
-	if used >= 0 {
-		s.dircache.setUsed(userID, used)
+	if len(removed) > 0 {
+		// The user's used bytes went down: every process (a server beside
+		// this CLI) must read them again, or it would go on refusing the
+		// user for a quota that now has room.
+		s.dircache.changed()
 	}
 	s.removeBlobs(files)
 	return removed, nil
@@ -288,8 +288,8 @@ func (s *Store) removeBlobs(files []string) {
 	if len(files) == 0 {
 		return
 	}
-	guard, err := lockBlobs(s.dir, unix.LOCK_SH|unix.LOCK_NB)
-	if err != nil {
+	guard, ok := s.blobRemovalAllowed()
+	if !ok {
 		return
 	}
 	defer guard.release()
@@ -375,8 +375,8 @@ func (s *Store) RemoveOrphanBlobs(ctx context.Context, minAge time.Duration) (in
 	if err != nil {
 		return 0, fmt.Errorf("store: list blobs: %w", err)
 	}
-	guard, err := lockBlobs(s.dir, unix.LOCK_SH|unix.LOCK_NB)
-	if err != nil {
+	guard, ok := s.blobRemovalAllowed()
+	if !ok {
 		return 0, nil // a backup runs: sweep next time
 	}
 	defer guard.release()

@@ -80,6 +80,11 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "blobs"), 0o750); err != nil {
 		return nil, fmt.Errorf("store: create data directory: %w", err)
 	}
+	// The backup lock is made by whoever opens the store first (the server,
+	// as its own user), not by a backup run as root.
+	if f, err := os.OpenFile(filepath.Join(dir, backupLock), os.O_RDONLY|os.O_CREATE, 0o640); err == nil {
+		f.Close()
+	}
 	path := filepath.Join(dir, "mailroom.db")
 	dsn := func(pragmas ...string) string {
 		q := url.Values{}
