@@ -284,9 +284,9 @@ mailroom_notes() {
 	warn=$(grep -c -E 'level=(WARN|ERROR)' "$log")
 	[ "$warn" -gt 0 ] && printf '; %s warn/error log lines, first: %s' "$warn" \
 		"$(grep -m1 -E 'level=(WARN|ERROR)' "$log" | cut -c1-200)"
-	bad=$(grep 'msg="smtp session"' "$log" | grep -c -v -E 'rejected=0 errors=0 result=ok$')
+	bad=$(grep 'msg="smtp session"' "$log" | grep -c -v -E 'rejected=0 refused_recipients=0 errors=0 result=ok$')
 	[ "$bad" -gt 0 ] && printf '; %s sessions with rejections, errors or not ending in QUIT, first: %s' "$bad" \
-		"$(grep 'msg="smtp session"' "$log" | grep -m1 -v -E 'rejected=0 errors=0 result=ok$' | sed 's/.*accepted=/accepted=/' | cut -c1-200)"
+		"$(grep 'msg="smtp session"' "$log" | grep -m1 -v -E 'rejected=0 refused_recipients=0 errors=0 result=ok$' | sed 's/.*accepted=/accepted=/' | cut -c1-200)"
 	return 0
 }
 
