@@ -17,9 +17,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime"
-	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"mailroom/internal/authlimit"
@@ -107,24 +105,13 @@ func New(creds Credentials, policy authlimit.Policy, secret []byte, log *slog.Lo
 	}
 	// Checked when the user does not exist, so that the time to answer does
 	// not tell whether an account exists.
-	s.dummyHash = sync.OnceValue(func() string {
-		h, _ := password.Hash("mailroom-dummy-password")
-		return h
-	})
+	dummy := password.Dummy()
+	s.dummyHash = func() string { return dummy }
 	return s
 }
 
 // SetPolicy replaces the login limiter's policy (SIGHUP).
 func (s *Service) SetPolicy(p authlimit.Policy) { s.limiter.SetPolicy(p) }
-
-// Warm makes the dummy hash now, so that the first login after start does
-// not pay for two argon2id hashes (1-2 s on a slow machine), then gives the
-// 64 MiB it used back to the system: an idle server keeps its small
-// footprint.
-func (s *Service) Warm() {
-	s.dummyHash()
-	debug.FreeOSMemory()
-}
 
 // Canonical is the name an account is counted and looked up under: the
 // address with its local part in lower case, so that spellings of one name

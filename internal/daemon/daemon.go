@@ -96,7 +96,6 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	backend := inbound.New(st, inboundConfig(cfg), log)
 	logins := auth.New(st, authPolicy(cfg), secret, log)
-	go logins.Warm()
 	out, err := startRelay(cfg, st, backend, log)
 	if err != nil {
 		return err

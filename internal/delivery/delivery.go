@@ -80,8 +80,9 @@ type Job struct {
 	// for the next message after a transaction the next hop answered: the
 	// caller calls it once the outcomes are on record, so that at most one
 	// answered transaction per connection is unrecorded at any time (what a
-	// crash can make us send again). When nil the connection goes back at
-	// once.
+	// crash can make us send again). Meanwhile other messages use other
+	// connections. When nil, or when the connection will not be reused,
+	// it goes back (or is closed) at once.
 	Held func(release func())
 }
 
@@ -150,7 +151,7 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 	if src != nil {
 		key += " from " + src.Name
 	}
-	for c := d.pool.get(ctx, key); c != nil; c = d.pool.get(ctx, key) {
+	for c := d.pool.get(key); c != nil; c = d.pool.get(key) {
 		if out, ok := d.send(ctx, c, job, key, true); ok {
 			return out
 		}
@@ -356,9 +357,9 @@ func (d *Deliverer) send(ctx context.Context, c *conn, job Job, key string, kept
 		}
 		return all(job, o), true
 	}
-	if job.Held != nil && d.pool.hold(key, c) {
+	if job.Held != nil && d.pool.willKeep(c) {
 		var once sync.Once
-		job.Held(func() { once.Do(func() { d.pool.putHeld(key, c) }) })
+		job.Held(func() { once.Do(func() { d.pool.put(key, c) }) })
 	} else {
 		d.pool.put(key, c)
 	}

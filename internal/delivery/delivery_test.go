@@ -299,8 +299,10 @@ func TestDeliverBusyGreeting(t *testing.T) {
 }
 
 // TestHeldUntilRecorded: with Job.Held, a connection serves its next
-// message only after the caller gave it back (its outcomes recorded); the
-// next message waits for it rather than dial a second connection.
+// message only after the caller gave it back (its outcomes recorded); a
+// message meanwhile does not wait for it but has a connection of its own,
+// and once it is back the next message reuses it. With reuse off nothing is
+// held.
 func TestHeldUntilRecorded(t *testing.T) {
 	port := freePort(t)
 	up := hop(t, "127.0.0.44", port)
@@ -308,47 +310,39 @@ func TestHeldUntilRecorded(t *testing.T) {
 	r, _ := dns.New(dnsAddr)
 	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second, IdleTime: time.Minute}, r)
 	var release func()
-	first := testJob("held.test", "a@example.test", "u1@held.test")
-	first.Held = func(f func()) { release = f }
-	if out := d.Deliver(context.Background(), first); !out[0].Delivered || release == nil {
+	held := func(to string) Job {
+		j := testJob("held.test", "a@example.test", to)
+		j.Held = func(f func()) { release = f }
+		return j
+	}
+	sessions := func() []string {
+		up.mu.Lock()
+		defer up.mu.Unlock()
+		return append([]string(nil), up.sessions...)
+	}
+	if out := d.Deliver(context.Background(), held("u1@held.test")); !out[0].Delivered || release == nil {
 		t.Fatalf("first message: %+v, release given: %v", out[0], release != nil)
 	}
-	done := make(chan []Outcome)
-	go func() {
-		done <- d.Deliver(context.Background(), testJob("held.test", "a@example.test", "u2@held.test"))
-	}()
-	select {
-	case out := <-done:
-		t.Fatalf("the second message went out before the first was recorded: %+v", out)
-	case <-time.After(200 * time.Millisecond):
-	}
-	release()
-	if out := <-done; !out[0].Delivered {
+	first := release
+	if out := d.Deliver(context.Background(), held("u2@held.test")); !out[0].Delivered {
 		t.Fatalf("second message: %+v", out[0])
 	}
-	up.mu.Lock()
-	if len(up.sessions) != 2 || up.sessions[0] != up.sessions[1] {
-		t.Errorf("the two messages went over %v, want one connection", up.sessions)
+	if s := sessions(); len(s) != 2 || s[0] == s[1] {
+		t.Fatalf("while the first connection was held the second message went over %v, want a connection of its own", s)
 	}
-	up.mu.Unlock()
+	first()
+	first() // twice is harmless
+	if out := d.Deliver(context.Background(), testJob("held.test", "a@example.test", "u3@held.test")); !out[0].Delivered {
+		t.Fatalf("third message: %+v", out[0])
+	}
+	if s := sessions(); len(s) != 3 || s[2] != s[0] {
+		t.Errorf("after the first connection came back the third message went over %v, want the first connection", s)
+	}
 
-	// With reuse off nothing is held: the next message does not wait.
 	d = New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second, IdleTime: -1}, r)
 	release = nil
-	first.Held = func(f func()) { release = f }
-	d.Deliver(context.Background(), first)
+	d.Deliver(context.Background(), held("u4@held.test"))
 	if release != nil {
 		t.Error("a connection that will not be reused was held")
-	}
-	go func() {
-		done <- d.Deliver(context.Background(), testJob("held.test", "a@example.test", "u3@held.test"))
-	}()
-	select {
-	case out := <-done:
-		if !out[0].Delivered {
-			t.Errorf("third message: %+v", out[0])
-		}
-	case <-time.After(heldWait / 2):
-		t.Error("with reuse off, a message waited for a connection that will never come back")
 	}
 }

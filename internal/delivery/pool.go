@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"context"
 	"sync"
 	"time"
 
@@ -26,22 +25,13 @@ type pool struct {
 	maxAge   time.Duration // do not reuse a connection older than this
 	maxUses  int           // nor one that has carried this many messages
 
-	mu   sync.Mutex
-	idle map[string][]*conn
-	// held counts connections per key out of the pool while their last
-	// transaction's outcome is recorded; back, they serve the next message
-	// (Job.Held). changed is closed and replaced whenever one comes back.
-	held    map[string]int
-	changed chan struct{}
-	closed  bool
+	mu     sync.Mutex
+	idle   map[string][]*conn
+	closed bool
 }
 
-// heldWait bounds how long a message waits for a connection whose outcome
-// is being recorded (a group commit: milliseconds) before it dials anew.
-const heldWait = time.Second
-
 func newPool(idleTime, maxAge time.Duration, maxUses int) *pool {
-	return &pool{idleTime: idleTime, maxAge: maxAge, maxUses: maxUses, idle: map[string][]*conn{}, held: map[string]int{}, changed: make(chan struct{})}
+	return &pool{idleTime: idleTime, maxAge: maxAge, maxUses: maxUses, idle: map[string][]*conn{}}
 }
 
 // setIdleTime changes how long connections put back from now on wait.
@@ -51,26 +41,13 @@ func (p *pool) setIdleTime(d time.Duration) {
 	p.mu.Unlock()
 }
 
-// get takes an idle connection to key, waiting a while for one held for
-// recording, or returns nil.
-func (p *pool) get(ctx context.Context, key string) *conn {
-	deadline := time.NewTimer(heldWait)
-	defer deadline.Stop()
-	for {
-		p.mu.Lock()
-		c, held, changed := p.take(key), p.held[key], p.changed
-		p.mu.Unlock()
-		if c != nil || held == 0 {
-			return c // held: only connections that will come back to the pool
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			return nil
-		case <-ctx.Done():
-			return nil
-		}
-	}
+// get takes an idle connection to key, or returns nil. A connection out
+// for recording (Job.Held) is not waited for: the next message dials a
+// connection of its own rather than stall behind a commit.
+func (p *pool) get(key string) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.take(key)
 }
 
 // take takes an idle connection to key, or returns nil; p.mu is held.
@@ -89,28 +66,12 @@ func (p *pool) take(key string) *conn {
 	return nil
 }
 
-// hold marks a connection to key as out for recording, when the pool will
-// keep it once it comes back: messages to key then wait for it (briefly)
-// rather than dial. It reports whether it did; a held connection must come
-// back with putHeld.
-func (p *pool) hold(key string, c *conn) bool {
+// willKeep reports whether c, once it has carried the message it carries
+// now, may serve another: only such a connection is held for recording.
+func (p *pool) willKeep(c *conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.keeps(c, c.uses+1) {
-		return false
-	}
-	p.held[key]++
-	return true
-}
-
-// putHeld gives back a connection marked with hold.
-func (p *pool) putHeld(key string, c *conn) {
-	p.mu.Lock()
-	if p.held[key]--; p.held[key] <= 0 {
-		delete(p.held, key)
-	}
-	p.mu.Unlock()
-	p.put(key, c)
+	return p.keeps(c, c.uses+1)
 }
 
 // keeps reports whether a connection that has carried uses messages may
@@ -120,15 +81,11 @@ func (p *pool) keeps(c *conn, uses int) bool {
 }
 
 // put keeps c for the next message to key, or closes it when it has
-// served long enough or the pool is closed; waiting messages are told.
+// served long enough or the pool is closed.
 func (p *pool) put(key string, c *conn) {
 	c.uses++
 	p.mu.Lock()
-	defer func() {
-		close(p.changed)
-		p.changed = make(chan struct{})
-		p.mu.Unlock()
-	}()
+	defer p.mu.Unlock()
 	if !p.keeps(c, c.uses) {
 		go c.c.Close()
 		return

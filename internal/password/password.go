@@ -38,6 +38,19 @@ func Hash(pw string) (string, error) {
 		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
+// Dummy returns a hash in the format and with the parameters of Hash, of
+// no password at all (its key is random): checking anything against it
+// costs what a real check costs and never matches. It is checked when a
+// user does not exist, so that the time to answer does not tell; made
+// without hashing, it costs nothing at start.
+func Dummy() string {
+	salt, key := make([]byte, 16), make([]byte, keyLen)
+	rand.Read(salt)
+	rand.Read(key)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, memoryKiB, time, threads,
+		b64.EncodeToString(salt), b64.EncodeToString(key))
+}
+
 // Check reports whether pw matches hash, in time independent of where
 // they differ.
 func Check(hash, pw string) (bool, error) {

@@ -146,3 +146,28 @@ func TestCheckStrength(t *testing.T) {
 		})
 	}
 }
+
+// TestDummy: the dummy hash has Hash's format and parameters, so checking
+// against it costs a real check, and it matches nothing.
+func TestDummy(t *testing.T) {
+	d, real := Dummy(), mustHash(t, "x")
+	if strings.Join(strings.Split(d, "$")[:4], "$") != strings.Join(strings.Split(real, "$")[:4], "$") {
+		t.Errorf("Dummy() = %q does not have Hash's parameters (%q)", d, real)
+	}
+	for _, pw := range []string{"", "x", "mailroom-dummy-password"} {
+		if ok, err := Check(d, pw); ok || err != nil {
+			t.Errorf("Check(Dummy(), %q) = %v, %v; want false, nil", pw, ok, err)
+		}
+	}
+	if Dummy() == d {
+		t.Error("two dummy hashes are the same")
+	}
+}
+
+func mustHash(t *testing.T, pw string) string {
+	h, err := Hash(pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
