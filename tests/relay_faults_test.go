@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -637,4 +638,98 @@ func TestRelayFaultDataNotAnswered354(t *testing.T) {
 	if got := a.logLines("state=delivered"); len(got) != 0 {
 		t.Errorf("logged delivered, but the hop received no message:\n%s\n%s", hop.dump(), a.logs())
 	}
+}
+
+// TestRelayHostileNextHop: next hops that send an endless line, endless
+// continuation lines, or drip their greeting get the message deferred with
+// a clear reason, in bounded memory: nothing they send is kept beyond the
+// reply bounds.
+func TestRelayHostileNextHop(t *testing.T) {
+	chunk := []byte(strings.Repeat("x", 64<<10))
+	hops := map[string]func(net.Conn){
+		"endless.test": func(c net.Conn) { // up to 2 GiB on one line
+			c.Write([]byte("220 "))
+			for i := 0; i < 32<<10; i++ {
+				if _, err := c.Write(chunk); err != nil {
+					return
+				}
+			}
+		},
+		"lines.test": func(c net.Conn) {
+			line := []byte("220-" + strings.Repeat("y", 1000) + "\r\n")
+			for i := 0; i < 1<<21; i++ {
+				if _, err := c.Write(line); err != nil {
+					return
+				}
+			}
+		},
+		"drip.test": func(c net.Conn) {
+			for i := 0; i < 3000; i++ {
+				if _, err := c.Write([]byte("2")); err != nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		},
+	}
+	// One port for all: each hop has its own address, the server one port.
+	port := 0
+	records := map[string][]string{}
+	for i, domain := range []string{"endless.test", "lines.test", "drip.test"} {
+		ip := fmt.Sprintf("127.0.0.%d", 101+i)
+		p := 0
+		for tries := 0; p == 0 || port != 0 && p != port; tries++ {
+			if tries > 20 {
+				t.Skip("could not get one free port on three addresses")
+			}
+			p = rawHopAt(t, ip, port, hops[domain])
+		}
+		port = p
+		records[domain+". MX"] = []string{"10 mx." + domain + "."}
+		records["mx."+domain+". A"] = []string{ip}
+	}
+	dnsAddr := dnstest.Start(t, records).Addr
+	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1h\"]\n", dnsAddr, port))
+	a.start()
+	submit(t, a, []string{"a@endless.test", "b@lines.test", "c@drip.test"}, "From: alice@example.test\r\nSubject: hostile\r\n\r\nx\r\n")
+	deadline := time.Now().Add(40 * time.Second)
+	for _, want := range []string{"longer than 4096 octets", "more than 200 lines", "came too slowly"} {
+		for len(a.logLines("state=deferred", want)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no deferral saying %q:\n%s", want, a.logs())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
+	for _, l := range strings.Split(string(status), "\n") {
+		if kb, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var n int
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(kb), " kB"), &n)
+			if n > 200<<10 {
+				t.Errorf("the server's peak memory reached %d MB while hostile next hops talked to it", n>>10)
+			}
+		}
+	}
+}
+
+// rawHopAt is rawHop on a given port (0: any); it returns 0 when the port
+// is taken on ip.
+func rawHopAt(t *testing.T, ip string, port int, serve func(net.Conn)) int {
+	t.Helper()
+	l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
+	if err != nil {
+		return 0
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); serve(c) }()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port
 }

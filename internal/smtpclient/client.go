@@ -26,7 +26,12 @@ type Options struct {
 	LocalName  string      // EHLO name (our hostname)
 	TLS        *tls.Config // STARTTLS with this when offered; nil: never
 	RequireTLS bool        // fail instead of going on in plaintext
-	Timeout    time.Duration
+	// Timeout bounds each reply (and each write): the whole reply must come
+	// within it.
+	Timeout time.Duration
+	// ReplyGrace is how long a reply that has begun may take before it
+	// must keep up 64 octets a second (10 s when zero).
+	ReplyGrace time.Duration
 	Dialer     *net.Dialer // source address selection (IP pools); nil: default
 	// ImplicitTLS starts TLS (with TLS) on connect, before the greeting
 	// (RFC 8314, port 465), instead of STARTTLS.
@@ -41,6 +46,7 @@ type Options struct {
 type Client struct {
 	conn    net.Conn
 	r       *bufio.Reader
+	meter   *meter // bounds each reply read through r
 	opts    Options
 	ext     map[string]string // EHLO keywords, upper case -> parameters
 	TLS     *tls.ConnectionState
@@ -73,6 +79,9 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 5 * time.Minute
 	}
+	if opts.ReplyGrace == 0 {
+		opts.ReplyGrace = 10 * time.Second
+	}
 	d := opts.Dialer
 	if d == nil {
 		d = &net.Dialer{Timeout: 30 * time.Second}
@@ -92,7 +101,7 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 		st := tc.ConnectionState()
 		c.conn, c.TLS = tc, &st
 	}
-	c.r = bufio.NewReader(c.conn)
+	c.r = newReader(c)
 	if err := c.start(); err != nil {
 		conn.Close()
 		return nil, err
@@ -179,7 +188,7 @@ func (c *Client) startTLS() error {
 	}
 	st := tc.ConnectionState()
 	c.conn, c.TLS = tc, &st
-	c.r = bufio.NewReader(tc)
+	c.r = newReader(c) // reads through the TLS connection now
 	return c.hello()
 }
 
@@ -216,44 +225,6 @@ func (c *Client) write(stage, s string) error {
 		return &Error{Stage: stage, Err: err}
 	}
 	return nil
-}
-
-// read reads one reply (RFC 5321 4.2), multiline joined with "\n" and the
-// enhanced status code split off when present.
-func (c *Client) read(stage string) (*smtp.Reply, error) {
-	c.conn.SetReadDeadline(time.Now().Add(c.opts.Timeout))
-	var lines []string
-	code := 0
-	for {
-		line, err := c.r.ReadString('\n')
-		if err != nil {
-			return nil, &Error{Stage: stage, Err: err}
-		}
-		line = strings.TrimRight(line, "\r\n")
-		if len(line) < 3 {
-			return nil, &Error{Stage: stage, Err: fmt.Errorf("malformed reply %q", line)}
-		}
-		n, err := strconv.Atoi(line[:3])
-		if err != nil || n < 200 || n > 599 || code != 0 && n != code || len(line) > 3 && line[3] != ' ' && line[3] != '-' {
-			return nil, &Error{Stage: stage, Err: fmt.Errorf("malformed reply %q", line)}
-		}
-		code = n
-		text := ""
-		if len(line) > 4 {
-			text = line[4:]
-		}
-		lines = append(lines, text)
-		if len(line) == 3 || line[3] == ' ' {
-			break
-		}
-	}
-	rep := &smtp.Reply{Code: code, Text: strings.Join(lines, "\n")}
-	if _, ok := c.ext["ENHANCEDSTATUSCODES"]; ok || c.ext == nil {
-		if enh, rest, ok := strings.Cut(rep.Text, " "); ok && isEnhanced(enh, code) {
-			rep.Enhanced, rep.Text = enh, rest
-		}
-	}
-	return rep, nil
 }
 
 // isEnhanced reports whether s looks like an enhanced status code whose

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -264,6 +265,108 @@ func FuzzWriteDotStuffed(f *testing.F) {
 		}
 		if back.String() != want {
 			t.Fatalf("read back %q, want %q", back.String(), want)
+		}
+	})
+}
+
+// hostileHop listens on loopback and runs serve on each connection.
+func hostileHop(t *testing.T, serve func(net.Conn)) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); serve(c) }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestHostileReplies: a next hop that sends an endless line, endless
+// continuation lines or a drip is cut off with a clear error, in bounded
+// memory and time.
+func TestHostileReplies(t *testing.T) {
+	chunk := bytes.Repeat([]byte("x"), 64<<10)
+	cases := []struct {
+		name  string
+		serve func(net.Conn)
+		want  string
+	}{
+		{"an endless line", func(c net.Conn) {
+			c.Write([]byte("220 "))
+			for i := 0; i < 16<<10; i++ { // up to 1 GiB; the client stops reading long before
+				if _, err := c.Write(chunk); err != nil {
+					return
+				}
+			}
+		}, "longer than 4096 octets"},
+		{"endless continuation lines", func(c net.Conn) {
+			line := []byte("220-" + strings.Repeat("y", 100) + "\r\n")
+			for i := 0; i < 1<<20; i++ {
+				if _, err := c.Write(line); err != nil {
+					return
+				}
+			}
+		}, "more than 200 lines"},
+		{"a drip", func(c net.Conn) {
+			for i := 0; i < 600; i++ {
+				if _, err := c.Write([]byte("2")); err != nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}, "too slowly"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := hostileHop(t, tc.serve)
+			var before runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			_, err := Dial(context.Background(), addr, Options{LocalName: "mx.example.test", Timeout: 20 * time.Second, ReplyGrace: 300 * time.Millisecond})
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			var e *Error
+			if !errors.As(err, &e) || e.Stage != "greeting" || !strings.Contains(err.Error(), tc.want) || !e.Temporary() {
+				t.Fatalf("Dial = %v, want a temporary greeting error saying %q", err, tc.want)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("cut off after %v, not long before the reply's timeout", d)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+				t.Errorf("reading the reply allocated %d MB", grew>>20)
+			}
+		})
+	}
+}
+
+// FuzzReadReply feeds random bytes to the reply reader: it must never panic,
+// and a reply it accepts has a code from 200 to 599 and no more lines than
+// allowed.
+func FuzzReadReply(f *testing.F) {
+	for _, s := range []string{"220 ok\r\n", "250-a\r\n250-b\r\n250 c\r\n", "550 5.1.1 no\r\n", "220-x\r\n221 y\r\n", "2", "\r\n", "999 x\r\n",
+		"250-" + strings.Repeat("z", 5000) + "\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		server, client := net.Pipe()
+		go func() { server.Write(data); server.Close() }()
+		c := &Client{conn: client, opts: Options{Timeout: time.Second, ReplyGrace: time.Second}}
+		c.r = newReader(c)
+		rep, err := c.read("fuzz")
+		client.Close()
+		if err != nil {
+			return
+		}
+		if rep.Code < 200 || rep.Code > 599 || strings.Count(rep.Text, "\n") >= maxReplyLines {
+			t.Fatalf("accepted %+v from %q", rep, data)
 		}
 	})
 }
