@@ -286,3 +286,26 @@ func TestNULIsRefused(t *testing.T) {
 		t.Errorf("alice's mailbox: %+v, want only the clean message", msgs)
 	}
 }
+
+// TestNoEscapesReachTheTerminal: a Subject with terminal escapes (raw and
+// RFC 2047-encoded) and a bidi override is listed by "mailbox list" with
+// none of them (the JSON keeps the text, escaped).
+func TestNoEscapesReachTheTerminal(t *testing.T) {
+	s := newServer(t, "", "")
+	s.start()
+	c := s.dial()
+	c.cmd("EHLO escape.example", "250 ")
+	c.sendMail("a@remote.example", []string{"alice@example.test"}, "From: =?utf-8?q?Eve=1B]0;owned=07?= <eve@remote.example>\r\nSubject: =?utf-8?q?clear=1B[2J=1Bc?= invoice\u202egnp.exe\r\n\r\nx\r\n")
+	out := s.cli("mailbox", "list", "alice@example.test")
+	for _, bad := range []string{"\x1b", "\x07", "\u202e"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("mailbox list prints %q raw:\n%q", bad, out)
+		}
+	}
+	if !strings.Contains(out, "invoice") {
+		t.Errorf("the subject is missing from the list:\n%s", out)
+	}
+	if js := s.cli("mailbox", "list", "alice@example.test", "--json"); strings.Contains(js, "\x1b") {
+		t.Errorf("the JSON carries a raw ESC: %q", js)
+	}
+}

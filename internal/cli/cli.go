@@ -219,14 +219,34 @@ func printList[T any](a *app, asJSON bool, items []T, header string, row func(T)
 	return nil
 }
 
-// table writes rows aligned in columns.
+// table writes rows aligned in columns. Cells hold text from outside (a
+// Subject, a next hop's reply): control and bidi characters in them are
+// shown as U+FFFD, so that none can drive the operator's terminal.
 func (a *app) table(header string, rows [][]string) {
 	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = printable(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
+}
+
+// printable replaces what must not reach a terminal: C0 and C1 controls
+// (ESC starts the sequences that clear screens and retitle windows), DEL,
+// and the bidi controls that reorder what follows (Trojan Source).
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r < 0x20, r == 0x7f, r >= 0x80 && r < 0xa0,
+			r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+			return '\ufffd'
+		}
+		return r
+	}, s)
 }
 
 // explain turns store errors into sentences that say what to do next.

@@ -36,3 +36,20 @@ func TestPrintList(t *testing.T) {
 		})
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	cases := []struct{ name, in, want string }{
+		{"plain text and accents stay", "Grüße, café", "Grüße, café"},
+		{"an escape sequence is defused", "hi\x1b]0;owned\x07\x1b[2J", "hi\ufffd]0;owned\ufffd\ufffd[2J"},
+		{"a C1 control is replaced", "a\u009bb", "a\ufffdb"},
+		{"a bidi override is replaced", "invoice\u202egnp.exe", "invoice\ufffdgnp.exe"},
+		{"tabs and newlines cannot break the table", "a\tb\nc", "a\ufffdb\ufffdc"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := printable(c.in); got != c.want {
+				t.Errorf("printable(%q) = %q, want %q", c.in, got, c.want)
+			}
+		})
+	}
+}

@@ -177,9 +177,12 @@ func copyOriginal(w io.Writer, r io.Reader, full bool) error {
 	}
 }
 
+// oneLine makes text from outside (a reply, an ENVID) fit one header line.
 func oneLine(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
+		// Line ends, and every other control (an ESC from a next hop's
+		// reply would reach whoever reads the report in a terminal).
+		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
 			return ' '
 		}
 		return r

@@ -110,3 +110,19 @@ func TestSuccessReports(t *testing.T) {
 		}
 	}
 }
+
+func TestOneLine(t *testing.T) {
+	cases := []struct{ name, in, want string }{
+		{"line ends become spaces", "550 no\r\n550 really", "550 no  550 really"},
+		{"an escape sequence is defused", "550 \x1b]0;owned\x07", "550  ]0;owned "},
+		{"a C1 control goes too", "a\u009bb", "a b"},
+		{"UTF-8 text stays", "550 Grüße", "550 Grüße"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := oneLine(c.in); got != c.want {
+				t.Errorf("oneLine(%q) = %q, want %q", c.in, got, c.want)
+			}
+		})
+	}
+}
