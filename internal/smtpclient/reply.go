@@ -58,7 +58,6 @@ func (m *meter) begin(timeout time.Duration) {
 	m.deadline, m.first, m.n, m.slow = time.Now().Add(timeout), time.Time{}, 0, false
 }
 
-
 func newReader(c *Client) *bufio.Reader {
 	c.meter = &meter{c: c}
 	return bufio.NewReaderSize(c.meter, maxReplyLine)
