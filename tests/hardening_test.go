@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,5 +309,56 @@ func TestNoEscapesReachTheTerminal(t *testing.T) {
 	}
 	if js := s.cli("mailbox", "list", "alice@example.test", "--json"); strings.Contains(js, "\x1b") {
 		t.Errorf("the JSON carries a raw ESC: %q", js)
+	}
+}
+
+// TestFileModes: in a data directory made beforehand with mode 0755 (as a
+// package or an admin would), nothing Mailroom creates is readable by other
+// users, and the open directory is warned about.
+func TestFileModes(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	os.Mkdir(data, 0o755)
+	os.Chmod(data, 0o755)
+	s := newServer(t, "", "")
+	cfg, _ := os.ReadFile(s.config)
+	os.WriteFile(s.config, []byte(strings.Replace(string(cfg), filepath.Join(s.dir, "data"), data, 1)), 0o600)
+	s.cli("domain", "add", "example.test")
+	s.cli("user", "add", "alice@example.test", "--generate")
+	s.start()
+	c := s.dial()
+	c.cmd("EHLO modes.example", "250 ")
+	c.sendMail("a@remote.example", []string{"alice@example.test"}, "Subject: big\r\n\r\n"+strings.Repeat("x", 2<<20)+"\r\n")
+	s.waitLog("other users of this machine can read the store")
+	filepath.WalkDir(data, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == data {
+			return nil
+		}
+		fi, err := os.Lstat(path)
+		if err == nil && fi.Mode().Perm()&0o007 != 0 {
+			t.Errorf("%s has mode %v: readable by other users", path, fi.Mode().Perm())
+		}
+		return nil
+	})
+}
+
+// TestStampsDoNotFollowLinks: a stamp replaced by a link to a file outside
+// the data directory (by whoever owns the directory) is not written through
+// by the CLI, which may run as root.
+func TestStampsDoNotFollowLinks(t *testing.T) {
+	s := newServer(t, "", "")
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, []byte("untouched\n"), 0o644)
+	stamp := filepath.Join(s.dir, "data", "stamps", "directory")
+	os.Remove(stamp)
+	if err := os.Symlink(victim, stamp); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, _ := s.run("", "domain", "add", "linked.test")
+	if b, _ := os.ReadFile(victim); string(b) != "untouched\n" {
+		t.Errorf("the CLI wrote through the linked stamp: %q", b)
+	}
+	if !strings.Contains(errOut, "could not mark the directory as changed") {
+		t.Errorf("the refused stamp is not reported: %q", errOut)
 	}
 }

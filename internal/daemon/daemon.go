@@ -60,6 +60,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer st.Close()
+	warnOpenModes(cfg.DataDir, log)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // runs before st.Close: stops the background sweeps first
 	var dev *devSetup
@@ -147,6 +148,17 @@ func Run(ctx context.Context, opts Options) error {
 	wg.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// warnOpenModes warns when the data directory, or a file in it made by an
+// earlier version, can be read by other users of the machine: the store
+// holds password hashes and everyone's mail.
+func warnOpenModes(dir string, log *slog.Logger) {
+	for _, p := range []string{dir, filepath.Join(dir, "mailroom.db"), filepath.Join(dir, "mailroom.db-wal"), filepath.Join(dir, "secret")} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o007 != 0 {
+			log.Warn("other users of this machine can read the store: take their access away", "path", p, "mode", fi.Mode().Perm().String(), "fix", "chmod -R o-rwx "+dir)
+		}
+	}
 }
 
 // sweepOrphanBlobs removes, at start and then hourly, large-body files that

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"mailroom/internal/certs"
 	"mailroom/internal/config"
@@ -76,7 +77,7 @@ func prepareDev(ctx context.Context, st store.Store, dataDir string) (*devSetup,
 // writeSecretFile writes data to path, readable by its owner only, and
 // makes it durable.
 func writeSecretFile(path, data string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -43,7 +44,7 @@ type Manifest struct {
 type blobGuard struct{ f *os.File }
 
 func lockBlobs(dataDir string, how int) (*blobGuard, error) {
-	f, err := os.OpenFile(filepath.Join(dataDir, backupLock), os.O_RDONLY|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(filepath.Join(dataDir, backupLock), os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
 	if err != nil {
 		return nil, err
 	}

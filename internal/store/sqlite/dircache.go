@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"mailroom/internal/store"
 )
@@ -265,8 +266,15 @@ const stampMax = 4096
 // touch appends an octet to the stamp, so its size grows with each change
 // and never repeats; a full stamp is replaced by a new file (a new inode).
 func (c *dirCache) touch() error {
-	f, err := os.OpenFile(c.stampPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	// Not through a link, and only a file of ours or of the data
+	// directory's owner: a CLI run as root must not append to a file that
+	// whoever owns the data directory points it at.
+	f, err := os.OpenFile(c.stampPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
 	if err != nil {
+		return err
+	}
+	if err := trustedFile(f, filepath.Dir(filepath.Dir(c.stampPath))); err != nil {
+		f.Close()
 		return err
 	}
 	_, err = f.Write([]byte{'.'})

@@ -3,12 +3,35 @@ package sqlite
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
+
+// trustedFile checks that f, opened in the data directory dataDir, is a
+// regular file owned by this process's user or by the directory's owner.
+func trustedFile(f *os.File, dataDir string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	di, err := os.Stat(dataDir)
+	if err != nil {
+		return err
+	}
+	st, ok1 := fi.Sys().(*syscall.Stat_t)
+	dt, ok2 := di.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", f.Name())
+	case ok1 && ok2 && st.Uid != uint32(os.Geteuid()) && st.Uid != dt.Uid:
+		return fmt.Errorf("%s belongs to user %d, neither this process's nor the data directory's owner", f.Name(), st.Uid)
+	}
+	return nil
+}
 
 // inode is a file's inode number.
 func inode(fi os.FileInfo) uint64 {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"mailroom/internal/store"
@@ -82,7 +83,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	// The backup lock is made by whoever opens the store first (the server,
 	// as its own user), not by a backup run as root.
-	if f, err := os.OpenFile(filepath.Join(dir, backupLock), os.O_RDONLY|os.O_CREATE, 0o640); err == nil {
+	if f, err := os.OpenFile(filepath.Join(dir, backupLock), os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o640); err == nil {
 		f.Close()
 	}
 	path := filepath.Join(dir, "mailroom.db")
