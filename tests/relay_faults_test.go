@@ -733,3 +733,28 @@ func rawHopAt(t *testing.T, ip string, port int, serve func(net.Conn)) int {
 	}()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// TestRelayFaultBrokenTLSFallsBackToPlaintext: an MX that offers STARTTLS
+// and then breaks the handshake gets the message in plaintext on a second
+// connection (opportunistic TLS, RFC 7435), and the delivery says so.
+func TestRelayFaultBrokenTLSFallsBackToPlaintext(t *testing.T) {
+	hop := startHop(t, "127.0.0.97", func(n int, line string) string {
+		switch cmd := strings.ToUpper(line); {
+		case strings.HasPrefix(cmd, "EHLO"):
+			return "250-mx.far.test\r\n250-STARTTLS\r\n250 ENHANCEDSTATUSCODES\r\n"
+		case cmd == "STARTTLS":
+			return "220 2.0.0 Go ahead\r\n"
+		case strings.HasPrefix(line, "\x16"): // a TLS ClientHello where a command should be
+			return "500 5.5.1 What was that?\r\n"
+		}
+		return hopDefault(line)
+	})
+	a := relayVia(t, "127.0.0.97", hop, "", "")
+	a.start()
+	submit(t, a, []string{"carol@far.test"}, "From: alice@example.test\r\nSubject: plain\r\n\r\nplain\r\n")
+	waitFor(t, a, hop, "the message in plaintext", func() bool { return len(hop.messagesWith("Subject: plain")) == 1 })
+	a.waitLog("state=delivered")
+	if lines := a.logLines("state=delivered", "STARTTLS failed"); len(lines) != 1 {
+		t.Errorf("the delivery does not record the failed STARTTLS:\n%s", a.logs())
+	}
+}

@@ -299,13 +299,30 @@ func (d *Deliverer) dial(ctx context.Context, st *settings, host string, ip neti
 		}
 		opts.Dialer = &net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: a.AsSlice()}}
 	}
-	c, err := smtpclient.Dial(ctx, netip.AddrPortFrom(ip, uint16(port)).String(), opts)
+	addr := netip.AddrPortFrom(ip, uint16(port)).String()
+	c, err := smtpclient.Dial(ctx, addr, opts)
+	var e *smtpclient.Error
+	if err != nil && !opts.RequireTLS && errors.As(err, &e) && e.Stage == "starttls" && e.Reply == nil && !errors.Is(err, smtpclient.ErrInjection) {
+		// Opportunistic TLS (RFC 7435 3): a handshake that fails is no
+		// reason to keep the mail from an MX that offered it; deliver in
+		// plaintext, as Postfix's "may" level does. A policy that demands
+		// TLS (MTA-STS, DANE, REQUIRETLS) sets RequireTLS and never gets here;
+		// nor does a server that injected replies ahead of the handshake.
+		opts.TLS = nil
+		c, err = smtpclient.Dial(ctx, addr, opts)
+		if err == nil {
+			c.TLSFailed = e.Err.Error()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	tlsInfo := ""
-	if c.TLS != nil {
+	switch {
+	case c.TLS != nil:
 		tlsInfo = tls.VersionName(c.TLS.Version) + " " + tls.CipherSuiteName(c.TLS.CipherSuite)
+	case c.TLSFailed != "":
+		tlsInfo = "none (STARTTLS failed: " + c.TLSFailed + ")"
 	}
 	return &conn{c: c, host: host, tls: tlsInfo, born: time.Now()}, nil
 }

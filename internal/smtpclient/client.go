@@ -51,6 +51,9 @@ type Client struct {
 	ext     map[string]string // EHLO keywords, upper case -> parameters
 	TLS     *tls.ConnectionState
 	Greeter string // first line of the greeting
+	// TLSFailed, set by the caller, says why this plaintext connection
+	// follows a failed STARTTLS (for the record of the delivery).
+	TLSFailed string
 }
 
 // Error is a failure with the reply that caused it, if any.
@@ -72,6 +75,11 @@ func (e *Error) Unwrap() error { return e.Err }
 // Temporary reports whether trying again later may succeed: network
 // errors and 4xx replies.
 func (e *Error) Temporary() bool { return e.Reply == nil || e.Reply.Temporary() }
+
+// ErrInjection is the failure of a STARTTLS whose server sent data ahead of
+// the TLS handshake: replies injected to be read as if protected
+// (CVE-2011-0411). It is not a handshake failure to retry in plaintext.
+var ErrInjection = errors.New("the server sent data ahead of the TLS handshake (reply injection)")
 
 // Dial connects to addr, reads the greeting, says EHLO and starts TLS when
 // the server offers it and opts.TLS is set.
@@ -178,7 +186,7 @@ func (c *Client) startTLS() error {
 		return nil // opportunistic: go on in plaintext
 	}
 	if c.r.Buffered() > 0 {
-		return &Error{Stage: "starttls", Err: errors.New("the server sent data ahead of the TLS handshake (reply injection)")}
+		return &Error{Stage: "starttls", Err: ErrInjection}
 	}
 	cfg := c.opts.TLS.Clone()
 	tc := tls.Client(c.conn, cfg)
