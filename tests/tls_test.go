@@ -201,3 +201,15 @@ func TestCertificatesBySNIAndFileChanges(t *testing.T) {
 		t.Errorf("after renewal on disk: %q", got)
 	}
 }
+
+// TestCertificateDatesAreWarnedAbout: a configured certificate about to
+// expire (these test certificates last a day) is named with its date in the
+// log at start and by "config check".
+func TestCertificateDatesAreWarnedAbout(t *testing.T) {
+	s, _, _ := newTLSServer(t) // started
+	s.waitLog("level=WARN msg=\"the certificate in")
+	_, errOut, err := s.run("", "config", "check", "--quiet")
+	if err != nil || !strings.Contains(errOut, "warning: the certificate in") || !strings.Contains(errOut, "renew it") {
+		t.Errorf("config check: %v %q", err, errOut)
+	}
+}

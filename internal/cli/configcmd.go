@@ -5,6 +5,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/spf13/cobra"
+
+	"mailroom/internal/daemon"
 )
 
 func (a *app) configCommand() *cobra.Command {
@@ -25,6 +27,9 @@ func (a *app) configCommand() *cobra.Command {
 					return err
 				}
 				fmt.Fprintf(a.stdout, "# The configuration in effect (%s and the defaults)\n%s", a.source(), out)
+			}
+			for _, w := range daemon.CertificateWarnings(cfg) {
+				fmt.Fprintf(a.stderr, "mailroom: warning: %s\n", w)
 			}
 			fmt.Fprintf(a.stderr, "mailroom: the configuration is valid (%s)\n", a.source())
 			return nil

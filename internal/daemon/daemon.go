@@ -79,6 +79,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range CertificateWarnings(cfg) {
+		log.Warn(w)
+	}
 	if a := cfg.TLS.ACME; len(a.Names) > 0 {
 		m, err := acme.Start(ctx, acme.Config{Directory: a.Directory, Email: a.Email, Names: a.Names, CAFile: a.CAFile,
 			HTTPPort: a.HTTPPort, ALPNPort: a.TLSALPNPort, ListenHost: a.ListenHost, StorageDir: filepath.Join(cfg.DataDir, "acme")}, log)
@@ -336,6 +339,20 @@ func serverSecret(dataDir string) ([]byte, error) {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
 	return b, nil
+}
+
+// CertificateWarnings says what is wrong with the dates of the configured
+// certificates (the self-signed one renews itself): for the log at start
+// and reload, and for "config check".
+func CertificateWarnings(cfg *config.Config) []string {
+	var pairs []certs.Pair
+	if cfg.TLS.CertFile != "" {
+		pairs = append(pairs, certs.Pair{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile})
+	}
+	for _, p := range cfg.TLS.Certificates {
+		pairs = append(pairs, certs.Pair{CertFile: p.CertFile, KeyFile: p.KeyFile})
+	}
+	return certs.Warnings(time.Now(), pairs...)
 }
 
 // certPairs lists the configured certificates, or a self-signed one.

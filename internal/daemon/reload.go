@@ -89,6 +89,9 @@ func (rt *running) reload(opts Options, old *config.Config) *config.Config {
 		return old
 	}
 
+	for _, w := range CertificateWarnings(cfg) {
+		rt.log.Warn("SIGHUP: " + w)
+	}
 	rt.srv.SetConfig(smtpCfg)
 	for mode, svc := range rt.services {
 		svc.Gate.SetLimits(connLimits(cfg, mode))
