@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -756,5 +757,43 @@ func TestRelayFaultBrokenTLSFallsBackToPlaintext(t *testing.T) {
 	a.waitLog("state=delivered")
 	if lines := a.logLines("state=delivered", "STARTTLS failed"); len(lines) != 1 {
 		t.Errorf("the delivery does not record the failed STARTTLS:\n%s", a.logs())
+	}
+}
+
+// TestRelayFaultLongReplyBounceFolded: a next hop's long multiline 550
+// comes back in a report whose every line is at most 998 octets (RFC 5322
+// 2.1.1), the Diagnostic-Code folded, and Python's email package reads it.
+func TestRelayFaultLongReplyBounceFolded(t *testing.T) {
+	var long strings.Builder
+	for i := 0; i < 30; i++ {
+		fmt.Fprintf(&long, "550-5.1.1 line %02d of a very long explanation why this mailbox does not exist here at all\r\n", i)
+	}
+	long.WriteString("550 5.1.1 the end\r\n")
+	hop := startHop(t, "127.0.0.98", func(n int, line string) string {
+		if strings.HasPrefix(strings.ToUpper(line), "RCPT TO:") {
+			return long.String()
+		}
+		return hopDefault(line)
+	})
+	a := relayVia(t, "127.0.0.98", hop, "", "")
+	a.start()
+	submit(t, a, []string{"gone@far.test"}, "From: alice@example.test\r\nSubject: to nobody\r\n\r\nx\r\n")
+	waitMailbox(t, a, "alice@example.test", 1, "the bounce")
+	report := a.message("alice@example.test", a.mailbox("alice@example.test")[0].ID)
+	for i, l := range strings.Split(report, "\r\n") {
+		if len(l) > 998 {
+			t.Errorf("line %d of the report has %d octets", i+1, len(l))
+		}
+	}
+	py := requireTool(t, "python3")
+	cmd := exec.Command(py, "-c", `import email, sys
+m = email.message_from_bytes(sys.stdin.buffer.read())
+ds = [p for p in m.walk() if p.get_content_type() == "message/delivery-status"][0]
+rcpt = ds.get_payload()[1]
+print(rcpt["Action"], " ".join(rcpt["Diagnostic-Code"].split()))`)
+	cmd.Stdin = strings.NewReader(report)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "failed smtp; 550") || !strings.Contains(string(out), "line 29 of a very long explanation") {
+		t.Errorf("Python's email package reads the report as %v %q", err, out)
 	}
 }

@@ -109,7 +109,7 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 		fmt.Fprintf(b, "This is the mail system at %s.\r\n\r\n%s\r\n\r\n", r.ReportingMTA, openings[action])
 	}
 	for _, rc := range r.Recipients {
-		fmt.Fprintf(b, "  <%s>: %s\r\n", rc.Address, oneLine(rc.Detail))
+		b.WriteString(fold("  <"+rc.Address+">: "+oneLine(rc.Detail), "    ") + "\r\n")
 	}
 	b.WriteString("\r\nThe message's header (or the whole message) follows.\r\n\r\n")
 
@@ -135,7 +135,7 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 		if replyRe.MatchString(rc.Detail) {
 			kind = "smtp" // a next hop's reply
 		}
-		fmt.Fprintf(b, "Diagnostic-Code: %s; %s\r\n", kind, oneLine(rc.Detail))
+		b.WriteString(fold("Diagnostic-Code: "+kind+"; "+oneLine(rc.Detail), " ") + "\r\n")
 	}
 	b.WriteString("\r\n")
 	if full {
@@ -174,6 +174,41 @@ func copyOriginal(w io.Writer, r io.Reader, full bool) error {
 			}
 			return err
 		}
+	}
+}
+
+// foldAt is the length lines are folded to where they can be (RFC 5322
+// 2.1.1 asks for 78); maxLine is the most any line may have, CRLF aside
+// (998).
+const (
+	foldAt  = 78
+	maxLine = 998
+)
+
+// fold breaks a long line at spaces into lines of at most foldAt octets
+// where it can, never more than maxLine, each continuation starting with
+// indent (a header field's folding whitespace, or a text's indentation).
+func fold(line, indent string) string {
+	var b strings.Builder
+	for {
+		if len(line) <= foldAt {
+			b.WriteString(line)
+			return b.String()
+		}
+		cut := strings.LastIndexByte(line[:foldAt+1], ' ')
+		if cut <= len(indent) { // no space early enough: the next one, within maxLine
+			cut = strings.IndexByte(line[foldAt:], ' ')
+			if cut < 0 || foldAt+cut > maxLine {
+				cut = maxLine - foldAt
+			}
+			cut += foldAt
+			if cut >= len(line) {
+				b.WriteString(line)
+				return b.String()
+			}
+		}
+		b.WriteString(line[:cut] + "\r\n")
+		line = indent + strings.TrimLeft(line[cut:], " ")
 	}
 }
 

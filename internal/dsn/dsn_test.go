@@ -126,3 +126,28 @@ func TestOneLine(t *testing.T) {
 		})
 	}
 }
+
+func TestFold(t *testing.T) {
+	long := "550-5.1.1 " + strings.Repeat("the user does not exist here ", 80)
+	word := strings.Repeat("w", 2500)
+	for _, c := range []struct{ name, in string }{
+		{"a long reply joined from many lines", "Diagnostic-Code: smtp; " + long},
+		{"one word longer than any line may be", "Diagnostic-Code: smtp; " + word},
+		{"a short line", "Diagnostic-Code: smtp; 250 ok"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := fold(c.in, " ")
+			for i, l := range strings.Split(out, "\r\n") {
+				if len(l) > 998 {
+					t.Errorf("line %d has %d octets", i, len(l))
+				}
+				if i > 0 && !strings.HasPrefix(l, " ") {
+					t.Errorf("continuation line %d does not start with a space: %q", i, l[:min(len(l), 20)])
+				}
+			}
+			if unfolded := strings.ReplaceAll(strings.ReplaceAll(out, "\r\n ", " "), "  ", " "); strings.ReplaceAll(unfolded, " ", "") != strings.ReplaceAll(c.in, " ", "") {
+				t.Errorf("folding changed the text")
+			}
+		})
+	}
+}
