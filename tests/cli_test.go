@@ -141,7 +141,7 @@ print(sorted(m["Subject"] for m in md))`, md).CombinedOutput()
 	}
 
 	screen := muttScreen(t, md)
-	for _, want := range []string{"Msgs:2", "first export", "second export"} {
+	for _, want := range []string{"Msgs:2", "New:2", "first export", "second export"} {
 		if !strings.Contains(screen, want) {
 			t.Errorf("mutt's screen lacks %q:\n%s", want, screen)
 		}
@@ -160,7 +160,10 @@ print(sorted(m["Subject"] for m in md))`, md).CombinedOutput()
 	}
 
 	// Maildir files have LF line ends (mutt would show ^M otherwise).
-	files, _ := filepath.Glob(filepath.Join(md, "cur", "*"))
+	files, _ := filepath.Glob(filepath.Join(md, "new", "*"))
+	if len(files) != 2 {
+		t.Errorf("the two unread messages are not in new/ (so that readers show them as new): %v", files)
+	}
 	for _, f := range files {
 		if b, _ := os.ReadFile(f); strings.Contains(string(b), "\r") || !strings.Contains(string(b), "\nSubject: ") {
 			t.Errorf("%s is not a message with LF line ends: %q", f, b)
@@ -171,7 +174,7 @@ print(sorted(m["Subject"] for m in md))`, md).CombinedOutput()
 	if out := s.cli("export", "alice@example.test", md); !strings.Contains(out, "exported 1 messages") || !strings.Contains(out, "2 already there") {
 		t.Errorf("a second Maildir export: %q", out)
 	}
-	if files, _ := filepath.Glob(filepath.Join(md, "cur", "*")); len(files) != 3 {
+	if files, _ := filepath.Glob(filepath.Join(md, "new", "*")); len(files) != 3 {
 		t.Errorf("after a second export the Maildir holds %d messages, want 3", len(files))
 	}
 	if out := s.cli("export", "alice@example.test", dir, "--format", "mbox"); !strings.Contains(out, "exported 1 messages") {

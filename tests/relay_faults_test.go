@@ -451,7 +451,7 @@ func TestRelayFaultExpiry(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("alice has %d messages, want one report:\n%s", len(msgs), a.logs())
 	}
-	report := a.message("alice@example.test", msgs[0].ID)
+	report := strings.ReplaceAll(a.message("alice@example.test", msgs[0].ID), "\r\n ", " ") // unfolded
 	// The queue writes "4.4.7 expired ..."; the report's Status is class 5
 	// because the action is "failed" (internal/dsn).
 	for _, want := range []string{"Final-Recipient: rfc822; late@far.test", "Action: failed", "Status: 5.4.7",
@@ -795,5 +795,28 @@ print(rcpt["Action"], " ".join(rcpt["Diagnostic-Code"].split()))`)
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "failed smtp; 550") || !strings.Contains(string(out), "line 29 of a very long explanation") {
 		t.Errorf("Python's email package reads the report as %v %q", err, out)
+	}
+}
+
+// TestRelayFaultDelayReturnsHeadersOnly: a delay warning returns the
+// message's header only, even under RET=FULL, which asks for the whole
+// message back with a failure (RFC 3461 4.3).
+func TestRelayFaultDelayReturnsHeadersOnly(t *testing.T) {
+	hop := startHop(t, "127.0.0.99", func(n int, line string) string {
+		if strings.HasPrefix(strings.ToUpper(line), "MAIL FROM:") {
+			return "451 4.3.0 not now\r\n"
+		}
+		return hopDefault(line)
+	})
+	a := relayVia(t, "127.0.0.99", hop, "", "delay_warning = \"1s\"\n")
+	a.start()
+	c := loggedIn(t, a)
+	c.cmd("MAIL FROM:<alice@example.test> RET=FULL", "250 ")
+	c.cmd("RCPT TO:<slow@far.test>", "250 ")
+	c.data("From: alice@example.test\r\nSubject: slow going\r\n\r\nthe body stays home\r\n")
+	waitMailbox(t, a, "alice@example.test", 1, "the delay warning")
+	report := a.message("alice@example.test", a.mailbox("alice@example.test")[0].ID)
+	if !strings.Contains(report, "Action: delayed") || !strings.Contains(report, "text/rfc822-headers") || strings.Contains(report, "the body stays home") {
+		t.Errorf("the delay warning under RET=FULL is not a headers-only report:\n%s", report)
 	}
 }

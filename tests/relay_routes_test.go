@@ -137,6 +137,9 @@ func TestRelayNotifySuccess(t *testing.T) {
 			t.Errorf("an unexpected report:\n%s", body)
 		}
 	}
+	if strings.Contains(delivered, "smtp; 250") || !strings.Contains(delivered, "Diagnostic-Code: X-Mailroom; 2.0.0 delivered to the mailbox") {
+		t.Errorf("a local delivery report claims an SMTP reply that never was:\n%s", delivered)
+	}
 	for _, want := range []string{"Final-Recipient: rfc822; bob@example.test", "Status: 2.0.0", "Original-Envelope-Id: trip-1", "Subject: tell me"} {
 		if !strings.Contains(delivered, want) {
 			t.Errorf("the delivered report lacks %q:\n%s", want, delivered)

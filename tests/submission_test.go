@@ -531,6 +531,9 @@ func TestSubmissionHardening(t *testing.T) {
 	if raw := s.message("bob@example.test", msgs[0].ID); !strings.Contains(raw, "From: <alice@example.test>\r\n") {
 		t.Errorf("a message without From did not get the user's:\n%s", raw)
 	}
+	if msgs[0].From != "alice@example.test" {
+		t.Errorf("the listing shows From %q for the From field added to a submitted message", msgs[0].From)
+	}
 }
 
 // TestHideClientIP: with hide_client_ip the Received field of submitted

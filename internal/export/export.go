@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,9 +31,9 @@ type Result struct {
 
 // Maildir writes the user's INBOX into dir as a Maildir (cur, new, tmp),
 // with LF line ends as Maildir readers (mutt, Dovecot, notmuch) expect.
-// Messages go to cur with their IMAP flags as Maildir info ("2,S" for
-// \Seen); each file is written to tmp and renamed, as the Maildir
-// convention requires. It is incremental: a message an earlier export wrote
+// Unread messages go to new; read ones to cur with their IMAP flags as
+// Maildir info ("2,S" for \Seen). Each file is written to tmp and renamed,
+// as the Maildir convention requires. It is incremental: a message an earlier export wrote
 // (its file name carries the UID and UIDVALIDITY) is not written again,
 // only renamed when its flags changed.
 func Maildir(ctx context.Context, st store.Mailboxes, userID int64, dir string, progress Progress) (Result, error) {
@@ -54,7 +55,12 @@ func Maildir(ctx context.Context, st store.Mailboxes, userID int64, dir string, 
 	var res Result
 	err = each(ctx, st, userID, 0, progress, func(mi store.MessageInfo, open opener) error {
 		base := fmt.Sprintf("%d.M%dQ%dV%d.%s", mi.Date.Unix(), mi.Date.Nanosecond()/1000, mi.UID, status.UIDValidity, host)
-		final := filepath.Join(dir, "cur", base+":2,"+maildirFlags(mi.Flags))
+		// An unread message goes to new (no info), so that readers show it
+		// as new; a read one to cur with its flags.
+		final := filepath.Join(dir, "new", base)
+		if slices.Contains(mi.Flags, `\Seen`) {
+			final = filepath.Join(dir, "cur", base+":2,"+maildirFlags(mi.Flags))
+		}
 		if old, ok := existing[base]; ok {
 			res.Kept++
 			if old != final {

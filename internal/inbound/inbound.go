@@ -247,6 +247,9 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 		From:     hdr.From,
 		Subject:  hdr.Subject,
 	}
+	if hdr.Froms == 0 && s.Auth != nil {
+		m.From = s.Auth.User // the From field submissionFields added
+	}
 	seen := map[int64]bool{}
 	addresses := map[int64]string{}
 	for _, r := range env.Recipients {

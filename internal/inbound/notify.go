@@ -25,7 +25,7 @@ func (b *Backend) reportDelivered(ctx context.Context, env *smtpserver.Envelope,
 	for _, rc := range env.Recipients {
 		if _, local := rc.Target.([]store.User); local && slices.Contains(rc.Params.Notify, "SUCCESS") {
 			r.Recipients = append(r.Recipients, dsn.Recipient{Address: rc.Addr.String(), ORcpt: rc.Params.ORcpt,
-				Detail: "250 2.0.0 delivered to the mailbox"})
+				Detail: "2.0.0 delivered to the mailbox"}) // no SMTP reply: not "smtp; 250"
 		}
 	}
 	if len(r.Recipients) == 0 {
