@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -360,5 +361,28 @@ func TestStampsDoNotFollowLinks(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "could not mark the directory as changed") {
 		t.Errorf("the refused stamp is not reported: %q", errOut)
+	}
+}
+
+// TestReceivedStaysGrammatical: EHLO names that are neither a domain nor an
+// address literal are accepted, but the Received field names the client by
+// its address literal and keeps the claimed name in a comment (RFC 5321
+// 4.4); a valid name stands as it is.
+func TestReceivedStaysGrammatical(t *testing.T) {
+	s := newServer(t, "", "")
+	s.start()
+	names := []string{"x]y", "under_score.test", "-leadinghyphen.test", "bad(name).test", "ok.example"}
+	for _, name := range names {
+		c := s.dial()
+		c.cmd("EHLO "+name, "250 ")
+		c.sendMail("a@remote.example", []string{"alice@example.test"}, "Subject: "+name+"\r\n\r\nx\r\n")
+	}
+	fromRe := regexp.MustCompile(`^Received: from (\[127\.0\.0\.1\] \(\[127\.0\.0\.1\]\)\r\n\t\(claimed [!-'*-\[\]-~]+\)|ok\.example \(\[127\.0\.0\.1\]\))\r\n\tby `)
+	for _, m := range s.mailbox("alice@example.test") {
+		raw := s.message("alice@example.test", m.ID)
+		i := strings.Index(raw, "Received: ")
+		if i < 0 || !fromRe.MatchString(raw[i:]) {
+			t.Errorf("EHLO %s gave %q", m.Subject, raw[i:min(len(raw), i+120)])
+		}
 	}
 }

@@ -248,6 +248,11 @@ func validateDomain(d string) error {
 	return nil
 }
 
+// NormalizeHelo canonicalises the name a client gives with EHLO or HELO: a
+// domain (A-labels, lower case) or an address literal (RFC 5321 4.1.1.1);
+// anything else is an error.
+func NormalizeHelo(name string) (string, error) { return normalizeDomain(name) }
+
 // NormalizeDomain canonicalises a domain name given by an administrator.
 func NormalizeDomain(d string) (string, error) {
 	if strings.HasPrefix(d, "[") {

@@ -229,13 +229,22 @@ func (s *session) receivedHeader(now time.Time) string {
 	if s.info.Auth != nil {
 		proto += "A"
 	}
-	helo, from := headerSafe(s.info.Helo), addressLiteral(s.info)
+	lit := addressLiteral(s.info)
+	// RFC 5321 4.4: "from" takes a domain or an address literal. A name
+	// that is neither (x]y, under_score.test) is kept, for the record, in a
+	// comment after it, where it cannot break the field's grammar.
+	from := lit + " (" + lit + ")"
+	if helo, err := smtp.NormalizeHelo(s.info.Helo); err == nil {
+		from = helo + " (" + lit + ")"
+	} else {
+		from += "\r\n\t(claimed " + commentSafe(s.info.Helo) + ")"
+	}
 	if s.info.Auth != nil && s.cfg.HideClientIP {
 		// The EHLO name often holds the client's LAN address: hide both.
-		helo, from = "authenticated-client", "hidden"
+		from = "authenticated-client (hidden)"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (Mailroom) with %s", helo, from, s.cfg.Hostname, proto)
+	fmt.Fprintf(&b, "Received: from %s\r\n\tby %s (Mailroom) with %s", from, s.cfg.Hostname, proto)
 	if s.info.TLS != nil {
 		fmt.Fprintf(&b, "\r\n\t(%s %s)", tlsVersionName(s.info.TLS.Version), tlsCipherName(s.info.TLS.CipherSuite))
 	}
@@ -253,6 +262,21 @@ func addressLiteral(info SessionInfo) string {
 		return "[IPv6:" + ip.String() + "]"
 	}
 	return "[" + ip.String() + "]"
+}
+
+// commentSafe makes client text fit in a header comment (RFC 5322 3.2.2):
+// no parentheses or backslash, printable ASCII only, at most 64 octets.
+func commentSafe(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '(' || r == ')' || r == '\\' {
+			return '_'
+		}
+		return r
+	}, s)
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return s
 }
 
 // headerSafe keeps client-supplied text from breaking the header field.
