@@ -820,3 +820,61 @@ func TestRelayFaultDelayReturnsHeadersOnly(t *testing.T) {
 		t.Errorf("the delay warning under RET=FULL is not a headers-only report:\n%s", report)
 	}
 }
+
+// TestReportsCannotBeAimed: a forged MAIL FROM on port 25 gets no success
+// report (backscatter); a bounce returns at most report_size_limit of the
+// original (the header only beyond it, a huge header cut); and no more
+// than max_reports_per_hour reports go to one domain.
+func TestReportsCannotBeAimed(t *testing.T) {
+	hop := startHop(t, "127.0.0.100", func(n int, line string) string {
+		if strings.HasPrefix(strings.ToUpper(line), "RCPT TO:") {
+			return "550 5.1.1 no such user\r\n"
+		}
+		return hopDefault(line)
+	})
+	a := relayVia(t, "127.0.0.100", hop, "", "report_size_limit = \"10KiB\"\nmax_reports_per_hour = 2\n")
+	a.start()
+	// Port 25, not logged in, MAIL FROM forged as bob: no report to bob.
+	c := a.dial()
+	c.cmd("EHLO forger.example", "250 ")
+	c.cmd("MAIL FROM:<bob@example.test> RET=FULL", "250 ")
+	c.cmd("RCPT TO:<alice@example.test> NOTIFY=SUCCESS", "250 ")
+	c.data("Subject: aimed\r\n\r\nx\r\n")
+
+	// Two bounces to alice: a big message comes back as its header only,
+	// a huge header cut at the limit.
+	s := loggedIn(t, a)
+	s.cmd("MAIL FROM:<alice@example.test> RET=FULL", "250 ")
+	s.cmd("RCPT TO:<gone1@far.test>", "250 ")
+	s.data("From: alice@example.test\r\nSubject: big body\r\n\r\n" + strings.Repeat("body line\r\n", 5000))
+	s.cmd("MAIL FROM:<alice@example.test>", "250 ")
+	s.cmd("RCPT TO:<gone2@far.test>", "250 ")
+	s.data("From: alice@example.test\r\nSubject: big header\r\n" + strings.Repeat("X-Padding: "+strings.Repeat("p", 60)+"\r\n", 3000) + "\r\nx\r\n")
+	// A third in the same hour is not sent.
+	s.cmd("MAIL FROM:<alice@example.test>", "250 ")
+	s.cmd("RCPT TO:<gone3@far.test>", "250 ")
+	s.data("From: alice@example.test\r\nSubject: third\r\n\r\nx\r\n")
+	waitMailbox(t, a, "alice@example.test", 3, "the aimed message and two bounces") // 1 + 2
+	a.waitLog("more than 2 reports an hour to example.test")
+	time.Sleep(500 * time.Millisecond)
+	if n := len(a.mailbox("bob@example.test")); n != 0 {
+		t.Errorf("bob got %d reports for a message he never sent", n)
+	}
+	var bounces []string
+	for _, m := range a.mailbox("alice@example.test") {
+		if raw := a.message("alice@example.test", m.ID); strings.Contains(raw, "multipart/report") {
+			bounces = append(bounces, raw)
+			if len(raw) > 20<<10 {
+				t.Errorf("a report of %d octets, over report_size_limit (10 KiB) and its own text", len(raw))
+			}
+		}
+	}
+	if len(bounces) != 2 {
+		t.Fatalf("alice has %d reports, want 2 (the third over the hourly limit)", len(bounces))
+	}
+	for _, b := range bounces {
+		if strings.Contains(b, "big body") && (strings.Contains(b, "body line") || !strings.Contains(b, "text/rfc822-headers")) {
+			t.Errorf("a message over the limit came back whole:\n%.600s", b)
+		}
+	}
+}

@@ -255,6 +255,12 @@ type Queue struct {
 	// SuppressFor keeps an address that failed for good (a 5xx reply) out
 	// of outbound mail this long; 0 turns the suppression list off.
 	SuppressFor Duration `toml:"suppress_for"`
+	// ReportSizeLimit caps what a report (bounce, delay warning, success
+	// report) returns of the original: beyond it, the header only, itself
+	// cut at this size. MaxReportsPerHour bounds the reports sent to any
+	// one domain in an hour; 0 means no bound.
+	ReportSizeLimit   Size `toml:"report_size_limit"`
+	MaxReportsPerHour int  `toml:"max_reports_per_hour"`
 }
 
 // DNS configures name resolution.
@@ -302,8 +308,9 @@ func Default() *Config {
 			ACME: ACME{Directory: "https://acme-v02.api.letsencrypt.org/directory", HTTPPort: 80}},
 		Mailbox:  Mailbox{Quota: 1 << 30},
 		Outbound: Outbound{Port: 25, MaxConcurrent: 100, MaxPerDestination: 20, ConnectionCacheTime: Duration(5 * time.Second)},
-		Queue:    Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour)},
-		Log:      Log{Format: "text", Level: "info"},
+		Queue: Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour),
+			ReportSizeLimit: 50 << 10, MaxReportsPerHour: 500},
+		Log: Log{Format: "text", Level: "info"},
 	}
 }
 
@@ -496,6 +503,8 @@ func (c *Config) validate() error {
 		{len(c.Queue.RetryIntervals) > 0 && slices.IndexFunc(c.Queue.RetryIntervals, func(d Duration) bool { return d.D() < time.Second }) < 0,
 			"queue.retry_intervals: give at least one interval, each at least 1s"},
 		{c.Queue.Expire.D() >= time.Minute, "queue.expire: must be at least 1m"},
+		{c.Queue.ReportSizeLimit >= 1024, "queue.report_size_limit: must be at least 1KiB"},
+		{c.Queue.MaxReportsPerHour >= 0, "queue.max_reports_per_hour: must be 0 (no bound) or more"},
 		{len(c.TLS.ACME.Names) == 0 || strings.HasPrefix(c.TLS.ACME.Directory, "https://"), "tls.acme.directory: must be an https:// URL"},
 		{len(c.TLS.ACME.Names) == 0 || c.TLS.ACME.HTTPPort > 0 || c.TLS.ACME.TLSALPNPort > 0, "tls.acme.http_port: set it (80) or tls_alpn_port (443), or the CA cannot check the names"},
 		{min(c.Submission.MaxMessagesPerHour, c.Submission.MaxMessagesPerDay, c.Submission.MaxRecipientsPerHour, c.Submission.MaxRecipientsPerDay) >= 0,

@@ -137,8 +137,9 @@ func TestDefaults(t *testing.T) {
 				ACME: ACME{Directory: "https://acme-v02.api.letsencrypt.org/directory", HTTPPort: 80}},
 			Mailbox:  Mailbox{Quota: 1 << 30},
 			Outbound: Outbound{Port: 25, MaxConcurrent: 100, MaxPerDestination: 20, ConnectionCacheTime: Duration(5 * time.Second)},
-			Queue:    Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour)},
-			Log:      Log{Format: "text", Level: "info"},
+			Queue: Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour),
+				ReportSizeLimit: 50 << 10, MaxReportsPerHour: 500},
+			Log: Log{Format: "text", Level: "info"},
 		}
 		if !reflect.DeepEqual(d, want) {
 			t.Errorf("Default() = %+v, want %+v", d, want)

@@ -382,6 +382,8 @@ func inboundConfig(cfg *config.Config) *inbound.Config {
 		MaxHops:             cfg.SMTP.MaxHops,
 		DataDir:             cfg.DataDir,
 		MinFreeSpace:        int64(cfg.Store.MinFreeSpace),
+		ReportSizeLimit:     int64(cfg.Queue.ReportSizeLimit),
+		MaxReportsPerHour:   cfg.Queue.MaxReportsPerHour,
 		SendLimits: sendlimit.Limits{
 			MessagesPerHour:   cfg.Submission.MaxMessagesPerHour,
 			MessagesPerDay:    cfg.Submission.MaxMessagesPerDay,

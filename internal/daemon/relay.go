@@ -159,12 +159,14 @@ type bouncer struct {
 // bounceSettings are the bouncer's part of the configuration.
 type bounceSettings struct {
 	hostname    string
+	returnLimit int64         // what a report returns of the original at most
 	suppressFor time.Duration // 0: no suppression list
 	expire      time.Duration // for Will-Retry-Until in delay warnings
 }
 
 func (b *bouncer) set(cfg *config.Config) {
-	b.settings.Store(&bounceSettings{hostname: cfg.Hostname, suppressFor: cfg.Queue.SuppressFor.D(), expire: cfg.Queue.Expire.D()})
+	b.settings.Store(&bounceSettings{hostname: cfg.Hostname, suppressFor: cfg.Queue.SuppressFor.D(), expire: cfg.Queue.Expire.D(),
+		returnLimit: int64(cfg.Queue.ReportSizeLimit)})
 }
 
 func (b *bouncer) notify(ctx context.Context, failures []queue.Notice) {
@@ -214,7 +216,7 @@ func (b *bouncer) report(ctx context.Context, fs []queue.Notice) {
 	}
 	set := b.settings.Load()
 	r := &dsn.Report{ReportingMTA: set.hostname, To: first.MailFrom, Arrival: first.Created,
-		Action: fs[0].Action, RetryUntil: first.Created.Add(set.expire)}
+		Action: fs[0].Action, RetryUntil: first.Created.Add(set.expire), ReturnLimit: set.returnLimit, OriginalSize: first.Size}
 	want := map[string]string{dsn.Failed: "FAILURE", dsn.Delayed: "DELAY", dsn.Relayed: "SUCCESS"}[r.Action]
 	for _, f := range fs {
 		n := f.Entry.Recipient.Notify

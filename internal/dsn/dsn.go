@@ -46,6 +46,11 @@ type Report struct {
 	// warning says the message is tried until RetryUntil.
 	Action     string
 	RetryUntil time.Time
+	// ReturnLimit caps what the report returns of the original (0: no
+	// cap): a message of more than this (OriginalSize) comes back as its
+	// header only, and a header of more is cut at a line within it.
+	ReturnLimit  int64
+	OriginalSize int64
 }
 
 var (
@@ -87,7 +92,10 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 	if action == "" {
 		action = Failed
 	}
-	full := r.Full && (action == Failed || action == Delayed)
+	full := r.Full && action == Failed // RFC 3461 4.3: RET ties to failures
+	if r.ReturnLimit > 0 && r.OriginalSize > r.ReturnLimit {
+		full = false
+	}
 	var rnd [8]byte
 	rand.Read(rnd[:])
 	boundary := "=_mailroom_" + hex.EncodeToString(rnd[:])
@@ -111,7 +119,14 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 	for _, rc := range r.Recipients {
 		b.WriteString(fold("  <"+rc.Address+">: "+oneLine(rc.Detail), "    ") + "\r\n")
 	}
-	b.WriteString("\r\nThe message's header (or the whole message) follows.\r\n\r\n")
+	switch {
+	case full:
+		b.WriteString("\r\nThe message follows.\r\n\r\n")
+	case r.ReturnLimit > 0:
+		fmt.Fprintf(b, "\r\nThe message's header follows (at most %d octets of it).\r\n\r\n", r.ReturnLimit)
+	default:
+		b.WriteString("\r\nThe message's header follows.\r\n\r\n")
+	}
 
 	fmt.Fprintf(b, "--%s\r\nContent-Type: message/delivery-status\r\n\r\n", boundary)
 	fmt.Fprintf(b, "Reporting-MTA: dns; %s\r\n", r.ReportingMTA)
@@ -146,23 +161,30 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 	if _, err := w.Write(b.Bytes()); err != nil {
 		return err
 	}
-	if err := copyOriginal(w, original, full); err != nil {
+	if err := copyOriginal(w, original, full, r.ReturnLimit); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintf(w, "\r\n--%s--\r\n", boundary)
 	return err
 }
 
-// copyOriginal copies the original message, or its header only.
-func copyOriginal(w io.Writer, r io.Reader, full bool) error {
+// copyOriginal copies the original message, or its header only; a header
+// of more than limit octets (when limit > 0) is cut after its last whole
+// line within the limit.
+func copyOriginal(w io.Writer, r io.Reader, full bool, limit int64) error {
 	if full {
 		_, err := io.Copy(w, r)
 		return err
 	}
+	if limit > 0 {
+		r = io.LimitReader(r, limit+1) // a huge header is never read whole
+	}
 	br := bufio.NewReader(r)
+	var n int64
 	for {
 		line, err := br.ReadString('\n')
-		if strings.TrimRight(line, "\r\n") == "" {
+		n += int64(len(line))
+		if strings.TrimRight(line, "\r\n") == "" || limit > 0 && n > limit {
 			return nil
 		}
 		if _, werr := io.WriteString(w, line); werr != nil {

@@ -35,15 +35,21 @@ type Config struct {
 	// space there below which new mail gets 452 4.3.1 (0: no reserve).
 	DataDir      string
 	MinFreeSpace int64
+	// ReportSizeLimit caps what a report returns of the original message
+	// (its header only beyond it); MaxReportsPerHour bounds the reports
+	// sent to any one domain (0: none).
+	ReportSizeLimit   int64
+	MaxReportsPerHour int
 }
 
 // Backend implements smtpserver.Backend over a store.
 type Backend struct {
-	store  store.Store
-	log    *slog.Logger
-	cfg    atomic.Pointer[Config]
-	sent   *sendlimit.Counter // what each authenticated user sent
-	queued func()             // set before serving
+	store   store.Store
+	log     *slog.Logger
+	cfg     atomic.Pointer[Config]
+	sent    *sendlimit.Counter // what each authenticated user sent
+	reports reportLimiter      // reports sent per destination domain
+	queued  func()             // set before serving
 }
 
 var _ smtpserver.Backend = (*Backend)(nil)
@@ -280,7 +286,12 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	if len(m.Remote) > 0 && b.queued != nil {
 		b.queued()
 	}
-	b.reportDelivered(ctx, env, now, io.MultiReader(strings.NewReader(top), msg.Reader()))
+	// Success reports only to senders known to be ours (logged in, or a
+	// trusted network): to anyone else they would be backscatter, mail
+	// that a forged MAIL FROM could aim at any third party.
+	if s.Auth != nil || b.trusted(s) {
+		b.reportDelivered(ctx, env, now, io.MultiReader(strings.NewReader(top), msg.Reader()), m.Size)
+	}
 	return nil
 }
 

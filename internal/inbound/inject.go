@@ -11,9 +11,10 @@ import (
 	"mailroom/internal/store"
 )
 
-// Inject accepts a message the server writes itself (a bounce), from the
+// Inject accepts a message the server writes itself (a report), from the
 // null sender to one address: local users get it in their mailbox, other
-// domains through the outbound queue.
+// domains through the outbound queue. Reports to one domain are limited per
+// hour (Config.MaxReportsPerHour).
 func (b *Backend) Inject(ctx context.Context, to string, body []byte) error {
 	cfg := b.cfg.Load()
 	addr, err := smtp.ParseMailbox(to)
@@ -21,6 +22,9 @@ func (b *Backend) Inject(ctx context.Context, to string, body []byte) error {
 		return fmt.Errorf("inject to %q: %w", to, err)
 	}
 	now := time.Now()
+	if err := b.reports.allow(addr.Domain, cfg.MaxReportsPerHour, now); err != nil {
+		return err
+	}
 	id := store.NewQueueID()
 	top := fmt.Sprintf("Received: by %s (Mailroom) id %s;\r\n\t%s\r\n", cfg.Hostname, id, now.Format(time.RFC1123Z))
 	full := append([]byte(top), body...)

@@ -16,12 +16,13 @@ import (
 // RFC 3464) for the local recipients whose NOTIFY asked for SUCCESS. It
 // runs after the message is committed; should it fail, the message stays
 // delivered and the failure is logged.
-func (b *Backend) reportDelivered(ctx context.Context, env *smtpserver.Envelope, arrival time.Time, original io.Reader) {
+func (b *Backend) reportDelivered(ctx context.Context, env *smtpserver.Envelope, arrival time.Time, original io.Reader, size int64) {
 	if env.From.IsNull() {
 		return
 	}
-	r := &dsn.Report{ReportingMTA: b.cfg.Load().Hostname, To: env.From.String(), EnvID: env.Params.EnvID,
-		Arrival: arrival, Action: dsn.Delivered}
+	cfg := b.cfg.Load()
+	r := &dsn.Report{ReportingMTA: cfg.Hostname, To: env.From.String(), EnvID: env.Params.EnvID,
+		Arrival: arrival, Action: dsn.Delivered, ReturnLimit: cfg.ReportSizeLimit, OriginalSize: size}
 	for _, rc := range env.Recipients {
 		if _, local := rc.Target.([]store.User); local && slices.Contains(rc.Params.Notify, "SUCCESS") {
 			r.Recipients = append(r.Recipients, dsn.Recipient{Address: rc.Addr.String(), ORcpt: rc.Params.ORcpt,
