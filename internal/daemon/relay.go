@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -93,7 +94,8 @@ func queueConfig(cfg *config.Config) queue.Config {
 }
 
 func deliveryConfig(cfg *config.Config) (delivery.Config, error) {
-	dcfg := delivery.Config{LocalName: cfg.Hostname, Port: cfg.Outbound.Port, Timeout: 5 * time.Minute, IdleTime: cfg.Outbound.ConnectionCacheTime.D()}
+	dcfg := delivery.Config{LocalName: cfg.Hostname, Port: cfg.Outbound.Port, Timeout: 5 * time.Minute, IdleTime: cfg.Outbound.ConnectionCacheTime.D(),
+		SpoolDir: filepath.Join(cfg.DataDir, "tmp")}
 	if dcfg.IdleTime == 0 {
 		dcfg.IdleTime = -1 // 0 in the configuration turns reuse off
 	}

@@ -6,7 +6,6 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,7 +13,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"slices"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +35,9 @@ type Config struct {
 	IdleTime time.Duration
 	Relays   []Relay      // smart hosts, by recipient domain
 	Pools    []SourcePool // source addresses, by sender
+	// SpoolDir holds the 7-bit copies made for next hops without 8BITMIME
+	// ("" for the system's temporary directory).
+	SpoolDir string
 }
 
 // Relay sends the mail for some recipient domains through an upstream
@@ -344,7 +346,7 @@ func (d *Deliverer) send(ctx context.Context, c *conn, job Job, key string, kept
 		d.pool.put(key, c)
 		return all(job, Outcome{Permanent: true, Detail: err.Error(), RemoteMTA: c.host, TLS: c.tls}), true
 	}
-	body, size, err := messageFor(c.c, job)
+	body, size, err := messageFor(c.c, job, d.settings.Load().cfg.SpoolDir)
 	if err != nil {
 		d.pool.put(key, c)
 		o := Outcome{Detail: "4.3.0 local error reading the message: " + err.Error()}
@@ -390,7 +392,7 @@ func (d *Deliverer) send(ctx context.Context, c *conn, job Job, key string, kept
 // messageFor opens the message as the next hop can take it: as stored,
 // or, for a hop without 8BITMIME, converted to 7bit data when it has 8-bit
 // octets (RFC 6152 3), whether or not it came with BODY=8BITMIME.
-func messageFor(c *smtpclient.Client, job Job) (io.ReadCloser, int64, error) {
+func messageFor(c *smtpclient.Client, job Job, spoolDir string) (io.ReadCloser, int64, error) {
 	body, err := job.Open()
 	if err != nil {
 		return nil, 0, err
@@ -398,19 +400,36 @@ func messageFor(c *smtpclient.Client, job Job) (io.ReadCloser, int64, error) {
 	if _, ok := c.Extension("8BITMIME"); ok {
 		return body, job.Size, nil
 	}
-	defer body.Close()
-	data, err := io.ReadAll(body)
+	// Without 8BITMIME: look for 8-bit octets in a pass that holds nothing,
+	// then send the message as it is, or a 7-bit copy made in a file (not
+	// in memory beside the original).
+	needed, err := downgrade.Needed(body)
+	body.Close()
 	if err != nil {
 		return nil, 0, err
 	}
-	if !slices.ContainsFunc(data, func(b byte) bool { return b >= 0x80 || b == 0 }) {
-		return io.NopCloser(bytes.NewReader(data)), int64(len(data)), nil
+	if body, err = job.Open(); err != nil || !needed {
+		return body, job.Size, err
 	}
-	var out bytes.Buffer
-	if err := downgrade.Convert(&out, bytes.NewReader(data)); err != nil {
+	defer body.Close()
+	f, err := os.CreateTemp(spoolDir, "7bit-*")
+	if err != nil {
 		return nil, 0, err
 	}
-	return io.NopCloser(&out), int64(out.Len()), nil
+	os.Remove(f.Name()) // open, it lives until closed
+	if err := downgrade.Convert(f, body); err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, size, nil
 }
 
 // mailParams writes the MAIL FROM parameters the next hop understands:
