@@ -878,3 +878,39 @@ func TestReportsCannotBeAimed(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayFaultEightBitBounce: the report on an 8-bit message labels the
+// returned part 8bit (RFC 2045 6.1) and goes to an 8BITMIME next hop with
+// BODY=8BITMIME (RFC 6152 3); Python's email package reads it.
+func TestRelayFaultEightBitBounce(t *testing.T) {
+	hop := startHop(t, "127.0.0.101", func(n int, line string) string {
+		switch cmd := strings.ToUpper(line); {
+		case strings.HasPrefix(cmd, "EHLO"):
+			return "250-mx.far.test\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n"
+		case strings.HasPrefix(cmd, "RCPT TO:<GONE@"):
+			return "550 5.1.1 no such user\r\n"
+		}
+		return hopDefault(line)
+	})
+	a := relayVia(t, "127.0.0.101", hop, "trusted_networks = [\"127.0.0.0/8\"]", "")
+	a.start()
+	c := a.dial()
+	c.cmd("EHLO app.example", "250 ")
+	c.cmd("MAIL FROM:<sender@far.test> BODY=8BITMIME RET=FULL", "250 ")
+	c.cmd("RCPT TO:<gone@far.test>", "250 ")
+	c.data("From: sender@far.test\r\nSubject: Grüße\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße aus Köln\r\n")
+	waitFor(t, a, hop, "the report at the hop", func() bool { return len(hop.messagesWith("multipart/report")) == 1 })
+	if hop.count("MAIL FROM:<> BODY=8BITMIME") != 1 {
+		t.Errorf("the 8-bit report did not go with BODY=8BITMIME:\n%s", hop.dump())
+	}
+	report := hop.messagesWith("multipart/report")[0]
+	py := requireTool(t, "python3")
+	cmd := exec.Command(py, "-c", `import email, sys
+m = email.message_from_bytes(sys.stdin.buffer.read())
+part = [p for p in m.walk() if p.get_content_type() == "message/rfc822"][0]
+print(part["Content-Transfer-Encoding"], part.get_payload()[0].get_payload(decode=True).decode("utf-8").strip())`)
+	cmd.Stdin = strings.NewReader(report)
+	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "8bit Grüße aus Köln" {
+		t.Errorf("Python reads the returned part as %v %q", err, out)
+	}
+}

@@ -51,6 +51,10 @@ type Report struct {
 	// header only, and a header of more is cut at a line within it.
 	ReturnLimit  int64
 	OriginalSize int64
+	// EightBit says the original came with BODY=8BITMIME: the returned
+	// part is labelled 8bit (RFC 2045 6.1), and the report must be sent
+	// as 8BITMIME too (RFC 6152 3).
+	EightBit bool
 }
 
 var (
@@ -154,9 +158,9 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 	}
 	b.WriteString("\r\n")
 	if full {
-		fmt.Fprintf(b, "--%s\r\nContent-Type: message/rfc822\r\n\r\n", boundary)
+		fmt.Fprintf(b, "--%s\r\nContent-Type: message/rfc822\r\n%s\r\n", boundary, cte(r.EightBit))
 	} else {
-		fmt.Fprintf(b, "--%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", boundary)
+		fmt.Fprintf(b, "--%s\r\nContent-Type: text/rfc822-headers\r\n%s\r\n", boundary, cte(r.EightBit))
 	}
 	if _, err := w.Write(b.Bytes()); err != nil {
 		return err
@@ -166,6 +170,15 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 	}
 	_, err := fmt.Fprintf(w, "\r\n--%s--\r\n", boundary)
 	return err
+}
+
+// cte is the Content-Transfer-Encoding field of a part that may hold 8-bit
+// text, or nothing.
+func cte(eightBit bool) string {
+	if eightBit {
+		return "Content-Transfer-Encoding: 8bit\r\n"
+	}
+	return ""
 }
 
 // copyOriginal copies the original message, or its header only; a header

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,9 @@ func (b *Backend) Inject(ctx context.Context, to string, body []byte) error {
 	hdr, _ := scanHeader(bytes.NewReader(full))
 	m := &store.Message{QueueID: id, Received: now, Body: bytes.NewReader(full), Size: int64(len(full)),
 		Envelope: store.Envelope{Recipients: []store.EnvelopeRcpt{{Address: addr.String()}}}, From: hdr.From, Subject: hdr.Subject}
+	if slices.ContainsFunc(full, func(c byte) bool { return c >= 0x80 }) {
+		m.Envelope.Body = "8BITMIME" // sent on as such, or converted for a next hop without it
+	}
 	local, err := b.isLocalDomain(ctx, addr.Domain)
 	if err != nil {
 		return err
