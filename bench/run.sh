@@ -11,7 +11,7 @@
 #   N          messages per throughput run (20000)
 #   SIZE       message body bytes (10240)
 #   RUNS       runs of every measurement (3)
-#   SCENARIOS  any of: ceiling accept relay latency idle (all)
+#   SCENARIOS  any of: ceiling accept relay latency idle logins (all)
 #   CONCS      smtp-source concurrencies; "10d" is 10 with connection reuse (-d) ("1 10 50 10d")
 #   SERVERS    any of: mailroom postfix durable (all three); durable is the reference
 #              durable server, benchkit sink -durable (accept and latency only)
@@ -32,7 +32,7 @@ cd "$(dirname "$0")/.." || exit 1
 N=${N:-20000}
 SIZE=${SIZE:-10240}
 RUNS=${RUNS:-3}
-SCENARIOS=${SCENARIOS:-"ceiling accept relay latency idle"}
+SCENARIOS=${SCENARIOS:-"ceiling accept relay latency idle logins"}
 CONCS=${CONCS:-"1 10 50 10d"}
 SERVERS=${SERVERS:-"mailroom postfix durable"}
 IDLE_N=${IDLE_N:-10000}
@@ -50,7 +50,7 @@ die() { echo "bench: $*" >&2; exit 1; }
 for v in N SIZE RUNS IDLE_N IDLE_N_POSTFIX LAT_N FSYNC_N MAX_SECS STALL_SECS; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v=${!v}: want a positive number"
 done
-for s in $SCENARIOS; do [[ $s =~ ^(ceiling|accept|relay|latency|idle)$ ]] || die "unknown scenario $s"; done
+for s in $SCENARIOS; do [[ $s =~ ^(ceiling|accept|relay|latency|idle|logins)$ ]] || die "unknown scenario $s"; done
 for s in $SERVERS; do [[ $s =~ ^(mailroom|postfix|durable)$ ]] || die "unknown server $s"; done
 for c in $CONCS; do [[ $c =~ ^[1-9][0-9]*d?$ ]] || die "concurrency $c: want a number, or a number and d"; done
 [ "$(id -u)" -eq 0 ] || die "run as root: Postfix's own instance needs it (as in tests/postfix_test.go)"
@@ -154,6 +154,7 @@ for s in $SCENARIOS; do
 	relay) TOTAL=$((TOTAL + nconc * nmta)) ;;
 	latency) TOTAL=$((TOTAL + 1 + nsrv)) ;;
 	idle) TOTAL=$((TOTAL + nmta)) ;;
+	logins) [[ " $SERVERS " == *" mailroom "* ]] && TOTAL=$((TOTAL + 1)) ;;
 	esac
 done
 TOTAL=$((TOTAL * RUNS))
@@ -235,6 +236,7 @@ MR_DIR=$WORK/mailroom
 mailroom_start() {
 	rm -rf "$MR_DIR" && mkdir -p "$MR_DIR" || return 1
 	MR_PORT=$(free_port)
+	MR_SUB_PORT=$(free_port)
 	local maxconn=$((IDLE_N + 1000))
 	cat >"$MR_DIR/mailroom.toml" <<EOF
 # Written by bench/run.sh. Everything not named here is Mailroom's default
@@ -245,6 +247,7 @@ shutdown_timeout = "10s"
 
 [listen]
 smtp = ["127.0.0.1:$MR_PORT"]
+submission = ["127.0.0.1:$MR_SUB_PORT"]
 
 [smtp]
 # smtp-source relays from here, like Postfix's mynetworks.
@@ -656,6 +659,26 @@ measure_idle() { # RUN SERVER
 	endline
 }
 
+measure_logins() { # RUN: repeated correct logins over submission (issue 21: at least 100/s)
+	local fig="repeated correct logins over submission, 8 clients"
+	begin "run $1/$RUNS: logins over submission, mailroom"
+	if ! server_start mailroom; then
+		record "$1" "$fig" "logins/s" - mailroom 0 fail "$START_ERR"
+		endline
+		return
+	fi
+	local out rc
+	out=$(timeout "$MAX_SECS" python3 bench/logins.py 127.0.0.1 "$MR_SUB_PORT" 10 8 user@local.test bench-password 2>&1)
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		record "$1" "$fig" "logins/s" - mailroom "$(kv logins_per_s "$out")" ok "$(kv logins "$out") in 10 s; peak RSS $(awk '/VmHWM/ { printf "%d MB", $2 / 1024 }' /proc/"$MR_PID"/status)"
+	else
+		record "$1" "$fig" "logins/s" - mailroom 0 fail "logins.py exit $rc: $(tail -c 300 <<<"$out" | tr '\n\t' '  ')"
+	fi
+	mailroom_stop
+	endline
+}
+
 # ---------------------------------------------------------------- the run
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench: $COMMAND" >&2
@@ -671,6 +694,7 @@ for ((run = 1; run <= RUNS; run++)); do
 			for srv in $SERVERS; do measure_latency "$run" "$srv"; done
 			;;
 		idle) for srv in ${SERVERS//durable/}; do measure_idle "$run" "$srv"; done ;;
+		logins) [[ " $SERVERS " == *" mailroom "* ]] && measure_logins "$run" ;;
 		esac
 	done
 done

@@ -554,3 +554,26 @@ func TestHideClientIP(t *testing.T) {
 		t.Errorf("the Received field shows the client:\n%s", raw)
 	}
 }
+
+// TestLoginCacheNeverOutlivesAPassword: with the login cache on (the
+// default), a password changed or an account deleted with the CLI while
+// the server runs stops working at once, though the old login was cached.
+func TestLoginCacheNeverOutlivesAPassword(t *testing.T) {
+	s := newServer(t, "", "")
+	s.start()
+	login := func(user, pw, want string) {
+		c := s.dialAddr(s.subAddr)
+		c.cmd("EHLO cache.example", "250 ")
+		c.startTLSInsecure()
+		c.cmd("EHLO cache.example", "250 ")
+		c.cmd("AUTH PLAIN "+plainAuth(user, pw), want)
+	}
+	login("alice@example.test", "secret-alice", "235 ")
+	login("alice@example.test", "secret-alice", "235 ") // from the cache
+	s.cliStdin("correct horse battery staple\n", "user", "passwd", "alice@example.test", "--password-stdin")
+	login("alice@example.test", "secret-alice", "535 ")
+	login("alice@example.test", "correct horse battery staple", "235 ")
+	login("bob@example.test", "secret-bob-lantern", "235 ")
+	s.cli("user", "del", "bob@example.test")
+	login("bob@example.test", "secret-bob-lantern", "535 ")
+}

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"mailroom/internal/authlimit"
@@ -87,9 +88,10 @@ type Service struct {
 	log     *slog.Logger
 	// fakeSecret makes SCRAM verifiers for names that do not exist.
 	fakeSecret []byte
-	// hashSlots bounds the argon2id checks running at once: each takes
-	// 64 MiB and a core for a tenth of a second.
-	hashSlots chan struct{}
+	// hashes bounds the argon2id checks running at once, in all and per
+	// client: each takes 64 MiB and a core for a tenth of a second.
+	hashes    *hashGate
+	cache     atomic.Pointer[loginCache]
 	dummyHash func() string
 }
 
@@ -98,7 +100,8 @@ type Service struct {
 // SCRAM verifiers of names that do not exist stable.
 func New(creds Credentials, policy authlimit.Policy, secret []byte, log *slog.Logger) *Service {
 	s := &Service{creds: creds, limiter: authlimit.New(policy, nil), log: log, fakeSecret: secret,
-		hashSlots: make(chan struct{}, max(runtime.NumCPU(), 2))}
+		hashes: newHashGate(max(runtime.NumCPU(), 2))}
+	s.cache.Store(newLoginCache(0))
 	if len(s.fakeSecret) == 0 {
 		s.fakeSecret = make([]byte, 32)
 		rand.Read(s.fakeSecret)
@@ -112,6 +115,14 @@ func New(creds Credentials, policy authlimit.Policy, secret []byte, log *slog.Lo
 
 // SetPolicy replaces the login limiter's policy (SIGHUP).
 func (s *Service) SetPolicy(p authlimit.Policy) { s.limiter.SetPolicy(p) }
+
+// SetCacheTime sets how long a proved main-password login is remembered
+// (0: not at all); the cache starts empty.
+func (s *Service) SetCacheTime(d time.Duration) {
+	if s.cache.Load().ttl != d {
+		s.cache.Store(newLoginCache(d))
+	}
+}
 
 // Canonical is the name an account is counted and looked up under: the
 // address with its local part in lower case, so that spellings of one name
@@ -134,7 +145,7 @@ const maxName = 320
 // Password checks a user name and password (SASL PLAIN and LOGIN, IMAP
 // LOGIN, POP3 USER/PASS) within the login limits, and returns the login.
 func (s *Service) Password(ctx context.Context, c Client, user, pw string) (string, error) {
-	return s.limited(ctx, c, user, "password", func() (string, error) { return s.checkPassword(ctx, user, pw) })
+	return s.limited(ctx, c, user, "password", func() (string, error) { return s.checkPassword(ctx, c, user, pw) })
 }
 
 // limited runs one credential check within the login limits: refused at
@@ -182,10 +193,10 @@ func (s *Service) end(ctx context.Context, c Client, account, mech string, err e
 }
 
 // checkPassword checks an app password, then the main password.
-func (s *Service) checkPassword(ctx context.Context, username, pw string) (string, error) {
+func (s *Service) checkPassword(ctx context.Context, c Client, username, pw string) (string, error) {
 	addr, err := smtp.ParseMailbox(username)
 	if err != nil {
-		s.argon(ctx, s.dummyHash(), pw)
+		s.argon(ctx, c, s.dummyHash(), pw)
 		return "", ErrBadCredentials
 	}
 	login := strings.ToLower(addr.Local) + "@" + addr.Domain
@@ -201,12 +212,17 @@ func (s *Service) checkPassword(ctx context.Context, username, pw string) (strin
 	case err != nil:
 		return "", &TemporaryError{err}
 	}
-	ok, err := s.argon(ctx, hash, pw)
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return "", &TemporaryError{err}
-	}
-	if err != nil || !ok || hash == s.dummyHash() {
-		return "", ErrBadCredentials
+	cache := s.cache.Load()
+	ok := hash != s.dummyHash() && cache.proven(login, pw, hash, time.Now())
+	if !ok {
+		ok, err = s.argon(ctx, c, hash, pw)
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return "", &TemporaryError{err}
+		}
+		if err != nil || !ok || hash == s.dummyHash() {
+			return "", ErrBadCredentials
+		}
+		cache.remember(login, pw, hash, time.Now())
 	}
 	if u.Settings.RequireSCRAM {
 		// Said only after the password was proven right, so it reveals no
@@ -216,13 +232,12 @@ func (s *Service) checkPassword(ctx context.Context, username, pw string) (strin
 	return login, nil
 }
 
-// argon runs an argon2id check when a slot is free.
-func (s *Service) argon(ctx context.Context, hash, pw string) (bool, error) {
-	select {
-	case s.hashSlots <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
+// argon runs an argon2id check when a slot is free for the client.
+func (s *Service) argon(ctx context.Context, c Client, hash, pw string) (bool, error) {
+	release, err := s.hashes.acquire(ctx, c.Prefix)
+	if err != nil {
+		return false, err
 	}
-	defer func() { <-s.hashSlots }()
+	defer release()
 	return password.Check(hash, pw)
 }

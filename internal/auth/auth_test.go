@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,5 +205,82 @@ func TestLimits(t *testing.T) {
 	}
 	if _, err := svc.Password(ctx, guesser, "dave@example.test", "x"); !errors.As(err, &limited) || !limited.Banned {
 		t.Errorf("after 4 failures from one address: %v, want a ban", err)
+	}
+}
+
+// TestLoginCache: a proved login is remembered without its password,
+// failures never are, and a changed password or a deleted account is never
+// let in from the cache.
+func TestLoginCache(t *testing.T) {
+	cr := newCreds(t)
+	svc := New(cr, authlimit.Policy{}, nil, quiet)
+	svc.SetCacheTime(time.Minute)
+	ctx, c := context.Background(), client("192.0.2.1")
+	if _, err := svc.Password(ctx, c, "alice@example.test", "right"); err != nil {
+		t.Fatal(err)
+	}
+	cache := svc.cache.Load()
+	if len(cache.entries) != 1 {
+		t.Fatalf("a proved login is not remembered: %d entries", len(cache.entries))
+	}
+	for k, e := range cache.entries {
+		if strings.Contains(string(k[:]), "right") || strings.Contains(e.hash, "right") {
+			t.Error("the cache keeps the password")
+		}
+	}
+	// From the cache: the same result, with no check (a hash that no longer
+	// parses would fail a real one).
+	good := cr["alice@example.test"]
+	if !cache.proven("alice@example.test", "right", good.PasswordHash, time.Now()) {
+		t.Error("the login is not found in the cache")
+	}
+	if _, err := svc.Password(ctx, c, "alice@example.test", "wrong"); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("a wrong password: %v", err)
+	}
+	if _, err := svc.Password(ctx, c, "nobody@example.test", "right"); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("an unknown account: %v", err)
+	}
+	if len(cache.entries) != 1 {
+		t.Errorf("failures were cached: %d entries", len(cache.entries))
+	}
+	// A changed password: the old one no longer logs in, from the cache or not.
+	changed := good
+	changed.PasswordHash = cheapHash("new password here")
+	cr["alice@example.test"] = changed
+	if _, err := svc.Password(ctx, c, "alice@example.test", "right"); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("the old password after a change: %v", err)
+	}
+	// An account gone.
+	delete(cr, "alice@example.test")
+	if _, err := svc.Password(ctx, c, "alice@example.test", "new password here"); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("a deleted account: %v", err)
+	}
+	// Expiry.
+	if cache.proven("alice@example.test", "right", good.PasswordHash, time.Now().Add(2*time.Minute)) {
+		t.Error("an entry outlived the cache time")
+	}
+}
+
+// TestHashGate: one client prefix cannot hold every hash slot.
+func TestHashGate(t *testing.T) {
+	g := newHashGate(2)
+	flood, other := netip.MustParsePrefix("192.0.2.0/32"), netip.MustParsePrefix("198.51.100.7/32")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	r1, err := g.acquire(ctx, flood)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.acquire(ctx, flood); err == nil {
+		t.Fatal("one client took both slots")
+	}
+	r2, err := g.acquire(context.Background(), other)
+	if err != nil {
+		t.Fatalf("another client could not get the free slot: %v", err)
+	}
+	r1()
+	r2()
+	if len(g.by) != 0 || len(g.slots) != 0 {
+		t.Errorf("slots left taken: %v %d", g.by, len(g.slots))
 	}
 }

@@ -95,10 +95,10 @@ const (
 )
 
 // Begin tells whether a login attempt from client for account may go ahead
-// and, if so, counts it as under way until Failed, Succeeded or Done.
-// Attempts under way count like failures, so that guesses sent in parallel
-// cannot slip past the limits before their failures are counted. Nothing
-// about the account alone ever refuses an attempt.
+// and, if so, counts it as under way until Failed, Succeeded or Done. Once
+// a client (or pair) has failed, attempts under way count like failures, so
+// that guesses sent in parallel cannot slip past the limits. Nothing about
+// the account alone ever refuses an attempt.
 func (l *Limiter) Begin(client netip.Prefix, account string) (Verdict, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -116,12 +116,21 @@ func (l *Limiter) Begin(client netip.Prefix, account string) (Verdict, time.Dura
 		return ClientBanned, rc.banned.Sub(now)
 	case now.Before(rp.banned):
 		return PairLocked, rp.banned.Sub(now)
-	case rc.failures+rc.inflight >= l.policy.MaxFailures || rp.failures+rp.inflight >= l.pairMax():
+	case busy(rc, l.policy.MaxFailures) || busy(rp, l.pairMax()):
 		return Busy, 0
 	}
 	getRecord(l, l.clients, client, now).inflight++
 	getRecord(l, l.pairs, k, now).inflight++
 	return Allow, 0
+}
+
+// busy reports whether a record with failures has as many attempts under
+// way as it has failures left: guesses sent in parallel cannot slip past the
+// limit before their failures are counted. A record without failures is
+// never busy: many right logins at once (an IMAP client's connections, an
+// office behind one address) all go ahead.
+func busy(r record, limit int) bool {
+	return r.failures > 0 && r.failures+r.inflight >= limit
 }
 
 // current returns r as it stands now (a zero record for none, or for one

@@ -87,6 +87,10 @@ type Auth struct {
 	// at once.
 	FailureDelay    Duration `toml:"failure_delay"`
 	MaxFailureDelay Duration `toml:"max_failure_delay"`
+	// LoginCacheTime is how long a main-password login proved by argon2id
+	// is remembered (as a keyed hash), so that logging in again costs no
+	// new check; 0 turns the cache off.
+	LoginCacheTime Duration `toml:"login_cache_time"`
 }
 
 // SMTP configures the SMTP sessions.
@@ -285,7 +289,7 @@ func Default() *Config {
 		Store:           Store{MinFreeSpace: 200 << 20},
 		Clients:         Clients{IPv4Prefix: 32, IPv6Prefix: 64},
 		Auth: Auth{MaxFailures: 10, MaxFailuresPerAccount: 5, BanTime: Duration(15 * time.Minute),
-			FailureDelay: Duration(250 * time.Millisecond), MaxFailureDelay: Duration(4 * time.Second)},
+			FailureDelay: Duration(250 * time.Millisecond), MaxFailureDelay: Duration(4 * time.Second), LoginCacheTime: Duration(5 * time.Minute)},
 		SMTP: SMTP{
 			TrustedNetworks:         []Prefix{},
 			MaxMessageSize:          25 << 20,

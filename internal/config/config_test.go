@@ -114,7 +114,7 @@ func TestDefaults(t *testing.T) {
 			Store:           Store{MinFreeSpace: 200 << 20},
 			Clients:         Clients{IPv4Prefix: 32, IPv6Prefix: 64},
 			Auth: Auth{MaxFailures: 10, MaxFailuresPerAccount: 5, BanTime: Duration(15 * time.Minute),
-				FailureDelay: Duration(250 * time.Millisecond), MaxFailureDelay: Duration(4 * time.Second)},
+				FailureDelay: Duration(250 * time.Millisecond), MaxFailureDelay: Duration(4 * time.Second), LoginCacheTime: Duration(5 * time.Minute)},
 			SMTP: SMTP{
 				TrustedNetworks:         []Prefix{},
 				MaxMessageSize:          25 << 20,

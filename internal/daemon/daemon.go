@@ -100,6 +100,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	backend := inbound.New(st, inboundConfig(cfg), log)
 	logins := auth.New(st, authPolicy(cfg), secret, log)
+	logins.SetCacheTime(cfg.Auth.LoginCacheTime.D())
 	out, err := startRelay(cfg, st, backend, log)
 	if err != nil {
 		return err

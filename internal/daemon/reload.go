@@ -98,6 +98,7 @@ func (rt *running) reload(opts Options, old *config.Config) *config.Config {
 	}
 	rt.backend.SetConfig(inboundConfig(cfg))
 	rt.logins.SetPolicy(authPolicy(cfg))
+	rt.logins.SetCacheTime(cfg.Auth.LoginCacheTime.D())
 	if err := rt.relay.apply(cfg); err != nil { // checked above: cannot fail now but for a file that changed since
 		rt.log.Error("SIGHUP: [outbound] not reloaded, keeping the running one", "err", err)
 	}
