@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Mailroom's tests use beyond Go: Python 3 (smtplib is in its
-# standard library), swaks (with TLS), curl, mutt and tmux (to drive it), openssl, Postfix (a real next hop
+# standard library) with flufl.bounce (Mailman's bounce detector), swaks (with TLS), curl, mutt and tmux (to drive it), openssl, Postfix (a real next hop
 # for the relay test, which runs its own instance). Does nothing when all are present; otherwise runs
 # apt-get update once and installs the missing ones.
 # "test-deps.sh bench" installs only what bench/run.sh needs: Python 3, curl and Postfix (which ships
@@ -19,6 +19,8 @@ if [ -z "$only_bench" ]; then
   command -v tmux >/dev/null || need+=(tmux)
   command -v openssl >/dev/null || need+=(openssl)
   perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
+  # Mailman's bounce detector reads Mailroom's reports in the tests.
+  /usr/bin/python3 -c 'import flufl.bounce' 2>/dev/null || need+=(python3-flufl.bounce)
 fi
 # Postfix lives in /usr/sbin, which may not be on a user's PATH.
 postfix=""

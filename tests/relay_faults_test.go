@@ -914,3 +914,77 @@ print(part["Content-Transfer-Encoding"], part.get_payload()[0].get_payload(decod
 		t.Errorf("Python reads the returned part as %v %q", err, out)
 	}
 }
+
+// TestReportsReadByBounceDetectors: failure, delay, success, 8-bit and
+// SMTPUTF8 reports are read by Python's email package and by Mailman's
+// bounce detector (flufl.bounce): failures found as permanent, delays as
+// temporary, successes as neither; the report on a UTF-8 recipient is an
+// internationalized one (RFC 6533), which flufl.bounce passes over without
+// crashing; no line over 998 octets.
+func TestReportsReadByBounceDetectors(t *testing.T) {
+	hop := startHop(t, "127.0.0.102", func(n int, line string) string {
+		switch cmd := strings.ToUpper(line); {
+		case strings.HasPrefix(cmd, "EHLO"):
+			return "250-mx.far.test\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n"
+		case strings.HasPrefix(cmd, "RCPT TO:<GONE"):
+			return "550 5.1.1 no such user\r\n"
+		case strings.HasPrefix(cmd, "RCPT TO:<SLOW"):
+			return "451 4.3.0 try later\r\n"
+		}
+		return hopDefault(line)
+	})
+	a := relayVia(t, "127.0.0.102", hop, "", "delay_warning = \"1s\"\n")
+	a.start()
+	c := loggedIn(t, a)
+	send := func(mail, rcpt, body string) {
+		addr, params, _ := strings.Cut(rcpt, " ")
+		if params != "" {
+			params = " " + params
+		}
+		c.cmd("MAIL FROM:<alice@example.test>"+mail, "250 ")
+		c.cmd("RCPT TO:<"+addr+">"+params, "250 ")
+		c.data("From: alice@example.test\r\n" + body)
+	}
+	send("", "gone1@far.test", "Subject: failure\r\n\r\nx\r\n")
+	send("", "slow@far.test", "Subject: delay\r\n\r\nx\r\n")
+	send("", "bob@example.test NOTIFY=SUCCESS", "Subject: success\r\n\r\nx\r\n")
+	send(" BODY=8BITMIME", "gone2@far.test", "Subject: eight bit\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGrüße\r\n")
+	send(" SMTPUTF8 BODY=8BITMIME", "rejectü@far.test", "Subject: utf8\r\n\r\nx\r\n")
+	waitMailbox(t, a, "alice@example.test", 5, "five reports")
+	py := requireTool(t, "/usr/bin/python3")
+	want := map[string]string{ // report subject line in the returned header -> what flufl.bounce must find
+		"Subject: failure": "permanent gone1@far.test", "Subject: delay": "temporary slow@far.test",
+		"Subject: success": "none", "Subject: eight bit": "permanent gone2@far.test",
+		// flufl.bounce 4.0 reads no RFC 6533 report; it must not crash on one
+		// (it did on "rfc822; rejectü@..." in a message/delivery-status).
+		"Subject: utf8": "none",
+	}
+	for _, m := range a.mailbox("alice@example.test") {
+		raw := a.message("alice@example.test", m.ID)
+		for i, l := range strings.Split(raw, "\r\n") {
+			if len(l) > 998 {
+				t.Errorf("report %q line %d has %d octets", m.Subject, i+1, len(l))
+			}
+		}
+		cmd := exec.Command(py, "-c", `import email, sys
+from flufl.bounce import all_failures
+m = email.message_from_bytes(sys.stdin.buffer.read())
+temp, perm = all_failures(m)
+addrs = lambda s: " ".join(sorted(a.decode() if isinstance(a, bytes) else a for a in s))
+print("permanent " + addrs(perm) if perm else "temporary " + addrs(temp) if temp else "none")`)
+		cmd.Stdin = strings.NewReader(raw)
+		out, err := cmd.CombinedOutput()
+		found := ""
+		for k, v := range want {
+			if strings.Contains(raw, k+"\r\n") {
+				found = v
+			}
+		}
+		if err != nil || strings.TrimSpace(string(out)) != found {
+			t.Errorf("flufl.bounce reads report %q as %v %q, want %q", m.Subject, err, out, found)
+		}
+		if strings.Contains(raw, "rejectü") && (!strings.Contains(raw, "message/global-delivery-status") || !strings.Contains(raw, "Final-Recipient: utf-8; rejectü@far.test")) {
+			t.Errorf("the report on a UTF-8 recipient is not internationalized (RFC 6533):\n%s", raw)
+		}
+	}
+}

@@ -234,7 +234,7 @@ func (b *bouncer) report(ctx context.Context, fs []queue.Notice) {
 	// RET=FULL asks for the whole message back with a failure only (RFC
 	// 3461 4.3): a delay warning or a success report returns the header.
 	r.EnvID, r.Full = env.EnvID, env.Ret == "FULL" && r.Action == dsn.Failed
-	r.EightBit = env.Body == "8BITMIME"
+	r.EightBit, r.SMTPUTF8 = env.Body == "8BITMIME", env.SMTPUTF8
 	original, err := b.store.OpenQueued(ctx, first.MessageID)
 	if err != nil {
 		b.log.Error("bounce: reading the original message", "queue_id", first.QueueID, "err", err)

@@ -55,6 +55,44 @@ type Report struct {
 	// part is labelled 8bit (RFC 2045 6.1), and the report must be sent
 	// as 8BITMIME too (RFC 6152 3).
 	EightBit bool
+	// SMTPUTF8 says the original came with SMTPUTF8 (RFC 6531): the report
+	// is an internationalized one (RFC 6533), as it is too when a recipient
+	// address is not ASCII.
+	SMTPUTF8 bool
+}
+
+// International reports whether the report must be an internationalized
+// delivery status notification (RFC 6533): message/global-delivery-status,
+// "utf-8" address types, message/global(-headers) for the original, sent
+// with SMTPUTF8.
+func (r *Report) International() bool {
+	if r.SMTPUTF8 || !isASCII(r.To) {
+		return true
+	}
+	for _, rc := range r.Recipients {
+		if !isASCII(rc.Address) || !isASCII(rc.ORcpt) {
+			return true
+		}
+	}
+	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// addressType is the type of an address in a status field (RFC 3464 2.1.2,
+// RFC 6533 3): "rfc822" for ASCII, "utf-8" for an internationalized one.
+func addressType(addr string) string {
+	if isASCII(addr) {
+		return "rfc822"
+	}
+	return "utf-8"
 }
 
 var (
@@ -132,7 +170,12 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 		b.WriteString("\r\nThe message's header follows.\r\n\r\n")
 	}
 
-	fmt.Fprintf(b, "--%s\r\nContent-Type: message/delivery-status\r\n\r\n", boundary)
+	intl := r.International()
+	statusType, fullType, headersType := "message/delivery-status", "message/rfc822", "text/rfc822-headers"
+	if intl {
+		statusType, fullType, headersType = "message/global-delivery-status", "message/global", "message/global-headers"
+	}
+	fmt.Fprintf(b, "--%s\r\nContent-Type: %s\r\n%s\r\n", boundary, statusType, cte(intl))
 	fmt.Fprintf(b, "Reporting-MTA: dns; %s\r\n", r.ReportingMTA)
 	if r.EnvID != "" {
 		fmt.Fprintf(b, "Original-Envelope-Id: %s\r\n", oneLine(r.EnvID))
@@ -143,7 +186,7 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 		if rc.ORcpt != "" {
 			fmt.Fprintf(b, "Original-Recipient: %s\r\n", oneLine(strings.Replace(rc.ORcpt, ";", "; ", 1)))
 		}
-		fmt.Fprintf(b, "Final-Recipient: rfc822; %s\r\nAction: %s\r\nStatus: %s\r\n", rc.Address, action, status(rc.Detail, action))
+		fmt.Fprintf(b, "Final-Recipient: %s; %s\r\nAction: %s\r\nStatus: %s\r\n", addressType(rc.Address), rc.Address, action, status(rc.Detail, action))
 		if action == Delayed {
 			fmt.Fprintf(b, "Will-Retry-Until: %s\r\n", r.RetryUntil.Format(time.RFC1123Z))
 		}
@@ -158,9 +201,9 @@ func (r *Report) Write(w io.Writer, original io.Reader, now time.Time) error {
 	}
 	b.WriteString("\r\n")
 	if full {
-		fmt.Fprintf(b, "--%s\r\nContent-Type: message/rfc822\r\n%s\r\n", boundary, cte(r.EightBit))
+		fmt.Fprintf(b, "--%s\r\nContent-Type: %s\r\n%s\r\n", boundary, fullType, cte(r.EightBit || intl))
 	} else {
-		fmt.Fprintf(b, "--%s\r\nContent-Type: text/rfc822-headers\r\n%s\r\n", boundary, cte(r.EightBit))
+		fmt.Fprintf(b, "--%s\r\nContent-Type: %s\r\n%s\r\n", boundary, headersType, cte(r.EightBit || intl))
 	}
 	if _, err := w.Write(b.Bytes()); err != nil {
 		return err

@@ -34,6 +34,9 @@ func (b *Backend) Inject(ctx context.Context, to string, body []byte) error {
 		Envelope: store.Envelope{Recipients: []store.EnvelopeRcpt{{Address: addr.String()}}}, From: hdr.From, Subject: hdr.Subject}
 	if slices.ContainsFunc(full, func(c byte) bool { return c >= 0x80 }) {
 		m.Envelope.Body = "8BITMIME" // sent on as such, or converted for a next hop without it
+		// An internationalized report (RFC 6533) needs SMTPUTF8 from the
+		// next hop (its header, or its status fields, carry UTF-8).
+		m.Envelope.SMTPUTF8 = bytes.Contains(full, []byte("message/global"))
 	}
 	local, err := b.isLocalDomain(ctx, addr.Domain)
 	if err != nil {

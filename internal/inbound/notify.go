@@ -22,7 +22,7 @@ func (b *Backend) reportDelivered(ctx context.Context, env *smtpserver.Envelope,
 	}
 	cfg := b.cfg.Load()
 	r := &dsn.Report{ReportingMTA: cfg.Hostname, To: env.From.String(), EnvID: env.Params.EnvID,
-		Arrival: arrival, Action: dsn.Delivered, ReturnLimit: cfg.ReportSizeLimit, OriginalSize: size, EightBit: env.Params.Body == "8BITMIME"}
+		Arrival: arrival, Action: dsn.Delivered, ReturnLimit: cfg.ReportSizeLimit, OriginalSize: size, EightBit: env.Params.Body == "8BITMIME", SMTPUTF8: env.Params.SMTPUTF8}
 	for _, rc := range env.Recipients {
 		if _, local := rc.Target.([]store.User); local && slices.Contains(rc.Params.Notify, "SUCCESS") {
 			r.Recipients = append(r.Recipients, dsn.Recipient{Address: rc.Addr.String(), ORcpt: rc.Params.ORcpt,
