@@ -128,33 +128,18 @@ func TestSend(t *testing.T) {
 // fakeServer answers a scripted dialogue: each line read gets the next
 // canned answer.
 func fakeServer(t *testing.T, greeting string, answers map[string]string) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
+	return hostileHop(t, func(conn net.Conn) {
+		io.WriteString(conn, greeting)
+		r := bufio.NewReader(conn)
 		for {
-			conn, err := l.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				io.WriteString(conn, greeting)
-				r := bufio.NewReader(conn)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					verb, _, _ := strings.Cut(strings.TrimSpace(line), " ")
-					io.WriteString(conn, answers[strings.ToUpper(verb)])
-				}
-			}()
+			verb, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+			io.WriteString(conn, answers[strings.ToUpper(verb)])
 		}
-	}()
-	return l.Addr().String()
+	})
 }
 
 func TestDialFailures(t *testing.T) {
@@ -269,7 +254,8 @@ func FuzzWriteDotStuffed(f *testing.F) {
 	})
 }
 
-// hostileHop listens on loopback and runs serve on each connection.
+// hostileHop listens on loopback and runs serve on each connection (a next
+// hop that may follow SMTP, or not at all).
 func hostileHop(t *testing.T, serve func(net.Conn)) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
