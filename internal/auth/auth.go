@@ -152,7 +152,7 @@ func (s *Service) Password(ctx context.Context, c Client, user, pw string) (stri
 // once when limited, a failure answered only after the limiter's delay.
 func (s *Service) limited(ctx context.Context, c Client, user, mech string, check func() (string, error)) (string, error) {
 	account := Canonical(user)
-	if err := s.begin(c, account); err != nil {
+	if err := s.begin(ctx, c, account); err != nil {
 		return "", err
 	}
 	login, err := check()
@@ -160,19 +160,37 @@ func (s *Service) limited(ctx context.Context, c Client, user, mech string, chec
 	return login, err
 }
 
-// begin asks the limiter whether an attempt may go ahead.
-func (s *Service) begin(c Client, account string) error {
-	verdict, left := s.limiter.Begin(c.Prefix, account)
-	switch verdict {
-	case authlimit.Allow:
-		return nil
-	case authlimit.ClientBanned:
-		s.log.Warn("login refused: client banned after failed logins", "protocol", c.Protocol, "client", c.Addr.String(), "user", account)
-		return &LimitedError{Banned: true, RetryAfter: left}
-	case authlimit.PairLocked:
-		s.log.Warn("login refused: too many failed logins for this account from this client", "protocol", c.Protocol, "client", c.Addr.String(), "user", account)
+// busyWait bounds how long an attempt waits for one under way (from the
+// same client, or for the same account from it) to end.
+const busyWait = 10 * time.Second
+
+// begin asks the limiter whether an attempt may go ahead. One beyond the
+// attempts allowed under way at once waits for one to end (many right
+// logins at once go through in turn; parallel guesses are held to the
+// limit), for busyWait at most.
+func (s *Service) begin(ctx context.Context, c Client, account string) error {
+	deadline := time.Now().Add(busyWait)
+	for {
+		verdict, left := s.limiter.Begin(c.Prefix, account)
+		switch verdict {
+		case authlimit.Allow:
+			return nil
+		case authlimit.ClientBanned:
+			s.log.Warn("login refused: client banned after failed logins", "protocol", c.Protocol, "client", c.Addr.String(), "user", account)
+			return &LimitedError{Banned: true, RetryAfter: left}
+		case authlimit.PairLocked:
+			s.log.Warn("login refused: too many failed logins for this account from this client", "protocol", c.Protocol, "client", c.Addr.String(), "user", account)
+			return &LimitedError{RetryAfter: left}
+		}
+		if time.Now().After(deadline) {
+			return &LimitedError{}
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return &LimitedError{}
+		}
 	}
-	return &LimitedError{RetryAfter: left}
 }
 
 // end closes an attempt by its outcome; a failure waits out its delay.

@@ -152,7 +152,7 @@ func (s *Service) scram(ctx context.Context, c Client, mech string, first, ask A
 	begun := false
 	lookup := func(username string) (scram.StoredCredentials, error) {
 		account = Canonical(username)
-		if limitErr = s.begin(c, account); limitErr != nil {
+		if limitErr = s.begin(ctx, c, account); limitErr != nil {
 			return scram.StoredCredentials{}, errLimited
 		}
 		begun = true

@@ -95,10 +95,10 @@ const (
 )
 
 // Begin tells whether a login attempt from client for account may go ahead
-// and, if so, counts it as under way until Failed, Succeeded or Done. Once
-// a client (or pair) has failed, attempts under way count like failures, so
-// that guesses sent in parallel cannot slip past the limits. Nothing about
-// the account alone ever refuses an attempt.
+// and, if so, counts it as under way until Failed, Succeeded or Done.
+// Attempts under way count like failures (Busy), so that guesses sent in
+// parallel cannot slip past the limits. Nothing about the account alone
+// ever refuses an attempt.
 func (l *Limiter) Begin(client netip.Prefix, account string) (Verdict, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -124,13 +124,13 @@ func (l *Limiter) Begin(client netip.Prefix, account string) (Verdict, time.Dura
 	return Allow, 0
 }
 
-// busy reports whether a record with failures has as many attempts under
-// way as it has failures left: guesses sent in parallel cannot slip past the
-// limit before their failures are counted. A record without failures is
-// never busy: many right logins at once (an IMAP client's connections, an
-// office behind one address) all go ahead.
+// busy reports whether a record has as many attempts under way as it has
+// failures left: guesses sent in parallel cannot slip past the limit
+// before their failures are counted. (The login layer makes such an attempt
+// wait for one under way to end rather than refuse it, so many right
+// logins at once still go through, in turn.)
 func busy(r record, limit int) bool {
-	return r.failures > 0 && r.failures+r.inflight >= limit
+	return r.failures+r.inflight >= limit
 }
 
 // current returns r as it stands now (a zero record for none, or for one

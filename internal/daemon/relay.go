@@ -246,7 +246,7 @@ func (b *bouncer) report(ctx context.Context, fs []queue.Notice) {
 		b.log.Error("bounce: writing the report", "queue_id", first.QueueID, "err", err)
 		return
 	}
-	if err := b.backend.Inject(ctx, first.MailFrom, buf.Bytes()); err != nil {
+	if err := b.backend.Inject(ctx, first.MailFrom, buf.Bytes(), r.International()); err != nil {
 		b.log.Error("bounce: sending the report", "queue_id", first.QueueID, "to", first.MailFrom, "err", err)
 		return
 	}

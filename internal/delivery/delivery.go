@@ -304,12 +304,13 @@ func (d *Deliverer) dial(ctx context.Context, st *settings, host string, ip neti
 	addr := netip.AddrPortFrom(ip, uint16(port)).String()
 	c, err := smtpclient.Dial(ctx, addr, opts)
 	var e *smtpclient.Error
-	if err != nil && !opts.RequireTLS && errors.As(err, &e) && e.Stage == "starttls" && e.Reply == nil && !errors.Is(err, smtpclient.ErrInjection) {
+	if err != nil && !opts.RequireTLS && errors.As(err, &e) && errors.Is(err, smtpclient.ErrHandshake) {
 		// Opportunistic TLS (RFC 7435 3): a handshake that fails is no
 		// reason to keep the mail from an MX that offered it; deliver in
 		// plaintext, as Postfix's "may" level does. A policy that demands
 		// TLS (MTA-STS, DANE, REQUIRETLS) sets RequireTLS and never gets here;
-		// nor does a server that injected replies ahead of the handshake.
+		// nor does a server that injected replies ahead of the handshake, or
+		// one that never answered STARTTLS (only a failed handshake is retried).
 		opts.TLS = nil
 		c, err = smtpclient.Dial(ctx, addr, opts)
 		if err == nil {

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Recipient is one recipient the report is about.
@@ -69,8 +70,13 @@ func (r *Report) International() bool {
 	if r.SMTPUTF8 || !isASCII(r.To) {
 		return true
 	}
+	if !isASCII(r.EnvID) {
+		return true
+	}
 	for _, rc := range r.Recipients {
-		if !isASCII(rc.Address) || !isASCII(rc.ORcpt) {
+		// A next hop's reply with 8-bit octets too: status fields are
+		// ASCII but in message/global-delivery-status (RFC 6533 3).
+		if !isASCII(rc.Address) || !isASCII(rc.ORcpt) || !isASCII(rc.Detail) || !isASCII(rc.RemoteMTA) {
 			return true
 		}
 	}
@@ -267,6 +273,7 @@ const (
 // where it can, never more than maxLine, each continuation starting with
 // indent (a header field's folding whitespace, or a text's indentation).
 func fold(line, indent string) string {
+	line = strings.TrimRight(line, " ")
 	var b strings.Builder
 	for {
 		if len(line) <= foldAt {
@@ -275,18 +282,26 @@ func fold(line, indent string) string {
 		}
 		cut := strings.LastIndexByte(line[:foldAt+1], ' ')
 		if cut <= len(indent) { // no space early enough: the next one, within maxLine
-			cut = strings.IndexByte(line[foldAt:], ' ')
-			if cut < 0 || foldAt+cut > maxLine {
-				cut = maxLine - foldAt
+			if next := strings.IndexByte(line[foldAt:], ' '); next >= 0 && foldAt+next <= maxLine {
+				cut = foldAt + next
+			} else {
+				cut = maxLine
 			}
-			cut += foldAt
 			if cut >= len(line) {
 				b.WriteString(line)
 				return b.String()
 			}
+			for cut > foldAt && !utf8.RuneStart(line[cut]) { // not inside a character
+				cut--
+			}
 		}
-		b.WriteString(line[:cut] + "\r\n")
-		line = indent + strings.TrimLeft(line[cut:], " ")
+		b.WriteString(line[:cut])
+		rest := strings.TrimLeft(line[cut:], " ")
+		if rest == "" {
+			return b.String()
+		}
+		b.WriteString("\r\n")
+		line = indent + rest
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"strings"
 	"testing"
+	"unicode/utf8"
 	"time"
 )
 
@@ -134,6 +135,8 @@ func TestFold(t *testing.T) {
 		{"a long reply joined from many lines", "Diagnostic-Code: smtp; " + long},
 		{"one word longer than any line may be", "Diagnostic-Code: smtp; " + word},
 		{"a short line", "Diagnostic-Code: smtp; 250 ok"},
+		{"trailing spaces after a cut", "Diagnostic-Code: smtp; 550 " + strings.Repeat("x", 70) + strings.Repeat(" ", 40)},
+		{"a long UTF-8 word", "Diagnostic-Code: smtp; " + strings.Repeat("ü", 1200)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out := fold(c.in, " ")
@@ -143,6 +146,12 @@ func TestFold(t *testing.T) {
 				}
 				if i > 0 && !strings.HasPrefix(l, " ") {
 					t.Errorf("continuation line %d does not start with a space: %q", i, l[:min(len(l), 20)])
+				}
+				if strings.TrimSpace(l) == "" {
+					t.Errorf("line %d is only whitespace", i)
+				}
+				if !utf8.ValidString(l) {
+					t.Errorf("line %d cuts a UTF-8 character", i)
 				}
 			}
 			if unfolded := strings.ReplaceAll(strings.ReplaceAll(out, "\r\n ", " "), "  ", " "); strings.ReplaceAll(unfolded, " ", "") != strings.ReplaceAll(c.in, " ", "") {

@@ -14,18 +14,16 @@ import (
 
 // Inject accepts a message the server writes itself (a report), from the
 // null sender to one address: local users get it in their mailbox, other
-// domains through the outbound queue. Reports to one domain are limited per
-// hour (Config.MaxReportsPerHour).
-func (b *Backend) Inject(ctx context.Context, to string, body []byte) error {
+// domains through the outbound queue, with SMTPUTF8 when international
+// (an RFC 6533 report). Reports to one other domain are limited per hour
+// (Config.MaxReportsPerHour).
+func (b *Backend) Inject(ctx context.Context, to string, body []byte, international bool) error {
 	cfg := b.cfg.Load()
 	addr, err := smtp.ParseMailbox(to)
 	if err != nil {
 		return fmt.Errorf("inject to %q: %w", to, err)
 	}
 	now := time.Now()
-	if err := b.reports.allow(addr.Domain, cfg.MaxReportsPerHour, now); err != nil {
-		return err
-	}
 	id := store.NewQueueID()
 	top := fmt.Sprintf("Received: by %s (Mailroom) id %s;\r\n\t%s\r\n", cfg.Hostname, id, now.Format(time.RFC1123Z))
 	full := append([]byte(top), body...)
@@ -34,13 +32,18 @@ func (b *Backend) Inject(ctx context.Context, to string, body []byte) error {
 		Envelope: store.Envelope{Recipients: []store.EnvelopeRcpt{{Address: addr.String()}}}, From: hdr.From, Subject: hdr.Subject}
 	if slices.ContainsFunc(full, func(c byte) bool { return c >= 0x80 }) {
 		m.Envelope.Body = "8BITMIME" // sent on as such, or converted for a next hop without it
-		// An internationalized report (RFC 6533) needs SMTPUTF8 from the
-		// next hop (its header, or its status fields, carry UTF-8).
-		m.Envelope.SMTPUTF8 = bytes.Contains(full, []byte("message/global"))
 	}
+	// An internationalized report (RFC 6533) needs SMTPUTF8 from the next
+	// hop, as the writer of the report says.
+	m.Envelope.SMTPUTF8 = international
 	local, err := b.isLocalDomain(ctx, addr.Domain)
 	if err != nil {
 		return err
+	}
+	if !local { // reports to our own users are not backscatter
+		if err := b.reports.allow(addr.Domain, cfg.MaxReportsPerHour, now); err != nil {
+			return err
+		}
 	}
 	if local {
 		users, err := b.resolve(ctx, cfg, addr)

@@ -35,7 +35,7 @@ func (b *Backend) reportDelivered(ctx context.Context, env *smtpserver.Envelope,
 	var buf bytes.Buffer
 	err := r.Write(&buf, original, time.Now())
 	if err == nil {
-		err = b.Inject(context.WithoutCancel(ctx), r.To, buf.Bytes())
+		err = b.Inject(context.WithoutCancel(ctx), r.To, buf.Bytes(), r.International())
 	}
 	if err != nil {
 		b.log.Error("success report not sent", "queue_id", env.QueueID, "to", r.To, "err", err)

@@ -76,6 +76,10 @@ func (e *Error) Unwrap() error { return e.Err }
 // errors and 4xx replies.
 func (e *Error) Temporary() bool { return e.Reply == nil || e.Reply.Temporary() }
 
+// ErrHandshake is the failure of a STARTTLS whose TLS handshake failed
+// (after the server's 220): what opportunistic TLS may retry in plaintext.
+var ErrHandshake = errors.New("TLS handshake failed")
+
 // ErrInjection is the failure of a STARTTLS whose server sent data ahead of
 // the TLS handshake: replies injected to be read as if protected
 // (CVE-2011-0411). It is not a handshake failure to retry in plaintext.
@@ -192,7 +196,7 @@ func (c *Client) startTLS() error {
 	tc := tls.Client(c.conn, cfg)
 	c.conn.SetDeadline(time.Now().Add(c.opts.Timeout))
 	if err := tc.Handshake(); err != nil {
-		return &Error{Stage: "starttls", Err: err}
+		return &Error{Stage: "starttls", Err: fmt.Errorf("%w: %w", ErrHandshake, err)}
 	}
 	st := tc.ConnectionState()
 	c.conn, c.TLS = tc, &st
