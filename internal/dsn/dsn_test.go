@@ -8,8 +8,8 @@ import (
 	"net/mail"
 	"strings"
 	"testing"
-	"unicode/utf8"
 	"time"
+	"unicode/utf8"
 )
 
 func TestReport(t *testing.T) {
