@@ -362,6 +362,16 @@ func TestStampsDoNotFollowLinks(t *testing.T) {
 	if !strings.Contains(errOut, "could not mark the directory as changed") {
 		t.Errorf("the refused stamp is not reported: %q", errOut)
 	}
+	// The stamps directory itself replaced by a link to another directory.
+	elsewhere := t.TempDir()
+	os.RemoveAll(filepath.Join(s.dir, "data", "stamps"))
+	if err := os.Symlink(elsewhere, filepath.Join(s.dir, "data", "stamps")); err != nil {
+		t.Fatal(err)
+	}
+	s.run("", "domain", "add", "linked2.test")
+	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
+		t.Errorf("the CLI wrote through the linked stamps directory: %v", entries)
+	}
 }
 
 // TestReceivedStaysGrammatical: EHLO names that are neither a domain nor an

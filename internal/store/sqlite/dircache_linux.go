@@ -2,33 +2,94 @@ package sqlite
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// trustedFile checks that f, opened in the data directory dataDir, is a
-// regular file owned by this process's user or by the directory's owner.
-func trustedFile(f *os.File, dataDir string) error {
-	fi, err := f.Stat()
+// touchStamp appends an octet to the stamp at path, or replaces a full one.
+// A CLI run as root must not write where whoever owns the data directory
+// points it: the stamps directory is opened without following a link, the
+// stamp within it by its handle (openat) without following one either, and
+// only a regular file with one link, owned by the data directory's owner
+// (or by this user, when it is not root), is written.
+func touchStamp(path string) error {
+	dir, name := filepath.Dir(path), filepath.Base(path)
+	owner, err := ownerOf(filepath.Dir(dir))
 	if err != nil {
 		return err
 	}
-	di, err := os.Stat(dataDir)
+	dfd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer unix.Close(dfd)
+	fd, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o640)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
 		return err
 	}
-	st, ok1 := fi.Sys().(*syscall.Stat_t)
-	dt, ok2 := di.Sys().(*syscall.Stat_t)
+	if err := trusted(st, owner, path); err != nil {
+		f.Close()
+		return err
+	}
+	_, err = f.Write([]byte{'.'})
+	err = errors.Join(err, f.Close())
+	if err != nil || st.Size+1 < stampMax {
+		return err
+	}
+	// A name of its own: two goroutines (or processes) may replace the
+	// stamp at once.
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	tmp := name + ".tmp" + hex.EncodeToString(rnd[:])
+	tfd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o640)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", filepath.Join(dir, tmp), err)
+	}
+	_, err = unix.Write(tfd, []byte{'.'})
+	if err = errors.Join(err, unix.Close(tfd)); err == nil {
+		err = unix.Renameat(dfd, tmp, dfd, name)
+	}
+	if err != nil {
+		unix.Unlinkat(dfd, tmp, 0)
+	}
+	return err
+}
+
+// ownerOf returns the user owning path.
+func ownerOf(path string) (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Uid, nil
+}
+
+// trusted checks a stamp's metadata: a regular file with one link, owned by
+// the data directory's owner, or by this user when it is not root.
+func trusted(st unix.Stat_t, owner uint32, path string) error {
+	euid := uint32(os.Geteuid())
 	switch {
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("%s is not a regular file", f.Name())
-	case ok1 && ok2 && st.Uid != uint32(os.Geteuid()) && st.Uid != dt.Uid:
-		return fmt.Errorf("%s belongs to user %d, neither this process's nor the data directory's owner", f.Name(), st.Uid)
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return fmt.Errorf("%s is not a regular file", path)
+	case st.Nlink != 1:
+		return fmt.Errorf("%s has %d links: not written", path, st.Nlink)
+	case st.Uid != owner && (euid == 0 || st.Uid != euid):
+		return fmt.Errorf("%s belongs to user %d, not to the data directory's owner (%d)", path, st.Uid, owner)
 	}
 	return nil
 }

@@ -6,13 +6,34 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"syscall"
 )
 
-// trustedFile checks only that f is a regular file here.
-func trustedFile(f *os.File, dataDir string) error {
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = errors.New(f.Name() + " is not a regular file")
+// touchStamp appends an octet to the stamp at path, or replaces a full one.
+// (Linux reaches it through directory handles; here plain paths, not
+// following a link at the end.)
+func touchStamp(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte{'.'})
+	fi, serr := f.Stat()
+	err = errors.Join(err, serr, f.Close())
+	if err != nil || fi.Size() < stampMax {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write([]byte{'.'})
+	if err = errors.Join(err, tmp.Chmod(0o640), tmp.Close()); err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
 	}
 	return err
 }
