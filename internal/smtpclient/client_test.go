@@ -356,3 +356,57 @@ func FuzzReadReply(f *testing.F) {
 		}
 	})
 }
+
+// TestSlowReaderGetsTheWholeMessage: a next hop that reads a large message
+// slowly but steadily gets all of it: the write deadline is per chunk, not
+// one for the whole message.
+func TestSlowReaderGetsTheWholeMessage(t *testing.T) {
+	const size = 16 << 20
+	got := make(chan int, 1)
+	addr := hostileHop(t, func(conn net.Conn) {
+		io.WriteString(conn, "220 slow.test\r\n")
+		r := bufio.NewReader(conn)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch verb := strings.ToUpper(strings.Fields(line + " x")[0]); verb {
+			case "EHLO":
+				io.WriteString(conn, "250 slow.test\r\n")
+			case "DATA":
+				io.WriteString(conn, "354 go on\r\n")
+				n, buf, tail := 0, make([]byte, 64<<10), []byte{}
+				for {
+					time.Sleep(10 * time.Millisecond) // ~6 MB/s: 16 MB take longer than the timeout
+					k, err := io.ReadAtLeast(r, buf, 1)
+					n += k
+					tail = append(tail, buf[:k]...)
+					tail = tail[max(0, len(tail)-5):]
+					if err != nil || bytes.Equal(tail, []byte("\r\n.\r\n")) {
+						break
+					}
+				}
+				got <- n
+				io.WriteString(conn, "250 2.0.0 ok\r\n")
+			case "QUIT":
+				io.WriteString(conn, "221 bye\r\n")
+				return
+			default:
+				io.WriteString(conn, "250 ok\r\n")
+			}
+		}
+	})
+	c, err := Dial(context.Background(), addr, Options{LocalName: "mx.example.test", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := strings.Repeat(strings.Repeat("z", 98)+"\r\n", size/100)
+	if _, err := c.Send(context.Background(), "a@example.test", "", []Rcpt{{Addr: "b@slow.test"}}, strings.NewReader(body), -1); err != nil {
+		t.Fatalf("a steady slow reader did not get the message: %v", err)
+	}
+	if n := <-got; n < len(body) {
+		t.Errorf("the hop got %d of %d octets", n, len(body))
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"mailroom/internal/smtp"
 )
@@ -140,7 +141,7 @@ func (c *Client) data(body io.Reader) (*smtp.Reply, error) {
 		return nil, &Error{Stage: "data", Err: fmt.Errorf("the server answered DATA with %d, not 354", rep.Code)}
 	}
 	w := dataWriters.Get().(*bufio.Writer)
-	w.Reset(c.conn)
+	w.Reset(chunkWriter{c})
 	defer func() { w.Reset(nil); dataWriters.Put(w) }()
 	if err := writeDotStuffed(w, body); err != nil {
 		return nil, &Error{Stage: "data", Err: err}
@@ -151,13 +152,23 @@ func (c *Client) data(body io.Reader) (*smtp.Reply, error) {
 	return c.readLast("data")
 }
 
+// chunkWriter writes message data with a fresh deadline for each chunk: a
+// large message over a slow link goes, as long as every chunk does within
+// the timeout (one deadline for the whole message would cut it off).
+type chunkWriter struct{ c *Client }
+
+func (w chunkWriter) Write(p []byte) (int, error) {
+	w.c.conn.SetWriteDeadline(time.Now().Add(w.c.opts.Timeout))
+	return w.c.conn.Write(p)
+}
+
 // bdat sends the message in one BDAT LAST chunk (RFC 3030); size must be
 // exact and the body already CRLF-clean (as stored messages are).
 func (c *Client) bdat(body io.Reader, size int64) (*smtp.Reply, error) {
 	if err := c.write("data", fmt.Sprintf("BDAT %d LAST\r\n", size)); err != nil {
 		return nil, err
 	}
-	n, err := io.Copy(c.conn, io.LimitReader(body, size))
+	n, err := io.Copy(chunkWriter{c}, io.LimitReader(body, size))
 	if err != nil || n != size {
 		return nil, &Error{Stage: "data", Err: fmt.Errorf("sent %d of %d octets: %v", n, size, err)}
 	}
