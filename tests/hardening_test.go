@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -394,5 +395,27 @@ func TestReceivedStaysGrammatical(t *testing.T) {
 		if i < 0 || !fromRe.MatchString(raw[i:]) {
 			t.Errorf("EHLO %s gave %q", m.Subject, raw[i:min(len(raw), i+120)])
 		}
+	}
+}
+
+// TestHandshakeTimeout: a client that connects to the implicit-TLS port and
+// never starts the handshake is closed after [tls] handshake_timeout, with
+// nothing said in plaintext.
+func TestHandshakeTimeout(t *testing.T) {
+	s := newServer(t, "", "[tls]\nhandshake_timeout = \"1s\"\n")
+	s.start()
+	conn, err := net.DialTimeout("tcp", s.tlsAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	conn.SetReadDeadline(start.Add(10 * time.Second))
+	n, err := conn.Read(make([]byte, 64))
+	if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read %d octets, %v: want the connection closed without a word", n, err)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond || d > 5*time.Second {
+		t.Errorf("closed after %v, want about handshake_timeout (1s)", d)
 	}
 }

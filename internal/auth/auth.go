@@ -90,9 +90,10 @@ type Service struct {
 	fakeSecret []byte
 	// hashes bounds the argon2id checks running at once, in all and per
 	// client: each takes 64 MiB and a core for a tenth of a second.
-	hashes    *hashGate
-	cache     atomic.Pointer[loginCache]
-	dummyHash func() string
+	hashes *hashGate
+	cache  atomic.Pointer[loginCache]
+	// dummy is checked when the user does not exist (password.Dummy).
+	dummy string
 }
 
 // New returns a service reading credentials from creds and limiting logins
@@ -108,8 +109,7 @@ func New(creds Credentials, policy authlimit.Policy, secret []byte, log *slog.Lo
 	}
 	// Checked when the user does not exist, so that the time to answer does
 	// not tell whether an account exists.
-	dummy := password.Dummy()
-	s.dummyHash = func() string { return dummy }
+	s.dummy = password.Dummy()
 	return s
 }
 
@@ -214,7 +214,7 @@ func (s *Service) end(ctx context.Context, c Client, account, mech string, err e
 func (s *Service) checkPassword(ctx context.Context, c Client, username, pw string) (string, error) {
 	addr, err := smtp.ParseMailbox(username)
 	if err != nil {
-		s.argon(ctx, c, s.dummyHash(), pw)
+		s.argon(ctx, c, s.dummy, pw)
 		return "", ErrBadCredentials
 	}
 	login := strings.ToLower(addr.Local) + "@" + addr.Domain
@@ -226,18 +226,18 @@ func (s *Service) checkPassword(ctx context.Context, c Client, username, pw stri
 	hash := u.PasswordHash
 	switch {
 	case errors.Is(err, store.ErrNotFound) || err == nil && hash == "":
-		hash = s.dummyHash()
+		hash = s.dummy
 	case err != nil:
 		return "", &TemporaryError{err}
 	}
 	cache := s.cache.Load()
-	ok := hash != s.dummyHash() && cache.proven(login, pw, hash, time.Now())
+	ok := hash != s.dummy && cache.proven(login, pw, hash, time.Now())
 	if !ok {
 		ok, err = s.argon(ctx, c, hash, pw)
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return "", &TemporaryError{err}
 		}
-		if err != nil || !ok || hash == s.dummyHash() {
+		if err != nil || !ok || hash == s.dummy {
 			return "", ErrBadCredentials
 		}
 		cache.remember(login, pw, hash, time.Now())

@@ -29,10 +29,6 @@ type Policy struct {
 	MaxDelay        time.Duration
 }
 
-// DefaultPolicy: 10 failures from a prefix or 5 for one account from it in
-// 15 minutes; delays from 250 ms to 4 s.
-var DefaultPolicy = Policy{MaxFailures: 10, MaxPairFailures: 5, Window: 15 * time.Minute, BaseDelay: 250 * time.Millisecond, MaxDelay: 4 * time.Second}
-
 // Limiter keeps the counts. The zero value is not usable; call New.
 type Limiter struct {
 	policy Policy

@@ -346,6 +346,11 @@ func serverSecret(dataDir string) ([]byte, error) {
 // certificates (the self-signed one renews itself): for the log at start
 // and reload, and for "config check".
 func CertificateWarnings(cfg *config.Config) []string {
+	return certs.Warnings(time.Now(), configuredPairs(cfg)...)
+}
+
+// configuredPairs lists the certificates the configuration names.
+func configuredPairs(cfg *config.Config) []certs.Pair {
 	var pairs []certs.Pair
 	if cfg.TLS.CertFile != "" {
 		pairs = append(pairs, certs.Pair{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile})
@@ -353,18 +358,12 @@ func CertificateWarnings(cfg *config.Config) []string {
 	for _, p := range cfg.TLS.Certificates {
 		pairs = append(pairs, certs.Pair{CertFile: p.CertFile, KeyFile: p.KeyFile})
 	}
-	return certs.Warnings(time.Now(), pairs...)
+	return pairs
 }
 
 // certPairs lists the configured certificates, or a self-signed one.
 func certPairs(cfg *config.Config) ([]certs.Pair, error) {
-	var pairs []certs.Pair
-	if cfg.TLS.CertFile != "" {
-		pairs = append(pairs, certs.Pair{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile})
-	}
-	for _, p := range cfg.TLS.Certificates {
-		pairs = append(pairs, certs.Pair{CertFile: p.CertFile, KeyFile: p.KeyFile})
-	}
+	pairs := configuredPairs(cfg)
 	if len(pairs) == 0 && cfg.TLS.SelfSigned {
 		certFile, keyFile, err := certs.SelfSigned(filepath.Join(cfg.DataDir, "tls"), cfg.Hostname)
 		if err != nil {

@@ -27,20 +27,35 @@ type running struct {
 	log      *slog.Logger
 }
 
-// restartOnly lists the keys a running server cannot take: a change to any
-// is named in the log and waits for a restart.
+// restartOnly lists the settings a running server cannot take, each by its
+// key and the field that holds it: a change to any is named in the log and
+// the running value kept until a restart.
 var restartOnly = []struct {
-	key string
-	get func(*config.Config) any
+	key   string
+	field func(*config.Config) any // a pointer to the setting
 }{
-	{"data_dir", func(c *config.Config) any { return c.DataDir }},
-	{"listen", func(c *config.Config) any { return c.Listen }},
-	{"dns.resolver", func(c *config.Config) any { return c.DNS.Resolver }},
-	{"tls.acme", func(c *config.Config) any { return c.TLS.ACME }},
-	{"tls.self_signed", func(c *config.Config) any { return c.TLS.SelfSigned }},
-	{"tls.reload_interval", func(c *config.Config) any { return c.TLS.ReloadInterval }},
-	{"log.format", func(c *config.Config) any { return c.Log.Format }},
-	{"shutdown_timeout", func(c *config.Config) any { return c.ShutdownTimeout }},
+	{"data_dir", func(c *config.Config) any { return &c.DataDir }},
+	{"listen", func(c *config.Config) any { return &c.Listen }},
+	{"dns", func(c *config.Config) any { return &c.DNS }},
+	{"tls.acme", func(c *config.Config) any { return &c.TLS.ACME }},
+	{"tls.self_signed", func(c *config.Config) any { return &c.TLS.SelfSigned }},
+	{"tls.reload_interval", func(c *config.Config) any { return &c.TLS.ReloadInterval }},
+	{"log.format", func(c *config.Config) any { return &c.Log.Format }},
+	{"shutdown_timeout", func(c *config.Config) any { return &c.ShutdownTimeout }},
+}
+
+// keepRunning puts the running value of every restart-only setting into
+// cfg, and returns the keys whose value in cfg differed.
+func keepRunning(cfg, old *config.Config) []string {
+	var changed []string
+	for _, k := range restartOnly {
+		now, was := reflect.ValueOf(k.field(cfg)).Elem(), reflect.ValueOf(k.field(old)).Elem()
+		if !reflect.DeepEqual(now.Interface(), was.Interface()) {
+			changed = append(changed, k.key)
+		}
+		now.Set(was)
+	}
+	return changed
 }
 
 // reload re-reads the configuration file (SIGHUP) and applies everything
@@ -60,18 +75,11 @@ func (rt *running) reload(opts Options, old *config.Config) *config.Config {
 		rt.log.Error("SIGHUP: configuration not reloaded, keeping the running one", "file", opts.ConfigFile, "err", err)
 		return old
 	}
-	var restart []string
-	for _, k := range restartOnly {
-		if !reflect.DeepEqual(k.get(old), k.get(cfg)) {
-			restart = append(restart, k.key)
-		}
-	}
 	// What needs a restart keeps running as it is, before anything is
 	// built from the file (the certificates of the running listeners and
 	// data directory), and in the configuration in effect, so that the
 	// next SIGHUP compares with it.
-	cfg.DataDir, cfg.Listen, cfg.DNS, cfg.TLS.ACME = old.DataDir, old.Listen, old.DNS, old.TLS.ACME
-	cfg.TLS.SelfSigned, cfg.TLS.ReloadInterval, cfg.Log.Format, cfg.ShutdownTimeout = old.TLS.SelfSigned, old.TLS.ReloadInterval, old.Log.Format, old.ShutdownTimeout
+	restart := keepRunning(cfg, old)
 	err = rt.relay.check(cfg)
 	var level slog.Level
 	if err == nil {
