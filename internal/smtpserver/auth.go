@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 
 	"mailroom/internal/auth"
@@ -138,7 +139,7 @@ func (s *session) answerAuth(err error) {
 	case errors.Is(err, errConnection):
 		return
 	case errors.As(err, &limited) && limited.Banned:
-		s.reply(421, "4.7.0", s.cfg.Hostname+" Too many failed logins from your address: "+strings.TrimPrefix(limited.Error(), "too many failed logins from this address: "))
+		s.reply(421, "4.7.0", fmt.Sprintf("%s Too many failed logins from your address: try again in %d minutes", s.cfg.Hostname, int(limited.RetryAfter.Minutes())+1))
 		s.result, s.quit = "banned after failed logins", true
 	case errors.As(err, &limited):
 		s.reply(454, "4.7.0", "Temporary authentication failure, try again later")
