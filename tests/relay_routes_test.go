@@ -3,6 +3,8 @@ package tests
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"mime/quotedprintable"
 	"net"
 	"os"
 	"path/filepath"
@@ -267,6 +269,41 @@ func TestRelayEightBitDowngrade(t *testing.T) {
 	}
 	if len(hop.messagesWith("Subject: Gr")) != 0 {
 		t.Errorf("the message with an 8-bit header was sent:\n%s", hop.dump())
+	}
+}
+
+// TestRelayEightBitDowngradeLarge: a message large enough to be stored in
+// a file of its own is converted from that file (mapped, not read into
+// memory) and arrives whole: its decoded text is what was sent.
+func TestRelayEightBitDowngradeLarge(t *testing.T) {
+	hop := startHop(t, "127.0.0.103", func(n int, line string) string { return hopDefault(line) })
+	a := relayVia(t, "127.0.0.103", hop, "", "")
+	a.start()
+	var text strings.Builder
+	for i := 0; text.Len() < 3<<20; i++ {
+		fmt.Fprintf(&text, "Zeile %d: Grüße aus Köln, naïve café\r\n", i)
+	}
+	c := loggedIn(t, a)
+	c.cmd("MAIL FROM:<alice@example.test> BODY=8BITMIME", "250 ")
+	c.cmd("RCPT TO:<carol@far.test>", "250 ")
+	c.data("From: alice@example.test\r\nSubject: large\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + text.String())
+	waitFor(t, a, hop, "the converted message", func() bool { return len(hop.messagesWith("Subject: large")) > 0 })
+	got := hop.messagesWith("Subject: large")[0]
+	for i := 0; i < len(got); i++ {
+		if got[i] >= 0x80 {
+			t.Fatalf("8-bit octets reached a hop without 8BITMIME at octet %d", i)
+		}
+	}
+	_, body, ok := strings.Cut(got, "\r\n\r\n")
+	if !ok || !strings.Contains(got, "Content-Transfer-Encoding: quoted-printable") {
+		t.Fatalf("not converted to quoted-printable:\n%.500s", got)
+	}
+	decoded, err := io.ReadAll(quotedprintable.NewReader(strings.NewReader(body)))
+	if err != nil {
+		t.Fatalf("the converted body does not decode: %v", err)
+	}
+	if string(decoded) != text.String() {
+		t.Errorf("the decoded body (%d octets) is not the text sent (%d octets)", len(decoded), text.Len())
 	}
 }
 

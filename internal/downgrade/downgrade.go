@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 )
@@ -47,16 +49,50 @@ func Needed(r io.Reader) (bool, error) {
 
 // Convert writes the message read from msg (CRLF line endings) to w as 7bit
 // data, re-encoding the parts that are not; the package comment says how.
-// The message is held in memory while it is converted. Every line written
-// has at most 998 octets and ends in CRLF, save perhaps the last: an SMTP
-// client adds the CRLF before the final dot. An error wrapping ErrHeaders8Bit or ErrHeaderLine
-// means the message cannot be converted (see Permanent); after any error,
-// what was written to w is incomplete and must be discarded.
+// When msg is an *os.File (a message on disk, as large ones are), it is
+// mapped into memory read-only rather than read: its pages belong to the
+// page cache, which can drop them, and the heap holds only a few buffers
+// whatever the message's size. Any other reader is read whole first.
+// Every line written has at most 998 octets and ends in CRLF, save perhaps
+// the last: an SMTP client adds the CRLF before the final dot. An error
+// wrapping ErrHeaders8Bit or ErrHeaderLine means the message cannot be
+// converted (see Permanent); after any error, what was written to w is
+// incomplete and must be discarded.
 func Convert(w io.Writer, msg io.Reader) error {
+	if f, ok := msg.(*os.File); ok {
+		data, unmap, err := mapFile(f)
+		if err != nil {
+			return fmt.Errorf("downgrade: map message: %w", err)
+		}
+		defer unmap()
+		return convertMapped(w, data)
+	}
 	data, err := io.ReadAll(msg)
 	if err != nil {
 		return fmt.Errorf("downgrade: read message: %w", err)
 	}
+	return convertBytes(w, data)
+}
+
+// convertMapped converts a message mapped from a file. A file cut short
+// under the mapping faults on access: that becomes an error of this
+// conversion, not the end of the process.
+func convertMapped(w io.Writer, data []byte) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			// A memory fault's panic value has the address (runtime/debug).
+			fault, ok := r.(interface{ Addr() uintptr })
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("downgrade: the message file changed while it was read (fault at %#x)", fault.Addr())
+		}
+	}()
+	return convertBytes(w, data)
+}
+
+func convertBytes(w io.Writer, data []byte) error {
 	bw := bufio.NewWriterSize(w, 32<<10)
 	c := converter{w: bw}
 	if err := c.entity(data, scope{message: true}); err != nil {
@@ -85,7 +121,8 @@ func Permanent(err error) (detail string, ok bool) {
 // converter writes one converted message. Write errors stick in the
 // bufio.Writer and are reported by Convert's final Flush.
 type converter struct {
-	w *bufio.Writer
+	w     *bufio.Writer
+	qpCol int // writeQP's column, kept between the pieces of one body
 }
 
 // scope says where an entity is, for defaults and error messages.
@@ -162,7 +199,7 @@ func (c *converter) leaf(h *header, mt string, whole bool, s scope) {
 	switch h.cte() {
 	case "quoted-printable":
 		c.writeHeader(h, changes{})
-		c.writeQP(decodeQP(h.body))
+		c.recodeQP(h.body)
 		return
 	case "base64":
 		c.writeHeader(h, changes{})
@@ -181,7 +218,8 @@ func (c *converter) leaf(h *header, mt string, whole bool, s scope) {
 	}
 	c.writeHeader(h, c.withMIMEVersion(h, ch, s))
 	if qp {
-		c.writeQP(h.body)
+		c.qpCol = 0
+		c.writeQP(h.body, true)
 	} else {
 		c.writeBase64(h.body)
 	}

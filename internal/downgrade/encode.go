@@ -61,12 +61,26 @@ const qpLine = 76
 
 const upperHex = "0123456789ABCDEF"
 
+// qpLookahead is the most writeQP looks past the octet it encodes: a
+// UTF-8 character and the CRLF after it, or "From ".
+const qpLookahead = 8
+
 // writeQP writes b as quoted-printable (RFC 2045 6.7). Each CRLF is a hard
 // line break; any other CR or LF is encoded, so decoding gives b back byte
-// for byte.
-func (c *converter) writeQP(b []byte) {
-	col := 0
-	for i := 0; i < len(b); {
+// for byte. Unless final, b is a piece of a longer text: writeQP stops
+// qpLookahead octets before its end, as it cannot yet tell how to write
+// them, and returns how many octets it wrote; the caller passes the rest
+// again at the start of the next piece. c.qpCol carries the column from
+// one piece to the next.
+func (c *converter) writeQP(b []byte, final bool) int {
+	col := c.qpCol
+	defer func() { c.qpCol = col }()
+	stop := len(b)
+	if !final {
+		stop -= qpLookahead
+	}
+	i := 0
+	for i < stop {
 		if b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n' {
 			c.w.Write(crlf)
 			col, i = 0, i+2
@@ -104,6 +118,7 @@ func (c *converter) writeQP(b []byte) {
 		col += n
 		i++
 	}
+	return i
 }
 
 // isLast reports whether b[i:] is empty or starts with CRLF.
@@ -111,12 +126,41 @@ func isLast(b []byte, i int) bool {
 	return i == len(b) || (b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n')
 }
 
+// qpPiece is how much decoded text recodeQP holds before writing it (a
+// variable so that tests can cut bodies into many pieces).
+var qpPiece = 32 << 10
+
+// recodeQP decodes a quoted-printable body that is not 7bit data and
+// writes it again as quoted-printable, in pieces of qpPiece octets, so a
+// large body is never held decoded.
+func (c *converter) recodeQP(b []byte) {
+	c.qpCol = 0
+	buf := make([]byte, 0, qpPiece+qpLookahead)
+	decodeQP(b, func(p []byte) {
+		buf = append(buf, p...)
+		if len(buf) >= qpPiece {
+			n := c.writeQP(buf, false)
+			buf = buf[:copy(buf, buf[n:])]
+		}
+	})
+	c.writeQP(buf, true)
+}
+
 // decodeQP decodes quoted-printable leniently, as Go's mime/quotedprintable
 // does but without failing: white space at the end of a line is dropped, a
 // line ending in '=' is joined to the next, "=XX" (either case) is an octet
-// and any other octet, '=' included, stands for itself.
-func decodeQP(b []byte) []byte {
-	out := make([]byte, 0, len(b))
+// and any other octet, '=' included, stands for itself. It passes the
+// decoded text to out in pieces of at most a few hundred octets.
+func decodeQP(b []byte, out func([]byte)) {
+	var piece [256]byte
+	p := piece[:0]
+	put := func(c ...byte) {
+		if len(p)+len(c) > cap(p) {
+			out(p)
+			p = piece[:0]
+		}
+		p = append(p, c...)
+	}
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -130,21 +174,21 @@ func decodeQP(b []byte) []byte {
 		}
 		for j := 0; j < len(t); j++ {
 			if t[j] == '=' && j+2 < len(t) && isHex(t[j+1]) && isHex(t[j+2]) {
-				out = append(out, unhex(t[j+1])<<4|unhex(t[j+2]))
+				put(unhex(t[j+1])<<4 | unhex(t[j+2]))
 				j += 2
 				continue
 			}
-			out = append(out, t[j])
+			put(t[j])
 		}
 		switch {
 		case soft || !bytes.HasSuffix(line, []byte("\n")):
 		case bytes.HasSuffix(line, crlf):
-			out = append(out, '\r', '\n')
+			put('\r', '\n')
 		default:
-			out = append(out, '\n')
+			put('\n')
 		}
 	}
-	return out
+	out(p)
 }
 
 func isHex(c byte) bool {
