@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -230,7 +229,7 @@ func (b *bouncer) report(ctx context.Context, fs []queue.Notice) {
 	if len(r.Recipients) == 0 {
 		return
 	}
-	env := b.envelope(first)
+	env := first.SMTPEnvelope
 	// RET=FULL asks for the whole message back with a failure only (RFC
 	// 3461 4.3): a delay warning or a success report returns the header.
 	r.EnvID, r.Full = env.EnvID, env.Ret == "FULL" && r.Action == dsn.Failed
@@ -253,9 +252,3 @@ func (b *bouncer) report(ctx context.Context, fs []queue.Notice) {
 	b.log.Info("delivery report sent", "queue_id", first.QueueID, "to", first.MailFrom, "recipients", len(r.Recipients), "action", r.Action)
 }
 
-// envelope reads the stored envelope of a queued message (RET, ENVID).
-func (b *bouncer) envelope(e store.QueueEntry) store.Envelope {
-	var env store.Envelope
-	json.Unmarshal([]byte(e.Envelope), &env)
-	return env
-}

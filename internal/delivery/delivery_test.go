@@ -44,7 +44,7 @@ func (s *sink) Mail(_ context.Context, si *smtpserver.SessionInfo, _ smtp.Addres
 	s.mu.Unlock()
 	return nil
 }
-func (s *sink) Rcpt(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Envelope, to smtp.Address, _ smtp.RcptParams) (any, error) {
+func (s *sink) Rcpt(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Transaction, to smtp.Address, _ smtp.RcptParams) (any, error) {
 	switch to.Local {
 	case "refused":
 		return nil, smtp.Errorf(550, "5.1.1", "No such user")
@@ -53,7 +53,7 @@ func (s *sink) Rcpt(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.
 	}
 	return nil, nil
 }
-func (s *sink) Deliver(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Envelope, m *spool.Spool) error {
+func (s *sink) Deliver(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Transaction, m *spool.Spool) error {
 	b, _ := io.ReadAll(m.Reader())
 	s.mu.Lock()
 	s.msgs = append(s.msgs, string(b))

@@ -186,7 +186,7 @@ func Mbox(ctx context.Context, st store.Mailboxes, userID int64, path string, pr
 // ">"-quoted "From " lines, and a blank line.
 func writeMboxMessage(w *bufio.Writer, mi store.MessageInfo, r io.Reader) error {
 	sender := "MAILER-DAEMON"
-	if s := envelopeSender(mi.Envelope); s != "" {
+	if s := envelopeSender(mi.SMTPEnvelope); s != "" {
 		sender = s
 	}
 	fmt.Fprintf(w, "From %s %s\n", sender, mi.Date.UTC().Format(time.ANSIC))
@@ -226,9 +226,8 @@ func isQuotedFrom(line []byte) bool {
 
 // envelopeSender returns the stored envelope's MAIL FROM, if it can stand
 // in an mbox "From " line (no spaces).
-func envelopeSender(envJSON string) string {
-	var env store.Envelope
-	if json.Unmarshal([]byte(envJSON), &env) != nil || strings.ContainsAny(env.MailFrom, " \t\r\n") {
+func envelopeSender(env store.SMTPEnvelope) string {
+	if strings.ContainsAny(env.MailFrom, " \t\r\n") {
 		return ""
 	}
 	return env.MailFrom

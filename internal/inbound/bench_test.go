@@ -30,7 +30,7 @@ func BenchmarkRcpt(b *testing.B) {
 	}
 	be := New(st, &Config{Hostname: "mx.bench.test", SubaddressSeparator: "+"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	si := &smtpserver.SessionInfo{Mode: smtpserver.ModeMX, Remote: netip.MustParseAddrPort("192.0.2.1:1234")}
-	env := &smtpserver.Envelope{From: smtp.Address{Local: "a", Domain: "src.test"}}
+	env := &smtpserver.Transaction{From: smtp.Address{Local: "a", Domain: "src.test"}}
 	to := smtp.Address{Local: "u", Domain: "bench.test"}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -95,7 +95,7 @@ func (b *Backend) trusted(s *smtpserver.SessionInfo) bool {
 }
 
 // Rcpt resolves a recipient to local users, or refuses it.
-func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtpserver.Envelope, to smtp.Address, p smtp.RcptParams) (any, error) {
+func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtpserver.Transaction, to smtp.Address, p smtp.RcptParams) (any, error) {
 	cfg := b.cfg.Load()
 	if s.Auth != nil {
 		limits, err := b.sendLimits(ctx, s.Auth.User)
@@ -224,7 +224,7 @@ func (e *internalError) Error() string { return e.err.Error() }
 func (e *internalError) Unwrap() error { return e.err }
 
 // Deliver commits the message to every resolved mailbox.
-func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *smtpserver.Envelope, msg *spool.Spool) error {
+func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *smtpserver.Transaction, msg *spool.Spool) error {
 	cfg := b.cfg.Load()
 	if err := b.checkSpace(msg.Size(), s.Remote.Addr().String()); err != nil {
 		return err
@@ -246,7 +246,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	}
 	m := &store.Message{
 		QueueID:  env.QueueID,
-		Envelope: envelopeRecord(s, env),
+		SMTPEnvelope: envelopeRecord(s, env),
 		Received: now,
 		Body:     io.MultiReader(strings.NewReader(top), msg.Reader()),
 		Size:     int64(len(top)) + msg.Size(),
@@ -324,8 +324,8 @@ func deliveryPrefix(from smtp.Address, to string) []byte {
 	return []byte("Return-Path: <" + from.String() + ">\r\nDelivered-To: " + to + "\r\n")
 }
 
-func envelopeRecord(s *smtpserver.SessionInfo, env *smtpserver.Envelope) store.Envelope {
-	e := store.Envelope{
+func envelopeRecord(s *smtpserver.SessionInfo, env *smtpserver.Transaction) store.SMTPEnvelope {
+	e := store.SMTPEnvelope{
 		MailFrom: env.From.String(),
 		Ret:      env.Params.Ret,
 		EnvID:    env.Params.EnvID,
@@ -334,7 +334,7 @@ func envelopeRecord(s *smtpserver.SessionInfo, env *smtpserver.Envelope) store.E
 		Client:   s.Remote.Addr().String(),
 	}
 	for _, r := range env.Recipients {
-		e.Recipients = append(e.Recipients, store.EnvelopeRcpt{Address: r.Addr.String(), Notify: r.Params.Notify, ORcpt: r.Params.ORcpt})
+		e.Recipients = append(e.Recipients, store.SMTPRecipient{Address: r.Addr.String(), Notify: r.Params.Notify, ORcpt: r.Params.ORcpt})
 	}
 	return e
 }

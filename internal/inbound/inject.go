@@ -29,13 +29,13 @@ func (b *Backend) Inject(ctx context.Context, to string, body []byte, internatio
 	full := append([]byte(top), body...)
 	hdr, _ := scanHeader(bytes.NewReader(full))
 	m := &store.Message{QueueID: id, Received: now, Body: bytes.NewReader(full), Size: int64(len(full)),
-		Envelope: store.Envelope{Recipients: []store.EnvelopeRcpt{{Address: addr.String()}}}, From: hdr.From, Subject: hdr.Subject}
+		SMTPEnvelope: store.SMTPEnvelope{Recipients: []store.SMTPRecipient{{Address: addr.String()}}}, From: hdr.From, Subject: hdr.Subject}
 	if slices.ContainsFunc(full, func(c byte) bool { return c >= 0x80 }) {
-		m.Envelope.Body = "8BITMIME" // sent on as such, or converted for a next hop without it
+		m.SMTPEnvelope.Body = "8BITMIME" // sent on as such, or converted for a next hop without it
 	}
 	// An internationalized report (RFC 6533) needs SMTPUTF8 from the next
 	// hop, as the writer of the report says.
-	m.Envelope.SMTPUTF8 = international
+	m.SMTPEnvelope.SMTPUTF8 = international
 	local, err := b.isLocalDomain(ctx, addr.Domain)
 	if err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 // RFC 3464) for the local recipients whose NOTIFY asked for SUCCESS. It
 // runs after the message is committed; should it fail, the message stays
 // delivered and the failure is logged.
-func (b *Backend) reportDelivered(ctx context.Context, env *smtpserver.Envelope, arrival time.Time, original io.Reader, size int64) {
+func (b *Backend) reportDelivered(ctx context.Context, env *smtpserver.Transaction, arrival time.Time, original io.Reader, size int64) {
 	if env.From.IsNull() {
 		return
 	}

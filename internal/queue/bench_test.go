@@ -27,7 +27,7 @@ func BenchmarkSchedule(b *testing.B) {
 	for i := range b.N {
 		d := fmt.Sprintf("d%d.test", i%50)
 		m := &store.Message{QueueID: fmt.Sprintf("m%d", i), Body: strings.NewReader("Subject: x\r\n\r\nx\r\n"),
-			Envelope: store.Envelope{MailFrom: "a@example.test"}, Remote: []store.QueuedRecipient{{Address: "u@" + d, Domain: d}}}
+			SMTPEnvelope: store.SMTPEnvelope{MailFrom: "a@example.test"}, Remote: []store.QueuedRecipient{{Address: "u@" + d, Domain: d}}}
 		if err := st.Accept(context.Background(), m); err != nil {
 			b.Fatal(err)
 		}

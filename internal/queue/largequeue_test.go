@@ -147,7 +147,7 @@ func TestLargeQueueIdleRunner(t *testing.T) {
 	})
 
 	t.Run("a message accepted meanwhile is claimed and delivered alone", func(t *testing.T) {
-		m := &store.Message{QueueID: store.NewQueueID(), Envelope: store.Envelope{MailFrom: "a@example.test"},
+		m := &store.Message{QueueID: store.NewQueueID(), SMTPEnvelope: store.SMTPEnvelope{MailFrom: "a@example.test"},
 			Body: strings.NewReader("Subject: new\r\n\r\nx\r\n"), Remote: []store.QueuedRecipient{{Address: "new@up.example", Domain: "up.example"}}}
 		if err := st.Accept(t.Context(), m); err != nil {
 			t.Fatal(err)

@@ -9,7 +9,6 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -403,8 +402,7 @@ func (r *Runner) releaseWaiting(ctx context.Context) {
 // returns the earliest next attempt of the entries it deferred, or zero.
 func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted func()) (retry time.Time) {
 	first := entries[0]
-	var env store.Envelope
-	json.Unmarshal([]byte(first.Envelope), &env)
+	env := first.SMTPEnvelope
 	job := delivery.Job{Domain: first.Recipient.Domain, MailFrom: first.MailFrom, Size: first.Size,
 		Ret: env.Ret, EnvID: env.EnvID, EightBit: env.Body == "8BITMIME", SMTPUTF8: env.SMTPUTF8,
 		Open: func() (io.ReadCloser, error) { return r.store.OpenQueued(ctx, first.MessageID) }}

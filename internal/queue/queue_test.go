@@ -32,7 +32,7 @@ func openStore(t *testing.T) store.Store {
 func enqueue(t *testing.T, st store.Store, id string, received time.Time, to store.QueuedRecipient) {
 	t.Helper()
 	m := &store.Message{QueueID: id, Received: received, Body: strings.NewReader("Subject: x\r\n\r\nx\r\n"),
-		Envelope: store.Envelope{MailFrom: "a@example.test"}, Remote: []store.QueuedRecipient{to}}
+		SMTPEnvelope: store.SMTPEnvelope{MailFrom: "a@example.test"}, Remote: []store.QueuedRecipient{to}}
 	if err := st.Accept(context.Background(), m); err != nil {
 		t.Error(err)
 	}

@@ -38,14 +38,14 @@ func (s *sink) Mail(context.Context, *smtpserver.SessionInfo, smtp.Address, smtp
 	return nil
 }
 
-func (s *sink) Rcpt(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Envelope, to smtp.Address, _ smtp.RcptParams) (any, error) {
+func (s *sink) Rcpt(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Transaction, to smtp.Address, _ smtp.RcptParams) (any, error) {
 	if to.Local == "refused" {
 		return nil, smtp.Errorf(550, "5.1.1", "No such user")
 	}
 	return nil, nil
 }
 
-func (s *sink) Deliver(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Envelope, m *spool.Spool) error {
+func (s *sink) Deliver(_ context.Context, _ *smtpserver.SessionInfo, _ *smtpserver.Transaction, m *spool.Spool) error {
 	b, _ := io.ReadAll(m.Reader())
 	s.mu.Lock()
 	s.msgs = append(s.msgs, string(b))

@@ -17,9 +17,9 @@ type Backend interface {
 	Mail(ctx context.Context, s *SessionInfo, from smtp.Address, p smtp.MailParams) error
 	// Rcpt checks one forward-path. What it returns is kept with the
 	// recipient and handed back to Deliver.
-	Rcpt(ctx context.Context, s *SessionInfo, env *Envelope, to smtp.Address, p smtp.RcptParams) (any, error)
+	Rcpt(ctx context.Context, s *SessionInfo, env *Transaction, to smtp.Address, p smtp.RcptParams) (any, error)
 	// Deliver commits the message durably and returns only then.
-	Deliver(ctx context.Context, s *SessionInfo, env *Envelope, msg *spool.Spool) error
+	Deliver(ctx context.Context, s *SessionInfo, env *Transaction, msg *spool.Spool) error
 }
 
 // Mode is what a listener is for.
@@ -56,8 +56,8 @@ type SessionInfo struct {
 	Auth   *AuthInfo
 }
 
-// Envelope is the transaction so far.
-type Envelope struct {
+// Transaction is the transaction so far.
+type Transaction struct {
 	QueueID string // set when DATA or the first BDAT starts
 	// Received is our trace header field for the message, CRLF-terminated;
 	// the backend puts it on top of the client's data.

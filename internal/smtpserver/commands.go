@@ -160,7 +160,7 @@ func (s *session) cmdMail(arg string) {
 		s.fail(err)
 		return
 	}
-	s.env = &Envelope{From: from, Params: p}
+	s.env = &Transaction{From: from, Params: p}
 	s.reply(250, "2.1.0", fmt.Sprintf("Sender <%s> OK", from))
 }
 

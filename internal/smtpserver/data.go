@@ -202,7 +202,7 @@ func (s *session) finishMessage(sp *spool.Spool, res smtp.DataResult) {
 	s.reply(250, "2.0.0", "OK: queued as "+env.QueueID)
 }
 
-func recipientList(env *Envelope) string {
+func recipientList(env *Transaction) string {
 	var b strings.Builder
 	for i, r := range env.Recipients {
 		if i > 0 {

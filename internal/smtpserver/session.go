@@ -32,7 +32,7 @@ type session struct {
 	mu   sync.Mutex
 	idle bool
 
-	env          *Envelope // nil outside a transaction
+	env          *Transaction // nil outside a transaction
 	bdat         *bdatState
 	errors       int
 	authFailures int

@@ -34,7 +34,7 @@ func (b *fakeBackend) Mail(context.Context, *SessionInfo, smtp.Address, smtp.Mai
 	return nil
 }
 
-func (b *fakeBackend) Rcpt(_ context.Context, _ *SessionInfo, _ *Envelope, to smtp.Address, _ smtp.RcptParams) (any, error) {
+func (b *fakeBackend) Rcpt(_ context.Context, _ *SessionInfo, _ *Transaction, to smtp.Address, _ smtp.RcptParams) (any, error) {
 	if to.Domain != "example.test" {
 		return nil, smtp.Errorf(554, "5.7.1", "Relay access denied")
 	}
@@ -63,7 +63,7 @@ func (fakeCreds) UserByAppPassword(context.Context, string) (store.User, string,
 	return store.User{}, "", store.ErrNotFound
 }
 
-func (b *fakeBackend) Deliver(_ context.Context, _ *SessionInfo, _ *Envelope, msg *spool.Spool) error {
+func (b *fakeBackend) Deliver(_ context.Context, _ *SessionInfo, _ *Transaction, msg *spool.Spool) error {
 	data, _ := io.ReadAll(msg.Reader())
 	b.mu.Lock()
 	b.msgs = append(b.msgs, data)

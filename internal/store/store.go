@@ -167,21 +167,21 @@ type Directory interface {
 // Inbox is the name of every user's first mailbox (RFC 3501 5.1).
 const Inbox = "INBOX"
 
-// Envelope is the SMTP envelope kept with an accepted message, for
+// SMTPEnvelope is the SMTP envelope kept with an accepted message, for
 // later bounces and for the record.
-type Envelope struct {
+type SMTPEnvelope struct {
 	MailFrom   string          `json:"mail_from"` // "" for the null sender
 	Ret        string          `json:"ret,omitempty"`
 	EnvID      string          `json:"envid,omitempty"`
 	Body       string          `json:"body,omitempty"`
 	SMTPUTF8   bool            `json:"smtputf8,omitempty"`
-	Recipients []EnvelopeRcpt  `json:"recipients"`
+	Recipients []SMTPRecipient `json:"recipients"`
 	Client     string          `json:"client,omitempty"` // IP of the sending client
 	Extra      map[string]bool `json:"extra,omitempty"`
 }
 
-// EnvelopeRcpt is one RCPT TO with its DSN parameters (RFC 3461).
-type EnvelopeRcpt struct {
+// SMTPRecipient is one RCPT TO with its DSN parameters (RFC 3461).
+type SMTPRecipient struct {
 	Address string   `json:"address"`
 	Notify  []string `json:"notify,omitempty"`
 	ORcpt   string   `json:"orcpt,omitempty"`
@@ -214,8 +214,8 @@ func (e *QuotaError) Error() string {
 // Message is a message to commit durably: one body, its envelope, and
 // where it goes.
 type Message struct {
-	QueueID  string
-	Envelope Envelope
+	QueueID      string
+	SMTPEnvelope SMTPEnvelope
 	// Received is every copy's internal date; the zero time means now.
 	Received time.Time
 	Body     io.Reader
@@ -232,17 +232,17 @@ type Message struct {
 
 // MessageInfo describes one message in a mailbox.
 type MessageInfo struct {
-	UserID   int64     `json:"-"`
-	Mailbox  string    `json:"mailbox"`
-	UID      uint32    `json:"uid"`
-	QueueID  string    `json:"queue_id"`
-	Date     time.Time `json:"date"` // internal date (RFC 3501 2.3.3)
-	Size     int64     `json:"size"` // octets including the per-copy prefix
-	Flags    []string  `json:"flags,omitempty"`
-	ModSeq   int64     `json:"modseq"`
-	From     string    `json:"from"`
-	Subject  string    `json:"subject"`
-	Envelope string    `json:"-"`
+	UserID       int64        `json:"-"`
+	Mailbox      string       `json:"mailbox"`
+	UID          uint32       `json:"uid"`
+	QueueID      string       `json:"queue_id"`
+	Date         time.Time    `json:"date"` // internal date (RFC 3501 2.3.3)
+	Size         int64        `json:"size"` // octets including the per-copy prefix
+	Flags        []string     `json:"flags,omitempty"`
+	ModSeq       int64        `json:"modseq"`
+	From         string       `json:"from"`
+	Subject      string       `json:"subject"`
+	SMTPEnvelope SMTPEnvelope `json:"-"`
 }
 
 // MailboxStatus describes a mailbox for IMAP SELECT and STATUS.
@@ -305,21 +305,21 @@ const (
 
 // QueueEntry is one recipient of a queued message.
 type QueueEntry struct {
-	ID          int64  `json:"id"`
-	QueueID     string `json:"queue_id"`
-	MessageID   int64  `json:"-"`
-	Recipient   QueuedRecipient
-	State       string    `json:"state"`
-	Attempts    int       `json:"attempts"`
-	NextAttempt time.Time `json:"next_attempt"`
-	LastError   string    `json:"last_error,omitempty"`
-	Held        bool      `json:"held,omitempty"`
-	Created     time.Time `json:"created"`
-	MailFrom    string    `json:"mail_from"`
-	Size        int64     `json:"size"`
-	Envelope    string    `json:"-"`                // the stored envelope, JSON (RET, ENVID)
-	Warned      bool      `json:"warned,omitempty"` // a delay warning was sent
-	Active      bool      `json:"active,omitempty"` // claimed by a delivery under way
+	ID           int64  `json:"id"`
+	QueueID      string `json:"queue_id"`
+	MessageID    int64  `json:"-"`
+	Recipient    QueuedRecipient
+	State        string       `json:"state"`
+	Attempts     int          `json:"attempts"`
+	NextAttempt  time.Time    `json:"next_attempt"`
+	LastError    string       `json:"last_error,omitempty"`
+	Held         bool         `json:"held,omitempty"`
+	Created      time.Time    `json:"created"`
+	MailFrom     string       `json:"mail_from"`
+	Size         int64        `json:"size"`
+	SMTPEnvelope SMTPEnvelope `json:"-"`                // as accepted (RET, ENVID, the client)
+	Warned       bool         `json:"warned,omitempty"` // a delay warning was sent
+	Active       bool         `json:"active,omitempty"` // claimed by a delivery under way
 }
 
 // QueueStats counts queue entries: by state, the held ones and the ones a

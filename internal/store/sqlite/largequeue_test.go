@@ -48,7 +48,7 @@ func TestAddDeferredWritesWhatAcceptWrites(t *testing.T) {
 		if err := msgs.Scan(&id, &m.QueueID, &received, &env, &m.From, &m.Subject, &body); err != nil {
 			t.Fatal(err)
 		}
-		if err := json.Unmarshal([]byte(env), &m.Envelope); err != nil {
+		if err := json.Unmarshal([]byte(env), &m.SMTPEnvelope); err != nil {
 			t.Fatal(err)
 		}
 		m.Received, m.Body, m.Size = time.Unix(0, received), bytes.NewReader(body), int64(len(body))
@@ -130,7 +130,7 @@ func TestLargeQueue(t *testing.T) {
 	t.Logf("%d deferred entries written in %v", largeQueue, time.Since(start).Round(time.Millisecond))
 	var due []int64 // three messages accepted since, due now
 	for i := range 3 {
-		m := &store.Message{QueueID: store.NewQueueID(), Envelope: store.Envelope{MailFrom: "a@example.test"}, Received: now.Add(-time.Minute),
+		m := &store.Message{QueueID: store.NewQueueID(), SMTPEnvelope: store.SMTPEnvelope{MailFrom: "a@example.test"}, Received: now.Add(-time.Minute),
 			Body:   strings.NewReader("Subject: due\r\n\r\nx\r\n"),
 			Remote: []store.QueuedRecipient{{Address: fmt.Sprintf("due%d@up.example", i), Domain: "up.example"}}}
 		if err := s.Accept(ctx, m); err != nil {
@@ -382,7 +382,7 @@ func BenchmarkQueue(b *testing.B) {
 				b.SetParallelism(10) // sessions sharing commits
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						m := &store.Message{QueueID: store.NewQueueID(), Envelope: store.Envelope{MailFrom: "a@example.test"},
+						m := &store.Message{QueueID: store.NewQueueID(), SMTPEnvelope: store.SMTPEnvelope{MailFrom: "a@example.test"},
 							Body: strings.NewReader(benchBody), Remote: []store.QueuedRecipient{{Address: "x@up.example", Domain: "up.example"}}}
 						if err := s.Accept(ctx, m); err != nil {
 							b.Error(err)

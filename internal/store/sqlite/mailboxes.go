@@ -21,7 +21,7 @@ import (
 
 // Accept commits a message and its mailbox copies durably.
 func (s *Store) Accept(ctx context.Context, m *store.Message) error {
-	env, err := json.Marshal(m.Envelope)
+	env, err := json.Marshal(m.SMTPEnvelope)
 	if err != nil {
 		return fmt.Errorf("store: encode envelope: %w", err)
 	}
@@ -126,6 +126,14 @@ func (s *Store) Expunge(ctx context.Context, userID int64, mailbox string, uids 
 	}
 	s.removeBlobs(files)
 	return removed, nil
+}
+
+// decodeEnvelope decodes a stored SMTP envelope.
+func decodeEnvelope(b []byte, env *store.SMTPEnvelope) error {
+	if err := json.Unmarshal(b, env); err != nil {
+		return fmt.Errorf("stored SMTP envelope %.80q: %w", b, err)
+	}
+	return nil
 }
 
 // insertCopy puts one copy of message msgID, of bodySize octets, into a
@@ -329,12 +337,16 @@ func (s *Store) OpenMessage(ctx context.Context, userID int64, mailbox string, u
 	var flags string
 	var prefix, body []byte
 	var file sql.NullString
+	var env []byte
 	err := s.queryRow(ctx, `SELECT m.queue_id, mm.internal_date, mm.size, mm.flags, mm.modseq, m.from_hdr, m.subject, m.envelope, mm.prefix, m.body, m.body_file
 		FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id JOIN messages m ON m.id = mm.message_id
 		WHERE mb.user_id = ? AND mb.name = ? AND mm.uid = ?`, userID, mailbox, uid).
-		Scan(&mi.QueueID, &date, &mi.Size, &flags, &mi.ModSeq, &mi.From, &mi.Subject, &mi.Envelope, &prefix, &body, &file)
+		Scan(&mi.QueueID, &date, &mi.Size, &flags, &mi.ModSeq, &mi.From, &mi.Subject, &env, &prefix, &body, &file)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, mi, fmt.Errorf("message %d in %s: %w", uid, mailbox, store.ErrNotFound)
+	}
+	if err == nil {
+		err = decodeEnvelope(env, &mi.SMTPEnvelope)
 	}
 	if err != nil {
 		return nil, mi, fmt.Errorf("store: open message: %w", err)

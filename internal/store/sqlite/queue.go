@@ -42,8 +42,12 @@ func scanEntry(r scanner) (store.QueueEntry, error) {
 	var next, created int64
 	var held, warned, active int
 	var from sql.NullString
+	var env []byte
 	err := r.Scan(&e.ID, &e.QueueID, &e.MessageID, &e.Recipient.Address, &e.Recipient.Domain, &notify, &e.Recipient.ORcpt,
-		&e.State, &e.Attempts, &next, &e.LastError, &held, &created, &from, &e.Size, &e.Envelope, &warned, &active)
+		&e.State, &e.Attempts, &next, &e.LastError, &held, &created, &from, &e.Size, &env, &warned, &active)
+	if err == nil {
+		err = decodeEnvelope(env, &e.SMTPEnvelope)
+	}
 	if notify != "" {
 		e.Recipient.Notify = strings.Split(notify, ",")
 	}

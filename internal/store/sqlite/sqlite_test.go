@@ -54,7 +54,7 @@ func setup(t testing.TB, dir string, opts Options) (*Store, store.User) {
 func newMessage(body []byte, subject string, to ...store.User) *store.Message {
 	m := &store.Message{
 		QueueID:  store.NewQueueID(),
-		Envelope: store.Envelope{MailFrom: "sender@remote.example"},
+		SMTPEnvelope: store.SMTPEnvelope{MailFrom: "sender@remote.example"},
 		Received: time.Now(),
 		Body:     bytes.NewReader(body),
 		Size:     int64(len(body)),

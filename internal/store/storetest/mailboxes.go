@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -316,7 +315,7 @@ func testOpenMessage(t *testing.T, s store.Store) {
 	alice := addUser(t, s, "alice@a.example")
 	body := textBody("details")
 	m := message(body, "details", inbox(alice))
-	m.Envelope.SMTPUTF8 = true
+	m.SMTPEnvelope.SMTPUTF8 = true
 	accept(t, s, m)
 	got, mi := read(t, s, alice.ID, store.Inbox, 1)
 	want := append(inbox(alice).Prefix, body...)
@@ -338,13 +337,10 @@ func testOpenMessage(t *testing.T, s store.Store) {
 	if mi.ModSeq == 0 || mi.ModSeq != status(t, s, alice.ID, store.Inbox).HighestModSeq {
 		t.Errorf("ModSeq = %d, want the mailbox's HighestModSeq", mi.ModSeq)
 	}
-	var env store.Envelope
-	if err := json.Unmarshal([]byte(mi.Envelope), &env); err != nil {
-		t.Fatalf("Envelope %q is not JSON: %v", mi.Envelope, err)
-	}
-	if env.MailFrom != m.Envelope.MailFrom || env.EnvID != m.Envelope.EnvID || !env.SMTPUTF8 ||
-		len(env.Recipients) != 1 || env.Recipients[0].Address != m.Envelope.Recipients[0].Address {
-		t.Errorf("Envelope = %+v, want %+v", env, m.Envelope)
+	env := mi.SMTPEnvelope
+	if env.MailFrom != m.SMTPEnvelope.MailFrom || env.EnvID != m.SMTPEnvelope.EnvID || !env.SMTPUTF8 ||
+		len(env.Recipients) != 1 || env.Recipients[0].Address != m.SMTPEnvelope.Recipients[0].Address {
+		t.Errorf("Envelope = %+v, want %+v", env, m.SMTPEnvelope)
 	}
 }
 

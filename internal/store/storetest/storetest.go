@@ -95,11 +95,11 @@ func inbox(u store.User) store.LocalTarget {
 func message(body []byte, subject string, to ...store.LocalTarget) *store.Message {
 	return &store.Message{
 		QueueID: store.NewQueueID(),
-		Envelope: store.Envelope{
+		SMTPEnvelope: store.SMTPEnvelope{
 			MailFrom:   "sender@remote.example",
 			EnvID:      "env-" + subject,
 			Client:     "192.0.2.1",
-			Recipients: []store.EnvelopeRcpt{{Address: "rcpt@local.example", Notify: []string{"FAILURE"}}},
+			Recipients: []store.SMTPRecipient{{Address: "rcpt@local.example", Notify: []string{"FAILURE"}}},
 		},
 		Received: received,
 		Body:     bytes.NewReader(body),

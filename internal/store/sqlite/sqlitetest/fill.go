@@ -96,11 +96,11 @@ func insertDeferred(ctx context.Context, tx *sql.Tx, d Deferred) error {
 	prefix := store.NewQueueID()[:10] // its time part: IDs stay unique and sortable
 	for first, m := 0, 0; first < d.Entries; first, m = first+d.PerMessage, m+1 {
 		msgID := firstID + int64(m) // the rowid an INSERT without one gets
-		env := store.Envelope{MailFrom: fmt.Sprintf("sender%d@example.test", m%100), Client: "192.0.2.1:40000"}
+		env := store.SMTPEnvelope{MailFrom: fmt.Sprintf("sender%d@example.test", m%100), Client: "192.0.2.1:40000"}
 		for j := first; j < min(first+d.PerMessage, d.Entries); j++ {
 			r := store.QueuedRecipient{Domain: fmt.Sprintf("d%d.example", j%d.Domains)}
 			r.Address = fmt.Sprintf("user%d@%s", j, r.Domain)
-			env.Recipients = append(env.Recipients, store.EnvelopeRcpt{Address: r.Address})
+			env.Recipients = append(env.Recipients, store.SMTPRecipient{Address: r.Address})
 			next := d.From.Add(time.Duration(span * float64(j*stride%d.Entries) / float64(d.Entries)))
 			entries = append(entries, []any{msgID, r.Address, strings.ToLower(r.Domain), strings.Join(r.Notify, ","), r.ORcpt, next.UnixNano()})
 		}
