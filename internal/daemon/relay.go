@@ -251,4 +251,3 @@ func (b *bouncer) report(ctx context.Context, fs []queue.Notice) {
 	}
 	b.log.Info("delivery report sent", "queue_id", first.QueueID, "to", first.MailFrom, "recipients", len(r.Recipients), "action", r.Action)
 }
-

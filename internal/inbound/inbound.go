@@ -245,13 +245,13 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 		top += submissionFields(hdr, s.Auth.User, env.QueueID, cfg.Hostname, now)
 	}
 	m := &store.Message{
-		QueueID:  env.QueueID,
+		QueueID:      env.QueueID,
 		SMTPEnvelope: envelopeRecord(s, env),
-		Received: now,
-		Body:     io.MultiReader(strings.NewReader(top), msg.Reader()),
-		Size:     int64(len(top)) + msg.Size(),
-		From:     hdr.From,
-		Subject:  hdr.Subject,
+		Received:     now,
+		Body:         io.MultiReader(strings.NewReader(top), msg.Reader()),
+		Size:         int64(len(top)) + msg.Size(),
+		From:         hdr.From,
+		Subject:      hdr.Subject,
 	}
 	if hdr.Froms == 0 && s.Auth != nil {
 		m.From = s.Auth.User // the From field submissionFields added

@@ -53,12 +53,12 @@ func setup(t testing.TB, dir string, opts Options) (*Store, store.User) {
 
 func newMessage(body []byte, subject string, to ...store.User) *store.Message {
 	m := &store.Message{
-		QueueID:  store.NewQueueID(),
+		QueueID:      store.NewQueueID(),
 		SMTPEnvelope: store.SMTPEnvelope{MailFrom: "sender@remote.example"},
-		Received: time.Now(),
-		Body:     bytes.NewReader(body),
-		Size:     int64(len(body)),
-		Subject:  subject,
+		Received:     time.Now(),
+		Body:         bytes.NewReader(body),
+		Size:         int64(len(body)),
+		Subject:      subject,
 	}
 	for _, u := range to {
 		m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: []byte("Delivered-To: " + u.Address + "\r\n")})
