@@ -21,7 +21,7 @@ import (
 	"mailroom/internal/daemon"
 	"mailroom/internal/logging"
 	"mailroom/internal/store"
-	"mailroom/internal/store/sqlite"
+	"mailroom/internal/store/storeopen"
 )
 
 // app holds the global flags and the streams of one invocation.
@@ -185,7 +185,7 @@ func (a *app) openStore(ctx context.Context) (store.Store, error) {
 	if _, err := os.Stat(cfg.DataDir); err != nil && a.configFile == "" && a.dataDir == "" {
 		return nil, fmt.Errorf("no data directory at %s: start the server once (mailroom serve) or give --data DIR or --config FILE", cfg.DataDir)
 	}
-	return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{})
+	return storeopen.Open(ctx, cfg)
 }
 
 // withStore runs fn with an open store.

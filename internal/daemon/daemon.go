@@ -29,8 +29,7 @@ import (
 	"mailroom/internal/sendlimit"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
-	"mailroom/internal/store"
-	"mailroom/internal/store/sqlite"
+	"mailroom/internal/store/storeopen"
 )
 
 // Options say how to run.
@@ -55,7 +54,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := startProfiling(log); err != nil {
 		return err
 	}
-	st, err := sqlite.Open(ctx, cfg.DataDir, sqlite.Options{})
+	st, err := storeopen.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -73,7 +72,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err := os.MkdirAll(spoolDir, 0o750); err != nil {
 		return fmt.Errorf("create %s: %w", spoolDir, err)
 	}
-	go sweepOrphanBlobs(ctx, st, log)
+	if sw, ok := st.(storeopen.OrphanSweeper); ok {
+		go sweepOrphanBlobs(ctx, sw, log)
+	}
 	var cs certs.Store
 	smtpCfg, err := smtpConfig(cfg, &cs, spoolDir)
 	if err != nil {
@@ -128,7 +129,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	printBanner(opts.Stdout, cfg, listeners, &cs, dev)
 
-	rt := &running{srv: srv, services: services, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log}
+	rt := &running{srv: srv, services: services, store: st, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -168,7 +169,7 @@ func warnOpenModes(dir string, log *slog.Logger) {
 // sweepOrphanBlobs removes, at start and then hourly, large-body files that
 // a crash left without their index row. Files younger than an hour may
 // belong to a commit in flight and are left alone.
-func sweepOrphanBlobs(ctx context.Context, st *sqlite.Store, log *slog.Logger) {
+func sweepOrphanBlobs(ctx context.Context, st storeopen.OrphanSweeper, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
@@ -378,7 +379,6 @@ func inboundConfig(cfg *config.Config) *inbound.Config {
 	c := &inbound.Config{
 		Hostname:            cfg.Hostname,
 		SubaddressSeparator: cfg.SMTP.SubaddressSeparator,
-		DefaultQuota:        int64(cfg.Mailbox.Quota),
 		MaxHops:             cfg.SMTP.MaxHops,
 		DataDir:             cfg.DataDir,
 		MinFreeSpace:        int64(cfg.Store.MinFreeSpace),
@@ -396,5 +396,3 @@ func inboundConfig(cfg *config.Config) *inbound.Config {
 	}
 	return c
 }
-
-var _ store.Store = (*sqlite.Store)(nil)

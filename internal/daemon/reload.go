@@ -12,12 +12,15 @@ import (
 	"mailroom/internal/listener"
 	"mailroom/internal/logging"
 	"mailroom/internal/smtpserver"
+	"mailroom/internal/store"
+	"mailroom/internal/store/storeopen"
 )
 
 // running is what SIGHUP reconfigures.
 type running struct {
 	srv      *smtpserver.Server
 	services map[smtpserver.Mode]*listener.Service
+	store    store.Store
 	backend  *inbound.Backend
 	logins   *auth.Service
 	relay    *relay
@@ -35,6 +38,7 @@ var restartOnly = []struct {
 	field func(*config.Config) any // a pointer to the setting
 }{
 	{"data_dir", func(c *config.Config) any { return &c.DataDir }},
+	{"store.url", func(c *config.Config) any { return &c.Store.URL }},
 	{"listen", func(c *config.Config) any { return &c.Listen }},
 	{"dns", func(c *config.Config) any { return &c.DNS }},
 	{"tls.acme", func(c *config.Config) any { return &c.TLS.ACME }},
@@ -105,6 +109,7 @@ func (rt *running) reload(opts Options, old *config.Config) *config.Config {
 		svc.Gate.SetLimits(connLimits(cfg, mode))
 	}
 	rt.backend.SetConfig(inboundConfig(cfg))
+	storeopen.Apply(rt.store, cfg)
 	rt.logins.SetPolicy(authPolicy(cfg))
 	rt.logins.SetCacheTime(cfg.Auth.LoginCacheTime.D())
 	if err := rt.relay.apply(cfg); err != nil { // checked above: cannot fail now but for a file that changed since

@@ -28,7 +28,6 @@ type Config struct {
 	Hostname            string // for Message-IDs of submitted mail
 	TrustedNetworks     []netip.Prefix
 	SubaddressSeparator string // "" turns sub-addressing off
-	DefaultQuota        int64  // bytes; 0 for none
 	MaxHops             int    // Received fields before a message is a loop
 	SendLimits          sendlimit.Limits
 	// DataDir is where the store lives; MinFreeSpace (octets) is the free
@@ -139,7 +138,7 @@ func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtp
 		return nil, err
 	}
 	for _, u := range users {
-		if err := checkQuota(cfg, u, env.Params.Size); err != nil {
+		if err := checkQuota(u, env.Params.Size); err != nil {
 			return nil, err
 		}
 	}
@@ -175,8 +174,8 @@ func (b *Backend) isLocalDomain(ctx context.Context, domain string) (bool, error
 
 // checkQuota refuses a recipient whose mailbox cannot take a message of
 // the announced size (size 0: unknown).
-func checkQuota(cfg *Config, u store.User, size int64) error {
-	quota := quotaOf(cfg, u)
+func checkQuota(u store.User, size int64) error {
+	quota := u.Quota
 	if quota <= 0 {
 		return nil
 	}
@@ -184,15 +183,6 @@ func checkQuota(cfg *Config, u store.User, size int64) error {
 		return quotaReply(u.Address, size, quota)
 	}
 	return nil
-}
-
-// quotaOf is a user's quota in octets: their own, or the default; 0 or
-// less means none.
-func quotaOf(cfg *Config, u store.User) int64 {
-	if u.QuotaBytes != 0 {
-		return u.QuotaBytes
-	}
-	return cfg.DefaultQuota
 }
 
 // quotaReply refuses a message a mailbox cannot take: for good when it
@@ -270,8 +260,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 			}
 			seen[u.ID] = true
 			addresses[u.ID] = u.Address
-			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: deliveryPrefix(env.From, u.Address),
-				Quota: quotaOf(cfg, u)})
+			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: deliveryPrefix(env.From, u.Address)})
 		}
 	}
 	// The quota is checked where the copy is counted, in the store's

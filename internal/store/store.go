@@ -35,6 +35,7 @@ type Store interface {
 	Directory
 	Credentials
 	Mailboxes
+	Mail
 	Queue
 	Suppressions
 	Close() error
@@ -107,9 +108,12 @@ type User struct {
 	// when the password was set.
 	CRAMMD5    string       `json:"-"`
 	Settings   UserSettings `json:"settings"`
-	QuotaBytes int64        `json:"quota_bytes"` // 0: the server's default
-	UsedBytes  int64        `json:"used_bytes"`
-	Created    time.Time    `json:"created"`
+	QuotaBytes int64        `json:"quota_bytes"` // 0: the server's default, negative: none
+	// Quota is the quota in force, resolved by the store: QuotaBytes, or
+	// the store's default for 0; 0 or less means none.
+	Quota     int64     `json:"quota"`
+	UsedBytes int64     `json:"used_bytes"`
+	Created   time.Time `json:"created"`
 }
 
 // Alias maps an address to one or more target addresses.
@@ -194,10 +198,6 @@ type LocalTarget struct {
 	// Prefix is prepended to the body for this copy only: the
 	// Return-Path and Delivered-To header fields of final delivery.
 	Prefix []byte
-	// Quota, when positive, is the most the user's mail may take, in
-	// octets: Accept fails with a *QuotaError rather than go over it,
-	// checked in the same transaction that counts the copy.
-	Quota int64
 }
 
 // QuotaError is a copy that did not fit in its user's quota.
@@ -228,30 +228,43 @@ type Message struct {
 	// From and Subject are the decoded header fields, for listings.
 	From    string
 	Subject string
+	// Summary is the parsed structure of Body (ENVELOPE, BODYSTRUCTURE and
+	// what SEARCH reads), computed once at delivery by the caller and opaque
+	// to the store; nil when there is none.
+	Summary []byte
 }
 
 // MessageInfo describes one message in a mailbox.
 type MessageInfo struct {
-	UserID       int64        `json:"-"`
-	Mailbox      string       `json:"mailbox"`
-	UID          uint32       `json:"uid"`
-	QueueID      string       `json:"queue_id"`
-	Date         time.Time    `json:"date"` // internal date (RFC 3501 2.3.3)
-	Size         int64        `json:"size"` // octets including the per-copy prefix
-	Flags        []string     `json:"flags,omitempty"`
-	ModSeq       int64        `json:"modseq"`
-	From         string       `json:"from"`
-	Subject      string       `json:"subject"`
+	UserID  int64     `json:"-"`
+	Mailbox string    `json:"mailbox"`
+	UID     uint32    `json:"uid"`
+	QueueID string    `json:"queue_id"`
+	Date    time.Time `json:"date"` // internal date (RFC 3501 2.3.3)
+	Size    int64     `json:"size"` // octets including the per-copy prefix
+	Flags   []string  `json:"flags,omitempty"`
+	ModSeq  int64     `json:"modseq"`
+	From    string    `json:"from"`
+	Subject string    `json:"subject"`
+	// Summary is Message.Summary (nil for messages stored before it
+	// existed: see Mail.SaveSummary). PrefixSize is the length of the
+	// per-copy prefix before the body, which the summary does not count.
+	Summary      []byte       `json:"-"`
+	PrefixSize   int          `json:"-"`
 	SMTPEnvelope SMTPEnvelope `json:"-"`
 }
 
 // MailboxStatus describes a mailbox for IMAP SELECT and STATUS.
 type MailboxStatus struct {
+	ID            int64
 	Name          string
 	UIDValidity   uint32
 	UIDNext       uint32
 	HighestModSeq int64
 	Messages      int
+	Unseen        int   // messages without \Seen
+	Deleted       int   // messages with \Deleted (RFC 9051 STATUS DELETED)
+	Size          int64 // octets of all messages (RFC 8438 STATUS=SIZE)
 }
 
 // Mailboxes stores and reads messages.

@@ -25,8 +25,7 @@ func newBodyCache(limit int) *bodyCache {
 	return &bodyCache{limit: limit, m: map[int64][]byte{}}
 }
 
-// put records body as message id's, replacing whatever the ID had (SQLite
-// reuses the row IDs of deleted messages). A nil body only forgets.
+// put records body as message id's. A nil body only forgets.
 func (c *bodyCache) put(id int64, body []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

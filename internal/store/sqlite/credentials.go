@@ -75,6 +75,7 @@ func (s *Store) UserByAppPassword(ctx context.Context, hash string) (store.User,
 	if err != nil {
 		return u, "", err
 	}
+	u = s.withQuota(u)
 	// Recording the use is best effort: a login must not wait on it.
 	go s.write(context.Background(), func(tx *wtx) error {
 		_, err := tx.Exec(`UPDATE app_passwords SET last_used = ? WHERE hash = ?`, time.Now().Unix(), hash)

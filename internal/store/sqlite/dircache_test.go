@@ -191,7 +191,7 @@ func TestDirectoryCacheUsedBytes(t *testing.T) {
 		t.Fatalf("used after one message: %d, want %d", got, want)
 	}
 	over := newMessage(make([]byte, 5000), "over quota", alice)
-	over.Local[0].Quota = want + 100
+	s.SetDefaultQuota(want + 100) // alice has no quota of her own
 	var qe *store.QuotaError
 	if err := s.Accept(ctx, over); !errors.As(err, &qe) {
 		t.Fatalf("Accept over quota: %v", err)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -137,17 +136,24 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 			return err
 		}
 		u.ID, _ = res.LastInsertId()
-		_, err = tx.Exec(`INSERT INTO mailboxes(user_id, name, uidvalidity) VALUES (?, ?, ?)`,
-			u.ID, store.Inbox, newUIDValidity())
-		return err
+		names := []string{store.Inbox}
+		if _, err := insertMailbox(tx, u.ID, store.Inbox, ""); err != nil {
+			return err
+		}
+		for _, mb := range store.DefaultMailboxes {
+			if _, err := insertMailbox(tx, u.ID, mb.Name, mb.SpecialUse); err != nil {
+				return err
+			}
+			names = append(names, mb.Name)
+		}
+		for _, name := range names {
+			if _, err := tx.Exec(`INSERT INTO subscriptions(user_id, name) VALUES (?, ?)`, u.ID, name); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	return u, err
-}
-
-// newUIDValidity picks a UIDVALIDITY (RFC 3501 2.3.1.1): nonzero, and
-// unlikely to repeat for a mailbox recreated under the same name.
-func newUIDValidity() uint32 {
-	return uint32(time.Now().Unix()) ^ rand.Uint32()&0xffff | 1
+	return s.withQuota(u), err
 }
 
 func requireDomain(tx *wtx, domain string) error {
@@ -195,6 +201,8 @@ func (s *Store) DeleteUser(ctx context.Context, address string) error {
 		rows.Close()
 		for _, q := range []string{
 			`DELETE FROM mailbox_messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE user_id = ?)`,
+			`DELETE FROM expunged WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE user_id = ?)`,
+			`DELETE FROM subscriptions WHERE user_id = ?`,
 			`DELETE FROM mailboxes WHERE user_id = ?`,
 			`DELETE FROM app_passwords WHERE user_id = ?`,
 			`DELETE FROM sender_grants WHERE user_id = ?`,
@@ -215,10 +223,24 @@ func (s *Store) DeleteUser(ctx context.Context, address string) error {
 
 // User returns one user.
 func (s *Store) User(ctx context.Context, address string) (store.User, error) {
-	return lookup(s.dircache, func() map[string]cached[store.User] { return s.dircache.users }, address,
+	u, err := lookup(s.dircache, func() map[string]cached[store.User] { return s.dircache.users }, address,
 		func() (store.User, error) { return s.readUser(ctx, address) },
 		func() error { return fmt.Errorf("user %s: %w", address, store.ErrNotFound) })
+	return s.withQuota(u), err
 }
+
+// withQuota fills in the quota in force for u.
+func (s *Store) withQuota(u store.User) store.User {
+	u.Quota = u.QuotaBytes
+	if u.Quota == 0 {
+		u.Quota = s.defaultQuota.Load()
+	}
+	return u
+}
+
+// SetDefaultQuota sets the quota of users without one of their own, in
+// octets (0: none), for the configuration reloaded.
+func (s *Store) SetDefaultQuota(octets int64) { s.defaultQuota.Store(octets) }
 
 func (s *Store) readUser(ctx context.Context, address string) (store.User, error) {
 	u, err := scanUser(s.queryRow(ctx, userColumns+` WHERE address = ?`, address))
@@ -257,7 +279,7 @@ func (s *Store) Users(ctx context.Context, domain string) ([]store.User, error) 
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, u)
+		out = append(out, s.withQuota(u))
 	}
 	return out, rows.Err()
 }

@@ -39,26 +39,31 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 		defer releaseBody(inline) // SQLite copied it when binding
 	}
 	err = s.writeCounted(ctx, func(tx *wtx) error {
-		res, err := tx.Exec(sqlInsertMessage,
-			m.QueueID, received.UnixNano(), size, string(env), m.From, m.Subject, inline, nullString(file))
+		msgID, err := tx.nextID(seqMessages)
 		if err != nil {
 			return err
 		}
-		msgID, _ := res.LastInsertId()
+		if _, err := tx.Exec(sqlInsertMessage, msgID,
+			m.QueueID, received.UnixNano(), size, string(env), m.From, m.Subject, inline, nullString(file), m.Summary); err != nil {
+			return err
+		}
 		if relayed {
 			tx.onCommit(func() { s.bodies.put(msgID, inline) })
-		} else {
-			tx.onCommit(func() { s.bodies.drop(msgID) }) // the ID may be a deleted message's
 		}
 		for _, t := range m.Local {
-			used, err := insertCopy(tx, msgID, size, received, t)
+			used, err := insertCopy(tx, msgID, size, received, t, nil)
 			if err != nil {
 				return err
 			}
 			tx.onCommit(func() { s.dircache.setUsed(t.UserID, used) })
+			tx.changed(t.UserID, 0)
 		}
 		for _, r := range m.Remote {
-			if _, err := tx.Exec(sqlEnqueue, msgID, r.Address, strings.ToLower(r.Domain), strings.Join(r.Notify, ","), r.ORcpt,
+			id, err := tx.nextID(seqQueue)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(sqlEnqueue, id, msgID, r.Address, strings.ToLower(r.Domain), strings.Join(r.Notify, ","), r.ORcpt,
 				store.StatePending, received.UnixNano(), received.UnixNano()); err != nil {
 				return err
 			}
@@ -87,7 +92,8 @@ func (s *Store) Expunge(ctx context.Context, userID int64, mailbox string, uids 
 	var files []string
 	err := s.write(ctx, func(tx *wtx) error {
 		removed, files = removed[:0], nil
-		mboxID, _, err := tx.nextModSeq(userID, mailbox)
+		// One MODSEQ for everything this expunge removes (RFC 7162 3.2.10).
+		mboxID, modseq, err := tx.nextModSeq(userID, mailbox)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("mailbox %q of user %d: %w", mailbox, userID, store.ErrNotFound)
 		}
@@ -104,10 +110,16 @@ func (s *Store) Expunge(ctx context.Context, userID int64, mailbox string, uids 
 			if err != nil {
 				return err
 			}
-			if _, err := tx.addUsed(userID, -size); err != nil {
+			if _, err := tx.Exec(`INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)`, mboxID, uid, modseq); err != nil {
+				return err
+			}
+			if _, _, err := tx.addUsed(userID, -size); err != nil {
 				return err
 			}
 			removed, ids = append(removed, uid), append(ids, msgID)
+		}
+		if len(removed) > 0 {
+			tx.changed(userID, mboxID)
 		}
 		files, err = deleteUnreferenced(tx, ids)
 		return err
@@ -137,28 +149,36 @@ func decodeEnvelope(b []byte, env *store.SMTPEnvelope) error {
 }
 
 // insertCopy puts one copy of message msgID, of bodySize octets, into a
-// user's mailbox under the next UID, and returns the user's used bytes.
-func insertCopy(tx *wtx, msgID, bodySize int64, received time.Time, t store.LocalTarget) (int64, error) {
+// user's mailbox under the next UID, with the given flags, and returns the
+// user's used bytes. It fails with a *store.QuotaError rather than go over
+// the user's quota.
+func insertCopy(tx *wtx, msgID, bodySize int64, received time.Time, t store.LocalTarget, flags []string) (int64, error) {
+	_, used, err := insertCopyUID(tx, msgID, bodySize, received, t, flags)
+	return used, err
+}
+
+// insertCopyUID is insertCopy, returning the UID taken too.
+func insertCopyUID(tx *wtx, msgID, bodySize int64, received time.Time, t store.LocalTarget, flags []string) (uint32, int64, error) {
 	mboxID, uid, modseq, err := tx.nextUID(t.UserID, t.Mailbox)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("mailbox %q of user %d: %w", t.Mailbox, t.UserID, store.ErrNotFound)
+		return 0, 0, fmt.Errorf("mailbox %q of user %d: %w", t.Mailbox, t.UserID, store.ErrNotFound)
 	}
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	size := bodySize + int64(len(t.Prefix))
 	if _, err := tx.Exec(sqlInsertCopy,
-		mboxID, uid, msgID, append([]byte{}, t.Prefix...), size, received.UnixNano(), modseq); err != nil {
-		return 0, err
+		mboxID, uid, msgID, append([]byte{}, t.Prefix...), size, received.UnixNano(), modseq, strings.Join(flags, " ")); err != nil {
+		return 0, 0, err
 	}
-	used, err := tx.addUsed(t.UserID, size)
+	used, quota, err := tx.addUsed(t.UserID, size)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	if t.Quota > 0 && used > t.Quota {
-		return 0, &store.QuotaError{UserID: t.UserID, Used: used - size, Quota: t.Quota, Size: size}
+	if quota > 0 && used > quota {
+		return 0, 0, &store.QuotaError{UserID: t.UserID, Used: used - size, Quota: quota, Size: size}
 	}
-	return used, nil
+	return uid, used, nil
 }
 
 func nullString(s string) any {
@@ -369,8 +389,10 @@ func (s *Store) OpenMessage(ctx context.Context, userID int64, mailbox string, u
 // MailboxStatus describes one mailbox.
 func (s *Store) MailboxStatus(ctx context.Context, userID int64, mailbox string) (store.MailboxStatus, error) {
 	st := store.MailboxStatus{Name: mailbox}
-	err := s.queryRow(ctx, `SELECT uidvalidity, uidnext, highest_modseq, (SELECT count(*) FROM mailbox_messages WHERE mailbox_id = mb.id)
-		FROM mailboxes mb WHERE user_id = ? AND name = ?`, userID, mailbox).Scan(&st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.Messages)
+	err := s.queryRow(ctx, `SELECT id, uidvalidity, uidnext, highest_modseq, count(mm.uid),
+		coalesce(sum(' ' || mm.flags || ' ' NOT LIKE '% \Seen %'), 0), coalesce(sum(' ' || mm.flags || ' ' LIKE '% \Deleted %'), 0), coalesce(sum(mm.size), 0)
+		FROM mailboxes mb LEFT JOIN mailbox_messages mm ON mm.mailbox_id = mb.id WHERE mb.user_id = ? AND mb.name = ? GROUP BY mb.id`, userID, mailbox).
+		Scan(&st.ID, &st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.Messages, &st.Unseen, &st.Deleted, &st.Size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, fmt.Errorf("mailbox %s: %w", mailbox, store.ErrNotFound)
 	}

@@ -279,9 +279,9 @@ func (s *Store) RetryNow(ctx context.Context, queueID string) (int, error) {
 func (s *Store) DeleteQueued(ctx context.Context, queueID string) (int, error) {
 	var n int64
 	var files []string
-	// writeDirectory: a server beside this process (the CLI's) must forget
-	// the bodies it keeps for relay, as the row IDs will be used again.
-	err := s.writeDirectory(ctx, func(tx *wtx) error {
+	// A server beside this process keeps a cached body until it ages
+	// out: the message's ID is never given to another.
+	err := s.write(ctx, func(tx *wtx) error {
 		w, wargs := waiting(queueID)
 		rows, err := tx.Query(`DELETE FROM queue WHERE`+w+` RETURNING message_id`, wargs...)
 		if err != nil {

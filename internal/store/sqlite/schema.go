@@ -124,4 +124,45 @@ CREATE TABLE suppressions (
 ALTER TABLE queue ADD COLUMN active INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX queue_active ON queue(id) WHERE active = 1;
 `,
+	`
+-- Row ids are never used again (SQLite's INTEGER PRIMARY KEY takes max+1,
+-- so deleting the newest row gave its id to the next one): each table's
+-- next id is counted here and given explicitly.
+CREATE TABLE sequences (
+	name TEXT PRIMARY KEY,
+	next INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Mail access (IMAP, POP3): special-use mailboxes, subscriptions, a
+-- UIDVALIDITY counter per user that never goes back, parsed summaries, and
+-- tombstones of expunged messages for QRESYNC (RFC 7162 3.2.5).
+ALTER TABLE mailboxes ADD COLUMN special_use TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN uidvalidity_next INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN summary BLOB;
+CREATE TABLE subscriptions (
+	user_id INTEGER NOT NULL REFERENCES users(id),
+	name    TEXT NOT NULL,
+	PRIMARY KEY (user_id, name)
+) WITHOUT ROWID;
+CREATE TABLE expunged (
+	mailbox_id INTEGER NOT NULL,
+	uid        INTEGER NOT NULL,
+	modseq     INTEGER NOT NULL,
+	PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);
+CREATE INDEX mailbox_messages_modseq ON mailbox_messages(mailbox_id, modseq);
+-- Every user has the special-use mailboxes, subscribed, with INBOX.
+UPDATE users SET uidvalidity_next = coalesce((SELECT max(uidvalidity) FROM mailboxes WHERE user_id = users.id), 0) + 1;
+INSERT INTO mailboxes(user_id, name, uidvalidity, special_use)
+	SELECT u.id, d.name, u.uidvalidity_next + d.n, d.use
+	FROM users u, (SELECT 'Drafts' AS name, '\Drafts' AS use, 0 AS n UNION ALL SELECT 'Sent', '\Sent', 1
+		UNION ALL SELECT 'Junk', '\Junk', 2 UNION ALL SELECT 'Trash', '\Trash', 3 UNION ALL SELECT 'Archive', '\Archive', 4) d
+	WHERE NOT EXISTS (SELECT 1 FROM mailboxes WHERE user_id = u.id AND name = d.name);
+UPDATE users SET uidvalidity_next = coalesce((SELECT max(uidvalidity) FROM mailboxes WHERE user_id = users.id), 0) + 1;
+INSERT INTO subscriptions(user_id, name) SELECT user_id, name FROM mailboxes;
+INSERT INTO sequences(name, next) VALUES
+	('messages', (SELECT coalesce(max(id), 0) + 1 FROM messages)),
+	('queue', (SELECT coalesce(max(id), 0) + 1 FROM queue)),
+	('mailboxes', (SELECT coalesce(max(id), 0) + 1 FROM mailboxes));
+`,
 }

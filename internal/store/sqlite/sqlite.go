@@ -34,6 +34,9 @@ type Options struct {
 	InlineLimit int64
 	// MaxBatch bounds how many writes share one commit. Default 512.
 	MaxBatch int
+	// DefaultQuota is the quota of users without one of their own, in
+	// octets; 0 for none (SetDefaultQuota changes it).
+	DefaultQuota int64
 }
 
 // Store is the SQLite implementation of store.Store.
@@ -60,6 +63,9 @@ type Store struct {
 	queuemark *dirCache
 	stamps    io.Closer  // the watch of the stamps, if any
 	bodies    *bodyCache // bodies of messages queued for relay
+
+	defaultQuota atomic.Int64
+	watchers     watchers // the sessions waiting for changes to mailboxes
 
 	walReset        atomic.Bool // the checkpointer asks the committer to let the WAL start over
 	stopCheckpoints chan struct{}
@@ -111,6 +117,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	rdb.SetMaxOpenConns(8)
 	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, reqs: make(chan *writeReq, 1024), done: make(chan struct{}),
 		stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
+	s.defaultQuota.Store(opts.DefaultQuota)
 	err = s.migrate(ctx)
 	if err == nil {
 		err = s.prepare()
@@ -329,7 +336,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		failAll(batch, storageErr("begin", err))
 		return
 	}
-	tx := &wtx{tx: sqlTx, stmts: s.stmts, bodies: s.bodies}
+	tx := &wtx{tx: sqlTx, stmts: s.stmts, bodies: s.bodies, defaultQuota: s.defaultQuota.Load()}
 	for i, r := range batch {
 		if !r.counted {
 			// Outside any savepoint: a failure of r cannot undo it.
@@ -338,7 +345,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 				failAll(batch, storageErr("counters", err))
 				return
 			}
-			tx.mailboxes, tx.used = nil, nil
+			tx.mailboxes, tx.used, tx.seqs = nil, nil, nil
 		}
 		if _, err := tx.Exec(sqlSavepoint); err != nil {
 			sqlTx.Rollback()
@@ -373,6 +380,9 @@ func (s *Store) commitBatch(batch []*writeReq) {
 	}
 	for _, fn := range tx.after {
 		fn()
+	}
+	for user, mailbox := range tx.touched {
+		s.watchers.notify(store.MailChange{UserID: user, MailboxID: mailbox})
 	}
 	for i, r := range batch {
 		r.err <- errs[i]

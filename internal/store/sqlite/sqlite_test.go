@@ -511,7 +511,13 @@ func TestCountersInOneBatch(t *testing.T) {
 	defer s.Close()
 	ctx := t.Context()
 	var base int64 // a new mailbox's highest MODSEQ
-	s.rdb.QueryRow(`SELECT highest_modseq FROM mailboxes WHERE user_id = ?`, alice.ID).Scan(&base)
+	s.rdb.QueryRow(`SELECT highest_modseq FROM mailboxes WHERE user_id = ? AND name = 'INBOX'`, alice.ID).Scan(&base)
+	// Carol's mailbox can take nothing: a message to alice and carol is
+	// refused after alice's copy was counted.
+	carol, err := s.AddUser(ctx, store.User{Address: "carol@a.example", PasswordHash: "h", QuotaBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	releaseAfter := holdCommitter(t, s)
 	defer releaseAfter(0)
@@ -526,7 +532,7 @@ func TestCountersInOneBatch(t *testing.T) {
 		go func() {
 			m := newMessage(bytes.Repeat([]byte("x"), 100+i), "counted", alice)
 			if i%4 == 3 {
-				m.Local[0].Quota = 1 // refused, whatever the order
+				m = newMessage(bytes.Repeat([]byte("x"), 100+i), "counted", alice, carol) // refused, whatever the order
 			}
 			results <- result{int64(100+i) + int64(len(m.Local[0].Prefix)), s.Accept(ctx, m)}
 		}()
@@ -570,7 +576,7 @@ func TestCountersInOneBatch(t *testing.T) {
 	}
 	rows.Close()
 	var uidnext, highest, dbUsed int64
-	s.rdb.QueryRow(`SELECT uidnext, highest_modseq FROM mailboxes WHERE user_id = ?`, alice.ID).Scan(&uidnext, &highest)
+	s.rdb.QueryRow(`SELECT uidnext, highest_modseq FROM mailboxes WHERE user_id = ? AND name = 'INBOX'`, alice.ID).Scan(&uidnext, &highest)
 	s.rdb.QueryRow(`SELECT used_bytes FROM users WHERE id = ?`, alice.ID).Scan(&dbUsed)
 	if want-1 != ok || uidnext != ok+1 || highest != base+ok || dbUsed != used {
 		t.Fatalf("%d copies, uidnext %d, highest MODSEQ %d, used %d; want %d copies, uidnext %d, MODSEQ %d, used %d",
@@ -583,7 +589,7 @@ func TestCountersInOneBatch(t *testing.T) {
 	if err := s.Accept(ctx, newMessage([]byte("later"), "later", alice)); err != nil {
 		t.Fatal(err)
 	}
-	s.rdb.QueryRow(`SELECT uidnext FROM mailboxes WHERE user_id = ?`, alice.ID).Scan(&uidnext)
+	s.rdb.QueryRow(`SELECT uidnext FROM mailboxes WHERE user_id = ? AND name = 'INBOX'`, alice.ID).Scan(&uidnext)
 	if uidnext != ok+2 {
 		t.Fatalf("uidnext %d after one more, want %d", uidnext, ok+2)
 	}

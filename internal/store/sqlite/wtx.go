@@ -11,7 +11,7 @@ import (
 // the accept path (profiled under load).
 var hotStatements = []string{
 	sqlSavepoint, sqlRelease, sqlRollbackTo,
-	sqlInsertMessage, sqlMailbox, sqlSetMailbox, sqlInsertCopy, sqlUsed, sqlSetUsed, sqlEnqueue,
+	sqlInsertMessage, sqlMailbox, sqlSetMailbox, sqlInsertCopy, sqlUsed, sqlSetUsed, sqlEnqueue, sqlSequence, sqlSetSequence,
 	// and the queue's, per message delivered
 	sqlClaim, sqlRecordResult, sqlMessageUsed, sqlDeleteEntries, sqlDeleteMessage,
 }
@@ -20,17 +20,19 @@ const (
 	sqlSavepoint     = `SAVEPOINT w`
 	sqlRelease       = `RELEASE w`
 	sqlRollbackTo    = `ROLLBACK TO w`
-	sqlInsertMessage = `INSERT INTO messages(queue_id, received, size, envelope, from_hdr, subject, body, body_file) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertMessage = `INSERT INTO messages(id, queue_id, received, size, envelope, from_hdr, subject, body, body_file, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlMailbox       = `SELECT id, uidnext, highest_modseq FROM mailboxes WHERE user_id = ? AND name = ?`
 	sqlSetMailbox    = `UPDATE mailboxes SET uidnext = ?, highest_modseq = ? WHERE id = ?`
-	sqlInsertCopy    = `INSERT INTO mailbox_messages(mailbox_id, uid, message_id, prefix, size, internal_date, modseq) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlUsed          = `SELECT used_bytes FROM users WHERE id = ?`
+	sqlInsertCopy    = `INSERT INTO mailbox_messages(mailbox_id, uid, message_id, prefix, size, internal_date, modseq, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlUsed          = `SELECT used_bytes, quota_bytes FROM users WHERE id = ?`
 	sqlSetUsed       = `UPDATE users SET used_bytes = ? WHERE id = ?`
 	sqlMessageUsed   = `SELECT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?)
 		OR EXISTS (SELECT 1 FROM queue WHERE message_id = ? AND state IN ('pending', 'deferred'))`
 	sqlDeleteEntries = `DELETE FROM queue WHERE message_id = ?`
 	sqlDeleteMessage = `DELETE FROM messages WHERE id = ? RETURNING body_file`
-	sqlEnqueue       = `INSERT INTO queue(message_id, address, domain, notify, orcpt, state, next_attempt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlEnqueue       = `INSERT INTO queue(id, message_id, address, domain, notify, orcpt, state, next_attempt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlSequence      = `SELECT next FROM sequences WHERE name = ?`
+	sqlSetSequence   = `UPDATE sequences SET next = ? WHERE name = ?`
 )
 
 // prepare prepares the hot statements on the writer connection.
@@ -65,8 +67,26 @@ type wtx struct {
 	// instead of two per message.
 	mailboxes map[mailboxKey]*mailboxCounters
 	used      map[int64]*usedCounter
+	seqs      map[string]*seqCounter
 
-	bodies *bodyCache // the store's, for deletions to drop their entries
+	bodies       *bodyCache // the store's, for deletions to drop their entries
+	defaultQuota int64      // the store's, for users without their own
+
+	// touched are the users whose mailboxes changed in this batch, with the
+	// mailbox (0: any), for the watchers once the batch has committed.
+	touched map[int64]int64
+}
+
+// changed records that a mailbox of user changed (mailboxID 0: which one is
+// not known), for the watchers once the batch has committed.
+func (w *wtx) changed(user, mailboxID int64) {
+	if w.touched == nil {
+		w.touched = map[int64]int64{}
+	}
+	if prev, ok := w.touched[user]; ok && prev != mailboxID {
+		mailboxID = 0
+	}
+	w.touched[user] = mailboxID
 }
 
 type mailboxKey struct {
@@ -83,7 +103,40 @@ type mailboxCounters struct {
 
 type usedCounter struct {
 	bytes   int64
+	quota   int64 // the user's own quota_bytes (0: the store's default)
 	changed bool
+}
+
+type seqCounter struct {
+	next    int64
+	changed bool
+}
+
+// Tables whose row ids come from the sequences table.
+const (
+	seqMessages  = "messages"
+	seqQueue     = "queue"
+	seqMailboxes = "mailboxes"
+)
+
+// nextID takes the next row id of a table: never one a row had before.
+func (w *wtx) nextID(table string) (int64, error) {
+	c := w.seqs[table]
+	if c == nil {
+		c = &seqCounter{}
+		if err := w.QueryRow(sqlSequence, table).Scan(&c.next); err != nil {
+			return 0, fmt.Errorf("sequence %s: %w", table, err)
+		}
+		if w.seqs == nil {
+			w.seqs = map[string]*seqCounter{}
+		}
+		w.seqs[table] = c
+	}
+	prev := *c
+	w.undo = append(w.undo, func() { *c = prev })
+	id := c.next
+	c.next, c.changed = id+1, true
+	return id, nil
 }
 
 // nextUID takes the next UID and MODSEQ of a user's mailbox.
@@ -129,13 +182,15 @@ func (w *wtx) mailbox(user int64, name string) (*mailboxCounters, error) {
 	return mb, nil
 }
 
-// addUsed adds size to a user's used bytes and returns the new figure.
-func (w *wtx) addUsed(user, size int64) (int64, error) {
+// addUsed adds size to a user's used bytes and returns the new figure and
+// the quota in force (the user's own, else the store's default; 0 or less:
+// none).
+func (w *wtx) addUsed(user, size int64) (used, quota int64, err error) {
 	u := w.used[user]
 	if u == nil {
 		u = &usedCounter{}
-		if err := w.QueryRow(sqlUsed, user).Scan(&u.bytes); err != nil {
-			return 0, err
+		if err := w.QueryRow(sqlUsed, user).Scan(&u.bytes, &u.quota); err != nil {
+			return 0, 0, err
 		}
 		if w.used == nil {
 			w.used = map[int64]*usedCounter{}
@@ -145,7 +200,11 @@ func (w *wtx) addUsed(user, size int64) (int64, error) {
 	prev := *u
 	w.undo = append(w.undo, func() { *u = prev })
 	u.bytes, u.changed = u.bytes+size, true
-	return u.bytes, nil
+	quota = u.quota
+	if quota == 0 {
+		quota = w.defaultQuota
+	}
+	return u.bytes, quota, nil
 }
 
 // undoTo undoes the in-memory changes made since mark, newest first: the
@@ -173,6 +232,14 @@ func (w *wtx) flushCounters() error {
 				return err
 			}
 			u.changed = false
+		}
+	}
+	for name, c := range w.seqs {
+		if c.changed {
+			if _, err := w.Exec(sqlSetSequence, c.next, name); err != nil {
+				return err
+			}
+			c.changed = false
 		}
 	}
 	return nil

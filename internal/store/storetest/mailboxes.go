@@ -393,15 +393,23 @@ func testOpenMissing(t *testing.T, s store.Store) {
 
 func testAcceptOverQuota(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	alice, bob := addUser(t, s, "alice@a.example"), addUser(t, s, "bob@a.example")
 	body := textBody("quota")
+	size := int64(len(body) + len(inbox(store.User{Address: "alice@a.example"}).Prefix))
+	addDomain(t, s, "a.example")
+	quota := size + size/2 // room for one copy, not two
+	alice, err := s.AddUser(ctx, store.User{Address: "alice@a.example", QuotaBytes: quota})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if alice.Quota != quota {
+		t.Errorf("the new user's Quota = %d, want %d", alice.Quota, quota)
+	}
+	bob := addUser(t, s, "bob@a.example")
 	first := inbox(alice)
-	size := int64(len(body) + len(first.Prefix))
-	first.Quota = size + size/2 // room for one copy, not two
 	accept(t, s, message(body, "fits", first))
-	err := s.Accept(ctx, message(body, "too much", first, inbox(bob)))
+	err = s.Accept(ctx, message(body, "too much", first, inbox(bob)))
 	var qe *store.QuotaError
-	if !errors.As(err, &qe) || qe.UserID != alice.ID || qe.Used != size || qe.Quota != first.Quota || qe.Size != size {
+	if !errors.As(err, &qe) || qe.UserID != alice.ID || qe.Used != size || qe.Quota != quota || qe.Size != size {
 		t.Fatalf("Accept over quota = %v, want a QuotaError for alice", err)
 	}
 	if u, _ := s.User(ctx, alice.Address); u.UsedBytes != size {

@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, readTests()...)
 	tests = append(tests, credentialTests()...)
 	tests = append(tests, queueTests()...)
+	tests = append(tests, mailTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

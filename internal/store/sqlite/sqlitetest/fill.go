@@ -71,6 +71,12 @@ func AddDeferred(ctx context.Context, dir string, d Deferred) error {
 	if err := insertDeferred(ctx, tx, d); err != nil {
 		return fmt.Errorf("sqlitetest: %w", err)
 	}
+	// The store gives ids from its sequences: move them past the rows made.
+	for _, table := range []string{"messages", "queue"} {
+		if _, err := tx.ExecContext(ctx, `UPDATE sequences SET next = (SELECT coalesce(max(id), 0) + 1 FROM `+table+`) WHERE name = ?`, table); err != nil {
+			return fmt.Errorf("sqlitetest: %w", err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
@@ -86,7 +92,7 @@ func AddDeferred(ctx context.Context, dir string, d Deferred) error {
 // times the CPU.
 func insertDeferred(ctx context.Context, tx *sql.Tx, d Deferred) error {
 	var firstID int64
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) + 1 FROM messages`).Scan(&firstID); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT next FROM sequences WHERE name = 'messages'`).Scan(&firstID); err != nil {
 		return err
 	}
 	var msgs, entries [][]any
@@ -95,7 +101,7 @@ func insertDeferred(ctx context.Context, tx *sql.Tx, d Deferred) error {
 	received := d.Accepted.UnixNano()
 	prefix := store.NewQueueID()[:10] // its time part: IDs stay unique and sortable
 	for first, m := 0, 0; first < d.Entries; first, m = first+d.PerMessage, m+1 {
-		msgID := firstID + int64(m) // the rowid an INSERT without one gets
+		msgID := firstID + int64(m) // the ids the store would give, in turn
 		env := store.SMTPEnvelope{MailFrom: fmt.Sprintf("sender%d@example.test", m%100), Client: "192.0.2.1:40000"}
 		for j := first; j < min(first+d.PerMessage, d.Entries); j++ {
 			r := store.QueuedRecipient{Domain: fmt.Sprintf("d%d.example", j%d.Domains)}

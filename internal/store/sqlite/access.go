@@ -1,0 +1,379 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"mailroom/internal/store"
+)
+
+// MailboxState reads a mailbox's status and its messages' states in one
+// statement, so one snapshot.
+func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) (store.MailboxState, error) {
+	st := store.MailboxState{MailboxStatus: store.MailboxStatus{Name: mailbox}}
+	rows, err := s.query(ctx, `SELECT mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, mm.uid, mm.flags, mm.modseq, mm.size
+		FROM mailboxes mb LEFT JOIN mailbox_messages mm ON mm.mailbox_id = mb.id
+		WHERE mb.user_id = ? AND mb.name = ? ORDER BY mm.uid`, userID, mailbox)
+	if err != nil {
+		return st, fmt.Errorf("store: read mailbox %q: %w", mailbox, err)
+	}
+	defer rows.Close()
+	found := false
+	for rows.Next() {
+		var uid, modseq, size sql.NullInt64
+		var flags sql.NullString
+		if err := rows.Scan(&st.ID, &st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &uid, &flags, &modseq, &size); err != nil {
+			return st, fmt.Errorf("store: read mailbox %q: %w", mailbox, err)
+		}
+		found = true
+		if !uid.Valid {
+			continue // an empty mailbox
+		}
+		m := store.MessageState{UID: uint32(uid.Int64), Flags: strings.Fields(flags.String), ModSeq: modseq.Int64}
+		st.States = append(st.States, m)
+		st.Size += size.Int64
+		if !slices.Contains(m.Flags, store.FlagSeen) {
+			st.Unseen++
+		}
+		if slices.Contains(m.Flags, store.FlagDeleted) {
+			st.Deleted++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return st, fmt.Errorf("store: read mailbox %q: %w", mailbox, err)
+	}
+	if !found {
+		return st, fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound)
+	}
+	st.Messages = len(st.States)
+	return st, nil
+}
+
+// Changes returns what changed after sinceModSeq, in one statement.
+func (s *Store) Changes(ctx context.Context, userID int64, mailbox string, sinceModSeq int64) (store.Changes, error) {
+	c := store.Changes{MailboxStatus: store.MailboxStatus{Name: mailbox}}
+	rows, err := s.query(ctx, `WITH mb AS (SELECT id, uidvalidity, uidnext, highest_modseq FROM mailboxes WHERE user_id = ? AND name = ?)
+		SELECT 0, mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, (SELECT count(*) FROM mailbox_messages WHERE mailbox_id = mb.id), '' FROM mb
+		UNION ALL
+		SELECT 1, mm.uid, 0, 0, mm.modseq, 0, mm.flags FROM mailbox_messages mm, mb WHERE mm.mailbox_id = mb.id AND mm.modseq > ?
+		UNION ALL
+		SELECT 2, e.uid, 0, 0, e.modseq, 0, '' FROM expunged e, mb WHERE e.mailbox_id = mb.id AND e.modseq > ? AND ? > 0
+		ORDER BY 1, 2`, userID, mailbox, sinceModSeq, sinceModSeq, sinceModSeq)
+	if err != nil {
+		return c, fmt.Errorf("store: changes of %q: %w", mailbox, err)
+	}
+	defer rows.Close()
+	found := false
+	for rows.Next() {
+		var kind int
+		var a, b, cc, modseq, n int64
+		var flags string
+		if err := rows.Scan(&kind, &a, &b, &cc, &modseq, &n, &flags); err != nil {
+			return c, fmt.Errorf("store: changes of %q: %w", mailbox, err)
+		}
+		switch kind {
+		case 0:
+			found = true
+			c.ID, c.UIDValidity, c.UIDNext, c.HighestModSeq, c.Messages = a, uint32(b), uint32(cc), modseq, int(n)
+		case 1:
+			c.Changed = append(c.Changed, store.MessageState{UID: uint32(a), Flags: strings.Fields(flags), ModSeq: modseq})
+		case 2:
+			c.Vanished = append(c.Vanished, uint32(a))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return c, fmt.Errorf("store: changes of %q: %w", mailbox, err)
+	}
+	if !found {
+		return c, fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound)
+	}
+	return c, nil
+}
+
+// Summaries calls fn with what is known of each message of uids without
+// its body, in ascending UID order.
+func (s *Store) Summaries(ctx context.Context, userID int64, mailbox string, uids []uint32, fn func(store.MessageInfo) error) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	want := slices.Clone(uids)
+	slices.Sort(want)
+	rows, err := s.query(ctx, `SELECT mm.uid, m.queue_id, mm.internal_date, mm.size, mm.flags, mm.modseq, m.from_hdr, m.subject, m.summary, length(mm.prefix)
+		FROM mailboxes mb JOIN mailbox_messages mm ON mm.mailbox_id = mb.id JOIN messages m ON m.id = mm.message_id
+		WHERE mb.user_id = ? AND mb.name = ? AND mm.uid BETWEEN ? AND ? ORDER BY mm.uid`, userID, mailbox, want[0], want[len(want)-1])
+	if err != nil {
+		return fmt.Errorf("store: summaries of %q: %w", mailbox, err)
+	}
+	defer rows.Close()
+	i := 0
+	for rows.Next() {
+		mi := store.MessageInfo{UserID: userID, Mailbox: mailbox}
+		var date int64
+		var flags string
+		if err := rows.Scan(&mi.UID, &mi.QueueID, &date, &mi.Size, &flags, &mi.ModSeq, &mi.From, &mi.Subject, &mi.Summary, &mi.PrefixSize); err != nil {
+			return fmt.Errorf("store: summaries of %q: %w", mailbox, err)
+		}
+		for i < len(want) && want[i] < mi.UID {
+			i++
+		}
+		if i == len(want) {
+			break
+		}
+		if want[i] != mi.UID {
+			continue
+		}
+		mi.Date, mi.Flags = time.Unix(0, date), strings.Fields(flags)
+		if err := fn(mi); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// SaveSummary records the summary of a message stored without one.
+func (s *Store) SaveSummary(ctx context.Context, userID int64, mailbox string, uid uint32, summary []byte) error {
+	err := s.write(ctx, func(tx *wtx) error {
+		_, err := tx.Exec(`UPDATE messages SET summary = ? WHERE summary IS NULL AND id = (SELECT mm.message_id
+			FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id WHERE mb.user_id = ? AND mb.name = ? AND mm.uid = ?)`,
+			summary, userID, mailbox, uid)
+		return err
+	})
+	return mailErr("save summary", mailbox, err)
+}
+
+// Append stores messages in a mailbox atomically.
+func (s *Store) Append(ctx context.Context, userID int64, mailbox string, msgs []store.AppendMessage) (store.AppendResult, error) {
+	type staged struct {
+		inline []byte
+		file   string
+		size   int64
+	}
+	var st []staged
+	removeFiles := func() {
+		for _, b := range st {
+			if b.file != "" {
+				os.Remove(filepath.Join(s.dir, "blobs", b.file))
+			}
+		}
+	}
+	defer func() {
+		for _, b := range st {
+			releaseBody(b.inline)
+		}
+	}()
+	for _, m := range msgs {
+		inline, file, size, err := s.stageBody(m.Body, m.Size)
+		if err != nil {
+			removeFiles()
+			return store.AppendResult{}, mailErr("append to", mailbox, err)
+		}
+		st = append(st, staged{inline, file, size})
+	}
+	var res store.AppendResult
+	err := s.writeCounted(ctx, func(tx *wtx) error {
+		res = store.AppendResult{}
+		var used int64
+		for i, m := range msgs {
+			date := m.InternalDate
+			if date.IsZero() {
+				date = time.Now()
+			}
+			msgID, err := tx.nextID(seqMessages)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(sqlInsertMessage, msgID, store.NewQueueID(), date.UnixNano(), st[i].size, "{}",
+				m.From, m.Subject, st[i].inline, nullString(st[i].file), m.Summary); err != nil {
+				return err
+			}
+			var uid uint32
+			uid, used, err = insertCopyUID(tx, msgID, st[i].size, date, store.LocalTarget{UserID: userID, Mailbox: mailbox}, m.Flags)
+			if err != nil {
+				return err
+			}
+			res.UIDs = append(res.UIDs, uid)
+		}
+		mb, err := tx.mailbox(userID, mailbox)
+		if err != nil {
+			return err
+		}
+		tx.changed(userID, mb.id)
+		res.UIDValidity, err = uidValidity(tx, mb.id)
+		if err == nil {
+			tx.onCommit(func() { s.dircache.setUsed(userID, used) })
+		}
+		return err
+	})
+	if err != nil {
+		removeFiles()
+		return res, mailErr("append to", mailbox, err)
+	}
+	return res, nil
+}
+
+func uidValidity(tx *wtx, mailboxID int64) (uint32, error) {
+	var v uint32
+	err := tx.QueryRow(`SELECT uidvalidity FROM mailboxes WHERE id = ?`, mailboxID).Scan(&v)
+	return v, err
+}
+
+// SetFlags changes the flags of messages, each under the next MODSEQ.
+func (s *Store) SetFlags(ctx context.Context, userID int64, mailbox string, c store.FlagChange) (store.FlagResult, error) {
+	var res store.FlagResult
+	err := s.writeCounted(ctx, func(tx *wtx) error {
+		res = store.FlagResult{}
+		mb, err := tx.mailbox(userID, mailbox)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		for _, uid := range c.UIDs {
+			var flags string
+			var modseq int64
+			err := tx.QueryRow(`SELECT flags, modseq FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?`, mb.id, uid).Scan(&flags, &modseq)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if c.UnchangedSince > 0 && modseq > c.UnchangedSince {
+				res.Modified = append(res.Modified, uid)
+				continue
+			}
+			old := strings.Fields(flags)
+			now := applyFlags(old, c.Op, c.Flags)
+			if slices.Equal(old, now) {
+				continue
+			}
+			_, modseq, err = tx.nextModSeq(userID, mailbox)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(`UPDATE mailbox_messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
+				strings.Join(now, " "), modseq, mb.id, uid); err != nil {
+				return err
+			}
+			res.Changed = append(res.Changed, store.MessageState{UID: uid, Flags: now, ModSeq: modseq})
+		}
+		if len(res.Changed) > 0 {
+			tx.changed(userID, mb.id)
+		}
+		return nil
+	})
+	return res, mailErr("set flags in", mailbox, err)
+}
+
+// applyFlags returns the flags a message has after the operation; the
+// order of old flags is kept, new ones follow in the order given.
+func applyFlags(old []string, op store.FlagOp, flags []string) []string {
+	var out []string
+	switch op {
+	case store.FlagsReplace:
+		for _, f := range flags {
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	case store.FlagsAdd:
+		out = slices.Clone(old)
+		for _, f := range flags {
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	case store.FlagsRemove:
+		for _, f := range old {
+			if !slices.Contains(flags, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// Copy copies (or moves) messages to another mailbox of the user.
+func (s *Store) Copy(ctx context.Context, userID int64, from string, uids []uint32, to string, move bool) (store.CopyResult, error) {
+	var res store.CopyResult
+	err := s.writeCounted(ctx, func(tx *wtx) error {
+		res = store.CopyResult{}
+		src, err := tx.mailbox(userID, from)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("mailbox %q: %w", from, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		dst, err := tx.mailbox(userID, to)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("mailbox %q: %w", to, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		var expungeModSeq int64
+		var used int64
+		for _, uid := range uids {
+			var msgID, size, date int64
+			var prefix []byte
+			var flags string
+			err := tx.QueryRow(`SELECT message_id, size, internal_date, prefix, flags FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?`,
+				src.id, uid).Scan(&msgID, &size, &date, &prefix, &flags)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if move {
+				// Out of the source first, so that the quota counts the
+				// message once while it moves.
+				if expungeModSeq == 0 {
+					if _, expungeModSeq, err = tx.nextModSeq(userID, from); err != nil {
+						return err
+					}
+				}
+				if err := expungeOne(tx, src.id, uid, expungeModSeq); err != nil {
+					return err
+				}
+				if used, _, err = tx.addUsed(userID, -size); err != nil {
+					return err
+				}
+			}
+			t := store.LocalTarget{UserID: userID, Mailbox: to, Prefix: prefix}
+			newUID, u, err := insertCopyUID(tx, msgID, size-int64(len(prefix)), time.Unix(0, date), t, strings.Fields(flags))
+			if err != nil {
+				return err
+			}
+			used = u
+			res.From, res.To = append(res.From, uid), append(res.To, newUID)
+		}
+		if len(res.From) > 0 {
+			tx.changed(userID, 0)
+			tx.onCommit(func() { s.dircache.setUsed(userID, used) })
+		}
+		res.UIDValidity, err = uidValidity(tx, dst.id)
+		return err
+	})
+	return res, mailErr("copy from", from, err)
+}
+
+// expungeOne removes one message's row from a mailbox and leaves its
+// tombstone; the body stays (the caller copies it, or drops it with
+// deleteUnreferenced).
+func expungeOne(tx *wtx, mailboxID int64, uid uint32, modseq int64) error {
+	if _, err := tx.Exec(`DELETE FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?`, mailboxID, uid); err != nil {
+		return err
+	}
+	_, err := tx.Exec(`INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)`, mailboxID, uid, modseq)
+	return err
+}
