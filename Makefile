@@ -51,6 +51,8 @@ fuzz:
 	$(GO) test ./internal/downgrade -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/auth -run '^$$' -fuzz '^FuzzAuthenticate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/smtpclient -run '^$$' -fuzz '^FuzzReadReply$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/imapwire -run '^$$' -fuzz '^FuzzReadCommand$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/imapwire -run '^$$' -fuzz '^FuzzUTF7$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
 # The side-by-side benchmark against Postfix (bench/README.md): installs
 # what it needs, then runs bench/run.sh (as root, 45-60 minutes; its
