@@ -230,9 +230,6 @@ func (s *Store) SetFlags(ctx context.Context, userID int64, mailbox string, c st
 	err := s.writeCounted(ctx, func(tx *wtx) error {
 		res = store.FlagResult{}
 		mb, err := tx.mailbox(userID, mailbox)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound)
-		}
 		if err != nil {
 			return err
 		}
@@ -307,16 +304,10 @@ func (s *Store) Copy(ctx context.Context, userID int64, from string, uids []uint
 	err := s.writeCounted(ctx, func(tx *wtx) error {
 		res = store.CopyResult{}
 		src, err := tx.mailbox(userID, from)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("mailbox %q: %w", from, store.ErrNotFound)
-		}
 		if err != nil {
 			return err
 		}
 		dst, err := tx.mailbox(userID, to)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("mailbox %q: %w", to, store.ErrNotFound)
-		}
 		if err != nil {
 			return err
 		}

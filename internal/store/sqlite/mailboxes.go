@@ -94,9 +94,6 @@ func (s *Store) Expunge(ctx context.Context, userID int64, mailbox string, uids 
 		removed, files = removed[:0], nil
 		// One MODSEQ for everything this expunge removes (RFC 7162 3.2.10).
 		mboxID, modseq, err := tx.nextModSeq(userID, mailbox)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("mailbox %q of user %d: %w", mailbox, userID, store.ErrNotFound)
-		}
 		if err != nil {
 			return err
 		}
@@ -160,9 +157,6 @@ func insertCopy(tx *wtx, msgID, bodySize int64, received time.Time, t store.Loca
 // insertCopyUID is insertCopy, returning the UID taken too.
 func insertCopyUID(tx *wtx, msgID, bodySize int64, received time.Time, t store.LocalTarget, flags []string) (uint32, int64, error) {
 	mboxID, uid, modseq, err := tx.nextUID(t.UserID, t.Mailbox)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, 0, fmt.Errorf("mailbox %q of user %d: %w", t.Mailbox, t.UserID, store.ErrNotFound)
-	}
 	if err != nil {
 		return 0, 0, err
 	}

@@ -3,7 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+
+	"mailroom/internal/store"
 )
 
 // hotStatements are prepared once on the writer connection: every accepted
@@ -170,6 +173,9 @@ func (w *wtx) mailbox(user int64, name string) (*mailboxCounters, error) {
 	if mb == nil {
 		mb = &mailboxCounters{}
 		if err := w.QueryRow(sqlMailbox, user, name).Scan(&mb.id, &mb.uidnext, &mb.modseq); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("mailbox %q of user %d: %w", name, user, store.ErrNotFound)
+			}
 			return nil, err
 		}
 		if w.mailboxes == nil {
