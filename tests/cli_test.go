@@ -338,3 +338,48 @@ func usedBytes(t *testing.T, s *server, addr string) int64 {
 	t.Fatalf("%s is not in user list", addr)
 	return 0
 }
+
+// TestMailboxFolders: every user has INBOX and the special-use folders,
+// and the CLI shows them with their messages.
+func TestMailboxFolders(t *testing.T) {
+	s := newServer(t, "", "")
+	s.start()
+	c := s.dial()
+	c.cmd("EHLO folders.example", "250 ")
+	for _, subject := range []string{"one", "two"} {
+		c.sendMail("a@remote.example", []string{"alice@example.test"}, "Subject: "+subject+"\r\n\r\nx\r\n")
+	}
+	var folders []struct {
+		Name       string `json:"name"`
+		SpecialUse string `json:"special_use"`
+		Messages   int    `json:"messages"`
+		Unseen     int    `json:"unseen"`
+		Size       int64  `json:"size"`
+		Subscribed bool   `json:"subscribed"`
+	}
+	if err := json.Unmarshal([]byte(s.cli("mailbox", "folders", "alice@example.test", "--json")), &folders); err != nil {
+		t.Fatal(err)
+	}
+	uses := map[string]string{}
+	for _, f := range folders {
+		uses[f.Name] = f.SpecialUse
+		if !f.Subscribed {
+			t.Errorf("%s is not subscribed", f.Name)
+		}
+		if f.Name == "INBOX" && (f.Messages != 2 || f.Unseen != 2 || f.Size == 0) {
+			t.Errorf("INBOX: %+v, want 2 messages, 2 unseen", f)
+		}
+	}
+	want := map[string]string{"INBOX": "", "Drafts": `\Drafts`, "Sent": `\Sent`, "Junk": `\Junk`, "Trash": `\Trash`, "Archive": `\Archive`}
+	if len(uses) != len(want) {
+		t.Errorf("folders %v, want %v", uses, want)
+	}
+	for name, use := range want {
+		if got, ok := uses[name]; !ok || got != use {
+			t.Errorf("%s: %q (present %v), want %q", name, got, ok, use)
+		}
+	}
+	if out := s.cli("mailbox", "folders", "alice@example.test"); !strings.Contains(out, "FOLDER") || !strings.Contains(out, `\Sent`) {
+		t.Errorf("the table:\n%s", out)
+	}
+}

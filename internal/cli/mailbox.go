@@ -82,7 +82,53 @@ func (a *app) mailboxCommand() *cobra.Command {
 				return err
 			})
 		}}
-	cmd.AddCommand(list, cat, a.mailboxDeleteCommand())
+	cmd.AddCommand(list, cat, a.mailboxDeleteCommand(), a.mailboxFoldersCommand())
+	return cmd
+}
+
+// listedFolder is one row of "mailbox folders --json" (a public contract).
+type listedFolder struct {
+	Name       string `json:"name"`
+	SpecialUse string `json:"special_use,omitempty"`
+	Messages   int    `json:"messages"`
+	Unseen     int    `json:"unseen"`
+	Size       int64  `json:"size"`
+	Subscribed bool   `json:"subscribed"`
+}
+
+func (a *app) mailboxFoldersCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{Use: "folders ADDRESS", Short: "List a user's folders (mailboxes) with their messages", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				u, err := a.lookupUser(ctx, st, args[0])
+				if err != nil {
+					return err
+				}
+				mbs, err := st.ListMailboxes(ctx, u.ID)
+				if err != nil {
+					return err
+				}
+				out := []listedFolder{}
+				for _, mb := range mbs {
+					status, err := st.MailboxStatus(ctx, u.ID, mb.Name)
+					if err != nil {
+						return err
+					}
+					out = append(out, listedFolder{Name: mb.Name, SpecialUse: mb.SpecialUse, Messages: status.Messages,
+						Unseen: status.Unseen, Size: status.Size, Subscribed: mb.Subscribed})
+				}
+				return printList(a, asJSON, out, "FOLDER\tUSE\tMESSAGES\tUNSEEN\tSIZE\tSUBSCRIBED", func(f listedFolder) []string {
+					sub := "no"
+					if f.Subscribed {
+						sub = "yes"
+					}
+					return []string{clip(f.Name, 40), f.SpecialUse, strconv.Itoa(f.Messages), strconv.Itoa(f.Unseen),
+						strconv.FormatInt(f.Size, 10), sub}
+				})
+			})
+		}}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
