@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test ./internal/smtpclient -run '^$$' -fuzz '^FuzzReadReply$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/imapwire -run '^$$' -fuzz '^FuzzReadCommand$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/imapwire -run '^$$' -fuzz '^FuzzUTF7$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/message -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
 # The side-by-side benchmark against Postfix (bench/README.md): installs
 # what it needs, then runs bench/run.sh (as root, 45-60 minutes; its

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mailroom/internal/mapped"
+	"mailroom/internal/message"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -60,7 +62,7 @@ func Needed(r io.Reader) (bool, error) {
 // incomplete and must be discarded.
 func Convert(w io.Writer, msg io.Reader) error {
 	if f, ok := msg.(*os.File); ok {
-		data, unmap, err := mapFile(f)
+		data, unmap, err := mapped.File(f)
 		if err != nil {
 			return fmt.Errorf("downgrade: map message: %w", err)
 		}
@@ -176,8 +178,8 @@ func (c *converter) entity(e []byte, s scope) error {
 	}
 	switch {
 	case multipart:
-		if b, ok := boundary(params); ok {
-			if ds := findDelims(h.body, b); len(ds) > 0 {
+		if b, ok := message.Boundary(params["boundary"]); ok {
+			if ds := message.FindDelims(h.body, b); len(ds) > 0 {
 				return c.multipart(h, b, ds, mt == "multipart/digest", s)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"io"
+	"mailroom/internal/mapped"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -119,7 +120,7 @@ func TestConvertFileFromItsOffset(t *testing.T) {
 // A file cut short under its mapping is an error, not a crash.
 func TestConvertFileCutShort(t *testing.T) {
 	f := bigMessage(t, 1<<20)
-	data, unmap, err := mapFile(f)
+	data, unmap, err := mapped.File(f)
 	if err != nil {
 		t.Fatal(err)
 	}

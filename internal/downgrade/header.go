@@ -131,22 +131,6 @@ func (h *header) contentType(digest bool) (string, map[string]string) {
 	return mt, params
 }
 
-// boundary returns the multipart boundary if it is one that fits on a
-// delimiter line: printable US-ASCII, not ending in a space. RFC 2046 5.1.1
-// allows fewer characters and at most 70; longer ones are seen in the wild.
-func boundary(params map[string]string) (string, bool) {
-	b := params["boundary"]
-	if b == "" || len(b) > 998-4 || strings.HasSuffix(b, " ") {
-		return "", false
-	}
-	for i := 0; i < len(b); i++ {
-		if b[i] < ' ' || b[i] > '~' {
-			return "", false
-		}
-	}
-	return b, true
-}
-
 // writeHeader writes the header block with the changes, and the empty line
 // that ends it.
 func (c *converter) writeHeader(h *header, ch changes) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mailroom/internal/message"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
@@ -75,7 +76,7 @@ func refWalk(h textproto.MIMEHeader, body io.Reader, digest bool, depth int, out
 		}
 		return refWalk(textproto.MIMEHeader(m.Header), m.Body, false, depth+1, out)
 	case container:
-		b, ok := boundary(params)
+		b, ok := message.Boundary(params["boundary"])
 		if !ok {
 			return fmt.Errorf("no usable boundary in %v", params)
 		}

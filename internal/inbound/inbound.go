@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"mailroom/internal/message"
 	"mailroom/internal/sendlimit"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
@@ -263,6 +264,9 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: deliveryPrefix(env.From, u.Address)})
 		}
 	}
+	if len(m.Local) > 0 {
+		m.Summary = b.summary(msg, int64(len(top)))
+	}
 	// The quota is checked where the copy is counted, in the store's
 	// transaction: two sessions cannot both squeeze into the last space.
 	if err := b.store.Accept(ctx, m); err != nil {
@@ -282,6 +286,22 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 		b.reportDelivered(ctx, env, now, io.MultiReader(strings.NewReader(top), msg.Reader()), m.Size)
 	}
 	return nil
+}
+
+// summary parses the structure of a message for its mailbox copies (IMAP
+// reads it instead of the message), n octets of fields written in front
+// of it; nil when the message cannot be mapped, and IMAP computes it on
+// first use.
+func (b *Backend) summary(msg *spool.Spool, n int64) []byte {
+	data, unmap, err := msg.Map()
+	if err != nil {
+		b.log.Warn("parsing a message's structure (it is done again when IMAP reads it)", "err", err)
+		return nil
+	}
+	defer unmap()
+	root := message.Parse(data)
+	root.Prefixed(n)
+	return message.Encode(root)
 }
 
 // SetQueueNotifier sets what to call when a message entered the outbound

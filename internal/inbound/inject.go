@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"mailroom/internal/message"
 	"mailroom/internal/smtp"
 	"mailroom/internal/store"
 )
@@ -53,6 +54,7 @@ func (b *Backend) Inject(ctx context.Context, to string, body []byte, internatio
 		for _, u := range users {
 			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: deliveryPrefix(smtp.Address{}, u.Address)})
 		}
+		m.Summary = message.Encode(message.Parse(full))
 	} else {
 		m.Remote = []store.QueuedRecipient{{Address: addr.String(), Domain: strings.ToLower(addr.Domain)}}
 	}

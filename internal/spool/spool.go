@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"mailroom/internal/mapped"
 	"os"
 	"sync"
 )
@@ -111,4 +112,25 @@ func (s *Spool) releaseBuf() {
 		}
 		s.buf = nil
 	}
+}
+
+// Map returns the whole content as one slice: the buffer when it is in
+// memory, else the file mapped read-only (package mapped), with the function
+// that releases it. Writes must not follow until it is released.
+func (s *Spool) Map() ([]byte, func(), error) {
+	if s.file == nil {
+		return s.Bytes(), func() {}, nil
+	}
+	if _, err := s.file.Seek(0, io.SeekStart); err != nil {
+		return nil, nil, fmt.Errorf("spool: %w", err)
+	}
+	b, unmap, err := mapped.File(s.file)
+	if _, serr := s.file.Seek(0, io.SeekEnd); err == nil && serr != nil {
+		unmap()
+		return nil, nil, fmt.Errorf("spool: %w", serr)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("spool: %w", err)
+	}
+	return b, unmap, nil
 }

@@ -63,3 +63,21 @@ func TestSpoolReportsFileErrors(t *testing.T) {
 		t.Error("a spool that cannot create its file did not report it")
 	}
 }
+
+func TestSpoolMap(t *testing.T) {
+	for _, size := range []int{10, 100 << 10} {
+		s := New(t.TempDir(), 1024)
+		want := bytes.Repeat([]byte("0123456789"), size/10)
+		s.Write(want[:len(want)/2])
+		s.Write(want[len(want)/2:])
+		b, unmap, err := s.Map()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, want) {
+			t.Errorf("size %d: mapped %d octets, not what was written", size, len(b))
+		}
+		unmap()
+		s.Close()
+	}
+}

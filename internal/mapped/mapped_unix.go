@@ -1,6 +1,6 @@
 //go:build unix
 
-package downgrade
+package mapped
 
 import (
 	"fmt"
@@ -9,10 +9,10 @@ import (
 	"syscall"
 )
 
-// mapFile maps f read-only and returns the mapping from f's offset to its
+// File maps f read-only and returns the mapping from f's offset to its
 // end, and the function that removes it. Nothing left to read gives an
 // empty slice and nothing to remove.
-func mapFile(f *os.File) ([]byte, func(), error) {
+func File(f *os.File) ([]byte, func(), error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, nil, err
