@@ -42,17 +42,18 @@ func TestMain(m *testing.M) {
 
 // server is one running mailroom.
 type server struct {
-	t       *testing.T
-	dir     string
-	config  string
-	addr    string // smtp (MX)
-	subAddr string // submission (STARTTLS)
-	tlsAddr string // submissions (implicit TLS)
-	cmd     *exec.Cmd
-	mu      sync.Mutex
-	stderr  bytes.Buffer
-	stdout  bytes.Buffer
-	exited  chan struct{}
+	t                   *testing.T
+	dir                 string
+	config              string
+	addr                string // smtp (MX)
+	subAddr             string // submission (STARTTLS)
+	tlsAddr             string // submissions (implicit TLS)
+	imapAddr, imapsAddr string
+	cmd                 *exec.Cmd
+	mu                  sync.Mutex
+	stderr              bytes.Buffer
+	stdout              bytes.Buffer
+	exited              chan struct{}
 	// serveArgs are added to "mailroom serve".
 	serveArgs []string
 	// the extra configuration of the last writeConfig
@@ -92,7 +93,7 @@ func freeAddr(t *testing.T) string {
 // with users alice and bob. It does not start the server.
 func newServer(t *testing.T, extraSMTP string, extraTables string) *server {
 	t.Helper()
-	s := &server{t: t, dir: t.TempDir(), addr: freeAddr(t), subAddr: freeAddr(t), tlsAddr: freeAddr(t)}
+	s := &server{t: t, dir: t.TempDir(), addr: freeAddr(t), subAddr: freeAddr(t), tlsAddr: freeAddr(t), imapAddr: freeAddr(t), imapsAddr: freeAddr(t)}
 	s.config = filepath.Join(s.dir, "mailroom.toml")
 	s.writeConfig(extraSMTP, extraTables)
 	s.cli("domain", "add", "example.test")
@@ -104,6 +105,10 @@ func newServer(t *testing.T, extraSMTP string, extraTables string) *server {
 
 func (s *server) writeConfig(extraSMTP, extraTables string) {
 	s.extraSMTP, s.extraTables = extraSMTP, extraTables
+	imaps := s.imapsAddr
+	if s.tlsAddr == "" {
+		imaps = "" // a test without implicit TLS has no certificate for it
+	}
 	cfg := fmt.Sprintf(`hostname = "mx.example.test"
 data_dir = %q
 shutdown_timeout = "10s"
@@ -112,12 +117,14 @@ shutdown_timeout = "10s"
 smtp = [%q]
 submission = [%s]
 submissions = [%s]
+imap = [%s]
+imaps = [%s]
 
 [smtp]
 %s
 
 %s
-`, filepath.Join(s.dir, "data"), s.addr, quoted(s.subAddr), quoted(s.tlsAddr), extraSMTP, extraTables+noDNS(extraTables))
+`, filepath.Join(s.dir, "data"), s.addr, quoted(s.subAddr), quoted(s.tlsAddr), quoted(s.imapAddr), quoted(imaps), extraSMTP, extraTables+noDNS(extraTables))
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		s.t.Fatal(err)
 	}
@@ -132,7 +139,7 @@ func (s *server) start() {
 		}
 		// A port picked by freeAddr was taken by another process before the
 		// server bound it: pick new loopback ports and try again.
-		for _, a := range []*string{&s.addr, &s.subAddr, &s.tlsAddr} {
+		for _, a := range []*string{&s.addr, &s.subAddr, &s.tlsAddr, &s.imapAddr, &s.imapsAddr} {
 			if strings.HasPrefix(*a, "127.0.0.1:") {
 				*a = freeAddr(s.t)
 			}
@@ -162,7 +169,14 @@ func (s *server) startOnce(retry bool) bool {
 		c, err := net.DialTimeout("tcp", s.addr, time.Second)
 		if err == nil {
 			c.Close()
-			return true
+			// IMAP is bound after SMTP: wait for it too.
+			if s.imapAddr == "" {
+				return true
+			}
+			if c, err = net.DialTimeout("tcp", s.imapAddr, time.Second); err == nil {
+				c.Close()
+				return true
+			}
 		}
 		select {
 		case <-s.exited:

@@ -35,6 +35,7 @@ type Config struct {
 	Auth       Auth       `toml:"auth"`
 	SMTP       SMTP       `toml:"smtp"`
 	Submission Submission `toml:"submission"`
+	IMAP       IMAP       `toml:"imap"`
 	TLS        TLS        `toml:"tls"`
 	Mailbox    Mailbox    `toml:"mailbox"`
 	DNS        DNS        `toml:"dns"`
@@ -51,6 +52,9 @@ type Listen struct {
 	Submission []HostPort `toml:"submission"`
 	// Submissions is submission over implicit TLS (RFC 8314, 465).
 	Submissions []HostPort `toml:"submissions"`
+	// IMAP (143, STARTTLS) and IMAPS (993, implicit TLS, RFC 8314).
+	IMAP  []HostPort `toml:"imap"`
+	IMAPS []HostPort `toml:"imaps"`
 }
 
 // Store configures the store under data_dir.
@@ -150,6 +154,15 @@ type Submission struct {
 	MaxMessagesPerDay    int `toml:"max_messages_per_day"`
 	MaxRecipientsPerHour int `toml:"max_recipients_per_hour"`
 	MaxRecipientsPerDay  int `toml:"max_recipients_per_day"`
+}
+
+// IMAP configures the IMAP listeners.
+type IMAP struct {
+	// MaxConnections and MaxConnectionsPerClient bound each IMAP listener's
+	// connections (143 and 993 each have their own). Mail clients hold
+	// several connections each, and phones one per folder they watch.
+	MaxConnections          int `toml:"max_connections"`
+	MaxConnectionsPerClient int `toml:"max_connections_per_client"`
 }
 
 // TLS configures certificates for STARTTLS.
@@ -309,6 +322,7 @@ func Default() *Config {
 			SubaddressSeparator:     "+",
 			MaxHops:                 50,
 		},
+		IMAP: IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
 		Submission: Submission{MaxConnections: 500, MaxConnectionsPerClient: 20,
 			MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
 		TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second), HandshakeTimeout: Duration(10 * time.Second),
@@ -336,6 +350,8 @@ func Dev() *Config {
 	c := Default()
 	c.Listen.Submission = []HostPort{{"127.0.0.1:2587"}}
 	c.Listen.Submissions = []HostPort{{"127.0.0.1:2465"}}
+	c.Listen.IMAP = []HostPort{{"127.0.0.1:2143"}}
+	c.Listen.IMAPS = []HostPort{{"127.0.0.1:2993"}}
 	return c
 }
 
@@ -499,6 +515,8 @@ func (c *Config) validate() error {
 		{s.MaxConnectionsPerClient >= 1, "smtp.max_connections_per_client: must be at least 1"},
 		{c.Submission.MaxConnections >= 1, "submission.max_connections: must be at least 1"},
 		{c.Submission.MaxConnectionsPerClient >= 1, "submission.max_connections_per_client: must be at least 1"},
+		{c.IMAP.MaxConnections >= 1, "imap.max_connections: must be at least 1"},
+		{c.IMAP.MaxConnectionsPerClient >= 1, "imap.max_connections_per_client: must be at least 1"},
 		{c.Clients.IPv4Prefix >= 8 && c.Clients.IPv4Prefix <= 32, "clients.ipv4_prefix: must be from 8 to 32 (32: one address)"},
 		{c.Clients.IPv6Prefix >= 16 && c.Clients.IPv6Prefix <= 128, "clients.ipv6_prefix: must be from 16 to 128 (64: one host's usual block)"},
 		{s.MaxSessionTime.D() >= time.Minute, "smtp.max_session_time: must be at least 1m"},
@@ -532,7 +550,8 @@ func (c *Config) validate() error {
 		{c.Log.Format == "text" || c.Log.Format == "json", `log.format: must be "text" or "json"`},
 		{validLevel(c.Log.Level), `log.level: must be "debug", "info", "warn" or "error"`},
 	}
-	for name, l := range map[string][]HostPort{"smtp": c.Listen.SMTP, "submission": c.Listen.Submission, "submissions": c.Listen.Submissions} {
+	for name, l := range map[string][]HostPort{"smtp": c.Listen.SMTP, "submission": c.Listen.Submission, "submissions": c.Listen.Submissions,
+		"imap": c.Listen.IMAP, "imaps": c.Listen.IMAPS} {
 		if slices.Contains(l, HostPort{}) {
 			return fmt.Errorf(`listen.%s: an empty address: write it like "127.0.0.1:25"`, name)
 		}

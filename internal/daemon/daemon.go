@@ -127,9 +127,15 @@ func Run(ctx context.Context, opts Options) error {
 		}()
 		log.Info("listening", "service", l.mode.String(), "addr", l.Addr().String())
 	}
-	printBanner(opts.Stdout, cfg, listeners, &cs, dev)
+	imap, err := startIMAP(cfg, st, logins, smtpCfg.TLS, spoolDir, log)
+	if err != nil {
+		srv.Shutdown(context.Background())
+		wg.Wait()
+		return err
+	}
+	printBanner(opts.Stdout, cfg, listeners, imap.bound, &cs, dev)
 
-	rt := &running{srv: srv, services: services, store: st, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log}
+	rt := &running{srv: srv, services: services, imap: imap, store: st, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -147,10 +153,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	sctx, cancelShutdown := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
 	defer cancelShutdown()
+	var imapDone sync.WaitGroup
+	imapDone.Go(func() { imap.shutdown(sctx, log) })
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("sessions still open at the shutdown deadline were closed", "err", err)
 	}
 	wg.Wait()
+	imapDone.Wait()
 	log.Info("stopped")
 	return nil
 }

@@ -100,7 +100,7 @@ func RandomPassword() string {
 }
 
 // printBanner tells the operator what runs where and how to send a first message.
-func printBanner(w io.Writer, cfg *config.Config, ls []boundSocket, cs *certs.Store, dev *devSetup) {
+func printBanner(w io.Writer, cfg *config.Config, ls []boundSocket, imap []imapSocket, cs *certs.Store, dev *devSetup) {
 	if w == nil {
 		return
 	}
@@ -111,6 +111,13 @@ func printBanner(w io.Writer, cfg *config.Config, ls []boundSocket, cs *certs.St
 		fmt.Fprintf(&b, "  %-12s %s\n", l.mode, l.Addr())
 		if first[l.mode] == "" {
 			first[l.mode] = l.Addr().String()
+		}
+	}
+	firstIMAP := map[string]string{}
+	for _, l := range imap {
+		fmt.Fprintf(&b, "  %-12s %s\n", l.service, l.Addr())
+		if firstIMAP[l.service] == "" {
+			firstIMAP[l.service] = l.Addr().String()
 		}
 	}
 	if fp := cs.Fingerprint(); fp != "" {
@@ -135,5 +142,8 @@ func printBanner(w io.Writer, cfg *config.Config, ls []boundSocket, cs *certs.St
 		fmt.Fprintf(&b, "Send as %s through submission:\n  swaks --server %s --tls -au %s -ap %s --from %s --to %s\n", DevUser, sub, DevUser, dev.password, DevUser, DevUser)
 	}
 	fmt.Fprintf(&b, "Read it:\n  mailroom mailbox list %s\n", DevUser)
+	if imaps := firstIMAP["imaps"]; imaps != "" && dev.password != "" {
+		fmt.Fprintf(&b, "  or over IMAP: curl -k --user %s:%s 'imaps://%s/INBOX;UID=1'\n", DevUser, dev.password, imaps)
+	}
 	io.WriteString(w, b.String())
 }

@@ -378,3 +378,7 @@ func isAtomChar(c byte) bool {
 
 // isAStringChar: ATOM-CHAR or "]".
 func isAStringChar(c byte) bool { return isAtomChar(c) || c == ']' }
+
+// Map returns the literal's octets as one slice (mapped from its file when
+// large; see spool.Spool.Map) and the function that releases it.
+func (l *Literal) Map() ([]byte, func(), error) { return l.data.Map() }

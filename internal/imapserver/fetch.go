@@ -1,0 +1,434 @@
+package imapserver
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"mailroom/internal/imapwire"
+	"mailroom/internal/message"
+	"mailroom/internal/store"
+)
+
+func init() {
+	commands["FETCH"] = command{states: stateSelected, run: cmdFetch, noExpunge: true}
+	commands["UID FETCH"] = command{states: stateSelected, run: cmdFetch}
+}
+
+// fetchItem is one data item of FETCH.
+type fetchItem struct {
+	name    string // UID, FLAGS, INTERNALDATE, RFC822.SIZE, ENVELOPE, BODYSTRUCTURE, BODY, MODSEQ, or SECTION
+	peek    bool
+	section []int
+	spec    string // "", HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT, TEXT, MIME
+	fields  []string
+	partial bool
+	start   int64
+	length  int64
+	label   string // as written in the response
+}
+
+func (it fetchItem) needsBody() bool { return it.name == "SECTION" }
+func (it fetchItem) needsInfo() bool {
+	return it.name != "UID" && it.name != "FLAGS" && it.name != "MODSEQ"
+}
+func (it fetchItem) setsSeen() bool { return it.name == "SECTION" && !it.peek }
+
+func cmdFetch(s *session, name string, p *imapwire.Parser) error {
+	byUID := name == "UID FETCH"
+	if err := p.SP(); err != nil {
+		return err
+	}
+	set, err := p.SeqSet()
+	if err != nil {
+		return err
+	}
+	if err := p.SP(); err != nil {
+		return err
+	}
+	items, err := parseFetchItems(p)
+	if err != nil {
+		return err
+	}
+	if err := p.End(); err != nil {
+		return err
+	}
+	if byUID && !slices.ContainsFunc(items, func(it fetchItem) bool { return it.name == "UID" }) {
+		items = append([]fetchItem{{name: "UID", label: "UID"}}, items...)
+	}
+	idx, err := s.resolve(set, byUID)
+	if err != nil {
+		return err
+	}
+	return s.fetch(idx, items)
+}
+
+// parseFetchItems reads a macro, one item, or a parenthesized list.
+func parseFetchItems(p *imapwire.Parser) ([]fetchItem, error) {
+	for macro, list := range map[string][]string{
+		"ALL":  {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"},
+		"FAST": {"FLAGS", "INTERNALDATE", "RFC822.SIZE"},
+		"FULL": {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"},
+	} {
+		if p.Take(macro) {
+			var items []fetchItem
+			for _, n := range list {
+				items = append(items, fetchItem{name: n, label: n})
+			}
+			return items, nil
+		}
+	}
+	if !p.Take("(") {
+		it, err := parseFetchItem(p)
+		return []fetchItem{it}, err
+	}
+	var items []fetchItem
+	for !p.Take(")") {
+		if len(items) > 0 {
+			if err := p.SP(); err != nil {
+				return nil, err
+			}
+		}
+		it, err := parseFetchItem(p)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, it)
+		if len(items) > 100 {
+			return nil, bad("Too many FETCH items")
+		}
+	}
+	return items, nil
+}
+
+func parseFetchItem(p *imapwire.Parser) (fetchItem, error) {
+	switch {
+	case p.Take("BODY.PEEK["):
+		return parseSection(p, fetchItem{name: "SECTION", peek: true})
+	case p.Take("BODY["):
+		return parseSection(p, fetchItem{name: "SECTION"})
+	case p.Take("BODYSTRUCTURE"):
+		return fetchItem{name: "BODYSTRUCTURE", label: "BODYSTRUCTURE"}, nil
+	case p.Take("RFC822.HEADER"):
+		return fetchItem{name: "SECTION", peek: true, spec: "HEADER", label: "RFC822.HEADER"}, nil
+	case p.Take("RFC822.TEXT"):
+		return fetchItem{name: "SECTION", spec: "TEXT", label: "RFC822.TEXT"}, nil
+	case p.Take("RFC822.SIZE"):
+		return fetchItem{name: "RFC822.SIZE", label: "RFC822.SIZE"}, nil
+	case p.Take("RFC822"):
+		return fetchItem{name: "SECTION", label: "RFC822"}, nil
+	case p.Take("BODY"):
+		return fetchItem{name: "BODY", label: "BODY"}, nil
+	}
+	a, err := p.Atom()
+	if err != nil {
+		return fetchItem{}, bad("Expected a FETCH item")
+	}
+	switch n := strings.ToUpper(a); n {
+	case "UID", "FLAGS", "INTERNALDATE", "ENVELOPE", "MODSEQ":
+		return fetchItem{name: n, label: n}, nil
+	}
+	return fetchItem{}, bad("Unknown FETCH item %s", clipName(a))
+}
+
+// parseSection reads a section spec after "BODY[" and the partial.
+func parseSection(p *imapwire.Parser, it fetchItem) (fetchItem, error) {
+	var label strings.Builder
+	label.WriteString("BODY[")
+	for {
+		if c := p.Peek(); c < '0' || c > '9' {
+			break
+		}
+		n, err := p.Number()
+		if err != nil || n == 0 {
+			return it, bad("Section part numbers start at 1")
+		}
+		it.section = append(it.section, int(n))
+		fmt.Fprintf(&label, "%d", n)
+		if !p.Take(".") {
+			break
+		}
+		label.WriteByte('.')
+	}
+	for _, spec := range []string{"HEADER.FIELDS.NOT", "HEADER.FIELDS", "HEADER", "TEXT", "MIME"} {
+		if p.Take(spec) {
+			it.spec = spec
+			label.WriteString(spec)
+			break
+		}
+	}
+	if it.spec == "MIME" && len(it.section) == 0 {
+		return it, bad("MIME needs a part number")
+	}
+	if strings.HasPrefix(it.spec, "HEADER.FIELDS") {
+		if err := p.Expect(" ("); err != nil {
+			return it, err
+		}
+		label.WriteString(" (")
+		for i := 0; !p.Take(")"); i++ {
+			if i > 0 {
+				if err := p.SP(); err != nil {
+					return it, err
+				}
+				label.WriteByte(' ')
+			}
+			f, err := p.AString()
+			if err != nil {
+				return it, err
+			}
+			it.fields = append(it.fields, strings.ToLower(f))
+			label.WriteString(strings.ToUpper(f))
+		}
+		label.WriteByte(')')
+		if len(it.fields) == 0 {
+			return it, bad("HEADER.FIELDS needs at least one field name")
+		}
+	}
+	if err := p.Expect("]"); err != nil {
+		return it, err
+	}
+	label.WriteByte(']')
+	if p.Take("<") {
+		start, err := p.Number()
+		if err != nil {
+			return it, err
+		}
+		if err := p.Expect("."); err != nil {
+			return it, err
+		}
+		length, err := p.Number()
+		if err != nil || length == 0 {
+			return it, bad("A partial fetch needs a length above 0")
+		}
+		if err := p.Expect(">"); err != nil {
+			return it, err
+		}
+		it.partial, it.start, it.length = true, int64(start), int64(length)
+		fmt.Fprintf(&label, "<%d>", start)
+	}
+	it.label = label.String()
+	return it, nil
+}
+
+// fetch writes the FETCH responses of the messages at idx.
+func (s *session) fetch(idx []int, items []fetchItem) error {
+	sel := s.sel
+	var needInfo, needBody, seen bool
+	for _, it := range items {
+		needInfo = needInfo || it.needsInfo()
+		needBody = needBody || it.needsBody()
+		seen = seen || (it.setsSeen() && !sel.readOnly)
+	}
+	// Reading a body sets \Seen (RFC 9051 6.4.5), before the responses,
+	// so that they show it.
+	flagsChanged := map[uint32]bool{}
+	if seen {
+		var uids []uint32
+		for _, i := range idx {
+			if !slices.Contains(sel.msgs[i].Flags, store.FlagSeen) {
+				uids = append(uids, sel.msgs[i].UID)
+			}
+		}
+		if len(uids) > 0 {
+			res, err := s.srv.store.SetFlags(s.ctx(), s.user.ID, sel.name, store.FlagChange{UIDs: uids, Op: store.FlagsAdd, Flags: []string{store.FlagSeen}})
+			if err != nil {
+				return err
+			}
+			s.applyOwnFlags(res.Changed)
+			for _, m := range res.Changed {
+				flagsChanged[m.UID] = true
+			}
+		}
+	}
+	infos := map[uint32]store.MessageInfo{}
+	if needInfo {
+		uids := make([]uint32, len(idx))
+		for k, i := range idx {
+			uids[k] = sel.msgs[i].UID
+		}
+		err := s.srv.store.Summaries(s.ctx(), s.user.ID, sel.name, uids, func(mi store.MessageInfo) error {
+			infos[mi.UID] = mi
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, i := range idx {
+		m := sel.msgs[i]
+		info, ok := infos[m.UID]
+		if needInfo && !ok {
+			continue // expunged by another session meanwhile
+		}
+		if err := s.fetchOne(i+1, m, info, items, needBody, flagsChanged[m.UID]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchOne writes one message's FETCH response.
+func (s *session) fetchOne(seq int, m store.MessageState, info store.MessageInfo, items []fetchItem, needBody, addFlags bool) error {
+	var raw []byte
+	var root *message.Part
+	if needBody || slices.ContainsFunc(items, func(it fetchItem) bool {
+		return it.name == "ENVELOPE" || it.name == "BODY" || it.name == "BODYSTRUCTURE"
+	}) {
+		var err error
+		if root, raw, err = s.structure(info, needBody); err != nil {
+			return err
+		}
+	}
+	b := []byte("* " + strconv.Itoa(seq) + " FETCH (")
+	wroteFlags := false
+	for k, it := range items {
+		if k > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, it.label...)
+		b = append(b, ' ')
+		switch it.name {
+		case "UID":
+			b = strconv.AppendUint(b, uint64(m.UID), 10)
+		case "FLAGS":
+			b = append(b, '(')
+			b = append(b, strings.Join(m.Flags, " ")...)
+			b = append(b, ')')
+			wroteFlags = true
+		case "MODSEQ":
+			b = append(b, '(')
+			b = strconv.AppendInt(b, m.ModSeq, 10)
+			b = append(b, ')')
+		case "INTERNALDATE":
+			b = append(b, '"')
+			b = append(b, info.Date.Format("02-Jan-2006 15:04:05 -0700")...)
+			b = append(b, '"')
+		case "RFC822.SIZE":
+			b = strconv.AppendInt(b, info.Size, 10)
+		case "ENVELOPE":
+			b = s.envelope(b, root.Envelope)
+		case "BODYSTRUCTURE":
+			b = s.bodyStructure(b, root, true)
+		case "BODY":
+			b = s.bodyStructure(b, root, false)
+		case "SECTION":
+			data := sectionData(raw, root, it)
+			if it.partial {
+				if it.start >= int64(len(data)) {
+					data = nil
+				} else {
+					data = data[it.start:min(int64(len(data)), it.start+it.length)]
+				}
+			}
+			b = imapwire.AppendLiteralHeader(b, int64(len(data)), false)
+			b = append(b, data...)
+		}
+	}
+	if addFlags && !wroteFlags {
+		b = append(b, " FLAGS ("...)
+		b = append(b, strings.Join(m.Flags, " ")...)
+		b = append(b, ')')
+	}
+	b = append(b, ")\r\n"...)
+	_, err := s.w.Write(b)
+	return err
+}
+
+// structure returns a message's parsed structure, offsets counted in the
+// message as the client sees it (prefix included), and the message itself
+// when withBody. A message stored without a summary is parsed now and its
+// summary saved.
+func (s *session) structure(info store.MessageInfo, withBody bool) (*message.Part, []byte, error) {
+	root, ok := message.Decode(info.Summary)
+	if ok && !withBody {
+		root.Prefixed(int64(info.PrefixSize))
+		return root, nil, nil
+	}
+	rc, _, err := s.srv.store.OpenMessage(s.ctx(), s.user.ID, s.sel.name, info.UID)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rc.Close()
+	raw, err := io.ReadAll(io.LimitReader(rc, s.cfg.MaxMessageSize*2))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read message %d: %w", info.UID, err)
+	}
+	if !ok {
+		body := raw[min(info.PrefixSize, len(raw)):]
+		root = message.Parse(body)
+		if err := s.srv.store.SaveSummary(s.ctx(), s.user.ID, s.sel.name, info.UID, message.Encode(root)); err != nil {
+			s.log.Warn("imap: saving a message's summary", "uid", info.UID, "err", err)
+		}
+	}
+	root.Prefixed(int64(info.PrefixSize))
+	return root, raw, nil
+}
+
+// sectionData returns the octets of a body section (RFC 9051 6.4.5).
+func sectionData(raw []byte, root *message.Part, it fetchItem) []byte {
+	part := root
+	if len(it.section) > 0 {
+		var err error
+		if part, err = root.Section(it.section); err != nil {
+			return nil
+		}
+	}
+	msg := part // the message whose HEADER or TEXT is meant
+	if len(it.section) > 0 && it.spec != "MIME" && it.spec != "" {
+		if part.Message == nil {
+			return nil
+		}
+		msg = part.Message
+	}
+	clip := func(a, b int64) []byte {
+		a, b = max(0, min(a, int64(len(raw)))), max(0, min(b, int64(len(raw))))
+		return raw[a:max(a, b)]
+	}
+	switch it.spec {
+	case "":
+		if len(it.section) == 0 {
+			return raw
+		}
+		return clip(part.BodyStart, part.End)
+	case "MIME":
+		return clip(part.Start, part.BodyStart)
+	case "TEXT":
+		return clip(msg.BodyStart, msg.End)
+	case "HEADER":
+		return clip(msg.Start, msg.BodyStart)
+	}
+	return headerFields(clip(msg.Start, msg.BodyStart), it.fields, it.spec == "HEADER.FIELDS.NOT")
+}
+
+// headerFields returns the fields of a header section named (or, with
+// not, not named) in fields, and the empty line.
+func headerFields(h []byte, fields []string, not bool) []byte {
+	var out []byte
+	keep := false
+	for line := range bytes.Lines(h) {
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			name, _, _ := bytes.Cut(line, []byte(":"))
+			keep = slices.Contains(fields, strings.ToLower(strings.TrimSpace(string(name)))) != not
+		}
+		if keep {
+			out = append(out, line...)
+		}
+	}
+	return append(out, "\r\n"...)
+}
+
+// applyOwnFlags records flag changes this session made, so that sync does
+// not announce them again.
+func (s *session) applyOwnFlags(changed []store.MessageState) {
+	for _, m := range changed {
+		if seq := s.sel.seqOf(m.UID); seq > 0 {
+			s.sel.msgs[seq-1] = m
+		}
+	}
+}

@@ -1,0 +1,373 @@
+package imapserver
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"net/mail"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"mailroom/internal/imapwire"
+	"mailroom/internal/message"
+	"mailroom/internal/store"
+)
+
+func init() {
+	commands["SEARCH"] = command{states: stateSelected, run: cmdSearch, noExpunge: true}
+	commands["UID SEARCH"] = command{states: stateSelected, run: cmdSearch}
+}
+
+// criterion is one search key (RFC 9051 6.4.4), a node of the tree.
+type criterion struct {
+	key   string // upper case
+	arg   string
+	n     int64
+	date  time.Time
+	set   imapwire.SeqSet
+	kids  []*criterion // AND for "()", NOT has one, OR two
+	field string       // HEADER's field name, lower case
+}
+
+// needs says what evaluating the tree reads beyond flags.
+func (c *criterion) needs() (info, body bool) {
+	switch c.key {
+	case "FROM", "TO", "CC", "BCC", "SUBJECT", "LARGER", "SMALLER", "BEFORE", "ON", "SINCE",
+		"SENTBEFORE", "SENTON", "SENTSINCE":
+		info = true
+	case "HEADER", "BODY", "TEXT":
+		info, body = true, true
+	}
+	for _, k := range c.kids {
+		i, b := k.needs()
+		info, body = info || i, body || b
+	}
+	return
+}
+
+func cmdSearch(s *session, name string, p *imapwire.Parser) error {
+	byUID := name == "UID SEARCH"
+	if err := p.SP(); err != nil {
+		return err
+	}
+	if p.Take("CHARSET ") {
+		cs, err := p.AString()
+		if err != nil {
+			return err
+		}
+		if !strings.EqualFold(cs, "UTF-8") && !strings.EqualFold(cs, "US-ASCII") {
+			return no("[BADCHARSET (UTF-8 US-ASCII)]", "Search in UTF-8 or US-ASCII")
+		}
+		if err := p.SP(); err != nil {
+			return err
+		}
+	}
+	root := &criterion{key: "AND"}
+	for {
+		c, err := parseCriterion(p, 0)
+		if err != nil {
+			return err
+		}
+		root.kids = append(root.kids, c)
+		if !p.Take(" ") {
+			break
+		}
+	}
+	if err := p.End(); err != nil {
+		return err
+	}
+	found, err := s.search(root)
+	if err != nil {
+		return err
+	}
+	out := []byte("SEARCH")
+	for _, i := range found {
+		out = append(out, ' ')
+		if byUID {
+			out = strconv.AppendUint(out, uint64(s.sel.msgs[i].UID), 10)
+		} else {
+			out = strconv.AppendInt(out, int64(i+1), 10)
+		}
+	}
+	s.untagged("%s", out)
+	return nil
+}
+
+// parseCriterion reads one search key.
+func parseCriterion(p *imapwire.Parser, depth int) (*criterion, error) {
+	if depth > 50 {
+		return nil, bad("Search keys nested too deep")
+	}
+	if p.Take("(") {
+		c := &criterion{key: "AND"}
+		for !p.Take(")") {
+			if len(c.kids) > 0 {
+				if err := p.SP(); err != nil {
+					return nil, err
+				}
+			}
+			k, err := parseCriterion(p, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			c.kids = append(c.kids, k)
+		}
+		return c, nil
+	}
+	if c := p.Peek(); c == '$' || c == '*' || (c >= '0' && c <= '9') {
+		set, err := p.SeqSet()
+		return &criterion{key: "SEQ", set: set}, err
+	}
+	a, err := p.Atom()
+	if err != nil {
+		return nil, bad("Expected a search key")
+	}
+	c := &criterion{key: strings.ToUpper(a)}
+	switch c.key {
+	case "ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "SEEN", "NEW", "OLD", "RECENT",
+		"UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN":
+	case "KEYWORD", "UNKEYWORD":
+		if err := p.SP(); err != nil {
+			return nil, err
+		}
+		c.arg, err = p.Atom()
+	case "FROM", "TO", "CC", "BCC", "SUBJECT", "BODY", "TEXT":
+		if err := p.SP(); err != nil {
+			return nil, err
+		}
+		c.arg, err = p.AString()
+		c.arg = strings.ToLower(c.arg)
+	case "HEADER":
+		if err := p.SP(); err != nil {
+			return nil, err
+		}
+		if c.field, err = p.AString(); err != nil {
+			return nil, err
+		}
+		c.field = strings.ToLower(c.field)
+		if err := p.SP(); err != nil {
+			return nil, err
+		}
+		c.arg, err = p.AString()
+		c.arg = strings.ToLower(c.arg)
+	case "LARGER", "SMALLER":
+		if err := p.SP(); err != nil {
+			return nil, err
+		}
+		c.n, err = p.Number64()
+	case "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE":
+		if err := p.SP(); err != nil {
+			return nil, err
+		}
+		c.date, err = p.Date()
+	case "UID":
+		if err := p.SP(); err != nil {
+			return nil, err
+		}
+		c.set, err = p.SeqSet()
+	case "NOT":
+		if err := p.SP(); err != nil {
+			return nil, err
+		}
+		k, err := parseCriterion(p, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		c.kids = []*criterion{k}
+	case "OR":
+		for range 2 {
+			if err := p.SP(); err != nil {
+				return nil, err
+			}
+			k, err := parseCriterion(p, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			c.kids = append(c.kids, k)
+		}
+	default:
+		return nil, bad("Unknown search key %s", clipName(a))
+	}
+	return c, err
+}
+
+// candidate is one message being searched, with what was read of it.
+type candidate struct {
+	seq   int
+	state store.MessageState
+	info  store.MessageInfo
+	root  *message.Part
+	body  []byte
+}
+
+// search returns the indexes of the messages matching the tree.
+func (s *session) search(root *criterion) ([]int, error) {
+	sel := s.sel
+	needInfo, needBody := root.needs()
+	infos := map[uint32]store.MessageInfo{}
+	if needInfo && len(sel.msgs) > 0 {
+		uids := make([]uint32, len(sel.msgs))
+		for i, m := range sel.msgs {
+			uids[i] = m.UID
+		}
+		err := s.srv.store.Summaries(s.ctx(), s.user.ID, sel.name, uids, func(mi store.MessageInfo) error {
+			infos[mi.UID] = mi
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var out []int
+	for i, m := range sel.msgs {
+		c := &candidate{seq: i + 1, state: m, info: infos[m.UID]}
+		if needInfo {
+			if _, ok := infos[m.UID]; !ok {
+				continue
+			}
+			var err error
+			if c.root, c.body, err = s.structure(c.info, needBody); err != nil {
+				return nil, err
+			}
+		}
+		if s.matches(root, c) {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+func (s *session) matches(c *criterion, m *candidate) bool {
+	has := func(f string) bool { return slices.Contains(m.state.Flags, f) }
+	switch c.key {
+	case "AND":
+		for _, k := range c.kids {
+			if !s.matches(k, m) {
+				return false
+			}
+		}
+		return true
+	case "NOT":
+		return !s.matches(c.kids[0], m)
+	case "OR":
+		return s.matches(c.kids[0], m) || s.matches(c.kids[1], m)
+	case "ALL", "OLD":
+		return true
+	case "NEW", "RECENT":
+		return false
+	case "SEQ":
+		return c.set.Resolve(uint32(len(s.sel.msgs))).Contains(uint32(m.seq))
+	case "UID":
+		return c.set.Resolve(s.sel.lastUID()).Contains(m.state.UID)
+	case "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "SEEN":
+		return has(`\` + c.key[:1] + strings.ToLower(c.key[1:]))
+	case "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN":
+		k := c.key[2:]
+		return !has(`\` + k[:1] + strings.ToLower(k[1:]))
+	case "KEYWORD":
+		return slices.ContainsFunc(m.state.Flags, func(f string) bool { return strings.EqualFold(f, c.arg) })
+	case "UNKEYWORD":
+		return !slices.ContainsFunc(m.state.Flags, func(f string) bool { return strings.EqualFold(f, c.arg) })
+	case "LARGER":
+		return m.info.Size > c.n
+	case "SMALLER":
+		return m.info.Size < c.n
+	case "BEFORE", "ON", "SINCE":
+		return compareDate(c.key, m.info.Date, c.date)
+	case "SENTBEFORE", "SENTON", "SENTSINCE":
+		sent, err := parseDateHeader(m.root.Envelope)
+		if err != nil {
+			return false
+		}
+		return compareDate(strings.TrimPrefix(c.key, "SENT"), sent, c.date)
+	case "SUBJECT":
+		return m.root.Envelope != nil && strings.Contains(strings.ToLower(decodeWords(m.root.Envelope.Subject)), c.arg)
+	case "FROM", "TO", "CC", "BCC":
+		return m.root.Envelope != nil && addressesContain(envelopeField(m.root.Envelope, c.key), c.arg)
+	case "HEADER":
+		h := headerFields(m.body[:min(int64(len(m.body)), m.root.BodyStart)], []string{c.field}, false)
+		if len(h) <= 2 {
+			return false
+		}
+		if c.arg == "" {
+			return true
+		}
+		return strings.Contains(strings.ToLower(decodeWords(string(h))), c.arg)
+	case "BODY":
+		return containsFold(m.body[min(int64(len(m.body)), m.root.BodyStart):], c.arg)
+	case "TEXT":
+		return containsFold(m.body, c.arg) || strings.Contains(strings.ToLower(decodeWords(string(m.body[:min(int64(len(m.body)), m.root.BodyStart)]))), c.arg)
+	}
+	return false
+}
+
+// compareDate compares dates without time or zone (RFC 9051 6.4.4).
+func compareDate(op string, t, d time.Time) bool {
+	y1, m1, d1 := t.Date()
+	day := time.Date(y1, m1, d1, 0, 0, 0, 0, time.UTC)
+	switch op {
+	case "BEFORE":
+		return day.Before(d)
+	case "ON":
+		return day.Equal(d)
+	}
+	return !day.Before(d)
+}
+
+func parseDateHeader(e *message.Envelope) (time.Time, error) {
+	if e == nil {
+		return time.Time{}, io.EOF
+	}
+	return mailDate(e.Date)
+}
+
+func envelopeField(e *message.Envelope, key string) []message.Address {
+	switch key {
+	case "FROM":
+		return e.From
+	case "TO":
+		return e.To
+	case "CC":
+		return e.Cc
+	}
+	return e.Bcc
+}
+
+func addressesContain(list []message.Address, s string) bool {
+	for _, a := range list {
+		text := strings.ToLower(decodeWords(a.Name) + " <" + a.Mailbox + "@" + a.Host + ">")
+		if strings.Contains(text, s) {
+			return true
+		}
+	}
+	return false
+}
+
+var wordDecoder = mime.WordDecoder{}
+
+// decodeWords decodes RFC 2047 encoded words, leaving the text as it is
+// when they do not decode.
+func decodeWords(s string) string {
+	if !strings.Contains(s, "=?") {
+		return s
+	}
+	d, err := wordDecoder.DecodeHeader(s)
+	if err != nil {
+		return s
+	}
+	return d
+}
+
+// containsFold reports whether b holds s (lower case) without regard to
+// ASCII case.
+func containsFold(b []byte, s string) bool {
+	if s == "" {
+		return true
+	}
+	return bytes.Contains(bytes.ToLower(b), []byte(s))
+}
+
+// mailDate parses a Date field (RFC 5322 3.3), leniently as net/mail does.
+func mailDate(s string) (time.Time, error) { return mail.ParseDate(s) }

@@ -1,0 +1,255 @@
+package imapserver
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+
+	"mailroom/internal/imapwire"
+	"mailroom/internal/store"
+)
+
+func init() {
+	commands["SELECT"] = command{states: stateIn, run: cmdSelect}
+	commands["EXAMINE"] = command{states: stateIn, run: cmdSelect}
+	commands["CLOSE"] = command{states: stateSelected, run: cmdClose}
+	commands["UNSELECT"] = command{states: stateSelected, run: cmdClose}
+	commands["CHECK"] = command{states: stateSelected, run: cmdNoop}
+}
+
+// selected is the session's view of its selected mailbox: the messages it
+// has announced, by message sequence number (index + 1), and the MODSEQ
+// up to which it has seen the store's changes.
+type selected struct {
+	name        string
+	id          int64
+	readOnly    bool
+	uidValidity uint32
+	msgs        []store.MessageState // ascending UID
+	highest     int64                // MODSEQ of the changes seen
+	pending     []uint32             // UIDs expunged, not yet announced
+	saved       []uint32             // SEARCHRES (RFC 5182), by UID
+	watch       <-chan store.MailChange
+	stopWatch   func()
+}
+
+// seqOf returns the sequence number of a UID, or 0.
+func (m *selected) seqOf(uid uint32) int {
+	i, ok := slices.BinarySearchFunc(m.msgs, uid, func(ms store.MessageState, u uint32) int { return cmpUID(ms.UID, u) })
+	if !ok {
+		return 0
+	}
+	return i + 1
+}
+
+func cmpUID(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (m *selected) lastUID() uint32 {
+	if len(m.msgs) == 0 {
+		return 0
+	}
+	return m.msgs[len(m.msgs)-1].UID
+}
+
+func cmdSelect(s *session, name string, p *imapwire.Parser) error {
+	mbox, err := s.readMailbox(p)
+	if err != nil {
+		return err
+	}
+	if err := p.End(); err != nil {
+		return err
+	}
+	s.unselect()
+	st, err := s.srv.store.MailboxState(s.ctx(), s.user.ID, mbox)
+	if errors.Is(err, store.ErrNotFound) {
+		return no("[NONEXISTENT]", "No such mailbox")
+	}
+	if err != nil {
+		return err
+	}
+	sel := &selected{name: mbox, id: st.ID, readOnly: name == "EXAMINE", uidValidity: st.UIDValidity, msgs: st.States, highest: st.HighestModSeq}
+	sel.watch, sel.stopWatch = s.srv.store.Watch(s.user.ID)
+	s.sel = sel
+	s.untagged(`FLAGS (\Answered \Flagged \Deleted \Seen \Draft%s)`, keywordList(sel.msgs))
+	s.untagged(`OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft%s \*)] Flags and keywords may be set`, keywordList(sel.msgs))
+	s.untagged("%d EXISTS", len(sel.msgs))
+	s.untagged("0 RECENT")
+	if first := firstUnseen(sel.msgs); first > 0 {
+		s.untagged("OK [UNSEEN %d] First unseen message", first)
+	}
+	s.untagged("OK [UIDVALIDITY %d] UIDs valid", sel.uidValidity)
+	s.untagged("OK [UIDNEXT %d] Predicted next UID", st.UIDNext)
+	s.untagged("OK [HIGHESTMODSEQ %d] Highest", st.HighestModSeq)
+	if sel.readOnly {
+		s.code = "[READ-ONLY]"
+	} else {
+		s.code = "[READ-WRITE]"
+	}
+	return nil
+}
+
+// keywordList returns the keywords in use, each after a space.
+func keywordList(msgs []store.MessageState) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range msgs {
+		for _, f := range m.Flags {
+			if !strings.HasPrefix(f, `\`) && !seen[f] {
+				seen[f] = true
+				out = append(out, f)
+			}
+		}
+	}
+	slices.Sort(out)
+	if len(out) == 0 {
+		return ""
+	}
+	return " " + strings.Join(out, " ")
+}
+
+func firstUnseen(msgs []store.MessageState) int {
+	for i, m := range msgs {
+		if !slices.Contains(m.Flags, store.FlagSeen) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// unselect leaves the selected mailbox, if any.
+func (s *session) unselect() {
+	if s.sel != nil {
+		s.sel.stopWatch()
+		s.sel = nil
+	}
+}
+
+func cmdClose(s *session, name string, p *imapwire.Parser) error {
+	if err := p.End(); err != nil {
+		return err
+	}
+	sel := s.sel
+	if name == "CLOSE" && !sel.readOnly {
+		// CLOSE expunges \Deleted messages silently (RFC 9051 6.4.1).
+		var uids []uint32
+		for _, m := range sel.msgs {
+			if slices.Contains(m.Flags, store.FlagDeleted) {
+				uids = append(uids, m.UID)
+			}
+		}
+		if len(uids) > 0 {
+			if _, err := s.srv.store.Expunge(s.ctx(), s.user.ID, sel.name, uids); err != nil {
+				return err
+			}
+		}
+	}
+	s.unselect()
+	return nil
+}
+
+// sync tells the client what changed in the selected mailbox since it last
+// looked (RFC 9051 7.5.1): expunges (when allowed), new messages, and flags
+// changed by others.
+func (s *session) sync(allowExpunge bool) {
+	sel := s.sel
+	ch, err := s.srv.store.Changes(s.ctx(), s.user.ID, sel.name, sel.highest)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && ch.UIDValidity != sel.uidValidity) {
+		s.untagged("BYE The selected mailbox was deleted or renamed by another session")
+		s.unselect()
+		s.quit = true
+		return
+	}
+	if err != nil {
+		s.log.Error("imap: reading the changes of the selected mailbox", "err", err)
+		return
+	}
+	sel.pending = append(sel.pending, ch.Vanished...)
+	if allowExpunge && len(sel.pending) > 0 {
+		slices.Sort(sel.pending)
+		for _, uid := range slices.Compact(sel.pending) {
+			if seq := sel.seqOf(uid); seq > 0 {
+				sel.msgs = slices.Delete(sel.msgs, seq-1, seq)
+				s.untagged("%d EXPUNGE", seq)
+			}
+		}
+		sel.pending = sel.pending[:0]
+	}
+	last := sel.lastUID()
+	added := 0
+	for _, m := range ch.Changed {
+		if m.UID > last {
+			if !slices.Contains(sel.pending, m.UID) {
+				sel.msgs = append(sel.msgs, m)
+				added++
+			}
+			continue
+		}
+		seq := sel.seqOf(m.UID)
+		if seq == 0 {
+			continue
+		}
+		cur := &sel.msgs[seq-1]
+		if !slices.Equal(cur.Flags, m.Flags) {
+			cur.Flags = m.Flags
+			s.untagged("%d FETCH (UID %d FLAGS (%s))", seq, m.UID, strings.Join(m.Flags, " "))
+		}
+		cur.ModSeq = m.ModSeq
+	}
+	if added > 0 {
+		s.untagged("%d EXISTS", len(sel.msgs))
+	}
+	sel.highest = max(sel.highest, ch.HighestModSeq)
+}
+
+// resolve turns a sequence set (message numbers, or UIDs when byUID) into
+// the indexes of the messages it names, ascending.
+func (s *session) resolve(set imapwire.SeqSet, byUID bool) ([]int, error) {
+	sel := s.sel
+	if set.Saved {
+		var idx []int
+		for _, uid := range sel.saved {
+			if seq := sel.seqOf(uid); seq > 0 {
+				idx = append(idx, seq-1)
+			}
+		}
+		return idx, nil
+	}
+	var idx []int
+	if byUID {
+		r := set.Resolve(sel.lastUID())
+		for i, m := range sel.msgs {
+			if r.Contains(m.UID) {
+				idx = append(idx, i)
+			}
+		}
+		return idx, nil
+	}
+	n := uint32(len(sel.msgs))
+	for _, rg := range set.Ranges {
+		if (rg.Lo != imapwire.Star && rg.Lo > n) || (rg.Hi != imapwire.Star && rg.Hi > n) {
+			return nil, bad("Message number %s does not exist: the mailbox has %d messages", setText(rg), n)
+		}
+	}
+	r := set.Resolve(n)
+	for i := range sel.msgs {
+		if r.Contains(uint32(i + 1)) {
+			idx = append(idx, i)
+		}
+	}
+	return idx, nil
+}
+
+func setText(r imapwire.SeqRange) string {
+	return imapwire.SeqSet{Ranges: []imapwire.SeqRange{r}}.String()
+}
+
+func uitoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }

@@ -1,0 +1,161 @@
+package tests
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// imapConn is a bare IMAP client over implicit TLS, for tests that watch
+// the protocol line by line.
+type imapConn struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+	n    int
+}
+
+func dialIMAPS(t *testing.T, addr string) *imapConn {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("dial imaps %s: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &imapConn{t: t, conn: conn, r: bufio.NewReader(conn)}
+	if g := c.line(); !strings.HasPrefix(g, "* OK ") {
+		t.Fatalf("greeting %q", g)
+	}
+	return c
+}
+
+// line reads one line (literals are not expected in these tests).
+func (c *imapConn) line() string {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	l, err := c.r.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("read: %v (after %q)", err, l)
+	}
+	return strings.TrimRight(l, "\r\n")
+}
+
+// send writes a raw line.
+func (c *imapConn) send(s string) {
+	c.t.Helper()
+	if _, err := c.conn.Write([]byte(s + "\r\n")); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// cmd runs a command and returns its untagged lines; the tagged status
+// must start with want ("OK", "NO", "BAD").
+func (c *imapConn) cmd(command, want string) []string {
+	c.t.Helper()
+	c.n++
+	tag := fmt.Sprintf("t%d", c.n)
+	c.send(tag + " " + command)
+	var untagged []string
+	for {
+		l := c.line()
+		if rest, ok := strings.CutPrefix(l, tag+" "); ok {
+			if !strings.HasPrefix(rest, want) {
+				c.t.Fatalf("%s: %q, want %s (untagged %q)", command, rest, want, untagged)
+			}
+			return untagged
+		}
+		untagged = append(untagged, l)
+	}
+}
+
+func has(lines []string, s string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestIMAPIdleSeesDelivery: a message delivered over SMTP reaches an IDLE
+// session on INBOX as EXISTS, and flags and expunges by another session
+// reach it as FETCH and EXPUNGE.
+func TestIMAPIdleSeesDelivery(t *testing.T) {
+	s := newServer(t, "", "[tls]\nself_signed = true\n")
+	s.start()
+	a := dialIMAPS(t, s.imapsAddr)
+	a.cmd(`LOGIN alice@example.test secret-alice`, "OK")
+	if sel := a.cmd("SELECT INBOX", "OK [READ-WRITE]"); !has(sel, "* 0 EXISTS") {
+		t.Fatalf("SELECT of an empty INBOX: %q", sel)
+	}
+	a.send("i1 IDLE")
+	if l := a.line(); !strings.HasPrefix(l, "+ ") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	c := s.dial()
+	c.cmd("EHLO idle.example", "250 ")
+	start := time.Now()
+	c.sendMail("x@remote.example", []string{"alice@example.test"}, "Subject: wake up\r\n\r\nnow\r\n")
+	if l := a.line(); l != "* 1 EXISTS" {
+		t.Fatalf("while IDLE: %q, want * 1 EXISTS", l)
+	}
+	t.Logf("delivery to IDLE notice: %v (the 250 included)", time.Since(start).Round(time.Millisecond))
+	a.send("DONE")
+	if l := a.line(); !strings.HasPrefix(l, "i1 OK") {
+		t.Fatalf("DONE: %q", l)
+	}
+
+	b := dialIMAPS(t, s.imapsAddr)
+	b.cmd(`LOGIN alice@example.test secret-alice`, "OK")
+	b.cmd("SELECT INBOX", "OK")
+	b.cmd(`STORE 1 +FLAGS (\Deleted)`, "OK")
+	if got := a.cmd("NOOP", "OK"); !has(got, `* 1 FETCH (UID 1 FLAGS (\Deleted))`) {
+		t.Errorf("the other session's flag change: %q", got)
+	}
+	b.cmd("EXPUNGE", "OK")
+	if got := a.cmd("NOOP", "OK"); !has(got, "* 1 EXPUNGE") {
+		t.Errorf("the other session's expunge: %q", got)
+	}
+	// No EXPUNGE during FETCH by number (RFC 9051 7.5.1): it waits.
+	c.sendMail("x@remote.example", []string{"alice@example.test"}, "Subject: two\r\n\r\nx\r\n")
+	a.cmd("NOOP", "OK")
+	b.cmd("NOOP", "OK")
+	b.cmd(`STORE 1 +FLAGS (\Deleted)`, "OK")
+	b.cmd("EXPUNGE", "OK")
+	if got := a.cmd("FETCH 1 (FLAGS)", "OK"); has(got, "EXPUNGE") {
+		t.Errorf("EXPUNGE sent while answering FETCH: %q", got)
+	}
+	if got := a.cmd("UID FETCH 1:* (FLAGS)", "OK"); !has(got, "* 1 EXPUNGE") {
+		t.Errorf("the expunge held back is not sent with the next UID command: %q", got)
+	}
+	a.cmd("LOGOUT", "OK")
+}
+
+// TestIMAPErrors: wrong commands get BAD with a sentence, a literal over the
+// limit NO [TOOBIG], and the session goes on.
+func TestIMAPErrors(t *testing.T) {
+	s := newServer(t, "", "[tls]\nself_signed = true\n")
+	s.start()
+	c := dialIMAPS(t, s.imapsAddr)
+	c.cmd("FROB", "BAD Unknown command FROB")
+	c.cmd("SELECT INBOX", "BAD SELECT is not allowed before logging in")
+	c.cmd(`LOGIN alice@example.test wrong`, "NO [AUTHENTICATIONFAILED]")
+	c.send("t9 LOGIN {999999}")
+	if l := c.line(); !strings.HasPrefix(l, "t9 NO [TOOBIG]") {
+		t.Fatalf("a literal too large: %q", l)
+	}
+	c.cmd(`LOGIN alice@example.test secret-alice`, "OK")
+	c.cmd("SELECT Nowhere", "NO [NONEXISTENT]")
+	c.cmd("SELECT INBOX", "OK")
+	c.cmd("FETCH 5 (FLAGS)", "BAD Message number 5 does not exist")
+	c.cmd("FETCH 1:* (FROB)", "BAD Unknown FETCH item FROB")
+	c.cmd(`COPY 1:* Archive`, "BAD Message number") // no messages to number
+	c.cmd(`UID COPY 1:* Archive`, "OK")             // UIDs: an empty set copies nothing
+	c.cmd(`CREATE INBOX`, "NO [ALREADYEXISTS]")
+	c.cmd(`DELETE INBOX`, "NO [CANNOT]")
+	c.cmd("LOGOUT", "OK")
+}
