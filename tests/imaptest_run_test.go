@@ -523,14 +523,9 @@ func serverCaps(s *server, user string) ([]string, error) {
 // missing. The test fails when one of them passes (take it off) or when any
 // other fails; issue 16 is done when this is empty.
 var itKnownFailures = map[string]string{
-	"atoms":            "an invalid modified UTF-7 name gets BAD, not NO",
-	"copy":             "no \\Recent",
-	"fetch-body":       "partial fetch of a message's text",
-	"search-addresses": "SEARCH TO does not look at group names",
-	"search-flags":     "no \\Recent (SEARCH NEW)",
-	"search-sets":      "4294967295 in a UID set is taken for *",
-	"select":           "no \\Recent",
-	"subscribe":        "LSUB % does not return the unsubscribed parent of a subscribed name as \\Noselect",
+	"copy":         "no \\Recent",
+	"search-flags": "no \\Recent (SEARCH NEW)",
+	"select":       "no \\Recent",
 }
 
 // TestIMAPConformance runs Dovecot's imaptest scripts (testdata/imaptest)

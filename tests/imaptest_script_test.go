@@ -256,13 +256,18 @@ func parseScript(name string, r io.Reader) (*itScript, error) {
 	lineNo := 0
 	skipping := false
 	var ifs []bool
-	readLine := func() (string, bool) {
+	// readRaw reads a line with its line ending.
+	readRaw := func() (string, bool) {
 		l, err := br.ReadString('\n')
 		if err != nil && l == "" {
 			return "", false
 		}
 		lineNo++
-		return strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\r"), true
+		return l, true
+	}
+	readLine := func() (string, bool) {
+		l, ok := readRaw()
+		return strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\r"), ok
 	}
 	for {
 		line, ok := readLine()
@@ -274,25 +279,27 @@ func parseScript(name string, r io.Reader) (*itScript, error) {
 		for strings.HasSuffix(line, "{{{") {
 			binary := strings.HasSuffix(line, "~{{{")
 			prefix := strings.TrimSuffix(strings.TrimSuffix(line, "{{{"), "~")
+			// A literal's lines end in CRLF; a literal8's keep the line
+			// endings of the file, less the last LF.
 			var body []string
+			var raw strings.Builder
 			rest := ""
-			closed := false
 			for {
-				l, ok := readLine()
+				l, ok := readRaw()
 				if !ok {
 					return nil, fmt.Errorf("line %d: multi-line value not ended", start)
 				}
 				if strings.HasPrefix(l, "}}}") {
-					rest = l[3:]
-					closed = true
+					rest = strings.TrimRight(l[3:], "\r\n")
 					break
 				}
-				body = append(body, l)
-			}
-			if !closed {
-				return nil, fmt.Errorf("line %d: multi-line value not ended", start)
+				raw.WriteString(l)
+				body = append(body, strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\r"))
 			}
 			lit := strings.Join(body, "\r\n")
+			if binary {
+				lit = strings.TrimSuffix(raw.String(), "\n")
+			}
 			mark := "{"
 			if binary {
 				mark = "~{"

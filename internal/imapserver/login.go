@@ -319,7 +319,7 @@ func (s *session) mailboxName(raw string) (string, error) {
 	if !s.utf8 {
 		var err error
 		if name, err = imapwire.DecodeUTF7(raw); err != nil {
-			return "", bad("%s", err.Error())
+			return "", no("[CANNOT]", "%s", err.Error())
 		}
 	}
 	if strings.EqualFold(name, store.Inbox) {

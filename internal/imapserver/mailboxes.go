@@ -249,10 +249,10 @@ func (s *session) list(p *imapwire.Parser, lsub bool) error {
 	if err != nil {
 		return err
 	}
+	if lsub {
+		entries = lsubEntries(entries, full)
+	}
 	for _, e := range entries {
-		if lsub && !e.subscribed {
-			continue
-		}
 		if !matchPattern(full, e.name) {
 			continue
 		}
@@ -275,6 +275,39 @@ func (s *session) list(p *imapwire.Parser, lsub bool) error {
 		s.untagged("%s", line)
 	}
 	return nil
+}
+
+// lsubEntries are the subscribed names, and the names above them that
+// the pattern matches when none of the subscribed names below does: those
+// are returned \Noselect (RFC 3501 6.3.9, LSUB with '%').
+func lsubEntries(all []listEntry, pattern string) []listEntry {
+	var subs []listEntry
+	seen := map[string]bool{}
+	for _, e := range all {
+		if e.subscribed {
+			e.exists = true // LSUB marks only the unsubscribed parents
+			subs = append(subs, e)
+			seen[e.name] = true
+		}
+	}
+	out := slices.Clone(subs)
+	for _, e := range subs {
+		parts := strings.Split(e.name, store.Separator)
+		for i := 1; i < len(parts); i++ {
+			parent := strings.Join(parts[:i], store.Separator)
+			if seen[parent] || !matchPattern(pattern, parent) {
+				continue
+			}
+			below := slices.ContainsFunc(subs, func(s listEntry) bool {
+				return strings.HasPrefix(s.name, parent+store.Separator) && matchPattern(pattern, s.name)
+			})
+			if !below {
+				seen[parent] = true
+				out = append(out, listEntry{name: parent, subscribed: false})
+			}
+		}
+	}
+	return out
 }
 
 // listPattern reads a list-mailbox argument: atom characters with '%'

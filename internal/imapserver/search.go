@@ -338,6 +338,9 @@ func envelopeField(e *message.Envelope, key string) []message.Address {
 func addressesContain(list []message.Address, s string) bool {
 	for _, a := range list {
 		text := strings.ToLower(decodeWords(a.Name) + " <" + a.Mailbox + "@" + a.Host + ">")
+		if a.Group != "" {
+			text = strings.ToLower(decodeWords(a.Group))
+		}
 		if strings.Contains(text, s) {
 			return true
 		}

@@ -276,3 +276,15 @@ func TestUTF7(t *testing.T) {
 		}
 	}
 }
+
+// 4294967295 is a number, not '*' (imaptest search-sets).
+func TestSeqSetLargestNumberIsNotStar(t *testing.T) {
+	set, err := parse(t, " 7:4294967295").SeqSet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := set.Resolve(5)
+	if r.Contains(5) || !r.Contains(7) || !r.Contains(4294967295) {
+		t.Errorf("7:4294967295 resolved against 5 = %+v", r)
+	}
+}

@@ -217,7 +217,10 @@ func (p *Parser) SeqSet() (SeqSet, error) {
 				return set, err
 			}
 		}
-		set.Ranges = append(set.Ranges, SeqRange{Lo: min(lo, hi), Hi: max(lo, hi)})
+		if lo != Star && hi != Star {
+			lo, hi = min(lo, hi), max(lo, hi)
+		}
+		set.Ranges = append(set.Ranges, SeqRange{Lo: lo, Hi: hi})
 		if !p.Take(",") {
 			return set, nil
 		}

@@ -6,9 +6,11 @@ import (
 )
 
 // Star is '*' in a sequence set: the largest number in use (RFC 9051 9).
-const Star = ^uint32(0)
+// It is 0, which no message number or UID is, so that 4294967295 stays a
+// number.
+const Star = uint32(0)
 
-// SeqRange is Lo:Hi, Lo <= Hi; either may be Star.
+// SeqRange is Lo:Hi, Lo <= Hi unless one of them is Star.
 type SeqRange struct{ Lo, Hi uint32 }
 
 // SeqSet is a sequence set of message numbers or UIDs, or the result
