@@ -103,6 +103,9 @@ func TestIMAPIdleSeesDelivery(t *testing.T) {
 	if l := a.line(); l != "* 1 EXISTS" {
 		t.Fatalf("while IDLE: %q, want * 1 EXISTS", l)
 	}
+	if l := a.line(); l != "* 1 RECENT" {
+		t.Fatalf("while IDLE: %q, want * 1 RECENT (the message is new to this session)", l)
+	}
 	t.Logf("delivery to IDLE notice: %v (the 250 included)", time.Since(start).Round(time.Millisecond))
 	a.send("DONE")
 	if l := a.line(); !strings.HasPrefix(l, "i1 OK") {
@@ -113,7 +116,7 @@ func TestIMAPIdleSeesDelivery(t *testing.T) {
 	b.cmd(`LOGIN alice@example.test secret-alice`, "OK")
 	b.cmd("SELECT INBOX", "OK")
 	b.cmd(`STORE 1 +FLAGS (\Deleted)`, "OK")
-	if got := a.cmd("NOOP", "OK"); !has(got, `* 1 FETCH (UID 1 FLAGS (\Deleted))`) {
+	if got := a.cmd("NOOP", "OK"); !has(got, `* 1 FETCH (UID 1 FLAGS (\Deleted \Recent))`) {
 		t.Errorf("the other session's flag change: %q", got)
 	}
 	b.cmd("EXPUNGE", "OK")

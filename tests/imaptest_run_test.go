@@ -522,11 +522,7 @@ func serverCaps(s *server, user string) ([]string, error) {
 // itKnownFailures are the groups that do not pass yet, each with what is
 // missing. The test fails when one of them passes (take it off) or when any
 // other fails; issue 16 is done when this is empty.
-var itKnownFailures = map[string]string{
-	"copy":         "no \\Recent",
-	"search-flags": "no \\Recent (SEARCH NEW)",
-	"select":       "no \\Recent",
-}
+var itKnownFailures = map[string]string{}
 
 // TestIMAPConformance runs Dovecot's imaptest scripts (testdata/imaptest)
 // against the server and prints how many groups passed, failed and were

@@ -112,9 +112,9 @@ func cmdStore(s *session, name string, p *imapwire.Parser) error {
 	for _, i := range idx {
 		m := s.sel.msgs[i]
 		if byUID {
-			s.untagged("%d FETCH (UID %d FLAGS (%s))", i+1, m.UID, strings.Join(m.Flags, " "))
+			s.untagged("%d FETCH (UID %d FLAGS (%s))", i+1, m.UID, s.flagList(m))
 		} else {
-			s.untagged("%d FETCH (FLAGS (%s))", i+1, strings.Join(m.Flags, " "))
+			s.untagged("%d FETCH (FLAGS (%s))", i+1, s.flagList(m))
 		}
 	}
 	return nil

@@ -295,7 +295,7 @@ func (s *session) fetchOne(seq int, m store.MessageState, info store.MessageInfo
 			b = strconv.AppendUint(b, uint64(m.UID), 10)
 		case "FLAGS":
 			b = append(b, '(')
-			b = append(b, strings.Join(m.Flags, " ")...)
+			b = append(b, s.flagList(m)...)
 			b = append(b, ')')
 			wroteFlags = true
 		case "MODSEQ":
@@ -329,7 +329,7 @@ func (s *session) fetchOne(seq int, m store.MessageState, info store.MessageInfo
 	}
 	if addFlags && !wroteFlags {
 		b = append(b, " FLAGS ("...)
-		b = append(b, strings.Join(m.Flags, " ")...)
+		b = append(b, s.flagList(m)...)
 		b = append(b, ')')
 	}
 	b = append(b, ")\r\n"...)

@@ -468,7 +468,7 @@ func cmdStatus(s *session, _ string, p *imapwire.Parser) error {
 		case "UNSEEN":
 			v = strconv.Itoa(st.Unseen)
 		case "RECENT":
-			v = "0"
+			v = strconv.Itoa(st.Recent)
 		case "SIZE":
 			v = strconv.FormatInt(st.Size, 10)
 		case "DELETED":

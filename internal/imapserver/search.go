@@ -253,10 +253,14 @@ func (s *session) matches(c *criterion, m *candidate) bool {
 		return !s.matches(c.kids[0], m)
 	case "OR":
 		return s.matches(c.kids[0], m) || s.matches(c.kids[1], m)
-	case "ALL", "OLD":
+	case "ALL":
 		return true
-	case "NEW", "RECENT":
-		return false
+	case "OLD":
+		return !s.sel.recent[m.state.UID]
+	case "RECENT":
+		return s.sel.recent[m.state.UID]
+	case "NEW":
+		return s.sel.recent[m.state.UID] && !has(store.FlagSeen)
 	case "SEQ":
 		return c.set.Resolve(uint32(len(s.sel.msgs))).Contains(uint32(m.seq))
 	case "UID":

@@ -30,6 +30,7 @@ type selected struct {
 	highest     int64                // MODSEQ of the changes seen
 	pending     []uint32             // UIDs expunged, not yet announced
 	saved       []uint32             // SEARCHRES (RFC 5182), by UID
+	recent      map[uint32]bool      // \Recent for this session (RFC 3501 2.3.2)
 	watch       <-chan store.MailChange
 	stopWatch   func()
 }
@@ -76,13 +77,27 @@ func cmdSelect(s *session, name string, p *imapwire.Parser) error {
 	if err != nil {
 		return err
 	}
-	sel := &selected{name: mbox, id: st.ID, readOnly: name == "EXAMINE", uidValidity: st.UIDValidity, msgs: st.States, highest: st.HighestModSeq}
+	sel := &selected{name: mbox, id: st.ID, readOnly: name == "EXAMINE", uidValidity: st.UIDValidity, msgs: st.States, highest: st.HighestModSeq,
+		recent: map[uint32]bool{}}
+	// Recent: the messages no session has seen, claimed by SELECT; EXAMINE
+	// shows them without taking them.
+	from := st.RecentUID
+	if !sel.readOnly {
+		if from, err = s.srv.store.ClaimRecent(s.ctx(), s.user.ID, mbox); err != nil {
+			return err
+		}
+	}
+	for _, m := range sel.msgs {
+		if m.UID >= from {
+			sel.recent[m.UID] = true
+		}
+	}
 	sel.watch, sel.stopWatch = s.srv.store.Watch(s.user.ID)
 	s.sel = sel
 	s.untagged(`FLAGS (\Answered \Flagged \Deleted \Seen \Draft%s)`, keywordList(sel.msgs))
 	s.untagged(`OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft%s \*)] Flags and keywords may be set`, keywordList(sel.msgs))
 	s.untagged("%d EXISTS", len(sel.msgs))
-	s.untagged("0 RECENT")
+	s.untagged("%d RECENT", len(sel.recent))
 	if first := firstUnseen(sel.msgs); first > 0 {
 		s.untagged("OK [UNSEEN %d] First unseen message", first)
 	}
@@ -178,6 +193,7 @@ func (s *session) sync(allowExpunge bool) {
 		for _, uid := range slices.Compact(sel.pending) {
 			if seq := sel.seqOf(uid); seq > 0 {
 				sel.msgs = slices.Delete(sel.msgs, seq-1, seq)
+				delete(sel.recent, uid)
 				s.untagged("%d EXPUNGE", seq)
 			}
 		}
@@ -200,12 +216,26 @@ func (s *session) sync(allowExpunge bool) {
 		cur := &sel.msgs[seq-1]
 		if !slices.Equal(cur.Flags, m.Flags) {
 			cur.Flags = m.Flags
-			s.untagged("%d FETCH (UID %d FLAGS (%s))", seq, m.UID, strings.Join(m.Flags, " "))
+			s.untagged("%d FETCH (UID %d FLAGS (%s))", seq, m.UID, s.flagList(m))
 		}
 		cur.ModSeq = m.ModSeq
 	}
 	if added > 0 {
+		from := ch.RecentUID
+		if !sel.readOnly {
+			var err error
+			if from, err = s.srv.store.ClaimRecent(s.ctx(), s.user.ID, sel.name); err != nil {
+				s.log.Error("imap: claiming recent messages", "err", err)
+				from = ch.UIDNext
+			}
+		}
+		for _, m := range sel.msgs[len(sel.msgs)-added:] {
+			if m.UID >= from {
+				sel.recent[m.UID] = true
+			}
+		}
 		s.untagged("%d EXISTS", len(sel.msgs))
+		s.untagged("%d RECENT", len(sel.recent))
 	}
 	sel.highest = max(sel.highest, ch.HighestModSeq)
 }
@@ -253,3 +283,16 @@ func setText(r imapwire.SeqRange) string {
 }
 
 func uitoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+// flagList writes a message's flags for FETCH, with \Recent when it is
+// recent to this session.
+func (s *session) flagList(m store.MessageState) string {
+	f := strings.Join(m.Flags, " ")
+	if s.sel != nil && s.sel.recent[m.UID] {
+		if f != "" {
+			f += " "
+		}
+		f += `\Recent`
+	}
+	return f
+}

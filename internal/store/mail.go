@@ -191,6 +191,12 @@ type Mail interface {
 	// (RFC 6851).
 	Copy(ctx context.Context, userID int64, from string, uids []uint32, to string, move bool) (CopyResult, error)
 
+	// ClaimRecent gives the caller the messages no session has claimed
+	// yet, for IMAP4rev1's \Recent (RFC 3501 2.3.2): it returns the first
+	// UID of them (all from it are the caller's), and no later call returns
+	// them again.
+	ClaimRecent(ctx context.Context, userID int64, mailbox string) (uint32, error)
+
 	// Watch returns a channel that receives a value after each committed
 	// change to the user's mailboxes, and the function that stops it.
 	// Changes that arrive while one is pending are merged: a session reads

@@ -265,6 +265,10 @@ type MailboxStatus struct {
 	Unseen        int   // messages without \Seen
 	Deleted       int   // messages with \Deleted (RFC 9051 STATUS DELETED)
 	Size          int64 // octets of all messages (RFC 8438 STATUS=SIZE)
+	// RecentUID is the first UID no session has claimed as recent yet
+	// (Mail.ClaimRecent); Recent counts the messages from it.
+	RecentUID uint32
+	Recent    int
 }
 
 // Mailboxes stores and reads messages.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 // statement, so one snapshot.
 func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) (store.MailboxState, error) {
 	st := store.MailboxState{MailboxStatus: store.MailboxStatus{Name: mailbox}}
-	rows, err := s.query(ctx, `SELECT mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, mm.uid, mm.flags, mm.modseq, mm.size
+	rows, err := s.query(ctx, `SELECT mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, mb.recent_uid, mm.uid, mm.flags, mm.modseq, mm.size
 		FROM mailboxes mb LEFT JOIN mailbox_messages mm ON mm.mailbox_id = mb.id
 		WHERE mb.user_id = ? AND mb.name = ? ORDER BY mm.uid`, userID, mailbox)
 	if err != nil {
@@ -29,7 +30,7 @@ func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) 
 	for rows.Next() {
 		var uid, modseq, size sql.NullInt64
 		var flags sql.NullString
-		if err := rows.Scan(&st.ID, &st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &uid, &flags, &modseq, &size); err != nil {
+		if err := rows.Scan(&st.ID, &st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.RecentUID, &uid, &flags, &modseq, &size); err != nil {
 			return st, fmt.Errorf("store: read mailbox %q: %w", mailbox, err)
 		}
 		found = true
@@ -45,6 +46,9 @@ func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) 
 		if slices.Contains(m.Flags, store.FlagDeleted) {
 			st.Deleted++
 		}
+		if m.UID >= st.RecentUID {
+			st.Recent++
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return st, fmt.Errorf("store: read mailbox %q: %w", mailbox, err)
@@ -59,8 +63,8 @@ func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) 
 // Changes returns what changed after sinceModSeq, in one statement.
 func (s *Store) Changes(ctx context.Context, userID int64, mailbox string, sinceModSeq int64) (store.Changes, error) {
 	c := store.Changes{MailboxStatus: store.MailboxStatus{Name: mailbox}}
-	rows, err := s.query(ctx, `WITH mb AS (SELECT id, uidvalidity, uidnext, highest_modseq FROM mailboxes WHERE user_id = ? AND name = ?)
-		SELECT 0, mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, (SELECT count(*) FROM mailbox_messages WHERE mailbox_id = mb.id), '' FROM mb
+	rows, err := s.query(ctx, `WITH mb AS (SELECT id, uidvalidity, uidnext, highest_modseq, recent_uid FROM mailboxes WHERE user_id = ? AND name = ?)
+		SELECT 0, mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, (SELECT count(*) FROM mailbox_messages WHERE mailbox_id = mb.id), mb.recent_uid FROM mb
 		UNION ALL
 		SELECT 1, mm.uid, 0, 0, mm.modseq, 0, mm.flags FROM mailbox_messages mm, mb WHERE mm.mailbox_id = mb.id AND mm.modseq > ?
 		UNION ALL
@@ -82,6 +86,8 @@ func (s *Store) Changes(ctx context.Context, userID int64, mailbox string, since
 		case 0:
 			found = true
 			c.ID, c.UIDValidity, c.UIDNext, c.HighestModSeq, c.Messages = a, uint32(b), uint32(cc), modseq, int(n)
+			recent, _ := strconv.ParseUint(flags, 10, 32)
+			c.RecentUID = uint32(recent)
 		case 1:
 			c.Changed = append(c.Changed, store.MessageState{UID: uint32(a), Flags: strings.Fields(flags), ModSeq: modseq})
 		case 2:
@@ -367,4 +373,23 @@ func expungeOne(tx *wtx, mailboxID int64, uid uint32, modseq int64) error {
 	}
 	_, err := tx.Exec(`INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)`, mailboxID, uid, modseq)
 	return err
+}
+
+// ClaimRecent gives the caller the messages no session has claimed yet.
+func (s *Store) ClaimRecent(ctx context.Context, userID int64, mailbox string) (uint32, error) {
+	var from uint32
+	err := s.writeCounted(ctx, func(tx *wtx) error {
+		mb, err := tx.mailbox(userID, mailbox)
+		if err != nil {
+			return err
+		}
+		if err := tx.QueryRow(`SELECT recent_uid FROM mailboxes WHERE id = ?`, mb.id).Scan(&from); err != nil {
+			return err
+		}
+		if from < mb.uidnext {
+			_, err = tx.Exec(`UPDATE mailboxes SET recent_uid = ? WHERE id = ?`, mb.uidnext, mb.id)
+		}
+		return err
+	})
+	return from, mailErr("claim recent in", mailbox, err)
 }

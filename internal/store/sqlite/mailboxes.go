@@ -383,10 +383,10 @@ func (s *Store) OpenMessage(ctx context.Context, userID int64, mailbox string, u
 // MailboxStatus describes one mailbox.
 func (s *Store) MailboxStatus(ctx context.Context, userID int64, mailbox string) (store.MailboxStatus, error) {
 	st := store.MailboxStatus{Name: mailbox}
-	err := s.queryRow(ctx, `SELECT id, uidvalidity, uidnext, highest_modseq, count(mm.uid),
+	err := s.queryRow(ctx, `SELECT id, uidvalidity, uidnext, highest_modseq, recent_uid, coalesce(sum(mm.uid >= mb.recent_uid), 0), count(mm.uid),
 		coalesce(sum(' ' || mm.flags || ' ' NOT LIKE '% \Seen %'), 0), coalesce(sum(' ' || mm.flags || ' ' LIKE '% \Deleted %'), 0), coalesce(sum(mm.size), 0)
 		FROM mailboxes mb LEFT JOIN mailbox_messages mm ON mm.mailbox_id = mb.id WHERE mb.user_id = ? AND mb.name = ? GROUP BY mb.id`, userID, mailbox).
-		Scan(&st.ID, &st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.Messages, &st.Unseen, &st.Deleted, &st.Size)
+		Scan(&st.ID, &st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.RecentUID, &st.Recent, &st.Messages, &st.Unseen, &st.Deleted, &st.Size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, fmt.Errorf("mailbox %s: %w", mailbox, store.ErrNotFound)
 	}

@@ -165,4 +165,10 @@ INSERT INTO sequences(name, next) VALUES
 	('queue', (SELECT coalesce(max(id), 0) + 1 FROM queue)),
 	('mailboxes', (SELECT coalesce(max(id), 0) + 1 FROM mailboxes));
 `,
+	`
+-- IMAP4rev1's \Recent (RFC 3501 2.3.2): the first UID of a mailbox that no
+-- session has claimed yet.
+ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1;
+UPDATE mailboxes SET recent_uid = uidnext;
+`,
 }

@@ -30,6 +30,7 @@ func mailTests() []test {
 		{"summaries are read without bodies, and saved once", testSummaries},
 		{"a watcher is woken by every committed change", testWatch},
 		{"ids are never given twice", testIDsNotReused},
+		{"each new message is recent to one claim only", testClaimRecent},
 	}
 }
 
@@ -573,4 +574,34 @@ func testIDsNotReused(t *testing.T, s store.Store) {
 		ids[mb.ID] = true
 		s.DeleteMailbox(ctx, u.ID, "Temp")
 	}
+}
+
+func testClaimRecent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := addUser(t, s, "alice@a.example")
+	a := appendText(t, s, u.ID, store.Inbox, "a")
+	appendText(t, s, u.ID, store.Inbox, "b")
+	if st, _ := s.MailboxStatus(ctx, u.ID, store.Inbox); st.Recent != 2 || st.RecentUID != a {
+		t.Errorf("before a claim: %d recent from UID %d, want 2 from %d", st.Recent, st.RecentUID, a)
+	}
+	from, err := s.ClaimRecent(ctx, u.ID, store.Inbox)
+	if err != nil || from != a {
+		t.Fatalf("ClaimRecent = %d, %v; want %d", from, err, a)
+	}
+	st, _ := s.MailboxState(ctx, u.ID, store.Inbox)
+	if st.Recent != 0 || st.RecentUID != st.UIDNext {
+		t.Errorf("after the claim: %d recent from UID %d (UIDNEXT %d)", st.Recent, st.RecentUID, st.UIDNext)
+	}
+	c := appendText(t, s, u.ID, store.Inbox, "c")
+	if ch, _ := s.Changes(ctx, u.ID, store.Inbox, st.HighestModSeq); ch.RecentUID != c {
+		t.Errorf("Changes.RecentUID = %d, want %d", ch.RecentUID, c)
+	}
+	if from, _ := s.ClaimRecent(ctx, u.ID, store.Inbox); from != c {
+		t.Errorf("the second claim starts at %d, want %d", from, c)
+	}
+	if from, _ := s.ClaimRecent(ctx, u.ID, store.Inbox); from != c+1 {
+		t.Errorf("a claim with nothing new starts at %d, want %d (UIDNEXT)", from, c+1)
+	}
+	_, err = s.ClaimRecent(ctx, u.ID, "Nope")
+	wantErr(t, "ClaimRecent of a missing mailbox", err, store.ErrNotFound)
 }
