@@ -25,7 +25,7 @@ func init() {
 // capsAuthenticated are announced once logged in; each works.
 var capsAuthenticated = []string{
 	"IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT",
-	"CHILDREN", "SPECIAL-USE", "MULTIAPPEND",
+	"CHILDREN", "SPECIAL-USE", "MULTIAPPEND", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE",
 }
 
 // capabilities lists what the session may use now (RFC 9051 7.2.2):

@@ -186,271 +186,53 @@ func cmdSubscribe(s *session, name string, p *imapwire.Parser) error {
 	return s.srv.store.SetSubscribed(s.ctx(), s.user.ID, mb, name == "SUBSCRIBE")
 }
 
-// listEntry is one name LIST shows.
-type listEntry struct {
-	name       string
-	exists     bool
-	specialUse string
-	subscribed bool
-	children   bool
-}
-
-func cmdList(s *session, _ string, p *imapwire.Parser) error { return s.list(p, false) }
-func cmdLsub(s *session, _ string, p *imapwire.Parser) error { return s.list(p, true) }
-
-// list answers LIST and LSUB (RFC 9051 6.3.9, RFC 3501 6.3.9, RFC 6154).
-func (s *session) list(p *imapwire.Parser, lsub bool) error {
-	if err := p.SP(); err != nil {
-		return err
-	}
-	ref, err := p.AString()
-	if err != nil {
-		return err
-	}
-	if err := p.SP(); err != nil {
-		return err
-	}
-	var pattern string
-	if c := p.Peek(); c == '"' || p.IsLiteral() {
-		pattern, err = p.String()
-	} else {
-		pattern, err = listPattern(p)
-	}
-	if err != nil {
-		return err
-	}
-	if err := p.End(); err != nil {
-		return err
-	}
-	if !s.utf8 {
-		if d, err := imapwire.DecodeUTF7(ref); err == nil {
-			ref = d
-		}
-		if d, err := imapwire.DecodeUTF7(pattern); err == nil {
-			pattern = d
-		}
-	}
-	kind := "LIST"
-	if lsub {
-		kind = "LSUB"
-	}
-	if pattern == "" && !lsub {
-		s.untagged(`LIST (\Noselect) "%s" ""`, store.Separator)
-		return nil
-	}
-	full := pattern
-	if ref != "" && !strings.HasPrefix(pattern, store.Separator) {
-		full = strings.TrimSuffix(ref, store.Separator) + store.Separator + pattern
-		if strings.HasSuffix(ref, store.Separator) {
-			full = ref + pattern
-		}
-	}
-	entries, err := s.listEntries()
-	if err != nil {
-		return err
-	}
-	if lsub {
-		entries = lsubEntries(entries, full)
-	}
-	for _, e := range entries {
-		if !matchPattern(full, e.name) {
-			continue
-		}
-		var attrs []string
-		if !e.exists {
-			attrs = append(attrs, `\Noselect`)
-		}
-		if !lsub {
-			if e.children {
-				attrs = append(attrs, `\HasChildren`)
-			} else {
-				attrs = append(attrs, `\HasNoChildren`)
-			}
-			if e.specialUse != "" {
-				attrs = append(attrs, e.specialUse)
-			}
-		}
-		line := []byte(kind + " (" + strings.Join(attrs, " ") + `) "` + store.Separator + `" `)
-		line = append(line, s.wireName(e.name)...)
-		s.untagged("%s", line)
-	}
-	return nil
-}
-
-// lsubEntries are the subscribed names, and the names above them that
-// the pattern matches when none of the subscribed names below does: those
-// are returned \Noselect (RFC 3501 6.3.9, LSUB with '%').
-func lsubEntries(all []listEntry, pattern string) []listEntry {
-	var subs []listEntry
-	seen := map[string]bool{}
-	for _, e := range all {
-		if e.subscribed {
-			e.exists = true // LSUB marks only the unsubscribed parents
-			subs = append(subs, e)
-			seen[e.name] = true
-		}
-	}
-	out := slices.Clone(subs)
-	for _, e := range subs {
-		parts := strings.Split(e.name, store.Separator)
-		for i := 1; i < len(parts); i++ {
-			parent := strings.Join(parts[:i], store.Separator)
-			if seen[parent] || !matchPattern(pattern, parent) {
-				continue
-			}
-			below := slices.ContainsFunc(subs, func(s listEntry) bool {
-				return strings.HasPrefix(s.name, parent+store.Separator) && matchPattern(pattern, s.name)
-			})
-			if !below {
-				seen[parent] = true
-				out = append(out, listEntry{name: parent, subscribed: false})
-			}
-		}
-	}
-	return out
-}
-
-// listPattern reads a list-mailbox argument: atom characters with '%'
-// and '*' (RFC 9051 9, list-char).
-func listPattern(p *imapwire.Parser) (string, error) {
-	var b strings.Builder
-	for !p.AtEnd() {
-		c := p.Peek()
-		if c <= ' ' || c >= 0x7f || c == '(' || c == ')' || c == '{' || c == '"' || c == '\\' {
-			break
-		}
-		b.WriteByte(c)
-		p.Take(string(c))
-	}
-	if b.Len() == 0 {
-		return "", bad("Expected a mailbox pattern")
-	}
-	return b.String(), nil
-}
-
-// listEntries returns every mailbox, and the names above them that do
-// not exist, with their attributes, INBOX first.
-func (s *session) listEntries() ([]listEntry, error) {
-	mbs, err := s.srv.store.ListMailboxes(s.ctx(), s.user.ID)
-	if err != nil {
-		return nil, err
-	}
-	subs, err := s.srv.store.Subscriptions(s.ctx(), s.user.ID)
-	if err != nil {
-		return nil, err
-	}
-	byName := map[string]*listEntry{}
-	var names []string
-	add := func(name string) *listEntry {
-		if e := byName[name]; e != nil {
-			return e
-		}
-		e := &listEntry{name: name}
-		byName[name] = e
-		names = append(names, name)
-		return e
-	}
-	for _, mb := range mbs {
-		e := add(mb.Name)
-		e.exists, e.specialUse, e.subscribed = true, mb.SpecialUse, mb.Subscribed
-	}
-	for _, mb := range mbs {
-		parts := strings.Split(mb.Name, store.Separator)
-		for i := 1; i < len(parts); i++ {
-			add(strings.Join(parts[:i], store.Separator)).children = true
-		}
-	}
-	for _, sub := range subs {
-		if e := byName[sub]; e != nil {
-			e.subscribed = true
-		}
-	}
-	slices.SortFunc(names, func(a, b string) int {
-		switch {
-		case a == store.Inbox:
-			return -1
-		case b == store.Inbox:
-			return 1
-		}
-		return strings.Compare(a, b)
-	})
-	out := make([]listEntry, 0, len(names))
-	for _, n := range names {
-		out = append(out, *byName[n])
-	}
-	// Subscribed names without a mailbox are listed by LSUB as \Noselect.
-	for _, sub := range subs {
-		if byName[sub] == nil {
-			out = append(out, listEntry{name: sub, subscribed: true})
-		}
-	}
-	return out, nil
-}
-
-// matchPattern matches a LIST pattern: '*' matches anything, '%'
-// anything but the separator; INBOX without regard to case.
-func matchPattern(pattern, name string) bool {
-	if up, rest, ok := strings.Cut(pattern, store.Separator); ok && strings.EqualFold(up, store.Inbox) {
-		pattern = store.Inbox + store.Separator + rest
-	} else if strings.EqualFold(pattern, store.Inbox) {
-		pattern = store.Inbox
-	}
-	return match(pattern, name)
-}
-
-func match(p, n string) bool {
-	for len(p) > 0 {
-		switch p[0] {
-		case '*':
-			for i := len(n); i >= 0; i-- {
-				if match(p[1:], n[i:]) {
-					return true
-				}
-			}
-			return false
-		case '%':
-			for i := 0; i <= len(n); i++ {
-				if match(p[1:], n[i:]) {
-					return true
-				}
-				if i < len(n) && n[i] == store.Separator[0] {
-					return false
-				}
-			}
-			return false
-		}
-		if len(n) == 0 || n[0] != p[0] {
-			return false
-		}
-		p, n = p[1:], n[1:]
-	}
-	return len(n) == 0
-}
-
 func cmdStatus(s *session, _ string, p *imapwire.Parser) error {
 	name, err := s.readMailbox(p)
 	if err != nil {
 		return err
 	}
-	if err := p.Expect(" ("); err != nil {
+	if err := p.SP(); err != nil {
 		return err
+	}
+	items, err := statusItems(p)
+	if err != nil {
+		return err
+	}
+	if err := p.End(); err != nil {
+		return err
+	}
+	return s.status(name, items)
+}
+
+// statusItems reads a parenthesized list of STATUS items.
+func statusItems(p *imapwire.Parser) ([]string, error) {
+	if err := p.Expect("("); err != nil {
+		return nil, err
 	}
 	var items []string
 	for !p.Take(")") {
 		if len(items) > 0 {
 			if err := p.SP(); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		a, err := p.Atom()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		items = append(items, strings.ToUpper(a))
+		it := strings.ToUpper(a)
+		switch it {
+		case "MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "DELETED":
+		default:
+			return nil, bad("Unknown STATUS item %s", clipName(a))
+		}
+		items = append(items, it)
 	}
-	if err := p.End(); err != nil {
-		return err
-	}
+	return items, nil
+}
+
+// status writes the STATUS response of a mailbox.
+func (s *session) status(name string, items []string) error {
 	st, err := s.srv.store.MailboxStatus(s.ctx(), s.user.ID, name)
 	if err != nil {
 		return err
@@ -473,8 +255,6 @@ func cmdStatus(s *session, _ string, p *imapwire.Parser) error {
 			v = strconv.FormatInt(st.Size, 10)
 		case "DELETED":
 			v = strconv.Itoa(st.Deleted)
-		default:
-			return bad("Unknown STATUS item %s", clipName(it))
 		}
 		out = append(out, it+" "+v)
 	}
