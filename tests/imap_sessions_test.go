@@ -162,3 +162,29 @@ func TestIMAPErrors(t *testing.T) {
 	c.cmd(`DELETE INBOX`, "NO [CANNOT]")
 	c.cmd("LOGOUT", "OK")
 }
+
+// TestIMAPSearchResult: SEARCH RETURN (SAVE) keeps the result for "$"
+// (RFC 5182), and ESEARCH answers MIN, MAX, COUNT and ALL (RFC 4731).
+func TestIMAPSearchResult(t *testing.T) {
+	s := newServer(t, "", "[tls]\nself_signed = true\n")
+	s.start()
+	c := dialIMAPS(t, s.imapsAddr)
+	c.cmd(`LOGIN alice@example.test secret-alice`, "OK")
+	for i := range 4 {
+		c.cmd(fmt.Sprintf("APPEND INBOX {%d+}\r\nSubject: m%d\r\n\r\nx\r\n", len(fmt.Sprintf("Subject: m%d\r\n\r\nx\r\n", i)), i), "OK [APPENDUID")
+	}
+	c.cmd("SELECT INBOX", "OK")
+	c.cmd(`STORE 2,4 +FLAGS (\Flagged)`, "OK")
+	if got := c.cmd("SEARCH RETURN (SAVE) FLAGGED", "OK"); len(got) != 0 {
+		t.Errorf("SAVE alone answered %q", got)
+	}
+	if got := c.cmd("FETCH $ (UID)", "OK"); !has(got, "* 2 FETCH (UID 2)") || !has(got, "* 4 FETCH (UID 4)") || len(got) != 2 {
+		t.Errorf("FETCH $: %q", got)
+	}
+	if got := c.cmd("UID SEARCH RETURN (MIN MAX COUNT ALL) UNFLAGGED", "OK"); !has(got, `* ESEARCH (TAG "t`) || !has(got, "UID MIN 1 MAX 3 COUNT 2 ALL 1,3") {
+		t.Errorf("ESEARCH: %q", got)
+	}
+	if got := c.cmd("SEARCH NOT $", "OK"); !has(got, "* SEARCH 1 3") {
+		t.Errorf("SEARCH NOT $: %q", got)
+	}
+}

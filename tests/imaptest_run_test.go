@@ -362,7 +362,10 @@ func (r *itRun) runGroup(g *itGroup) error {
 			}
 		}
 	}
-	// Untagged replies, in the order they came.
+	// Untagged replies, in the order they came; $tag is the first
+	// command's tag.
+	r.m.vars["tag"] = cmds[0].tag
+	defer delete(r.m.vars, "tag")
 	found := make([]bool, len(g.untagged))
 	var extra []string
 	for _, u := range untagged {

@@ -47,10 +47,51 @@ func (c *criterion) needs() (info, body bool) {
 	return
 }
 
+// searchReturn is SEARCH RETURN's options (RFC 4731 ESEARCH, RFC 5182
+// SEARCHRES).
+type searchReturn struct {
+	min, max, all, count, save bool
+}
+
 func cmdSearch(s *session, name string, p *imapwire.Parser) error {
 	byUID := name == "UID SEARCH"
 	if err := p.SP(); err != nil {
 		return err
+	}
+	var ret *searchReturn
+	if p.Take("RETURN (") {
+		ret = &searchReturn{}
+		for i := 0; !p.Take(")"); i++ {
+			if i > 0 {
+				if err := p.SP(); err != nil {
+					return err
+				}
+			}
+			a, err := p.Atom()
+			if err != nil {
+				return err
+			}
+			switch strings.ToUpper(a) {
+			case "MIN":
+				ret.min = true
+			case "MAX":
+				ret.max = true
+			case "ALL":
+				ret.all = true
+			case "COUNT":
+				ret.count = true
+			case "SAVE":
+				ret.save = true
+			default:
+				return bad("Unknown SEARCH RETURN option %s", clipName(a))
+			}
+		}
+		if !ret.min && !ret.max && !ret.count && !ret.save {
+			ret.all = true // RETURN () is RETURN (ALL)
+		}
+		if err := p.SP(); err != nil {
+			return err
+		}
 	}
 	if p.Take("CHARSET ") {
 		cs, err := p.AString()
@@ -82,17 +123,74 @@ func cmdSearch(s *session, name string, p *imapwire.Parser) error {
 	if err != nil {
 		return err
 	}
-	out := []byte("SEARCH")
-	for _, i := range found {
-		out = append(out, ' ')
-		if byUID {
-			out = strconv.AppendUint(out, uint64(s.sel.msgs[i].UID), 10)
-		} else {
-			out = strconv.AppendInt(out, int64(i+1), 10)
+	if ret == nil {
+		out := []byte("SEARCH")
+		for _, i := range found {
+			out = append(out, ' ')
+			out = strconv.AppendUint(out, uint64(s.number(i, byUID)), 10)
 		}
+		s.untagged("%s", out)
+		return nil
+	}
+	if ret.save {
+		s.saveResult(found, ret)
+		if !ret.min && !ret.max && !ret.all && !ret.count {
+			return nil // SAVE alone answers nothing (RFC 5182 2.1)
+		}
+	}
+	out := []byte(`ESEARCH (TAG "` + s.tag + `")`)
+	if byUID {
+		out = append(out, " UID"...)
+	}
+	if ret.min && len(found) > 0 {
+		out = append(out, " MIN "...)
+		out = strconv.AppendUint(out, uint64(s.number(found[0], byUID)), 10)
+	}
+	if ret.max && len(found) > 0 {
+		out = append(out, " MAX "...)
+		out = strconv.AppendUint(out, uint64(s.number(found[len(found)-1], byUID)), 10)
+	}
+	if ret.count {
+		out = append(out, " COUNT "...)
+		out = strconv.AppendInt(out, int64(len(found)), 10)
+	}
+	if ret.all && len(found) > 0 {
+		nums := make([]uint32, len(found))
+		for k, i := range found {
+			nums[k] = s.number(i, byUID)
+		}
+		out = append(out, " ALL "...)
+		out = append(out, imapwire.Compact(nums)...)
 	}
 	s.untagged("%s", out)
 	return nil
+}
+
+// number is the message number, or UID, of the message at index i.
+func (s *session) number(i int, byUID bool) uint32 {
+	if byUID {
+		return s.sel.msgs[i].UID
+	}
+	return uint32(i + 1)
+}
+
+// saveResult keeps a search result for "$" (RFC 5182 2.4): all of it, or
+// only the MIN and MAX when those were all that was asked.
+func (s *session) saveResult(found []int, ret *searchReturn) {
+	keep := found
+	if !ret.all && !ret.count && (ret.min || ret.max) && len(found) > 0 {
+		keep = nil
+		if ret.min {
+			keep = append(keep, found[0])
+		}
+		if ret.max && (!ret.min || len(found) > 1) {
+			keep = append(keep, found[len(found)-1])
+		}
+	}
+	s.sel.saved = s.sel.saved[:0]
+	for _, i := range keep {
+		s.sel.saved = append(s.sel.saved, s.sel.msgs[i].UID)
+	}
 }
 
 // parseCriterion reads one search key.
@@ -261,9 +359,13 @@ func (s *session) matches(c *criterion, m *candidate) bool {
 		return s.sel.recent[m.state.UID]
 	case "NEW":
 		return s.sel.recent[m.state.UID] && !has(store.FlagSeen)
-	case "SEQ":
-		return c.set.Resolve(uint32(len(s.sel.msgs))).Contains(uint32(m.seq))
-	case "UID":
+	case "SEQ", "UID":
+		if c.set.Saved {
+			return slices.Contains(s.sel.saved, m.state.UID)
+		}
+		if c.key == "SEQ" {
+			return c.set.Resolve(uint32(len(s.sel.msgs))).Contains(uint32(m.seq))
+		}
 		return c.set.Resolve(s.sel.lastUID()).Contains(m.state.UID)
 	case "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "SEEN":
 		return has(`\` + c.key[:1] + strings.ToLower(c.key[1:]))
