@@ -188,3 +188,62 @@ func TestIMAPSearchResult(t *testing.T) {
 		t.Errorf("SEARCH NOT $: %q", got)
 	}
 }
+
+// TestIMAPQresync: a client that knew a mailbox at some MODSEQ gets back,
+// on SELECT with QRESYNC, the UIDs expunged since (VANISHED (EARLIER)) and
+// the messages changed since; CONDSTORE's UNCHANGEDSINCE refuses a change
+// over another's (MODIFIED); with QRESYNC on, expunges come as VANISHED
+// (RFC 7162).
+func TestIMAPQresync(t *testing.T) {
+	s := newServer(t, "", "[tls]\nself_signed = true\n")
+	s.start()
+	a := dialIMAPS(t, s.imapsAddr)
+	a.cmd(`LOGIN alice@example.test secret-alice`, "OK")
+	for i := range 5 {
+		body := fmt.Sprintf("Subject: m%d\r\n\r\nx\r\n", i)
+		a.cmd(fmt.Sprintf("APPEND INBOX {%d+}\r\n%s", len(body), body), "OK")
+	}
+	sel := a.cmd("SELECT INBOX (CONDSTORE)", "OK")
+	var validity, highest string
+	for _, l := range sel {
+		fmt.Sscanf(l, "* OK [UIDVALIDITY %s", &validity)
+		fmt.Sscanf(l, "* OK [HIGHESTMODSEQ %s", &highest)
+	}
+	validity, highest = strings.TrimSuffix(validity, "]"), strings.TrimSuffix(highest, "]")
+	if validity == "" || highest == "" {
+		t.Fatalf("SELECT (CONDSTORE): %q", sel)
+	}
+	a.cmd("LOGOUT", "OK")
+
+	// Meanwhile another client deletes 2 and flags 4.
+	b := dialIMAPS(t, s.imapsAddr)
+	b.cmd(`LOGIN alice@example.test secret-alice`, "OK")
+	b.cmd("SELECT INBOX", "OK")
+	b.cmd(`STORE 2 +FLAGS.SILENT (\Deleted)`, "OK")
+	b.cmd("EXPUNGE", "OK")
+	b.cmd(`UID STORE 4 +FLAGS (\Flagged)`, "OK")
+
+	c := dialIMAPS(t, s.imapsAddr)
+	c.cmd(`LOGIN alice@example.test secret-alice`, "OK")
+	c.cmd("ENABLE QRESYNC", "OK")
+	got := c.cmd(fmt.Sprintf("SELECT INBOX (QRESYNC (%s %s 1:5))", validity, highest), "OK")
+	if !has(got, "* VANISHED (EARLIER) 2") || !has(got, `FETCH (UID 4 FLAGS (\Flagged`) {
+		t.Errorf("SELECT with QRESYNC: %q", got)
+	}
+	if has(got, "UID 1 ") || has(got, "UID 3 ") {
+		t.Errorf("unchanged messages were sent again: %q", got)
+	}
+	// UNCHANGEDSINCE below message 4's MODSEQ: refused for it alone.
+	got = c.cmd(fmt.Sprintf(`UID STORE 1,4 (UNCHANGEDSINCE %s) +FLAGS (\Seen)`, highest), "OK [MODIFIED 4]")
+	if !has(got, "UID 1 FLAGS") || has(got, "UID 4 FLAGS") {
+		t.Errorf("STORE UNCHANGEDSINCE: %q", got)
+	}
+	b.cmd(`UID STORE 5 +FLAGS.SILENT (\Deleted)`, "OK")
+	b.cmd("EXPUNGE", "OK")
+	if got := c.cmd("NOOP", "OK"); !has(got, "* VANISHED 5") || has(got, "EXPUNGE") {
+		t.Errorf("an expunge under QRESYNC: %q", got)
+	}
+	if got := c.cmd(fmt.Sprintf("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %s VANISHED)", highest), "OK"); !has(got, "* VANISHED (EARLIER) 2,5") || !has(got, "MODSEQ (") {
+		t.Errorf("UID FETCH CHANGEDSINCE VANISHED: %q", got)
+	}
+}

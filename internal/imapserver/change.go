@@ -3,6 +3,7 @@ package imapserver
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,6 +66,16 @@ func cmdStore(s *session, name string, p *imapwire.Parser) error {
 	if err := p.SP(); err != nil {
 		return err
 	}
+	var unchangedSince int64
+	if p.Take("(UNCHANGEDSINCE ") { // RFC 7162 3.1.3
+		if unchangedSince, err = p.Number64(); err != nil {
+			return err
+		}
+		if err := p.Expect(") "); err != nil {
+			return err
+		}
+		s.enableCondstore()
+	}
 	op := store.FlagsReplace
 	switch {
 	case p.Take("+"):
@@ -100,22 +111,45 @@ func cmdStore(s *session, name string, p *imapwire.Parser) error {
 	for k, i := range idx {
 		uids[k] = s.sel.msgs[i].UID
 	}
-	res, err := s.srv.store.SetFlags(s.ctx(), s.user.ID, s.sel.name, store.FlagChange{UIDs: uids, Op: op, Flags: flags})
+	res, err := s.srv.store.SetFlags(s.ctx(), s.user.ID, s.sel.name, store.FlagChange{UIDs: uids, Op: op, Flags: flags, UnchangedSince: unchangedSince})
 	if err != nil {
 		return err
 	}
 	s.applyOwnFlags(res.Changed)
-	if silent {
-		return nil
+	modified := map[uint32]bool{}
+	for _, u := range res.Modified {
+		modified[u] = true
 	}
-	// Every message named gets its FLAGS, changed or not (RFC 9051 6.4.6).
+	changed := map[uint32]bool{}
+	for _, m := range res.Changed {
+		changed[m.UID] = true
+	}
+	// Every message named gets its FLAGS, changed or not (RFC 9051 6.4.6);
+	// with CONDSTORE its MODSEQ too, and .SILENT leaves out the FLAGS but
+	// not the MODSEQ of what changed (RFC 7162 3.1.3).
+	var failed []uint32
 	for _, i := range idx {
 		m := s.sel.msgs[i]
-		if byUID {
-			s.untagged("%d FETCH (UID %d FLAGS (%s))", i+1, m.UID, s.flagList(m))
-		} else {
-			s.untagged("%d FETCH (FLAGS (%s))", i+1, s.flagList(m))
+		if modified[m.UID] {
+			failed = append(failed, s.number(i, byUID))
+			continue
 		}
+		var items []string
+		if byUID {
+			items = append(items, "UID "+uitoa(m.UID))
+		}
+		if !silent {
+			items = append(items, "FLAGS ("+s.flagList(m)+")")
+		}
+		if s.condstore && (!silent || changed[m.UID]) {
+			items = append(items, "MODSEQ ("+strconv.FormatInt(m.ModSeq, 10)+")")
+		}
+		if !silent || (s.condstore && changed[m.UID]) {
+			s.untagged("%d FETCH (%s)", i+1, strings.Join(items, " "))
+		}
+	}
+	if len(failed) > 0 {
+		s.code = "[MODIFIED " + imapwire.Compact(failed) + "]"
 	}
 	return nil
 }

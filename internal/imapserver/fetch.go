@@ -53,8 +53,43 @@ func cmdFetch(s *session, name string, p *imapwire.Parser) error {
 	if err != nil {
 		return err
 	}
+	// RFC 7162 3.1.4.1 and 3.2.6: (CHANGEDSINCE n [VANISHED]).
+	var changedSince int64
+	vanished := false
+	if p.Take(" (") {
+		for i := 0; !p.Take(")"); i++ {
+			if i > 0 {
+				if err := p.SP(); err != nil {
+					return err
+				}
+			}
+			switch {
+			case p.Take("CHANGEDSINCE "):
+				if changedSince, err = p.Number64(); err != nil {
+					return err
+				}
+			case p.Take("VANISHED"):
+				vanished = true
+			default:
+				return bad("Unknown FETCH modifier")
+			}
+		}
+		if changedSince == 0 {
+			return bad("FETCH modifiers need CHANGEDSINCE with a MODSEQ above 0")
+		}
+		if vanished && (!byUID || !s.qresync) {
+			return bad("VANISHED needs UID FETCH and ENABLE QRESYNC (RFC 7162 3.2.6)")
+		}
+		s.enableCondstore()
+	}
 	if err := p.End(); err != nil {
 		return err
+	}
+	if slices.ContainsFunc(items, func(it fetchItem) bool { return it.name == "MODSEQ" }) {
+		s.enableCondstore()
+	}
+	if s.condstore && !slices.ContainsFunc(items, func(it fetchItem) bool { return it.name == "MODSEQ" }) {
+		items = append(items, fetchItem{name: "MODSEQ", label: "MODSEQ"})
 	}
 	if byUID && !slices.ContainsFunc(items, func(it fetchItem) bool { return it.name == "UID" }) {
 		items = append([]fetchItem{{name: "UID", label: "UID"}}, items...)
@@ -63,7 +98,35 @@ func cmdFetch(s *session, name string, p *imapwire.Parser) error {
 	if err != nil {
 		return err
 	}
+	if vanished {
+		if err := s.vanishedEarlier(set, changedSince); err != nil {
+			return err
+		}
+	}
+	if changedSince > 0 {
+		idx = slices.DeleteFunc(idx, func(i int) bool { return s.sel.msgs[i].ModSeq <= changedSince })
+	}
 	return s.fetch(idx, items)
+}
+
+// vanishedEarlier reports the UIDs of a set expunged after a MODSEQ
+// (RFC 7162 3.2.6, 3.2.5.2).
+func (s *session) vanishedEarlier(set imapwire.SeqSet, since int64) error {
+	ch, err := s.srv.store.Changes(s.ctx(), s.user.ID, s.sel.name, since)
+	if err != nil {
+		return err
+	}
+	r := set.Resolve(ch.UIDNext - 1)
+	var uids []uint32
+	for _, u := range ch.Vanished {
+		if r.Contains(u) {
+			uids = append(uids, u)
+		}
+	}
+	if len(uids) > 0 {
+		s.untagged("VANISHED (EARLIER) %s", imapwire.Compact(uids))
+	}
+	return nil
 }
 
 // parseFetchItems reads a macro, one item, or a parenthesized list.

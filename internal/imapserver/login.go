@@ -26,7 +26,7 @@ func init() {
 var capsAuthenticated = []string{
 	"IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT",
 	"CHILDREN", "SPECIAL-USE", "MULTIAPPEND", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE",
-	"ESEARCH", "SEARCHRES",
+	"ESEARCH", "SEARCHRES", "CONDSTORE", "QRESYNC",
 }
 
 // capabilities lists what the session may use now (RFC 9051 7.2.2):
@@ -262,6 +262,16 @@ func cmdEnable(s *session, _ string, p *imapwire.Parser) error {
 			if !s.utf8 {
 				s.utf8 = true
 				enabled = append(enabled, "UTF8=ACCEPT")
+			}
+		case "CONDSTORE":
+			if !s.condstore {
+				s.condstore = true
+				enabled = append(enabled, "CONDSTORE")
+			}
+		case "QRESYNC":
+			if !s.qresync {
+				s.qresync, s.condstore = true, true
+				enabled = append(enabled, "QRESYNC")
 			}
 		}
 	}

@@ -222,7 +222,7 @@ func statusItems(p *imapwire.Parser) ([]string, error) {
 		}
 		it := strings.ToUpper(a)
 		switch it {
-		case "MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "DELETED":
+		case "MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "DELETED", "HIGHESTMODSEQ":
 		default:
 			return nil, bad("Unknown STATUS item %s", clipName(a))
 		}
@@ -255,6 +255,9 @@ func (s *session) status(name string, items []string) error {
 			v = strconv.FormatInt(st.Size, 10)
 		case "DELETED":
 			v = strconv.Itoa(st.Deleted)
+		case "HIGHESTMODSEQ":
+			v = strconv.FormatInt(st.HighestModSeq, 10)
+			s.enableCondstore()
 		}
 		out = append(out, it+" "+v)
 	}

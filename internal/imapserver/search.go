@@ -31,6 +31,19 @@ type criterion struct {
 	field string       // HEADER's field name, lower case
 }
 
+// has reports whether the tree uses a key.
+func (c *criterion) has(key string) bool {
+	if c.key == key {
+		return true
+	}
+	for _, k := range c.kids {
+		if k.has(key) {
+			return true
+		}
+	}
+	return false
+}
+
 // needs says what evaluating the tree reads beyond flags.
 func (c *criterion) needs() (info, body bool) {
 	switch c.key {
@@ -123,11 +136,28 @@ func cmdSearch(s *session, name string, p *imapwire.Parser) error {
 	if err != nil {
 		return err
 	}
+	withModSeq := root.has("MODSEQ")
+	if withModSeq {
+		s.enableCondstore()
+	}
+	// RFC 7162 3.1.5: the highest MODSEQ of the messages returned.
+	highest := func(idx ...int) int64 {
+		var h int64
+		for _, i := range idx {
+			h = max(h, s.sel.msgs[i].ModSeq)
+		}
+		return h
+	}
 	if ret == nil {
 		out := []byte("SEARCH")
 		for _, i := range found {
 			out = append(out, ' ')
 			out = strconv.AppendUint(out, uint64(s.number(i, byUID)), 10)
+		}
+		if withModSeq && len(found) > 0 {
+			out = append(out, " (MODSEQ "...)
+			out = strconv.AppendInt(out, highest(found...), 10)
+			out = append(out, ')')
 		}
 		s.untagged("%s", out)
 		return nil
@@ -161,6 +191,20 @@ func cmdSearch(s *session, name string, p *imapwire.Parser) error {
 		}
 		out = append(out, " ALL "...)
 		out = append(out, imapwire.Compact(nums)...)
+	}
+	if withModSeq && len(found) > 0 {
+		h := highest(found...)
+		if !ret.all && !ret.count {
+			h = 0
+			if ret.min {
+				h = highest(found[0])
+			}
+			if ret.max {
+				h = max(h, highest(found[len(found)-1]))
+			}
+		}
+		out = append(out, " MODSEQ "...)
+		out = strconv.AppendInt(out, h, 10)
 	}
 	s.untagged("%s", out)
 	return nil
@@ -253,6 +297,29 @@ func parseCriterion(p *imapwire.Parser, depth int) (*criterion, error) {
 	case "LARGER", "SMALLER":
 		if err := p.SP(); err != nil {
 			return nil, err
+		}
+		c.n, err = p.Number64()
+	case "MODSEQ": // RFC 7162 3.1.5: [entry-name entry-type] mod-sequence
+		if err := p.SP(); err != nil {
+			return nil, err
+		}
+		if p.Peek() == '"' {
+			if _, err := p.String(); err != nil {
+				return nil, err
+			}
+			if err := p.SP(); err != nil {
+				return nil, err
+			}
+			t, err := p.Atom()
+			if err != nil {
+				return nil, err
+			}
+			if t = strings.ToLower(t); t != "priv" && t != "shared" && t != "all" {
+				return nil, bad("The MODSEQ entry type is priv, shared or all")
+			}
+			if err := p.SP(); err != nil {
+				return nil, err
+			}
 		}
 		c.n, err = p.Number64()
 	case "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE":
@@ -376,6 +443,8 @@ func (s *session) matches(c *criterion, m *candidate) bool {
 		return slices.ContainsFunc(m.state.Flags, func(f string) bool { return strings.EqualFold(f, c.arg) })
 	case "UNKEYWORD":
 		return !slices.ContainsFunc(m.state.Flags, func(f string) bool { return strings.EqualFold(f, c.arg) })
+	case "MODSEQ":
+		return m.state.ModSeq >= c.n
 	case "LARGER":
 		return m.info.Size > c.n
 	case "SMALLER":

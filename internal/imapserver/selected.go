@@ -61,13 +61,46 @@ func (m *selected) lastUID() uint32 {
 	return m.msgs[len(m.msgs)-1].UID
 }
 
+// qresyncParams are SELECT's QRESYNC parameters (RFC 7162 3.2.5).
+type qresyncParams struct {
+	uidValidity uint32
+	modseq      int64
+	known       *imapwire.SeqSet
+}
+
 func cmdSelect(s *session, name string, p *imapwire.Parser) error {
 	mbox, err := s.readMailbox(p)
 	if err != nil {
 		return err
 	}
+	var qr *qresyncParams
+	if p.Take(" (") {
+		for i := 0; !p.Take(")"); i++ {
+			if i > 0 {
+				if err := p.SP(); err != nil {
+					return err
+				}
+			}
+			switch {
+			case p.Take("CONDSTORE"):
+				s.condstore = true
+			case p.Take("QRESYNC ("):
+				if !s.qresync {
+					return bad("QRESYNC needs ENABLE QRESYNC first (RFC 7162 3.2.3)")
+				}
+				if qr, err = parseQresync(p); err != nil {
+					return err
+				}
+			default:
+				return bad("Unknown SELECT parameter")
+			}
+		}
+	}
 	if err := p.End(); err != nil {
 		return err
+	}
+	if s.sel != nil && s.qresync {
+		s.untagged("OK [CLOSED] Previous mailbox closed")
 	}
 	s.unselect()
 	st, err := s.srv.store.MailboxState(s.ctx(), s.user.ID, mbox)
@@ -109,7 +142,73 @@ func cmdSelect(s *session, name string, p *imapwire.Parser) error {
 	} else {
 		s.code = "[READ-WRITE]"
 	}
+	if qr != nil && qr.uidValidity == sel.uidValidity {
+		return s.resync(qr)
+	}
 	return nil
+}
+
+// parseQresync reads "uidvalidity modseq [known-uids [seq-match]])"
+// after "QRESYNC (".
+func parseQresync(p *imapwire.Parser) (*qresyncParams, error) {
+	qr := &qresyncParams{}
+	v, err := p.Number()
+	if err != nil {
+		return nil, err
+	}
+	qr.uidValidity = v
+	if err := p.SP(); err != nil {
+		return nil, err
+	}
+	if qr.modseq, err = p.Number64(); err != nil {
+		return nil, err
+	}
+	if p.Take(" ") && p.Peek() != '(' {
+		set, err := p.SeqSet()
+		if err != nil {
+			return nil, err
+		}
+		qr.known = &set
+		p.Take(" ")
+	}
+	if p.Take("(") { // the sequence match data: only a hint, not needed
+		for depth := 1; depth > 0 && !p.AtEnd(); {
+			switch {
+			case p.Take("("):
+				depth++
+			case p.Take(")"):
+				depth--
+			default:
+				if _, err := p.SeqSet(); err != nil {
+					p.Take(" ")
+				}
+			}
+		}
+	}
+	if err := p.Expect(")"); err != nil {
+		return nil, err
+	}
+	return qr, nil
+}
+
+// resync tells a reconnecting client what changed since the MODSEQ it
+// knew (RFC 7162 3.2.5.1): the UIDs expunged since, then the messages
+// changed since.
+func (s *session) resync(qr *qresyncParams) error {
+	known := imapwire.SeqSet{Ranges: []imapwire.SeqRange{{Lo: 1, Hi: imapwire.Star}}}
+	if qr.known != nil {
+		known = *qr.known
+	}
+	if err := s.vanishedEarlier(known, qr.modseq); err != nil {
+		return err
+	}
+	var idx []int
+	for i, m := range s.sel.msgs {
+		if m.ModSeq > qr.modseq {
+			idx = append(idx, i)
+		}
+	}
+	return s.fetch(idx, []fetchItem{{name: "UID", label: "UID"}, {name: "FLAGS", label: "FLAGS"}, {name: "MODSEQ", label: "MODSEQ"}})
 }
 
 // keywordList returns the keywords in use, each after a space.
@@ -190,12 +289,19 @@ func (s *session) sync(allowExpunge bool) {
 	sel.pending = append(sel.pending, ch.Vanished...)
 	if allowExpunge && len(sel.pending) > 0 {
 		slices.Sort(sel.pending)
+		var gone []uint32
 		for _, uid := range slices.Compact(sel.pending) {
 			if seq := sel.seqOf(uid); seq > 0 {
 				sel.msgs = slices.Delete(sel.msgs, seq-1, seq)
 				delete(sel.recent, uid)
-				s.untagged("%d EXPUNGE", seq)
+				gone = append(gone, uid)
+				if !s.qresync {
+					s.untagged("%d EXPUNGE", seq)
+				}
 			}
+		}
+		if s.qresync && len(gone) > 0 {
+			s.untagged("VANISHED %s", imapwire.Compact(gone)) // RFC 7162 3.2.10
 		}
 		sel.pending = sel.pending[:0]
 	}
@@ -216,7 +322,11 @@ func (s *session) sync(allowExpunge bool) {
 		cur := &sel.msgs[seq-1]
 		if !slices.Equal(cur.Flags, m.Flags) {
 			cur.Flags = m.Flags
-			s.untagged("%d FETCH (UID %d FLAGS (%s))", seq, m.UID, s.flagList(m))
+			if s.condstore {
+				s.untagged("%d FETCH (UID %d FLAGS (%s) MODSEQ (%d))", seq, m.UID, s.flagList(m), m.ModSeq)
+			} else {
+				s.untagged("%d FETCH (UID %d FLAGS (%s))", seq, m.UID, s.flagList(m))
+			}
 		}
 		cur.ModSeq = m.ModSeq
 	}
@@ -295,4 +405,17 @@ func (s *session) flagList(m store.MessageState) string {
 		f += `\Recent`
 	}
 	return f
+}
+
+// enableCondstore turns CONDSTORE on for a command that uses it (RFC 7162
+// 3.1): the first time, with a mailbox selected, the client is told its
+// HIGHESTMODSEQ.
+func (s *session) enableCondstore() {
+	if s.condstore {
+		return
+	}
+	s.condstore = true
+	if s.sel != nil {
+		s.untagged("OK [HIGHESTMODSEQ %d] Highest", s.sel.highest)
+	}
 }

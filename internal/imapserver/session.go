@@ -31,8 +31,10 @@ type session struct {
 	authed bool
 	sel    *selected // the selected mailbox, or nil
 
-	// utf8 is UTF8=ACCEPT, enabled by the client (RFC 6855, RFC 5161).
-	utf8 bool
+	// utf8 is UTF8=ACCEPT, enabled by the client (RFC 6855, RFC 5161);
+	// condstore and qresync are RFC 7162's, enabled by ENABLE or by a
+	// command that uses them.
+	utf8, condstore, qresync bool
 
 	tag          string // of the command running
 	code         string // response code for the command's OK, "[...]" included
