@@ -49,6 +49,7 @@ type server struct {
 	subAddr             string // submission (STARTTLS)
 	tlsAddr             string // submissions (implicit TLS)
 	imapAddr, imapsAddr string
+	pop3Addr, pop3sAddr string
 	cmd                 *exec.Cmd
 	mu                  sync.Mutex
 	stderr              bytes.Buffer
@@ -93,7 +94,8 @@ func freeAddr(t *testing.T) string {
 // with users alice and bob. It does not start the server.
 func newServer(t *testing.T, extraSMTP string, extraTables string) *server {
 	t.Helper()
-	s := &server{t: t, dir: t.TempDir(), addr: freeAddr(t), subAddr: freeAddr(t), tlsAddr: freeAddr(t), imapAddr: freeAddr(t), imapsAddr: freeAddr(t)}
+	s := &server{t: t, dir: t.TempDir(), addr: freeAddr(t), subAddr: freeAddr(t), tlsAddr: freeAddr(t), imapAddr: freeAddr(t), imapsAddr: freeAddr(t),
+		pop3Addr: freeAddr(t), pop3sAddr: freeAddr(t)}
 	s.config = filepath.Join(s.dir, "mailroom.toml")
 	s.writeConfig(extraSMTP, extraTables)
 	s.cli("domain", "add", "example.test")
@@ -105,9 +107,9 @@ func newServer(t *testing.T, extraSMTP string, extraTables string) *server {
 
 func (s *server) writeConfig(extraSMTP, extraTables string) {
 	s.extraSMTP, s.extraTables = extraSMTP, extraTables
-	imaps := s.imapsAddr
+	imaps, pop3s := s.imapsAddr, s.pop3sAddr
 	if s.tlsAddr == "" {
-		imaps = "" // a test without implicit TLS has no certificate for it
+		imaps, pop3s = "", "" // a test without implicit TLS has no certificate for it
 	}
 	cfg := fmt.Sprintf(`hostname = "mx.example.test"
 data_dir = %q
@@ -119,12 +121,14 @@ submission = [%s]
 submissions = [%s]
 imap = [%s]
 imaps = [%s]
+pop3 = [%s]
+pop3s = [%s]
 
 [smtp]
 %s
 
 %s
-`, filepath.Join(s.dir, "data"), s.addr, quoted(s.subAddr), quoted(s.tlsAddr), quoted(s.imapAddr), quoted(imaps), extraSMTP, extraTables+noDNS(extraTables))
+`, filepath.Join(s.dir, "data"), s.addr, quoted(s.subAddr), quoted(s.tlsAddr), quoted(s.imapAddr), quoted(imaps), quoted(s.pop3Addr), quoted(pop3s), extraSMTP, extraTables+noDNS(extraTables))
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		s.t.Fatal(err)
 	}
@@ -139,7 +143,7 @@ func (s *server) start() {
 		}
 		// A port picked by freeAddr was taken by another process before the
 		// server bound it: pick new loopback ports and try again.
-		for _, a := range []*string{&s.addr, &s.subAddr, &s.tlsAddr, &s.imapAddr, &s.imapsAddr} {
+		for _, a := range []*string{&s.addr, &s.subAddr, &s.tlsAddr, &s.imapAddr, &s.imapsAddr, &s.pop3Addr, &s.pop3sAddr} {
 			if strings.HasPrefix(*a, "127.0.0.1:") {
 				*a = freeAddr(s.t)
 			}

@@ -36,6 +36,7 @@ type Config struct {
 	SMTP       SMTP       `toml:"smtp"`
 	Submission Submission `toml:"submission"`
 	IMAP       IMAP       `toml:"imap"`
+	POP3       POP3       `toml:"pop3"`
 	TLS        TLS        `toml:"tls"`
 	Mailbox    Mailbox    `toml:"mailbox"`
 	DNS        DNS        `toml:"dns"`
@@ -55,6 +56,9 @@ type Listen struct {
 	// IMAP (143, STARTTLS) and IMAPS (993, implicit TLS, RFC 8314).
 	IMAP  []HostPort `toml:"imap"`
 	IMAPS []HostPort `toml:"imaps"`
+	// POP3 (110, STLS) and POP3S (995, implicit TLS).
+	POP3  []HostPort `toml:"pop3"`
+	POP3S []HostPort `toml:"pop3s"`
 }
 
 // Store configures the store under data_dir.
@@ -78,7 +82,7 @@ type Clients struct {
 }
 
 // Auth configures the login limiter that every protocol with logins
-// (submission, and IMAP and POP3 to come) shares.
+// (submission, IMAP and POP3) shares.
 type Auth struct {
 	// MaxFailures failed logins from one client prefix within BanTime ban
 	// the prefix from logging in for BanTime (SMTP 421 4.7.0).
@@ -161,6 +165,12 @@ type IMAP struct {
 	// MaxConnections and MaxConnectionsPerClient bound each IMAP listener's
 	// connections (143 and 993 each have their own). Mail clients hold
 	// several connections each, and phones one per folder they watch.
+	MaxConnections          int `toml:"max_connections"`
+	MaxConnectionsPerClient int `toml:"max_connections_per_client"`
+}
+
+// POP3 configures the POP3 listeners.
+type POP3 struct {
 	MaxConnections          int `toml:"max_connections"`
 	MaxConnectionsPerClient int `toml:"max_connections_per_client"`
 }
@@ -323,6 +333,7 @@ func Default() *Config {
 			MaxHops:                 50,
 		},
 		IMAP: IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
+		POP3: POP3{MaxConnections: 1000, MaxConnectionsPerClient: 10},
 		Submission: Submission{MaxConnections: 500, MaxConnectionsPerClient: 20,
 			MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
 		TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second), HandshakeTimeout: Duration(10 * time.Second),
@@ -352,6 +363,8 @@ func Dev() *Config {
 	c.Listen.Submissions = []HostPort{{"127.0.0.1:2465"}}
 	c.Listen.IMAP = []HostPort{{"127.0.0.1:2143"}}
 	c.Listen.IMAPS = []HostPort{{"127.0.0.1:2993"}}
+	c.Listen.POP3 = []HostPort{{"127.0.0.1:2110"}}
+	c.Listen.POP3S = []HostPort{{"127.0.0.1:2995"}}
 	return c
 }
 
@@ -517,6 +530,8 @@ func (c *Config) validate() error {
 		{c.Submission.MaxConnectionsPerClient >= 1, "submission.max_connections_per_client: must be at least 1"},
 		{c.IMAP.MaxConnections >= 1, "imap.max_connections: must be at least 1"},
 		{c.IMAP.MaxConnectionsPerClient >= 1, "imap.max_connections_per_client: must be at least 1"},
+		{c.POP3.MaxConnections >= 1, "pop3.max_connections: must be at least 1"},
+		{c.POP3.MaxConnectionsPerClient >= 1, "pop3.max_connections_per_client: must be at least 1"},
 		{c.Clients.IPv4Prefix >= 8 && c.Clients.IPv4Prefix <= 32, "clients.ipv4_prefix: must be from 8 to 32 (32: one address)"},
 		{c.Clients.IPv6Prefix >= 16 && c.Clients.IPv6Prefix <= 128, "clients.ipv6_prefix: must be from 16 to 128 (64: one host's usual block)"},
 		{s.MaxSessionTime.D() >= time.Minute, "smtp.max_session_time: must be at least 1m"},
@@ -551,7 +566,7 @@ func (c *Config) validate() error {
 		{validLevel(c.Log.Level), `log.level: must be "debug", "info", "warn" or "error"`},
 	}
 	for name, l := range map[string][]HostPort{"smtp": c.Listen.SMTP, "submission": c.Listen.Submission, "submissions": c.Listen.Submissions,
-		"imap": c.Listen.IMAP, "imaps": c.Listen.IMAPS} {
+		"imap": c.Listen.IMAP, "imaps": c.Listen.IMAPS, "pop3": c.Listen.POP3, "pop3s": c.Listen.POP3S} {
 		if slices.Contains(l, HostPort{}) {
 			return fmt.Errorf(`listen.%s: an empty address: write it like "127.0.0.1:25"`, name)
 		}

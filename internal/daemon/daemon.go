@@ -127,15 +127,15 @@ func Run(ctx context.Context, opts Options) error {
 		}()
 		log.Info("listening", "service", l.mode.String(), "addr", l.Addr().String())
 	}
-	imap, err := startIMAP(cfg, st, logins, smtpCfg.TLS, spoolDir, log)
+	access, err := startAccess(cfg, st, logins, smtpCfg.TLS, spoolDir, log)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		wg.Wait()
 		return err
 	}
-	printBanner(opts.Stdout, cfg, listeners, imap.bound, &cs, dev)
+	printBanner(opts.Stdout, cfg, listeners, access.bound, &cs, dev)
 
-	rt := &running{srv: srv, services: services, imap: imap, store: st, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log}
+	rt := &running{srv: srv, services: services, access: access, store: st, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -154,7 +154,7 @@ func Run(ctx context.Context, opts Options) error {
 	sctx, cancelShutdown := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
 	defer cancelShutdown()
 	var imapDone sync.WaitGroup
-	imapDone.Go(func() { imap.shutdown(sctx, log) })
+	imapDone.Go(func() { access.shutdown(sctx, log) })
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("sessions still open at the shutdown deadline were closed", "err", err)
 	}

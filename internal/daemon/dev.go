@@ -100,7 +100,7 @@ func RandomPassword() string {
 }
 
 // printBanner tells the operator what runs where and how to send a first message.
-func printBanner(w io.Writer, cfg *config.Config, ls []boundSocket, imap []imapSocket, cs *certs.Store, dev *devSetup) {
+func printBanner(w io.Writer, cfg *config.Config, ls []boundSocket, access []accessSocket, cs *certs.Store, dev *devSetup) {
 	if w == nil {
 		return
 	}
@@ -114,7 +114,7 @@ func printBanner(w io.Writer, cfg *config.Config, ls []boundSocket, imap []imapS
 		}
 	}
 	firstIMAP := map[string]string{}
-	for _, l := range imap {
+	for _, l := range access {
 		fmt.Fprintf(&b, "  %-12s %s\n", l.service, l.Addr())
 		if firstIMAP[l.service] == "" {
 			firstIMAP[l.service] = l.Addr().String()
@@ -144,6 +144,9 @@ func printBanner(w io.Writer, cfg *config.Config, ls []boundSocket, imap []imapS
 	fmt.Fprintf(&b, "Read it:\n  mailroom mailbox list %s\n", DevUser)
 	if imaps := firstIMAP["imaps"]; imaps != "" && dev.password != "" {
 		fmt.Fprintf(&b, "  or over IMAP: curl -k --user %s:%s 'imaps://%s/INBOX;UID=1'\n", DevUser, dev.password, imaps)
+	}
+	if pop3s := firstIMAP["pop3s"]; pop3s != "" && dev.password != "" {
+		fmt.Fprintf(&b, "  or over POP3: curl -k --user %s:%s pop3s://%s/1\n", DevUser, dev.password, pop3s)
 	}
 	io.WriteString(w, b.String())
 }

@@ -20,7 +20,7 @@ import (
 type running struct {
 	srv      *smtpserver.Server
 	services map[smtpserver.Mode]*listener.Service
-	imap     *imapRuntime
+	access   *accessRuntime
 	store    store.Store
 	backend  *inbound.Backend
 	logins   *auth.Service
@@ -106,7 +106,7 @@ func (rt *running) reload(opts Options, old *config.Config) *config.Config {
 		rt.log.Warn("SIGHUP: " + w)
 	}
 	rt.srv.SetConfig(smtpCfg)
-	rt.imap.apply(cfg, smtpCfg.TLS, rt.spoolDir)
+	rt.access.apply(cfg, smtpCfg.TLS, rt.spoolDir)
 	for mode, svc := range rt.services {
 		svc.Gate.SetLimits(connLimits(cfg, mode))
 	}
