@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Mailroom's tests use beyond Go: Python 3 (smtplib is in its
-# standard library) with flufl.bounce (Mailman's bounce detector), swaks (with TLS), curl, mutt and tmux (to drive it), openssl, Postfix (a real next hop
+# standard library) with flufl.bounce (Mailman's bounce detector), swaks (with TLS), curl, mutt and tmux (to drive it), openssl,
+# the mail clients mbsync (isync), fetchmail, getmail6 and offlineimap3, Postfix (a real next hop
 # for the relay test, which runs its own instance). Does nothing when all are present; otherwise runs
 # apt-get update once and installs the missing ones.
 # "test-deps.sh bench" installs only what bench/run.sh needs: Python 3, curl and Postfix (which ships
@@ -21,6 +22,11 @@ if [ -z "$only_bench" ]; then
   perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
   # Mailman's bounce detector reads Mailroom's reports in the tests.
   /usr/bin/python3 -c 'import flufl.bounce' 2>/dev/null || need+=(python3-flufl.bounce)
+  # Mail clients that read over IMAP and POP3 in the tests.
+  command -v mbsync >/dev/null || need+=(isync)
+  command -v fetchmail >/dev/null || need+=(fetchmail)
+  command -v getmail6 >/dev/null || command -v getmail >/dev/null || need+=(getmail6)
+  command -v offlineimap >/dev/null || need+=(offlineimap3)
 fi
 # Postfix lives in /usr/sbin, which may not be on a user's PATH.
 postfix=""
