@@ -383,3 +383,49 @@ func TestMailboxFolders(t *testing.T) {
 		t.Errorf("the table:\n%s", out)
 	}
 }
+
+// TestMailboxImport: a Maildir tree (Dovecot's layout) and an mbox file
+// are imported while the server runs, with folders, flags and dates; a
+// second run imports nothing more; IMAP shows what came in.
+func TestMailboxImport(t *testing.T) {
+	s := newServer(t, "", "[tls]\nself_signed = true\n")
+	s.start()
+	root := t.TempDir()
+	for _, d := range []string{"", ".Lists.go-nuts"} {
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			os.MkdirAll(filepath.Join(root, d, sub), 0o700)
+		}
+	}
+	os.WriteFile(filepath.Join(root, "cur", "1.host:2,S"), []byte("Message-ID: <i1@x>\nSubject: imported one\n\nbody\n"), 0o600)
+	os.WriteFile(filepath.Join(root, ".Lists.go-nuts", "cur", "2.host:2,FS"), []byte("Message-ID: <i2@x>\nSubject: list mail\n\nbody\n"), 0o600)
+	when := time.Date(2015, 6, 7, 8, 9, 10, 0, time.UTC)
+	os.Chtimes(filepath.Join(root, ".Lists.go-nuts", "cur", "2.host:2,FS"), when, when)
+	mbox := filepath.Join(t.TempDir(), "old.mbox")
+	os.WriteFile(mbox, []byte("From a@b Sat Mar 24 23:00:00 2007\nMessage-ID: <m1@x>\nSubject: from mbox\nStatus: RO\n\n>From quoted\n"), 0o600)
+	if out := s.cli("mailbox", "import", "alice@example.test", root); !strings.Contains(out, "2 messages imported into 2 folders, 0 already there") {
+		t.Errorf("first import: %s", out)
+	}
+	if out := s.cli("mailbox", "import", "alice@example.test", root); !strings.Contains(out, "0 messages imported into 2 folders, 2 already there") {
+		t.Errorf("second import: %s", out)
+	}
+	if out := s.cli("mailbox", "import", "alice@example.test", mbox, "--folder", "Archive/2007"); !strings.Contains(out, "1 messages imported") {
+		t.Errorf("mbox import: %s", out)
+	}
+	c := dialIMAPS(t, s.imapsAddr)
+	c.cmd(`LOGIN alice@example.test secret-alice`, "OK")
+	if got := c.cmd(`LIST "" "*"`, "OK"); !has(got, `"/" Lists/go-nuts`) || !has(got, `"/" Archive/2007`) {
+		t.Errorf("LIST after the import: %q", got)
+	}
+	c.cmd("SELECT Lists/go-nuts", "OK")
+	if got := c.cmd("FETCH 1 (FLAGS INTERNALDATE)", "OK"); !has(got, `\Flagged`) || !has(got, `\Seen`) || !has(got, `"07-Jun-2015 08:09:10 +0000"`) {
+		t.Errorf("the imported message: %q", got)
+	}
+	c.cmd("SELECT Archive/2007", "OK")
+	if got := c.cmd("FETCH 1 (FLAGS BODY[TEXT])", "OK"); !has(got, `\Seen`) {
+		t.Errorf("the mbox message: %q", got)
+	}
+	_, errOut, err := s.run("", "mailbox", "import", "alice@example.test", t.TempDir())
+	if err == nil || !strings.Contains(errOut, "neither an mbox file nor a Maildir") {
+		t.Errorf("importing an empty directory: %v %s", err, errOut)
+	}
+}

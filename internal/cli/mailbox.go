@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"mailroom/internal/export"
+	"mailroom/internal/mailimport"
 	"mailroom/internal/store"
 )
 
@@ -82,7 +83,7 @@ func (a *app) mailboxCommand() *cobra.Command {
 				return err
 			})
 		}}
-	cmd.AddCommand(list, cat, a.mailboxDeleteCommand(), a.mailboxFoldersCommand())
+	cmd.AddCommand(list, cat, a.mailboxDeleteCommand(), a.mailboxFoldersCommand(), a.mailboxImportCommand())
 	return cmd
 }
 
@@ -240,4 +241,34 @@ func (a *app) progressBar() export.Progress {
 			fmt.Fprintln(f)
 		}
 	}
+}
+
+func (a *app) mailboxImportCommand() *cobra.Command {
+	var folder string
+	cmd := &cobra.Command{Use: "import ADDRESS PATH", Short: "Import mail from an mbox file or a Maildir tree (folders, flags and dates kept)",
+		Long: `Reads PATH, an mbox file or a Maildir directory (its folders as Dovecot keeps them, ".Sent",
+".Archive.2024", or nested as mbsync writes them), and appends to the user's mailboxes every message they do
+not have yet: the same Message-ID and size count as the same message, so an import can run again after an
+interruption. Folders are created as needed; an mbox goes to INBOX unless --folder names another.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			folders, err := mailimport.Scan(args[1], folder)
+			if err != nil {
+				return fmt.Errorf("%w: give an mbox file or a Maildir directory", err)
+			}
+			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				u, err := a.lookupUser(ctx, st, args[0])
+				if err != nil {
+					return err
+				}
+				res, err := mailimport.Import(ctx, st, u.ID, folders, a.progressBar())
+				if err != nil {
+					return explain(err, "mailbox import")
+				}
+				fmt.Fprintf(a.stdout, "%d messages imported into %d folders, %d already there\n", res.Imported, res.Folders, res.Skipped)
+				return nil
+			})
+		}}
+	cmd.Flags().StringVar(&folder, "folder", store.Inbox, "the folder an mbox file goes to")
+	return cmd
 }
