@@ -28,14 +28,18 @@ if [ -z "$only_bench" ]; then
   command -v getmail6 >/dev/null || command -v getmail >/dev/null || need+=(getmail6)
   command -v offlineimap >/dev/null || need+=(offlineimap3)
 fi
-# Postfix lives in /usr/sbin, which may not be on a user's PATH.
+# Postfix and Dovecot live in /usr/sbin, which may not be on a user's PATH.
 postfix=""
 [ -x /usr/sbin/postfix ] || command -v postfix >/dev/null || { need+=(postfix); postfix=new; }
-if [ -n "$postfix" ]; then
+# Dovecot: the server mail is moved from in the migration test, and the
+# anchor of the IMAP and POP3 benchmarks. It starts only when a test runs it.
+daemons="$postfix"
+[ -x /usr/sbin/dovecot ] || { need+=(dovecot-imapd dovecot-pop3d); daemons=new; }
+if [ -n "$daemons" ]; then
   # "No configuration": no /etc/postfix/main.cf, so the package sets up no
   # system mail server. While it installs, a policy-rc.d (unless the machine
   # has one, as Docker images do) forbids it to start any service.
-  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+  [ -n "$postfix" ] && echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\n# scripts/test-deps.sh: no service starts while packages install\nexit 101\n' |
       $SUDO tee /usr/sbin/policy-rc.d >/dev/null
