@@ -55,12 +55,14 @@ fuzz:
 	$(GO) test ./internal/imapwire -run '^$$' -fuzz '^FuzzUTF7$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/message -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
-# The side-by-side benchmark against Postfix (bench/README.md): installs
-# what it needs, then runs bench/run.sh (as root, 45-60 minutes; its
-# settings are environment variables). Not part of CI.
+# The side-by-side benchmarks against Postfix and Dovecot (bench/README.md):
+# installs what they need, then runs bench/run.sh (as root, 45-60 minutes)
+# and bench/imap.sh (a few minutes); their settings are environment
+# variables. Not part of CI.
 bench:
 	./scripts/test-deps.sh bench
 	./bench/run.sh
+	./bench/imap.sh
 
 # Go microbenchmarks of the hot paths, with allocations.
 microbench:

@@ -27,6 +27,8 @@ const usage = `usage: benchkit COMMAND [flags]
   latency  send single messages one after another and report p50/p99
   fsync    append blocks to a file with an fsync after each and report p50/p99
   report   turn raw result lines into the markdown table
+  imaplogins  repeated IMAP logins over implicit TLS, and their rate
+  imapsink    an IMAP server that takes any login: imaplogins' ceiling
 
 "benchkit COMMAND -h" lists a command's flags.
 `
@@ -37,11 +39,13 @@ func main() {
 		os.Exit(2)
 	}
 	commands := map[string]func(context.Context, []string) error{
-		"dns":     runDNS,
-		"sink":    runSink,
-		"latency": runLatency,
-		"fsync":   runFsync,
-		"report":  runReport,
+		"dns":        runDNS,
+		"sink":       runSink,
+		"latency":    runLatency,
+		"fsync":      runFsync,
+		"report":     runReport,
+		"imaplogins": runIMAPLogins,
+		"imapsink":   runIMAPSink,
 	}
 	run, ok := commands[os.Args[1]]
 	if !ok {

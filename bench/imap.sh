@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The IMAP side of the benchmark (issue 16, and issue 21's login target):
+# Mailroom and Debian's Dovecot 2.3 on loopback, one after the other
+# (A/B/A/B), with the same load generator (bench/cmd/benchkit), whose own
+# ceiling is measured in the same run against a sink that does nothing but
+# TLS and lines.
+#
+#   bench/imap.sh                  # 3 runs of every scenario
+#   RUNS=1 SECS=5 bench/imap.sh    # a smoke run
+#
+# Scenarios:
+#   logins  repeated correct logins over implicit TLS (connect, TLS, LOGIN,
+#           LOGOUT), 8 clients; Dovecot with SHA512-CRYPT passwords in its
+#           high-performance login mode, Mailroom with argon2id and its
+#           login cache.
+#
+# Settings: RUNS (3), SECS per measurement (10), CONC clients (8), BENCH_TMP
+# (/var/tmp), KEEP=1 keeps the scratch folder. Writes
+# bench/results/imap-YYYYMMDD-HHMM.md. Every process it starts is stopped
+# when it ends, however it ends.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+RUNS=${RUNS:-3}
+SECS=${SECS:-10}
+CONC=${CONC:-8}
+BENCH_TMP=${BENCH_TMP:-/var/tmp}
+KEEP=${KEEP:-}
+die() { echo "bench/imap: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "run as root: Dovecot's own instance needs it"
+[ -x /usr/sbin/dovecot ] || die "Dovecot is missing: run scripts/test-deps.sh (make bench does)"
+command -v openssl >/dev/null || die "openssl is missing"
+
+WORK=$(mktemp -d "$BENCH_TMP/mailroom-imapbench.XXXXXX") || die "mktemp in $BENCH_TMP"
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	[ -n "$KEEP" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { # PORT: wait until something listens there
+	for _ in $(seq 200); do
+		(exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+make -s build >/dev/null || die "make build failed"
+KIT=$WORK/benchkit
+go build -o "$KIT" ./bench/cmd/benchkit || die "building bench/cmd/benchkit failed"
+PASSWORD=Bench-Lantern-Quartz-91
+USER=bench@local.test
+
+# Mailroom: its own data folder, implicit TLS only.
+MR_PORT=$(free_port)
+mkdir -p "$WORK/mailroom"
+cat >"$WORK/mailroom.toml" <<EOF
+hostname = "bench.local.test"
+data_dir = "$WORK/mailroom/data"
+[listen]
+smtp = ["127.0.0.1:$(free_port)"]
+imaps = ["127.0.0.1:$MR_PORT"]
+[tls]
+self_signed = true
+[log]
+level = "warn"
+EOF
+bin/mailroom --config "$WORK/mailroom.toml" domain add local.test >/dev/null || die "mailroom domain add failed"
+printf 'address,password\n%s,%s\n' "$USER" "$PASSWORD" | bin/mailroom --config "$WORK/mailroom.toml" user import - >/dev/null || die "mailroom user import failed"
+
+# Dovecot: high-performance login mode, SHA512-CRYPT, Maildir, a P-256
+# certificate like Mailroom's.
+DC_PORT=$(free_port)
+DC=$WORK/dovecot
+mkdir -p "$DC"/{run,state,log,home}
+chown nobody:nogroup "$DC/home"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.local.test \
+	-keyout "$DC/key.pem" -out "$DC/cert.pem" 2>/dev/null || die "openssl failed"
+printf '%s:%s\n' "$USER" "$(doveadm pw -s SHA512-CRYPT -p "$PASSWORD")" >"$DC/passwd"
+cat >"$DC/dovecot.conf" <<EOF
+base_dir = $DC/run
+state_dir = $DC/state
+log_path = $DC/log/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = required
+ssl_cert = <$DC/cert.pem
+ssl_key = <$DC/key.pem
+auth_mechanisms = plain login
+default_internal_user = dovecot
+default_login_user = dovenull
+default_client_limit = 4000
+mail_location = maildir:~/Maildir
+passdb {
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT $DC/passwd
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=$DC/home/%u
+}
+service imap-login {
+  inet_listener imap {
+    port = 0
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $DC_PORT
+  }
+  service_count = 0
+  process_min_avail = 2
+  client_limit = 4000
+}
+EOF
+
+RESULTS=$WORK/results
+: >"$RESULTS"
+record() { echo "$*" >>"$RESULTS"; }  # SCENARIO SERVER RUN VALUE NOTE...
+kv() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$2" | head -1; }
+
+start_mailroom() {
+	bin/mailroom serve --config "$WORK/mailroom.toml" >"$WORK/mailroom.log" 2>&1 &
+	MR_PID=$!
+	PIDS+=("$MR_PID")
+	wait_port "$MR_PORT" || die "mailroom did not listen: $(tail -5 "$WORK/mailroom.log")"
+}
+stop_mailroom() { kill "$MR_PID"; wait "$MR_PID" 2>/dev/null; }
+start_dovecot() {
+	/usr/sbin/dovecot -F -c "$DC/dovecot.conf" &
+	DC_PID=$!
+	PIDS+=("$DC_PID")
+	wait_port "$DC_PORT" || die "dovecot did not listen: $(tail -5 "$DC/log/dovecot.log")"
+}
+stop_dovecot() { kill "$DC_PID"; wait "$DC_PID" 2>/dev/null; }
+start_sink() {
+	: >"$WORK/sink.log"
+	"$KIT" imapsink -addr "127.0.0.1:$(free_port)" >"$WORK/sink.log" 2>&1 &
+	SINK_PID=$!
+	PIDS+=("$SINK_PID")
+	for _ in $(seq 100); do grep -q listening "$WORK/sink.log" && break; sleep 0.05; done
+	SINK_ADDR=$(awk '/listening/ { print $2 }' "$WORK/sink.log")
+}
+stop_sink() { kill "$SINK_PID"; wait "$SINK_PID" 2>/dev/null; }
+
+logins() { # SERVER RUN ADDR
+	local out
+	out=$("$KIT" imaplogins -addr "$3" -user "$USER" -pass "$PASSWORD" -c "$CONC" -d "${SECS}s" 2>&1)
+	if [ $? -eq 0 ]; then
+		record logins "$1" "$2" "$(kv logins_per_s "$out")" "$(kv logins "$out") logins in ${SECS} s"
+	else
+		record logins "$1" "$2" 0 "failed: $(tail -c 200 <<<"$out" | tr '\n' ' ')"
+	fi
+	echo "bench/imap: run $2 logins $1: $out" >&2
+}
+
+for ((run = 1; run <= RUNS; run++)); do
+	start_sink
+	logins sink "$run" "$SINK_ADDR"
+	stop_sink
+	start_dovecot
+	logins dovecot "$run" "127.0.0.1:$DC_PORT"
+	stop_dovecot
+	start_mailroom
+	logins mailroom "$run" "127.0.0.1:$MR_PORT"
+	MR_RSS=$(awk '/VmHWM/ { printf "%d MB", $2 / 1024 }' /proc/"$MR_PID"/status)
+	stop_mailroom
+done
+
+mkdir -p bench/results
+out=bench/results/imap-$(date +%Y%m%d-%H%M)$([ "$RUNS" -lt 3 ] && echo -smoke).md
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "%s (%s–%s)", a[int((NR + 1) / 2)], a[1], a[NR] }'; }
+med() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'; }
+{
+	echo "# IMAP: Mailroom vs Dovecot, $(date '+%Y-%m-%d %H:%M %Z')"
+	echo
+	echo "- command: \`RUNS=$RUNS SECS=$SECS CONC=$CONC bench/imap.sh\`"
+	echo "- Mailroom $(git rev-parse --short HEAD); Dovecot $(dovecot --version | cut -d' ' -f1); $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "- cells: median (min–max) of $RUNS runs; the sink is the load generator's ceiling (TLS and lines only)"
+	echo
+	echo "| figure | sink (ceiling) | Dovecot | Mailroom | Mailroom / Dovecot | Mailroom / ceiling |"
+	echo "|---|---|---|---|---|---|"
+	s=$(awk '$1 == "logins" && $2 == "sink" { print $4 }' "$RESULTS")
+	d=$(awk '$1 == "logins" && $2 == "dovecot" { print $4 }' "$RESULTS")
+	m=$(awk '$1 == "logins" && $2 == "mailroom" { print $4 }' "$RESULTS")
+	ratio() { awk -v a="$(med <<<"$1")" -v b="$(med <<<"$2")" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+	echo "| IMAP logins/s, implicit TLS, $CONC clients (Dovecot SHA512-CRYPT, Mailroom argon2id + login cache) | $(median <<<"$s") | $(median <<<"$d") | $(median <<<"$m") | $(ratio "$m" "$d") | $(ratio "$m" "$s") |"
+	echo
+	echo "Mailroom peak RSS in the last run: $MR_RSS."
+} >"$out"
+cat "$out"
+echo "bench/imap: wrote $out" >&2
