@@ -49,8 +49,8 @@ type session struct {
 const maxAuthFailures = 3
 
 func newSession(srv *Server, cfg *Config, c *listener.Conn) *session {
-	r := bufio.NewReaderSize(c, 16<<10)
-	s := &session{srv: srv, cfg: cfg, c: c, r: r, w: bufio.NewWriterSize(c, 32<<10), started: time.Now(),
+	r := bufio.NewReaderSize(c, 4<<10)
+	s := &session{srv: srv, cfg: cfg, c: c, r: r, w: bufio.NewWriterSize(c, 4<<10), started: time.Now(),
 		log: srv.log.With("proto", "imap", "client", c.Remote().String())}
 	s.dec = imapwire.NewDecoder(r, cfg.SpoolDir, wireLimits(cfg))
 	s.dec.OnLiteral = func(size int64, sync bool) error {
