@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -245,5 +247,54 @@ func TestIMAPQresync(t *testing.T) {
 	}
 	if got := c.cmd(fmt.Sprintf("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %s VANISHED)", highest), "OK"); !has(got, "* VANISHED (EARLIER) 2,5") || !has(got, "MODSEQ (") {
 		t.Errorf("UID FETCH CHANGEDSINCE VANISHED: %q", got)
+	}
+}
+
+// TestIMAPFetchLarge: a message larger than FETCH reads whole is sent
+// section by section from the store: BODY[], TEXT, a partial range and
+// HEADER.FIELDS come out as the stored message has them.
+func TestIMAPFetchLarge(t *testing.T) {
+	s := newServer(t, "", "[tls]\nself_signed = true\n")
+	s.start()
+	var body strings.Builder
+	for i := 0; body.Len() < 2<<20; i++ {
+		fmt.Fprintf(&body, "line %d of a large message\r\n", i)
+	}
+	c := s.dial()
+	c.cmd("EHLO large.example", "250 ")
+	c.sendMail("x@remote.example", []string{"alice@example.test"}, "From: x@remote.example\r\nSubject: large\r\n\r\n"+body.String())
+	stored := s.message("alice@example.test", s.mailbox("alice@example.test")[0].ID)
+	conn := dialIMAPS(t, s.imapsAddr)
+	conn.cmd(`LOGIN alice@example.test secret-alice`, "OK")
+	conn.cmd("EXAMINE INBOX", "OK")
+	fetch := func(item string) string {
+		t.Helper()
+		conn.send("f FETCH 1 (" + item + ")")
+		head := conn.line()
+		open := strings.LastIndexByte(head, '{')
+		n, err := strconv.Atoi(strings.TrimSuffix(head[open+1:], "}"))
+		if open < 0 || err != nil {
+			t.Fatalf("FETCH %s: %q", item, head)
+		}
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(conn.r, buf); err != nil {
+			t.Fatal(err)
+		}
+		for l := conn.line(); !strings.HasPrefix(l, "f OK"); l = conn.line() {
+		}
+		return string(buf)
+	}
+	if got := fetch("BODY.PEEK[]"); got != stored {
+		t.Errorf("BODY[]: %d octets, want the stored %d", len(got), len(stored))
+	}
+	_, text, _ := strings.Cut(stored, "\r\n\r\n")
+	if got := fetch("BODY.PEEK[TEXT]"); got != text {
+		t.Errorf("BODY[TEXT]: %d octets, want %d", len(got), len(text))
+	}
+	if got := fetch("BODY.PEEK[TEXT]<100000.300>"); got != text[100000:100300] {
+		t.Errorf("BODY[TEXT]<100000.300> = %q", got)
+	}
+	if got := fetch("BODY.PEEK[HEADER.FIELDS (SUBJECT)]"); got != "Subject: large\r\n\r\n" {
+		t.Errorf("HEADER.FIELDS = %q", got)
 	}
 }

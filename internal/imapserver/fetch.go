@@ -340,8 +340,11 @@ func (s *session) fetchOne(seq int, m store.MessageState, info store.MessageInfo
 	if needBody || slices.ContainsFunc(items, func(it fetchItem) bool {
 		return it.name == "ENVELOPE" || it.name == "BODY" || it.name == "BODYSTRUCTURE"
 	}) {
+		// A message over streamLimit with a summary is never read whole:
+		// its sections are copied from the store as they are sent.
+		withBody := needBody && (info.Size <= streamLimit || len(info.Summary) == 0)
 		var err error
-		if root, raw, err = s.structure(info, needBody); err != nil {
+		if root, raw, err = s.structure(info, withBody); err != nil {
 			return err
 		}
 	}
@@ -378,13 +381,36 @@ func (s *session) fetchOne(seq int, m store.MessageState, info store.MessageInfo
 		case "BODY":
 			b = s.bodyStructure(b, root, false)
 		case "SECTION":
-			data := sectionData(raw, root, it)
-			if it.partial {
-				if it.start >= int64(len(data)) {
-					data = nil
-				} else {
-					data = data[it.start:min(int64(len(data)), it.start+it.length)]
+			start, end, fields, ok := sectionRange(root, it)
+			var data []byte
+			switch {
+			case !ok:
+			case fields:
+				h, err := s.section(info, raw, start, end)
+				if err != nil {
+					return err
 				}
+				data = headerFields(h, it.fields, it.spec == "HEADER.FIELDS.NOT")
+				if it.partial {
+					ps, pe := partial(it, 0, int64(len(data)))
+					data = data[ps:pe]
+				}
+			case raw != nil:
+				start, end = partial(it, min(start, int64(len(raw))), min(end, int64(len(raw))))
+				data = raw[start:end]
+			default:
+				// A large message: its section goes from the store to the
+				// client without being held.
+				start, end = partial(it, start, end)
+				b = imapwire.AppendLiteralHeader(b, end-start, false)
+				if _, err := s.w.Write(b); err != nil {
+					return err
+				}
+				b = b[:0]
+				if err := s.copySection(info, start, end); err != nil {
+					return err
+				}
+				continue
 			}
 			b = imapwire.AppendLiteralHeader(b, int64(len(data)), false)
 			b = append(b, data...)
@@ -397,6 +423,47 @@ func (s *session) fetchOne(seq int, m store.MessageState, info store.MessageInfo
 	}
 	b = append(b, ")\r\n"...)
 	_, err := s.w.Write(b)
+	return err
+}
+
+// streamLimit is the largest message FETCH reads whole to send its
+// sections; larger ones are sent section by section from the store.
+const streamLimit = 256 << 10
+
+// section returns octets [start, end) of a message: from raw when it was
+// read, else from the store (header sections only: bounded by the header).
+func (s *session) section(info store.MessageInfo, raw []byte, start, end int64) ([]byte, error) {
+	if raw != nil {
+		return raw[min(start, int64(len(raw))):min(end, int64(len(raw)))], nil
+	}
+	var buf bytes.Buffer
+	err := s.copyRange(info, start, min(end, start+s.cfg.MaxMessageSize), &buf)
+	return buf.Bytes(), err
+}
+
+// copySection sends octets [start, end) of a stored message to the client.
+func (s *session) copySection(info store.MessageInfo, start, end int64) error {
+	return s.copyRange(info, start, end, s.w)
+}
+
+// copyRange copies octets [start, end) of a stored message to w; a message
+// shorter than its summary says is padded, so the literal keeps its length.
+func (s *session) copyRange(info store.MessageInfo, start, end int64, w io.Writer) error {
+	rc, _, err := s.srv.store.OpenMessage(s.ctx(), s.user.ID, s.sel.name, info.UID)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if _, err := io.CopyN(io.Discard, rc, start); err != nil && err != io.EOF {
+		return err
+	}
+	n, err := io.CopyN(w, rc, end-start)
+	if err != nil && err != io.EOF {
+		return err
+	}
+	if n < end-start {
+		_, err = w.Write(bytes.Repeat([]byte{' '}, int(end-start-n)))
+	}
 	return err
 }
 
@@ -430,40 +497,48 @@ func (s *session) structure(info store.MessageInfo, withBody bool) (*message.Par
 	return root, raw, nil
 }
 
-// sectionData returns the octets of a body section (RFC 9051 6.4.5).
-func sectionData(raw []byte, root *message.Part, it fetchItem) []byte {
+// sectionRange says where a body section lies in the message (RFC 9051
+// 6.4.5): [start, end), and whether only some header fields of it are
+// wanted (HEADER.FIELDS); ok is false for a section the message does not
+// have (it is sent empty).
+func sectionRange(root *message.Part, it fetchItem) (start, end int64, fields, ok bool) {
 	part := root
 	if len(it.section) > 0 {
 		var err error
 		if part, err = root.Section(it.section); err != nil {
-			return nil
+			return 0, 0, false, false
 		}
 	}
 	msg := part // the message whose HEADER or TEXT is meant
 	if len(it.section) > 0 && it.spec != "MIME" && it.spec != "" {
 		if part.Message == nil {
-			return nil
+			return 0, 0, false, false
 		}
 		msg = part.Message
-	}
-	clip := func(a, b int64) []byte {
-		a, b = max(0, min(a, int64(len(raw)))), max(0, min(b, int64(len(raw))))
-		return raw[a:max(a, b)]
 	}
 	switch it.spec {
 	case "":
 		if len(it.section) == 0 {
-			return raw
+			return 0, root.End, false, true
 		}
-		return clip(part.BodyStart, part.End)
+		return part.BodyStart, part.End, false, true
 	case "MIME":
-		return clip(part.Start, part.BodyStart)
+		return part.Start, part.BodyStart, false, true
 	case "TEXT":
-		return clip(msg.BodyStart, msg.End)
+		return msg.BodyStart, msg.End, false, true
 	case "HEADER":
-		return clip(msg.Start, msg.BodyStart)
+		return msg.Start, msg.BodyStart, false, true
 	}
-	return headerFields(clip(msg.Start, msg.BodyStart), it.fields, it.spec == "HEADER.FIELDS.NOT")
+	return msg.Start, msg.BodyStart, true, true
+}
+
+// partial narrows a section's range to a partial fetch's <start.length>.
+func partial(it fetchItem, start, end int64) (int64, int64) {
+	if !it.partial {
+		return start, end
+	}
+	s := min(start+it.start, end)
+	return s, min(s+it.length, end)
 }
 
 // headerFields returns the fields of a header section named (or, with
