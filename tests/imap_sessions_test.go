@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -297,4 +299,25 @@ func TestIMAPFetchLarge(t *testing.T) {
 	if got := fetch("BODY.PEEK[HEADER.FIELDS (SUBJECT)]"); got != "Subject: large\r\n\r\n" {
 		t.Errorf("HEADER.FIELDS = %q", got)
 	}
+}
+
+// TestIMAPIdleSeesCLIImport: mail imported by the CLI while the server
+// runs (another process) reaches a session IDLE on INBOX.
+func TestIMAPIdleSeesCLIImport(t *testing.T) {
+	s := newServer(t, "", "[tls]\nself_signed = true\n")
+	s.start()
+	a := dialIMAPS(t, s.imapsAddr)
+	a.cmd(`LOGIN alice@example.test secret-alice`, "OK")
+	a.cmd("SELECT INBOX", "OK")
+	a.send("i1 IDLE")
+	if l := a.line(); !strings.HasPrefix(l, "+ ") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	mbox := filepath.Join(t.TempDir(), "in.mbox")
+	os.WriteFile(mbox, []byte("From a@b Sat Mar 24 23:00:00 2007\nSubject: imported\n\nx\n"), 0o600)
+	s.cli("mailbox", "import", "alice@example.test", mbox)
+	if l := a.line(); l != "* 1 EXISTS" {
+		t.Fatalf("while IDLE: %q, want * 1 EXISTS", l)
+	}
+	a.send("DONE")
 }

@@ -185,7 +185,7 @@ func (a *app) openStore(ctx context.Context) (store.Store, error) {
 	if _, err := os.Stat(cfg.DataDir); err != nil && a.configFile == "" && a.dataDir == "" {
 		return nil, fmt.Errorf("no data directory at %s: start the server once (mailroom serve) or give --data DIR or --config FILE", cfg.DataDir)
 	}
-	return storeopen.Open(ctx, cfg)
+	return storeopen.OpenTool(ctx, cfg)
 }
 
 // withStore runs fn with an open store.

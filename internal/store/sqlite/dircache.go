@@ -93,6 +93,7 @@ const (
 	stampDirectory    = "directory"
 	stampSuppressions = "suppressions"
 	stampQueue        = "queue"
+	stampMail         = "mail"
 )
 
 func newDirCache(dataDir, stamp string, onReset func()) (*dirCache, error) {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -37,6 +38,10 @@ type Options struct {
 	// DefaultQuota is the quota of users without one of their own, in
 	// octets; 0 for none (SetDefaultQuota changes it).
 	DefaultQuota int64
+	// AnnounceMail makes changes to mailboxes wake the IMAP sessions of a
+	// server running beside this process (the CLI's imports and deletes):
+	// a stamp is touched after each commit that changed mail.
+	AnnounceMail bool
 }
 
 // Store is the SQLite implementation of store.Store.
@@ -61,8 +66,11 @@ type Store struct {
 	// queuemark caches nothing: its stamp tells a running server that the
 	// CLI made queue entries due (queue retry, release).
 	queuemark *dirCache
-	stamps    io.Closer  // the watch of the stamps, if any
-	bodies    *bodyCache // bodies of messages queued for relay
+	// mailmark caches nothing either: its stamp tells a running server
+	// that another process changed mail (Options.AnnounceMail).
+	mailmark *dirCache
+	stamps   io.Closer  // the watch of the stamps, if any
+	bodies   *bodyCache // bodies of messages queued for relay
 
 	defaultQuota atomic.Int64
 	watchers     watchers // the sessions waiting for changes to mailboxes
@@ -133,7 +141,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.queuemark, err = newDirCache(dir, stampQueue, nil)
 	}
 	if err == nil {
-		s.stamps = watchCaches(dir, s.dircache, s.supcache, s.queuemark)
+		s.mailmark, err = newDirCache(dir, stampMail, nil)
+	}
+	if err == nil {
+		wake := s.watchers.notifyAll
+		s.mailmark.onChange.Store(&wake)
+		s.stamps = watchCaches(dir, s.dircache, s.supcache, s.queuemark, s.mailmark)
 	}
 	if err != nil {
 		wdb.Close()
@@ -200,6 +213,7 @@ func (s *Store) Close() error {
 		s.dircache.close()
 		s.supcache.close()
 		s.queuemark.close()
+		s.mailmark.close()
 		if s.stamps != nil {
 			s.stamps.Close()
 		}
@@ -383,6 +397,12 @@ func (s *Store) commitBatch(batch []*writeReq) {
 	}
 	for user, mailbox := range tx.touched {
 		s.watchers.notify(store.MailChange{UserID: user, MailboxID: mailbox})
+	}
+	if s.opts.AnnounceMail && len(tx.touched) > 0 {
+		if err := s.mailmark.touch(); err != nil {
+			slog.Warn("store: could not tell a running server that mail changed; its IMAP sessions see it at their next command",
+				"err", fmt.Errorf("write %s: %w", s.mailmark.stampPath, err))
+		}
 	}
 	for i, r := range batch {
 		r.err <- errs[i]

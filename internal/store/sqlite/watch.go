@@ -55,3 +55,18 @@ func (w *watchers) notify(c store.MailChange) {
 		}
 	}
 }
+
+// notifyAll wakes every watcher: mail changed in another process, and
+// which user's is not known.
+func (w *watchers) notifyAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for user, chans := range w.m {
+		for ch := range chans {
+			select {
+			case ch <- store.MailChange{UserID: user}:
+			default:
+			}
+		}
+	}
+}

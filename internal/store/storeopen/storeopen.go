@@ -13,11 +13,22 @@ import (
 	"mailroom/internal/store/sqlite"
 )
 
-// Open opens the store of cfg ([store] url; data_dir for the embedded one).
+// Open opens the store of cfg ([store] url; data_dir for the embedded one)
+// for the server.
 func Open(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	return open(ctx, cfg, false)
+}
+
+// OpenTool opens the store for a tool beside a running server (the CLI):
+// the changes it makes to mail wake the server's IMAP sessions.
+func OpenTool(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	return open(ctx, cfg, true)
+}
+
+func open(ctx context.Context, cfg *config.Config, tool bool) (store.Store, error) {
 	switch cfg.Store.URL {
 	case "", "sqlite:":
-		return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{DefaultQuota: int64(cfg.Mailbox.Quota)})
+		return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{DefaultQuota: int64(cfg.Mailbox.Quota), AnnounceMail: tool})
 	}
 	return nil, fmt.Errorf("store.url: %q is not a store this mailroom knows", cfg.Store.URL)
 }
