@@ -26,7 +26,7 @@ func init() {
 var capsAuthenticated = []string{
 	"IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT",
 	"CHILDREN", "SPECIAL-USE", "MULTIAPPEND", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE",
-	"ESEARCH", "SEARCHRES", "CONDSTORE", "QRESYNC",
+	"ESEARCH", "SEARCHRES", "CONDSTORE", "QRESYNC", "SORT", "SORT=DISPLAY",
 }
 
 // capabilities lists what the session may use now (RFC 9051 7.2.2):

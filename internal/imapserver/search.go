@@ -118,18 +118,8 @@ func cmdSearch(s *session, name string, p *imapwire.Parser) error {
 			return err
 		}
 	}
-	root := &criterion{key: "AND"}
-	for {
-		c, err := parseCriterion(p, 0)
-		if err != nil {
-			return err
-		}
-		root.kids = append(root.kids, c)
-		if !p.Take(" ") {
-			break
-		}
-	}
-	if err := p.End(); err != nil {
+	root, err := parseSearchKeys(p)
+	if err != nil {
 		return err
 	}
 	found, err := s.search(root)
@@ -235,6 +225,23 @@ func (s *session) saveResult(found []int, ret *searchReturn) {
 	for _, i := range keep {
 		s.sel.saved = append(s.sel.saved, s.sel.msgs[i].UID)
 	}
+}
+
+// parseSearchKeys reads the search keys that end a command, all of which
+// must match.
+func parseSearchKeys(p *imapwire.Parser) (*criterion, error) {
+	root := &criterion{key: "AND"}
+	for {
+		c, err := parseCriterion(p, 0)
+		if err != nil {
+			return nil, err
+		}
+		root.kids = append(root.kids, c)
+		if !p.Take(" ") {
+			break
+		}
+	}
+	return root, p.End()
 }
 
 // parseCriterion reads one search key.
