@@ -233,6 +233,14 @@ func displayName(list []message.Address) string {
 // decoded, white space folded, and the "Re:", "Fwd:", "[blob]" and "(fwd)"
 // that replies and forwards add taken off.
 func BaseSubject(subject string) string {
+	s, _ := baseSubject(subject)
+	return s
+}
+
+// baseSubject is BaseSubject, and whether the subject was a reply's or a
+// forward's (something taken off besides blobs and white space).
+func baseSubject(subject string) (string, bool) {
+	reply := false
 	s := decodeWords(subject)
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "?")
@@ -243,7 +251,7 @@ func BaseSubject(subject string) string {
 		for {
 			t := strings.TrimRight(s, " ")
 			if len(t) >= 5 && strings.EqualFold(t[len(t)-5:], "(fwd)") {
-				s = t[:len(t)-5]
+				s, reply = t[:len(t)-5], true
 				continue
 			}
 			s = t
@@ -254,7 +262,7 @@ func BaseSubject(subject string) string {
 		for {
 			changed := false
 			if rest, ok := cutRefwd(s); ok {
-				s, changed = rest, true
+				s, changed, reply = rest, true, true
 			}
 			if rest, ok := cutBlob(s); ok && strings.TrimSpace(rest) != "" {
 				s, changed = rest, true
@@ -265,10 +273,10 @@ func BaseSubject(subject string) string {
 		}
 		// (6) "[fwd: ...]" around the whole.
 		if len(s) >= 6 && strings.EqualFold(s[:5], "[fwd:") && strings.HasSuffix(s, "]") {
-			s = strings.TrimSpace(s[5 : len(s)-1])
+			s, reply = strings.TrimSpace(s[5:len(s)-1]), true
 			continue
 		}
-		return s
+		return s, reply
 	}
 }
 

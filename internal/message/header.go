@@ -74,16 +74,17 @@ func unfold(v []byte) string {
 // Sender and Reply-To default to From.
 func envelope(h header) *Envelope {
 	e := &Envelope{
-		Date:      h.get("date"),
-		Subject:   h.get("subject"),
-		From:      ParseAddressList(h.get("from")),
-		Sender:    ParseAddressList(h.get("sender")),
-		ReplyTo:   ParseAddressList(h.get("reply-to")),
-		To:        ParseAddressList(h.get("to")),
-		Cc:        ParseAddressList(h.get("cc")),
-		Bcc:       ParseAddressList(h.get("bcc")),
-		InReplyTo: h.get("in-reply-to"),
-		MessageID: h.get("message-id"),
+		Date:       h.get("date"),
+		Subject:    h.get("subject"),
+		From:       ParseAddressList(h.get("from")),
+		Sender:     ParseAddressList(h.get("sender")),
+		ReplyTo:    ParseAddressList(h.get("reply-to")),
+		To:         ParseAddressList(h.get("to")),
+		Cc:         ParseAddressList(h.get("cc")),
+		Bcc:        ParseAddressList(h.get("bcc")),
+		InReplyTo:  h.get("in-reply-to"),
+		MessageID:  h.get("message-id"),
+		References: MessageIDs(h.get("references")),
 	}
 	if len(e.Sender) == 0 {
 		e.Sender = e.From
@@ -92,4 +93,25 @@ func envelope(h header) *Envelope {
 		e.ReplyTo = e.From
 	}
 	return e
+}
+
+// MessageIDs returns the "<...>" message ids of a field (References,
+// In-Reply-To), in order; what is between them (comments, phrases) is
+// skipped.
+func MessageIDs(v string) []string {
+	var out []string
+	for {
+		i := strings.IndexByte(v, '<')
+		if i < 0 {
+			return out
+		}
+		j := strings.IndexByte(v[i:], '>')
+		if j < 0 {
+			return out
+		}
+		if id := v[i : i+j+1]; len(id) > 2 && !strings.ContainsAny(id, " \t") {
+			out = append(out, id)
+		}
+		v = v[i+j+1:]
+	}
 }

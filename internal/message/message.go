@@ -60,6 +60,9 @@ type Envelope struct {
 	Bcc       []Address `json:"bcc,omitempty"`
 	InReplyTo string    `json:"in_reply_to,omitempty"`
 	MessageID string    `json:"message_id,omitempty"`
+	// References are the message ids of the References field, in order:
+	// not part of IMAP's ENVELOPE, but what THREAD=REFERENCES reads.
+	References []string `json:"refs,omitempty"`
 }
 
 // Address is one address of an address list, or a group's start (Group
@@ -81,7 +84,7 @@ type Summary struct {
 
 // summaryVersion changes when the parser's output changes, so that old
 // summaries can be recomputed.
-const summaryVersion = 1
+const summaryVersion = 2
 
 // Limits of the parser: deeper or more numerous entities are taken as
 // opaque leaves.

@@ -176,7 +176,8 @@ type Mail interface {
 	// the mailbox are skipped. An error from fn stops it and is returned.
 	Summaries(ctx context.Context, userID int64, mailbox string, uids []uint32, fn func(MessageInfo) error) error
 	// SaveSummary records the parsed structure of a message stored without
-	// one (before Summary existed).
+	// one (before Summary existed) or with one an older parser made,
+	// replacing it.
 	SaveSummary(ctx context.Context, userID int64, mailbox string, uid uint32, summary []byte) error
 
 	// Append stores messages in a mailbox atomically: all of them, durably,

@@ -143,10 +143,10 @@ func (s *Store) Summaries(ctx context.Context, userID int64, mailbox string, uid
 	return rows.Err()
 }
 
-// SaveSummary records the summary of a message stored without one.
+// SaveSummary records the summary of a message, replacing an older one.
 func (s *Store) SaveSummary(ctx context.Context, userID int64, mailbox string, uid uint32, summary []byte) error {
 	err := s.write(ctx, func(tx *wtx) error {
-		_, err := tx.Exec(`UPDATE messages SET summary = ? WHERE summary IS NULL AND id = (SELECT mm.message_id
+		_, err := tx.Exec(`UPDATE messages SET summary = ? WHERE id = (SELECT mm.message_id
 			FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id WHERE mb.user_id = ? AND mb.name = ? AND mm.uid = ?)`,
 			summary, userID, mailbox, uid)
 		return err
