@@ -76,7 +76,15 @@ func (m *itMatcher) value(name string) (string, bool) {
 }
 
 // matchString compares a pattern with a value, binding new variables.
+// Both end at a NUL, as C strings do in imaptest: a literal8 that starts
+// with one compares equal to any other that does.
 func (m *itMatcher) matchString(pattern, input string, prefix bool) bool {
+	if i := strings.IndexByte(pattern, 0); i >= 0 {
+		pattern = pattern[:i]
+	}
+	if i := strings.IndexByte(input, 0); i >= 0 {
+		input = input[:i]
+	}
 	var out strings.Builder
 	in := input
 	for i := 0; i < len(pattern); {

@@ -2,13 +2,16 @@ package imapserver
 
 import (
 	"errors"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"mailroom/internal/downgrade"
 	"mailroom/internal/imapwire"
 	"mailroom/internal/message"
+	"mailroom/internal/spool"
 	"mailroom/internal/store"
 )
 
@@ -284,14 +287,29 @@ func cmdAppend(s *session, _ string, p *imapwire.Parser) error {
 		if lit.Size > s.cfg.MaxMessageSize {
 			return no("[TOOBIG]", "The message is larger than the %d octets this server takes", s.cfg.MaxMessageSize)
 		}
-		data, unmap, err := lit.Map()
+		content := messageContent(lit)
+		if lit.Binary {
+			// A literal8 may hold binary parts (RFC 3516 4.1): they are
+			// stored base64-encoded, so that BODY[] stays mail and
+			// BINARY[] gives them back.
+			sp := spool.New(s.cfg.SpoolDir, 64<<10)
+			defer sp.Close()
+			if err := downgrade.Convert(sp, lit.Reader()); err != nil {
+				if detail, ok := downgrade.Permanent(err); ok {
+					return no("[CANNOT]", "The message cannot be stored: %s", detail[6:])
+				}
+				return err
+			}
+			content = sp
+		}
+		data, unmap, err := content.Map()
 		if err != nil {
 			return err
 		}
 		root := message.Parse(data)
 		hdr := root.Envelope
 		unmap()
-		m.Body, m.Size, m.Summary = lit.Reader(), lit.Size, message.Encode(root)
+		m.Body, m.Size, m.Summary = content.Reader(), content.Size(), message.Encode(root)
 		if hdr != nil {
 			m.Subject = hdr.Subject
 			if len(hdr.From) > 0 {
@@ -319,3 +337,17 @@ func cmdAppend(s *session, _ string, p *imapwire.Parser) error {
 	s.code = "[APPENDUID " + uitoa(res.UIDValidity) + " " + imapwire.Compact(res.UIDs) + "]"
 	return nil
 }
+
+// storable is a message to store: a literal, or its conversion.
+type storable interface {
+	Map() ([]byte, func(), error)
+	Reader() io.Reader
+	Size() int64
+}
+
+// messageContent is a literal as a storable.
+func messageContent(l *imapwire.Literal) storable { return literalContent{l} }
+
+type literalContent struct{ *imapwire.Literal }
+
+func (l literalContent) Size() int64 { return l.Literal.Size }

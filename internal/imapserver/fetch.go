@@ -31,11 +31,15 @@ type fetchItem struct {
 	label   string // as written in the response
 }
 
-func (it fetchItem) needsBody() bool { return it.name == "SECTION" }
+func (it fetchItem) needsBody() bool {
+	return it.name == "SECTION" || it.name == "BINARY" || it.name == "BINARY.SIZE"
+}
 func (it fetchItem) needsInfo() bool {
 	return it.name != "UID" && it.name != "FLAGS" && it.name != "MODSEQ"
 }
-func (it fetchItem) setsSeen() bool { return it.name == "SECTION" && !it.peek }
+func (it fetchItem) setsSeen() bool {
+	return (it.name == "SECTION" || it.name == "BINARY") && !it.peek
+}
 
 func cmdFetch(s *session, name string, p *imapwire.Parser) error {
 	byUID := name == "UID FETCH"
@@ -169,6 +173,12 @@ func parseFetchItems(p *imapwire.Parser) ([]fetchItem, error) {
 
 func parseFetchItem(p *imapwire.Parser) (fetchItem, error) {
 	switch {
+	case p.Take("BINARY.PEEK["):
+		return parseBinarySection(p, fetchItem{name: "BINARY", peek: true}, "BINARY[")
+	case p.Take("BINARY.SIZE["):
+		return parseBinarySection(p, fetchItem{name: "BINARY.SIZE"}, "BINARY.SIZE[")
+	case p.Take("BINARY["):
+		return parseBinarySection(p, fetchItem{name: "BINARY"}, "BINARY[")
 	case p.Take("BODY.PEEK["):
 		return parseSection(p, fetchItem{name: "SECTION", peek: true})
 	case p.Take("BODY["):
@@ -380,6 +390,21 @@ func (s *session) fetchOne(seq int, m store.MessageState, info store.MessageInfo
 			b = s.bodyStructure(b, root, true)
 		case "BODY":
 			b = s.bodyStructure(b, root, false)
+		case "BINARY", "BINARY.SIZE":
+			data, binary, err := s.binarySection(info, raw, root, it)
+			if err != nil {
+				return err
+			}
+			if it.name == "BINARY.SIZE" {
+				b = strconv.AppendInt(b, int64(len(data)), 10)
+				break
+			}
+			if it.partial {
+				ps, pe := partial(it, 0, int64(len(data)))
+				data = data[ps:pe]
+			}
+			b = imapwire.AppendLiteralHeader(b, int64(len(data)), binary)
+			b = append(b, data...)
 		case "SECTION":
 			start, end, fields, ok := sectionRange(root, it)
 			var data []byte
