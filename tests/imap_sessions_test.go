@@ -321,3 +321,29 @@ func TestIMAPIdleSeesCLIImport(t *testing.T) {
 	}
 	a.send("DONE")
 }
+
+// TestIMAPQuotaAndSpecialUse: GETQUOTAROOT and GETQUOTA show the user's
+// quota (RFC 9208) and SETQUOTA is refused; CREATE with USE makes a
+// special-use mailbox (RFC 6154 CREATE-SPECIAL-USE).
+func TestIMAPQuotaAndSpecialUse(t *testing.T) {
+	s := newServer(t, "", "[tls]\nself_signed = true\n")
+	s.cliStdin("Lantern-quartz-quota-7\n", "user", "add", "carol@example.test", "--password-stdin", "--quota", "1MiB")
+	s.start()
+	c := dialIMAPS(t, s.imapsAddr)
+	c.cmd(`LOGIN carol@example.test Lantern-quartz-quota-7`, "OK")
+	body := "Subject: q\r\n\r\n" + strings.Repeat("x", 5000) + "\r\n"
+	c.cmd(fmt.Sprintf("APPEND INBOX {%d+}\r\n%s", len(body), body), "OK")
+	got := c.cmd("GETQUOTAROOT INBOX", "OK")
+	if !has(got, `* QUOTAROOT INBOX ""`) || !has(got, `* QUOTA "" (STORAGE 5 1024)`) {
+		t.Errorf("GETQUOTAROOT: %q", got)
+	}
+	if got := c.cmd(`GETQUOTA ""`, "OK"); !has(got, `(STORAGE 5 1024)`) {
+		t.Errorf("GETQUOTA: %q", got)
+	}
+	c.cmd(`SETQUOTA "" (STORAGE 99999)`, "NO [NOPERM]")
+	c.cmd(`CREATE Invoices (USE (\Archive))`, "OK")
+	if got := c.cmd(`LIST "" Invoices`, "OK"); !has(got, `\Archive`) {
+		t.Errorf("the special-use mailbox: %q", got)
+	}
+	c.cmd(`CREATE Other (USE (\Inbox))`, "NO [USEATTR]")
+}
