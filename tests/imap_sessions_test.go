@@ -347,3 +347,34 @@ func TestIMAPQuotaAndSpecialUse(t *testing.T) {
 	}
 	c.cmd(`CREATE Other (USE (\Inbox))`, "NO [USEATTR]")
 }
+
+// TestIMAPRev2: a client that enables IMAP4rev2 (RFC 9051) gets no
+// \Recent, the mailbox's LIST in SELECT, ESEARCH for SEARCH, UTF-8 mailbox
+// names, and [CLOSED] when it selects another mailbox.
+func TestIMAPRev2(t *testing.T) {
+	s := newServer(t, "", "[tls]\nself_signed = true\n")
+	s.start()
+	c := dialIMAPS(t, s.imapsAddr)
+	c.cmd(`LOGIN alice@example.test secret-alice`, "OK")
+	if got := c.cmd("ENABLE IMAP4rev2", "OK"); !has(got, "* ENABLED IMAP4rev2") {
+		t.Fatalf("ENABLE: %q", got)
+	}
+	c.cmd("APPEND INBOX {20+}\r\nSubject: rev2\r\n\r\nx\r\n", "OK")
+	sel := c.cmd("SELECT INBOX", "OK [READ-WRITE]")
+	if !has(sel, `* LIST () "/" INBOX`) || has(sel, "RECENT") {
+		t.Errorf("SELECT: %q", sel)
+	}
+	if got := c.cmd("FETCH 1 (FLAGS)", "OK"); has(got, `\Recent`) {
+		t.Errorf("FETCH: %q", got)
+	}
+	if got := c.cmd("SEARCH ALL", "OK"); !has(got, `* ESEARCH (TAG "`) || !has(got, "ALL 1") {
+		t.Errorf("SEARCH: %q", got)
+	}
+	c.cmd(`CREATE "Entwürfe"`, "OK")
+	if got := c.cmd(`LIST "" "Entw*"`, "OK"); !has(got, `"/" "Entwürfe"`) && !has(got, `"/" Entwürfe`) {
+		t.Errorf("LIST of a UTF-8 name: %q", got)
+	}
+	if got := c.cmd(`SELECT "Entwürfe"`, "OK"); !has(got, "* OK [CLOSED]") {
+		t.Errorf("SELECT of another mailbox: %q", got)
+	}
+}

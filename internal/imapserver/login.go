@@ -24,7 +24,7 @@ func init() {
 
 // capsAuthenticated are announced once logged in; each works.
 var capsAuthenticated = []string{
-	"IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT",
+	"IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT",
 	"CHILDREN", "SPECIAL-USE", "MULTIAPPEND", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE",
 	"ESEARCH", "SEARCHRES", "CONDSTORE", "QRESYNC", "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "BINARY",
 	"QUOTA", "QUOTA=RES-STORAGE", "CREATE-SPECIAL-USE",
@@ -37,7 +37,7 @@ func (s *session) capabilities() string {
 	if s.authed {
 		return strings.Join(capsAuthenticated, " ") + fmt.Sprintf(" APPENDLIMIT=%d", s.cfg.MaxMessageSize)
 	}
-	caps := []string{"IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE"}
+	caps := []string{"IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE"}
 	if s.c.TLS() == nil {
 		if s.cfg.TLS != nil {
 			caps = append(caps, "STARTTLS")
@@ -263,6 +263,11 @@ func cmdEnable(s *session, _ string, p *imapwire.Parser) error {
 			if !s.utf8 {
 				s.utf8 = true
 				enabled = append(enabled, "UTF8=ACCEPT")
+			}
+		case "IMAP4REV2":
+			if !s.rev2 {
+				s.rev2, s.utf8 = true, true
+				enabled = append(enabled, "IMAP4rev2")
 			}
 		case "CONDSTORE":
 			if !s.condstore {

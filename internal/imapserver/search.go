@@ -122,6 +122,9 @@ func cmdSearch(s *session, name string, p *imapwire.Parser) error {
 	if err != nil {
 		return err
 	}
+	if ret == nil && s.rev2 {
+		ret = &searchReturn{all: true} // IMAP4rev2 answers ESEARCH (RFC 9051 6.4.4)
+	}
 	found, err := s.search(root)
 	if err != nil {
 		return err

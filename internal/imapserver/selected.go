@@ -99,7 +99,7 @@ func cmdSelect(s *session, name string, p *imapwire.Parser) error {
 	if err := p.End(); err != nil {
 		return err
 	}
-	if s.sel != nil && s.qresync {
+	if s.sel != nil && (s.qresync || s.rev2) {
 		s.untagged("OK [CLOSED] Previous mailbox closed")
 	}
 	s.unselect()
@@ -130,9 +130,15 @@ func cmdSelect(s *session, name string, p *imapwire.Parser) error {
 	s.untagged(`FLAGS (\Answered \Flagged \Deleted \Seen \Draft%s)`, keywordList(sel.msgs))
 	s.untagged(`OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft%s \*)] Flags and keywords may be set`, keywordList(sel.msgs))
 	s.untagged("%d EXISTS", len(sel.msgs))
-	s.untagged("%d RECENT", len(sel.recent))
-	if first := firstUnseen(sel.msgs); first > 0 {
-		s.untagged("OK [UNSEEN %d] First unseen message", first)
+	if s.rev2 {
+		// RFC 9051 6.3.2: the mailbox's name as the server spells it.
+		line := []byte(`LIST () "` + store.Separator + `" `)
+		s.untagged("%s", append(line, s.wireName(mbox)...))
+	} else {
+		s.untagged("%d RECENT", len(sel.recent))
+		if first := firstUnseen(sel.msgs); first > 0 {
+			s.untagged("OK [UNSEEN %d] First unseen message", first)
+		}
 	}
 	s.untagged("OK [UIDVALIDITY %d] UIDs valid", sel.uidValidity)
 	s.untagged("OK [UIDNEXT %d] Predicted next UID", st.UIDNext)
@@ -345,7 +351,9 @@ func (s *session) sync(allowExpunge bool) {
 			}
 		}
 		s.untagged("%d EXISTS", len(sel.msgs))
-		s.untagged("%d RECENT", len(sel.recent))
+		if !s.rev2 {
+			s.untagged("%d RECENT", len(sel.recent))
+		}
 	}
 	sel.highest = max(sel.highest, ch.HighestModSeq)
 }
@@ -398,7 +406,7 @@ func uitoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 // recent to this session.
 func (s *session) flagList(m store.MessageState) string {
 	f := strings.Join(m.Flags, " ")
-	if s.sel != nil && s.sel.recent[m.UID] {
+	if s.sel != nil && s.sel.recent[m.UID] && !s.rev2 {
 		if f != "" {
 			f += " "
 		}

@@ -35,6 +35,9 @@ type session struct {
 	// condstore and qresync are RFC 7162's, enabled by ENABLE or by a
 	// command that uses them.
 	utf8, condstore, qresync bool
+	// rev2 is IMAP4rev2 (RFC 9051), enabled by the client: no \Recent,
+	// ESEARCH for every SEARCH, UTF-8 mailbox names, LIST in SELECT.
+	rev2 bool
 
 	tag          string // of the command running
 	code         string // response code for the command's OK, "[...]" included
