@@ -7,12 +7,17 @@
 #
 #   bench/imap.sh                  # 3 runs of every scenario
 #   RUNS=1 SECS=5 bench/imap.sh    # a smoke run
+#   SCENARIOS=work bench/imap.sh   # some of: logins work idle
 #
 # Scenarios:
 #   logins  repeated correct logins over implicit TLS (connect, TLS, LOGIN,
 #           LOGOUT), 8 clients; Dovecot with SHA512-CRYPT passwords in its
 #           high-performance login mode, Mailroom with argon2id and its
 #           login cache.
+#   work    on a mailbox of MSGS messages (1000, the same files for both):
+#           FETCH of the headers of all, FETCH of whole messages, SEARCH
+#           TEXT, STORE, APPEND of 10 KiB, from 4 sessions; and the IDLE
+#           wake-up latency (APPEND in one session, EXISTS in another)
 #   idle    memory per logged-in connection in IDLE on INBOX
 #           (bench/imapidle.py): IDLE_N held to Mailroom (10000),
 #           IDLE_N_DOVECOT to Dovecot (500: one imap process each).
@@ -26,7 +31,10 @@ cd "$(dirname "$0")/.." || exit 1
 RUNS=${RUNS:-3}
 SECS=${SECS:-10}
 CONC=${CONC:-8}
+MSGS=${MSGS:-1000}
 IDLE_N=${IDLE_N:-10000}
+SCENARIOS=${SCENARIOS:-logins work idle}
+has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 IDLE_N_DOVECOT=${IDLE_N_DOVECOT:-500}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 BENCH_TMP=${BENCH_TMP:-/var/tmp}
@@ -126,6 +134,29 @@ service imap-login {
 }
 EOF
 
+# The mailbox both servers work on: MSGS messages of 2-20 KiB with words to
+# search, as Maildir files (Dovecot reads them as they are; Mailroom imports
+# them).
+MD=$WORK/maildir
+python3 - "$MD" "$MSGS" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for d in ("cur", "new", "tmp"):
+    os.makedirs(os.path.join(root, d), exist_ok=True)
+rng = random.Random(1)
+words = "lorem ipsum dolor sit amet quartz invoice meeting report budget team".split()
+for i in range(n):
+    body = "\r\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(rng.randint(20, 250)))
+    msg = (f"From: sender{i % 50}@bench.test\r\nTo: bench@local.test\r\nSubject: message {i} {rng.choice(words)}\r\n"
+           f"Date: Mon, 1 Jan 2024 10:{i % 60:02d}:00 +0000\r\nMessage-ID: <{i}@bench.test>\r\n\r\n{body}\r\n")
+    with open(os.path.join(root, "cur", f"{i}.bench:2,S"), "w") as f:
+        f.write(msg)
+PY
+bin/mailroom --config "$WORK/mailroom.toml" mailbox import "$USER" "$MD" >/dev/null || die "mailroom mailbox import failed"
+mkdir -p "$DC/home/$USER"
+cp -r "$MD" "$DC/home/$USER/Maildir"
+chown -R nobody:nogroup "$DC/home"
+
 RESULTS=$WORK/results
 : >"$RESULTS"
 record() { echo "$*" >>"$RESULTS"; }  # SCENARIO SERVER RUN VALUE NOTE...
@@ -175,30 +206,59 @@ idle() { # SERVER RUN PORT PID N
 	echo "bench/imap: run $2 idle $1: $out" >&2
 }
 
+work() { # SERVER RUN ADDR
+	local op out
+	for op in fetch-headers fetch-bodies search store append; do
+		out=$("$KIT" imapload -addr "$3" -user "$USER" -pass "$PASSWORD" -op "$op" -c 4 -d "${SECS}s" 2>&1)
+		if [ $? -eq 0 ]; then
+			record "$op" "$1" "$2" "$(kv ops_per_s "$out")" "$(kv msgs_per_s "$out") messages/s"
+		else
+			record "$op" "$1" "$2" 0 "failed: $(tail -c 200 <<<"$out" | tr '\n' ' ')"
+		fi
+		echo "bench/imap: run $2 $op $1: $out" >&2
+	done
+	out=$("$KIT" imapload -addr "$3" -user "$USER" -pass "$PASSWORD" -op idle -d "${SECS}s" 2>&1)
+	record idle-p50 "$1" "$2" "$(kv p50_ms "$out")" ""
+	record idle-p99 "$1" "$2" "$(kv p99_ms "$out")" "$(kv wakeups "$out") wake-ups"
+	echo "bench/imap: run $2 idle wake-up $1: $out" >&2
+}
+
 # A first login before the idle measurement: Mailroom's argon2id check of
 # it (64 MiB, kept by the Go runtime for a while) is then in the baseline,
 # not counted per connection.
 warm() { "$KIT" imaplogins -addr "$1" -user "$USER" -pass "$PASSWORD" -c 1 -d 1s >/dev/null 2>&1; sleep 6; }
 
 for ((run = 1; run <= RUNS; run++)); do
-	start_sink
-	logins sink "$run" "$SINK_ADDR"
-	stop_sink
-	start_dovecot
-	logins dovecot "$run" "127.0.0.1:$DC_PORT"
-	stop_dovecot
-	start_dovecot
-	warm "127.0.0.1:$DC_PORT"
-	idle dovecot "$run" "$DC_PORT" "$DC_PID" "$IDLE_N_DOVECOT"
-	stop_dovecot
-	start_mailroom
-	logins mailroom "$run" "127.0.0.1:$MR_PORT"
-	MR_RSS=$(awk '/VmHWM/ { printf "%d MB", $2 / 1024 }' /proc/"$MR_PID"/status)
-	stop_mailroom
-	start_mailroom
-	warm "127.0.0.1:$MR_PORT"
-	idle mailroom "$run" "$MR_PORT" "$MR_PID" "$IDLE_N"
-	stop_mailroom
+	if has logins; then
+		start_sink
+		logins sink "$run" "$SINK_ADDR"
+		stop_sink
+		start_dovecot
+		logins dovecot "$run" "127.0.0.1:$DC_PORT"
+		stop_dovecot
+		start_mailroom
+		logins mailroom "$run" "127.0.0.1:$MR_PORT"
+		MR_RSS=$(awk '/VmHWM/ { printf "%d MB", $2 / 1024 }' /proc/"$MR_PID"/status)
+		stop_mailroom
+	fi
+	if has work; then
+		start_dovecot
+		work dovecot "$run" "127.0.0.1:$DC_PORT"
+		stop_dovecot
+		start_mailroom
+		work mailroom "$run" "127.0.0.1:$MR_PORT"
+		stop_mailroom
+	fi
+	if has idle; then
+		start_dovecot
+		warm "127.0.0.1:$DC_PORT"
+		idle dovecot "$run" "$DC_PORT" "$DC_PID" "$IDLE_N_DOVECOT"
+		stop_dovecot
+		start_mailroom
+		warm "127.0.0.1:$MR_PORT"
+		idle mailroom "$run" "$MR_PORT" "$MR_PID" "$IDLE_N"
+		stop_mailroom
+	fi
 done
 
 mkdir -p bench/results
@@ -219,11 +279,25 @@ med() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }
 	m=$(awk '$1 == "logins" && $2 == "mailroom" { print $4 }' "$RESULTS")
 	ratio() { awk -v a="$(med <<<"$1")" -v b="$(med <<<"$2")" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 	echo "| IMAP logins/s, implicit TLS, $CONC clients (Dovecot SHA512-CRYPT, Mailroom argon2id + login cache) | $(median <<<"$s") | $(median <<<"$d") | $(median <<<"$m") | $(ratio "$m" "$d") | $(ratio "$m" "$s") |"
+	for op in fetch-headers fetch-bodies search store append idle-p50 idle-p99; do
+		d=$(awk -v op="$op" '$1 == op && $2 == "dovecot" { print $4 }' "$RESULTS")
+		m=$(awk -v op="$op" '$1 == op && $2 == "mailroom" { print $4 }' "$RESULTS")
+		case $op in
+		fetch-headers) what="FETCH of the headers of all $MSGS messages (commands/s)" ;;
+		fetch-bodies) what="FETCH BODY.PEEK[] of one message (commands/s)" ;;
+		search) what="SEARCH TEXT over $MSGS messages (commands/s)" ;;
+		store) what="STORE +/-FLAGS.SILENT (commands/s)" ;;
+		append) what="APPEND of 10 KiB (commands/s)" ;;
+		idle-p50) what="IDLE wake-up after an APPEND, p50 (ms)" ;;
+		idle-p99) what="IDLE wake-up after an APPEND, p99 (ms)" ;;
+		esac
+		echo "| $what, 4 sessions | - | $(median <<<"$d") | $(median <<<"$m") | $(ratio "$m" "$d") | - |"
+	done
 	s=; d=$(awk '$1 == "idle" && $2 == "dovecot" { print $4 }' "$RESULTS")
 	m=$(awk '$1 == "idle" && $2 == "mailroom" { print $4 }' "$RESULTS")
 	echo "| memory per logged-in connection in IDLE, PSS kB (Mailroom $IDLE_N held, Dovecot $IDLE_N_DOVECOT) | - | $(median <<<"$d") | $(median <<<"$m") | $(ratio "$m" "$d") | - |"
 	echo
-	echo "Mailroom peak RSS in the last logins run: $MR_RSS."
+	echo "Mailroom peak RSS in the last logins run: ${MR_RSS:-not measured}."
 } >"$out"
 cat "$out"
 echo "bench/imap: wrote $out" >&2

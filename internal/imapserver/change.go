@@ -308,8 +308,9 @@ func cmdAppend(s *session, _ string, p *imapwire.Parser) error {
 		}
 		root := message.Parse(data)
 		hdr := root.Envelope
+		m.Summary = message.Encode(root, data[:root.BodyStart])
 		unmap()
-		m.Body, m.Size, m.Summary = content.Reader(), content.Size(), message.Encode(root)
+		m.Body, m.Size = content.Reader(), content.Size()
 		if hdr != nil {
 			m.Subject = hdr.Subject
 			if len(hdr.From) > 0 {

@@ -347,14 +347,16 @@ func (s *session) fetch(idx []int, items []fetchItem) error {
 func (s *session) fetchOne(seq int, m store.MessageState, info store.MessageInfo, items []fetchItem, needBody, addFlags bool) error {
 	var raw []byte
 	var root *message.Part
-	if needBody || slices.ContainsFunc(items, func(it fetchItem) bool {
+	needStructure := slices.ContainsFunc(items, func(it fetchItem) bool {
 		return it.name == "ENVELOPE" || it.name == "BODY" || it.name == "BODYSTRUCTURE"
-	}) {
+	})
+	if needBody || needStructure {
 		// A message over streamLimit with a summary is never read whole:
 		// its sections are copied from the store as they are sent.
-		withBody := needBody && (info.Size <= streamLimit || len(info.Summary) == 0)
+		headerOnly := needBody && headerItems(items)
+		withBody := needBody && !headerOnly && (info.Size <= streamLimit || len(info.Summary) == 0)
 		var err error
-		if root, raw, err = s.structure(info, withBody); err != nil {
+		if root, raw, err = s.structure(info, withBody, headerOnly, needStructure); err != nil {
 			return err
 		}
 	}
@@ -494,13 +496,27 @@ func (s *session) copyRange(info store.MessageInfo, start, end int64, w io.Write
 
 // structure returns a message's parsed structure, offsets counted in the
 // message as the client sees it (prefix included), and the message itself
-// when withBody. A message stored without a summary is parsed now and its
-// summary saved.
-func (s *session) structure(info store.MessageInfo, withBody bool) (*message.Part, []byte, error) {
-	root, ok := message.Decode(info.Summary)
+// when withBody, or only its header section when headerOnly and the
+// summary kept it (then only the root's offsets unless needStructure). A message stored without a summary, or with one an
+// older parser made, is parsed now and its summary saved.
+func (s *session) structure(info store.MessageInfo, withBody, headerOnly, needStructure bool) (*message.Part, []byte, error) {
+	if headerOnly && !needStructure {
+		// The message's header fields alone (a client listing its mail):
+		// the root's offsets are enough.
+		if root, header, ok := message.DecodeHeader(info.Summary); ok {
+			root.Prefixed(int64(info.PrefixSize))
+			return root, append(slices.Clip(info.Prefix), header...), nil
+		}
+	}
+	root, header, ok := message.Decode(info.Summary)
 	if ok && !withBody {
 		root.Prefixed(int64(info.PrefixSize))
-		return root, nil, nil
+		if headerOnly && header != nil {
+			return root, append(slices.Clip(info.Prefix), header...), nil
+		}
+		if !headerOnly {
+			return root, nil, nil
+		}
 	}
 	rc, _, err := s.srv.store.OpenMessage(s.ctx(), s.user.ID, s.sel.name, info.UID)
 	if err != nil {
@@ -514,12 +530,23 @@ func (s *session) structure(info store.MessageInfo, withBody bool) (*message.Par
 	if !ok {
 		body := raw[min(info.PrefixSize, len(raw)):]
 		root = message.Parse(body)
-		if err := s.srv.store.SaveSummary(s.ctx(), s.user.ID, s.sel.name, info.UID, message.Encode(root)); err != nil {
+		if err := s.srv.store.SaveSummary(s.ctx(), s.user.ID, s.sel.name, info.UID, message.Encode(root, body[:root.BodyStart])); err != nil {
 			s.log.Warn("imap: saving a message's summary", "uid", info.UID, "err", err)
 		}
 	}
 	root.Prefixed(int64(info.PrefixSize))
 	return root, raw, nil
+}
+
+// headerItems reports whether every item that reads the message reads
+// only the message's header section (a client listing its mail).
+func headerItems(items []fetchItem) bool {
+	for _, it := range items {
+		if it.needsBody() && (it.name != "SECTION" || len(it.section) > 0 || !strings.HasPrefix(it.spec, "HEADER")) {
+			return false
+		}
+	}
+	return true
 }
 
 // sectionRange says where a body section lies in the message (RFC 9051

@@ -403,7 +403,7 @@ func (s *session) search(root *criterion) ([]int, error) {
 				continue
 			}
 			var err error
-			if c.root, c.body, err = s.structure(c.info, needBody); err != nil {
+			if c.root, c.body, err = s.structure(c.info, needBody, false, true); err != nil {
 				return nil, err
 			}
 		}

@@ -167,7 +167,7 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 // summaries calls fn with each message's structure, arrival date and size.
 func (s *session) summaries(uids []uint32, fn func(i int, root *message.Part, arrival time.Time, size int64), byUID map[uint32]int) error {
 	return s.srv.store.Summaries(s.ctx(), s.user.ID, s.sel.name, uids, func(mi store.MessageInfo) error {
-		root, _, err := s.structure(mi, false)
+		root, _, err := s.structure(mi, false, false, true)
 		if err != nil {
 			return err
 		}

@@ -265,7 +265,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 		}
 	}
 	if len(m.Local) > 0 {
-		m.Summary = b.summary(msg, int64(len(top)))
+		m.Summary = b.summary(msg, top)
 	}
 	// The quota is checked where the copy is counted, in the store's
 	// transaction: two sessions cannot both squeeze into the last space.
@@ -292,7 +292,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 // reads it instead of the message), n octets of fields written in front
 // of it; nil when the message cannot be mapped, and IMAP computes it on
 // first use.
-func (b *Backend) summary(msg *spool.Spool, n int64) []byte {
+func (b *Backend) summary(msg *spool.Spool, top string) []byte {
 	data, unmap, err := msg.Map()
 	if err != nil {
 		b.log.Warn("parsing a message's structure (it is done again when IMAP reads it)", "err", err)
@@ -300,8 +300,9 @@ func (b *Backend) summary(msg *spool.Spool, n int64) []byte {
 	}
 	defer unmap()
 	root := message.Parse(data)
-	root.Prefixed(n)
-	return message.Encode(root)
+	header := append([]byte(top), data[:min(root.BodyStart, int64(len(data)))]...)
+	root.Prefixed(int64(len(top)))
+	return message.Encode(root, header)
 }
 
 // SetQueueNotifier sets what to call when a message entered the outbound

@@ -54,7 +54,8 @@ func (b *Backend) Inject(ctx context.Context, to string, body []byte, internatio
 		for _, u := range users {
 			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: deliveryPrefix(smtp.Address{}, u.Address)})
 		}
-		m.Summary = message.Encode(message.Parse(full))
+		root := message.Parse(full)
+		m.Summary = message.Encode(root, full[:root.BodyStart])
 	} else {
 		m.Remote = []store.QueuedRecipient{{Address: addr.String(), Domain: strings.ToLower(addr.Domain)}}
 	}

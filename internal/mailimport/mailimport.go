@@ -375,7 +375,7 @@ func Import(ctx context.Context, t Target, userID int64, folders []*Folder, prog
 				have[k] = true
 				res.Imported++
 				am := store.AppendMessage{Body: bytes.NewReader(m.Data), Size: int64(len(m.Data)), Flags: m.Flags,
-					InternalDate: m.Date, Summary: message.Encode(root)}
+					InternalDate: m.Date, Summary: message.Encode(root, m.Data[:root.BodyStart])}
 				if e := root.Envelope; e != nil {
 					am.Subject = e.Subject
 					if len(e.From) > 0 {
@@ -427,7 +427,7 @@ func existing(ctx context.Context, t Target, userID int64, name string) (map[str
 	}
 	have := map[string]bool{}
 	err = t.Summaries(ctx, userID, name, uids, func(mi store.MessageInfo) error {
-		root, ok := message.Decode(mi.Summary)
+		root, _, ok := message.Decode(mi.Summary)
 		if !ok {
 			return nil // parsed at first FETCH; not known here
 		}

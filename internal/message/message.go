@@ -1,7 +1,7 @@
 // Package message parses the structure of an Internet message (RFC 5322)
 // and its MIME entities (RFC 2045, 2046): where each part's header and body
 // lie, its content type and fields, and the envelope of each message (IMAP's
-// ENVELOPE: RFC 9051 7.5.2). A Summary is computed once, when a message is
+// ENVELOPE: RFC 9051 7.5.2). A summary is computed once, when a message is
 // stored, and kept beside it: IMAP's FETCH of ENVELOPE, BODYSTRUCTURE and
 // body sections, and SEARCH on addresses and subjects, read it instead of
 // parsing the message again.
@@ -13,7 +13,6 @@ package message
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"mime"
 	"slices"
@@ -76,15 +75,12 @@ type Address struct {
 	GroupEnd bool   `json:"ge,omitempty"`
 }
 
-// Summary is a message's parsed structure as stored beside it.
-type Summary struct {
-	Version int   `json:"v"`
-	Root    *Part `json:"root"`
-}
+// maxHeader is the largest header section a summary keeps.
+const maxHeader = 32 << 10
 
 // summaryVersion changes when the parser's output changes, so that old
 // summaries can be recomputed.
-const summaryVersion = 2
+const summaryVersion = 4
 
 // Limits of the parser: deeper or more numerous entities are taken as
 // opaque leaves.
@@ -100,19 +96,75 @@ func Parse(msg []byte) *Part {
 }
 
 // Encode returns the summary of a parsed message, to be stored.
-func Encode(root *Part) []byte {
-	b, _ := json.Marshal(Summary{Version: summaryVersion, Root: root})
-	return b
+// header is the message's header section as stored (its first
+// root.BodyStart octets), or nil; one over maxHeader is left out.
+func Encode(root *Part, header []byte) []byte {
+	if len(header) > maxHeader {
+		header = nil
+	}
+	e := encoder{b: make([]byte, 0, 256+len(header))}
+	e.b = append(e.b, codecMagic)
+	e.uint(summaryVersion)
+	e.bool(header != nil)
+	if header != nil {
+		e.str(string(header))
+	}
+	e.part(root)
+	return e.b
 }
 
-// Decode reads a stored summary; ok is false for one of another version or
-// that does not decode, which the caller computes again.
-func Decode(b []byte) (*Part, bool) {
-	var s Summary
-	if len(b) == 0 || json.Unmarshal(b, &s) != nil || s.Version != summaryVersion || s.Root == nil {
-		return nil, false
+// Decode reads a stored summary: the structure and the header section (nil
+// when it was not kept, a slice of b); ok is false for one of another
+// version or that does not decode, which the caller computes again.
+func Decode(b []byte) (*Part, []byte, bool) {
+	d, header, ok := decodeHeader(b)
+	if !ok {
+		return nil, nil, false
 	}
-	return s.Root, true
+	d.s = string(d.b)
+	root := d.part()
+	if d.err != nil || d.i != len(d.b) {
+		return nil, nil, false
+	}
+	return root, header, true
+}
+
+// DecodeHeader reads only what FETCH of the message's header fields needs,
+// much faster than Decode: the root's offsets (no parts, no envelope) and
+// the header section; ok is false as for Decode, or when the header
+// section was not kept.
+func DecodeHeader(b []byte) (*Part, []byte, bool) {
+	d, header, ok := decodeHeader(b)
+	if !ok || header == nil {
+		return nil, nil, false
+	}
+	root := &Part{Start: d.int(), BodyStart: d.int(), End: d.int(), Lines: d.int()}
+	if d.err != nil {
+		return nil, nil, false
+	}
+	return root, header, true
+}
+
+// decodeHeader checks a summary's version and reads its header section,
+// leaving d at the root part.
+func decodeHeader(b []byte) (d decoder, header []byte, ok bool) {
+	if len(b) == 0 || b[0] != codecMagic {
+		return d, nil, false
+	}
+	d = decoder{b: b, i: 1}
+	if d.uint() != summaryVersion {
+		return d, nil, false
+	}
+	if d.bool() {
+		n := d.count()
+		header = b[d.i : d.i+n : d.i+n]
+		d.i += n
+	}
+	if d.err != nil {
+		return d, nil, false
+	}
+	d.b, d.i = d.b[d.i:], 0
+	return d, header, true
 }
 
 type parser struct {

@@ -1,6 +1,7 @@
 package message
 
 import (
+	"bytes"
 	"reflect"
 	"strings"
 	"testing"
@@ -106,9 +107,14 @@ func TestParseNested(t *testing.T) {
 		}
 	}
 	// A summary comes back as it went.
-	back, ok := Decode(Encode(root))
-	if !ok || !reflect.DeepEqual(back, root) {
+	hdr := []byte("Subject: kept\r\n\r\n")
+	back, backHdr, ok := Decode(Encode(root, hdr))
+	if !ok || !reflect.DeepEqual(back, root) || string(backHdr) != string(hdr) {
 		t.Errorf("the summary did not come back as it went")
+	}
+	big := make([]byte, maxHeader+1)
+	if _, h, ok := Decode(Encode(root, big)); !ok || h != nil {
+		t.Errorf("a header section over %d bytes was kept in the summary (ok=%v, %d bytes)", maxHeader, ok, len(h))
 	}
 }
 
@@ -203,10 +209,65 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		check(root, 0, int64(len(msg)), 0)
-		if _, ok := Decode(Encode(root)); !ok {
+		back, hdr, ok := Decode(Encode(root, msg[:root.BodyStart]))
+		if !ok {
 			t.Fatal("the summary does not decode")
 		}
+		if !reflect.DeepEqual(normal(back), normal(root)) || (root.BodyStart <= maxHeader && !bytes.Equal(hdr, msg[:root.BodyStart])) {
+			t.Fatal("the summary did not come back as it went")
+		}
+		if shallow, hdr2, ok := DecodeHeader(Encode(root, msg[:root.BodyStart])); ok != (hdr != nil) ||
+			ok && (shallow.BodyStart != root.BodyStart || shallow.End != root.End || !bytes.Equal(hdr2, hdr)) {
+			t.Fatal("DecodeHeader differs from Decode")
+		}
 		ParseAddressList(string(msg))
+	})
+}
+
+// normal returns p with empty lists as nil (a summary does not keep the
+// difference).
+func normal(p *Part) *Part {
+	if p == nil {
+		return nil
+	}
+	q := *p
+	for _, l := range []*[]string{&q.Params, &q.DispParams, &q.Language} {
+		if len(*l) == 0 {
+			*l = nil
+		}
+	}
+	if len(q.Parts) == 0 {
+		q.Parts = nil
+	}
+	for i, c := range q.Parts {
+		q.Parts[i] = normal(c)
+	}
+	q.Message = normal(q.Message)
+	if q.Envelope != nil {
+		e := *q.Envelope
+		for _, l := range []*[]Address{&e.From, &e.Sender, &e.ReplyTo, &e.To, &e.Cc, &e.Bcc} {
+			if len(*l) == 0 {
+				*l = nil
+			}
+		}
+		if len(e.References) == 0 {
+			e.References = nil
+		}
+		q.Envelope = &e
+	}
+	return &q
+}
+
+// FuzzDecode: a stored summary that was damaged is refused or read, never
+// a crash.
+func FuzzDecode(f *testing.F) {
+	f.Add(Encode(Parse([]byte(nested)), []byte("Subject: x\r\n\r\n")))
+	f.Add([]byte{codecMagic, summaryVersion, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if root, _, ok := Decode(b); ok {
+			Encode(root, nil)
+		}
+		DecodeHeader(b)
 	})
 }
 

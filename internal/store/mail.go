@@ -172,8 +172,10 @@ type Mail interface {
 	// whole mailbox, with no Vanished).
 	Changes(ctx context.Context, userID int64, mailbox string, sinceModSeq int64) (Changes, error)
 	// Summaries calls fn, in ascending UID order, with what is known of each
-	// message of uids in the mailbox without reading its body; UIDs not in
-	// the mailbox are skipped. An error from fn stops it and is returned.
+	// message of uids in the mailbox without reading its body (UID, Date,
+	// Size, Flags, ModSeq, Summary, Prefix; not From, Subject or QueueID):
+	// UIDs not in the mailbox are skipped. An error from fn stops it and is
+	// returned. It is what listing a mailbox reads for every message.
 	Summaries(ctx context.Context, userID int64, mailbox string, uids []uint32, fn func(MessageInfo) error) error
 	// SaveSummary records the parsed structure of a message stored without
 	// one (before Summary existed) or with one an older parser made,

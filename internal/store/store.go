@@ -249,8 +249,10 @@ type MessageInfo struct {
 	// Summary is Message.Summary (nil for messages stored before it
 	// existed: see Mail.SaveSummary). PrefixSize is the length of the
 	// per-copy prefix before the body, which the summary does not count.
-	Summary      []byte       `json:"-"`
-	PrefixSize   int          `json:"-"`
+	Summary    []byte `json:"-"`
+	PrefixSize int    `json:"-"`
+	// Prefix is the per-copy prefix itself (Mail.Summaries fills it).
+	Prefix       []byte       `json:"-"`
 	SMTPEnvelope SMTPEnvelope `json:"-"`
 }
 

@@ -29,6 +29,7 @@ const usage = `usage: benchkit COMMAND [flags]
   report   turn raw result lines into the markdown table
   imaplogins  repeated IMAP logins over implicit TLS, and their rate
   imapsink    an IMAP server that takes any login: imaplogins' ceiling
+  imapload    FETCH, SEARCH, STORE or APPEND from several sessions, or IDLE wake-up latency
 
 "benchkit COMMAND -h" lists a command's flags.
 `
@@ -46,6 +47,7 @@ func main() {
 		"report":     runReport,
 		"imaplogins": runIMAPLogins,
 		"imapsink":   runIMAPSink,
+		"imapload":   runIMAPLoad,
 	}
 	run, ok := commands[os.Args[1]]
 	if !ok {

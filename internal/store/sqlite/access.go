@@ -111,8 +111,9 @@ func (s *Store) Summaries(ctx context.Context, userID int64, mailbox string, uid
 	}
 	want := slices.Clone(uids)
 	slices.Sort(want)
-	rows, err := s.query(ctx, `SELECT mm.uid, m.queue_id, mm.internal_date, mm.size, mm.flags, mm.modseq, m.from_hdr, m.subject, m.summary, length(mm.prefix)
-		FROM mailboxes mb JOIN mailbox_messages mm ON mm.mailbox_id = mb.id JOIN messages m ON m.id = mm.message_id
+	rows, err := s.query(ctx, `SELECT mm.uid, mm.internal_date, mm.size, mm.flags, mm.modseq, ms.summary, mm.prefix
+		FROM mailboxes mb JOIN mailbox_messages mm ON mm.mailbox_id = mb.id
+		LEFT JOIN message_summaries ms ON ms.message_id = mm.message_id
 		WHERE mb.user_id = ? AND mb.name = ? AND mm.uid BETWEEN ? AND ? ORDER BY mm.uid`, userID, mailbox, want[0], want[len(want)-1])
 	if err != nil {
 		return fmt.Errorf("store: summaries of %q: %w", mailbox, err)
@@ -123,7 +124,7 @@ func (s *Store) Summaries(ctx context.Context, userID int64, mailbox string, uid
 		mi := store.MessageInfo{UserID: userID, Mailbox: mailbox}
 		var date int64
 		var flags string
-		if err := rows.Scan(&mi.UID, &mi.QueueID, &date, &mi.Size, &flags, &mi.ModSeq, &mi.From, &mi.Subject, &mi.Summary, &mi.PrefixSize); err != nil {
+		if err := rows.Scan(&mi.UID, &date, &mi.Size, &flags, &mi.ModSeq, &mi.Summary, &mi.Prefix); err != nil {
 			return fmt.Errorf("store: summaries of %q: %w", mailbox, err)
 		}
 		for i < len(want) && want[i] < mi.UID {
@@ -135,7 +136,7 @@ func (s *Store) Summaries(ctx context.Context, userID int64, mailbox string, uid
 		if want[i] != mi.UID {
 			continue
 		}
-		mi.Date, mi.Flags = time.Unix(0, date), strings.Fields(flags)
+		mi.Date, mi.Flags, mi.PrefixSize = time.Unix(0, date), strings.Fields(flags), len(mi.Prefix)
 		if err := fn(mi); err != nil {
 			return err
 		}
@@ -146,8 +147,8 @@ func (s *Store) Summaries(ctx context.Context, userID int64, mailbox string, uid
 // SaveSummary records the summary of a message, replacing an older one.
 func (s *Store) SaveSummary(ctx context.Context, userID int64, mailbox string, uid uint32, summary []byte) error {
 	err := s.write(ctx, func(tx *wtx) error {
-		_, err := tx.Exec(`UPDATE messages SET summary = ? WHERE id = (SELECT mm.message_id
-			FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id WHERE mb.user_id = ? AND mb.name = ? AND mm.uid = ?)`,
+		_, err := tx.Exec(`INSERT OR REPLACE INTO message_summaries(message_id, summary) SELECT mm.message_id, ?
+			FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id WHERE mb.user_id = ? AND mb.name = ? AND mm.uid = ?`,
 			summary, userID, mailbox, uid)
 		return err
 	})
@@ -195,8 +196,8 @@ func (s *Store) Append(ctx context.Context, userID int64, mailbox string, msgs [
 			if err != nil {
 				return err
 			}
-			if _, err := tx.Exec(sqlInsertMessage, msgID, store.NewQueueID(), date.UnixNano(), st[i].size, "{}",
-				m.From, m.Subject, st[i].inline, nullString(st[i].file), m.Summary); err != nil {
+			if err := tx.insertMessage(msgID, store.NewQueueID(), date.UnixNano(), st[i].size, "{}",
+				m.From, m.Subject, st[i].inline, st[i].file, m.Summary); err != nil {
 				return err
 			}
 			var uid uint32

@@ -43,8 +43,7 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(sqlInsertMessage, msgID,
-			m.QueueID, received.UnixNano(), size, string(env), m.From, m.Subject, inline, nullString(file), m.Summary); err != nil {
+		if err := tx.insertMessage(msgID, m.QueueID, received.UnixNano(), size, string(env), m.From, m.Subject, inline, file, m.Summary); err != nil {
 			return err
 		}
 		if relayed {

@@ -171,4 +171,15 @@ INSERT INTO sequences(name, next) VALUES
 ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1;
 UPDATE mailboxes SET recent_uid = uidnext;
 `,
+	`
+-- Summaries in their own table: a column after an inline body is read by
+-- walking the body's overflow pages, which made listing a mailbox read
+-- every message.
+CREATE TABLE message_summaries (
+	message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+	summary    BLOB NOT NULL
+);
+INSERT INTO message_summaries(message_id, summary) SELECT id, summary FROM messages WHERE summary IS NOT NULL;
+ALTER TABLE messages DROP COLUMN summary;
+`,
 }

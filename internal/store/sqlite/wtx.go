@@ -14,7 +14,7 @@ import (
 // the accept path (profiled under load).
 var hotStatements = []string{
 	sqlSavepoint, sqlRelease, sqlRollbackTo,
-	sqlInsertMessage, sqlMailbox, sqlSetMailbox, sqlInsertCopy, sqlUsed, sqlSetUsed, sqlEnqueue, sqlSequence, sqlSetSequence,
+	sqlInsertMessage, sqlInsertSummary, sqlMailbox, sqlSetMailbox, sqlInsertCopy, sqlUsed, sqlSetUsed, sqlEnqueue, sqlSequence, sqlSetSequence,
 	// and the queue's, per message delivered
 	sqlClaim, sqlRecordResult, sqlMessageUsed, sqlDeleteEntries, sqlDeleteMessage,
 }
@@ -23,7 +23,8 @@ const (
 	sqlSavepoint     = `SAVEPOINT w`
 	sqlRelease       = `RELEASE w`
 	sqlRollbackTo    = `ROLLBACK TO w`
-	sqlInsertMessage = `INSERT INTO messages(id, queue_id, received, size, envelope, from_hdr, subject, body, body_file, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertMessage = `INSERT INTO messages(id, queue_id, received, size, envelope, from_hdr, subject, body, body_file) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertSummary = `INSERT INTO message_summaries(message_id, summary) VALUES (?, ?)`
 	sqlMailbox       = `SELECT id, uidnext, highest_modseq FROM mailboxes WHERE user_id = ? AND name = ?`
 	sqlSetMailbox    = `UPDATE mailboxes SET uidnext = ?, highest_modseq = ? WHERE id = ?`
 	sqlInsertCopy    = `INSERT INTO mailbox_messages(mailbox_id, uid, message_id, prefix, size, internal_date, modseq, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
@@ -143,6 +144,19 @@ func (w *wtx) nextID(table string) (int64, error) {
 }
 
 // nextUID takes the next UID and MODSEQ of a user's mailbox.
+// insertMessage stores a message's row, its body inline or in file, and
+// its summary when it has one.
+func (w *wtx) insertMessage(id int64, queueID string, received, size int64, envelope, from, subject string, inline []byte, file string, summary []byte) error {
+	if _, err := w.Exec(sqlInsertMessage, id, queueID, received, size, envelope, from, subject, inline, nullString(file)); err != nil {
+		return err
+	}
+	if len(summary) == 0 {
+		return nil
+	}
+	_, err := w.Exec(sqlInsertSummary, id, summary)
+	return err
+}
+
 func (w *wtx) nextUID(user int64, name string) (mailboxID int64, uid uint32, modseq int64, err error) {
 	mb, err := w.mailbox(user, name)
 	if err != nil {

@@ -479,7 +479,7 @@ func testSummaries(t *testing.T, s store.Store) {
 	if err != nil || len(got) != 3 {
 		t.Fatalf("Summaries = %d, %v", len(got), err)
 	}
-	if string(got[0].Summary) != "parsed structure" || got[0].PrefixSize != len(inbox(u).Prefix) || got[0].Subject != "with" ||
+	if string(got[0].Summary) != "parsed structure" || got[0].PrefixSize != len(inbox(u).Prefix) || string(got[0].Prefix) != string(inbox(u).Prefix) ||
 		got[0].Size != int64(len(textBody("with"))+len(inbox(u).Prefix)) || got[1].Summary != nil || got[2].UID != 3 {
 		t.Errorf("Summaries = %+v", got)
 	}
