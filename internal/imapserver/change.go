@@ -142,7 +142,7 @@ func cmdStore(s *session, name string, p *imapwire.Parser) error {
 			items = append(items, "UID "+uitoa(m.UID))
 		}
 		if !silent {
-			items = append(items, "FLAGS ("+s.flagList(m)+")")
+			items = append(items, "FLAGS ("+s.flagList(s.sel.state(m))+")")
 		}
 		if s.condstore && (!silent || changed[m.UID]) {
 			items = append(items, "MODSEQ ("+strconv.FormatInt(m.ModSeq, 10)+")")
@@ -188,7 +188,7 @@ func cmdExpunge(s *session, name string, p *imapwire.Parser) error {
 	}
 	var uids []uint32
 	for i, m := range s.sel.msgs {
-		if slices.Contains(m.Flags, store.FlagDeleted) && (limit == nil || limit[i]) {
+		if s.sel.has(m, store.FlagDeleted) && (limit == nil || limit[i]) {
 			uids = append(uids, m.UID)
 		}
 	}

@@ -301,7 +301,7 @@ func (s *session) fetch(idx []int, items []fetchItem) error {
 	if seen {
 		var uids []uint32
 		for _, i := range idx {
-			if !slices.Contains(sel.msgs[i].Flags, store.FlagSeen) {
+			if !sel.has(sel.msgs[i], store.FlagSeen) {
 				uids = append(uids, sel.msgs[i].UID)
 			}
 		}
@@ -336,7 +336,7 @@ func (s *session) fetch(idx []int, items []fetchItem) error {
 		if needInfo && !ok {
 			continue // expunged by another session meanwhile
 		}
-		if err := s.fetchOne(i+1, m, info, items, needBody, flagsChanged[m.UID]); err != nil {
+		if err := s.fetchOne(i+1, sel.state(m), info, items, needBody, flagsChanged[m.UID]); err != nil {
 			return err
 		}
 	}
@@ -618,7 +618,7 @@ func headerFields(h []byte, fields []string, not bool) []byte {
 func (s *session) applyOwnFlags(changed []store.MessageState) {
 	for _, m := range changed {
 		if seq := s.sel.seqOf(m.UID); seq > 0 {
-			s.sel.msgs[seq-1] = m
+			s.sel.msgs[seq-1] = s.sel.msgOf(m)
 		}
 	}
 }

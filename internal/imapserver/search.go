@@ -397,7 +397,7 @@ func (s *session) search(root *criterion) ([]int, error) {
 	}
 	var out []int
 	for i, m := range sel.msgs {
-		c := &candidate{seq: i + 1, state: m, info: infos[m.UID]}
+		c := &candidate{seq: i + 1, state: sel.state(m), info: infos[m.UID]}
 		if needInfo {
 			if _, ok := infos[m.UID]; !ok {
 				continue
@@ -431,11 +431,11 @@ func (s *session) matches(c *criterion, m *candidate) bool {
 	case "ALL":
 		return true
 	case "OLD":
-		return !s.sel.recent[m.state.UID]
+		return !s.sel.isRecent(m.state.UID)
 	case "RECENT":
-		return s.sel.recent[m.state.UID]
+		return s.sel.isRecent(m.state.UID)
 	case "NEW":
-		return s.sel.recent[m.state.UID] && !has(store.FlagSeen)
+		return s.sel.isRecent(m.state.UID) && !has(store.FlagSeen)
 	case "SEQ", "UID":
 		if c.set.Saved {
 			return slices.Contains(s.sel.saved, m.state.UID)

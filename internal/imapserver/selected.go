@@ -26,18 +26,19 @@ type selected struct {
 	id          int64
 	readOnly    bool
 	uidValidity uint32
-	msgs        []store.MessageState // ascending UID
-	highest     int64                // MODSEQ of the changes seen
-	pending     []uint32             // UIDs expunged, not yet announced
-	saved       []uint32             // SEARCHRES (RFC 5182), by UID
-	recent      map[uint32]bool      // \Recent for this session (RFC 3501 2.3.2)
+	msgs        []msg      // ascending UID
+	flags       flagSets   // of msgs
+	highest     int64      // MODSEQ of the changes seen
+	pending     []uint32   // UIDs expunged, not yet announced
+	saved       []uint32   // SEARCHRES (RFC 5182), by UID
+	recent      []uidRange // \Recent for this session (RFC 3501 2.3.2)
 	watch       <-chan store.MailChange
 	stopWatch   func()
 }
 
 // seqOf returns the sequence number of a UID, or 0.
 func (m *selected) seqOf(uid uint32) int {
-	i, ok := slices.BinarySearchFunc(m.msgs, uid, func(ms store.MessageState, u uint32) int { return cmpUID(ms.UID, u) })
+	i, ok := slices.BinarySearchFunc(m.msgs, uid, func(ms msg, u uint32) int { return cmpUID(ms.UID, u) })
 	if !ok {
 		return 0
 	}
@@ -110,8 +111,11 @@ func cmdSelect(s *session, name string, p *imapwire.Parser) error {
 	if err != nil {
 		return err
 	}
-	sel := &selected{name: mbox, id: st.ID, readOnly: name == "EXAMINE", uidValidity: st.UIDValidity, msgs: st.States, highest: st.HighestModSeq,
-		recent: map[uint32]bool{}}
+	sel := &selected{name: mbox, id: st.ID, readOnly: name == "EXAMINE", uidValidity: st.UIDValidity, highest: st.HighestModSeq,
+		msgs: make([]msg, len(st.States))}
+	for i, m := range st.States {
+		sel.msgs[i] = sel.msgOf(m)
+	}
 	// Recent: the messages no session has seen, claimed by SELECT; EXAMINE
 	// shows them without taking them.
 	from := st.RecentUID
@@ -120,23 +124,19 @@ func cmdSelect(s *session, name string, p *imapwire.Parser) error {
 			return err
 		}
 	}
-	for _, m := range sel.msgs {
-		if m.UID >= from {
-			sel.recent[m.UID] = true
-		}
-	}
+	sel.recentSince(from, sel.lastUID()+1)
 	sel.watch, sel.stopWatch = s.srv.store.Watch(s.user.ID)
 	s.sel = sel
-	s.untagged(`FLAGS (\Answered \Flagged \Deleted \Seen \Draft%s)`, keywordList(sel.msgs))
-	s.untagged(`OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft%s \*)] Flags and keywords may be set`, keywordList(sel.msgs))
+	s.untagged(`FLAGS (\Answered \Flagged \Deleted \Seen \Draft%s)`, keywordList(sel))
+	s.untagged(`OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft%s \*)] Flags and keywords may be set`, keywordList(sel))
 	s.untagged("%d EXISTS", len(sel.msgs))
 	if s.rev2 {
 		// RFC 9051 6.3.2: the mailbox's name as the server spells it.
 		line := []byte(`LIST () "` + store.Separator + `" `)
 		s.untagged("%s", append(line, s.wireName(mbox)...))
 	} else {
-		s.untagged("%d RECENT", len(sel.recent))
-		if first := firstUnseen(sel.msgs); first > 0 {
+		s.untagged("%d RECENT", sel.recentCount())
+		if first := firstUnseen(sel); first > 0 {
 			s.untagged("OK [UNSEEN %d] First unseen message", first)
 		}
 	}
@@ -218,11 +218,11 @@ func (s *session) resync(qr *qresyncParams) error {
 }
 
 // keywordList returns the keywords in use, each after a space.
-func keywordList(msgs []store.MessageState) string {
+func keywordList(sel *selected) string {
 	seen := map[string]bool{}
 	var out []string
-	for _, m := range msgs {
-		for _, f := range m.Flags {
+	for _, flags := range sel.flags.sets {
+		for _, f := range flags {
 			if !strings.HasPrefix(f, `\`) && !seen[f] {
 				seen[f] = true
 				out = append(out, f)
@@ -236,9 +236,9 @@ func keywordList(msgs []store.MessageState) string {
 	return " " + strings.Join(out, " ")
 }
 
-func firstUnseen(msgs []store.MessageState) int {
-	for i, m := range msgs {
-		if !slices.Contains(m.Flags, store.FlagSeen) {
+func firstUnseen(sel *selected) int {
+	for i, m := range sel.msgs {
+		if !sel.has(m, store.FlagSeen) {
 			return i + 1
 		}
 	}
@@ -262,7 +262,7 @@ func cmdClose(s *session, name string, p *imapwire.Parser) error {
 		// CLOSE expunges \Deleted messages silently (RFC 9051 6.4.1).
 		var uids []uint32
 		for _, m := range sel.msgs {
-			if slices.Contains(m.Flags, store.FlagDeleted) {
+			if sel.has(m, store.FlagDeleted) {
 				uids = append(uids, m.UID)
 			}
 		}
@@ -299,7 +299,6 @@ func (s *session) sync(allowExpunge bool) {
 		for _, uid := range slices.Compact(sel.pending) {
 			if seq := sel.seqOf(uid); seq > 0 {
 				sel.msgs = slices.Delete(sel.msgs, seq-1, seq)
-				delete(sel.recent, uid)
 				gone = append(gone, uid)
 				if !s.qresync {
 					s.untagged("%d EXPUNGE", seq)
@@ -316,7 +315,7 @@ func (s *session) sync(allowExpunge bool) {
 	for _, m := range ch.Changed {
 		if m.UID > last {
 			if !slices.Contains(sel.pending, m.UID) {
-				sel.msgs = append(sel.msgs, m)
+				sel.msgs = append(sel.msgs, sel.msgOf(m))
 				added++
 			}
 			continue
@@ -326,8 +325,8 @@ func (s *session) sync(allowExpunge bool) {
 			continue
 		}
 		cur := &sel.msgs[seq-1]
-		if !slices.Equal(cur.Flags, m.Flags) {
-			cur.Flags = m.Flags
+		if !slices.Equal(sel.flagsOf(*cur), m.Flags) {
+			cur.fs = sel.flags.of(m.Flags)
 			if s.condstore {
 				s.untagged("%d FETCH (UID %d FLAGS (%s) MODSEQ (%d))", seq, m.UID, s.flagList(m), m.ModSeq)
 			} else {
@@ -345,14 +344,10 @@ func (s *session) sync(allowExpunge bool) {
 				from = ch.UIDNext
 			}
 		}
-		for _, m := range sel.msgs[len(sel.msgs)-added:] {
-			if m.UID >= from {
-				sel.recent[m.UID] = true
-			}
-		}
+		sel.recentSince(max(from, sel.msgs[len(sel.msgs)-added].UID), sel.lastUID()+1)
 		s.untagged("%d EXISTS", len(sel.msgs))
 		if !s.rev2 {
-			s.untagged("%d RECENT", len(sel.recent))
+			s.untagged("%d RECENT", sel.recentCount())
 		}
 	}
 	sel.highest = max(sel.highest, ch.HighestModSeq)
@@ -406,7 +401,7 @@ func uitoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 // recent to this session.
 func (s *session) flagList(m store.MessageState) string {
 	f := strings.Join(m.Flags, " ")
-	if s.sel != nil && s.sel.recent[m.UID] && !s.rev2 {
+	if s.sel != nil && !s.rev2 && s.sel.isRecent(m.UID) {
 		if f != "" {
 			f += " "
 		}
