@@ -549,12 +549,47 @@ func decodeWords(s string) string {
 }
 
 // containsFold reports whether b holds s (lower case) without regard to
-// ASCII case.
+// case, without copying b: each place where s's first letter appears in
+// either case is compared. The next place of each case is remembered, so
+// that a letter frequent in one case and rare in the other is not
+// searched for again and again.
 func containsFold(b []byte, s string) bool {
 	if s == "" {
 		return true
 	}
-	return bytes.Contains(bytes.ToLower(b), []byte(s))
+	if len(b) < len(s) {
+		return false
+	}
+	lo, up := s[0], s[0]
+	if 'a' <= lo && lo <= 'z' {
+		up = lo - 'a' + 'A'
+	}
+	last := len(b) - len(s) + 1 // candidates start before it
+	next := func(c byte, from int) int {
+		if i := bytes.IndexByte(b[from:last], c); i >= 0 {
+			return from + i
+		}
+		return last
+	}
+	nl, nu := next(lo, 0), last
+	if up != lo {
+		nu = next(up, 0)
+	}
+	for {
+		i := min(nl, nu)
+		if i >= last {
+			return false
+		}
+		if bytes.EqualFold(b[i:i+len(s)], []byte(s)) {
+			return true
+		}
+		if nl == i {
+			nl = next(lo, i+1)
+		}
+		if nu == i {
+			nu = next(up, i+1)
+		}
+	}
 }
 
 // mailDate parses a Date field (RFC 5322 3.3), leniently as net/mail does.
