@@ -33,6 +33,7 @@ type selected struct {
 	saved       []uint32   // SEARCHRES (RFC 5182), by UID
 	recent      []uidRange // \Recent for this session (RFC 3501 2.3.2)
 	watch       <-chan store.MailChange
+	dirty       bool // a wake-up came from watch since the last sync
 	stopWatch   func()
 }
 
@@ -276,11 +277,26 @@ func cmdClose(s *session, name string, p *imapwire.Parser) error {
 	return nil
 }
 
+// changed reports whether sync has anything to do: the store said the
+// user's mail changed since the last sync (any mailbox: the wake-ups are
+// coalesced), or expunges wait to be announced and may be. Asking the
+// store after every command was a third of the time of FETCH of one
+// message.
+func (m *selected) changed(allowExpunge bool) bool {
+	select {
+	case <-m.watch:
+		m.dirty = true
+	default:
+	}
+	return m.dirty || (allowExpunge && len(m.pending) > 0)
+}
+
 // sync tells the client what changed in the selected mailbox since it last
 // looked (RFC 9051 7.5.1): expunges (when allowed), new messages, and flags
 // changed by others.
 func (s *session) sync(allowExpunge bool) {
 	sel := s.sel
+	sel.dirty = false
 	ch, err := s.srv.store.Changes(s.ctx(), s.user.ID, sel.name, sel.highest)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && ch.UIDValidity != sel.uidValidity) {
 		s.untagged("BYE The selected mailbox was deleted or renamed by another session")
@@ -290,6 +306,7 @@ func (s *session) sync(allowExpunge bool) {
 	}
 	if err != nil {
 		s.log.Error("imap: reading the changes of the selected mailbox", "err", err)
+		sel.dirty = true // try again after the next command
 		return
 	}
 	sel.pending = append(sel.pending, ch.Vanished...)

@@ -185,7 +185,7 @@ func (s *session) run(cmd *imapwire.Command) {
 	default:
 		err = c.run(s, cmd.Name, cmd.Parser())
 	}
-	if s.sel != nil && !s.quit {
+	if s.sel != nil && !s.quit && s.sel.changed(!c.noExpunge) {
 		// RFC 9051 7.5.1: no EXPUNGE while answering FETCH, STORE or
 		// SEARCH by message number.
 		s.sync(!c.noExpunge)

@@ -120,12 +120,16 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	// Readers map the database file (the first GiB) instead of reading it
 	// page by page: listing a mailbox touches a page or two per message, and
 	// pread's system call was a sixth of FETCH's time.
-	rdb, err := sql.Open("sqlite", dsn("mmap_size(1073741824)"))
+	rdb, err := sql.Open("sqlite", dsn(fmt.Sprintf("mmap_size(%d)", readerMapSize)))
 	if err != nil {
 		wdb.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	rdb.SetMaxOpenConns(8)
+	// and keeps them: database/sql keeps two idle by default, and with more
+	// sessions reading at once every read opened a connection (a file, its
+	// map, its pragmas) and prepared its statement again.
+	rdb.SetMaxIdleConns(8)
 	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, reqs: make(chan *writeReq, 1024), done: make(chan struct{}),
 		stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
 	s.defaultQuota.Store(opts.DefaultQuota)
@@ -236,6 +240,10 @@ func (s *Store) Close() error {
 // frames into the database file; walResetFrames is the WAL length (in
 // pages) past which the committer finishes a checkpoint itself so that the
 // WAL starts over.
+// readerMapSize is how much of the database file each reader connection
+// maps (address space, not memory: the pages are the kernel's cache).
+const readerMapSize = 1 << 30
+
 const (
 	checkpointInterval = 250 * time.Millisecond
 	walResetFrames     = 8192 // 32 MiB of 4 KiB pages
