@@ -7,7 +7,7 @@
 #
 #   bench/imap.sh                  # 3 runs of every scenario
 #   RUNS=1 SECS=5 bench/imap.sh    # a smoke run
-#   SCENARIOS=work bench/imap.sh   # some of: logins work idle
+#   SCENARIOS=work bench/imap.sh   # some of: logins work idle idlez
 #
 # Scenarios:
 #   logins  repeated correct logins over implicit TLS (connect, TLS, LOGIN,
@@ -21,6 +21,8 @@
 #   idle    memory per logged-in connection in IDLE on INBOX
 #           (bench/imapidle.py): IDLE_N held to Mailroom (10000),
 #           IDLE_N_DOVECOT to Dovecot (500: one imap process each).
+#   idlez   the same, each connection with COMPRESS=DEFLATE on (Dovecot's
+#           imap_zlib plugin).
 #
 # Settings: RUNS (3), SECS per measurement (10), CONC clients (8), IDLE_N,
 # IDLE_N_DOVECOT, BENCH_TMP (/var/tmp), KEEP=1 keeps the scratch folder. Writes
@@ -33,7 +35,7 @@ SECS=${SECS:-10}
 CONC=${CONC:-8}
 MSGS=${MSGS:-1000}
 IDLE_N=${IDLE_N:-10000}
-SCENARIOS=${SCENARIOS:-logins work idle}
+SCENARIOS=${SCENARIOS:-logins work idle idlez}
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 IDLE_N_DOVECOT=${IDLE_N_DOVECOT:-500}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -112,6 +114,11 @@ default_internal_user = dovecot
 default_login_user = dovenull
 default_client_limit = 4000
 mail_location = maildir:~/Maildir
+protocol imap {
+  mail_plugins = imap_zlib
+  # one user holds every connection of the idle measurement
+  mail_max_userip_connections = 100000
+}
 passdb {
   driver = passwd-file
   args = scheme=SHA512-CRYPT $DC/passwd
@@ -197,13 +204,13 @@ logins() { # SERVER RUN ADDR
 	echo "bench/imap: run $2 logins $1: $out" >&2
 }
 
-idle() { # SERVER RUN PORT PID N
-	local out
-	out=$(timeout 900 python3 bench/imapidle.py 127.0.0.1 "$3" "$5" "$4" "$USER" "$PASSWORD" --tls --hold 3 2>&1)
+idle() { # SERVER RUN PORT PID N [--compress]
+	local out name=idle${6:+-z} compress=${6:-}
+	out=$(timeout 900 python3 bench/imapidle.py 127.0.0.1 "$3" "$5" "$4" "$USER" "$PASSWORD" --tls --hold 3 $compress 2>&1)
 	local per
 	per=$(sed -n 's/^PSS kB .*delta\/conn=\([0-9.]*\) kB.*/\1/p' <<<"$out")
-	record idle "$1" "$2" "${per:-0}" "$5 held; $(tr '\n' ' ' <<<"$out" | tail -c 200)"
-	echo "bench/imap: run $2 idle $1: $out" >&2
+	record "$name" "$1" "$2" "${per:-0}" "$5 held; $(tr '\n' ' ' <<<"$out" | tail -c 200)"
+	echo "bench/imap: run $2 $name $1: $out" >&2
 }
 
 work() { # SERVER RUN ADDR
@@ -259,6 +266,16 @@ for ((run = 1; run <= RUNS; run++)); do
 		idle mailroom "$run" "$MR_PORT" "$MR_PID" "$IDLE_N"
 		stop_mailroom
 	fi
+	if has idlez; then
+		start_dovecot
+		warm "127.0.0.1:$DC_PORT"
+		idle dovecot "$run" "$DC_PORT" "$DC_PID" "$IDLE_N_DOVECOT" --compress
+		stop_dovecot
+		start_mailroom
+		warm "127.0.0.1:$MR_PORT"
+		idle mailroom "$run" "$MR_PORT" "$MR_PID" "$IDLE_N" --compress
+		stop_mailroom
+	fi
 done
 
 mkdir -p bench/results
@@ -296,6 +313,9 @@ med() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }
 	s=; d=$(awk '$1 == "idle" && $2 == "dovecot" { print $4 }' "$RESULTS")
 	m=$(awk '$1 == "idle" && $2 == "mailroom" { print $4 }' "$RESULTS")
 	echo "| memory per logged-in connection in IDLE, PSS kB (Mailroom $IDLE_N held, Dovecot $IDLE_N_DOVECOT) | - | $(median <<<"$d") | $(median <<<"$m") | $(ratio "$m" "$d") | - |"
+	d=$(awk '$1 == "idle-z" && $2 == "dovecot" { print $4 }' "$RESULTS")
+	m=$(awk '$1 == "idle-z" && $2 == "mailroom" { print $4 }' "$RESULTS")
+	echo "| the same with COMPRESS=DEFLATE (RFC 4978; Dovecot's imap_zlib) | - | $(median <<<"$d") | $(median <<<"$m") | $(ratio "$m" "$d") | - |"
 	echo
 	echo "Mailroom peak RSS in the last logins run: ${MR_RSS:-not measured}."
 } >"$out"

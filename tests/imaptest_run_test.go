@@ -7,9 +7,11 @@ package tests
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"slices"
@@ -29,7 +31,33 @@ const itMailbox = "imaptest"
 type itConn struct {
 	conn   net.Conn
 	r      *bufio.Reader
-	exists int // messages this connection knows of (for $N)
+	w      io.Writer     // conn, or a compressor over it
+	fw     *flate.Writer // the compressor, flushed after each write
+	exists int           // messages this connection knows of (for $N)
+}
+
+// write sends b, all of it (flushed through the compressor when on).
+func (c *itConn) write(b []byte) error {
+	if _, err := c.w.Write(b); err != nil {
+		return err
+	}
+	if c.fw != nil {
+		return c.fw.Flush()
+	}
+	return nil
+}
+
+// deflate compresses the connection both ways after COMPRESS's OK; what
+// the reader already holds past the OK is compressed already.
+func (c *itConn) deflate() error {
+	rest, _ := c.r.Peek(c.r.Buffered())
+	c.r = bufio.NewReaderSize(flate.NewReader(io.MultiReader(bytes.NewReader(bytes.Clone(rest)), c.conn)), 64<<10)
+	fw, err := flate.NewWriter(c.conn, flate.DefaultCompression)
+	if err != nil {
+		return err
+	}
+	c.w, c.fw = fw, fw
+	return nil
 }
 
 // response is one line from the server, literals in place.
@@ -117,10 +145,9 @@ func (c *itConn) command(tag, text string, untagged *[]response) (*response, err
 			fmt.Printf("C: %s\n", line)
 		}
 		if i.end < 0 {
-			_, err := c.conn.Write([]byte(line + "\r\n"))
-			return nil, err
+			return nil, c.write([]byte(line + "\r\n"))
 		}
-		if _, err := c.conn.Write([]byte(line[:i.end])); err != nil {
+		if err := c.write([]byte(line[:i.end])); err != nil {
 			return nil, err
 		}
 		for {
@@ -136,7 +163,7 @@ func (c *itConn) command(tag, text string, untagged *[]response) (*response, err
 			}
 			*untagged = append(*untagged, r)
 		}
-		if _, err := c.conn.Write([]byte(line[i.end : i.end+i.n])); err != nil {
+		if err := c.write([]byte(line[i.end : i.end+i.n])); err != nil {
 			return nil, err
 		}
 		line = line[i.end+i.n:]
@@ -232,6 +259,9 @@ type itRun struct {
 	msgs    []itMessage
 	nextMsg int
 	tagN    int
+	// compress: every logged-in connection turns on COMPRESS=DEFLATE
+	// (RFC 4978) first, Go's compress/flate on this side.
+	compress bool
 }
 
 func (r *itRun) dial() (*itConn, error) {
@@ -239,7 +269,7 @@ func (r *itRun) dial() (*itConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &itConn{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	c := &itConn{conn: conn, r: bufio.NewReaderSize(conn, 64<<10), w: conn}
 	g, err := c.read()
 	if err != nil || g.tag != "" {
 		conn.Close()
@@ -286,6 +316,14 @@ func (r *itRun) setup() error {
 		}
 		if _, err := r.simple(c, "LOGIN "+r.user+" Lantern-quartz-imap-91"); err != nil {
 			return err
+		}
+		if r.compress {
+			if _, err := r.simple(c, "COMPRESS DEFLATE"); err != nil {
+				return err
+			}
+			if err := c.deflate(); err != nil {
+				return err
+			}
 		}
 	}
 	if r.sc.state == "nonauth" || r.sc.state == "auth" {
@@ -530,7 +568,15 @@ var itKnownFailures = map[string]string{}
 // TestIMAPConformance runs Dovecot's imaptest scripts (testdata/imaptest)
 // against the server and prints how many groups passed, failed and were
 // left out for a capability the server does not announce.
-func TestIMAPConformance(t *testing.T) {
+func TestIMAPConformance(t *testing.T) { runConformance(t, false) }
+
+// TestIMAPConformanceCompressed runs the same scripts with every
+// logged-in connection compressed (COMPRESS=DEFLATE, RFC 4978), the
+// client's side done by Go's compress/flate: what the server's DEFLATE
+// writes must decode, and what it reads must be the client's.
+func TestIMAPConformanceCompressed(t *testing.T) { runConformance(t, true) }
+
+func runConformance(t *testing.T, compress bool) {
 	scripts, err := readScripts("testdata/imaptest")
 	if err != nil {
 		t.Fatal(err)
@@ -553,7 +599,7 @@ func TestIMAPConformance(t *testing.T) {
 		if only != "" && sc.name != only {
 			continue
 		}
-		r := &itRun{t: t, s: s, sc: sc, user: "it-" + sc.name + "@example.test",
+		r := &itRun{t: t, s: s, sc: sc, user: "it-" + sc.name + "@example.test", compress: compress,
 			m: &itMatcher{vars: map[string]string{"mailbox": itMailbox, "sep": "/"}}}
 		skip, err := r.run(caps)
 		_, known := itKnownFailures[sc.name]
@@ -576,5 +622,12 @@ func TestIMAPConformance(t *testing.T) {
 	}
 	t.Logf("imaptest: %d groups passed, %d failed, %d left out (capability not announced: %s)",
 		len(passed), len(failed), len(skipped), strings.Join(skipped, " "))
-	fmt.Printf("imaptest conformance: %d of %d groups passed, %d failed, %d left out\n", len(passed), len(scripts), len(failed), len(skipped))
+	how := ""
+	if compress {
+		how = " over COMPRESS=DEFLATE"
+		if !slices.Contains(caps, "COMPRESS=DEFLATE") {
+			t.Errorf("COMPRESS=DEFLATE is not announced: %v", caps)
+		}
+	}
+	fmt.Printf("imaptest conformance%s: %d of %d groups passed, %d failed, %d left out\n", how, len(passed), len(scripts), len(failed), len(skipped))
 }

@@ -35,7 +35,11 @@ var capsAuthenticated = []string{
 // mechanisms, after login the extensions.
 func (s *session) capabilities() string {
 	if s.authed {
-		return strings.Join(capsAuthenticated, " ") + fmt.Sprintf(" APPENDLIMIT=%d", s.cfg.MaxMessageSize)
+		caps := strings.Join(capsAuthenticated, " ") + fmt.Sprintf(" APPENDLIMIT=%d", s.cfg.MaxMessageSize)
+		if !s.compressed {
+			caps += " COMPRESS=DEFLATE"
+		}
+		return caps
 	}
 	caps := []string{"IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE"}
 	if s.c.TLS() == nil {

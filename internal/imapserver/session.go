@@ -38,6 +38,8 @@ type session struct {
 	// rev2 is IMAP4rev2 (RFC 9051), enabled by the client: no \Recent,
 	// ESEARCH for every SEARCH, UTF-8 mailbox names, LIST in SELECT.
 	rev2 bool
+	// compressed: COMPRESS DEFLATE is on (RFC 4978).
+	compressed bool
 
 	tag          string // of the command running
 	code         string // response code for the command's OK, "[...]" included
