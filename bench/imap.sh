@@ -7,7 +7,7 @@
 #
 #   bench/imap.sh                  # 3 runs of every scenario
 #   RUNS=1 SECS=5 bench/imap.sh    # a smoke run
-#   SCENARIOS=work bench/imap.sh   # some of: logins work idle idlez
+#   SCENARIOS=work bench/imap.sh   # some of: logins work pop3 big idle idlez
 #
 # Scenarios:
 #   logins  repeated correct logins over implicit TLS (connect, TLS, LOGIN,
@@ -21,7 +21,13 @@
 #   idle    memory per logged-in connection in IDLE on INBOX
 #           (bench/imapidle.py): IDLE_N held to Mailroom (10000),
 #           IDLE_N_DOVECOT to Dovecot (500: one imap process each).
-#   idlez   the same, each connection with COMPRESS=DEFLATE on (Dovecot's
+#   pop3    POP3 over implicit TLS: LIST and pipelined RETR of the whole
+#           MSGS-message maildrop, again and again, each message's octets
+#           checked against LIST
+#   big     a mailbox of BIG_MSGS (100000) short messages: SELECT, UID
+#           FETCH 1:* (FLAGS), FETCH of the newest 50 headers, SEARCH
+#           UNSEEN, SEARCH FROM, SORT by date, each timed (median of 5)
+#   idlez   the same as idle, each connection with COMPRESS=DEFLATE on (Dovecot's
 #           imap_zlib plugin).
 #
 # Settings: RUNS (3), SECS per measurement (10), CONC clients (8), IDLE_N,
@@ -34,8 +40,9 @@ RUNS=${RUNS:-3}
 SECS=${SECS:-10}
 CONC=${CONC:-8}
 MSGS=${MSGS:-1000}
+BIG_MSGS=${BIG_MSGS:-100000}
 IDLE_N=${IDLE_N:-10000}
-SCENARIOS=${SCENARIOS:-logins work idle idlez}
+SCENARIOS=${SCENARIOS:-logins work pop3 big idle idlez}
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 IDLE_N_DOVECOT=${IDLE_N_DOVECOT:-500}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -70,9 +77,11 @@ KIT=$WORK/benchkit
 go build -o "$KIT" ./bench/cmd/benchkit || die "building bench/cmd/benchkit failed"
 PASSWORD=Bench-Lantern-Quartz-91
 USER=bench@local.test
+BIG_USER=big@local.test
 
 # Mailroom: its own data folder, implicit TLS only.
 MR_PORT=$(free_port)
+MR_POP3=$(free_port)
 mkdir -p "$WORK/mailroom"
 cat >"$WORK/mailroom.toml" <<EOF
 hostname = "bench.local.test"
@@ -80,6 +89,7 @@ data_dir = "$WORK/mailroom/data"
 [listen]
 smtp = ["127.0.0.1:$(free_port)"]
 imaps = ["127.0.0.1:$MR_PORT"]
+pop3s = ["127.0.0.1:$MR_POP3"]
 [tls]
 self_signed = true
 [imap]
@@ -89,22 +99,25 @@ max_connections_per_client = 20000
 level = "warn"
 EOF
 bin/mailroom --config "$WORK/mailroom.toml" domain add local.test >/dev/null || die "mailroom domain add failed"
-printf 'address,password\n%s,%s\n' "$USER" "$PASSWORD" | bin/mailroom --config "$WORK/mailroom.toml" user import - >/dev/null || die "mailroom user import failed"
+printf 'address,password\n%s,%s\n%s,%s\n' "$USER" "$PASSWORD" "$BIG_USER" "$PASSWORD" | bin/mailroom --config "$WORK/mailroom.toml" user import - >/dev/null || die "mailroom user import failed"
 
 # Dovecot: high-performance login mode, SHA512-CRYPT, Maildir, a P-256
 # certificate like Mailroom's.
 DC_PORT=$(free_port)
+DC_POP3=$(free_port)
 DC=$WORK/dovecot
 mkdir -p "$DC"/{run,state,log,home}
 chown nobody:nogroup "$DC/home"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.local.test \
 	-keyout "$DC/key.pem" -out "$DC/cert.pem" 2>/dev/null || die "openssl failed"
-printf '%s:%s\n' "$USER" "$(doveadm pw -s SHA512-CRYPT -p "$PASSWORD")" >"$DC/passwd"
+HASH=$(doveadm pw -s SHA512-CRYPT -p "$PASSWORD")
+printf '%s:%s\n%s:%s\n' "$USER" "$HASH" "$BIG_USER" "$HASH" >"$DC/passwd"
 cat >"$DC/dovecot.conf" <<EOF
 base_dir = $DC/run
 state_dir = $DC/state
 log_path = $DC/log/dovecot.log
-protocols = imap
+protocols = imap pop3
+pop3_uidl_format = %08Xu%08Xv
 listen = 127.0.0.1
 ssl = required
 ssl_cert = <$DC/cert.pem
@@ -139,6 +152,15 @@ service imap-login {
   process_min_avail = 2
   client_limit = 4000
 }
+service pop3-login {
+  inet_listener pop3 {
+    port = 0
+  }
+  inet_listener pop3s {
+    address = 127.0.0.1
+    port = $DC_POP3
+  }
+}
 EOF
 
 # The mailbox both servers work on: MSGS messages of 2-20 KiB with words to
@@ -162,6 +184,28 @@ PY
 bin/mailroom --config "$WORK/mailroom.toml" mailbox import "$USER" "$MD" >/dev/null || die "mailroom mailbox import failed"
 mkdir -p "$DC/home/$USER"
 cp -r "$MD" "$DC/home/$USER/Maildir"
+
+# The very large mailbox: BIG_MSGS short messages from 50 senders over
+# three years, a quarter unseen.
+if has big; then
+	BIG=$DC/home/$BIG_USER/Maildir
+	python3 - "$BIG" "$BIG_MSGS" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for d in ("cur", "new", "tmp"):
+    os.makedirs(os.path.join(root, d), exist_ok=True)
+rng = random.Random(2)
+months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+for i in range(n):
+    msg = (f"From: sender{i % 50}@bench.test\r\nTo: big@local.test\r\nSubject: note {i}\r\n"
+           f"Date: {1 + i % 28} {months[i % 12]} {2022 + i % 3} 10:{i % 60:02d}:00 +0000\r\nMessage-ID: <big{i}@bench.test>\r\n\r\n"
+           + "body line of a note\r\n" * rng.randint(2, 40))
+    flags = "" if i % 4 == 0 else "S"
+    with open(os.path.join(root, "cur", f"{i}.big:2,{flags}"), "w") as f:
+        f.write(msg)
+PY
+	bin/mailroom --config "$WORK/mailroom.toml" mailbox import "$BIG_USER" "$BIG" >/dev/null || die "mailroom mailbox import (big) failed"
+fi
 chown -R nobody:nogroup "$DC/home"
 
 RESULTS=$WORK/results
@@ -230,6 +274,31 @@ work() { # SERVER RUN ADDR
 	echo "bench/imap: run $2 idle wake-up $1: $out" >&2
 }
 
+pop3() { # SERVER RUN ADDR
+	local out
+	if out=$("$KIT" pop3load -addr "$3" -user "$USER" -pass "$PASSWORD" -d "${SECS}s" 2>&1); then
+		record pop3 "$1" "$2" "$(kv msgs_per_s "$out")" "$(kv mb_per_s "$out") MB/s"
+	else
+		record pop3 "$1" "$2" 0 "failed: $(tail -c 200 <<<"$out" | tr '\n' ' ')"
+	fi
+	echo "bench/imap: run $2 pop3 $1: $out" >&2
+}
+
+big() { # SERVER RUN ADDR
+	local out k
+	# The first session builds what the server keeps (Dovecot's index):
+	# not timed.
+	[ "$2" -gt 1 ] || "$KIT" imapbig -addr "$3" -user "$BIG_USER" -pass "$PASSWORD" -n 1 >/dev/null 2>&1
+	if out=$("$KIT" imapbig -addr "$3" -user "$BIG_USER" -pass "$PASSWORD" -n 5 2>&1); then
+		for k in select fetch-flags fetch-recent-headers search-unseen search-from sort-date; do
+			record "big-$k" "$1" "$2" "$(kv "${k}_ms" "$out")" ""
+		done
+	else
+		record big-select "$1" "$2" 0 "failed: $(tail -c 200 <<<"$out" | tr '\n' ' ')"
+	fi
+	echo "bench/imap: run $2 big $1: $out" >&2
+}
+
 # A first login before the idle measurement: Mailroom's argon2id check of
 # it (64 MiB, kept by the Go runtime for a while) is then in the baseline,
 # not counted per connection.
@@ -254,6 +323,22 @@ for ((run = 1; run <= RUNS; run++)); do
 		stop_dovecot
 		start_mailroom
 		work mailroom "$run" "127.0.0.1:$MR_PORT"
+		stop_mailroom
+	fi
+	if has pop3; then
+		start_dovecot
+		pop3 dovecot "$run" "127.0.0.1:$DC_POP3"
+		stop_dovecot
+		start_mailroom
+		pop3 mailroom "$run" "127.0.0.1:$MR_POP3"
+		stop_mailroom
+	fi
+	if has big; then
+		start_dovecot
+		big dovecot "$run" "127.0.0.1:$DC_PORT"
+		stop_dovecot
+		start_mailroom
+		big mailroom "$run" "127.0.0.1:$MR_PORT"
 		stop_mailroom
 	fi
 	if has idle; then
@@ -309,6 +394,22 @@ med() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }
 		idle-p99) what="IDLE wake-up after an APPEND, p99 (ms)" ;;
 		esac
 		echo "| $what, 4 sessions | - | $(median <<<"$d") | $(median <<<"$m") | $(ratio "$m" "$d") | - |"
+	done
+	d=$(awk '$1 == "pop3" && $2 == "dovecot" { print $4 }' "$RESULTS")
+	m=$(awk '$1 == "pop3" && $2 == "mailroom" { print $4 }' "$RESULTS")
+	echo "| POP3: LIST and pipelined RETR of a whole $MSGS-message maildrop, again and again (messages/s) | - | $(median <<<"$d") | $(median <<<"$m") | $(ratio "$m" "$d") | - |"
+	for k in select fetch-flags fetch-recent-headers search-unseen search-from sort-date; do
+		d=$(awk -v k="big-$k" '$1 == k && $2 == "dovecot" { print $4 }' "$RESULTS")
+		m=$(awk -v k="big-$k" '$1 == k && $2 == "mailroom" { print $4 }' "$RESULTS")
+		case $k in
+		select) what="SELECT" ;;
+		fetch-flags) what="UID FETCH 1:* (FLAGS)" ;;
+		fetch-recent-headers) what="FETCH of the newest 50 messages' headers" ;;
+		search-unseen) what="UID SEARCH UNSEEN" ;;
+		search-from) what="UID SEARCH FROM" ;;
+		sort-date) what="UID SORT (REVERSE DATE)" ;;
+		esac
+		echo "| $BIG_MSGS-message mailbox: $what, ms (lower is better) | - | $(median <<<"$d") | $(median <<<"$m") | $(ratio "$m" "$d") | - |"
 	done
 	s=; d=$(awk '$1 == "idle" && $2 == "dovecot" { print $4 }' "$RESULTS")
 	m=$(awk '$1 == "idle" && $2 == "mailroom" { print $4 }' "$RESULTS")

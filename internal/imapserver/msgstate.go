@@ -23,10 +23,23 @@ type msg struct {
 type flagSets struct {
 	sets  [][]string
 	index map[string]uint32
+	// the last slice looked up: the store shares one slice among messages
+	// with the same flags, so a mailbox's messages mostly hit it.
+	last    []string
+	lastIdx uint32
 }
 
 // of returns the index of a flag set, adding it if new.
 func (f *flagSets) of(flags []string) uint32 {
+	if len(flags) > 0 && len(flags) == len(f.last) && &flags[0] == &f.last[0] {
+		return f.lastIdx
+	}
+	i := f.lookup(flags)
+	f.last, f.lastIdx = flags, i
+	return i
+}
+
+func (f *flagSets) lookup(flags []string) uint32 {
 	key := strings.Join(flags, " ")
 	if i, ok := f.index[key]; ok {
 		return i

@@ -57,7 +57,7 @@ type MailboxInfo struct {
 // MessageState is what a session keeps of each message in a mailbox.
 type MessageState struct {
 	UID    uint32
-	Flags  []string // as stored, in the order set
+	Flags  []string // as stored, in the order set; may be shared with other messages': not to be changed
 	ModSeq int64    // of the last change to this message (RFC 7162 3.1.1)
 }
 

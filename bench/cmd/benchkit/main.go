@@ -30,6 +30,8 @@ const usage = `usage: benchkit COMMAND [flags]
   imaplogins  repeated IMAP logins over implicit TLS, and their rate
   imapsink    an IMAP server that takes any login: imaplogins' ceiling
   imapload    FETCH, SEARCH, STORE or APPEND from several sessions, or IDLE wake-up latency
+  imapbig     the commands a client runs on a very large mailbox, timed
+  pop3load    download a whole POP3 maildrop again and again
 
 "benchkit COMMAND -h" lists a command's flags.
 `
@@ -48,6 +50,8 @@ func main() {
 		"imaplogins": runIMAPLogins,
 		"imapsink":   runIMAPSink,
 		"imapload":   runIMAPLoad,
+		"imapbig":    runIMAPBig,
+		"pop3load":   runPOP3Load,
 	}
 	run, ok := commands[os.Args[1]]
 	if !ok {

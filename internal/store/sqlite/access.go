@@ -27,9 +27,13 @@ func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) 
 	}
 	defer rows.Close()
 	found := false
+	// Most messages share one of a few flag sets: each is split once and
+	// its slice shared (a large mailbox's SELECT allocated a slice per
+	// message).
+	sets := map[string][]string{}
+	var flags []byte
 	for rows.Next() {
 		var uid, modseq, size sql.NullInt64
-		var flags sql.NullString
 		if err := rows.Scan(&st.ID, &st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.RecentUID, &uid, &flags, &modseq, &size); err != nil {
 			return st, fmt.Errorf("store: read mailbox %q: %w", mailbox, err)
 		}
@@ -37,7 +41,12 @@ func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) 
 		if !uid.Valid {
 			continue // an empty mailbox
 		}
-		m := store.MessageState{UID: uint32(uid.Int64), Flags: strings.Fields(flags.String), ModSeq: modseq.Int64}
+		set, ok := sets[string(flags)]
+		if !ok {
+			set = strings.Fields(string(flags))
+			sets[string(flags)] = set
+		}
+		m := store.MessageState{UID: uint32(uid.Int64), Flags: set, ModSeq: modseq.Int64}
 		st.States = append(st.States, m)
 		st.Size += size.Int64
 		if !slices.Contains(m.Flags, store.FlagSeen) {
@@ -378,8 +387,13 @@ func expungeOne(tx *wtx, mailboxID int64, uid uint32, modseq int64) error {
 
 // ClaimRecent gives the caller the messages no session has claimed yet.
 func (s *Store) ClaimRecent(ctx context.Context, userID int64, mailbox string) (uint32, error) {
-	var from uint32
-	err := s.writeCounted(ctx, func(tx *wtx) error {
+	var from, next uint32
+	// Nothing new since the last claim (most SELECTs): no write.
+	err := s.queryRow(ctx, `SELECT recent_uid, uidnext FROM mailboxes WHERE user_id = ? AND name = ?`, userID, mailbox).Scan(&from, &next)
+	if err == nil && from >= next {
+		return from, nil
+	}
+	err = s.writeCounted(ctx, func(tx *wtx) error {
 		mb, err := tx.mailbox(userID, mailbox)
 		if err != nil {
 			return err
