@@ -403,7 +403,15 @@ func (s *session) search(root *criterion) ([]int, error) {
 				continue
 			}
 			var err error
-			if c.root, c.body, err = s.structure(c.info, needBody, false, true); err != nil {
+			if needBody {
+				c.root, c.body, err = s.structure(c.info, true, false, true)
+			} else {
+				// Without the body, only the envelope is read.
+				var env *message.Envelope
+				env, err = s.envelopeOf(c.info)
+				c.root = &message.Part{Envelope: env}
+			}
+			if err != nil {
 				return nil, err
 			}
 		}

@@ -110,15 +110,38 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 		uids[k] = s.sel.msgs[i].UID
 		byUID[uids[k]] = i
 	}
-	err := s.summaries(uids, func(i int, root *message.Part, arrival time.Time, size int64) {
+	// Only the keys asked for are computed (parsing every Date field
+	// when sorting by size is wasted).
+	want := map[string]bool{}
+	for _, k := range keys {
+		want[k.name] = true
+	}
+	err := s.summaries(uids, func(i int, e *message.Envelope, arrival time.Time, size int64) {
 		it := sortable{idx: i, arrival: arrival, size: size, date: arrival}
-		if e := root.Envelope; e != nil {
-			if d, err := mailDate(e.Date); err == nil {
-				it.date = d
+		if e != nil {
+			if want["DATE"] {
+				if d, err := mailDate(e.Date); err == nil {
+					it.date = d
+				}
 			}
-			it.subject = BaseSubject(e.Subject)
-			it.from, it.to, it.cc = firstMailbox(e.From), firstMailbox(e.To), firstMailbox(e.Cc)
-			it.displayFrom, it.displayTo = displayName(e.From), displayName(e.To)
+			if want["SUBJECT"] {
+				it.subject = BaseSubject(e.Subject)
+			}
+			if want["FROM"] {
+				it.from = firstMailbox(e.From)
+			}
+			if want["TO"] {
+				it.to = firstMailbox(e.To)
+			}
+			if want["CC"] {
+				it.cc = firstMailbox(e.Cc)
+			}
+			if want["DISPLAYFROM"] {
+				it.displayFrom = displayName(e.From)
+			}
+			if want["DISPLAYTO"] {
+				it.displayTo = displayName(e.To)
+			}
 		}
 		items = append(items, it)
 	}, byUID)
@@ -165,15 +188,28 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 }
 
 // summaries calls fn with each message's structure, arrival date and size.
-func (s *session) summaries(uids []uint32, fn func(i int, root *message.Part, arrival time.Time, size int64), byUID map[uint32]int) error {
+func (s *session) summaries(uids []uint32, fn func(i int, env *message.Envelope, arrival time.Time, size int64), byUID map[uint32]int) error {
 	return s.srv.store.Summaries(s.ctx(), s.user.ID, s.sel.name, uids, func(mi store.MessageInfo) error {
-		root, _, err := s.structure(mi, false, false, true)
+		env, err := s.envelopeOf(mi)
 		if err != nil {
 			return err
 		}
-		fn(byUID[mi.UID], root, mi.Date, mi.Size)
+		fn(byUID[mi.UID], env, mi.Date, mi.Size)
 		return nil
 	})
+}
+
+// envelopeOf returns a message's envelope (nil when it has none), read
+// alone from its summary when it can be.
+func (s *session) envelopeOf(mi store.MessageInfo) (*message.Envelope, error) {
+	if env, ok := message.DecodeEnvelope(mi.Summary); ok {
+		return env, nil
+	}
+	root, _, err := s.structure(mi, false, false, true)
+	if err != nil {
+		return nil, err
+	}
+	return root.Envelope, nil
 }
 
 // casemap compares as i;ascii-casemap does (RFC 4790 9.2): ASCII letters

@@ -133,9 +133,9 @@ func (s *session) threadMessages(idx []int) ([]threadMsg, error) {
 		byUID[uids[k]] = i
 	}
 	var out []threadMsg
-	err := s.summaries(uids, func(i int, root *message.Part, arrival time.Time, _ int64) {
+	err := s.summaries(uids, func(i int, e *message.Envelope, arrival time.Time, _ int64) {
 		m := threadMsg{idx: i, date: arrival}
-		if e := root.Envelope; e != nil {
+		if e != nil {
 			if d, err := mailDate(e.Date); err == nil {
 				m.date = d
 			}

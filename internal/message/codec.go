@@ -10,11 +10,13 @@ import (
 // FETCH of 1,000 messages' headers). The layout, all integers unsigned
 // varints and every string a length then its octets:
 //
-//	'M' version header-present [header] part
+//	'M' version header-present [header] envelope-present [envelope] part
 //
-// and a part is its offsets and line count, its type fields and field
-// lists in the order of Part's declaration, its child count and children,
-// then whether a message and an envelope follow, and they.
+// where the envelope is the root's (first, so that SORT and SEARCH on
+// addresses read nothing else), and a part is its offsets and line count,
+// its type fields and field lists in the order of Part's declaration, its
+// child count and children, then whether a message and an envelope follow
+// (the root's says none), and they.
 //
 // Decoding allocates one string for all the summary's text and slices it.
 
@@ -40,6 +42,13 @@ func (e *encoder) strs(l []string) {
 	for _, s := range l {
 		e.str(s)
 	}
+}
+
+// root writes the root part without its envelope, written before it.
+func (e *encoder) root(p *Part) {
+	q := *p
+	q.Envelope = nil
+	e.part(&q)
 }
 
 func (e *encoder) part(p *Part) {
@@ -203,4 +212,30 @@ func (d *decoder) envelope() *Envelope {
 	}
 	v.InReplyTo, v.MessageID, v.References = d.str(), d.str(), d.strs()
 	return v
+}
+
+// skipStr passes over a string.
+func (d *decoder) skipStr() {
+	if n := d.count(); d.err == nil {
+		d.i += n
+	}
+}
+
+// skipEnvelope passes over an envelope without making it.
+func (d *decoder) skipEnvelope() {
+	d.skipStr() // date
+	d.skipStr() // subject
+	for range 6 {
+		for n := d.count(); n > 0 && d.err == nil; n-- {
+			for range 5 {
+				d.skipStr()
+			}
+			d.bool()
+		}
+	}
+	d.skipStr() // in-reply-to
+	d.skipStr() // message-id
+	for n := d.count(); n > 0 && d.err == nil; n-- {
+		d.skipStr()
+	}
 }

@@ -80,7 +80,7 @@ const maxHeader = 32 << 10
 
 // summaryVersion changes when the parser's output changes, so that old
 // summaries can be recomputed.
-const summaryVersion = 4
+const summaryVersion = 5
 
 // Limits of the parser: deeper or more numerous entities are taken as
 // opaque leaves.
@@ -109,7 +109,11 @@ func Encode(root *Part, header []byte) []byte {
 	if header != nil {
 		e.str(string(header))
 	}
-	e.part(root)
+	e.bool(root.Envelope != nil)
+	if root.Envelope != nil {
+		e.envelope(root.Envelope)
+	}
+	e.root(root)
 	return e.b
 }
 
@@ -122,11 +126,34 @@ func Decode(b []byte) (*Part, []byte, bool) {
 		return nil, nil, false
 	}
 	d.s = string(d.b)
+	var env *Envelope
+	if d.bool() {
+		env = d.envelope()
+	}
 	root := d.part()
-	if d.err != nil || d.i != len(d.b) {
+	if d.err != nil || d.i != len(d.b) || root.Envelope != nil {
 		return nil, nil, false
 	}
+	root.Envelope = env
 	return root, header, true
+}
+
+// DecodeEnvelope reads only the root's envelope, what SORT, THREAD and
+// SEARCH on addresses, subjects and dates need: much faster than Decode.
+// env is nil for a message without one; ok is false as for Decode.
+func DecodeEnvelope(b []byte) (env *Envelope, ok bool) {
+	d, _, ok := decodeHeader(b)
+	if !ok {
+		return nil, false
+	}
+	d.s = string(d.b)
+	if d.bool() {
+		env = d.envelope()
+	}
+	if d.err != nil {
+		return nil, false
+	}
+	return env, true
 }
 
 // DecodeHeader reads only what FETCH of the message's header fields needs,
@@ -137,6 +164,9 @@ func DecodeHeader(b []byte) (*Part, []byte, bool) {
 	d, header, ok := decodeHeader(b)
 	if !ok || header == nil {
 		return nil, nil, false
+	}
+	if d.bool() {
+		d.skipEnvelope()
 	}
 	root := &Part{Start: d.int(), BodyStart: d.int(), End: d.int(), Lines: d.int()}
 	if d.err != nil {

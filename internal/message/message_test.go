@@ -220,6 +220,9 @@ func FuzzParse(f *testing.F) {
 			ok && (shallow.BodyStart != root.BodyStart || shallow.End != root.End || !bytes.Equal(hdr2, hdr)) {
 			t.Fatal("DecodeHeader differs from Decode")
 		}
+		if env, ok := DecodeEnvelope(Encode(root, nil)); !ok || !reflect.DeepEqual(normal(&Part{Envelope: env}).Envelope, normal(root).Envelope) {
+			t.Fatal("DecodeEnvelope differs from Decode")
+		}
 		ParseAddressList(string(msg))
 	})
 }
@@ -268,6 +271,7 @@ func FuzzDecode(f *testing.F) {
 			Encode(root, nil)
 		}
 		DecodeHeader(b)
+		DecodeEnvelope(b)
 	})
 }
 
