@@ -16,57 +16,71 @@ import (
 )
 
 // MailboxState reads a mailbox's status and its messages' states in one
-// statement, so one snapshot.
+// statement, so one snapshot. The messages come as one text (a line per
+// message, in UID order) rather than a row each: through database/sql a
+// row costs about a microsecond and a half, which made SELECT of a
+// 100,000-message mailbox take 190 ms.
 func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) (store.MailboxState, error) {
 	st := store.MailboxState{MailboxStatus: store.MailboxStatus{Name: mailbox}}
-	rows, err := s.query(ctx, `SELECT mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, mb.recent_uid, mm.uid, mm.flags, mm.modseq, mm.size
-		FROM mailboxes mb LEFT JOIN mailbox_messages mm ON mm.mailbox_id = mb.id
-		WHERE mb.user_id = ? AND mb.name = ? ORDER BY mm.uid`, userID, mailbox)
+	var list sql.NullString
+	err := s.queryRow(ctx, `SELECT mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, mb.recent_uid,
+		(SELECT group_concat(mm.uid || char(9) || mm.modseq || char(9) || mm.size || char(9) || mm.flags, char(10) ORDER BY mm.uid)
+			FROM mailbox_messages mm WHERE mm.mailbox_id = mb.id)
+		FROM mailboxes mb WHERE mb.user_id = ? AND mb.name = ?`, userID, mailbox).
+		Scan(&st.ID, &st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.RecentUID, &list)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound)
+	}
 	if err != nil {
 		return st, fmt.Errorf("store: read mailbox %q: %w", mailbox, err)
 	}
-	defer rows.Close()
-	found := false
-	// Most messages share one of a few flag sets: each is split once and
-	// its slice shared (a large mailbox's SELECT allocated a slice per
-	// message).
-	sets := map[string][]string{}
-	var flags []byte
-	for rows.Next() {
-		var uid, modseq, size sql.NullInt64
-		if err := rows.Scan(&st.ID, &st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.RecentUID, &uid, &flags, &modseq, &size); err != nil {
-			return st, fmt.Errorf("store: read mailbox %q: %w", mailbox, err)
-		}
-		found = true
-		if !uid.Valid {
-			continue // an empty mailbox
-		}
-		set, ok := sets[string(flags)]
-		if !ok {
-			set = strings.Fields(string(flags))
-			sets[string(flags)] = set
-		}
-		m := store.MessageState{UID: uint32(uid.Int64), Flags: set, ModSeq: modseq.Int64}
-		st.States = append(st.States, m)
-		st.Size += size.Int64
-		if !slices.Contains(m.Flags, store.FlagSeen) {
-			st.Unseen++
-		}
-		if slices.Contains(m.Flags, store.FlagDeleted) {
-			st.Deleted++
-		}
-		if m.UID >= st.RecentUID {
-			st.Recent++
-		}
-	}
-	if err := rows.Err(); err != nil {
+	if st.States, err = parseStates(list.String, &st.MailboxStatus); err != nil {
 		return st, fmt.Errorf("store: read mailbox %q: %w", mailbox, err)
-	}
-	if !found {
-		return st, fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound)
 	}
 	st.Messages = len(st.States)
 	return st, nil
+}
+
+// parseStates reads MailboxState's lines ("uid TAB modseq TAB size TAB
+// flags") and counts into st. Most messages share one of a few flag sets:
+// each is split once and its slice shared.
+func parseStates(list string, st *store.MailboxStatus) ([]store.MessageState, error) {
+	if list == "" {
+		return nil, nil
+	}
+	states := make([]store.MessageState, 0, strings.Count(list, "\n")+1)
+	sets := map[string][]string{}
+	for line := range strings.SplitSeq(list, "\n") {
+		uid, rest, ok1 := strings.Cut(line, "\t")
+		modseq, rest, ok2 := strings.Cut(rest, "\t")
+		size, flags, ok3 := strings.Cut(rest, "\t")
+		u, err1 := strconv.ParseUint(uid, 10, 32)
+		m, err2 := strconv.ParseInt(modseq, 10, 64)
+		n, err3 := strconv.ParseInt(size, 10, 64)
+		if !ok1 || !ok2 || !ok3 || err1 != nil || err2 != nil || err3 != nil {
+			return nil, fmt.Errorf("a message's state reads %q", line)
+		}
+		set, ok := sets[flags]
+		if !ok {
+			// A copy: a slice of list would keep all of it alive as long as
+			// the session that holds the states.
+			c := strings.Clone(flags)
+			set = strings.Fields(c)
+			sets[c] = set
+		}
+		states = append(states, store.MessageState{UID: uint32(u), Flags: set, ModSeq: m})
+		st.Size += n
+		if !slices.Contains(set, store.FlagSeen) {
+			st.Unseen++
+		}
+		if slices.Contains(set, store.FlagDeleted) {
+			st.Deleted++
+		}
+		if uint32(u) >= st.RecentUID {
+			st.Recent++
+		}
+	}
+	return states, nil
 }
 
 // Changes returns what changed after sinceModSeq, in one statement.
