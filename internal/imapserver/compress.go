@@ -47,7 +47,11 @@ func cmdCompress(s *session, _ string, p *imapwire.Parser) error {
 		return errConnection
 	}
 	s.compressed = true
-	s.r.Reset(flate.NewReader(s.c))
+	// Every block's data as soon as it ends: zlib's Z_PARTIAL_FLUSH (which
+	// mbsync uses) ends a command with an empty block that does not
+	// realign the stream, and a reader waiting for the next one never
+	// gave the command.
+	s.r.Reset(flate.NewReaderOpts(s.c, flate.WithPartialBlock()))
 	s.w.Reset(flate.NewStatelessWriter(s.c))
 	return errSilent
 }

@@ -92,7 +92,7 @@ func (s *session) stop() {
 func (s *session) serve() {
 	defer func() {
 		s.w.Flush()
-		s.log.Info("imap session", "commands", s.commands, "duration", time.Since(s.started).Round(time.Millisecond).String())
+		s.log.Info("imap session", "commands", s.commands, "compressed", s.compressed, "duration", time.Since(s.started).Round(time.Millisecond).String())
 	}()
 	if s.cfg.MaxSessionTime > 0 {
 		s.c.SetSessionLimit(s.cfg.MaxSessionTime)
