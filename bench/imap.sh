@@ -167,20 +167,7 @@ EOF
 # search, as Maildir files (Dovecot reads them as they are; Mailroom imports
 # them).
 MD=$WORK/maildir
-python3 - "$MD" "$MSGS" <<'PY'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-for d in ("cur", "new", "tmp"):
-    os.makedirs(os.path.join(root, d), exist_ok=True)
-rng = random.Random(1)
-words = "lorem ipsum dolor sit amet quartz invoice meeting report budget team".split()
-for i in range(n):
-    body = "\r\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(rng.randint(20, 250)))
-    msg = (f"From: sender{i % 50}@bench.test\r\nTo: bench@local.test\r\nSubject: message {i} {rng.choice(words)}\r\n"
-           f"Date: Mon, 1 Jan 2024 10:{i % 60:02d}:00 +0000\r\nMessage-ID: <{i}@bench.test>\r\n\r\n{body}\r\n")
-    with open(os.path.join(root, "cur", f"{i}.bench:2,S"), "w") as f:
-        f.write(msg)
-PY
+python3 bench/maildir.py "$MD" "$MSGS" words || die "writing the Maildir failed"
 bin/mailroom --config "$WORK/mailroom.toml" mailbox import "$USER" "$MD" >/dev/null || die "mailroom mailbox import failed"
 mkdir -p "$DC/home/$USER"
 cp -r "$MD" "$DC/home/$USER/Maildir"
@@ -189,21 +176,7 @@ cp -r "$MD" "$DC/home/$USER/Maildir"
 # three years, a quarter unseen.
 if has big; then
 	BIG=$DC/home/$BIG_USER/Maildir
-	python3 - "$BIG" "$BIG_MSGS" <<'PY'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-for d in ("cur", "new", "tmp"):
-    os.makedirs(os.path.join(root, d), exist_ok=True)
-rng = random.Random(2)
-months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
-for i in range(n):
-    msg = (f"From: sender{i % 50}@bench.test\r\nTo: big@local.test\r\nSubject: note {i}\r\n"
-           f"Date: {1 + i % 28} {months[i % 12]} {2022 + i % 3} 10:{i % 60:02d}:00 +0000\r\nMessage-ID: <big{i}@bench.test>\r\n\r\n"
-           + "body line of a note\r\n" * rng.randint(2, 40))
-    flags = "" if i % 4 == 0 else "S"
-    with open(os.path.join(root, "cur", f"{i}.big:2,{flags}"), "w") as f:
-        f.write(msg)
-PY
+	python3 bench/maildir.py "$BIG" "$BIG_MSGS" notes || die "writing the large Maildir failed"
 	bin/mailroom --config "$WORK/mailroom.toml" mailbox import "$BIG_USER" "$BIG" >/dev/null || die "mailroom mailbox import (big) failed"
 fi
 chown -R nobody:nogroup "$DC/home"

@@ -101,6 +101,21 @@ type sortable struct {
 	displayFrom, displayTo string
 }
 
+// sortFields fills a sort key from a message's envelope.
+var sortFields = map[string]func(*sortable, *message.Envelope){
+	"DATE": func(it *sortable, e *message.Envelope) {
+		if d, err := mailDate(e.Date); err == nil {
+			it.date = d
+		}
+	},
+	"SUBJECT":     func(it *sortable, e *message.Envelope) { it.subject = BaseSubject(e.Subject) },
+	"FROM":        func(it *sortable, e *message.Envelope) { it.from = firstMailbox(e.From) },
+	"TO":          func(it *sortable, e *message.Envelope) { it.to = firstMailbox(e.To) },
+	"CC":          func(it *sortable, e *message.Envelope) { it.cc = firstMailbox(e.Cc) },
+	"DISPLAYFROM": func(it *sortable, e *message.Envelope) { it.displayFrom = displayName(e.From) },
+	"DISPLAYTO":   func(it *sortable, e *message.Envelope) { it.displayTo = displayName(e.To) },
+}
+
 // sortMessages orders the messages at idx by the keys.
 func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 	items := make([]sortable, 0, len(idx))
@@ -112,35 +127,17 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 	}
 	// Only the keys asked for are computed (parsing every Date field
 	// when sorting by size is wasted).
-	want := map[string]bool{}
+	var fill []func(*sortable, *message.Envelope)
 	for _, k := range keys {
-		want[k.name] = true
+		if f := sortFields[k.name]; f != nil {
+			fill = append(fill, f)
+		}
 	}
 	err := s.summaries(uids, func(i int, e *message.Envelope, arrival time.Time, size int64) {
 		it := sortable{idx: i, arrival: arrival, size: size, date: arrival}
 		if e != nil {
-			if want["DATE"] {
-				if d, err := mailDate(e.Date); err == nil {
-					it.date = d
-				}
-			}
-			if want["SUBJECT"] {
-				it.subject = BaseSubject(e.Subject)
-			}
-			if want["FROM"] {
-				it.from = firstMailbox(e.From)
-			}
-			if want["TO"] {
-				it.to = firstMailbox(e.To)
-			}
-			if want["CC"] {
-				it.cc = firstMailbox(e.Cc)
-			}
-			if want["DISPLAYFROM"] {
-				it.displayFrom = displayName(e.From)
-			}
-			if want["DISPLAYTO"] {
-				it.displayTo = displayName(e.To)
+			for _, f := range fill {
+				f(&it, e)
 			}
 		}
 		items = append(items, it)
