@@ -1,6 +1,7 @@
 package imapserver
 
 import (
+	"io"
 	"strings"
 
 	"github.com/klauspost/compress/flate"
@@ -47,11 +48,19 @@ func cmdCompress(s *session, _ string, p *imapwire.Parser) error {
 		return errConnection
 	}
 	s.compressed = true
-	// Every block's data as soon as it ends: zlib's Z_PARTIAL_FLUSH (which
-	// mbsync uses) ends a command with an empty block that does not
-	// realign the stream, and a reader waiting for the next one never
-	// gave the command.
-	s.r.Reset(flate.NewReaderOpts(s.c, flate.WithPartialBlock()))
+	s.r.Reset(newInflater(s.c))
 	s.w.Reset(flate.NewStatelessWriter(s.c))
 	return errSilent
+}
+
+// newInflater reads the client's compressed side, handing over every
+// block's data as soon as the block ends. zlib's Z_PARTIAL_FLUSH (which
+// mbsync uses) ends a flush with an empty block of 10 bits of which up
+// to 7 stay with the client until its next flush: a reader that waits
+// for the next block, or that reads beyond a block's end before handing
+// it over, never gives the command. The decoder is klauspost's with one
+// change of ours (third_party/klauspost-compress/README.md): it read 10
+// bits past the end of a block with dynamic codes before ending it.
+func newInflater(r io.Reader) io.Reader {
+	return flate.NewReaderOpts(r, flate.WithPartialBlock())
 }
