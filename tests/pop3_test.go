@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"encoding/json"
 	"os/exec"
 	"strings"
 	"testing"
@@ -104,5 +105,18 @@ func TestPythonPoplib(t *testing.T) {
 	}
 	if msgs := s.mailbox("alice@example.test"); len(msgs) != 1 || msgs[0].Subject != "second" {
 		t.Errorf("INBOX after the POP3 session: %+v", msgs)
+	}
+	// The message sent whole (RETR 2) is seen, for IMAP clients.
+	var folders []struct {
+		Name   string `json:"name"`
+		Unseen int    `json:"unseen"`
+	}
+	if err := json.Unmarshal([]byte(s.cli("mailbox", "folders", "alice@example.test", "--json")), &folders); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range folders {
+		if f.Name == "INBOX" && f.Unseen != 0 {
+			t.Errorf("INBOX has %d unseen messages after RETR, want 0", f.Unseen)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package pop3server
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ type message struct {
 	uid     uint32
 	size    int64
 	deleted bool
+	read    bool // sent whole (RETR): \Seen when the session ends
 }
 
 // session is one POP3 connection.
@@ -105,6 +107,7 @@ func (s *session) serve() {
 	defer func() {
 		s.w.Flush()
 		if s.authed {
+			s.markSeen()
 			s.srv.unlock(s.user.ID)
 		}
 		s.log.Info("pop3 session", "user", s.user.Address, "commands", s.commands, "duration", time.Since(s.started).Round(time.Millisecond).String())
@@ -520,8 +523,26 @@ func (s *session) retr(arg string, lines int) {
 	}
 	s.w.WriteString(".\r\n")
 	if lines < 0 {
-		// A message read is seen, for IMAP clients of the same mailbox.
-		s.srv.store.SetFlags(s.srv.ctx, s.user.ID, store.Inbox, store.FlagChange{UIDs: []uint32{m.uid}, Op: store.FlagsAdd, Flags: []string{store.FlagSeen}})
+		m.read = true
+	}
+}
+
+// markSeen sets \Seen on the messages sent whole, for IMAP clients of the
+// same mailbox: in one write as the session ends (with QUIT or not), not
+// one a message (as Dovecot, whose POP3 commits its flags at the end).
+func (s *session) markSeen() {
+	var uids []uint32
+	for i := range s.msgs {
+		if s.msgs[i].read {
+			uids = append(uids, s.msgs[i].uid)
+			s.msgs[i].read = false
+		}
+	}
+	if len(uids) == 0 {
+		return
+	}
+	if _, err := s.srv.store.SetFlags(context.WithoutCancel(s.srv.ctx), s.user.ID, store.Inbox, store.FlagChange{UIDs: uids, Op: store.FlagsAdd, Flags: []string{store.FlagSeen}}); err != nil {
+		s.log.Warn("pop3: marking the messages read as seen", "err", err)
 	}
 }
 
@@ -533,6 +554,7 @@ func (s *session) update() {
 			uids = append(uids, m.uid)
 		}
 	}
+	s.markSeen()
 	if len(uids) > 0 {
 		if _, err := s.srv.store.Expunge(s.srv.ctx, s.user.ID, store.Inbox, uids); err != nil {
 			s.log.Error("pop3: deleting messages at QUIT", "err", err)
