@@ -3,7 +3,6 @@ package imapserver
 import (
 	"bytes"
 	"io"
-	"mime"
 	"net/mail"
 	"slices"
 	"strconv"
@@ -476,7 +475,7 @@ func (s *session) matches(c *criterion, m *candidate) bool {
 		}
 		return compareDate(strings.TrimPrefix(c.key, "SENT"), sent, c.date)
 	case "SUBJECT":
-		return m.root.Envelope != nil && strings.Contains(strings.ToLower(decodeWords(m.root.Envelope.Subject)), c.arg)
+		return m.root.Envelope != nil && strings.Contains(strings.ToLower(message.DecodeWords(m.root.Envelope.Subject)), c.arg)
 	case "FROM", "TO", "CC", "BCC":
 		return m.root.Envelope != nil && addressesContain(envelopeField(m.root.Envelope, c.key), c.arg)
 	case "HEADER":
@@ -487,11 +486,11 @@ func (s *session) matches(c *criterion, m *candidate) bool {
 		if c.arg == "" {
 			return true
 		}
-		return strings.Contains(strings.ToLower(decodeWords(string(h))), c.arg)
+		return strings.Contains(strings.ToLower(message.DecodeWords(string(h))), c.arg)
 	case "BODY":
 		return containsFold(m.body[min(int64(len(m.body)), m.root.BodyStart):], c.arg)
 	case "TEXT":
-		return containsFold(m.body, c.arg) || strings.Contains(strings.ToLower(decodeWords(string(m.body[:min(int64(len(m.body)), m.root.BodyStart)]))), c.arg)
+		return containsFold(m.body, c.arg) || strings.Contains(strings.ToLower(message.DecodeWords(string(m.body[:min(int64(len(m.body)), m.root.BodyStart)]))), c.arg)
 	}
 	return false
 }
@@ -530,30 +529,11 @@ func envelopeField(e *message.Envelope, key string) []message.Address {
 
 func addressesContain(list []message.Address, s string) bool {
 	for _, a := range list {
-		text := strings.ToLower(decodeWords(a.Name) + " <" + a.Mailbox + "@" + a.Host + ">")
-		if a.Group != "" {
-			text = strings.ToLower(decodeWords(a.Group))
-		}
-		if strings.Contains(text, s) {
+		if strings.Contains(strings.ToLower(message.AddressText(a)), s) {
 			return true
 		}
 	}
 	return false
-}
-
-var wordDecoder = mime.WordDecoder{}
-
-// decodeWords decodes RFC 2047 encoded words, leaving the text as it is
-// when they do not decode.
-func decodeWords(s string) string {
-	if !strings.Contains(s, "=?") {
-		return s
-	}
-	d, err := wordDecoder.DecodeHeader(s)
-	if err != nil {
-		return s
-	}
-	return d
 }
 
 // containsFold reports whether b holds s (lower case) without regard to

@@ -246,13 +246,13 @@ func firstMailbox(list []message.Address) string {
 func displayName(list []message.Address) string {
 	for _, a := range list {
 		if a.Group != "" {
-			return decodeWords(a.Group)
+			return message.DecodeWords(a.Group)
 		}
 		if a.GroupEnd {
 			continue
 		}
 		if a.Name != "" {
-			return decodeWords(a.Name)
+			return message.DecodeWords(a.Name)
 		}
 		if a.Host == "" {
 			return a.Mailbox
@@ -274,7 +274,7 @@ func BaseSubject(subject string) string {
 // forward's (something taken off besides blobs and white space).
 func baseSubject(subject string) (string, bool) {
 	reply := false
-	s := decodeWords(subject)
+	s := message.DecodeWords(subject)
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "?")
 	}

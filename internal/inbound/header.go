@@ -3,7 +3,7 @@ package inbound
 import (
 	"bufio"
 	"io"
-	"mime"
+	"mailroom/internal/message"
 	"net/mail"
 	"strings"
 )
@@ -35,8 +35,6 @@ const maxHeaderScan = 256 << 10
 // maxFieldKept bounds how much of a Subject field is kept for listings;
 // author fields are kept whole (within maxHeaderScan).
 const maxFieldKept = 2048
-
-var wordDecoder = mime.WordDecoder{}
 
 // scanHeader reads the header section (RFC 5322 2.2) for the fields
 // delivery needs, tolerating malformed input, in linear time.
@@ -125,10 +123,7 @@ func authorAddresses(v string) ([]string, bool) {
 }
 
 func decodeWords(s string) string {
-	if d, err := wordDecoder.DecodeHeader(s); err == nil {
-		return truncateRunes(d, 200)
-	}
-	return truncateRunes(s, 200)
+	return truncateRunes(message.DecodeWords(s), 200)
 }
 
 func decodeFrom(s string) string {
