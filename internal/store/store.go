@@ -36,6 +36,7 @@ type Store interface {
 	Credentials
 	Mailboxes
 	Mail
+	SearchIndex
 	Queue
 	Suppressions
 	Close() error

@@ -182,4 +182,21 @@ CREATE TABLE message_summaries (
 INSERT INTO message_summaries(message_id, summary) SELECT id, summary FROM messages WHERE summary IS NOT NULL;
 ALTER TABLE messages DROP COLUMN summary;
 `,
+	`
+-- The search index (store.SearchIndex): trigrams of each message's text,
+-- without positions or the text itself; a search reads candidates from it
+-- and checks them. text_indexed is NULL for a message in no mailbox (only
+-- queued), 0 until the indexer has read it, 1 after.
+CREATE VIRTUAL TABLE search_text USING fts5(header, body,
+	tokenize = 'trigram case_sensitive 0 remove_diacritics 1', detail = 'column', content = '', contentless_delete = 1);
+ALTER TABLE messages ADD COLUMN text_indexed INTEGER;
+UPDATE messages SET text_indexed = 0 WHERE id IN (SELECT message_id FROM mailbox_messages);
+CREATE INDEX messages_unindexed ON messages(id) WHERE text_indexed = 0;
+CREATE TRIGGER mailbox_messages_index AFTER INSERT ON mailbox_messages BEGIN
+	UPDATE messages SET text_indexed = 0 WHERE id = NEW.message_id AND text_indexed IS NULL;
+END;
+CREATE TRIGGER messages_unindex AFTER DELETE ON messages WHEN OLD.text_indexed = 1 BEGIN
+	DELETE FROM search_text WHERE rowid = OLD.id;
+END;
+`,
 }

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, credentialTests()...)
 	tests = append(tests, queueTests()...)
 	tests = append(tests, mailTests()...)
+	tests = append(tests, searchTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

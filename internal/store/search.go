@@ -1,0 +1,40 @@
+package store
+
+import "context"
+
+// TextField is the part of a message a text search looks in.
+type TextField int
+
+// The fields of a text search.
+const (
+	TextAll    TextField = iota // header and body (SEARCH TEXT), the per-copy prefix too
+	TextHeader                  // the header fields (SEARCH FROM, SUBJECT...)
+	TextBody                    // the body (SEARCH BODY)
+)
+
+// IndexedText is the searchable text of one stored message (message.Text).
+type IndexedText struct {
+	MessageID int64
+	Header    []byte
+	Body      []byte
+}
+
+// SearchIndex is the index of the text of the messages in mailboxes (the
+// indexer reads a message's body with Queue.OpenQueued). It is
+// filled after delivery (by internal/textindex), not as mail is accepted:
+// a message not indexed yet is always a candidate, so a search is never
+// wrong, only slower until the indexer has caught up.
+type SearchIndex interface {
+	// Unindexed returns up to limit messages stored in a mailbox whose text
+	// is not indexed yet, oldest first.
+	Unindexed(ctx context.Context, limit int) ([]int64, error)
+	// IndexTexts indexes messages' text, in one transaction. A message
+	// removed meanwhile is skipped.
+	IndexTexts(ctx context.Context, texts []IndexedText) error
+	// TextCandidates returns, in ascending order, the UIDs of the
+	// mailbox's messages that may hold text in field (compared without
+	// regard to case): a superset of those that do, to be checked, with
+	// every message not indexed yet. text shorter than three characters
+	// narrows nothing (all UIDs).
+	TextCandidates(ctx context.Context, userID int64, mailbox string, field TextField, text string) ([]uint32, error)
+}

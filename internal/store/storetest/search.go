@@ -1,0 +1,149 @@
+package storetest
+
+import (
+	"bytes"
+	"io"
+	"slices"
+	"testing"
+
+	"mailroom/internal/store"
+)
+
+func searchTests() []test {
+	return []test{
+		{"messages in mailboxes wait to be indexed; queued ones do not", testUnindexed},
+		{"text candidates: index matches by field, unindexed messages, prefixes; never fewer", testTextCandidates},
+		{"expunged and copied messages leave and keep their index entries", testIndexLifecycle},
+	}
+}
+
+// indexAll indexes every waiting message as the indexer would, with the
+// body's text as both halves unless texts says otherwise.
+func indexAll(t *testing.T, s store.Store, texts map[int64]store.IndexedText) {
+	t.Helper()
+	ctx := t.Context()
+	ids, err := s.Unindexed(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []store.IndexedText
+	for _, id := range ids {
+		it, ok := texts[id]
+		if !ok {
+			rc, err := s.OpenQueued(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(rc)
+			rc.Close()
+			head, body, _ := bytes.Cut(b, []byte("\r\n\r\n"))
+			it = store.IndexedText{Header: head, Body: body}
+		}
+		it.MessageID = id
+		batch = append(batch, it)
+	}
+	if err := s.IndexTexts(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testUnindexed(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := addUser(t, s, "alice@a.example")
+	accept(t, s, queuedMessage(textBody("only queued"), "x@remote.example"))
+	accept(t, s, message(textBody("delivered"), "delivered", inbox(u)))
+	appendText(t, s, u.ID, "Archive", "appended")
+	ids, err := s.Unindexed(ctx, 10)
+	if err != nil || len(ids) != 2 || ids[0] >= ids[1] {
+		t.Fatalf("Unindexed = %v, %v; want the delivered and the appended message, oldest first", ids, err)
+	}
+	if one, _ := s.Unindexed(ctx, 1); !slices.Equal(one, ids[:1]) {
+		t.Errorf("Unindexed(limit 1) = %v, want %v", one, ids[:1])
+	}
+	indexAll(t, s, nil)
+	if ids, _ := s.Unindexed(ctx, 10); len(ids) != 0 {
+		t.Errorf("after indexing, Unindexed = %v", ids)
+	}
+	// Indexing again, or a message that is gone, changes nothing.
+	if err := s.IndexTexts(ctx, []store.IndexedText{{MessageID: ids0(ids), Body: []byte("x")}, {MessageID: 1 << 40, Body: []byte("y")}}); err != nil {
+		t.Errorf("IndexTexts of indexed and missing messages: %v", err)
+	}
+}
+
+func ids0(ids []int64) int64 {
+	if len(ids) == 0 {
+		return 0
+	}
+	return ids[0]
+}
+
+func testTextCandidates(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := addUser(t, s, "alice@a.example")
+	a := appendText(t, s, u.ID, store.Inbox, "apples and pears")
+	b := appendText(t, s, u.ID, store.Inbox, "Grüße aus Köln")
+	indexAll(t, s, nil)
+	c := appendText(t, s, u.ID, store.Inbox, "not indexed yet")
+	accept(t, s, message(textBody("delivered"), "delivered", inbox(u)))
+	d := c + 1
+	for _, tc := range []struct {
+		field store.TextField
+		text  string
+		want  []uint32
+	}{
+		{store.TextAll, "APPLES", []uint32{a, c, d}},
+		{store.TextHeader, "pears", []uint32{a, c, d}},
+		{store.TextBody, "body of apples", []uint32{a, c, d}},
+		{store.TextBody, "subject: apples", []uint32{c, d}},
+		{store.TextAll, "grüsse", []uint32{c, d}},
+		{store.TextAll, "grüße aus köln", []uint32{b, c, d}},
+		{store.TextAll, `quote"d`, []uint32{c, d}},
+		{store.TextAll, "ap", []uint32{a, b, c, d}},
+		{store.TextAll, "delivered-to: alice@a", []uint32{c, d}},
+	} {
+		got, err := s.TextCandidates(ctx, u.ID, store.Inbox, tc.field, tc.text)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("TextCandidates(%v, %q) = %v, %v; want %v", tc.field, tc.text, got, err, tc.want)
+		}
+	}
+	// The prefix is searched too: the delivered message, indexed now, is a
+	// candidate for its Delivered-To address, which is only in its prefix.
+	indexAll(t, s, nil)
+	if got, _ := s.TextCandidates(ctx, u.ID, store.Inbox, store.TextAll, "delivered-to: alice@a"); !slices.Equal(got, []uint32{d}) {
+		t.Errorf("TextCandidates of the prefix = %v, want [%d]", got, d)
+	}
+	if _, err := s.TextCandidates(ctx, u.ID, "Nope", store.TextAll, "apples"); err == nil {
+		t.Error("TextCandidates of a missing mailbox: no error")
+	}
+}
+
+func testIndexLifecycle(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := addUser(t, s, "alice@a.example")
+	a := appendText(t, s, u.ID, store.Inbox, "zebra crossing")
+	indexAll(t, s, nil)
+	res, err := s.Copy(ctx, u.ID, store.Inbox, []uint32{a}, "Archive", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := s.Unindexed(ctx, 10); len(ids) != 0 {
+		t.Errorf("a copy of an indexed message waits to be indexed again: %v", ids)
+	}
+	if got, _ := s.TextCandidates(ctx, u.ID, "Archive", store.TextAll, "zebra"); !slices.Equal(got, res.To) {
+		t.Errorf("candidates in the copy's mailbox = %v, want %v", got, res.To)
+	}
+	if _, err := s.Expunge(ctx, u.ID, store.Inbox, []uint32{a}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.TextCandidates(ctx, u.ID, "Archive", store.TextAll, "zebra"); !slices.Equal(got, res.To) {
+		t.Errorf("after expunging the original, candidates in the copy's mailbox = %v, want %v", got, res.To)
+	}
+	if _, err := s.Expunge(ctx, u.ID, "Archive", res.To); err != nil {
+		t.Fatal(err)
+	}
+	z := appendText(t, s, u.ID, "Archive", "another animal")
+	indexAll(t, s, nil)
+	if got, _ := s.TextCandidates(ctx, u.ID, "Archive", store.TextAll, "zebra"); len(got) != 0 {
+		t.Errorf("after expunging every copy, candidates = %v (the new message is %d)", got, z)
+	}
+}
