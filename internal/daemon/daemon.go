@@ -30,6 +30,7 @@ import (
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/store/storeopen"
+	"mailroom/internal/textindex"
 )
 
 // Options say how to run.
@@ -109,6 +110,12 @@ func Run(ctx context.Context, opts Options) error {
 	relayDone := make(chan struct{})
 	go func() { out.run(ctx); close(relayDone) }()
 	defer func() { cancel(); <-relayDone }() // before the store closes
+	indexDone := make(chan struct{})
+	go func() {
+		textindex.New(st, int64(cfg.SMTP.MaxMessageSize), log).Run(ctx)
+		close(indexDone)
+	}()
+	defer func() { cancel(); <-indexDone }()
 	srv := smtpserver.New(smtpCfg, backend, logins, log)
 
 	listeners, err := listen(cfg)

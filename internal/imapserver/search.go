@@ -8,10 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"mailroom/internal/imapwire"
 	"mailroom/internal/message"
 	"mailroom/internal/store"
+	"mailroom/internal/textindex"
 )
 
 func init() {
@@ -374,28 +376,63 @@ type candidate struct {
 	info  store.MessageInfo
 	root  *message.Part
 	body  []byte
+	text  *message.Text // of body, made when a key compares it
 }
 
-// search returns the indexes of the messages matching the tree.
+// searchText is the text TEXT and BODY compare: decoded, as the search
+// index holds it.
+func (m *candidate) searchText() *message.Text {
+	if m.text == nil {
+		t := message.SearchText(m.body, m.root, textindex.TextLimit)
+		m.text = &t
+	}
+	return m.text
+}
+
+// The outcomes of a key decided without reading the message.
+const (
+	isFalse = iota
+	isTrue
+	isUnknown
+)
+
+// search returns the indexes of the messages matching the tree. Keys on
+// the text narrow the messages first through the search index; a message
+// is read only when flags and the index leave it undecided.
 func (s *session) search(root *criterion) ([]int, error) {
 	sel := s.sel
+	cands, err := s.textCandidates(root)
+	if err != nil {
+		return nil, err
+	}
 	needInfo, needBody := root.needs()
-	infos := map[uint32]store.MessageInfo{}
-	if needInfo && len(sel.msgs) > 0 {
-		uids := make([]uint32, len(sel.msgs))
-		for i, m := range sel.msgs {
-			uids[i] = m.UID
-		}
-		err := s.srv.store.Summaries(s.ctx(), s.user.ID, sel.name, uids, func(mi store.MessageInfo) error {
-			infos[mi.UID] = mi
-			return nil
-		})
-		if err != nil {
-			return nil, err
+	var out, undecided []int
+	for i, m := range sel.msgs {
+		c := &candidate{seq: i + 1, state: sel.state(m)}
+		switch s.decide(root, c, cands) {
+		case isTrue:
+			out = append(out, i)
+		case isUnknown:
+			undecided = append(undecided, i)
 		}
 	}
-	var out []int
-	for i, m := range sel.msgs {
+	if len(undecided) == 0 {
+		return out, nil
+	}
+	infos := map[uint32]store.MessageInfo{}
+	uids := make([]uint32, len(undecided))
+	for j, i := range undecided {
+		uids[j] = sel.msgs[i].UID
+	}
+	err = s.srv.store.Summaries(s.ctx(), s.user.ID, sel.name, uids, func(mi store.MessageInfo) error {
+		infos[mi.UID] = mi
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range undecided {
+		m := sel.msgs[i]
 		c := &candidate{seq: i + 1, state: sel.state(m), info: infos[m.UID]}
 		if needInfo {
 			if _, ok := infos[m.UID]; !ok {
@@ -418,7 +455,82 @@ func (s *session) search(root *criterion) ([]int, error) {
 			out = append(out, i)
 		}
 	}
+	slices.Sort(out)
 	return out, nil
+}
+
+// indexedFields are the keys the search index narrows, and where they
+// look. HEADER does too, but for the fields every copy has in front of
+// the message (not in the index).
+var indexedFields = map[string]store.TextField{
+	"TEXT": store.TextAll, "BODY": store.TextBody, "HEADER": store.TextHeader,
+	"SUBJECT": store.TextHeader, "FROM": store.TextHeader, "TO": store.TextHeader, "CC": store.TextHeader, "BCC": store.TextHeader,
+}
+
+// textCandidates asks the search index for the candidates of each key of
+// the tree it narrows: a sorted superset of the UIDs that match it.
+func (s *session) textCandidates(c *criterion) (map[*criterion][]uint32, error) {
+	out := map[*criterion][]uint32{}
+	var walk func(c *criterion) error
+	walk = func(c *criterion) error {
+		for _, k := range c.kids {
+			if err := walk(k); err != nil {
+				return err
+			}
+		}
+		field, ok := indexedFields[c.key]
+		if !ok || utf8.RuneCountInString(c.arg) < 3 || c.key == "HEADER" && (c.field == "return-path" || c.field == "delivered-to") {
+			return nil
+		}
+		uids, err := s.srv.store.TextCandidates(s.ctx(), s.user.ID, s.sel.name, field, c.arg)
+		out[c] = uids
+		return err
+	}
+	return out, walk(c)
+}
+
+// decide evaluates the tree on what is known without reading the message
+// (its flags, UID and number, and the search index's candidates): true,
+// false, or unknown when the message must be read.
+func (s *session) decide(c *criterion, m *candidate, cands map[*criterion][]uint32) int {
+	switch c.key {
+	case "AND", "OR":
+		all, short := isTrue, isFalse // AND: all true is true, a false is false
+		if c.key == "OR" {
+			all, short = isFalse, isTrue
+		}
+		res := all
+		for _, k := range c.kids {
+			switch s.decide(k, m, cands) {
+			case short:
+				return short
+			case isUnknown:
+				res = isUnknown
+			}
+		}
+		return res
+	case "NOT":
+		switch s.decide(c.kids[0], m, cands) {
+		case isTrue:
+			return isFalse
+		case isFalse:
+			return isTrue
+		}
+		return isUnknown
+	}
+	if uids, ok := cands[c]; ok {
+		if _, found := slices.BinarySearch(uids, m.state.UID); !found {
+			return isFalse
+		}
+		return isUnknown
+	}
+	if info, body := c.needs(); info || body {
+		return isUnknown
+	}
+	if s.matches(c, m) {
+		return isTrue
+	}
+	return isFalse
 }
 
 func (s *session) matches(c *criterion, m *candidate) bool {
@@ -488,9 +600,10 @@ func (s *session) matches(c *criterion, m *candidate) bool {
 		}
 		return strings.Contains(strings.ToLower(message.DecodeWords(string(h))), c.arg)
 	case "BODY":
-		return containsFold(m.body[min(int64(len(m.body)), m.root.BodyStart):], c.arg)
+		return containsFold(m.searchText().Body, c.arg)
 	case "TEXT":
-		return containsFold(m.body, c.arg) || strings.Contains(strings.ToLower(message.DecodeWords(string(m.body[:min(int64(len(m.body)), m.root.BodyStart)]))), c.arg)
+		t := m.searchText()
+		return containsFold(t.Header, c.arg) || containsFold(t.Body, c.arg)
 	}
 	return false
 }

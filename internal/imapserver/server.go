@@ -53,6 +53,7 @@ type Store interface {
 	User(ctx context.Context, address string) (store.User, error)
 	store.Mailboxes
 	store.Mail
+	store.SearchIndex
 }
 
 // Server runs IMAP sessions.

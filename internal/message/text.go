@@ -23,7 +23,8 @@ type Text struct {
 	Header []byte
 	// Body is the text of the body's text parts, their transfer encoding
 	// undone and their charset converted to UTF-8 (HTML without its tags),
-	// and the header and text of the messages it carries.
+	// with the MIME header fields of the parts and the header of the
+	// messages it carries, decoded as Header's.
 	Body []byte
 }
 
@@ -115,7 +116,7 @@ func (t *textWriter) body(msg []byte, part *Part, withHeader bool) {
 		t.body(msg, part.Message, true)
 	case len(part.Parts) > 0:
 		for _, c := range part.Parts {
-			t.body(msg, c, false)
+			t.body(msg, c, true) // a part's MIME header is part of the body
 		}
 	case part.Type == "text":
 		start, end := min(part.BodyStart, int64(len(msg))), min(part.End, int64(len(msg)))
@@ -191,10 +192,30 @@ func htmlText(s string) string {
 		if end < 0 {
 			break
 		}
+		if blockTags[tagName(s)] {
+			b.WriteByte('\n')
+		}
 		s = s[end+len(skipTo):]
-		b.WriteByte(' ')
 	}
 	return b.String()
+}
+
+// blockTags are the HTML elements that break the text; the others
+// (b, i, a, span...) run on within it.
+var blockTags = map[string]bool{
+	"br": true, "p": true, "div": true, "li": true, "tr": true, "td": true, "th": true, "table": true, "ul": true, "ol": true,
+	"h1": true, "h2": true, "h3": true, "h4": true, "h5": true, "h6": true, "blockquote": true, "hr": true, "title": true, "pre": true,
+}
+
+// tagName is the lower-case name of the tag s starts with ("<p>",
+// "</P>", "<br/>").
+func tagName(s string) string {
+	s = strings.TrimPrefix(s[1:], "/")
+	end := strings.IndexAny(s, " \t\r\n/>")
+	if end < 0 {
+		end = len(s)
+	}
+	return strings.ToLower(s[:end])
 }
 
 // indexFold is strings.Index without regard to ASCII case.

@@ -1,0 +1,117 @@
+// Package textindex fills the store's search index (store.SearchIndex) in
+// the background: it reads each message stored in a mailbox and not indexed
+// yet, extracts what IMAP's SEARCH compares (message.SearchText) and hands
+// it to the store in batches. Delivery never waits for it; until it has
+// caught up, a search checks the messages not indexed yet one by one.
+package textindex
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"mailroom/internal/message"
+	"mailroom/internal/store"
+)
+
+// Store is what the indexer needs of the store.
+type Store interface {
+	store.SearchIndex
+	OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser, error)
+}
+
+const (
+	// batch is how many messages one write indexes.
+	batch = 64
+	// TextLimit bounds each half of a message's indexed text (header,
+	// body): SEARCH compares the same text, so what is past it is not
+	// found either way.
+	TextLimit = 1 << 20
+	// idlePoll is how often an idle indexer looks for new messages.
+	idlePoll = time.Second
+	// retryAfter is the pause after a failure (a message that cannot be
+	// read, a store that cannot write).
+	retryAfter = time.Minute
+)
+
+// Indexer indexes messages as they are stored.
+type Indexer struct {
+	st      Store
+	maxSize int64
+	log     *slog.Logger
+}
+
+// New returns an indexer over st; maxSize bounds the octets read of one
+// message (the largest message the server accepts).
+func New(st Store, maxSize int64, log *slog.Logger) *Indexer {
+	return &Indexer{st: st, maxSize: maxSize, log: log}
+}
+
+// Run indexes until ctx ends: whatever waits, then what arrives, looked
+// for every second.
+func (ix *Indexer) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		wait := idlePoll
+		n, err := ix.Drain(ctx)
+		if err != nil && ctx.Err() == nil {
+			ix.log.Warn("search index: indexing paused for a minute; searches check the messages not indexed one by one", "err", err)
+			wait = retryAfter
+		}
+		if n > 0 {
+			ix.log.Debug("search index: messages indexed", "messages", n)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Drain indexes every message waiting and returns how many it indexed.
+func (ix *Indexer) Drain(ctx context.Context) (int, error) {
+	done := 0
+	for {
+		ids, err := ix.st.Unindexed(ctx, batch)
+		if err != nil || len(ids) == 0 {
+			return done, err
+		}
+		texts := make([]store.IndexedText, 0, len(ids))
+		for _, id := range ids {
+			t, err := ix.text(ctx, id)
+			if err != nil {
+				return done, err
+			}
+			texts = append(texts, t)
+		}
+		if err := ix.st.IndexTexts(ctx, texts); err != nil {
+			return done, err
+		}
+		done += len(texts)
+	}
+}
+
+// text reads and extracts one message's text; a message removed since
+// Unindexed listed it is indexed empty (the store skips it).
+func (ix *Indexer) text(ctx context.Context, id int64) (store.IndexedText, error) {
+	it := store.IndexedText{MessageID: id}
+	rc, err := ix.st.OpenQueued(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return it, nil
+	}
+	if err != nil {
+		return it, fmt.Errorf("open message %d: %w", id, err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(rc, ix.maxSize)); err != nil {
+		return it, fmt.Errorf("read message %d: %w", id, err)
+	}
+	msg := buf.Bytes()
+	t := message.SearchText(msg, message.Parse(msg), TextLimit)
+	it.Header, it.Body = t.Header, t.Body
+	return it, nil
+}
