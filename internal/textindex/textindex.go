@@ -31,6 +31,9 @@ const (
 	// body): SEARCH compares the same text, so what is past it is not
 	// found either way.
 	TextLimit = 1 << 20
+	// backlog is how many messages indexed at once are worth telling the
+	// operator about.
+	backlog = 500
 	// idlePoll is how often an idle indexer looks for new messages.
 	idlePoll = time.Second
 	// retryAfter is the pause after a failure (a message that cannot be
@@ -56,12 +59,17 @@ func New(st Store, maxSize int64, log *slog.Logger) *Indexer {
 func (ix *Indexer) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		wait := idlePoll
+		start := time.Now()
 		n, err := ix.Drain(ctx)
 		if err != nil && ctx.Err() == nil {
 			ix.log.Warn("search index: indexing paused for a minute; searches check the messages not indexed one by one", "err", err)
 			wait = retryAfter
 		}
-		if n > 0 {
+		switch {
+		case n >= backlog:
+			// After an import or an upgrade: say when searches are fast.
+			ix.log.Info("search index: messages indexed, caught up", "messages", n, "duration", time.Since(start).Round(time.Millisecond).String())
+		case n > 0:
 			ix.log.Debug("search index: messages indexed", "messages", n)
 		}
 		select {
