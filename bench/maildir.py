@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a Maildir of generated messages, the same for every server a benchmark compares.
 usage: maildir.py ROOT N words|notes
-  words: 2-20 KiB of words to search, all seen (the working mailbox)
+  words: 2-20 KiB of words to search, all seen, each with its own order number (the working mailbox)
   notes: short notes from 50 senders over three years, a quarter unseen (the very large mailbox)"""
 import os, random, sys
 
@@ -14,6 +14,7 @@ months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 for i in range(n):
     if kind == "words":
         body = "\r\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(rng.randint(20, 250))) + "\r\n"
+        body += f"order ref-{i:06d}\r\n"  # one message each: a selective search
         subject, to, date, flags = f"message {i} {rng.choice(words)}", "bench@local.test", f"Mon, 1 Jan 2024 10:{i % 60:02d}:00 +0000", "S"
     else:
         body = "body line of a note\r\n" * rng.randint(2, 40)

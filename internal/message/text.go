@@ -65,6 +65,7 @@ func AddressText(a Address) string {
 // is cut at limit octets.
 func SearchText(msg []byte, root *Part, limit int) Text {
 	t := textWriter{limit: limit}
+	t.text = make([]byte, 0, min(limit, len(msg)))
 	end := min(root.BodyStart, int64(len(msg)))
 	h, _ := splitHeader(msg[min(root.Start, end):end])
 	for _, f := range h.fields {
@@ -98,6 +99,14 @@ func (t *textWriter) add(to *[]byte, parts ...string) {
 	}
 }
 
+// addBytes is add of one []byte.
+func (t *textWriter) addBytes(to *[]byte, b []byte) {
+	if room := t.limit - len(*to); len(b) > room {
+		b = b[:max(room, 0)]
+	}
+	*to = append(*to, b...)
+}
+
 // body adds the text of part's body; withHeader adds its header fields
 // first (a message carried in another).
 func (t *textWriter) body(msg []byte, part *Part, withHeader bool) {
@@ -122,15 +131,21 @@ func (t *textWriter) body(msg []byte, part *Part, withHeader bool) {
 		start, end := min(part.BodyStart, int64(len(msg))), min(part.End, int64(len(msg)))
 		text := decodeText(msg[start:max(start, end)], part.Encoding, param(part.Params, "charset"), t.limit-len(t.text))
 		if part.Subtype == "html" {
-			text = htmlText(text)
+			text = []byte(htmlText(string(text)))
 		}
-		t.add(&t.text, text, "\n")
+		t.addBytes(&t.text, text)
+		t.add(&t.text, "\n")
 	}
 }
 
 // decodeText undoes a body's transfer encoding and converts it to UTF-8,
-// reading at most about limit octets of text.
-func decodeText(b []byte, encoding, charset string, limit int) string {
+// reading at most about limit octets of text. A body that needs neither is
+// returned as it is, not copied.
+func decodeText(b []byte, encoding, charset string, limit int) []byte {
+	identity := charset == "" || strings.EqualFold(charset, "utf-8") || strings.EqualFold(charset, "us-ascii")
+	if identity && (encoding == "" || encoding == "8BIT" || encoding == "BINARY" || encoding == "7BIT") {
+		return b[:min(len(b), max(limit, 0))]
+	}
 	var r io.Reader = bytes.NewReader(b)
 	switch encoding {
 	case "BASE64":
@@ -138,13 +153,14 @@ func decodeText(b []byte, encoding, charset string, limit int) string {
 	case "QUOTED-PRINTABLE":
 		r = quotedprintable.NewReader(r)
 	}
-	if charset != "" && !strings.EqualFold(charset, "utf-8") && !strings.EqualFold(charset, "us-ascii") {
+	if !identity {
 		if enc, err := htmlindex.Get(charset); err == nil {
 			r = enc.NewDecoder().Reader(r)
 		}
 	}
-	out, _ := io.ReadAll(io.LimitReader(r, int64(max(limit, 0))))
-	return string(out)
+	out := bytes.NewBuffer(make([]byte, 0, min(len(b), max(limit, 0))+bytes.MinRead))
+	out.ReadFrom(io.LimitReader(r, int64(max(limit, 0))))
+	return out.Bytes()
 }
 
 // base64Cleaner drops what is not base64 (line breaks, stray spaces) so

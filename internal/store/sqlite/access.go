@@ -169,7 +169,7 @@ func (s *Store) Summaries(ctx context.Context, userID int64, mailbox string, uid
 
 // SaveSummary records the summary of a message, replacing an older one.
 func (s *Store) SaveSummary(ctx context.Context, userID int64, mailbox string, uid uint32, summary []byte) error {
-	err := s.write(ctx, func(tx *wtx) error {
+	err := s.writeLazy(ctx, false, func(tx *wtx) error {
 		_, err := tx.Exec(`INSERT OR REPLACE INTO message_summaries(message_id, summary) SELECT mm.message_id, ?
 			FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id WHERE mb.user_id = ? AND mb.name = ? AND mm.uid = ?`,
 			summary, userID, mailbox, uid)
@@ -257,7 +257,7 @@ func uidValidity(tx *wtx, mailboxID int64) (uint32, error) {
 // SetFlags changes the flags of messages, each under the next MODSEQ.
 func (s *Store) SetFlags(ctx context.Context, userID int64, mailbox string, c store.FlagChange) (store.FlagResult, error) {
 	var res store.FlagResult
-	err := s.writeCounted(ctx, func(tx *wtx) error {
+	err := s.writeLazy(ctx, true, func(tx *wtx) error {
 		res = store.FlagResult{}
 		mb, err := tx.mailbox(userID, mailbox)
 		if err != nil {
@@ -407,7 +407,7 @@ func (s *Store) ClaimRecent(ctx context.Context, userID int64, mailbox string) (
 	if err == nil && from >= next {
 		return from, nil
 	}
-	err = s.writeCounted(ctx, func(tx *wtx) error {
+	err = s.writeLazy(ctx, true, func(tx *wtx) error {
 		mb, err := tx.mailbox(userID, mailbox)
 		if err != nil {
 			return err

@@ -34,7 +34,7 @@ func (s *Store) Unindexed(ctx context.Context, limit int) ([]int64, error) {
 // IndexTexts adds messages' trigrams to search_text, skipping those
 // removed or indexed meanwhile.
 func (s *Store) IndexTexts(ctx context.Context, texts []store.IndexedText) error {
-	return s.write(ctx, func(tx *wtx) error {
+	return s.writeLazy(ctx, false, func(tx *wtx) error {
 		for _, t := range texts {
 			res, err := tx.Exec(`UPDATE messages SET text_indexed = 1 WHERE id = ? AND text_indexed = 0`, t.MessageID)
 			if err != nil {

@@ -291,6 +291,14 @@ type writeReq struct {
 	// counters are written and forgotten, so it reads and changes the
 	// rows themselves.
 	counted bool
+	// lazy: fn changes only state whose loss in a power failure (not in a
+	// crash of the process) costs nothing that matters: flags, \Recent
+	// claims, summaries, the search index. A batch of lazy writes only is
+	// committed without a WAL fsync (synchronous=NORMAL: consistent, and
+	// durable with the next fsync); Dovecot does not fsync flag changes
+	// either (mail_fsync=optimized). Mail itself and expunges are never
+	// lazy.
+	lazy bool
 }
 
 // write runs fn in a write transaction shared with other concurrent writes
@@ -304,6 +312,12 @@ func (s *Store) write(ctx context.Context, fn func(tx *wtx) error) error {
 // writeCounted is write for a fn that is counted (writeReq.counted).
 func (s *Store) writeCounted(ctx context.Context, fn func(tx *wtx) error) error {
 	return s.writeReq(ctx, &writeReq{fn: fn, err: make(chan error, 1), counted: true})
+}
+
+// writeLazy is write for a fn that is lazy (writeReq.lazy), and counted
+// when counted.
+func (s *Store) writeLazy(ctx context.Context, counted bool, fn func(tx *wtx) error) error {
+	return s.writeReq(ctx, &writeReq{fn: fn, err: make(chan error, 1), counted: counted, lazy: true})
 }
 
 func (s *Store) writeReq(ctx context.Context, req *writeReq) error {
@@ -356,6 +370,21 @@ func (s *Store) committer() {
 func (s *Store) commitBatch(batch []*writeReq) {
 	ctx := context.Background()
 	errs := make([]error, len(batch))
+	lazy := true
+	for _, r := range batch {
+		lazy = lazy && r.lazy
+	}
+	if lazy {
+		if _, err := s.wdb.Exec(`PRAGMA synchronous = NORMAL`); err != nil {
+			failAll(batch, storageErr("synchronous", err))
+			return
+		}
+		defer func() {
+			if _, err := s.wdb.Exec(`PRAGMA synchronous = FULL`); err != nil {
+				slog.Error("store: could not turn WAL fsyncs back on; mail accepted now may not survive a power failure", "err", err)
+			}
+		}()
+	}
 	sqlTx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		failAll(batch, storageErr("begin", err))

@@ -594,3 +594,37 @@ func TestCountersInOneBatch(t *testing.T) {
 		t.Fatalf("uidnext %d after one more, want %d", uidnext, ok+2)
 	}
 }
+
+// TestLazyWrites: a batch of lazy writes only (flags, summaries, the search
+// index) commits without a WAL fsync; a batch with any other write, and
+// every batch after a lazy one, with it.
+func TestLazyWrites(t *testing.T) {
+	s := open(t, t.TempDir(), Options{})
+	defer s.Close()
+	ctx := t.Context()
+	sync := func(tx *wtx) int {
+		var mode int
+		if err := tx.QueryRow(`PRAGMA synchronous`).Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		return mode
+	}
+	const normal, full = 1, 2
+	var got int
+	if err := s.writeLazy(ctx, false, func(tx *wtx) error { got = sync(tx); return nil }); err != nil || got != normal {
+		t.Errorf("a lazy batch: synchronous = %d, %v; want %d", got, err, normal)
+	}
+	if err := s.write(ctx, func(tx *wtx) error { got = sync(tx); return nil }); err != nil || got != full {
+		t.Errorf("the next batch: synchronous = %d, %v; want %d", got, err, full)
+	}
+	releaseAfter := holdCommitter(t, s)
+	results := make(chan int, 2)
+	go s.writeLazy(ctx, false, func(tx *wtx) error { results <- sync(tx); return nil })
+	go s.write(ctx, func(tx *wtx) error { results <- sync(tx); return nil })
+	releaseAfter(2)
+	for range 2 {
+		if got := <-results; got != full {
+			t.Errorf("a batch of a lazy and a durable write: synchronous = %d, want %d", got, full)
+		}
+	}
+}
