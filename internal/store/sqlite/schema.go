@@ -199,4 +199,9 @@ CREATE TRIGGER messages_unindex AFTER DELETE ON messages WHEN OLD.text_indexed =
 	DELETE FROM search_text WHERE rowid = OLD.id;
 END;
 `,
+	`
+-- How many messages hold each trigram: a search asks the index for its
+-- rarest ones only (an AND walks every term's list of messages).
+CREATE VIRTUAL TABLE search_vocab USING fts5vocab(search_text, row);
+`,
 }
