@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -494,6 +495,18 @@ func testSummaries(t *testing.T, s store.Store) {
 	})
 	if len(got) != 2 || string(got[0].Summary) != "a newer parser's" || string(got[1].Summary) != "saved" {
 		t.Errorf("after SaveSummary: %q, %q", got[0].Summary, got[1].Summary)
+	}
+	// A few UIDs far apart (a search's matches in a large mailbox).
+	for i := range 30 {
+		appendText(t, s, u.ID, store.Inbox, fmt.Sprint("more ", i))
+	}
+	var uids []uint32
+	s.Summaries(ctx, u.ID, store.Inbox, []uint32{33, 1, 17, 99}, func(mi store.MessageInfo) error {
+		uids = append(uids, mi.UID)
+		return nil
+	})
+	if !slices.Equal(uids, []uint32{1, 17, 33}) {
+		t.Errorf("Summaries of UIDs far apart = %v, want [1 17 33]", uids)
 	}
 	stop := errors.New("stop")
 	n := 0
