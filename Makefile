@@ -56,6 +56,7 @@ fuzz:
 	$(GO) test ./internal/message -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/message -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/message -run '^$$' -fuzz '^FuzzSearchText$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/message -run '^$$' -fuzz '^FuzzSortKeys$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/imapserver -run '^$$' -fuzz '^FuzzContainsFold$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
 # The side-by-side benchmarks against Postfix and Dovecot (bench/README.md):

@@ -57,9 +57,25 @@ func TestIMAPSearchIndex(t *testing.T) {
 			}
 		}
 	}
+	// SORT's keys come from the index once it has them; derived from the
+	// messages before: the same order either way.
+	sorts := []string{"UID SORT (REVERSE DATE) UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL", "SORT (FROM REVERSE DISPLAYFROM) UTF-8 ALL",
+		"SORT (CC SIZE) UTF-8 ALL", "SORT (DISPLAYTO TO ARRIVAL) UTF-8 NOT BODY number"}
+	var before []string
+	for _, q := range sorts {
+		before = append(before, strings.Join(im.cmd(q, "OK"), "\n"))
+	}
 	run("before the index has them")
 	waitIndexed(t, s, 23)
 	run("from the index")
+	for i, q := range sorts {
+		if after := strings.Join(im.cmd(q, "OK"), "\n"); after != before[i] {
+			t.Errorf("%s: %q before the index had the messages, %q after", q, before[i], after)
+		}
+	}
+	if got := im.cmd("SORT (SUBJECT) UTF-8 ALL", "OK"); len(got) != 1 || strings.TrimSpace(got[0]) != "* SORT 4 5 14 15 16 17 18 19 20 21 22 23 6 7 8 9 10 11 12 13 1 3 2" {
+		t.Errorf("SORT (SUBJECT) = %q", got)
+	}
 	im.cmd("STORE 1,3 +FLAGS (\\Deleted)", "OK")
 	im.cmd("EXPUNGE", "OK")
 	if got := im.cmd("SEARCH BODY chips", "OK"); len(got) != 1 || strings.TrimSpace(got[0]) != "* SEARCH" {

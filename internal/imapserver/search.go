@@ -3,7 +3,6 @@ package imapserver
 import (
 	"bytes"
 	"io"
-	"net/mail"
 	"slices"
 	"strconv"
 	"strings"
@@ -625,7 +624,7 @@ func parseDateHeader(e *message.Envelope) (time.Time, error) {
 	if e == nil {
 		return time.Time{}, io.EOF
 	}
-	return mailDate(e.Date)
+	return message.MailDate(e.Date)
 }
 
 func envelopeField(e *message.Envelope, key string) []message.Address {
@@ -692,6 +691,3 @@ func containsFold(b []byte, s string) bool {
 		}
 	}
 }
-
-// mailDate parses a Date field (RFC 5322 3.3), leniently as net/mail does.
-func mailDate(s string) (time.Time, error) { return mail.ParseDate(s) }

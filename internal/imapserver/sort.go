@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"mailroom/internal/imapwire"
 	"mailroom/internal/message"
@@ -93,57 +92,69 @@ func cmdSort(s *session, name string, p *imapwire.Parser) error {
 
 // sortable is what SORT compares of one message.
 type sortable struct {
-	idx                    int
-	arrival, date          time.Time
-	size                   int64
-	subject                string
-	from, to, cc           string
-	displayFrom, displayTo string
+	idx     int
+	arrival time.Time
+	size    int64
+	keys    message.SortKeys
 }
 
-// sortFields fills a sort key from a message's envelope.
-var sortFields = map[string]func(*sortable, *message.Envelope){
-	"DATE": func(it *sortable, e *message.Envelope) {
-		if d, err := mailDate(e.Date); err == nil {
-			it.date = d
+// needsKeys reports whether a criterion compares the envelope's keys.
+func needsKeys(keys []sortKey) bool {
+	for _, k := range keys {
+		if k.name != "ARRIVAL" && k.name != "SIZE" {
+			return true
 		}
-	},
-	"SUBJECT":     func(it *sortable, e *message.Envelope) { it.subject = BaseSubject(e.Subject) },
-	"FROM":        func(it *sortable, e *message.Envelope) { it.from = firstMailbox(e.From) },
-	"TO":          func(it *sortable, e *message.Envelope) { it.to = firstMailbox(e.To) },
-	"CC":          func(it *sortable, e *message.Envelope) { it.cc = firstMailbox(e.Cc) },
-	"DISPLAYFROM": func(it *sortable, e *message.Envelope) { it.displayFrom = displayName(e.From) },
-	"DISPLAYTO":   func(it *sortable, e *message.Envelope) { it.displayTo = displayName(e.To) },
+	}
+	return false
 }
 
-// sortMessages orders the messages at idx by the keys.
+// sortMessages orders the messages at idx by the keys. The keys of
+// indexed messages come stored with the search index; the others' are
+// derived from their summaries now.
 func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
-	items := make([]sortable, 0, len(idx))
 	uids := make([]uint32, len(idx))
-	byUID := map[uint32]int{}
+	byUID := make(map[uint32]int, len(idx))
 	for k, i := range idx {
 		uids[k] = s.sel.msgs[i].UID
 		byUID[uids[k]] = i
 	}
-	// Only the keys asked for are computed (parsing every Date field
-	// when sorting by size is wasted).
-	var fill []func(*sortable, *message.Envelope)
-	for _, k := range keys {
-		if f := sortFields[k.name]; f != nil {
-			fill = append(fill, f)
-		}
-	}
-	err := s.summaries(uids, func(i int, e *message.Envelope, arrival time.Time, size int64) {
-		it := sortable{idx: i, arrival: arrival, size: size, date: arrival}
-		if e != nil {
-			for _, f := range fill {
-				f(&it, e)
-			}
-		}
-		items = append(items, it)
-	}, byUID)
+	rows, err := s.srv.store.SortRows(s.ctx(), s.user.ID, s.sel.name, uids)
 	if err != nil {
 		return nil, err
+	}
+	items := make([]sortable, 0, len(rows))
+	var missing []uint32
+	at := map[uint32]int{} // UID: item of a message whose keys are derived
+	for _, r := range rows {
+		it := sortable{idx: byUID[r.UID], arrival: r.Date, size: r.Size}
+		if needsKeys(keys) {
+			k, ok := message.DecodeSortKeys(r.Keys)
+			if !ok {
+				missing = append(missing, r.UID)
+				at[r.UID] = len(items)
+			}
+			it.keys = k
+		}
+		items = append(items, it)
+	}
+	if len(missing) > 0 {
+		err := s.srv.store.Summaries(s.ctx(), s.user.ID, s.sel.name, missing, func(mi store.MessageInfo) error {
+			env, err := s.envelopeOf(mi)
+			if err != nil {
+				return err
+			}
+			items[at[mi.UID]].keys = message.KeysOf(env)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	// A message without a Date field sorts by its arrival (RFC 5256 3).
+	for i := range items {
+		if items[i].keys.Sent.IsZero() {
+			items[i].keys.Sent = items[i].arrival
+		}
 	}
 	slices.SortStableFunc(items, func(a, b sortable) int {
 		for _, k := range keys {
@@ -152,21 +163,21 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 			case "ARRIVAL":
 				c = a.arrival.Compare(b.arrival)
 			case "DATE":
-				c = a.date.Compare(b.date)
+				c = a.keys.Sent.Compare(b.keys.Sent)
 			case "SIZE":
 				c = cmp.Compare(a.size, b.size)
 			case "SUBJECT":
-				c = casemap(a.subject, b.subject)
+				c = casemap(a.keys.Subject, b.keys.Subject)
 			case "FROM":
-				c = casemap(a.from, b.from)
+				c = casemap(a.keys.From, b.keys.From)
 			case "TO":
-				c = casemap(a.to, b.to)
+				c = casemap(a.keys.To, b.keys.To)
 			case "CC":
-				c = casemap(a.cc, b.cc)
+				c = casemap(a.keys.Cc, b.keys.Cc)
 			case "DISPLAYFROM":
-				c = casemap(a.displayFrom, b.displayFrom)
+				c = casemap(a.keys.DisplayFrom, b.keys.DisplayFrom)
 			case "DISPLAYTO":
-				c = casemap(a.displayTo, b.displayTo)
+				c = casemap(a.keys.DisplayTo, b.keys.DisplayTo)
 			}
 			if k.reverse {
 				c = -c
@@ -182,18 +193,6 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 		out[k] = it.idx
 	}
 	return out, nil
-}
-
-// summaries calls fn with each message's structure, arrival date and size.
-func (s *session) summaries(uids []uint32, fn func(i int, env *message.Envelope, arrival time.Time, size int64), byUID map[uint32]int) error {
-	return s.srv.store.Summaries(s.ctx(), s.user.ID, s.sel.name, uids, func(mi store.MessageInfo) error {
-		env, err := s.envelopeOf(mi)
-		if err != nil {
-			return err
-		}
-		fn(byUID[mi.UID], env, mi.Date, mi.Size)
-		return nil
-	})
 }
 
 // envelopeOf returns a message's envelope (nil when it has none), read
@@ -226,129 +225,4 @@ func upper(c byte) byte {
 		return c - 32
 	}
 	return c
-}
-
-// firstMailbox is the local part of a list's first address (RFC 5256 3:
-// "addr-mailbox"), or the name of a group that comes first (ENVELOPE
-// writes a group's start as an address whose mailbox is its name).
-func firstMailbox(list []message.Address) string {
-	if len(list) == 0 {
-		return ""
-	}
-	if list[0].Group != "" {
-		return list[0].Group
-	}
-	return list[0].Mailbox
-}
-
-// displayName is the display name of a list's first address, decoded, or
-// its address when it has none (RFC 5957 2).
-func displayName(list []message.Address) string {
-	for _, a := range list {
-		if a.Group != "" {
-			return message.DecodeWords(a.Group)
-		}
-		if a.GroupEnd {
-			continue
-		}
-		if a.Name != "" {
-			return message.DecodeWords(a.Name)
-		}
-		if a.Host == "" {
-			return a.Mailbox
-		}
-		return a.Mailbox + "@" + a.Host
-	}
-	return ""
-}
-
-// BaseSubject extracts the base subject of a Subject field (RFC 5256 2.1):
-// decoded, white space folded, and the "Re:", "Fwd:", "[blob]" and "(fwd)"
-// that replies and forwards add taken off.
-func BaseSubject(subject string) string {
-	s, _ := baseSubject(subject)
-	return s
-}
-
-// baseSubject is BaseSubject, and whether the subject was a reply's or a
-// forward's (something taken off besides blobs and white space).
-func baseSubject(subject string) (string, bool) {
-	reply := false
-	s := message.DecodeWords(subject)
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "?")
-	}
-	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || r == '\n' }), " ")
-	for {
-		// (2) trailing "(fwd)" and white space.
-		for {
-			t := strings.TrimRight(s, " ")
-			if len(t) >= 5 && strings.EqualFold(t[len(t)-5:], "(fwd)") {
-				s, reply = t[:len(t)-5], true
-				continue
-			}
-			s = t
-			break
-		}
-		// (3)-(5) leading "re:"/"fw:"/"fwd:" (each after any blobs) and
-		// blobs, as long as something is left.
-		for {
-			changed := false
-			if rest, ok := cutRefwd(s); ok {
-				s, changed, reply = rest, true, true
-			}
-			if rest, ok := cutBlob(s); ok && strings.TrimSpace(rest) != "" {
-				s, changed = rest, true
-			}
-			if !changed {
-				break
-			}
-		}
-		// (6) "[fwd: ...]" around the whole.
-		if len(s) >= 6 && strings.EqualFold(s[:5], "[fwd:") && strings.HasSuffix(s, "]") {
-			s, reply = strings.TrimSpace(s[5:len(s)-1]), true
-			continue
-		}
-		return s, reply
-	}
-}
-
-// cutRefwd removes a leading subj-refwd: *WSP ("re" / "fw" / "fwd") *WSP
-// *subj-blob ":".
-func cutRefwd(s string) (string, bool) {
-	t := strings.TrimLeft(s, " ")
-	var rest string
-	switch {
-	case len(t) >= 3 && strings.EqualFold(t[:3], "fwd"):
-		rest = t[3:]
-	case len(t) >= 2 && (strings.EqualFold(t[:2], "re") || strings.EqualFold(t[:2], "fw")):
-		rest = t[2:]
-	default:
-		return s, false
-	}
-	rest = strings.TrimLeft(rest, " ")
-	for {
-		r, ok := cutBlob(rest)
-		if !ok {
-			break
-		}
-		rest = r
-	}
-	if !strings.HasPrefix(rest, ":") {
-		return s, false
-	}
-	return strings.TrimLeft(rest[1:], " "), true
-}
-
-// cutBlob removes a leading subj-blob: "[" *BLOBCHAR "]" *WSP.
-func cutBlob(s string) (string, bool) {
-	t := strings.TrimLeft(s, " ")
-	if !strings.HasPrefix(t, "[") {
-		return s, false
-	}
-	end := strings.IndexAny(t[1:], "[]")
-	if end < 0 || t[1+end] != ']' {
-		return s, false
-	}
-	return strings.TrimLeft(t[end+2:], " "), true
 }

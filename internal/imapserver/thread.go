@@ -9,6 +9,7 @@ import (
 
 	"mailroom/internal/imapwire"
 	"mailroom/internal/message"
+	"mailroom/internal/store"
 )
 
 func init() {
@@ -133,13 +134,17 @@ func (s *session) threadMessages(idx []int) ([]threadMsg, error) {
 		byUID[uids[k]] = i
 	}
 	var out []threadMsg
-	err := s.summaries(uids, func(i int, e *message.Envelope, arrival time.Time, _ int64) {
-		m := threadMsg{idx: i, date: arrival}
+	err := s.srv.store.Summaries(s.ctx(), s.user.ID, s.sel.name, uids, func(mi store.MessageInfo) error {
+		e, err := s.envelopeOf(mi)
+		if err != nil {
+			return err
+		}
+		m := threadMsg{idx: byUID[mi.UID], date: mi.Date}
 		if e != nil {
-			if d, err := mailDate(e.Date); err == nil {
+			if d, err := message.MailDate(e.Date); err == nil {
 				m.date = d
 			}
-			m.subject, m.reply = baseSubject(e.Subject)
+			m.subject, m.reply = message.BaseSubject(e.Subject)
 			m.messageID = firstID(e.MessageID)
 			m.references = e.References
 			if len(m.references) == 0 {
@@ -149,7 +154,8 @@ func (s *session) threadMessages(idx []int) ([]threadMsg, error) {
 			}
 		}
 		out = append(out, m)
-	}, byUID)
+		return nil
+	})
 	slices.SortFunc(out, func(a, b threadMsg) int { return cmp.Compare(a.idx, b.idx) })
 	return out, err
 }

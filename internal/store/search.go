@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // TextField is the part of a message a text search looks in.
 type TextField int
@@ -12,11 +15,21 @@ const (
 	TextBody                    // the body (SEARCH BODY)
 )
 
-// IndexedText is the searchable text of one stored message (message.Text).
+// IndexedText is the searchable text of one stored message (message.Text),
+// with its sort keys (message.SortKeys, encoded).
 type IndexedText struct {
 	MessageID int64
 	Header    []byte
 	Body      []byte
+	SortKeys  string
+}
+
+// SortRow is what SORT reads of one message of a mailbox.
+type SortRow struct {
+	UID  uint32
+	Date time.Time // internal date
+	Size int64
+	Keys string // IndexedText.SortKeys; "" when the message is not indexed yet
 }
 
 // SearchIndex is the index of the text of the messages in mailboxes (the
@@ -37,4 +50,7 @@ type SearchIndex interface {
 	// every message not indexed yet. text shorter than three characters
 	// narrows nothing (all UIDs).
 	TextCandidates(ctx context.Context, userID int64, mailbox string, field TextField, text string) ([]uint32, error)
+	// SortRows returns what SORT reads of each message of uids in the
+	// mailbox, in ascending UID order (UIDs not in it are skipped).
+	SortRows(ctx context.Context, userID int64, mailbox string, uids []uint32) ([]SortRow, error)
 }

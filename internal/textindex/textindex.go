@@ -1,7 +1,7 @@
 // Package textindex fills the store's search index (store.SearchIndex) in
 // the background: it reads each message stored in a mailbox and not indexed
-// yet, extracts what IMAP's SEARCH compares (message.SearchText) and hands
-// it to the store in batches. Delivery never waits for it; until it has
+// yet, extracts what IMAP's SEARCH compares (message.SearchText) and what
+// SORT compares (message.SortKeys), and hands them to the store in batches. Delivery never waits for it; until it has
 // caught up, a search checks the messages not indexed yet one by one.
 package textindex
 
@@ -119,7 +119,8 @@ func (ix *Indexer) text(ctx context.Context, id int64) (store.IndexedText, error
 		return it, fmt.Errorf("read message %d: %w", id, err)
 	}
 	msg := buf.Bytes()
-	t := message.SearchText(msg, message.Parse(msg), TextLimit)
-	it.Header, it.Body = t.Header, t.Body
+	root := message.Parse(msg)
+	t := message.SearchText(msg, root, TextLimit)
+	it.Header, it.Body, it.SortKeys = t.Header, t.Body, message.KeysOf(root.Envelope).Encode()
 	return it, nil
 }

@@ -134,22 +134,8 @@ func (s *Store) Summaries(ctx context.Context, userID int64, mailbox string, uid
 	}
 	want := slices.Clone(uids)
 	slices.Sort(want)
-	// A dense set is read as its range; a sparse one (a search's matches
-	// over a large mailbox) by its UIDs, or every message between would
-	// be read.
-	which, args := `mm.uid BETWEEN ? AND ?`, []any{userID, mailbox, want[0], want[len(want)-1]}
-	if span := int64(want[len(want)-1]-want[0]) + 1; span > 4*int64(len(want)) {
-		var list strings.Builder
-		list.WriteByte('[')
-		for i, uid := range want {
-			if i > 0 {
-				list.WriteByte(',')
-			}
-			list.WriteString(strconv.FormatUint(uint64(uid), 10))
-		}
-		list.WriteByte(']')
-		which, args = `mm.uid IN (SELECT value FROM json_each(?))`, []any{userID, mailbox, list.String()}
-	}
+	which, arg := uidSet(want)
+	args := append([]any{userID, mailbox}, arg...)
 	rows, err := s.query(ctx, `SELECT mm.uid, mm.internal_date, mm.size, mm.flags, mm.modseq, ms.summary, mm.prefix
 		FROM mailboxes mb JOIN mailbox_messages mm ON mm.mailbox_id = mb.id
 		LEFT JOIN message_summaries ms ON ms.message_id = mm.message_id

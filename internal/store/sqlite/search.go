@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"mailroom/internal/store"
@@ -47,6 +48,9 @@ func (s *Store) IndexTexts(ctx context.Context, texts []store.IndexedText) error
 			}
 			if _, err := tx.Exec(`INSERT INTO search_text(rowid, header, body) VALUES (?, ?, ?)`,
 				t.MessageID, string(t.Header), string(t.Body)); err != nil {
+				return fmt.Errorf("store: index message %d: %w", t.MessageID, err)
+			}
+			if _, err := tx.Exec(`INSERT OR REPLACE INTO sort_keys(message_id, keys) VALUES (?, ?)`, t.MessageID, t.SortKeys); err != nil {
 				return fmt.Errorf("store: index message %d: %w", t.MessageID, err)
 			}
 		}
@@ -168,4 +172,65 @@ func matchQuery(terms []string, field store.TextField) string {
 		return "body : (" + q + ")"
 	}
 	return q
+}
+
+// SortRows reads SORT's rows as one text (see MailboxState): a record a
+// message apart with RS (0x1e), its fields with GS (0x1d); the keys hold
+// neither (message.SortKeys.Encode).
+func (s *Store) SortRows(ctx context.Context, userID int64, mailbox string, uids []uint32) ([]store.SortRow, error) {
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	which, arg := uidSet(uids)
+	var list sql.NullString
+	err := s.queryRow(ctx, `SELECT (SELECT group_concat(mm.uid || char(29) || mm.internal_date || char(29) || mm.size || char(29) || coalesce(sk.keys, ''), char(30) ORDER BY mm.uid)
+			FROM mailbox_messages mm LEFT JOIN sort_keys sk ON sk.message_id = mm.message_id
+			WHERE mm.mailbox_id = mb.id AND `+which+`)
+		FROM mailboxes mb WHERE mb.user_id = ? AND mb.name = ?`, append(arg, userID, mailbox)...).Scan(&list)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: sort %q: %w", mailbox, err)
+	}
+	var rows []store.SortRow
+	for rec := range strings.SplitSeq(list.String, "\x1e") {
+		if rec == "" {
+			continue
+		}
+		f := strings.SplitN(rec, "\x1d", 4)
+		if len(f) != 4 {
+			return nil, fmt.Errorf("store: sort %q: a record of %d fields", mailbox, len(f))
+		}
+		uid, err1 := strconv.ParseUint(f[0], 10, 32)
+		date, err2 := strconv.ParseInt(f[1], 10, 64)
+		size, err3 := strconv.ParseInt(f[2], 10, 64)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, fmt.Errorf("store: sort %q: %w", mailbox, err)
+		}
+		rows = append(rows, store.SortRow{UID: uint32(uid), Date: time.Unix(0, date), Size: size, Keys: f[3]})
+	}
+	return rows, nil
+}
+
+// uidSet is the condition on mm.uid for a set of UIDs, and its arguments:
+// a dense set is read as its range, a sparse one (a search's matches in a
+// large mailbox) by its UIDs, or every message between would be read.
+func uidSet(uids []uint32) (string, []any) {
+	want := slices.Clone(uids)
+	slices.Sort(want)
+	lo, hi := want[0], want[len(want)-1]
+	if span := int64(hi-lo) + 1; span <= 4*int64(len(want)) {
+		return `mm.uid BETWEEN ? AND ?`, []any{lo, hi}
+	}
+	var list strings.Builder
+	list.WriteByte('[')
+	for i, uid := range want {
+		if i > 0 {
+			list.WriteByte(',')
+		}
+		list.WriteString(strconv.FormatUint(uint64(uid), 10))
+	}
+	list.WriteByte(']')
+	return `mm.uid IN (SELECT value FROM json_each(?))`, []any{list.String()}
 }

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"bytes"
 	"io"
 	"slices"
@@ -14,6 +15,7 @@ func searchTests() []test {
 		{"messages in mailboxes wait to be indexed; queued ones do not", testUnindexed},
 		{"text candidates: index matches by field, unindexed messages, prefixes; never fewer", testTextCandidates},
 		{"expunged and copied messages leave and keep their index entries", testIndexLifecycle},
+		{"SORT's rows: dates, sizes, and keys once indexed", testSortRows},
 	}
 }
 
@@ -158,5 +160,39 @@ func testIndexLifecycle(t *testing.T, s store.Store) {
 	indexAll(t, s, nil)
 	if got, _ := s.TextCandidates(ctx, u.ID, "Archive", store.TextAll, "zebra"); len(got) != 0 {
 		t.Errorf("after expunging every copy, candidates = %v (the new message is %d)", got, z)
+	}
+}
+
+func testSortRows(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := addUser(t, s, "alice@a.example")
+	var uids []uint32
+	for i := range 12 {
+		uids = append(uids, appendText(t, s, u.ID, store.Inbox, fmt.Sprint("sort ", i)))
+	}
+	rows, err := s.SortRows(ctx, u.ID, store.Inbox, []uint32{uids[11], uids[0], 999})
+	if err != nil || len(rows) != 2 || rows[0].UID != uids[0] || rows[1].UID != uids[11] {
+		t.Fatalf("SortRows = %+v, %v; want the first and last message, in order", rows, err)
+	}
+	if r := rows[0]; r.Keys != "" || r.Size != int64(len(textBody("sort 0"))) || r.Date.IsZero() {
+		t.Errorf("an unindexed message's row = %+v", r)
+	}
+	ids, _ := s.Unindexed(ctx, 100)
+	texts := map[int64]store.IndexedText{}
+	for i, id := range ids {
+		texts[id] = store.IndexedText{Header: []byte("h"), Body: []byte("b"), SortKeys: fmt.Sprint("keys of ", i)}
+	}
+	indexAll(t, s, texts)
+	rows, err = s.SortRows(ctx, u.ID, store.Inbox, uids)
+	if err != nil || len(rows) != len(uids) {
+		t.Fatalf("SortRows of all = %d rows, %v", len(rows), err)
+	}
+	for i, r := range rows {
+		if r.UID != uids[i] || r.Keys != fmt.Sprint("keys of ", i) {
+			t.Errorf("row %d = %+v, want UID %d with its keys", i, r, uids[i])
+		}
+	}
+	if rows, err := s.SortRows(ctx, u.ID, "Nope", uids); err == nil {
+		t.Errorf("SortRows of a missing mailbox = %v, no error", rows)
 	}
 }
