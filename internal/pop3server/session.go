@@ -106,10 +106,7 @@ var errTooLong = errors.New("line too long")
 func (s *session) serve() {
 	defer func() {
 		s.w.Flush()
-		if s.authed {
-			s.markSeen()
-			s.srv.unlock(s.user.ID)
-		}
+		s.release()
 		s.log.Info("pop3 session", "user", s.user.Address, "commands", s.commands, "duration", time.Since(s.started).Round(time.Millisecond).String())
 	}()
 	s.ok("%s Mailroom POP3 ready", s.cfg.Hostname)
@@ -564,6 +561,20 @@ func (s *session) update() {
 		}
 	}
 	n, _ := s.count()
+	// The maildrop is released before the answer (RFC 1939 6): a client
+	// that connects again at once finds it free.
+	s.release()
 	s.ok("%s Mailroom POP3 closing (%d messages left)", s.cfg.Hostname, n)
 	s.quit = true
+}
+
+// release marks the messages read as seen and frees the maildrop for
+// the next session; once.
+func (s *session) release() {
+	if !s.authed {
+		return
+	}
+	s.markSeen()
+	s.srv.unlock(s.user.ID)
+	s.authed = false
 }
