@@ -98,19 +98,15 @@ type sortable struct {
 	keys    message.SortKeys
 }
 
-// needsKeys reports whether a criterion compares the envelope's keys.
-func needsKeys(keys []sortKey) bool {
-	for _, k := range keys {
-		if k.name != "ARRIVAL" && k.name != "SIZE" {
-			return true
-		}
-	}
-	return false
+// sortFields maps SORT's criteria to the stored keys they compare.
+var sortFields = map[string]store.SortFields{
+	"DATE": store.SortSent, "SUBJECT": store.SortSubject, "FROM": store.SortFrom, "TO": store.SortTo, "CC": store.SortCc,
+	"DISPLAYFROM": store.SortDisplayFrom, "DISPLAYTO": store.SortDisplayTo,
 }
 
 // sortMessages orders the messages at idx by the keys. The keys of
-// indexed messages come stored with the search index; the others' are
-// derived from their summaries now.
+// indexed messages come stored with the search index, only those the
+// criteria compare; the others' are derived from their summaries now.
 func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 	uids := make([]uint32, len(idx))
 	byUID := make(map[uint32]int, len(idx))
@@ -118,7 +114,11 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 		uids[k] = s.sel.msgs[i].UID
 		byUID[uids[k]] = i
 	}
-	rows, err := s.srv.store.SortRows(s.ctx(), s.user.ID, s.sel.name, uids)
+	var fields store.SortFields
+	for _, k := range keys {
+		fields |= sortFields[k.name]
+	}
+	rows, err := s.srv.store.SortRows(s.ctx(), s.user.ID, s.sel.name, uids, fields)
 	if err != nil {
 		return nil, err
 	}
@@ -126,16 +126,11 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 	var missing []uint32
 	at := map[uint32]int{} // UID: item of a message whose keys are derived
 	for _, r := range rows {
-		it := sortable{idx: byUID[r.UID], arrival: r.Date, size: r.Size}
-		if needsKeys(keys) {
-			k, ok := message.DecodeSortKeys(r.Keys)
-			if !ok {
-				missing = append(missing, r.UID)
-				at[r.UID] = len(items)
-			}
-			it.keys = k
+		items = append(items, sortable{idx: byUID[r.UID], arrival: r.Date, size: r.Size, keys: r.Keys})
+		if fields != 0 && !r.Indexed {
+			missing = append(missing, r.UID)
+			at[r.UID] = len(items) - 1
 		}
-		items = append(items, it)
 	}
 	if len(missing) > 0 {
 		err := s.srv.store.Summaries(s.ctx(), s.user.ID, s.sel.name, missing, func(mi store.MessageInfo) error {
@@ -156,7 +151,13 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 			items[i].keys.Sent = items[i].arrival
 		}
 	}
-	slices.SortStableFunc(items, func(a, b sortable) int {
+	// Pointers are sorted, not the items (a hundred octets each); ties go
+	// by message number, so the order is total and needs no stable sort.
+	ptrs := make([]*sortable, len(items))
+	for i := range items {
+		ptrs[i] = &items[i]
+	}
+	slices.SortFunc(ptrs, func(a, b *sortable) int {
 		for _, k := range keys {
 			var c int
 			switch k.name {
@@ -188,8 +189,8 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 		}
 		return cmp.Compare(a.idx, b.idx)
 	})
-	out := make([]int, len(items))
-	for k, it := range items {
+	out := make([]int, len(ptrs))
+	for k, it := range ptrs {
 		out[k] = it.idx
 	}
 	return out, nil

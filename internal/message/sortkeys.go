@@ -2,7 +2,6 @@ package message
 
 import (
 	"net/mail"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -11,7 +10,8 @@ import (
 // SortKeys are what IMAP's SORT (RFC 5256, RFC 5957 DISPLAY) compares of a
 // message besides its arrival date and size, derived from its envelope
 // once: by the search indexer, which stores them beside the index, or by
-// SORT itself for a message not indexed yet.
+// SORT itself for a message not indexed yet. They hold no control
+// characters.
 type SortKeys struct {
 	Sent                   time.Time // the Date field; zero when it does not parse
 	Subject                string    // the base subject
@@ -31,52 +31,30 @@ func KeysOf(e *Envelope) SortKeys {
 	k.Subject, _ = BaseSubject(e.Subject)
 	k.From, k.To, k.Cc = firstMailbox(e.From), firstMailbox(e.To), firstMailbox(e.Cc)
 	k.DisplayFrom, k.DisplayTo = displayName(e.From), displayName(e.To)
+	for _, f := range []*string{&k.Subject, &k.From, &k.To, &k.Cc, &k.DisplayFrom, &k.DisplayTo} {
+		*f = printable(*f)
+	}
 	return k
 }
 
+// printable replaces control characters with spaces: a store may return
+// many keys in one text, apart with control characters.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if isControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
 // MailDate parses a Date field (RFC 5322 3.3), leniently as net/mail does.
 func MailDate(s string) (time.Time, error) { return mail.ParseDate(s) }
-
-// keysVersion starts an encoded SortKeys; it changes when KeysOf does.
-const keysVersion = "k1"
-
-// Encode writes the keys as one line of text: fields apart with US (0x1f),
-// the control characters in them made spaces, so that a store can return
-// many in one text.
-func (k SortKeys) Encode() string {
-	sent := ""
-	if !k.Sent.IsZero() {
-		sent = strconv.FormatInt(k.Sent.UnixNano(), 10)
-	}
-	fields := []string{keysVersion, sent, k.Subject, k.From, k.To, k.Cc, k.DisplayFrom, k.DisplayTo}
-	for i, f := range fields {
-		fields[i] = strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f {
-				return ' '
-			}
-			return r
-		}, f)
-	}
-	return strings.Join(fields, "\x1f")
-}
-
-// DecodeSortKeys reads Encode's text; ok is false for one of another
-// version or that does not decode (the caller derives them again).
-func DecodeSortKeys(s string) (SortKeys, bool) {
-	f := strings.Split(s, "\x1f")
-	if len(f) != 8 || f[0] != keysVersion {
-		return SortKeys{}, false
-	}
-	k := SortKeys{Subject: f[2], From: f[3], To: f[4], Cc: f[5], DisplayFrom: f[6], DisplayTo: f[7]}
-	if f[1] != "" {
-		n, err := strconv.ParseInt(f[1], 10, 64)
-		if err != nil {
-			return SortKeys{}, false
-		}
-		k.Sent = time.Unix(0, n)
-	}
-	return k, true
-}
 
 // firstMailbox is the local part of a list's first address (RFC 5256 3:
 // "addr-mailbox"), or the name of a group that comes first (ENVELOPE

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"time"
+
+	"mailroom/internal/message"
 )
 
 // TextField is the part of a message a text search looks in.
@@ -16,20 +18,35 @@ const (
 )
 
 // IndexedText is the searchable text of one stored message (message.Text),
-// with its sort keys (message.SortKeys, encoded).
+// with its sort keys.
 type IndexedText struct {
 	MessageID int64
 	Header    []byte
 	Body      []byte
-	SortKeys  string
+	SortKeys  message.SortKeys
 }
+
+// SortFields says which of message.SortKeys a SORT compares.
+type SortFields uint8
+
+// The sort keys, for SortRows.
+const (
+	SortSent SortFields = 1 << iota
+	SortSubject
+	SortFrom
+	SortTo
+	SortCc
+	SortDisplayFrom
+	SortDisplayTo
+)
 
 // SortRow is what SORT reads of one message of a mailbox.
 type SortRow struct {
-	UID  uint32
-	Date time.Time // internal date
-	Size int64
-	Keys string // IndexedText.SortKeys; "" when the message is not indexed yet
+	UID     uint32
+	Date    time.Time // internal date
+	Size    int64
+	Indexed bool             // Keys holds the fields asked for; otherwise the caller derives them
+	Keys    message.SortKeys // only the fields asked for
 }
 
 // SearchIndex is the index of the text of the messages in mailboxes (the
@@ -51,6 +68,7 @@ type SearchIndex interface {
 	// narrows nothing (all UIDs).
 	TextCandidates(ctx context.Context, userID int64, mailbox string, field TextField, text string) ([]uint32, error)
 	// SortRows returns what SORT reads of each message of uids in the
-	// mailbox, in ascending UID order (UIDs not in it are skipped).
-	SortRows(ctx context.Context, userID int64, mailbox string, uids []uint32) ([]SortRow, error)
+	// mailbox, with the keys in fields, in ascending UID order (UIDs not in
+	// it are skipped).
+	SortRows(ctx context.Context, userID int64, mailbox string, uids []uint32, fields SortFields) ([]SortRow, error)
 }

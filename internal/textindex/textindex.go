@@ -121,6 +121,6 @@ func (ix *Indexer) text(ctx context.Context, id int64) (store.IndexedText, error
 	msg := buf.Bytes()
 	root := message.Parse(msg)
 	t := message.SearchText(msg, root, TextLimit)
-	it.Header, it.Body, it.SortKeys = t.Header, t.Body, message.KeysOf(root.Envelope).Encode()
+	it.Header, it.Body, it.SortKeys = t.Header, t.Body, message.KeysOf(root.Envelope)
 	return it, nil
 }

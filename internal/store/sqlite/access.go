@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -24,7 +25,7 @@ func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) 
 	st := store.MailboxState{MailboxStatus: store.MailboxStatus{Name: mailbox}}
 	var list sql.NullString
 	err := s.queryRow(ctx, `SELECT mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, mb.recent_uid,
-		(SELECT group_concat(mm.uid || char(9) || mm.modseq || char(9) || mm.size || char(9) || mm.flags, char(10) ORDER BY mm.uid)
+		(SELECT group_concat(mm.uid || char(9) || mm.modseq || char(9) || mm.size || char(9) || mm.flags, char(10))
 			FROM mailbox_messages mm WHERE mm.mailbox_id = mb.id)
 		FROM mailboxes mb WHERE mb.user_id = ? AND mb.name = ?`, userID, mailbox).
 		Scan(&st.ID, &st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.RecentUID, &list)
@@ -37,6 +38,7 @@ func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) 
 	if st.States, err = parseStates(list.String, &st.MailboxStatus); err != nil {
 		return st, fmt.Errorf("store: read mailbox %q: %w", mailbox, err)
 	}
+	sortByUID(st.States, func(m store.MessageState) uint32 { return m.UID })
 	st.Messages = len(st.States)
 	return st, nil
 }
@@ -81,6 +83,18 @@ func parseStates(list string, st *store.MailboxStatus) ([]store.MessageState, er
 		}
 	}
 	return states, nil
+}
+
+// sortByUID puts rows read in one text in UID order. The text comes in
+// the primary key's order already (its rows are read that way): asking
+// SQLite's group_concat for an ORDER BY made it copy them all through a
+// sorter (a third of SORT's time on 100,000 messages), so the order is
+// only checked here.
+func sortByUID[T any](rows []T, uid func(T) uint32) {
+	by := func(a, b T) int { return cmp.Compare(uid(a), uid(b)) }
+	if !slices.IsSortedFunc(rows, by) {
+		slices.SortFunc(rows, by)
+	}
 }
 
 // Changes returns what changed after sinceModSeq, in one statement.

@@ -205,12 +205,17 @@ END;
 CREATE VIRTUAL TABLE search_vocab USING fts5vocab(search_text, row);
 `,
 	`
--- SORT's keys of each indexed message (message.SortKeys, one line of
--- text), written with its index entry; what was indexed before them is
--- indexed again.
+-- SORT's keys of each indexed message (message.SortKeys), written with its
+-- index entry; what was indexed before them is indexed again.
 CREATE TABLE sort_keys (
-	message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
-	keys       TEXT NOT NULL
+	message_id   INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+	sent         INTEGER,
+	subject      TEXT NOT NULL,
+	from_addr    TEXT NOT NULL,
+	to_addr      TEXT NOT NULL,
+	cc_addr      TEXT NOT NULL,
+	display_from TEXT NOT NULL,
+	display_to   TEXT NOT NULL
 );
 INSERT INTO search_text(search_text) VALUES ('delete-all');
 UPDATE messages SET text_indexed = 0 WHERE text_indexed = 1;

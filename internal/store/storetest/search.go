@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	msg "mailroom/internal/message"
 	"slices"
 	"testing"
+	"time"
 
 	"mailroom/internal/store"
 )
@@ -170,29 +172,46 @@ func testSortRows(t *testing.T, s store.Store) {
 	for i := range 12 {
 		uids = append(uids, appendText(t, s, u.ID, store.Inbox, fmt.Sprint("sort ", i)))
 	}
-	rows, err := s.SortRows(ctx, u.ID, store.Inbox, []uint32{uids[11], uids[0], 999})
+	all := store.SortSent | store.SortSubject | store.SortFrom | store.SortTo | store.SortCc | store.SortDisplayFrom | store.SortDisplayTo
+	rows, err := s.SortRows(ctx, u.ID, store.Inbox, []uint32{uids[11], uids[0], 999}, all)
 	if err != nil || len(rows) != 2 || rows[0].UID != uids[0] || rows[1].UID != uids[11] {
 		t.Fatalf("SortRows = %+v, %v; want the first and last message, in order", rows, err)
 	}
-	if r := rows[0]; r.Keys != "" || r.Size != int64(len(textBody("sort 0"))) || r.Date.IsZero() {
+	if r := rows[0]; r.Indexed || r.Size != int64(len(textBody("sort 0"))) || r.Date.IsZero() {
 		t.Errorf("an unindexed message's row = %+v", r)
 	}
 	ids, _ := s.Unindexed(ctx, 100)
 	texts := map[int64]store.IndexedText{}
+	sent := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)
 	for i, id := range ids {
-		texts[id] = store.IndexedText{Header: []byte("h"), Body: []byte("b"), SortKeys: fmt.Sprint("keys of ", i)}
+		texts[id] = store.IndexedText{Header: []byte("h"), Body: []byte("b"), SortKeys: msg.SortKeys{
+			Sent: sent.Add(time.Duration(i) * time.Hour), Subject: fmt.Sprint("subject ", i), From: "from", To: "to", Cc: "cc",
+			DisplayFrom: "Display From", DisplayTo: "Display To"}}
 	}
+	texts[ids[3]] = store.IndexedText{Header: []byte("h"), Body: []byte("b")} // no Date field, no keys
 	indexAll(t, s, texts)
-	rows, err = s.SortRows(ctx, u.ID, store.Inbox, uids)
+	rows, err = s.SortRows(ctx, u.ID, store.Inbox, uids, all)
 	if err != nil || len(rows) != len(uids) {
 		t.Fatalf("SortRows of all = %d rows, %v", len(rows), err)
 	}
 	for i, r := range rows {
-		if r.UID != uids[i] || r.Keys != fmt.Sprint("keys of ", i) {
-			t.Errorf("row %d = %+v, want UID %d with its keys", i, r, uids[i])
+		k := r.Keys
+		switch {
+		case r.UID != uids[i] || !r.Indexed:
+			t.Errorf("row %d = %+v, want UID %d, indexed", i, r, uids[i])
+		case i == 3 && (!k.Sent.IsZero() || k.Subject != ""):
+			t.Errorf("row %d, indexed without keys: %+v", i, k)
+		case i != 3 && (!k.Sent.Equal(sent.Add(time.Duration(i)*time.Hour)) || k.Subject != fmt.Sprint("subject ", i) ||
+			k.From != "from" || k.To != "to" || k.Cc != "cc" || k.DisplayFrom != "Display From" || k.DisplayTo != "Display To"):
+			t.Errorf("row %d's keys = %+v", i, k)
 		}
 	}
-	if rows, err := s.SortRows(ctx, u.ID, "Nope", uids); err == nil {
+	// Only the keys asked for.
+	rows, _ = s.SortRows(ctx, u.ID, store.Inbox, uids[:1], store.SortSubject)
+	if len(rows) != 1 || rows[0].Keys.Subject != "subject 0" || !rows[0].Keys.Sent.IsZero() || rows[0].Keys.From != "" {
+		t.Errorf("SortRows of the subject only = %+v", rows)
+	}
+	if rows, err := s.SortRows(ctx, u.ID, "Nope", uids, all); err == nil {
 		t.Errorf("SortRows of a missing mailbox = %v, no error", rows)
 	}
 }
