@@ -93,26 +93,32 @@ func cmdSort(s *session, name string, p *imapwire.Parser) error {
 // sortable is what SORT compares of one message.
 type sortable struct {
 	idx     int
+	n       int // its place in items
 	arrival time.Time
 	size    int64
 	keys    message.SortKeys
 }
 
-// sortFields maps SORT's criteria to the stored keys they compare.
+// sortFields maps SORT's criteria to the stored keys they compare (DATE
+// falls back to the arrival).
 var sortFields = map[string]store.SortFields{
-	"DATE": store.SortSent, "SUBJECT": store.SortSubject, "FROM": store.SortFrom, "TO": store.SortTo, "CC": store.SortCc,
-	"DISPLAYFROM": store.SortDisplayFrom, "DISPLAYTO": store.SortDisplayTo,
+	"DATE": store.SortSent | store.SortArrival, "SUBJECT": store.SortSubject, "FROM": store.SortFrom, "TO": store.SortTo, "CC": store.SortCc,
+	"DISPLAYFROM": store.SortDisplayFrom, "DISPLAYTO": store.SortDisplayTo, "ARRIVAL": store.SortArrival, "SIZE": store.SortSize,
 }
+
+// derived are the fields a message not indexed yet has derived from its
+// envelope.
+const derived = store.SortSent | store.SortSubject | store.SortFrom | store.SortTo | store.SortCc | store.SortDisplayFrom | store.SortDisplayTo
 
 // sortMessages orders the messages at idx by the keys. The keys of
 // indexed messages come stored with the search index, only those the
 // criteria compare; the others' are derived from their summaries now.
 func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
+	// idx ascends, and so do the UIDs of the messages it names (and the
+	// rows SortRows returns): rows are matched to numbers by walking both.
 	uids := make([]uint32, len(idx))
-	byUID := make(map[uint32]int, len(idx))
 	for k, i := range idx {
 		uids[k] = s.sel.msgs[i].UID
-		byUID[uids[k]] = i
 	}
 	var fields store.SortFields
 	for _, k := range keys {
@@ -125,9 +131,16 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 	items := make([]sortable, 0, len(rows))
 	var missing []uint32
 	at := map[uint32]int{} // UID: item of a message whose keys are derived
+	k := 0
 	for _, r := range rows {
-		items = append(items, sortable{idx: byUID[r.UID], arrival: r.Date, size: r.Size, keys: r.Keys})
-		if fields != 0 && !r.Indexed {
+		for k < len(uids) && uids[k] < r.UID {
+			k++
+		}
+		if k == len(uids) || uids[k] != r.UID {
+			continue
+		}
+		items = append(items, sortable{idx: idx[k], arrival: r.Date, size: r.Size, keys: r.Keys})
+		if fields&derived != 0 && !r.Indexed {
 			missing = append(missing, r.UID)
 			at[r.UID] = len(items) - 1
 		}
@@ -151,20 +164,38 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 			items[i].keys.Sent = items[i].arrival
 		}
 	}
+	if len(keys) == 1 && (keys[0].name == "DATE" || keys[0].name == "ARRIVAL" || keys[0].name == "SIZE") {
+		return sortByNumber(items, keys[0]), nil
+	}
 	// Pointers are sorted, not the items (a hundred octets each); ties go
 	// by message number, so the order is total and needs no stable sort.
 	ptrs := make([]*sortable, len(items))
 	for i := range items {
 		ptrs[i] = &items[i]
 	}
+	// The criteria as numbers, and dates as seconds: the comparison runs
+	// some 1.7 million times for 100,000 messages.
+	type criterion struct {
+		name    string
+		reverse bool
+	}
+	crit := make([]criterion, len(keys))
+	for i, k := range keys {
+		crit[i] = criterion{k.name, k.reverse}
+	}
+	secs := make([][2]int64, len(items)) // arrival, sent
+	for i := range items {
+		items[i].n = i
+		secs[i] = [2]int64{items[i].arrival.Unix(), items[i].keys.Sent.Unix()}
+	}
 	slices.SortFunc(ptrs, func(a, b *sortable) int {
-		for _, k := range keys {
+		for _, k := range crit {
 			var c int
 			switch k.name {
 			case "ARRIVAL":
-				c = a.arrival.Compare(b.arrival)
+				c = cmp.Compare(secs[a.n][0], secs[b.n][0])
 			case "DATE":
-				c = a.keys.Sent.Compare(b.keys.Sent)
+				c = cmp.Compare(secs[a.n][1], secs[b.n][1])
 			case "SIZE":
 				c = cmp.Compare(a.size, b.size)
 			case "SUBJECT":
@@ -226,4 +257,41 @@ func upper(c byte) byte {
 		return c - 32
 	}
 	return c
+}
+
+// sortByNumber orders items by one numeric criterion (the most common
+// SORT: by date), as pairs of key and message number: a tenth of the
+// general comparison's time.
+func sortByNumber(items []sortable, k sortKey) []int {
+	type pair struct {
+		key int64
+		idx int
+	}
+	pairs := make([]pair, len(items))
+	for i, it := range items {
+		var v int64
+		switch k.name {
+		case "DATE":
+			v = it.keys.Sent.Unix()
+		case "ARRIVAL":
+			v = it.arrival.Unix()
+		case "SIZE":
+			v = it.size
+		}
+		if k.reverse {
+			v = -v
+		}
+		pairs[i] = pair{v, it.idx}
+	}
+	slices.SortFunc(pairs, func(a, b pair) int {
+		if c := cmp.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.idx, b.idx)
+	})
+	out := make([]int, len(pairs))
+	for i, p := range pairs {
+		out[i] = p.idx
+	}
+	return out
 }

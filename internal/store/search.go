@@ -27,9 +27,10 @@ type IndexedText struct {
 }
 
 // SortFields says which of message.SortKeys a SORT compares.
-type SortFields uint8
+type SortFields uint16
 
-// The sort keys, for SortRows.
+// The sort keys, for SortRows: those of message.SortKeys, then the
+// internal date and the size.
 const (
 	SortSent SortFields = 1 << iota
 	SortSubject
@@ -38,9 +39,12 @@ const (
 	SortCc
 	SortDisplayFrom
 	SortDisplayTo
+	SortArrival
+	SortSize
 )
 
-// SortRow is what SORT reads of one message of a mailbox.
+// SortRow is what SORT reads of one message of a mailbox: only the fields
+// asked for, dates to the second (IMAP's precision).
 type SortRow struct {
 	UID     uint32
 	Date    time.Time // internal date

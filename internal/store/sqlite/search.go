@@ -181,83 +181,116 @@ func matchQuery(terms []string, field store.TextField) string {
 	return q
 }
 
-// sortColumns are the columns of the sort keys, in SortFields' order.
-var sortColumns = []string{"sent", "subject", "from_addr", "to_addr", "cc_addr", "display_from", "display_to"}
+// sortColumns are the columns of each SortFields bit, in its order.
+var sortColumns = []string{"sk.sent / 1000000000", "sk.subject", "sk.from_addr", "sk.to_addr", "sk.cc_addr", "sk.display_from", "sk.display_to",
+	"mm.internal_date / 1000000000", "mm.size"}
 
-// SortRows reads SORT's rows as one text (see MailboxState): a record a
-// message apart with RS (0x1e), its fields with GS (0x1d) (keys hold no
-// control characters), and only the key columns asked for: the text for
-// 100,000 messages is copied several times on its way (SQLite's result,
-// the driver's string), and all keys made it 12 MB.
+// SortRows reads SORT's rows as one text a column (see MailboxState), and
+// only the columns asked for, dates in seconds: the text is copied several
+// times on its way (SQLite's result, the driver's string), and with every
+// key it was 12 MB for 100,000 messages. Keys hold no control characters,
+// so US (0x1f) separates the values.
 func (s *Store) SortRows(ctx context.Context, userID int64, mailbox string, uids []uint32, fields store.SortFields) ([]store.SortRow, error) {
 	if len(uids) == 0 {
 		return nil, nil
 	}
 	which, arg := uidSet(uids)
-	cols := "mm.uid || char(29) || mm.internal_date || char(29) || mm.size || char(29) || (sk.message_id IS NOT NULL)"
+	cols := []string{"mm.uid", "sk.message_id IS NOT NULL"}
 	var asked []int
 	for i, c := range sortColumns {
 		if fields&(1<<i) != 0 {
-			cols += " || char(29) || coalesce(sk." + c + ", '')"
+			cols = append(cols, c)
 			asked = append(asked, i)
 		}
 	}
-	var list sql.NullString
-	err := s.queryRow(ctx, `SELECT (SELECT group_concat(`+cols+`, char(30))
-			FROM mailbox_messages mm LEFT JOIN sort_keys sk ON sk.message_id = mm.message_id
-			WHERE mm.mailbox_id = mb.id AND `+which+`)
-		FROM mailboxes mb WHERE mb.user_id = ? AND mb.name = ?`, append(arg, userID, mailbox)...).Scan(&list)
+	aggs := make([]string, len(cols))
+	for i, c := range cols {
+		aggs[i] = "group_concat(coalesce(" + c + ", ''), char(31))"
+	}
+	texts := make([]sql.NullString, len(cols))
+	dest := make([]any, len(cols))
+	for i := range texts {
+		dest[i] = &texts[i]
+	}
+	var mb int64
+	err := s.queryRow(ctx, `SELECT id FROM mailboxes WHERE user_id = ? AND name = ?`, userID, mailbox).Scan(&mb)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound)
+	}
+	if err == nil {
+		err = s.queryRow(ctx, `SELECT `+strings.Join(aggs, ", ")+`
+			FROM mailbox_messages mm LEFT JOIN sort_keys sk ON sk.message_id = mm.message_id
+			WHERE mm.mailbox_id = ? AND `+which, append([]any{mb}, arg...)...).Scan(dest...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: sort %q: %w", mailbox, err)
 	}
-	rows := make([]store.SortRow, 0, strings.Count(list.String, "\x1e")+1)
-	for rec := range strings.SplitSeq(list.String, "\x1e") {
-		if rec == "" {
-			continue
-		}
-		f := strings.Split(rec, "\x1d")
-		if len(f) != 4+len(asked) {
-			return nil, fmt.Errorf("store: sort %q: a record of %d fields", mailbox, len(f))
-		}
-		uid, err1 := strconv.ParseUint(f[0], 10, 32)
-		date, err2 := strconv.ParseInt(f[1], 10, 64)
-		size, err3 := strconv.ParseInt(f[2], 10, 64)
-		if err := errors.Join(err1, err2, err3); err != nil {
-			return nil, fmt.Errorf("store: sort %q: %w", mailbox, err)
-		}
-		r := store.SortRow{UID: uint32(uid), Date: time.Unix(0, date), Size: size, Indexed: f[3] == "1"}
-		for j, i := range asked {
-			v := f[4+j]
-			switch i {
-			case 0:
-				if v != "" {
-					n, err := strconv.ParseInt(v, 10, 64)
-					if err != nil {
-						return nil, fmt.Errorf("store: sort %q: %w", mailbox, err)
-					}
-					r.Keys.Sent = time.Unix(0, n)
-				}
-			case 1:
-				r.Keys.Subject = v
-			case 2:
-				r.Keys.From = v
-			case 3:
-				r.Keys.To = v
-			case 4:
-				r.Keys.Cc = v
-			case 5:
-				r.Keys.DisplayFrom = v
-			case 6:
-				r.Keys.DisplayTo = v
+	if !texts[0].Valid {
+		return nil, nil
+	}
+	n := strings.Count(texts[0].String, "\x1f") + 1
+	rows := make([]store.SortRow, n)
+	for c, t := range texts {
+		i := 0
+		for v := range strings.SplitSeq(t.String, "\x1f") {
+			if i == n {
+				return nil, fmt.Errorf("store: sort %q: column %d has more values than UIDs", mailbox, c)
 			}
+			if err := setSortValue(&rows[i], c, asked, v); err != nil {
+				return nil, fmt.Errorf("store: sort %q: %w", mailbox, err)
+			}
+			i++
 		}
-		rows = append(rows, r)
+		if i != n {
+			return nil, fmt.Errorf("store: sort %q: column %d has %d values for %d UIDs", mailbox, c, i, n)
+		}
 	}
 	sortByUID(rows, func(r store.SortRow) uint32 { return r.UID })
 	return rows, nil
+}
+
+// setSortValue sets column c of a SortRows query (UID, indexed, then the
+// asked sortColumns) in r.
+func setSortValue(r *store.SortRow, c int, asked []int, v string) error {
+	num := func() (int64, error) { return strconv.ParseInt(v, 10, 64) }
+	switch c {
+	case 0:
+		uid, err := strconv.ParseUint(v, 10, 32)
+		r.UID = uint32(uid)
+		return err
+	case 1:
+		r.Indexed = v == "1"
+		return nil
+	}
+	switch asked[c-2] {
+	case 0:
+		if v != "" {
+			n, err := num()
+			r.Keys.Sent = time.Unix(n, 0)
+			return err
+		}
+	case 1:
+		r.Keys.Subject = v
+	case 2:
+		r.Keys.From = v
+	case 3:
+		r.Keys.To = v
+	case 4:
+		r.Keys.Cc = v
+	case 5:
+		r.Keys.DisplayFrom = v
+	case 6:
+		r.Keys.DisplayTo = v
+	case 7:
+		n, err := num()
+		r.Date = time.Unix(n, 0)
+		return err
+	case 8:
+		n, err := num()
+		r.Size = n
+		return err
+	}
+	return nil
 }
 
 // uidSet is the condition on mm.uid for a set of UIDs, and its arguments:

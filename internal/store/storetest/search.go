@@ -172,7 +172,7 @@ func testSortRows(t *testing.T, s store.Store) {
 	for i := range 12 {
 		uids = append(uids, appendText(t, s, u.ID, store.Inbox, fmt.Sprint("sort ", i)))
 	}
-	all := store.SortSent | store.SortSubject | store.SortFrom | store.SortTo | store.SortCc | store.SortDisplayFrom | store.SortDisplayTo
+	all := store.SortSent | store.SortSubject | store.SortFrom | store.SortTo | store.SortCc | store.SortDisplayFrom | store.SortDisplayTo | store.SortArrival | store.SortSize
 	rows, err := s.SortRows(ctx, u.ID, store.Inbox, []uint32{uids[11], uids[0], 999}, all)
 	if err != nil || len(rows) != 2 || rows[0].UID != uids[0] || rows[1].UID != uids[11] {
 		t.Fatalf("SortRows = %+v, %v; want the first and last message, in order", rows, err)
