@@ -173,23 +173,15 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 	for i := range items {
 		ptrs[i] = &items[i]
 	}
-	// The criteria as numbers, and dates as seconds: the comparison runs
-	// some 1.7 million times for 100,000 messages.
-	type criterion struct {
-		name    string
-		reverse bool
-	}
-	crit := make([]criterion, len(keys))
-	for i, k := range keys {
-		crit[i] = criterion{k.name, k.reverse}
-	}
+	// Dates as seconds: the comparison runs some 1.7 million times for
+	// 100,000 messages.
 	secs := make([][2]int64, len(items)) // arrival, sent
 	for i := range items {
 		items[i].n = i
 		secs[i] = [2]int64{items[i].arrival.Unix(), items[i].keys.Sent.Unix()}
 	}
 	slices.SortFunc(ptrs, func(a, b *sortable) int {
-		for _, k := range crit {
+		for _, k := range keys {
 			var c int
 			switch k.name {
 			case "ARRIVAL":
