@@ -262,25 +262,19 @@ func setSortValue(r *store.SortRow, c int, asked []int, v string) error {
 		r.Indexed = v == "1"
 		return nil
 	}
-	switch asked[c-2] {
+	col := asked[c-2]
+	texts := []*string{1: &r.Keys.Subject, 2: &r.Keys.From, 3: &r.Keys.To, 4: &r.Keys.Cc, 5: &r.Keys.DisplayFrom, 6: &r.Keys.DisplayTo, 8: nil}
+	if t := texts[col]; t != nil {
+		*t = v
+		return nil
+	}
+	switch col {
 	case 0:
 		if v != "" {
 			n, err := num()
 			r.Keys.Sent = time.Unix(n, 0)
 			return err
 		}
-	case 1:
-		r.Keys.Subject = v
-	case 2:
-		r.Keys.From = v
-	case 3:
-		r.Keys.To = v
-	case 4:
-		r.Keys.Cc = v
-	case 5:
-		r.Keys.DisplayFrom = v
-	case 6:
-		r.Keys.DisplayTo = v
 	case 7:
 		n, err := num()
 		r.Date = time.Unix(n, 0)
