@@ -70,7 +70,11 @@ type MailboxState struct {
 
 // Changes are what happened in a mailbox after a MODSEQ: messages added or
 // whose flags changed (their state now), and UIDs expunged (RFC 7162 3.2.5
-// VANISHED), each in ascending UID order.
+// VANISHED), each in ascending UID order. Its MailboxStatus has the
+// mailbox's ID, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and RecentUID, not the
+// counts (Messages, Unseen, Size...): counting a mailbox costs a read of
+// every message, and every session asks for Changes after every change
+// (MailboxStatus counts).
 type Changes struct {
 	MailboxStatus
 	Changed  []MessageState

@@ -101,7 +101,7 @@ func sortByUID[T any](rows []T, uid func(T) uint32) {
 func (s *Store) Changes(ctx context.Context, userID int64, mailbox string, sinceModSeq int64) (store.Changes, error) {
 	c := store.Changes{MailboxStatus: store.MailboxStatus{Name: mailbox}}
 	rows, err := s.query(ctx, `WITH mb AS (SELECT id, uidvalidity, uidnext, highest_modseq, recent_uid FROM mailboxes WHERE user_id = ? AND name = ?)
-		SELECT 0, mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, (SELECT count(*) FROM mailbox_messages WHERE mailbox_id = mb.id), mb.recent_uid FROM mb
+		SELECT 0, mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, 0, mb.recent_uid FROM mb
 		UNION ALL
 		SELECT 1, mm.uid, 0, 0, mm.modseq, 0, mm.flags FROM mailbox_messages mm, mb WHERE mm.mailbox_id = mb.id AND mm.modseq > ?
 		UNION ALL
@@ -122,7 +122,7 @@ func (s *Store) Changes(ctx context.Context, userID int64, mailbox string, since
 		switch kind {
 		case 0:
 			found = true
-			c.ID, c.UIDValidity, c.UIDNext, c.HighestModSeq, c.Messages = a, uint32(b), uint32(cc), modseq, int(n)
+			c.ID, c.UIDValidity, c.UIDNext, c.HighestModSeq = a, uint32(b), uint32(cc), modseq
 			recent, _ := strconv.ParseUint(flags, 10, 32)
 			c.RecentUID = uint32(recent)
 		case 1:
