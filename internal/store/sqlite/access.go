@@ -282,7 +282,7 @@ func (s *Store) SetFlags(ctx context.Context, userID int64, mailbox string, c st
 		for _, uid := range c.UIDs {
 			var flags string
 			var modseq int64
-			err := tx.QueryRow(`SELECT flags, modseq FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?`, mb.id, uid).Scan(&flags, &modseq)
+			err := tx.QueryRow(sqlFlagsOf, mb.id, uid).Scan(&flags, &modseq)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}
@@ -302,8 +302,7 @@ func (s *Store) SetFlags(ctx context.Context, userID int64, mailbox string, c st
 			if err != nil {
 				return err
 			}
-			if _, err := tx.Exec(`UPDATE mailbox_messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
-				strings.Join(now, " "), modseq, mb.id, uid); err != nil {
+			if _, err := tx.Exec(sqlSetFlags, strings.Join(now, " "), modseq, mb.id, uid); err != nil {
 				return err
 			}
 			res.Changed = append(res.Changed, store.MessageState{UID: uid, Flags: now, ModSeq: modseq})

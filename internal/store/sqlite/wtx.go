@@ -17,6 +17,8 @@ var hotStatements = []string{
 	sqlInsertMessage, sqlInsertSummary, sqlMailbox, sqlSetMailbox, sqlInsertCopy, sqlUsed, sqlSetUsed, sqlEnqueue, sqlSequence, sqlSetSequence,
 	// and the queue's, per message delivered
 	sqlClaim, sqlRecordResult, sqlMessageUsed, sqlDeleteEntries, sqlDeleteMessage,
+	// and STORE's, per message changed
+	sqlFlagsOf, sqlSetFlags,
 }
 
 const (
@@ -35,6 +37,8 @@ const (
 	sqlDeleteEntries = `DELETE FROM queue WHERE message_id = ?`
 	sqlDeleteMessage = `DELETE FROM messages WHERE id = ? RETURNING body_file`
 	sqlEnqueue       = `INSERT INTO queue(id, message_id, address, domain, notify, orcpt, state, next_attempt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlFlagsOf       = `SELECT flags, modseq FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?`
+	sqlSetFlags      = `UPDATE mailbox_messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`
 	sqlSequence      = `SELECT next FROM sequences WHERE name = ?`
 	sqlSetSequence   = `UPDATE sequences SET next = ? WHERE name = ?`
 )
