@@ -2,10 +2,8 @@ package imapserver
 
 import (
 	"bytes"
-	"encoding/base64"
 	"fmt"
 	"io"
-	"mime/quotedprintable"
 	"strings"
 
 	"mailroom/internal/imapwire"
@@ -79,20 +77,14 @@ func (s *session) binarySection(info store.MessageInfo, raw []byte, root *messag
 	if len(it.section) > 0 {
 		part, _ := root.Section(it.section)
 		if len(part.Parts) == 0 && part.Message == nil {
-			switch part.Encoding {
-			case "", "7BIT", "8BIT", "BINARY":
-			case "BASE64":
-				data, err = io.ReadAll(base64.NewDecoder(base64.StdEncoding, &lenient64{r: bytes.NewReader(data)}))
-				if err != nil {
-					return nil, false, no("[PARSE]", "Part %s is not valid base64", setNumbers(it.section))
-				}
-			case "QUOTED-PRINTABLE":
-				data, err = io.ReadAll(quotedprintable.NewReader(bytes.NewReader(data)))
-				if err != nil {
-					return nil, false, no("[PARSE]", "Part %s is not valid quoted-printable", setNumbers(it.section))
-				}
-			default:
+			r, known := message.DecodeTransfer(bytes.NewReader(data), part.Encoding)
+			if !known {
 				return nil, false, no("[UNKNOWN-CTE]", "Part %s has a content transfer encoding this server cannot decode: %s", setNumbers(it.section), clipName(part.Encoding))
+			}
+			if r != nil {
+				if data, err = io.ReadAll(r); err != nil {
+					return nil, false, no("[PARSE]", "Part %s is not valid %s", setNumbers(it.section), strings.ToLower(part.Encoding))
+				}
 			}
 		}
 	}
@@ -105,30 +97,4 @@ func setNumbers(nums []int) string {
 		parts[i] = fmt.Sprint(n)
 	}
 	return strings.Join(parts, ".")
-}
-
-// lenient64 passes on only the characters of the base64 alphabet, as a
-// decoder of mail should (RFC 2045 6.8: others are ignored), and stops at
-// the padding.
-type lenient64 struct {
-	r    io.Reader
-	done bool
-}
-
-func (l *lenient64) Read(p []byte) (int, error) {
-	if l.done {
-		return 0, io.EOF
-	}
-	n, err := l.r.Read(p)
-	out := 0
-	for _, c := range p[:n] {
-		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' {
-			p[out] = c
-			out++
-		}
-	}
-	if err == io.EOF && out == 0 {
-		l.done = true
-	}
-	return out, err
 }

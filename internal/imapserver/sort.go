@@ -93,7 +93,7 @@ func cmdSort(s *session, name string, p *imapwire.Parser) error {
 // sortable is what SORT compares of one message.
 type sortable struct {
 	idx     int
-	n       int // its place in items
+	secs    [2]int64 // arrival and sent date in seconds, for comparing
 	arrival time.Time
 	size    int64
 	keys    message.SortKeys
@@ -175,19 +175,17 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 	}
 	// Dates as seconds: the comparison runs some 1.7 million times for
 	// 100,000 messages.
-	secs := make([][2]int64, len(items)) // arrival, sent
 	for i := range items {
-		items[i].n = i
-		secs[i] = [2]int64{items[i].arrival.Unix(), items[i].keys.Sent.Unix()}
+		items[i].secs = [2]int64{items[i].arrival.Unix(), items[i].keys.Sent.Unix()}
 	}
 	slices.SortFunc(ptrs, func(a, b *sortable) int {
 		for _, k := range keys {
 			var c int
 			switch k.name {
 			case "ARRIVAL":
-				c = cmp.Compare(secs[a.n][0], secs[b.n][0])
+				c = cmp.Compare(a.secs[0], b.secs[0])
 			case "DATE":
-				c = cmp.Compare(secs[a.n][1], secs[b.n][1])
+				c = cmp.Compare(a.secs[1], b.secs[1])
 			case "SIZE":
 				c = cmp.Compare(a.size, b.size)
 			case "SUBJECT":

@@ -143,15 +143,14 @@ func (t *textWriter) body(msg []byte, part *Part, withHeader bool) {
 // returned as it is, not copied.
 func decodeText(b []byte, encoding, charset string, limit int) []byte {
 	identity := charset == "" || strings.EqualFold(charset, "utf-8") || strings.EqualFold(charset, "us-ascii")
-	if identity && (encoding == "" || encoding == "8BIT" || encoding == "BINARY" || encoding == "7BIT") {
+	// An encoding that cannot be undone is searched as it is, as the
+	// identity ones.
+	r, _ := DecodeTransfer(bytes.NewReader(b), encoding)
+	if identity && r == nil {
 		return b[:min(len(b), max(limit, 0))]
 	}
-	var r io.Reader = bytes.NewReader(b)
-	switch encoding {
-	case "BASE64":
-		r = base64.NewDecoder(base64.StdEncoding, &base64Cleaner{r: r})
-	case "QUOTED-PRINTABLE":
-		r = quotedprintable.NewReader(r)
+	if r == nil {
+		r = bytes.NewReader(b)
 	}
 	if !identity {
 		if enc, err := htmlindex.Get(charset); err == nil {
@@ -163,11 +162,28 @@ func decodeText(b []byte, encoding, charset string, limit int) []byte {
 	return out.Bytes()
 }
 
-// base64Cleaner drops what is not base64 (line breaks, stray spaces) so
-// that a body with them still decodes.
-type base64Cleaner struct{ r io.Reader }
+// DecodeTransfer returns a reader of r with a Content-Transfer-Encoding
+// (as Part.Encoding has it, upper case) undone: nil for the identity
+// encodings ("", 7BIT, 8BIT, BINARY), and known false for one it cannot
+// decode.
+func DecodeTransfer(r io.Reader, encoding string) (_ io.Reader, known bool) {
+	switch encoding {
+	case "", "7BIT", "8BIT", "BINARY":
+		return nil, true
+	case "BASE64":
+		return base64.NewDecoder(base64.StdEncoding, &base64Alphabet{r: r}), true
+	case "QUOTED-PRINTABLE":
+		return quotedprintable.NewReader(r), true
+	}
+	return nil, false
+}
 
-func (c *base64Cleaner) Read(p []byte) (int, error) {
+// base64Alphabet passes on only the characters of the base64 alphabet, as
+// a decoder of mail should (RFC 2045 6.8: line breaks and others are
+// ignored).
+type base64Alphabet struct{ r io.Reader }
+
+func (c *base64Alphabet) Read(p []byte) (int, error) {
 	for {
 		n, err := c.r.Read(p)
 		j := 0

@@ -49,9 +49,12 @@ type Store struct {
 	dir  string
 	opts Options
 	wdb  *sql.DB // one connection: all writes, through the committer
-	rdb  *sql.DB // readers
-	reqs chan *writeReq
-	done chan struct{} // closed when the committer has finished
+	// syncNormal: wdb commits without a WAL fsync (synchronous=NORMAL)
+	// since the last batch was all lazy; the committer's alone.
+	syncNormal bool
+	rdb        *sql.DB // readers
+	reqs       chan *writeReq
+	done       chan struct{} // closed when the committer has finished
 
 	// mu guards closed and every send on reqs: senders hold it shared,
 	// Close exclusively while it closes reqs, so no send can meet a
@@ -374,16 +377,18 @@ func (s *Store) commitBatch(batch []*writeReq) {
 	for _, r := range batch {
 		lazy = lazy && r.lazy
 	}
-	if lazy {
-		if _, err := s.wdb.Exec(`PRAGMA synchronous = NORMAL`); err != nil {
+	// The writer connection's mode changes only when a batch needs the
+	// other one (a run of STOREs pays nothing per batch).
+	if lazy != s.syncNormal {
+		mode := "FULL"
+		if lazy {
+			mode = "NORMAL"
+		}
+		if _, err := s.wdb.Exec(`PRAGMA synchronous = ` + mode); err != nil {
 			failAll(batch, storageErr("synchronous", err))
 			return
 		}
-		defer func() {
-			if _, err := s.wdb.Exec(`PRAGMA synchronous = FULL`); err != nil {
-				slog.Error("store: could not turn WAL fsyncs back on; mail accepted now may not survive a power failure", "err", err)
-			}
-		}()
+		s.syncNormal = lazy
 	}
 	sqlTx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
