@@ -105,7 +105,7 @@ func cmdSelect(s *session, name string, p *imapwire.Parser) error {
 		s.untagged("OK [CLOSED] Previous mailbox closed")
 	}
 	s.unselect()
-	st, err := s.srv.store.MailboxState(s.ctx(), s.user.ID, mbox)
+	v, st, err := s.srv.views.load(s.ctx(), s.srv.store, s.user.ID, mbox)
 	if errors.Is(err, store.ErrNotFound) {
 		return no("[NONEXISTENT]", "No such mailbox")
 	}
@@ -113,14 +113,11 @@ func cmdSelect(s *session, name string, p *imapwire.Parser) error {
 		return err
 	}
 	sel := &selected{name: mbox, id: st.ID, readOnly: name == "EXAMINE", uidValidity: st.UIDValidity, highest: st.HighestModSeq,
-		msgs: make([]msg, len(st.States))}
-	for i, m := range st.States {
-		sel.msgs[i] = sel.msgOf(m)
-	}
+		msgs: slices.Clone(v.msgs), flags: v.flags.clone()}
 	// Recent: the messages no session has seen, claimed by SELECT; EXAMINE
 	// shows them without taking them.
 	from := st.RecentUID
-	if !sel.readOnly {
+	if !sel.readOnly && from < st.UIDNext {
 		if from, err = s.srv.store.ClaimRecent(s.ctx(), s.user.ID, mbox); err != nil {
 			return err
 		}
@@ -315,13 +312,14 @@ func (s *session) sync(allowExpunge bool) {
 		var gone []uint32
 		for _, uid := range slices.Compact(sel.pending) {
 			if seq := sel.seqOf(uid); seq > 0 {
-				sel.msgs = slices.Delete(sel.msgs, seq-1, seq)
-				gone = append(gone, uid)
 				if !s.qresync {
-					s.untagged("%d EXPUNGE", seq)
+					// each EXPUNGE renumbers the messages after it
+					s.untagged("%d EXPUNGE", seq-len(gone))
 				}
+				gone = append(gone, uid)
 			}
 		}
+		sel.msgs = removeUIDs(sel.msgs, gone)
 		if s.qresync && len(gone) > 0 {
 			s.untagged("VANISHED %s", imapwire.Compact(gone)) // RFC 7162 3.2.10
 		}

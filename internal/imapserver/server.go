@@ -62,6 +62,7 @@ type Server struct {
 	store Store
 	auth  Authenticator
 	log   *slog.Logger
+	views views // of large mailboxes, for SELECT
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}

@@ -1,0 +1,171 @@
+package imapserver
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+
+	"mailroom/internal/store"
+)
+
+// A view is the state of a mailbox's messages at one MODSEQ, as SELECT
+// hands it to a session: UIDs, flag sets and MODSEQs. The server keeps
+// the views of large mailboxes (views) so that SELECT reads from the
+// store only what changed since, not every message again: SELECT of a
+// 100,000-message mailbox read 100,000 rows (60-110 ms) each time.
+//
+// A view is never changed once made: sessions copy it, and a newer view
+// replaces it.
+type view struct {
+	id          int64
+	uidValidity uint32
+	highest     int64 // the MODSEQ it is at
+	msgs        []msg // ascending UID
+	flags       flagSets
+	used        uint64 // views.clock when last read
+}
+
+// viewMin is the smallest mailbox whose view the server keeps: below it,
+// reading the mailbox costs less than the memory.
+const viewMin = 1000
+
+// viewMaxMessages bounds the messages of all views kept (16 octets each):
+// beyond it the least recently used go.
+const viewMaxMessages = 2_000_000
+
+type viewKey struct {
+	user int64
+	name string
+}
+
+// views are the views the server keeps, by user and mailbox name (the
+// mailbox's ID and UIDVALIDITY tell a re-created or renamed one apart).
+type views struct {
+	mu    sync.Mutex
+	m     map[viewKey]*view
+	held  int
+	clock uint64
+	max   int // viewMaxMessages; tests lower it
+}
+
+// load returns the view of a mailbox at its current state, with the
+// mailbox's status (not its counts), from the view kept if any and the
+// store's changes since it.
+func (vs *views) load(ctx context.Context, st store.Mail, userID int64, name string) (*view, store.MailboxStatus, error) {
+	key := viewKey{userID, name}
+	if old := vs.get(key); old != nil {
+		ch, err := st.Changes(ctx, userID, name, old.highest)
+		if err != nil {
+			return nil, ch.MailboxStatus, err
+		}
+		if ch.ID == old.id && ch.UIDValidity == old.uidValidity {
+			v := old
+			if len(ch.Changed) > 0 || len(ch.Vanished) > 0 || ch.HighestModSeq != old.highest {
+				v = old.apply(ch)
+				vs.put(key, v)
+			}
+			return v, ch.MailboxStatus, nil
+		}
+	}
+	ms, err := st.MailboxState(ctx, userID, name)
+	if err != nil {
+		return nil, ms.MailboxStatus, err
+	}
+	v := &view{id: ms.ID, uidValidity: ms.UIDValidity, highest: ms.HighestModSeq, msgs: make([]msg, len(ms.States))}
+	for i, m := range ms.States {
+		v.msgs[i] = msg{UID: m.UID, fs: v.flags.of(m.Flags), ModSeq: m.ModSeq}
+	}
+	if len(v.msgs) >= viewMin {
+		vs.put(key, v)
+	}
+	return v, ms.MailboxStatus, nil
+}
+
+func (vs *views) get(key viewKey) *view {
+	vs.mu.Lock()
+	defer vs.mu.Unlock()
+	v := vs.m[key]
+	if v != nil {
+		vs.clock++
+		v.used = vs.clock
+	}
+	return v
+}
+
+// put keeps v for key unless a view of the same mailbox at a later MODSEQ
+// is there already, and drops the least recently used beyond the bound.
+func (vs *views) put(key viewKey, v *view) {
+	vs.mu.Lock()
+	defer vs.mu.Unlock()
+	if vs.m == nil {
+		vs.m = map[viewKey]*view{}
+	}
+	if vs.max == 0 {
+		vs.max = viewMaxMessages
+	}
+	if old := vs.m[key]; old != nil {
+		if old.id == v.id && old.uidValidity == v.uidValidity && old.highest > v.highest {
+			return
+		}
+		vs.held -= len(old.msgs)
+	}
+	vs.clock++
+	v.used = vs.clock
+	vs.m[key] = v
+	vs.held += len(v.msgs)
+	for vs.held > vs.max && len(vs.m) > 1 {
+		var lru viewKey
+		first := true
+		for k, o := range vs.m {
+			if k != key && (first || o.used < vs.m[lru].used) {
+				lru, first = k, false
+			}
+		}
+		vs.held -= len(vs.m[lru].msgs)
+		delete(vs.m, lru)
+	}
+}
+
+// apply returns a new view: v with a mailbox's changes since its MODSEQ.
+func (v *view) apply(ch store.Changes) *view {
+	n := &view{id: v.id, uidValidity: v.uidValidity, highest: max(v.highest, ch.HighestModSeq), flags: v.flags.clone()}
+	n.msgs = removeUIDs(slices.Clone(v.msgs), ch.Vanished)
+	last := uint32(0)
+	if len(n.msgs) > 0 {
+		last = n.msgs[len(n.msgs)-1].UID
+	}
+	for _, m := range ch.Changed {
+		ms := msg{UID: m.UID, fs: n.flags.of(m.Flags), ModSeq: m.ModSeq}
+		if m.UID > last {
+			n.msgs = append(n.msgs, ms)
+			last = m.UID
+			continue
+		}
+		if i, ok := slices.BinarySearchFunc(n.msgs, m.UID, func(x msg, u uint32) int { return cmpUID(x.UID, u) }); ok {
+			n.msgs[i] = ms
+		}
+	}
+	return n
+}
+
+// removeUIDs removes the messages of uids (ascending or not) from msgs in
+// one pass, keeping the order.
+func removeUIDs(msgs []msg, uids []uint32) []msg {
+	if len(uids) == 0 {
+		return msgs
+	}
+	gone := make(map[uint32]struct{}, len(uids))
+	for _, u := range uids {
+		gone[u] = struct{}{}
+	}
+	return slices.DeleteFunc(msgs, func(m msg) bool {
+		_, ok := gone[m.UID]
+		return ok
+	})
+}
+
+// clone returns a copy that may grow without changing f.
+func (f *flagSets) clone() flagSets {
+	return flagSets{sets: slices.Clip(slices.Clone(f.sets)), index: maps.Clone(f.index)}
+}

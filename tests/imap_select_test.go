@@ -1,0 +1,87 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestIMAPSelectLargeAfterChanges: SELECT of a large mailbox (whose state
+// the server keeps between SELECTs) shows what other sessions changed in
+// between: flags, expunges and new messages, as a session that never saw
+// the mailbox before sees them.
+func TestIMAPSelectLargeAfterChanges(t *testing.T) {
+	const n = 1100 // above the size whose state the server keeps
+	s := newServer(t, "", "[tls]\nself_signed = true\n")
+	var mbox strings.Builder
+	for i := range n {
+		fmt.Fprintf(&mbox, "From sender@remote.example Mon Jan  1 00:00:00 2024\nFrom: sender@remote.example\nSubject: note %d\n\nnote %d\n\n", i, i)
+	}
+	path := filepath.Join(t.TempDir(), "big.mbox")
+	if err := os.WriteFile(path, []byte(mbox.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.cli("mailbox", "import", "alice@example.test", path, "--folder", "Big")
+	s.start()
+
+	a := dialIMAPS(t, s.imapsAddr)
+	a.cmd("LOGIN alice@example.test secret-alice", "OK")
+	if sel := a.cmd("SELECT Big", "OK [READ-WRITE]"); !has(sel, fmt.Sprintf("* %d EXISTS", n)) {
+		t.Fatalf("SELECT Big: %q", sel)
+	}
+	a.cmd("UNSELECT", "OK")
+
+	b := dialIMAPS(t, s.imapsAddr)
+	b.cmd("LOGIN alice@example.test secret-alice", "OK")
+	b.cmd("SELECT Big", "OK")
+	b.cmd("STORE 1,500,1100 +FLAGS (\\Flagged $Work)", "OK")
+	b.cmd("STORE 2:4 +FLAGS.SILENT (\\Deleted)", "OK")
+	b.cmd("EXPUNGE", "OK")
+	b.cmd("APPEND Big (\\Seen) {19}\r\nSubject: late\r\n\r\nx", "OK")
+	b.cmd("STORE 1 -FLAGS (\\Flagged)", "OK")
+
+	state := func(c *imapConn) []string {
+		t.Helper()
+		out := c.cmd("FETCH 1:* (UID FLAGS MODSEQ)", "OK")
+		for i, l := range out { // \Recent is one session's only
+			out[i] = strings.NewReplacer(` \Recent`, "", `\Recent `, "", `\Recent`, "").Replace(l)
+		}
+		slices.Sort(out)
+		return out
+	}
+	sel := a.cmd("SELECT Big", "OK [READ-WRITE]")
+	if !has(sel, fmt.Sprintf("* %d EXISTS", n-3+1)) || !has(sel, "$Work") {
+		t.Fatalf("SELECT Big after changes: %q", sel)
+	}
+	got := state(a)
+	fresh := dialIMAPS(t, s.imapsAddr)
+	fresh.cmd("LOGIN alice@example.test secret-alice", "OK")
+	fresh.cmd("EXAMINE Big", "OK [READ-ONLY]")
+	if want := state(b); !slices.Equal(got, want) {
+		t.Fatalf("SELECT after changes shows %d lines, the changing session %d; first difference: %q",
+			len(got), len(want), firstDifference(got, want))
+	}
+	if want := state(fresh); !slices.Equal(got, want) {
+		t.Fatalf("SELECT after changes and a new session differ: %q", firstDifference(got, want))
+	}
+	for _, l := range []string{"UID 1 FLAGS ($Work) MODSEQ", "UID 500 FLAGS (\\Flagged $Work) MODSEQ", "UID 1101 FLAGS (\\Seen) MODSEQ"} {
+		if !has(got, l) {
+			t.Errorf("no %q in the state after changes", l)
+		}
+	}
+	if has(got, "(UID 2 ") || has(got, "(UID 4 ") {
+		t.Error("expunged messages are still listed")
+	}
+}
+
+func firstDifference(a, b []string) string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return a[i] + " <> " + b[i]
+		}
+	}
+	return fmt.Sprintf("%d lines against %d", len(a), len(b))
+}
