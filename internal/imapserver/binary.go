@@ -8,7 +8,6 @@ import (
 
 	"mailroom/internal/imapwire"
 	"mailroom/internal/message"
-	"mailroom/internal/store"
 )
 
 // parseBinarySection reads the part number of BINARY[...] (RFC 3516),
@@ -65,7 +64,7 @@ func parseBinarySection(p *imapwire.Parser, it fetchItem, prefix string) (fetchI
 // binarySection returns a section with its content transfer encoding
 // undone (RFC 3516 4.2), and whether it must go as a literal8 (it holds a
 // NUL). A whole message, or a message/rfc822 part, goes as it is.
-func (s *session) binarySection(info store.MessageInfo, raw []byte, root *message.Part, it fetchItem) ([]byte, bool, error) {
+func (s *session) binarySection(info *fetchInfo, raw []byte, root *message.Part, it fetchItem) ([]byte, bool, error) {
 	start, end, _, ok := sectionRange(root, fetchItem{section: it.section})
 	if !ok {
 		return nil, false, nil

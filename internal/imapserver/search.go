@@ -372,7 +372,7 @@ func parseCriterion(p *imapwire.Parser, depth int) (*criterion, error) {
 type candidate struct {
 	seq   int
 	state store.MessageState
-	info  store.MessageInfo
+	info  *fetchInfo
 	root  *message.Part
 	body  []byte
 	text  *message.Text // of body, made when a key compares it
@@ -418,23 +418,19 @@ func (s *session) search(root *criterion) ([]int, error) {
 	if len(undecided) == 0 {
 		return out, nil
 	}
-	infos := map[uint32]store.MessageInfo{}
 	uids := make([]uint32, len(undecided))
 	for j, i := range undecided {
 		uids[j] = sel.msgs[i].UID
 	}
-	err = s.srv.store.Summaries(s.ctx(), s.user.ID, sel.name, uids, func(mi store.MessageInfo) error {
-		infos[mi.UID] = mi
-		return nil
-	})
+	infos, err := s.infosOf(uids)
 	if err != nil {
 		return nil, err
 	}
-	for _, i := range undecided {
+	for j, i := range undecided {
 		m := sel.msgs[i]
-		c := &candidate{seq: i + 1, state: sel.state(m), info: infos[m.UID]}
+		c := &candidate{seq: i + 1, state: sel.state(m), info: infos[j]}
 		if needInfo {
-			if _, ok := infos[m.UID]; !ok {
+			if c.info == nil {
 				continue
 			}
 			var err error
@@ -590,7 +586,7 @@ func (s *session) matches(c *criterion, m *candidate) bool {
 	case "FROM", "TO", "CC", "BCC":
 		return m.root.Envelope != nil && addressesContain(envelopeField(m.root.Envelope, c.key), c.arg)
 	case "HEADER":
-		h := headerFields(m.body[:min(int64(len(m.body)), m.root.BodyStart)], []string{c.field}, false)
+		h := headerFields(nil, m.body[:min(int64(len(m.body)), m.root.BodyStart)], []string{c.field}, false)
 		if len(h) <= 2 {
 			return false
 		}

@@ -62,7 +62,8 @@ type Server struct {
 	store Store
 	auth  Authenticator
 	log   *slog.Logger
-	views views // of large mailboxes, for SELECT
+	views views     // of large mailboxes, for SELECT
+	infos infoCache // what FETCH reads of messages without their bodies
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}

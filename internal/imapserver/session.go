@@ -48,6 +48,10 @@ type session struct {
 	authFailures int
 	started      time.Time
 	commands     int
+
+	// Buffers FETCH reuses from message to message: a response and the
+	// header fields it copies (dropped after a FETCH when they grew large).
+	line, scratch []byte
 }
 
 // maxAuthFailures ends a session after that many failed logins.

@@ -146,16 +146,19 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 		}
 	}
 	if len(missing) > 0 {
-		err := s.srv.store.Summaries(s.ctx(), s.user.ID, s.sel.name, missing, func(mi store.MessageInfo) error {
-			env, err := s.envelopeOf(mi)
-			if err != nil {
-				return err
-			}
-			items[at[mi.UID]].keys = message.KeysOf(env)
-			return nil
-		})
+		infos, err := s.infosOf(missing)
 		if err != nil {
 			return nil, err
+		}
+		for _, in := range infos {
+			if in == nil {
+				continue
+			}
+			env, err := s.envelopeOf(in)
+			if err != nil {
+				return nil, err
+			}
+			items[at[in.UID]].keys = message.KeysOf(env)
 		}
 	}
 	// A message without a Date field sorts by its arrival (RFC 5256 3).
@@ -219,7 +222,7 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 
 // envelopeOf returns a message's envelope (nil when it has none), read
 // alone from its summary when it can be.
-func (s *session) envelopeOf(mi store.MessageInfo) (*message.Envelope, error) {
+func (s *session) envelopeOf(mi *fetchInfo) (*message.Envelope, error) {
 	if env, ok := message.DecodeEnvelope(mi.Summary); ok {
 		return env, nil
 	}

@@ -9,7 +9,6 @@ import (
 
 	"mailroom/internal/imapwire"
 	"mailroom/internal/message"
-	"mailroom/internal/store"
 )
 
 func init() {
@@ -133,11 +132,18 @@ func (s *session) threadMessages(idx []int) ([]threadMsg, error) {
 		uids[k] = s.sel.msgs[i].UID
 		byUID[uids[k]] = i
 	}
+	infos, err := s.infosOf(uids)
+	if err != nil {
+		return nil, err
+	}
 	var out []threadMsg
-	err := s.srv.store.Summaries(s.ctx(), s.user.ID, s.sel.name, uids, func(mi store.MessageInfo) error {
+	for _, mi := range infos {
+		if mi == nil {
+			continue
+		}
 		e, err := s.envelopeOf(mi)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		m := threadMsg{idx: byUID[mi.UID], date: mi.Date}
 		if e != nil {
@@ -154,10 +160,9 @@ func (s *session) threadMessages(idx []int) ([]threadMsg, error) {
 			}
 		}
 		out = append(out, m)
-		return nil
-	})
+	}
 	slices.SortFunc(out, func(a, b threadMsg) int { return cmp.Compare(a.idx, b.idx) })
-	return out, err
+	return out, nil
 }
 
 // firstID returns the first "<...>" message id of a field, or "".
