@@ -85,3 +85,49 @@ func firstDifference(a, b []string) string {
 	}
 	return fmt.Sprintf("%d lines against %d", len(a), len(b))
 }
+
+// TestIMAPOwnStoreNotReadBack: a session that changed flags does not read
+// its own change back, yet sees every change of another session, however
+// their STOREs interleave, and announces its own only to the others.
+func TestIMAPOwnStoreNotReadBack(t *testing.T) {
+	s := newServer(t, "", "[tls]\nself_signed = true\n")
+	s.start()
+	c := s.dial()
+	c.cmd("EHLO store.example", "250 ")
+	for i := range 3 {
+		c.sendMail("sender@remote.example", []string{"alice@example.test"}, fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i))
+	}
+	a := dialIMAPS(t, s.imapsAddr)
+	b := dialIMAPS(t, s.imapsAddr)
+	for _, x := range []*imapConn{a, b} {
+		x.cmd("LOGIN alice@example.test secret-alice", "OK")
+		x.cmd("ENABLE CONDSTORE", "OK")
+		x.cmd("SELECT INBOX", "OK")
+	}
+	for i := range 20 {
+		kw := fmt.Sprintf("$k%d", i)
+		if out := a.cmd("STORE 1 +FLAGS.SILENT ("+kw+")", "OK"); has(out, kw) {
+			t.Fatalf("STORE .SILENT answered with the flags: %q", out)
+		}
+		var seenByB []string
+		if i%3 == 0 { // both change before either looks
+			seenByB = b.cmd("STORE 2 +FLAGS.SILENT ("+kw+")", "OK")
+		}
+		if out := a.cmd("NOOP", "OK"); has(out, "* 1 FETCH") {
+			t.Fatalf("round %d: the session was told of its own change: %q", i, out)
+		} else if i%3 == 0 && !has(out, "* 2 FETCH") {
+			t.Fatalf("round %d: the session was not told of the other's change: %q", i, out)
+		}
+		if out := append(seenByB, b.cmd("NOOP", "OK")...); !has(out, "* 1 FETCH") || !has(out, kw) {
+			t.Fatalf("round %d: the other session was not told: %q", i, out)
+		}
+	}
+	// \Recent is the first session's alone.
+	fa, fb := a.cmd("FETCH 1:* (FLAGS MODSEQ)", "OK"), b.cmd("FETCH 1:* (FLAGS MODSEQ)", "OK")
+	for i := range fa {
+		fa[i] = strings.ReplaceAll(strings.ReplaceAll(fa[i], ` \Recent`, ""), `\Recent`, "")
+	}
+	if !slices.Equal(fa, fb) {
+		t.Fatalf("the sessions disagree:\n%q\n%q", fa, fb)
+	}
+}

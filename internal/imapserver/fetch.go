@@ -683,11 +683,23 @@ func lowerASCII(c byte) byte {
 }
 
 // applyOwnFlags records flag changes this session made, so that sync does
-// not announce them again.
+// not announce them again. When nothing else changed in between (their
+// MODSEQs follow the last one the session saw, one by one), the session
+// has seen the mailbox up to them and need not read them back.
 func (s *session) applyOwnFlags(changed []store.MessageState) {
+	sel := s.sel
+	next := sel.highest + 1
 	for _, m := range changed {
-		if seq := s.sel.seqOf(m.UID); seq > 0 {
-			s.sel.msgs[seq-1] = s.sel.msgOf(m)
+		if seq := sel.seqOf(m.UID); seq > 0 {
+			sel.msgs[seq-1] = sel.msgOf(m)
 		}
+		if m.ModSeq == next {
+			next++
+		} else {
+			next = 0
+		}
+	}
+	if next > sel.highest+1 {
+		sel.highest = next - 1
 	}
 }

@@ -57,8 +57,8 @@ func cmdIdle(s *session, _ string, p *imapwire.Parser) error {
 				return bad("Expected DONE to end IDLE")
 			}
 			return nil
-		case <-changes:
-			if gather == nil {
+		case ev := <-changes:
+			if s.sel.note(ev) && gather == nil {
 				gather = time.After(idleGather)
 			}
 		case <-gather:

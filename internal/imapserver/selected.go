@@ -275,17 +275,27 @@ func cmdClose(s *session, name string, p *imapwire.Parser) error {
 }
 
 // changed reports whether sync has anything to do: the store said the
-// user's mail changed since the last sync (any mailbox: the wake-ups are
-// coalesced), or expunges wait to be announced and may be. Asking the
-// store after every command was a third of the time of FETCH of one
-// message.
+// mailbox may have changed since the last sync, or expunges wait to be
+// announced and may be. Asking the store after every command was a third
+// of the time of FETCH of one message.
 func (m *selected) changed(allowExpunge bool) bool {
 	select {
-	case <-m.watch:
-		m.dirty = true
+	case ev := <-m.watch:
+		m.note(ev)
 	default:
 	}
 	return m.dirty || (allowExpunge && len(m.pending) > 0)
+}
+
+// note takes a wake-up from the store's change feed and reports whether it
+// may concern the session: a change to another mailbox does not, nor one
+// to its own whose MODSEQ it has seen already (its own STORE).
+func (m *selected) note(ev store.MailChange) bool {
+	if ev.MailboxID != 0 && (ev.MailboxID != m.id || (ev.HighestModSeq != 0 && ev.HighestModSeq <= m.highest)) {
+		return false
+	}
+	m.dirty = true
+	return true
 }
 
 // sync tells the client what changed in the selected mailbox since it last

@@ -140,6 +140,25 @@ type FlagResult struct {
 type MailChange struct {
 	UserID    int64
 	MailboxID int64 // 0: any mailbox of the user may have changed
+	// HighestModSeq is the mailbox's HIGHESTMODSEQ once the change was
+	// committed, when only its messages changed (0: not known, or the
+	// mailbox itself changed): a session that has seen the changes up to
+	// it need not ask for them (its own STORE).
+	HighestModSeq int64
+}
+
+// Merge returns the wake-up that stands for c and a later d: the same
+// mailbox's latest HIGHESTMODSEQ, or, for different mailboxes, any.
+func (c MailChange) Merge(d MailChange) MailChange {
+	if c.MailboxID != d.MailboxID {
+		return MailChange{UserID: d.UserID}
+	}
+	if c.HighestModSeq == 0 || d.HighestModSeq == 0 {
+		d.HighestModSeq = 0
+	} else {
+		d.HighestModSeq = max(c.HighestModSeq, d.HighestModSeq)
+	}
+	return d
 }
 
 // Mail is the part of the store that mail access needs. Every method that
@@ -206,7 +225,8 @@ type Mail interface {
 
 	// Watch returns a channel that receives a value after each committed
 	// change to the user's mailboxes, and the function that stops it.
-	// Changes that arrive while one is pending are merged: a session reads
-	// Changes after each wake-up and misses nothing.
+	// Changes that arrive while one is pending are merged into it
+	// (MailChange.Merge): a session that reads Changes after each wake-up
+	// that may concern it misses nothing.
 	Watch(userID int64) (<-chan MailChange, func())
 }

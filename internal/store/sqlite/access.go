@@ -100,7 +100,7 @@ func sortByUID[T any](rows []T, uid func(T) uint32) {
 // Changes returns what changed after sinceModSeq, in one statement.
 func (s *Store) Changes(ctx context.Context, userID int64, mailbox string, sinceModSeq int64) (store.Changes, error) {
 	c := store.Changes{MailboxStatus: store.MailboxStatus{Name: mailbox}}
-	rows, err := s.query(ctx, `WITH mb AS (SELECT id, uidvalidity, uidnext, highest_modseq, recent_uid FROM mailboxes WHERE user_id = ? AND name = ?)
+	rows, err := s.feed.query(ctx, `WITH mb AS (SELECT id, uidvalidity, uidnext, highest_modseq, recent_uid FROM mailboxes WHERE user_id = ? AND name = ?)
 		SELECT 0, mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, 0, mb.recent_uid FROM mb
 		UNION ALL
 		SELECT 1, mm.uid, 0, 0, mm.modseq, 0, mm.flags FROM mailbox_messages mm, mb WHERE mm.mailbox_id = mb.id AND mm.modseq > ?
@@ -250,7 +250,7 @@ func (s *Store) Append(ctx context.Context, userID int64, mailbox string, msgs [
 		if err != nil {
 			return err
 		}
-		tx.changed(userID, mb.id)
+		tx.changedMessages(userID, mb)
 		res.UIDValidity, err = uidValidity(tx, mb.id)
 		if err == nil {
 			tx.onCommit(func() { s.dircache.setUsed(userID, used) })
@@ -308,7 +308,7 @@ func (s *Store) SetFlags(ctx context.Context, userID int64, mailbox string, c st
 			res.Changed = append(res.Changed, store.MessageState{UID: uid, Flags: now, ModSeq: modseq})
 		}
 		if len(res.Changed) > 0 {
-			tx.changed(userID, mb.id)
+			tx.changedMessages(userID, mb)
 		}
 		return nil
 	})
@@ -418,7 +418,7 @@ func expungeOne(tx *wtx, mailboxID int64, uid uint32, modseq int64) error {
 func (s *Store) ClaimRecent(ctx context.Context, userID int64, mailbox string) (uint32, error) {
 	var from, next uint32
 	// Nothing new since the last claim (most SELECTs): no write.
-	err := s.queryRow(ctx, `SELECT recent_uid, uidnext FROM mailboxes WHERE user_id = ? AND name = ?`, userID, mailbox).Scan(&from, &next)
+	err := s.feed.queryRow(ctx, `SELECT recent_uid, uidnext FROM mailboxes WHERE user_id = ? AND name = ?`, userID, mailbox).Scan(&from, &next)
 	if err == nil && from >= next {
 		return from, nil
 	}

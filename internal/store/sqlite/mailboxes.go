@@ -115,7 +115,11 @@ func (s *Store) Expunge(ctx context.Context, userID int64, mailbox string, uids 
 			removed, ids = append(removed, uid), append(ids, msgID)
 		}
 		if len(removed) > 0 {
-			tx.changed(userID, mboxID)
+			mb, err := tx.mailbox(userID, mailbox)
+			if err != nil {
+				return err
+			}
+			tx.changedMessages(userID, mb)
 		}
 		files, err = deleteUnreferenced(tx, ids)
 		return err

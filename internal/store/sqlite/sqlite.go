@@ -52,17 +52,23 @@ type Store struct {
 	// syncNormal: wdb commits without a WAL fsync (synchronous=NORMAL)
 	// since the last batch was all lazy; the committer's alone.
 	syncNormal bool
-	rdb        *sql.DB // readers
-	reqs       chan *writeReq
-	done       chan struct{} // closed when the committer has finished
+	rdb        *sql.DB // readers, mapping the database (reads.db)
+	reads      readPool
+	// feed are readers that do not map the database, for the small reads
+	// every session makes after every change (Changes): a reader that
+	// maps the database unmaps it at its first read after any commit, and
+	// maps and faults the pages in again; with four sessions changing
+	// flags, that was half the server's time.
+	feed readPool
+	reqs chan *writeReq
+	done chan struct{} // closed when the committer has finished
 
 	// mu guards closed and every send on reqs: senders hold it shared,
 	// Close exclusively while it closes reqs, so no send can meet a
 	// closed channel.
-	mu        sync.RWMutex
-	closed    bool
-	stmts     map[string]*sql.Stmt // hot statements prepared on wdb
-	readStmts sync.Map             // query -> *sql.Stmt prepared on rdb
+	mu     sync.RWMutex
+	closed bool
+	stmts  map[string]*sql.Stmt // hot statements prepared on wdb
 
 	dircache *dirCache // domains, users and aliases looked up
 	supcache *dirCache // suppressions looked up
@@ -133,7 +139,16 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	// sessions reading at once every read opened a connection (a file, its
 	// map, its pragmas) and prepared its statement again.
 	rdb.SetMaxIdleConns(8)
-	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, reqs: make(chan *writeReq, 1024), done: make(chan struct{}),
+	fdb, err := sql.Open("sqlite", dsn("mmap_size(0)"))
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	fdb.SetMaxOpenConns(4)
+	fdb.SetMaxIdleConns(4)
+	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, reads: readPool{db: rdb}, feed: readPool{db: fdb},
+		reqs: make(chan *writeReq, 1024), done: make(chan struct{}),
 		stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
 	s.defaultQuota.Store(opts.DefaultQuota)
 	err = s.migrate(ctx)
@@ -161,6 +176,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if err != nil {
 		wdb.Close()
 		rdb.Close()
+		fdb.Close()
 		return nil, err
 	}
 	go s.checkpointer()
@@ -230,11 +246,10 @@ func (s *Store) Close() error {
 		// Leave a small WAL behind; harmless if another process has the
 		// database open and the checkpoint cannot finish.
 		s.wdb.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
-		s.readStmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
 		for _, st := range s.stmts {
 			st.Close()
 		}
-		s.closeErr = errors.Join(s.wdb.Close(), s.rdb.Close())
+		s.closeErr = errors.Join(s.wdb.Close(), s.reads.close(), s.feed.close())
 	})
 	return s.closeErr
 }
@@ -440,8 +455,8 @@ func (s *Store) commitBatch(batch []*writeReq) {
 	for _, fn := range tx.after {
 		fn()
 	}
-	for user, mailbox := range tx.touched {
-		s.watchers.notify(store.MailChange{UserID: user, MailboxID: mailbox})
+	for user, t := range tx.touched {
+		s.watchers.notify(t.event(user))
 	}
 	if s.opts.AnnounceMail && len(tx.touched) > 0 {
 		if err := s.mailmark.touch(); err != nil {

@@ -7,8 +7,8 @@ import (
 )
 
 // watchers are the channels of Watch, by user. A wake-up that finds its
-// channel full is dropped: the one pending already makes the session read
-// the changes, which include the later ones.
+// channel full is merged with the one pending (only notify sends, under
+// the lock, so the channel has room once the pending one is taken).
 type watchers struct {
 	mu sync.Mutex
 	m  map[int64]map[chan store.MailChange]struct{}
@@ -49,10 +49,7 @@ func (w *watchers) notify(c store.MailChange) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for ch := range w.m[c.UserID] {
-		select {
-		case ch <- c:
-		default:
-		}
+		send(ch, c)
 	}
 }
 
@@ -63,10 +60,23 @@ func (w *watchers) notifyAll() {
 	defer w.mu.Unlock()
 	for user, chans := range w.m {
 		for ch := range chans {
-			select {
-			case ch <- store.MailChange{UserID: user}:
-			default:
-			}
+			send(ch, store.MailChange{UserID: user})
 		}
 	}
+}
+
+// send puts c on a watcher's channel, merged with the wake-up pending
+// there. Called with the watchers' lock held.
+func send(ch chan store.MailChange, c store.MailChange) {
+	select {
+	case ch <- c:
+		return
+	default:
+	}
+	select {
+	case old := <-ch:
+		c = old.Merge(c)
+	default: // the session took it meanwhile
+	}
+	ch <- c
 }

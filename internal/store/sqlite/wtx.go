@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 
 	"mailroom/internal/store"
 )
@@ -80,21 +81,54 @@ type wtx struct {
 	bodies       *bodyCache // the store's, for deletions to drop their entries
 	defaultQuota int64      // the store's, for users without their own
 
-	// touched are the users whose mailboxes changed in this batch, with the
-	// mailbox (0: any), for the watchers once the batch has committed.
-	touched map[int64]int64
+	// touched are the users whose mailboxes changed in this batch, for the
+	// watchers once the batch has committed.
+	touched map[int64]*touch
 }
 
-// changed records that a mailbox of user changed (mailboxID 0: which one is
-// not known), for the watchers once the batch has committed.
+// touch is what changed in one user's mailboxes in a batch.
+type touch struct {
+	mailbox int64 // 0: more than one, or which one is not known
+	// counters of the mailbox whose messages changed, for its HIGHESTMODSEQ
+	// once committed; nil when something else changed (the mailbox was
+	// deleted or renamed, or mail came from elsewhere).
+	counters *mailboxCounters
+}
+
+// changed records that something of user's mailboxes changed (mailboxID 0:
+// which one is not known), for the watchers once the batch has committed.
 func (w *wtx) changed(user, mailboxID int64) {
+	w.touch(user, mailboxID, nil)
+}
+
+// changedMessages records that messages of a user's mailbox changed (added,
+// flags, expunged): the watchers learn its HIGHESTMODSEQ after the commit.
+func (w *wtx) changedMessages(user int64, mb *mailboxCounters) {
+	w.touch(user, mb.id, mb)
+}
+
+func (w *wtx) touch(user, mailboxID int64, counters *mailboxCounters) {
 	if w.touched == nil {
-		w.touched = map[int64]int64{}
+		w.touched = map[int64]*touch{}
 	}
-	if prev, ok := w.touched[user]; ok && prev != mailboxID {
-		mailboxID = 0
+	t := w.touched[user]
+	switch {
+	case t == nil:
+		w.touched[user] = &touch{mailbox: mailboxID, counters: counters}
+	case t.mailbox != mailboxID:
+		t.mailbox, t.counters = 0, nil
+	case counters == nil:
+		t.counters = nil
 	}
-	w.touched[user] = mailboxID
+}
+
+// event is the wake-up of a user's watchers for what the batch changed.
+func (t *touch) event(user int64) store.MailChange {
+	c := store.MailChange{UserID: user, MailboxID: t.mailbox}
+	if t.counters != nil && t.mailbox != 0 {
+		c.HighestModSeq = t.counters.modseq
+	}
+	return c
 }
 
 type mailboxKey struct {
@@ -312,38 +346,59 @@ func (w *wtx) Query(q string, args ...any) (*sql.Rows, error) {
 	return w.tx.Query(q, args...)
 }
 
-// readStmt returns the reader pool's prepared form of q, preparing it on
-// first use (database/sql prepares it again on each pooled connection as
-// needed).
-func (s *Store) readStmt(ctx context.Context, q string) (*sql.Stmt, error) {
-	if st, ok := s.readStmts.Load(q); ok {
+// readPool is a pool of reader connections and the statements prepared
+// on it.
+type readPool struct {
+	db    *sql.DB
+	stmts sync.Map // query -> *sql.Stmt
+}
+
+// stmt returns the pool's prepared form of q, preparing it on first use
+// (database/sql prepares it again on each pooled connection as needed).
+func (p *readPool) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := p.stmts.Load(q); ok {
 		return st.(*sql.Stmt), nil
 	}
-	st, err := s.rdb.PrepareContext(ctx, q)
+	st, err := p.db.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	if prev, loaded := s.readStmts.LoadOrStore(q, st); loaded {
+	if prev, loaded := p.stmts.LoadOrStore(q, st); loaded {
 		st.Close()
 		return prev.(*sql.Stmt), nil
 	}
 	return st, nil
 }
 
-// queryRow is rdb.QueryRowContext with a prepared statement.
-func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	st, err := s.readStmt(ctx, q)
+// queryRow is db.QueryRowContext with a prepared statement.
+func (p *readPool) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := p.stmt(ctx, q)
 	if err != nil {
-		return s.rdb.QueryRowContext(ctx, q, args...) // reports the same error
+		return p.db.QueryRowContext(ctx, q, args...) // reports the same error
 	}
 	return st.QueryRowContext(ctx, args...)
 }
 
-// query is rdb.QueryContext with a prepared statement.
-func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	st, err := s.readStmt(ctx, q)
+// query is db.QueryContext with a prepared statement.
+func (p *readPool) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := p.stmt(ctx, q)
 	if err != nil {
 		return nil, err
 	}
 	return st.QueryContext(ctx, args...)
+}
+
+// close closes the statements and the connections.
+func (p *readPool) close() error {
+	p.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
+	return p.db.Close()
+}
+
+// queryRow and query read through the readers that map the database.
+func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return s.reads.queryRow(ctx, q, args...)
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return s.reads.query(ctx, q, args...)
 }

@@ -30,6 +30,7 @@ func mailTests() []test {
 		{"copy over the quota copies nothing", testCopyOverQuota},
 		{"summaries are read without bodies, and saved again", testSummaries},
 		{"a watcher is woken by every committed change", testWatch},
+		{"a wake-up names the mailbox and its HIGHESTMODSEQ; pending ones merge", testWatchModSeq},
 		{"ids are never given twice", testIDsNotReused},
 		{"each new message is recent to one claim only", testClaimRecent},
 	}
@@ -554,6 +555,73 @@ func testWatch(t *testing.T, s store.Store) {
 	case c := <-ch:
 		t.Errorf("woken after stop: %+v", c)
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func testWatchModSeq(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := addUser(t, s, "alice@a.example")
+	uid := appendText(t, s, u.ID, store.Inbox, "first")
+	ch, stop := s.Watch(u.ID)
+	defer stop()
+	next := func(what string) store.MailChange {
+		t.Helper()
+		select {
+		case c := <-ch:
+			return c
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no wake-up", what)
+		}
+		return store.MailChange{}
+	}
+	status := func() store.MailboxState {
+		t.Helper()
+		st, err := s.MailboxState(ctx, u.ID, store.Inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if _, err := s.SetFlags(ctx, u.ID, store.Inbox, store.FlagChange{UIDs: []uint32{uid}, Op: store.FlagsAdd, Flags: []string{store.FlagSeen}}); err != nil {
+		t.Fatal(err)
+	}
+	st := status()
+	if c := next("a flag change"); c.MailboxID != st.ID || c.HighestModSeq != st.HighestModSeq {
+		t.Errorf("a flag change woke with %+v, want mailbox %d at MODSEQ %d", c, st.ID, st.HighestModSeq)
+	}
+	// Two changes while the first wake-up is not taken: one wake-up, at
+	// the later MODSEQ.
+	appendText(t, s, u.ID, store.Inbox, "second")
+	if _, err := s.Expunge(ctx, u.ID, store.Inbox, []uint32{uid}); err != nil {
+		t.Fatal(err)
+	}
+	st = status()
+	if c := next("an append and an expunge"); c.MailboxID != st.ID || c.HighestModSeq != st.HighestModSeq {
+		t.Errorf("an append and an expunge woke with %+v, want mailbox %d at MODSEQ %d", c, st.ID, st.HighestModSeq)
+	}
+	// Changes to two mailboxes merge into "any mailbox".
+	appendText(t, s, u.ID, store.Inbox, "third")
+	appendText(t, s, u.ID, "Drafts", "draft")
+	if c := next("two mailboxes"); c.MailboxID != 0 || c.HighestModSeq != 0 {
+		t.Errorf("changes to two mailboxes woke with %+v, want any mailbox", c)
+	}
+	// A deleted or renamed mailbox is not a change of messages: no MODSEQ.
+	if _, err := s.CreateMailbox(ctx, u.ID, "Work", ""); err != nil {
+		t.Fatal(err)
+	}
+	next("a new mailbox")
+	appendText(t, s, u.ID, "Work", "work")
+	next("an append")
+	if err := s.DeleteMailbox(ctx, u.ID, "Work"); err != nil {
+		t.Fatal(err)
+	}
+	if c := next("a deletion"); c.HighestModSeq != 0 {
+		t.Errorf("a deleted mailbox woke with %+v, want no MODSEQ", c)
+	}
+	select {
+	case c := <-ch:
+		t.Errorf("a wake-up left over: %+v", c)
+	case <-time.After(50 * time.Millisecond):
 	}
 }
 
