@@ -84,6 +84,20 @@ func TestIMAPSearchIndex(t *testing.T) {
 	if got := im.cmd("SEARCH BODY software", "OK"); len(got) != 1 || strings.TrimSpace(got[0]) != "* SEARCH 1" {
 		t.Errorf("after EXPUNGE, SEARCH BODY software = %q, want message 1 (was 2)", got)
 	}
+	// The server keeps what SORT read: expunged messages leave it, new
+	// ones join it in their place.
+	if got := im.cmd("SORT (SUBJECT) UTF-8 ALL", "OK"); len(got) != 1 || strings.TrimSpace(got[0]) != "* SORT 2 3 12 13 14 15 16 17 18 19 20 21 4 5 6 7 8 9 10 11 1" {
+		t.Errorf("after EXPUNGE, SORT (SUBJECT) = %q", got)
+	}
+	send("From: early@remote.example\r\nSubject: Re: aardvark\r\nDate: Mon, 1 Jan 2001 00:00:00 +0000\r\n\r\nnew\r\n")
+	im.cmd("NOOP", "OK")
+	waitIndexed(t, s, 24)
+	if got := im.cmd("SORT (SUBJECT) UTF-8 ALL", "OK"); len(got) != 1 || strings.TrimSpace(got[0]) != "* SORT 22 2 3 12 13 14 15 16 17 18 19 20 21 4 5 6 7 8 9 10 11 1" {
+		t.Errorf("after new mail, SORT (SUBJECT) = %q", got)
+	}
+	if got := im.cmd("SORT (DATE) UTF-8 ALL", "OK"); len(got) != 1 || !strings.HasPrefix(strings.TrimSpace(got[0]), "* SORT 22 ") {
+		t.Errorf("after new mail, SORT (DATE) = %q, want the message of 2001 first", got)
+	}
 }
 
 // sortedNumbers normalises a SEARCH result's numbers for comparison.

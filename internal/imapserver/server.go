@@ -64,6 +64,7 @@ type Server struct {
 	log   *slog.Logger
 	views views     // of large mailboxes, for SELECT
 	infos infoCache // what FETCH reads of messages without their bodies
+	sorts sortCache // what SORT compares
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"mailroom/internal/imapwire"
 	"mailroom/internal/message"
@@ -90,13 +89,10 @@ func cmdSort(s *session, name string, p *imapwire.Parser) error {
 	return nil
 }
 
-// sortable is what SORT compares of one message.
+// sortable is one message being sorted.
 type sortable struct {
-	idx     int
-	secs    [2]int64 // arrival and sent date in seconds, for comparing
-	arrival time.Time
-	size    int64
-	keys    message.SortKeys
+	idx int
+	r   *sortRow
 }
 
 // sortFields maps SORT's criteria to the stored keys they compare (DATE
@@ -110,12 +106,8 @@ var sortFields = map[string]store.SortFields{
 // envelope.
 const derived = store.SortSent | store.SortSubject | store.SortFrom | store.SortTo | store.SortCc | store.SortDisplayFrom | store.SortDisplayTo
 
-// sortMessages orders the messages at idx by the keys. The keys of
-// indexed messages come stored with the search index, only those the
-// criteria compare; the others' are derived from their summaries now.
+// sortMessages orders the messages at idx by the keys.
 func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
-	// idx ascends, and so do the UIDs of the messages it names (and the
-	// rows SortRows returns): rows are matched to numbers by walking both.
 	uids := make([]uint32, len(idx))
 	for k, i := range idx {
 		uids[k] = s.sel.msgs[i].UID
@@ -124,29 +116,96 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 	for _, k := range keys {
 		fields |= sortFields[k.name]
 	}
-	rows, err := s.srv.store.SortRows(s.ctx(), s.user.ID, s.sel.name, uids, fields)
+	rows, err := s.sortRows(uids, fields)
 	if err != nil {
 		return nil, err
 	}
 	items := make([]sortable, 0, len(rows))
-	var missing []uint32
-	at := map[uint32]int{} // UID: item of a message whose keys are derived
-	k := 0
-	for _, r := range rows {
-		for k < len(uids) && uids[k] < r.UID {
-			k++
-		}
-		if k == len(uids) || uids[k] != r.UID {
-			continue
-		}
-		items = append(items, sortable{idx: idx[k], arrival: r.Date, size: r.Size, keys: r.Keys})
-		if fields&derived != 0 && !r.Indexed {
-			missing = append(missing, r.UID)
-			at[r.UID] = len(items) - 1
+	for k, r := range rows {
+		if r != nil {
+			items = append(items, sortable{idx[k], r})
 		}
 	}
-	if len(missing) > 0 {
-		infos, err := s.infosOf(missing)
+	if len(keys) == 1 && (keys[0].name == "DATE" || keys[0].name == "ARRIVAL" || keys[0].name == "SIZE") {
+		return sortByNumber(items, keys[0]), nil
+	}
+	// Ties go by message number, so the order is total and needs no
+	// stable sort.
+	slices.SortFunc(items, func(a, b sortable) int {
+		for _, k := range keys {
+			var c int
+			switch k.name {
+			case "ARRIVAL":
+				c = cmp.Compare(a.r.arrival, b.r.arrival)
+			case "DATE":
+				c = cmp.Compare(a.r.sent, b.r.sent)
+			case "SIZE":
+				c = cmp.Compare(a.r.size, b.r.size)
+			case "SUBJECT":
+				c = casemap(a.r.text.subject, b.r.text.subject)
+			case "FROM":
+				c = casemap(a.r.text.from, b.r.text.from)
+			case "TO":
+				c = casemap(a.r.text.to, b.r.text.to)
+			case "CC":
+				c = casemap(a.r.text.cc, b.r.text.cc)
+			case "DISPLAYFROM":
+				c = casemap(a.r.text.displayFrom, b.r.text.displayFrom)
+			case "DISPLAYTO":
+				c = casemap(a.r.text.displayTo, b.r.text.displayTo)
+			}
+			if k.reverse {
+				c = -c
+			}
+			if c != 0 {
+				return c
+			}
+		}
+		return cmp.Compare(a.idx, b.idx)
+	})
+	out := make([]int, len(items))
+	for k, it := range items {
+		out[k] = it.idx
+	}
+	return out, nil
+}
+
+// sortRows returns what SORT compares of the selected mailbox's messages
+// uids (ascending), nil for one the store no longer has: kept rows, and
+// the others' read from the store (SortRows), whose keys come stored with
+// the search index or, for a message not indexed yet, are derived from
+// its summary now (and not kept).
+func (s *session) sortRows(uids []uint32, fields store.SortFields) ([]*sortRow, error) {
+	cols, done := s.srv.sorts.columns(s.sel.id)
+	defer done()
+	if fields&^cols.fields != 0 || len(cols.rows) > 2*len(s.sel.msgs)+1000 {
+		// Another criterion, or many messages expunged: start over.
+		cols.fields |= fields
+		cols.rows = nil
+	}
+	out := make([]*sortRow, len(uids))
+	missing := cols.find(uids, out)
+	if len(missing) == 0 {
+		return out, nil
+	}
+	read, err := s.srv.store.SortRows(s.ctx(), s.user.ID, s.sel.name, missing, cols.fields)
+	if err != nil {
+		return nil, err
+	}
+	byUID := make(map[uint32]*sortRow, len(read))
+	var keep []*sortRow
+	var derive []uint32
+	for _, r := range read {
+		row := newSortRow(r.UID, r.Date.Unix(), r.Size, r.Keys, cols.fields)
+		byUID[r.UID] = row
+		if r.Indexed || cols.fields&derived == 0 {
+			keep = append(keep, row)
+		} else {
+			derive = append(derive, r.UID)
+		}
+	}
+	if len(derive) > 0 {
+		infos, err := s.infosOf(derive)
 		if err != nil {
 			return nil, err
 		}
@@ -158,64 +217,15 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 			if err != nil {
 				return nil, err
 			}
-			items[at[in.UID]].keys = message.KeysOf(env)
+			row := byUID[in.UID]
+			*row = *newSortRow(row.uid, row.arrival, row.size, message.KeysOf(env), cols.fields)
 		}
 	}
-	// A message without a Date field sorts by its arrival (RFC 5256 3).
-	for i := range items {
-		if items[i].keys.Sent.IsZero() {
-			items[i].keys.Sent = items[i].arrival
+	cols.add(keep)
+	for k, u := range uids {
+		if out[k] == nil {
+			out[k] = byUID[u]
 		}
-	}
-	if len(keys) == 1 && (keys[0].name == "DATE" || keys[0].name == "ARRIVAL" || keys[0].name == "SIZE") {
-		return sortByNumber(items, keys[0]), nil
-	}
-	// Pointers are sorted, not the items (a hundred octets each); ties go
-	// by message number, so the order is total and needs no stable sort.
-	ptrs := make([]*sortable, len(items))
-	for i := range items {
-		ptrs[i] = &items[i]
-	}
-	// Dates as seconds: the comparison runs some 1.7 million times for
-	// 100,000 messages.
-	for i := range items {
-		items[i].secs = [2]int64{items[i].arrival.Unix(), items[i].keys.Sent.Unix()}
-	}
-	slices.SortFunc(ptrs, func(a, b *sortable) int {
-		for _, k := range keys {
-			var c int
-			switch k.name {
-			case "ARRIVAL":
-				c = cmp.Compare(a.secs[0], b.secs[0])
-			case "DATE":
-				c = cmp.Compare(a.secs[1], b.secs[1])
-			case "SIZE":
-				c = cmp.Compare(a.size, b.size)
-			case "SUBJECT":
-				c = casemap(a.keys.Subject, b.keys.Subject)
-			case "FROM":
-				c = casemap(a.keys.From, b.keys.From)
-			case "TO":
-				c = casemap(a.keys.To, b.keys.To)
-			case "CC":
-				c = casemap(a.keys.Cc, b.keys.Cc)
-			case "DISPLAYFROM":
-				c = casemap(a.keys.DisplayFrom, b.keys.DisplayFrom)
-			case "DISPLAYTO":
-				c = casemap(a.keys.DisplayTo, b.keys.DisplayTo)
-			}
-			if k.reverse {
-				c = -c
-			}
-			if c != 0 {
-				return c
-			}
-		}
-		return cmp.Compare(a.idx, b.idx)
-	})
-	out := make([]int, len(ptrs))
-	for k, it := range ptrs {
-		out[k] = it.idx
 	}
 	return out, nil
 }
@@ -265,11 +275,11 @@ func sortByNumber(items []sortable, k sortKey) []int {
 		var v int64
 		switch k.name {
 		case "DATE":
-			v = it.keys.Sent.Unix()
+			v = it.r.sent
 		case "ARRIVAL":
-			v = it.arrival.Unix()
+			v = it.r.arrival
 		case "SIZE":
-			v = it.size
+			v = it.r.size
 		}
 		if k.reverse {
 			v = -v
