@@ -563,14 +563,34 @@ func (s *session) structure(info *fetchInfo, withBody, headerOnly, needStructure
 		return nil, nil, fmt.Errorf("read message %d: %w", info.UID, err)
 	}
 	if !ok {
-		body := raw[min(info.PrefixSize, len(raw)):]
-		root = message.Parse(body)
-		if err := s.srv.store.SaveSummary(s.ctx(), s.user.ID, s.sel.name, info.UID, message.Encode(root, body[:root.BodyStart])); err != nil {
-			s.log.Warn("imap: saving a message's summary", "uid", info.UID, "err", err)
-		}
+		return s.parseStructure(info, raw), raw, nil
 	}
 	root.Prefixed(int64(info.PrefixSize))
 	return root, raw, nil
+}
+
+// decodeStructure returns a message's structure from its summary, offsets
+// counted in the message as the client sees it; nil without a summary (or
+// with one an older parser made).
+func (s *session) decodeStructure(info *fetchInfo) *message.Part {
+	root, _, ok := message.Decode(info.Summary)
+	if !ok {
+		return nil
+	}
+	root.Prefixed(int64(info.PrefixSize))
+	return root
+}
+
+// parseStructure parses a message read whole (raw, prefix included) that
+// has no summary, and saves its summary.
+func (s *session) parseStructure(info *fetchInfo, raw []byte) *message.Part {
+	body := raw[min(info.PrefixSize, len(raw)):]
+	root := message.Parse(body)
+	if err := s.srv.store.SaveSummary(s.ctx(), s.user.ID, s.sel.name, info.UID, message.Encode(root, body[:root.BodyStart])); err != nil {
+		s.log.Warn("imap: saving a message's summary", "uid", info.UID, "err", err)
+	}
+	root.Prefixed(int64(info.PrefixSize))
+	return root
 }
 
 // headerItems reports whether every item that reads the message reads

@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"slices"
 	"strconv"
@@ -426,6 +427,9 @@ func (s *session) search(root *criterion) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	if needBody {
+		return s.searchBodies(root, out, undecided, uids, infos)
+	}
 	for j, i := range undecided {
 		m := sel.msgs[i]
 		c := &candidate{seq: i + 1, state: sel.state(m), info: infos[j]}
@@ -433,18 +437,12 @@ func (s *session) search(root *criterion) ([]int, error) {
 			if c.info == nil {
 				continue
 			}
-			var err error
-			if needBody {
-				c.root, c.body, err = s.structure(c.info, true, false, true)
-			} else {
-				// Without the body, only the envelope is read.
-				var env *message.Envelope
-				env, err = s.envelopeOf(c.info)
-				c.root = &message.Part{Envelope: env}
-			}
+			// Without the body, only the envelope is read.
+			env, err := s.envelopeOf(c.info)
 			if err != nil {
 				return nil, err
 			}
+			c.root = &message.Part{Envelope: env}
 		}
 		if s.matches(root, c) {
 			out = append(out, i)
@@ -452,6 +450,40 @@ func (s *session) search(root *criterion) ([]int, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// searchBodies adds to out the messages at undecided (UIDs uids, infos)
+// that match the tree, reading them from the store in one go.
+func (s *session) searchBodies(root *criterion, out, undecided []int, uids []uint32, infos []*fetchInfo) ([]int, error) {
+	sel := s.sel
+	at := make(map[uint32]int, len(uids))
+	read := make([]uint32, 0, len(uids))
+	for j, uid := range uids {
+		if infos[j] != nil {
+			at[uid] = j
+			read = append(read, uid)
+		}
+	}
+	var buf bytes.Buffer
+	err := s.srv.store.ReadMessages(s.ctx(), s.user.ID, sel.name, read, func(uid uint32, r io.Reader) error {
+		j := at[uid]
+		i := undecided[j]
+		c := &candidate{seq: i + 1, state: sel.state(sel.msgs[i]), info: infos[j]}
+		buf.Reset()
+		if _, err := buf.ReadFrom(io.LimitReader(r, s.cfg.MaxMessageSize*2)); err != nil {
+			return fmt.Errorf("read message %d: %w", uid, err)
+		}
+		c.body = buf.Bytes()
+		if c.root = s.decodeStructure(c.info); c.root == nil {
+			c.root = s.parseStructure(c.info, c.body)
+		}
+		if s.matches(root, c) {
+			out = append(out, i)
+		}
+		return nil
+	})
+	slices.Sort(out)
+	return out, err
 }
 
 // indexedFields are the keys the search index narrows, and where they

@@ -217,6 +217,13 @@ type Mail interface {
 	// (RFC 6851).
 	Copy(ctx context.Context, userID int64, from string, uids []uint32, to string, move bool) (CopyResult, error)
 
+	// ReadMessages calls fn, in ascending UID order, with each message of
+	// uids in the mailbox as OpenMessage reads it (the per-copy prefix, then
+	// the body); UIDs not in the mailbox are skipped. r is valid during the
+	// call only. An error from fn stops it and is returned. It is how many
+	// messages are read at once (SEARCH on their text): one read of the
+	// store, not one per message.
+	ReadMessages(ctx context.Context, userID int64, mailbox string, uids []uint32, fn func(uid uint32, r io.Reader) error) error
 	// ClaimRecent gives the caller the messages no session has claimed
 	// yet, for IMAP4rev1's \Recent (RFC 3501 2.3.2): it returns the first
 	// UID of them (all from it are the caller's), and no later call returns

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -381,6 +382,64 @@ func (s *Store) OpenMessage(ctx context.Context, userID int64, mailbox string, u
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(prefix), f), f}, mi, nil
+}
+
+// ReadMessages calls fn with each message of uids, in ascending UID order,
+// from one query; the bodies kept inline are handed over without a copy.
+func (s *Store) ReadMessages(ctx context.Context, userID int64, mailbox string, uids []uint32, fn func(uid uint32, r io.Reader) error) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	want := slices.Clone(uids)
+	slices.Sort(want)
+	which, arg := uidSet(want)
+	rows, err := s.query(ctx, `SELECT mm.uid, mm.prefix, m.body, m.body_file
+		FROM mailboxes mb JOIN mailbox_messages mm ON mm.mailbox_id = mb.id JOIN messages m ON m.id = mm.message_id
+		WHERE mb.user_id = ? AND mb.name = ? AND `+which+` ORDER BY mm.uid`, append([]any{userID, mailbox}, arg...)...)
+	if err != nil {
+		return fmt.Errorf("store: read messages of %q: %w", mailbox, err)
+	}
+	defer rows.Close()
+	i := 0
+	var prefix, body sql.RawBytes
+	var file sql.NullString
+	var uid uint32
+	var pr, br bytes.Reader
+	for rows.Next() {
+		if err := rows.Scan(&uid, &prefix, &body, &file); err != nil {
+			return fmt.Errorf("store: read messages of %q: %w", mailbox, err)
+		}
+		for i < len(want) && want[i] < uid {
+			i++
+		}
+		if i == len(want) {
+			break
+		}
+		if want[i] != uid {
+			continue
+		}
+		pr.Reset(prefix)
+		if !file.Valid {
+			br.Reset(body)
+			err = fn(uid, io.MultiReader(&pr, &br))
+		} else {
+			err = s.withBlob(file.String, func(f *os.File) error { return fn(uid, io.MultiReader(&pr, f)) })
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// withBlob calls fn with a body file open.
+func (s *Store) withBlob(name string, fn func(*os.File) error) error {
+	f, err := os.Open(filepath.Join(s.dir, "blobs", name))
+	if err != nil {
+		return storageErr("open blob", err)
+	}
+	defer f.Close()
+	return fn(f)
 }
 
 // MailboxStatus describes one mailbox.

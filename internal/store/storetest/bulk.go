@@ -1,0 +1,63 @@
+package storetest
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"slices"
+	"testing"
+
+	"mailroom/internal/store"
+)
+
+// testReadMessages: ReadMessages hands over each message as OpenMessage
+// reads it (prefix and body, inline or in a file), in UID order, skipping
+// UIDs the mailbox does not have, and stops at fn's error.
+func testReadMessages(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := addUser(t, s, "alice@a.example")
+	accept(t, s, message(textBody("delivered"), "delivered", inbox(u)))
+	first := appendText(t, s, u.ID, store.Inbox, "appended")
+	res, err := s.Append(ctx, u.ID, store.Inbox, []store.AppendMessage{{Body: bytes.NewReader(bigBody())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := appendText(t, s, u.ID, store.Inbox, "expunged")
+	if _, err := s.Expunge(ctx, u.ID, store.Inbox, []uint32{gone}); err != nil {
+		t.Fatal(err)
+	}
+	uids := []uint32{res.UIDs[0], 1, gone, first, 999}
+	var got []uint32
+	err = s.ReadMessages(ctx, u.ID, store.Inbox, uids, func(uid uint32, r io.Reader) error {
+		got = append(got, uid)
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		rc, _, err := s.OpenMessage(ctx, u.ID, store.Inbox, uid)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		want, _ := io.ReadAll(rc)
+		if !bytes.Equal(b, want) {
+			t.Errorf("message %d: %d octets read, OpenMessage reads %d", uid, len(b), len(want))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint32{1, first, res.UIDs[0]}; !slices.Equal(got, want) {
+		t.Errorf("ReadMessages read %v, want %v", got, want)
+	}
+	stop := errors.New("stop")
+	n := 0
+	err = s.ReadMessages(ctx, u.ID, store.Inbox, uids, func(uint32, io.Reader) error { n++; return stop })
+	if !errors.Is(err, stop) || n != 1 {
+		t.Errorf("ReadMessages with fn failing: %v after %d calls", err, n)
+	}
+	if err := s.ReadMessages(ctx, u.ID, "Nope", uids, func(uint32, io.Reader) error { return nil }); err != nil {
+		t.Errorf("ReadMessages of a missing mailbox: %v, want nothing read", err)
+	}
+}
