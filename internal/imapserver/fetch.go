@@ -549,19 +549,22 @@ func (s *session) structure(info *fetchInfo, withBody, headerOnly, needStructure
 			return root, nil, nil
 		}
 	}
-	rc, _, err := s.srv.store.OpenMessage(s.ctx(), s.user.ID, s.sel.name, info.UID)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rc.Close()
 	// Read into one buffer of the message's size (growing it as ReadAll
 	// does cost a third of SEARCH BODY's time).
 	buf := bytes.NewBuffer(make([]byte, 0, min(info.Size, s.cfg.MaxMessageSize*2)+bytes.MinRead))
-	_, err = buf.ReadFrom(io.LimitReader(rc, s.cfg.MaxMessageSize*2))
-	raw := buf.Bytes()
+	found := false
+	err := s.srv.store.ReadMessages(s.ctx(), s.user.ID, s.sel.name, []uint32{info.UID}, func(_ uint32, r io.Reader) error {
+		found = true
+		_, err := buf.ReadFrom(io.LimitReader(r, s.cfg.MaxMessageSize*2))
+		return err
+	})
+	if err == nil && !found {
+		err = store.ErrNotFound
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("read message %d: %w", info.UID, err)
 	}
+	raw := buf.Bytes()
 	if !ok {
 		return s.parseStructure(info, raw), raw, nil
 	}
