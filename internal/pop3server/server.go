@@ -42,6 +42,7 @@ type Store interface {
 	MailboxState(ctx context.Context, userID int64, mailbox string) (store.MailboxState, error)
 	Summaries(ctx context.Context, userID int64, mailbox string, uids []uint32, fn func(store.MessageInfo) error) error
 	OpenMessage(ctx context.Context, userID int64, mailbox string, uid uint32) (io.ReadCloser, store.MessageInfo, error)
+	ReadMessages(ctx context.Context, userID int64, mailbox string, uids []uint32, fn func(uint32, io.Reader) error) error
 	SetFlags(ctx context.Context, userID int64, mailbox string, c store.FlagChange) (store.FlagResult, error)
 	Expunge(ctx context.Context, userID int64, mailbox string, uids []uint32) ([]uint32, error)
 }

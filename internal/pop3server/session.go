@@ -53,7 +53,16 @@ type session struct {
 	authFailures int
 	started      time.Time
 	commands     int
+
+	// What RETR reuses from message to message: the message when it is
+	// read whole, and the reader that splits it into lines.
+	body  bytes.Buffer
+	lines *bufio.Reader
 }
+
+// readWhole is the largest message RETR reads into memory before sending
+// it; larger ones stream from the store.
+const readWhole = 1 << 20
 
 func newSession(srv *Server, cfg *Config, c *listener.Conn) *session {
 	return &session{srv: srv, cfg: cfg, c: c, r: bufio.NewReaderSize(c, 4096), w: bufio.NewWriterSize(c, 32<<10),
@@ -476,14 +485,19 @@ func (s *session) retr(arg string, lines int) {
 	if m == nil {
 		return
 	}
-	rc, _, err := s.srv.store.OpenMessage(s.srv.ctx, s.user.ID, store.Inbox, m.uid)
+	rc, err := s.open(m)
 	if err != nil {
 		s.fail("[SYS/TEMP] The message is no longer there (removed by another client?)")
 		return
 	}
 	defer rc.Close()
 	s.ok("%d octets", m.size)
-	br := bufio.NewReaderSize(rc, 32<<10)
+	if s.lines == nil {
+		s.lines = bufio.NewReaderSize(rc, 32<<10)
+	} else {
+		s.lines.Reset(rc)
+	}
+	br := s.lines
 	inBody, bodyLines := false, 0
 	var last []byte
 	for {
@@ -522,6 +536,27 @@ func (s *session) retr(arg string, lines int) {
 	if lines < 0 {
 		m.read = true
 	}
+}
+
+// open returns a message to send: read whole into the session's buffer
+// when small (one light query, and no read of the store held while the
+// client takes it), else streamed from the store.
+func (s *session) open(m *message) (io.ReadCloser, error) {
+	if m.size > readWhole {
+		rc, _, err := s.srv.store.OpenMessage(s.srv.ctx, s.user.ID, store.Inbox, m.uid)
+		return rc, err
+	}
+	s.body.Reset()
+	found := false
+	err := s.srv.store.ReadMessages(s.srv.ctx, s.user.ID, store.Inbox, []uint32{m.uid}, func(_ uint32, r io.Reader) error {
+		found = true
+		_, err := s.body.ReadFrom(io.LimitReader(r, readWhole+1))
+		return err
+	})
+	if err == nil && !found {
+		err = store.ErrNotFound
+	}
+	return io.NopCloser(bytes.NewReader(s.body.Bytes())), err
 }
 
 // markSeen sets \Seen on the messages sent whole, for IMAP clients of the
