@@ -407,9 +407,10 @@ func (s *session) search(root *criterion) ([]int, error) {
 	}
 	needInfo, needBody := root.needs()
 	var out, undecided []int
+	var c candidate // one for all: decide keeps nothing of it
 	for i, m := range sel.msgs {
-		c := &candidate{seq: i + 1, state: sel.state(m)}
-		switch s.decide(root, c, cands) {
+		c = candidate{seq: i + 1, state: sel.state(m)}
+		switch s.decide(root, &c, cands) {
 		case isTrue:
 			out = append(out, i)
 		case isUnknown:
