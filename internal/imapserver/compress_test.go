@@ -2,9 +2,14 @@ package imapserver
 
 import (
 	"bufio"
+	"bytes"
+	"compress/flate"
 	"encoding/hex"
 	"io"
+	"math/rand/v2"
+	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -51,5 +56,50 @@ func TestInflaterHandsOverEachFlush(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("flush %d: %q was not handed over without more input", i, want)
 		}
+	}
+}
+
+// TestInflaterLongStream: a stream far longer than DEFLATE's 32 KiB window,
+// with back-references up to the window's end and flushes at odd places,
+// comes out as it went in (the decoder's history starts small and grows to
+// the window: third_party/klauspost-compress/README.md).
+func TestInflaterLongStream(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := strings.Fields("APPEND INBOX FLAGS Seen mailroom deflate window history literal")
+	var in []byte
+	for len(in) < 400<<10 {
+		switch rng.IntN(8) {
+		case 0: // a copy from far back, up to the window's size
+			if len(in) > 1000 {
+				from := len(in) - 1 - rng.IntN(min(len(in)-1, 32<<10-300))
+				in = append(in, in[from:from+rng.IntN(258)+3]...)
+			}
+		case 1: // bytes that do not compress
+			for range rng.IntN(300) {
+				in = append(in, byte(rng.Uint32()))
+			}
+		default:
+			in = append(in, words[rng.IntN(len(words))]...)
+			in = append(in, ' ')
+		}
+	}
+	var z bytes.Buffer
+	w, err := flate.NewWriter(&z, flate.BestCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rest := in; len(rest) > 0; {
+		n := min(len(rest), 1+rng.IntN(20<<10))
+		w.Write(rest[:n])
+		w.Flush()
+		rest = rest[n:]
+	}
+	w.Close()
+	out, err := io.ReadAll(newInflater(iotest.HalfReader(&z)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, in) {
+		t.Fatalf("inflated %d octets differ from the %d deflated", len(out), len(in))
 	}
 }

@@ -406,7 +406,7 @@ func (s *session) fetchOne(seq int, m store.MessageState, info *fetchInfo, items
 			b = strconv.AppendUint(b, uint64(m.UID), 10)
 		case "FLAGS":
 			b = append(b, '(')
-			b = append(b, s.flagList(m)...)
+			b = s.appendFlags(b, m)
 			b = append(b, ')')
 			wroteFlags = true
 		case "MODSEQ":
@@ -479,7 +479,7 @@ func (s *session) fetchOne(seq int, m store.MessageState, info *fetchInfo, items
 	}
 	if addFlags && !wroteFlags {
 		b = append(b, " FLAGS ("...)
-		b = append(b, s.flagList(m)...)
+		b = s.appendFlags(b, m)
 		b = append(b, ')')
 	}
 	b = append(b, ")\r\n"...)
@@ -711,6 +711,7 @@ func lowerASCII(c byte) byte {
 // has seen the mailbox up to them and need not read them back.
 func (s *session) applyOwnFlags(changed []store.MessageState) {
 	sel := s.sel
+	sel.own()
 	next := sel.highest + 1
 	for _, m := range changed {
 		if seq := sel.seqOf(m.UID); seq > 0 {

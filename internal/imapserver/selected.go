@@ -28,6 +28,7 @@ type selected struct {
 	uidValidity uint32
 	msgs        []msg      // ascending UID
 	flags       flagSets   // of msgs
+	shared      bool       // msgs and flags are a view's (views.go): copy them before a change (own)
 	highest     int64      // MODSEQ of the changes seen
 	pending     []uint32   // UIDs expunged, not yet announced
 	saved       []uint32   // SEARCHRES (RFC 5182), by UID
@@ -113,7 +114,7 @@ func cmdSelect(s *session, name string, p *imapwire.Parser) error {
 		return err
 	}
 	sel := &selected{name: mbox, id: st.ID, readOnly: name == "EXAMINE", uidValidity: st.UIDValidity, highest: st.HighestModSeq,
-		msgs: slices.Clone(v.msgs), flags: v.flags.clone()}
+		msgs: v.msgs, flags: v.flags, shared: true}
 	// Recent: the messages no session has seen, claimed by SELECT; EXAMINE
 	// shows them without taking them.
 	from := st.RecentUID
@@ -304,6 +305,7 @@ func (m *selected) note(ev store.MailChange) bool {
 func (s *session) sync(allowExpunge bool) {
 	sel := s.sel
 	sel.dirty = false
+	sel.own()
 	ch, err := s.srv.store.Changes(s.ctx(), s.user.ID, sel.name, sel.highest)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && ch.UIDValidity != sel.uidValidity) {
 		s.untagged("BYE The selected mailbox was deleted or renamed by another session")
@@ -425,14 +427,24 @@ func uitoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 // flagList writes a message's flags for FETCH, with \Recent when it is
 // recent to this session.
 func (s *session) flagList(m store.MessageState) string {
-	f := strings.Join(m.Flags, " ")
-	if s.sel != nil && !s.rev2 && s.sel.isRecent(m.UID) {
-		if f != "" {
-			f += " "
+	return string(s.appendFlags(nil, m))
+}
+
+// appendFlags appends what flagList returns to b.
+func (s *session) appendFlags(b []byte, m store.MessageState) []byte {
+	for i, f := range m.Flags {
+		if i > 0 {
+			b = append(b, ' ')
 		}
-		f += `\Recent`
+		b = append(b, f...)
 	}
-	return f
+	if s.sel != nil && !s.rev2 && s.sel.isRecent(m.UID) {
+		if len(m.Flags) > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, `\Recent`...)
+	}
+	return b
 }
 
 // enableCondstore turns CONDSTORE on for a command that uses it (RFC 7162

@@ -169,3 +169,14 @@ func removeUIDs(msgs []msg, uids []uint32) []msg {
 func (f *flagSets) clone() flagSets {
 	return flagSets{sets: slices.Clip(slices.Clone(f.sets)), index: maps.Clone(f.index)}
 }
+
+// own gives the session its own copy of the state it shares with a view,
+// before it changes it: SELECT shares the view's (copying 1.6 MB for
+// 100,000 messages cost 0.2 ms, and 4.5 ms while the process was young
+// and every copy faulted its pages in afresh), and most sessions on a large
+// mailbox never change it.
+func (m *selected) own() {
+	if m.shared {
+		m.msgs, m.flags, m.shared = slices.Clone(m.msgs), m.flags.clone(), false
+	}
+}

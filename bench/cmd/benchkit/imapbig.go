@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ func runIMAPBig(ctx context.Context, args []string) error {
 	user := fs.String("user", "", "login name")
 	pass := fs.String("pass", "", "password")
 	n := fs.Int("n", 5, "times each command runs")
+	verbose := fs.Bool("v", false, "print every time, not only the median")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -124,6 +126,9 @@ func runIMAPBig(ctx context.Context, args []string) error {
 					return err
 				}
 			}
+		}
+		if *verbose {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", st.name, times)
 		}
 		slices.Sort(times)
 		fmt.Printf("%s_ms=%.1f ", st.name, times[len(times)/2])

@@ -26,6 +26,10 @@ package flate
 // method call must be respected.
 type dictDecoder struct {
 	hist []byte // Sliding window history
+	// size is the window's full size. Mailroom's change: hist starts at
+	// initialHist octets and grows to size as output accumulates, so that a
+	// stream that has carried little (an idle IMAP session) holds little.
+	size int
 
 	// Invariant: 0 <= rdPos <= wrPos <= len(hist)
 	wrPos   int   // Current output position in buffer
@@ -38,12 +42,16 @@ type dictDecoder struct {
 // size. If a preset dict is provided, it will initialize the dictionary with
 // the contents of dict.
 func (dd *dictDecoder) init(size int, dict []byte) {
-	*dd = dictDecoder{hist: dd.hist}
+	*dd = dictDecoder{hist: dd.hist, size: size}
 
-	if cap(dd.hist) < size {
-		dd.hist = make([]byte, size)
+	n := min(size, max(initialHist, cap(dd.hist)))
+	if len(dict) > 0 {
+		n = size
 	}
-	dd.hist = dd.hist[:size]
+	if cap(dd.hist) < n {
+		dd.hist = make([]byte, n)
+	}
+	dd.hist = dd.hist[:n]
 
 	if len(dict) > len(dd.hist) {
 		dict = dict[len(dict)-len(dd.hist):]
@@ -186,11 +194,26 @@ func (dd *dictDecoder) readFlush() []byte {
 	dd.flushed += int64(len(toRead))
 	dd.rdPos = dd.wrPos
 	if dd.wrPos == len(dd.hist) {
+		if len(dd.hist) < dd.size {
+			// Not a full window yet: grow the history rather than wrap.
+			n := min(2*len(dd.hist), dd.size)
+			if cap(dd.hist) >= n {
+				dd.hist = dd.hist[:n]
+			} else {
+				grown := make([]byte, n)
+				copy(grown, dd.hist)
+				dd.hist = grown
+			}
+			return toRead
+		}
 		dd.wrPos, dd.rdPos = 0, 0
 		dd.full = true
 	}
 	return toRead
 }
+
+// initialHist is the history a stream starts with (Mailroom's change).
+const initialHist = 1 << 10
 
 // decoded reports the total number of bytes written into the dictionary since
 // init (i.e. excluding any preset dict bytes).
