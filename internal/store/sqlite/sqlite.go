@@ -60,6 +60,8 @@ type Store struct {
 	// maps and faults the pages in again; with four sessions changing
 	// flags, that was half the server's time.
 	feed readPool
+	// termDocs are the search index's term counts lately read (rarest).
+	termDocs termCounts
 	reqs chan *writeReq
 	done chan struct{} // closed when the committer has finished
 
