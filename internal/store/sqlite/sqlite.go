@@ -62,8 +62,8 @@ type Store struct {
 	feed readPool
 	// termDocs are the search index's term counts lately read (rarest).
 	termDocs termCounts
-	reqs chan *writeReq
-	done chan struct{} // closed when the committer has finished
+	reqs     chan *writeReq
+	done     chan struct{} // closed when the committer has finished
 
 	// mu guards closed and every send on reqs: senders hold it shared,
 	// Close exclusively while it closes reqs, so no send can meet a
