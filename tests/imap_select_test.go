@@ -45,10 +45,7 @@ func TestIMAPSelectLargeAfterChanges(t *testing.T) {
 
 	state := func(c *imapConn) []string {
 		t.Helper()
-		out := c.cmd("FETCH 1:* (UID FLAGS MODSEQ)", "OK")
-		for i, l := range out { // \Recent is one session's only
-			out[i] = strings.NewReplacer(` \Recent`, "", `\Recent `, "", `\Recent`, "").Replace(l)
-		}
+		out := withoutRecent(c.cmd("FETCH 1:* (UID FLAGS MODSEQ)", "OK"))
 		slices.Sort(out)
 		return out
 	}
@@ -75,6 +72,15 @@ func TestIMAPSelectLargeAfterChanges(t *testing.T) {
 	if has(got, "(UID 2 ") || has(got, "(UID 4 ") {
 		t.Error("expunged messages are still listed")
 	}
+}
+
+// withoutRecent takes \Recent out of FETCH lines: it is one session's only.
+func withoutRecent(lines []string) []string {
+	r := strings.NewReplacer(` \Recent`, "", `\Recent `, "", `\Recent`, "")
+	for i, l := range lines {
+		lines[i] = r.Replace(l)
+	}
+	return lines
 }
 
 func firstDifference(a, b []string) string {
@@ -122,11 +128,7 @@ func TestIMAPOwnStoreNotReadBack(t *testing.T) {
 			t.Fatalf("round %d: the other session was not told: %q", i, out)
 		}
 	}
-	// \Recent is the first session's alone.
-	fa, fb := a.cmd("FETCH 1:* (FLAGS MODSEQ)", "OK"), b.cmd("FETCH 1:* (FLAGS MODSEQ)", "OK")
-	for i := range fa {
-		fa[i] = strings.ReplaceAll(strings.ReplaceAll(fa[i], ` \Recent`, ""), `\Recent`, "")
-	}
+	fa, fb := withoutRecent(a.cmd("FETCH 1:* (FLAGS MODSEQ)", "OK")), withoutRecent(b.cmd("FETCH 1:* (FLAGS MODSEQ)", "OK"))
 	if !slices.Equal(fa, fb) {
 		t.Fatalf("the sessions disagree:\n%q\n%q", fa, fb)
 	}
