@@ -337,6 +337,7 @@ func (s *session) fetch(idx []int, items []fetchItem) error {
 	if len(idx) > 16 {
 		defer s.bigWrites()()
 	}
+	plan := planFetch(items, needBody)
 	for k, i := range idx {
 		m := sel.msgs[i]
 		var in *fetchInfo
@@ -345,7 +346,7 @@ func (s *session) fetch(idx []int, items []fetchItem) error {
 				continue // expunged by another session meanwhile
 			}
 		}
-		if err := s.fetchOne(i+1, sel.state(m), in, items, needBody, flagsChanged[m.UID]); err != nil {
+		if err := s.fetchOne(i+1, sel.state(m), in, plan, len(flagsChanged) > 0 && flagsChanged[m.UID]); err != nil {
 			return err
 		}
 	}
@@ -374,16 +375,13 @@ func (s *session) bigWrites() func() {
 }
 
 // fetchOne writes one message's FETCH response.
-func (s *session) fetchOne(seq int, m store.MessageState, info *fetchInfo, items []fetchItem, needBody, addFlags bool) error {
+func (s *session) fetchOne(seq int, m store.MessageState, info *fetchInfo, plan *fetchPlan, addFlags bool) error {
 	var raw []byte
 	var root *message.Part
-	needStructure := slices.ContainsFunc(items, func(it fetchItem) bool {
-		return it.name == "ENVELOPE" || it.name == "BODY" || it.name == "BODYSTRUCTURE"
-	})
+	items, needBody, needStructure, headerOnly := plan.items, plan.needBody, plan.needStructure, plan.headerOnly
 	if needBody || needStructure {
 		// A message over streamLimit with a summary is never read whole:
 		// its sections are copied from the store as they are sent.
-		headerOnly := needBody && headerItems(items)
 		withBody := needBody && !headerOnly && (info.Size <= streamLimit || len(info.Summary) == 0)
 		var err error
 		if root, raw, err = s.structure(info, withBody, headerOnly, needStructure); err != nil {
@@ -393,7 +391,6 @@ func (s *session) fetchOne(seq int, m store.MessageState, info *fetchInfo, items
 	b := append(s.line[:0], "* "...)
 	b = strconv.AppendInt(b, int64(seq), 10)
 	b = append(b, " FETCH ("...)
-	defer func() { s.line = b[:0] }()
 	wroteFlags := false
 	for k, it := range items {
 		if k > 0 {
@@ -484,7 +481,23 @@ func (s *session) fetchOne(seq int, m store.MessageState, info *fetchInfo, items
 	}
 	b = append(b, ")\r\n"...)
 	_, err := s.w.Write(b)
+	s.line = b[:0]
 	return err
+}
+
+// fetchPlan is what a FETCH's items need, worked out once for all its
+// messages.
+type fetchPlan struct {
+	items                   []fetchItem
+	needBody, needStructure bool
+	headerOnly              bool // every item that reads the message reads its header section only
+}
+
+func planFetch(items []fetchItem, needBody bool) *fetchPlan {
+	return &fetchPlan{items: items, needBody: needBody, headerOnly: needBody && headerItems(items),
+		needStructure: slices.ContainsFunc(items, func(it fetchItem) bool {
+			return it.name == "ENVELOPE" || it.name == "BODY" || it.name == "BODYSTRUCTURE"
+		})}
 }
 
 // streamLimit is the largest message FETCH reads whole to send its
