@@ -46,7 +46,7 @@ func TestSortColumns(t *testing.T) {
 	other, done := c.columns(2)
 	other.add(rowsOf(1, 2))
 	done()
-	cols, done = c.columns(1) // 1 is now the most recently used
+	_, done = c.columns(1) // 1 is now the most recently used
 	done()
 	third, done := c.columns(3)
 	third.add(rowsOf(1, 2, 3))
