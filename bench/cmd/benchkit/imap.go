@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,9 +111,11 @@ func tagged(r *bufio.Reader, tag string) error {
 func runIMAPSink(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("imapsink", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback)")
+	big := fs.Int("big", 0, "answer imapbig's commands as for a mailbox of this many messages (canned answers: the client's floor)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	canned := cannedBig(*big)
 	if err := checkLoopback(*addr); err != nil {
 		return err
 	}
@@ -145,10 +148,75 @@ func runIMAPSink(ctx context.Context, args []string) error {
 					c.Write([]byte("* BYE\r\n" + tag + " OK LOGOUT\r\n"))
 					return
 				}
+				if a, ok := canned.answer(rest); ok {
+					c.Write(a)
+				}
 				c.Write([]byte(tag + " OK done\r\n"))
 			}
 		}()
 	}
+}
+
+// bigAnswers are the untagged answers to imapbig's commands for a mailbox
+// of n messages, made once: what the client reads and checks, without a
+// server's work (a quarter unseen, one in fifty from the sender asked).
+type bigAnswers []struct {
+	prefix string
+	text   []byte
+}
+
+func cannedBig(n int) bigAnswers {
+	if n <= 0 {
+		return nil
+	}
+	lines := func(each func(i int) string) []byte {
+		var b []byte
+		for i := 1; i <= n; i++ {
+			if s := each(i); s != "" {
+				b = append(b, s...)
+			}
+		}
+		return b
+	}
+	numbers := func(word string, keep func(i int) bool) []byte {
+		b := []byte("* " + word)
+		for i := 1; i <= n; i++ {
+			if keep(i) {
+				b = append(b, ' ')
+				b = strconv.AppendInt(b, int64(i), 10)
+			}
+		}
+		return append(b, "\r\n"...)
+	}
+	return bigAnswers{
+		{"SELECT", []byte(fmt.Sprintf("* %d EXISTS\r\n* OK [UIDVALIDITY 1] UIDs valid\r\n* OK [UIDNEXT %d] Predicted next UID\r\n", n, n+1))},
+		{"EXAMINE", []byte(fmt.Sprintf("* %d EXISTS\r\n", n))},
+		{"UID FETCH 1:* (FLAGS)", lines(func(i int) string {
+			flags := `\Seen`
+			if i%4 == 0 {
+				flags = ""
+			}
+			return fmt.Sprintf("* %d FETCH (UID %d FLAGS (%s))\r\n", i, i, flags)
+		})},
+		{"FETCH ", lines(func(i int) string {
+			if i <= n-50 {
+				return ""
+			}
+			return fmt.Sprintf("* %d FETCH (UID %d FLAGS (\\Seen) RFC822.SIZE 900)\r\n", i, i)
+		})},
+		{"UID SEARCH UNSEEN", numbers("SEARCH", func(i int) bool { return i%4 == 0 })},
+		{"UID SEARCH FROM", numbers("SEARCH", func(i int) bool { return i%50 == 7 })},
+		{"UID SORT", numbers("SORT", func(int) bool { return true })},
+	}
+}
+
+func (a bigAnswers) answer(cmd string) ([]byte, bool) {
+	for _, x := range a {
+		if strings.HasPrefix(strings.ToUpper(cmd), x.prefix) {
+			return x.text, true
+		}
+	}
+	return nil, false
 }
 
 // selfSigned makes a throwaway certificate for the sink.
