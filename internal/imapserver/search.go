@@ -30,6 +30,20 @@ type criterion struct {
 	set   imapwire.SeqSet
 	kids  []*criterion // AND for "()", NOT has one, OR two
 	field string       // HEADER's field name, lower case
+
+	// set with "*" resolved against largest, made once per search, not
+	// once per message
+	resolved *imapwire.SeqSet
+	largest  uint32
+}
+
+// resolvedSet returns c's set with "*" as largest.
+func (c *criterion) resolvedSet(largest uint32) *imapwire.SeqSet {
+	if c.resolved == nil || c.largest != largest {
+		r := c.set.Resolve(largest)
+		c.resolved, c.largest = &r, largest
+	}
+	return c.resolved
 }
 
 // has reports whether the tree uses a key.
@@ -642,9 +656,9 @@ func (s *session) matches(c *criterion, m *candidate) bool {
 			return slices.Contains(s.sel.saved, m.state.UID)
 		}
 		if c.key == "SEQ" {
-			return c.set.Resolve(uint32(len(s.sel.msgs))).Contains(uint32(m.seq))
+			return c.resolvedSet(uint32(len(s.sel.msgs))).Contains(uint32(m.seq))
 		}
-		return c.set.Resolve(s.sel.lastUID()).Contains(m.state.UID)
+		return c.resolvedSet(s.sel.lastUID()).Contains(m.state.UID)
 	case "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "SEEN":
 		return has(systemFlag(c.key))
 	case "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN":

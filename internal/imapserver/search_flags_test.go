@@ -68,3 +68,24 @@ func TestSearchOnFlags(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSearchUIDRange: SEARCH with a UID range over 100,000 messages
+// (the range is resolved once, not per message).
+func BenchmarkSearchUIDRange(b *testing.B) {
+	sel := &selected{}
+	for i := range 100_000 {
+		sel.msgs = append(sel.msgs, sel.msgOf(store.MessageState{UID: uint32(i + 1), ModSeq: 1}))
+	}
+	s := &session{sel: sel}
+	root, err := parseSearchKeys((&imapwire.Command{Args: []byte("UID 50001:* MODSEQ 1")}).Parser())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		found, err := s.search(root)
+		if err != nil || len(found) != 50_000 {
+			b.Fatalf("%d found, %v", len(found), err)
+		}
+	}
+}
