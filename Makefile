@@ -58,6 +58,7 @@ fuzz:
 	$(GO) test ./internal/message -run '^$$' -fuzz '^FuzzSearchText$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/message -run '^$$' -fuzz '^FuzzSortKeys$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/imapserver -run '^$$' -fuzz '^FuzzContainsFold$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/imapserver -run '^$$' -fuzz '^FuzzDecodeView$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
 # The side-by-side benchmarks against Postfix and Dovecot (bench/README.md):
 # installs what they need, then runs bench/run.sh (as root, 45-60 minutes)

@@ -24,6 +24,7 @@ type view struct {
 	msgs        []msg // ascending UID
 	flags       flagSets
 	used        uint64 // views.clock when last read
+	snapModSeq  int64  // the MODSEQ of the snapshot saved of it (0: none)
 }
 
 // viewMin is the smallest mailbox whose view the server keeps: below it,
@@ -63,10 +64,14 @@ func (vs *views) load(ctx context.Context, st store.Mail, userID int64, name str
 			v := old
 			if len(ch.Changed) > 0 || len(ch.Vanished) > 0 || ch.HighestModSeq != old.highest {
 				v = old.apply(ch)
-				vs.put(key, v)
+				vs.keep(ctx, st, key, v, true)
 			}
 			return v, ch.MailboxStatus, nil
 		}
+	}
+	if v, status, ok := fromSnapshot(ctx, st, userID, name); ok {
+		vs.keep(ctx, st, key, v, false)
+		return v, status, nil
 	}
 	ms, err := st.MailboxState(ctx, userID, name)
 	if err != nil {
@@ -76,10 +81,47 @@ func (vs *views) load(ctx context.Context, st store.Mail, userID int64, name str
 	for i, m := range ms.States {
 		v.msgs[i] = msg{UID: m.UID, fs: v.flags.of(m.Flags), ModSeq: m.ModSeq}
 	}
-	if len(v.msgs) >= viewMin {
-		vs.put(key, v)
-	}
+	vs.keep(ctx, st, key, v, false)
 	return v, ms.MailboxStatus, nil
+}
+
+// fromSnapshot makes a mailbox's view from the snapshot saved of it and the
+// changes since; ok is false when there is none that holds.
+func fromSnapshot(ctx context.Context, st store.Mail, userID int64, name string) (*view, store.MailboxStatus, bool) {
+	sn, err := st.Snapshot(ctx, userID, name)
+	if err != nil {
+		return nil, store.MailboxStatus{}, false
+	}
+	v, err := decodeView(sn.Data, sn.MailboxID, sn.ModSeq)
+	if err != nil || v.uidValidity != sn.UIDValidity {
+		return nil, store.MailboxStatus{}, false
+	}
+	ch, err := st.Changes(ctx, userID, name, v.highest)
+	if err != nil || ch.ID != v.id || ch.UIDValidity != v.uidValidity || ch.HighestModSeq < v.highest {
+		return nil, store.MailboxStatus{}, false
+	}
+	if len(ch.Changed) > 0 || len(ch.Vanished) > 0 || ch.HighestModSeq != v.highest {
+		v = v.apply(ch)
+	}
+	return v, ch.MailboxStatus, true
+}
+
+// keep keeps the view of a large mailbox (or replaces the one kept), and
+// saves its snapshot first when the one saved is missing or far behind
+// (before the view is shared: it is not changed after). A snapshot that
+// fails to save costs only time.
+func (vs *views) keep(ctx context.Context, st store.Mail, key viewKey, v *view, replacing bool) {
+	if len(v.msgs) < viewMin {
+		if replacing {
+			vs.put(key, v)
+		}
+		return
+	}
+	if v.snapModSeq == 0 || v.highest-v.snapModSeq > snapshotLag {
+		v.snapModSeq = v.highest
+		_ = st.SaveSnapshot(ctx, key.user, store.Snapshot{MailboxID: v.id, ModSeq: v.highest, Data: encodeView(v)})
+	}
+	vs.put(key, v)
 }
 
 func (vs *views) get(key viewKey) *view {
@@ -129,7 +171,7 @@ func (vs *views) put(key viewKey, v *view) {
 
 // apply returns a new view: v with a mailbox's changes since its MODSEQ.
 func (v *view) apply(ch store.Changes) *view {
-	n := &view{id: v.id, uidValidity: v.uidValidity, highest: max(v.highest, ch.HighestModSeq), flags: v.flags.clone()}
+	n := &view{id: v.id, uidValidity: v.uidValidity, highest: max(v.highest, ch.HighestModSeq), flags: v.flags.clone(), snapModSeq: v.snapModSeq}
 	n.msgs = removeUIDs(slices.Clone(v.msgs), ch.Vanished)
 	last := uint32(0)
 	if len(n.msgs) > 0 {

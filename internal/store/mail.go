@@ -68,6 +68,17 @@ type MailboxState struct {
 	States []MessageState
 }
 
+// Snapshot is what a mail server saved of a mailbox's state, to start from
+// after a restart rather than read every message: opaque to the store,
+// described by the MODSEQ it was taken at (the changes after it come from
+// Changes).
+type Snapshot struct {
+	MailboxID   int64
+	UIDValidity uint32 // the mailbox's (Snapshot fills it; SaveSnapshot ignores it)
+	ModSeq      int64
+	Data        []byte
+}
+
 // Changes are what happened in a mailbox after a MODSEQ: messages added or
 // whose flags changed (their state now), and UIDs expunged (RFC 7162 3.2.5
 // VANISHED), each in ascending UID order. Its MailboxStatus has the
@@ -224,6 +235,13 @@ type Mail interface {
 	// messages are read at once (SEARCH on their text): one read of the
 	// store, not one per message.
 	ReadMessages(ctx context.Context, userID int64, mailbox string, uids []uint32, fn func(uid uint32, r io.Reader) error) error
+	// Snapshot returns the snapshot last saved of a mailbox (ErrNotFound:
+	// none, or no such mailbox), with the mailbox's ID and UIDVALIDITY.
+	Snapshot(ctx context.Context, userID int64, mailbox string) (Snapshot, error)
+	// SaveSnapshot keeps a snapshot of a mailbox, unless one of a later
+	// MODSEQ is there already. It goes with the mailbox, and is committed
+	// without its own fsync, like flag changes: losing it costs only time.
+	SaveSnapshot(ctx context.Context, userID int64, s Snapshot) error
 	// ClaimRecent gives the caller the messages no session has claimed
 	// yet, for IMAP4rev1's \Recent (RFC 3501 2.3.2): it returns the first
 	// UID of them (all from it are the caller's), and no later call returns

@@ -437,3 +437,31 @@ func (s *Store) ClaimRecent(ctx context.Context, userID int64, mailbox string) (
 	})
 	return from, mailErr("claim recent in", mailbox, err)
 }
+
+// Snapshot returns the snapshot last saved of a mailbox.
+func (s *Store) Snapshot(ctx context.Context, userID int64, mailbox string) (store.Snapshot, error) {
+	var sn store.Snapshot
+	err := s.queryRow(ctx, `SELECT mb.id, mb.uidvalidity, ms.modseq, ms.data FROM mailboxes mb JOIN mailbox_snapshots ms ON ms.mailbox_id = mb.id
+		WHERE mb.user_id = ? AND mb.name = ?`, userID, mailbox).Scan(&sn.MailboxID, &sn.UIDValidity, &sn.ModSeq, &sn.Data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sn, fmt.Errorf("snapshot of mailbox %q: %w", mailbox, store.ErrNotFound)
+	}
+	if err != nil {
+		return sn, fmt.Errorf("store: read the snapshot of %q: %w", mailbox, err)
+	}
+	return sn, nil
+}
+
+// SaveSnapshot keeps a mailbox's snapshot unless a later one is there.
+func (s *Store) SaveSnapshot(ctx context.Context, userID int64, sn store.Snapshot) error {
+	err := s.writeLazy(ctx, false, func(tx *wtx) error {
+		_, err := tx.Exec(`INSERT INTO mailbox_snapshots(mailbox_id, modseq, data) SELECT id, ?, ? FROM mailboxes WHERE id = ? AND user_id = ?
+			ON CONFLICT(mailbox_id) DO UPDATE SET modseq = excluded.modseq, data = excluded.data WHERE excluded.modseq > mailbox_snapshots.modseq`,
+			sn.ModSeq, sn.Data, sn.MailboxID, userID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: save the snapshot of mailbox %d: %w", sn.MailboxID, err)
+	}
+	return nil
+}

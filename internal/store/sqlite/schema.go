@@ -220,4 +220,13 @@ CREATE TABLE sort_keys (
 INSERT INTO search_text(search_text) VALUES ('delete-all');
 UPDATE messages SET text_indexed = 0 WHERE text_indexed = 1;
 `,
+	`
+-- What the IMAP server saved of a large mailbox's state (Mail.SaveSnapshot),
+-- to start from after a restart instead of reading every message.
+CREATE TABLE mailbox_snapshots (
+	mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+	modseq     INTEGER NOT NULL,
+	data       BLOB NOT NULL
+);
+`,
 }

@@ -61,3 +61,55 @@ func testReadMessages(t *testing.T, s store.Store) {
 		t.Errorf("ReadMessages of a missing mailbox: %v, want nothing read", err)
 	}
 }
+
+// testSnapshots: a mailbox's snapshot is kept and read back with the
+// mailbox's ID and UIDVALIDITY, an older one does not replace a newer, and
+// it goes with the mailbox.
+func testSnapshots(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := addUser(t, s, "alice@a.example")
+	other := addUser(t, s, "bob@a.example")
+	if _, err := s.Snapshot(ctx, u.ID, store.Inbox); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Snapshot before any was saved: %v, want ErrNotFound", err)
+	}
+	mb, err := s.Mailbox(ctx, u.ID, store.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	save := func(modseq int64, data string) {
+		t.Helper()
+		if err := s.SaveSnapshot(ctx, u.ID, store.Snapshot{MailboxID: mb.ID, ModSeq: modseq, Data: []byte(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(5, "five")
+	save(9, "nine")
+	save(7, "seven") // older: kept out
+	sn, err := s.Snapshot(ctx, u.ID, store.Inbox)
+	if err != nil || sn.MailboxID != mb.ID || sn.UIDValidity != mb.UIDValidity || sn.ModSeq != 9 || string(sn.Data) != "nine" {
+		t.Fatalf("Snapshot = %+v, %v; want mailbox %d/%d at 9, \"nine\"", sn, err, mb.ID, mb.UIDValidity)
+	}
+	// Another user's mailbox is not written through a guessed ID.
+	if err := s.SaveSnapshot(ctx, other.ID, store.Snapshot{MailboxID: mb.ID, ModSeq: 99, Data: []byte("bob's")}); err != nil {
+		t.Fatal(err)
+	}
+	if sn, _ := s.Snapshot(ctx, u.ID, store.Inbox); string(sn.Data) != "nine" {
+		t.Errorf("another user's SaveSnapshot wrote %q", sn.Data)
+	}
+	if _, err := s.CreateMailbox(ctx, u.ID, "Work", ""); err != nil {
+		t.Fatal(err)
+	}
+	work, _ := s.Mailbox(ctx, u.ID, "Work")
+	if err := s.SaveSnapshot(ctx, u.ID, store.Snapshot{MailboxID: work.ID, ModSeq: 3, Data: []byte("work")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMailbox(ctx, u.ID, "Work"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateMailbox(ctx, u.ID, "Work", ""); err != nil {
+		t.Fatal(err)
+	}
+	if sn, err := s.Snapshot(ctx, u.ID, "Work"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a mailbox made again has the old one's snapshot: %+v, %v", sn, err)
+	}
+}

@@ -1,0 +1,83 @@
+package imapserver
+
+import (
+	"slices"
+	"testing"
+
+	"mailroom/internal/store"
+)
+
+// TestViewsFromSnapshot: after a restart (no view kept), a mailbox's view
+// is its saved snapshot brought up to date, the same as a fresh read; a
+// snapshot that does not decode is passed over.
+func TestViewsFromSnapshot(t *testing.T) {
+	const n = viewMin + 100
+	st, user := viewStore(t, n)
+	ctx := t.Context()
+	var first views
+	v1, _, err := first.load(ctx, st, user, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, err := st.Snapshot(ctx, user, "INBOX")
+	if err != nil || sn.ModSeq != v1.highest {
+		t.Fatalf("no snapshot saved at the view's MODSEQ %d: %+v, %v", v1.highest, sn.ModSeq, err)
+	}
+	appendN(t, st, user, "INBOX", n, 10)
+	if _, err := st.Expunge(ctx, user, "INBOX", []uint32{3, n + 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SetFlags(ctx, user, "INBOX", store.FlagChange{UIDs: []uint32{1, n + 5}, Op: store.FlagsAdd, Flags: []string{"$Later"}}); err != nil {
+		t.Fatal(err)
+	}
+	var restarted views
+	v2, status, err := restarted.load(ctx, st, user, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAsStore(t, st, user, "INBOX", v2, status)
+	if v2.snapModSeq != sn.ModSeq {
+		t.Errorf("the view was not made from the snapshot at %d (it says %d)", sn.ModSeq, v2.snapModSeq)
+	}
+
+	// A snapshot that does not decode: read afresh, and saved anew.
+	if err := st.SaveSnapshot(ctx, user, store.Snapshot{MailboxID: v2.id, ModSeq: v2.highest + 1, Data: []byte{snapshotVersion, 0xff}}); err != nil {
+		t.Fatal(err)
+	}
+	var again views
+	v3, status, err := again.load(ctx, st, user, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAsStore(t, st, user, "INBOX", v3, status)
+}
+
+// FuzzDecodeView: any octets decode to an error or to a view whose UIDs
+// ascend and whose flag set indexes hold, which encodes to the same
+// octets.
+func FuzzDecodeView(f *testing.F) {
+	v := &view{uidValidity: 7}
+	for i, flags := range [][]string{nil, {store.FlagSeen}, {store.FlagSeen, "$Work"}} {
+		v.msgs = append(v.msgs, msg{UID: uint32(3*i + 1), fs: v.flags.of(flags), ModSeq: int64(i + 2)})
+	}
+	f.Add(encodeView(v))
+	f.Add([]byte{snapshotVersion})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := decodeView(data, 1, 1)
+		if err != nil {
+			return
+		}
+		for i, m := range v.msgs {
+			if i > 0 && m.UID <= v.msgs[i-1].UID || int(m.fs) >= len(v.flags.sets) {
+				t.Fatalf("message %d: UID %d after %d, flag set %d of %d", i, m.UID, v.msgs[max(i-1, 0)].UID, m.fs, len(v.flags.sets))
+			}
+		}
+		// Numbers may have been written longer than needed: the view, not
+		// the octets, must come back.
+		again, err := decodeView(encodeView(v), 1, 1)
+		if err != nil || again.uidValidity != v.uidValidity || !slices.Equal(again.msgs, v.msgs) ||
+			!slices.EqualFunc(again.flags.sets, v.flags.sets, slices.Equal[[]string]) {
+			t.Fatalf("encoded and decoded again: %v, %+v, was %+v", err, again, v)
+		}
+	})
+}
