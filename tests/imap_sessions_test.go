@@ -25,16 +25,24 @@ type imapConn struct {
 
 func dialIMAPS(t *testing.T, addr string) *imapConn {
 	t.Helper()
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatalf("dial imaps %s: %v", addr, err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := dialTLS(t, addr)
 	c := &imapConn{t: t, conn: conn, r: bufio.NewReader(conn)}
 	if g := c.line(); !strings.HasPrefix(g, "* OK ") {
 		t.Fatalf("greeting %q", g)
 	}
 	return c
+}
+
+// dialTLS connects to a listener with implicit TLS (the test's
+// self-signed certificate), closed when the test ends.
+func dialTLS(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("dial %s over TLS: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // line reads one line (literals are not expected in these tests).

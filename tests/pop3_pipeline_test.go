@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bufio"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -19,11 +18,7 @@ type pop3Session struct {
 
 func dialPOP3S(t *testing.T, addr string) *pop3Session {
 	t.Helper()
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatalf("dial pop3s %s: %v", addr, err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := dialTLS(t, addr)
 	p := &pop3Session{t: t, conn: conn, r: bufio.NewReader(conn)}
 	p.status("+OK")
 	return p

@@ -556,7 +556,7 @@ func (s *session) structure(info *fetchInfo, withBody, headerOnly, needStructure
 	if ok && !withBody {
 		root.Prefixed(int64(info.PrefixSize))
 		if headerOnly && header != nil {
-			return root, append(slices.Clip(info.Prefix), header...), nil
+			return root, info.header, nil // newInfo decoded the same header
 		}
 		if !headerOnly {
 			return root, nil, nil
@@ -702,20 +702,13 @@ func namedIn(name []byte, names []string) bool {
 		}
 		same := true
 		for i := 0; i < len(n) && same; i++ {
-			same = lowerASCII(n[i]) == lowerASCII(name[i])
+			same = upper(n[i]) == upper(name[i])
 		}
 		if same {
 			return true
 		}
 	}
 	return false
-}
-
-func lowerASCII(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
 }
 
 // applyOwnFlags records flag changes this session made, so that sync does

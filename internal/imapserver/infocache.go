@@ -26,13 +26,15 @@ func newInfo(mi store.MessageInfo) *fetchInfo {
 		in.head = root
 		in.header = append(slices.Clip(mi.Prefix), header...)
 	}
-	in.Flags = nil
+	// The prefix is in header now (and in the message ReadMessages reads);
+	// the flags are the session's.
+	in.Prefix, in.Flags = nil, nil
 	return in
 }
 
 // cost is what an info holds in memory, roughly.
 func (in *fetchInfo) cost() int {
-	return 320 + len(in.Summary) + len(in.Prefix) + len(in.header)
+	return 320 + len(in.Summary) + len(in.header)
 }
 
 // infoCacheBytes bounds the infos the server keeps for all sessions.

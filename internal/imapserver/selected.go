@@ -305,7 +305,6 @@ func (m *selected) note(ev store.MailChange) bool {
 func (s *session) sync(allowExpunge bool) {
 	sel := s.sel
 	sel.dirty = false
-	sel.own()
 	ch, err := s.srv.store.Changes(s.ctx(), s.user.ID, sel.name, sel.highest)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && ch.UIDValidity != sel.uidValidity) {
 		s.untagged("BYE The selected mailbox was deleted or renamed by another session")
@@ -319,6 +318,9 @@ func (s *session) sync(allowExpunge bool) {
 		return
 	}
 	sel.pending = append(sel.pending, ch.Vanished...)
+	if len(ch.Changed) > 0 || allowExpunge && len(sel.pending) > 0 {
+		sel.own() // a wake-up that brought nothing copies nothing
+	}
 	if allowExpunge && len(sel.pending) > 0 {
 		slices.Sort(sel.pending)
 		var gone []uint32

@@ -3,7 +3,6 @@ package imapserver
 import (
 	"encoding/binary"
 	"errors"
-	"strings"
 )
 
 // A view is saved in the store as a snapshot (store.Mail.SaveSnapshot), so
@@ -61,19 +60,13 @@ func decodeView(data []byte, id, modseq int64) (*view, error) {
 	nsets := d.count()
 	for range nsets {
 		n := d.count()
-		set := make([]string, 0, n)
+		var set []string
 		for range n {
 			set = append(set, string(d.octets(d.count())))
 		}
-		key := strings.Join(set, " ")
-		if _, dup := v.flags.index[key]; dup || d.err != nil {
-			return nil, errSnapshot
+		if d.err != nil || int(v.flags.lookup(set)) != len(v.flags.sets)-1 {
+			return nil, errSnapshot // a set twice would leave an index pointing nowhere
 		}
-		if v.flags.index == nil {
-			v.flags.index = map[string]uint32{}
-		}
-		v.flags.index[key] = uint32(len(v.flags.sets))
-		v.flags.sets = append(v.flags.sets, set)
 	}
 	n := d.count()
 	v.msgs = make([]msg, 0, n)

@@ -30,12 +30,7 @@ func TestViewsFromSnapshot(t *testing.T) {
 	if _, err := st.SetFlags(ctx, user, "INBOX", store.FlagChange{UIDs: []uint32{1, n + 5}, Op: store.FlagsAdd, Flags: []string{"$Later"}}); err != nil {
 		t.Fatal(err)
 	}
-	var restarted views
-	v2, status, err := restarted.load(ctx, st, user, "INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameAsStore(t, st, user, "INBOX", v2, status)
+	v2 := loadAfterRestart(t, st, user)
 	if v2.snapModSeq != sn.ModSeq {
 		t.Errorf("the view was not made from the snapshot at %d (it says %d)", sn.ModSeq, v2.snapModSeq)
 	}
@@ -44,12 +39,20 @@ func TestViewsFromSnapshot(t *testing.T) {
 	if err := st.SaveSnapshot(ctx, user, store.Snapshot{MailboxID: v2.id, ModSeq: v2.highest + 1, Data: []byte{snapshotVersion, 0xff}}); err != nil {
 		t.Fatal(err)
 	}
-	var again views
-	v3, status, err := again.load(ctx, st, user, "INBOX")
+	loadAfterRestart(t, st, user)
+}
+
+// loadAfterRestart loads INBOX's view as a server that keeps none yet,
+// and checks it against a fresh read.
+func loadAfterRestart(t *testing.T, st store.Mail, user int64) *view {
+	t.Helper()
+	var restarted views
+	v, status, err := restarted.load(t.Context(), st, user, "INBOX")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameAsStore(t, st, user, "INBOX", v3, status)
+	sameAsStore(t, st, user, "INBOX", v, status)
+	return v
 }
 
 // FuzzDecodeView: any octets decode to an error or to a view whose UIDs

@@ -135,12 +135,8 @@ func (s *session) sortMessages(idx []int, keys []sortKey) ([]int, error) {
 		for _, k := range keys {
 			var c int
 			switch k.name {
-			case "ARRIVAL":
-				c = cmp.Compare(a.r.arrival, b.r.arrival)
-			case "DATE":
-				c = cmp.Compare(a.r.sent, b.r.sent)
-			case "SIZE":
-				c = cmp.Compare(a.r.size, b.r.size)
+			case "ARRIVAL", "DATE", "SIZE":
+				c = cmp.Compare(a.r.number(k.name), b.r.number(k.name))
 			case "SUBJECT":
 				c = casemap(a.r.text.subject, b.r.text.subject)
 			case "FROM":
@@ -272,15 +268,7 @@ func sortByNumber(items []sortable, k sortKey) []int {
 	}
 	pairs := make([]pair, len(items))
 	for i, it := range items {
-		var v int64
-		switch k.name {
-		case "DATE":
-			v = it.r.sent
-		case "ARRIVAL":
-			v = it.r.arrival
-		case "SIZE":
-			v = it.r.size
-		}
+		v := it.r.number(k.name)
 		if k.reverse {
 			v = -v
 		}

@@ -16,6 +16,17 @@ type sortRow struct {
 	text          *sortText // nil unless a criterion on text was asked
 }
 
+// number returns a numeric criterion's key (DATE, ARRIVAL or SIZE).
+func (r *sortRow) number(criterion string) int64 {
+	switch criterion {
+	case "DATE":
+		return r.sent
+	case "ARRIVAL":
+		return r.arrival
+	}
+	return r.size
+}
+
 // sortText are the text keys of a message (message.SortKeys).
 type sortText struct {
 	subject, from, to, cc, displayFrom, displayTo string

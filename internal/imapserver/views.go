@@ -56,22 +56,24 @@ type views struct {
 func (vs *views) load(ctx context.Context, st store.Mail, userID int64, name string) (*view, store.MailboxStatus, error) {
 	key := viewKey{userID, name}
 	if old := vs.get(key); old != nil {
-		ch, err := st.Changes(ctx, userID, name, old.highest)
+		v, status, ok, err := old.upToDate(ctx, st, userID, name)
 		if err != nil {
-			return nil, ch.MailboxStatus, err
+			return nil, status, err
 		}
-		if ch.ID == old.id && ch.UIDValidity == old.uidValidity {
-			v := old
-			if len(ch.Changed) > 0 || len(ch.Vanished) > 0 || ch.HighestModSeq != old.highest {
-				v = old.apply(ch)
+		if ok {
+			if v != old {
 				vs.keep(ctx, st, key, v, true)
 			}
-			return v, ch.MailboxStatus, nil
+			return v, status, nil
 		}
 	}
-	if v, status, ok := fromSnapshot(ctx, st, userID, name); ok {
-		vs.keep(ctx, st, key, v, false)
-		return v, status, nil
+	if sn, err := st.Snapshot(ctx, userID, name); err == nil {
+		if saved, err := decodeView(sn.Data, sn.MailboxID, sn.ModSeq); err == nil && saved.uidValidity == sn.UIDValidity {
+			if v, status, ok, _ := saved.upToDate(ctx, st, userID, name); ok {
+				vs.keep(ctx, st, key, v, false)
+				return v, status, nil
+			}
+		}
 	}
 	ms, err := st.MailboxState(ctx, userID, name)
 	if err != nil {
@@ -85,25 +87,22 @@ func (vs *views) load(ctx context.Context, st store.Mail, userID int64, name str
 	return v, ms.MailboxStatus, nil
 }
 
-// fromSnapshot makes a mailbox's view from the snapshot saved of it and the
-// changes since; ok is false when there is none that holds.
-func fromSnapshot(ctx context.Context, st store.Mail, userID int64, name string) (*view, store.MailboxStatus, bool) {
-	sn, err := st.Snapshot(ctx, userID, name)
-	if err != nil {
-		return nil, store.MailboxStatus{}, false
-	}
-	v, err := decodeView(sn.Data, sn.MailboxID, sn.ModSeq)
-	if err != nil || v.uidValidity != sn.UIDValidity {
-		return nil, store.MailboxStatus{}, false
-	}
+// upToDate returns v with the mailbox's changes since it (v itself when
+// there are none), and the mailbox's status; ok is false when the mailbox
+// under the name is no longer v's (deleted and made again), or is behind
+// it (a snapshot that cannot be right).
+func (v *view) upToDate(ctx context.Context, st store.Mail, userID int64, name string) (*view, store.MailboxStatus, bool, error) {
 	ch, err := st.Changes(ctx, userID, name, v.highest)
-	if err != nil || ch.ID != v.id || ch.UIDValidity != v.uidValidity || ch.HighestModSeq < v.highest {
-		return nil, store.MailboxStatus{}, false
+	if err != nil {
+		return nil, ch.MailboxStatus, false, err
+	}
+	if ch.ID != v.id || ch.UIDValidity != v.uidValidity || ch.HighestModSeq < v.highest {
+		return nil, ch.MailboxStatus, false, nil
 	}
 	if len(ch.Changed) > 0 || len(ch.Vanished) > 0 || ch.HighestModSeq != v.highest {
 		v = v.apply(ch)
 	}
-	return v, ch.MailboxStatus, true
+	return v, ch.MailboxStatus, true, nil
 }
 
 // keep keeps the view of a large mailbox (or replaces the one kept), and

@@ -440,16 +440,23 @@ func (s *session) count() (int, int64) {
 
 // message finds a message by its number, answering -ERR when there is none.
 func (s *session) message(arg string) *message {
+	m, why := s.numbered(arg)
+	if m == nil {
+		s.fail("%s", why)
+	}
+	return m
+}
+
+// numbered returns the message a number names, or why there is none.
+func (s *session) numbered(arg string) (*message, string) {
 	n, err := strconv.Atoi(strings.TrimSpace(arg))
 	if err != nil || n < 1 || n > len(s.msgs) {
-		s.fail("No such message")
-		return nil
+		return nil, "No such message"
 	}
 	if s.msgs[n-1].deleted {
-		s.fail("Message %d is deleted", n)
-		return nil
+		return nil, fmt.Sprintf("Message %d is deleted", n)
 	}
-	return &s.msgs[n-1]
+	return &s.msgs[n-1], ""
 }
 
 // uidl is a message's unique id: stable across sessions and restarts
@@ -587,12 +594,11 @@ func (s *session) pipelinedRetr(m *message) []uint32 {
 		if !strings.EqualFold(cmd, "RETR") {
 			continue
 		}
-		n, err := strconv.Atoi(arg)
-		if err != nil || n < 1 || n > len(s.msgs) {
+		next, _ := s.numbered(arg)
+		if next == nil {
 			continue
 		}
-		next := &s.msgs[n-1]
-		if next.deleted || next.size > readWhole || total+next.size > readAhead {
+		if next.size > readWhole || total+next.size > readAhead {
 			break
 		}
 		uids = append(uids, next.uid)

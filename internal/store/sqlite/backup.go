@@ -96,7 +96,7 @@ func (s *Store) Backup(ctx context.Context, dir string, progress func(done, tota
 	}
 	defer guard.release()
 	dbPath := filepath.Join(dir, "mailroom.db")
-	if _, err := s.rdb.ExecContext(ctx, "VACUUM INTO ?", dbPath); err != nil {
+	if _, err := s.reads.db.ExecContext(ctx, "VACUUM INTO ?", dbPath); err != nil {
 		return nil, fmt.Errorf("backup: snapshot the database: %w", err)
 	}
 	m, files, err := describeSnapshot(ctx, dbPath)

@@ -106,7 +106,7 @@ func TestBodyCacheRowIDReuse(t *testing.T) {
 func (s *Store) messageOf(t *testing.T, id int64) int64 {
 	t.Helper()
 	var m int64
-	if err := s.rdb.QueryRow(`SELECT message_id FROM queue WHERE id = ?`, id).Scan(&m); err != nil {
+	if err := s.reads.db.QueryRow(`SELECT message_id FROM queue WHERE id = ?`, id).Scan(&m); err != nil {
 		t.Fatal(err)
 	}
 	return m

@@ -35,7 +35,7 @@ func TestAddDeferredWritesWhatAcceptWrites(t *testing.T) {
 	// The same messages and outcomes through the API, into a second store.
 	api := open(t, t.TempDir(), Options{})
 	defer api.Close()
-	msgs, err := bulk.rdb.QueryContext(ctx, `SELECT id, queue_id, received, envelope, from_hdr, subject, body FROM messages ORDER BY id`)
+	msgs, err := bulk.reads.db.QueryContext(ctx, `SELECT id, queue_id, received, envelope, from_hdr, subject, body FROM messages ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestAddDeferredWritesWhatAcceptWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, table := range []string{"messages", "queue"} {
-		got, want := dumpTable(t, bulk.rdb, table), dumpTable(t, api.rdb, table)
+		got, want := dumpTable(t, bulk.reads.db, table), dumpTable(t, api.reads.db, table)
 		if len(want) == 0 || !slices.Equal(got, want) {
 			t.Errorf("%s: the bulk fill wrote\n%s\nAccept and RecordResults wrote\n%s", table, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
@@ -158,7 +158,7 @@ func TestLargeQueue(t *testing.T) {
 			{"SetHeld(id), RetryNow(id)", `UPDATE queue SET held = 1 WHERE active = 0 AND` + waitingOf, "USING INDEX queue_message (message_id=?)", false},
 			{"DeleteQueued(id)", `DELETE FROM queue WHERE` + waitingOf + ` RETURNING message_id`, "USING INDEX queue_message (message_id=?)", false},
 		} {
-			plan := queryPlan(t, s.rdb, c.query)
+			plan := queryPlan(t, s.reads.db, c.query)
 			if !strings.Contains(plan, c.want) || fullScan.MatchString(plan) || !c.sorts && strings.Contains(plan, "TEMP B-TREE") {
 				t.Errorf("%s: want %q, no full scan, no sort; the plan is\n%s", c.name, c.want, plan)
 			}
@@ -166,7 +166,7 @@ func TestLargeQueue(t *testing.T) {
 	})
 
 	t.Run("the next due time is read from the first entry of the index", func(t *testing.T) {
-		c, err := s.rdb.Conn(ctx)
+		c, err := s.reads.db.Conn(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,7 +334,7 @@ func status(t *testing.T, c *sql.Conn, reset bool) pages {
 // so shows that the counters would see one.
 func scanPages(t *testing.T, s *Store) int {
 	t.Helper()
-	c, err := s.rdb.Conn(t.Context())
+	c, err := s.reads.db.Conn(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -374,9 +374,9 @@ func (s *Store) OpenMessage(ctx context.Context, userID int64, mailbox string, u
 	if !file.Valid {
 		return io.NopCloser(io.MultiReader(bytes.NewReader(prefix), bytes.NewReader(body))), mi, nil
 	}
-	f, err := os.Open(filepath.Join(s.dir, "blobs", file.String))
+	f, err := s.openBlob(file.String)
 	if err != nil {
-		return nil, mi, storageErr("open blob", err)
+		return nil, mi, err
 	}
 	return struct {
 		io.Reader
@@ -434,12 +434,21 @@ func (s *Store) ReadMessages(ctx context.Context, userID int64, mailbox string, 
 
 // withBlob calls fn with a body file open.
 func (s *Store) withBlob(name string, fn func(*os.File) error) error {
-	f, err := os.Open(filepath.Join(s.dir, "blobs", name))
+	f, err := s.openBlob(name)
 	if err != nil {
-		return storageErr("open blob", err)
+		return err
 	}
 	defer f.Close()
 	return fn(f)
+}
+
+// openBlob opens a body kept in its own file.
+func (s *Store) openBlob(name string) (*os.File, error) {
+	f, err := os.Open(filepath.Join(s.dir, "blobs", name))
+	if err != nil {
+		return nil, storageErr("open blob", err)
+	}
+	return f, nil
 }
 
 // MailboxStatus describes one mailbox.

@@ -118,7 +118,7 @@ func TestMigrationSummariesTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int
-	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM message_summaries").Scan(&n); err != nil || n != 0 {
+	if err := s.reads.db.QueryRowContext(ctx, "SELECT count(*) FROM message_summaries").Scan(&n); err != nil || n != 0 {
 		t.Errorf("%d summaries left after the message was expunged (%v)", n, err)
 	}
 }

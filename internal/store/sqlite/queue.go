@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -207,9 +205,9 @@ func (s *Store) OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser,
 	if !file.Valid {
 		return io.NopCloser(bytes.NewReader(body)), nil
 	}
-	f, err := os.Open(filepath.Join(s.dir, "blobs", file.String))
+	f, err := s.openBlob(file.String)
 	if err != nil {
-		return nil, storageErr("open blob", err)
+		return nil, err
 	}
 	return f, nil
 }

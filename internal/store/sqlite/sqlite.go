@@ -52,8 +52,7 @@ type Store struct {
 	// syncNormal: wdb commits without a WAL fsync (synchronous=NORMAL)
 	// since the last batch was all lazy; the committer's alone.
 	syncNormal bool
-	rdb        *sql.DB // readers, mapping the database (reads.db)
-	reads      readPool
+	reads      readPool // readers, mapping the database
 	// feed are readers that do not map the database, for the small reads
 	// every session makes after every change (Changes): a reader that
 	// maps the database unmaps it at its first read after any commit, and
@@ -149,7 +148,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	fdb.SetMaxOpenConns(4)
 	fdb.SetMaxIdleConns(4)
-	s := &Store{dir: dir, opts: opts, wdb: wdb, rdb: rdb, reads: readPool{db: rdb}, feed: readPool{db: fdb},
+	s := &Store{dir: dir, opts: opts, wdb: wdb, reads: readPool{db: rdb}, feed: readPool{db: fdb},
 		reqs: make(chan *writeReq, 1024), done: make(chan struct{}),
 		stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
 	s.defaultQuota.Store(opts.DefaultQuota)
@@ -190,7 +189,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	// Nothing pending: open without writing, so that the server starts and
 	// the CLI works on a full disk.
 	var current int
-	if err := s.rdb.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err == nil && current == len(migrations) {
+	if err := s.reads.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err == nil && current == len(migrations) {
 		return nil
 	}
 	conn, err := s.wdb.Conn(ctx)
@@ -284,7 +283,7 @@ func (s *Store) checkpointer() {
 			return
 		case <-t.C:
 			var busy, frames, done int
-			err := s.rdb.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
+			err := s.reads.db.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
 			if err == nil && frames > walResetFrames {
 				s.walReset.Store(true)
 			}

@@ -293,7 +293,7 @@ func TestFailedAcceptLeavesNoRowOrBlob(t *testing.T) {
 		}
 	}
 	var n int
-	if err := s.rdb.QueryRow(`SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM mailbox_messages)`).Scan(&n); err != nil {
+	if err := s.reads.db.QueryRow(`SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM mailbox_messages)`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 0 {
@@ -511,7 +511,7 @@ func TestCountersInOneBatch(t *testing.T) {
 	defer s.Close()
 	ctx := t.Context()
 	var base int64 // a new mailbox's highest MODSEQ
-	s.rdb.QueryRow(`SELECT highest_modseq FROM mailboxes WHERE user_id = ? AND name = 'INBOX'`, alice.ID).Scan(&base)
+	s.reads.db.QueryRow(`SELECT highest_modseq FROM mailboxes WHERE user_id = ? AND name = 'INBOX'`, alice.ID).Scan(&base)
 	// Carol's mailbox can take nothing: a message to alice and carol is
 	// refused after alice's copy was counted.
 	carol, err := s.AddUser(ctx, store.User{Address: "carol@a.example", PasswordHash: "h", QuotaBytes: 1})
@@ -560,7 +560,7 @@ func TestCountersInOneBatch(t *testing.T) {
 	if ok != n-n/4 {
 		t.Fatalf("%d accepted, want %d", ok, n-n/4)
 	}
-	rows, err := s.rdb.Query(`SELECT mm.uid, mm.modseq FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id WHERE mb.user_id = ? ORDER BY mm.uid`, alice.ID)
+	rows, err := s.reads.db.Query(`SELECT mm.uid, mm.modseq FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id WHERE mb.user_id = ? ORDER BY mm.uid`, alice.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,8 +576,8 @@ func TestCountersInOneBatch(t *testing.T) {
 	}
 	rows.Close()
 	var uidnext, highest, dbUsed int64
-	s.rdb.QueryRow(`SELECT uidnext, highest_modseq FROM mailboxes WHERE user_id = ? AND name = 'INBOX'`, alice.ID).Scan(&uidnext, &highest)
-	s.rdb.QueryRow(`SELECT used_bytes FROM users WHERE id = ?`, alice.ID).Scan(&dbUsed)
+	s.reads.db.QueryRow(`SELECT uidnext, highest_modseq FROM mailboxes WHERE user_id = ? AND name = 'INBOX'`, alice.ID).Scan(&uidnext, &highest)
+	s.reads.db.QueryRow(`SELECT used_bytes FROM users WHERE id = ?`, alice.ID).Scan(&dbUsed)
 	if want-1 != ok || uidnext != ok+1 || highest != base+ok || dbUsed != used {
 		t.Fatalf("%d copies, uidnext %d, highest MODSEQ %d, used %d; want %d copies, uidnext %d, MODSEQ %d, used %d",
 			want-1, uidnext, highest, dbUsed, ok, ok+1, base+ok, used)
@@ -589,7 +589,7 @@ func TestCountersInOneBatch(t *testing.T) {
 	if err := s.Accept(ctx, newMessage([]byte("later"), "later", alice)); err != nil {
 		t.Fatal(err)
 	}
-	s.rdb.QueryRow(`SELECT uidnext FROM mailboxes WHERE user_id = ? AND name = 'INBOX'`, alice.ID).Scan(&uidnext)
+	s.reads.db.QueryRow(`SELECT uidnext FROM mailboxes WHERE user_id = ? AND name = 'INBOX'`, alice.ID).Scan(&uidnext)
 	if uidnext != ok+2 {
 		t.Fatalf("uidnext %d after one more, want %d", uidnext, ok+2)
 	}
