@@ -72,6 +72,17 @@ func TestIMAPSelectLargeAfterChanges(t *testing.T) {
 	if has(got, "(UID 2 ") || has(got, "(UID 4 ") {
 		t.Error("expunged messages are still listed")
 	}
+
+	// After a restart the server starts from the state it saved at the
+	// first SELECT (a snapshot in the store) and the changes since.
+	s.stop()
+	s.start()
+	restarted := dialIMAPS(t, s.imapsAddr)
+	restarted.cmd("LOGIN alice@example.test secret-alice", "OK")
+	restarted.cmd("EXAMINE Big", "OK [READ-ONLY]")
+	if after := state(restarted); !slices.Equal(got, after) {
+		t.Fatalf("SELECT after a restart differs: %q", firstDifference(got, after))
+	}
 }
 
 // withoutRecent takes \Recent out of FETCH lines: it is one session's only.

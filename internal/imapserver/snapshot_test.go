@@ -35,11 +35,19 @@ func TestViewsFromSnapshot(t *testing.T) {
 		t.Errorf("the view was not made from the snapshot at %d (it says %d)", sn.ModSeq, v2.snapModSeq)
 	}
 
-	// A snapshot that does not decode: read afresh, and saved anew.
+	// A snapshot that does not decode (here one claiming a MODSEQ the
+	// mailbox has not reached): read afresh, and saved anew.
 	if err := st.SaveSnapshot(ctx, user, store.Snapshot{MailboxID: v2.id, ModSeq: v2.highest + 1, Data: []byte{snapshotVersion, 0xff}}); err != nil {
 		t.Fatal(err)
 	}
-	loadAfterRestart(t, st, user)
+	v3 := loadAfterRestart(t, st, user)
+	sn, err = st.Snapshot(ctx, user, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeView(sn.Data, sn.MailboxID, sn.ModSeq); err != nil || sn.ModSeq != v3.highest {
+		t.Errorf("the snapshot that did not decode is still there (MODSEQ %d, view at %d): %v", sn.ModSeq, v3.highest, err)
+	}
 }
 
 // loadAfterRestart loads INBOX's view as a server that keeps none yet,

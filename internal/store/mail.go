@@ -239,8 +239,11 @@ type Mail interface {
 	// none, or no such mailbox), with the mailbox's ID and UIDVALIDITY.
 	Snapshot(ctx context.Context, userID int64, mailbox string) (Snapshot, error)
 	// SaveSnapshot keeps a snapshot of a mailbox, unless one of a later
-	// MODSEQ is there already. It goes with the mailbox, and is committed
-	// without its own fsync, like flag changes: losing it costs only time.
+	// MODSEQ is there already (one of the same MODSEQ is replaced: the
+	// caller may write it anew, say in a newer encoding; one beyond the
+	// mailbox's HIGHESTMODSEQ cannot be right and is replaced too). It goes
+	// with the mailbox, and is committed without its own fsync, like flag
+	// changes: losing it costs only time.
 	SaveSnapshot(ctx context.Context, userID int64, s Snapshot) error
 	// ClaimRecent gives the caller the messages no session has claimed
 	// yet, for IMAP4rev1's \Recent (RFC 3501 2.3.2): it returns the first

@@ -452,11 +452,14 @@ func (s *Store) Snapshot(ctx context.Context, userID int64, mailbox string) (sto
 	return sn, nil
 }
 
-// SaveSnapshot keeps a mailbox's snapshot unless a later one is there.
+// SaveSnapshot keeps a mailbox's snapshot unless a later one is there (one
+// beyond the mailbox's HIGHESTMODSEQ is not believed).
 func (s *Store) SaveSnapshot(ctx context.Context, userID int64, sn store.Snapshot) error {
 	err := s.writeLazy(ctx, false, func(tx *wtx) error {
 		_, err := tx.Exec(`INSERT INTO mailbox_snapshots(mailbox_id, modseq, data) SELECT id, ?, ? FROM mailboxes WHERE id = ? AND user_id = ?
-			ON CONFLICT(mailbox_id) DO UPDATE SET modseq = excluded.modseq, data = excluded.data WHERE excluded.modseq > mailbox_snapshots.modseq`,
+			ON CONFLICT(mailbox_id) DO UPDATE SET modseq = excluded.modseq, data = excluded.data
+			WHERE excluded.modseq >= mailbox_snapshots.modseq
+				OR mailbox_snapshots.modseq > (SELECT highest_modseq FROM mailboxes WHERE id = mailbox_snapshots.mailbox_id)`,
 			sn.ModSeq, sn.Data, sn.MailboxID, userID)
 		return err
 	})

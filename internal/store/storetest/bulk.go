@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"testing"
@@ -72,6 +73,9 @@ func testSnapshots(t *testing.T, s store.Store) {
 	if _, err := s.Snapshot(ctx, u.ID, store.Inbox); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Snapshot before any was saved: %v, want ErrNotFound", err)
 	}
+	for i := range 10 { // MODSEQs up to past 10, for the snapshots below
+		appendText(t, s, u.ID, store.Inbox, fmt.Sprint("message ", i))
+	}
 	mb, err := s.Mailbox(ctx, u.ID, store.Inbox)
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +93,22 @@ func testSnapshots(t *testing.T, s store.Store) {
 	if err != nil || sn.MailboxID != mb.ID || sn.UIDValidity != mb.UIDValidity || sn.ModSeq != 9 || string(sn.Data) != "nine" {
 		t.Fatalf("Snapshot = %+v, %v; want mailbox %d/%d at 9, \"nine\"", sn, err, mb.ID, mb.UIDValidity)
 	}
+	save(9, "nine again") // the same MODSEQ: written anew
+	if sn, _ := s.Snapshot(ctx, u.ID, store.Inbox); string(sn.Data) != "nine again" {
+		t.Errorf("a snapshot of the same MODSEQ left %q", sn.Data)
+	}
+	// One beyond the mailbox's HIGHESTMODSEQ (no server saves such) is
+	// replaced by the next one saved, however old.
+	st, err := s.MailboxState(ctx, u.ID, store.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	save(st.HighestModSeq+1000, "from the future")
+	save(st.HighestModSeq, "now")
+	if sn, _ := s.Snapshot(ctx, u.ID, store.Inbox); string(sn.Data) != "now" {
+		t.Errorf("a snapshot beyond the mailbox's HIGHESTMODSEQ stayed: %q", sn.Data)
+	}
+	save(st.HighestModSeq, "nine")
 	// Another user's mailbox is not written through a guessed ID.
 	if err := s.SaveSnapshot(ctx, other.ID, store.Snapshot{MailboxID: mb.ID, ModSeq: 99, Data: []byte("bob's")}); err != nil {
 		t.Fatal(err)
