@@ -111,6 +111,9 @@ func startAccess(cfg *config.Config, st mailStore, logins *auth.Service, tlsCfg 
 			rt.bound = append(rt.bound, accessSocket{l, as.name})
 		}
 	}
+	if len(cfg.Listen.IMAP)+len(cfg.Listen.IMAPS) > 0 {
+		rt.imap.Preload()
+	}
 	for _, b := range rt.bound {
 		srv := accessServer(rt.imap)
 		if b.service == "pop3" || b.service == "pop3s" {

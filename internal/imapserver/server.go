@@ -73,14 +73,41 @@ type Server struct {
 	closing   atomic.Bool
 	ctx       context.Context
 	cancel    context.CancelFunc
+
+	preloadCtx  context.Context // of Preload; stopPreload at Shutdown
+	stopPreload context.CancelFunc
 }
 
 // New returns a server.
 func New(cfg *Config, st Store, authn Authenticator, log *slog.Logger) *Server {
 	s := &Server{store: st, auth: authn, log: log, listeners: map[net.Listener]struct{}{}, sessions: map[*session]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.preloadCtx, s.stopPreload = context.WithCancel(s.ctx)
 	s.SetConfig(cfg)
 	return s
+}
+
+// Preload brings the state of the large mailboxes used last into memory,
+// in the background, so that their first SELECT after a start is as quick
+// as later ones (views.preload). Shutdown stops it.
+func (s *Server) Preload() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		start := time.Now()
+		n, msgs, err := s.views.preload(s.preloadCtx, s.store)
+		switch {
+		case err != nil && s.preloadCtx.Err() == nil:
+			s.log.Warn("imap: preloading mailboxes' state stopped; their first SELECT reads it instead", "err", err)
+		case n > 0:
+			s.log.Info("imap: preloaded the state of large mailboxes", "mailboxes", n, "messages", msgs, "took", time.Since(start).Round(time.Millisecond))
+		}
+	}()
 }
 
 // SetConfig replaces the configuration for sessions started from now on.
@@ -155,6 +182,7 @@ func (h handler) ServeConn(c *listener.Conn) {
 // are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
+	s.stopPreload()
 	s.mu.Lock()
 	for l := range s.listeners {
 		l.Close()

@@ -50,6 +50,79 @@ func TestViewsFromSnapshot(t *testing.T) {
 	}
 }
 
+// TestViewsPreload: after a start the views of the snapshots saved last
+// are kept before any SELECT, up to date with the changes since and
+// within the bound; a mailbox deleted since, a snapshot that does not
+// decode and a view a session already loaded are left alone.
+func TestViewsPreload(t *testing.T) {
+	const n = viewMin + 50
+	st, user := viewStore(t, n)
+	ctx := t.Context()
+	for _, name := range []string{"Work", "Gone", "Broken"} {
+		if _, err := st.CreateMailbox(ctx, user, name, ""); err != nil {
+			t.Fatal(err)
+		}
+		appendN(t, st, user, name, 0, n)
+	}
+	var before views
+	for _, name := range []string{"Gone", "Broken", "Work", "INBOX"} { // INBOX saved last
+		if _, _, err := before.load(ctx, st, user, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendN(t, st, user, "INBOX", n, 5)
+	if _, err := st.SetFlags(ctx, user, "INBOX", store.FlagChange{UIDs: []uint32{2}, Op: store.FlagsAdd, Flags: []string{"$Later"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMailbox(ctx, user, "Gone"); err != nil {
+		t.Fatal(err)
+	}
+	broken, _ := st.Snapshot(ctx, user, "Broken")
+	if err := st.SaveSnapshot(ctx, user, store.Snapshot{MailboxID: broken.MailboxID, ModSeq: broken.ModSeq, Data: []byte{snapshotVersion}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Room for one: INBOX, saved last.
+	small := views{max: n + 10}
+	if mailboxes, _, err := small.preload(ctx, st); err != nil || mailboxes != 1 || small.get(viewKey{user, "INBOX"}) == nil {
+		t.Fatalf("preload with room for one view kept %d, %v; want INBOX", mailboxes, err)
+	}
+
+	// Room for two: INBOX and Work; Broken's does not decode.
+	after := views{max: 2*n + 10}
+	mailboxes, messages, err := after.preload(ctx, st)
+	if err != nil || mailboxes != 2 || messages != 2*n+5 {
+		t.Fatalf("preload = %d mailboxes, %d messages, %v; want INBOX and Work, %d messages", mailboxes, messages, err, 2*n+5)
+	}
+	for _, name := range []string{"INBOX", "Work"} {
+		v := after.get(viewKey{user, name})
+		if v == nil {
+			t.Fatalf("%s was not preloaded", name)
+		}
+		status, err := st.Changes(ctx, user, name, v.highest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameAsStore(t, st, user, name, v, status.MailboxStatus)
+	}
+	if after.get(viewKey{user, "Broken"}) != nil || after.get(viewKey{user, "Gone"}) != nil {
+		t.Error("a snapshot that does not decode, or a deleted mailbox's, was preloaded")
+	}
+
+	// A view kept already (a session's SELECT was quicker) stays.
+	var busy views
+	v, _, err := busy.load(ctx, st, user, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := busy.preload(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if busy.get(viewKey{user, "INBOX"}) != v {
+		t.Error("preload replaced a view a session had loaded")
+	}
+}
+
 // loadAfterRestart loads INBOX's view as a server that keeps none yet,
 // and checks it against a fresh read.
 func loadAfterRestart(t *testing.T, st store.Mail, user int64) *view {

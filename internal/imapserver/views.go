@@ -87,6 +87,67 @@ func (vs *views) load(ctx context.Context, st store.Mail, userID int64, name str
 	return v, ms.MailboxStatus, nil
 }
 
+// preload keeps the views of the mailboxes whose snapshots were saved
+// last, as many as the bound holds, brought up to date: after a start the
+// first SELECT of a large mailbox then finds its state kept, as after it
+// the server has run a while (PostgreSQL's pg_prewarm refills its buffers
+// after a restart alike). Without it that SELECT read and decoded the
+// snapshot into fresh memory: 15-17 ms for 100,000 messages on a VM whose
+// page faults cost 15 µs each. Views already kept are left as they are.
+func (vs *views) preload(ctx context.Context, st store.Mail) (mailboxes, messages int, err error) {
+	type saved struct {
+		key viewKey
+		v   *view
+	}
+	var found []saved
+	room := vs.room()
+	err = st.Snapshots(ctx, func(userID int64, name string, sn store.Snapshot) bool {
+		v, err := decodeView(sn.Data, sn.MailboxID, sn.ModSeq)
+		if err != nil || v.uidValidity != sn.UIDValidity || len(v.msgs) < viewMin {
+			return ctx.Err() == nil
+		}
+		if len(v.msgs) > room {
+			return false
+		}
+		room -= len(v.msgs)
+		found = append(found, saved{viewKey{userID, name}, v})
+		return ctx.Err() == nil
+	})
+	for _, f := range found {
+		if err != nil || ctx.Err() != nil {
+			break
+		}
+		if vs.get(f.key) != nil {
+			continue // a session was quicker
+		}
+		v, _, ok, uerr := f.v.upToDate(ctx, st, f.key.user, f.key.name)
+		if uerr != nil || !ok {
+			continue // gone or made again: its first SELECT reads it
+		}
+		if len(v.msgs) >= viewMin {
+			vs.keep(ctx, st, f.key, v, false)
+			mailboxes++
+			messages += len(v.msgs)
+		}
+	}
+	return mailboxes, messages, err
+}
+
+// room is how many more messages the views kept may hold.
+func (vs *views) room() int {
+	vs.mu.Lock()
+	defer vs.mu.Unlock()
+	return vs.limit() - vs.held
+}
+
+// limit is the bound on the messages of all views kept.
+func (vs *views) limit() int {
+	if vs.max == 0 {
+		vs.max = viewMaxMessages
+	}
+	return vs.max
+}
+
 // upToDate returns v with the mailbox's changes since it (v itself when
 // there are none), and the mailbox's status; ok is false when the mailbox
 // under the name is no longer v's (deleted and made again), or is behind
@@ -142,9 +203,7 @@ func (vs *views) put(key viewKey, v *view) {
 	if vs.m == nil {
 		vs.m = map[viewKey]*view{}
 	}
-	if vs.max == 0 {
-		vs.max = viewMaxMessages
-	}
+	max := vs.limit()
 	if old := vs.m[key]; old != nil {
 		if old.id == v.id && old.uidValidity == v.uidValidity && old.highest > v.highest {
 			return
@@ -155,7 +214,7 @@ func (vs *views) put(key viewKey, v *view) {
 	v.used = vs.clock
 	vs.m[key] = v
 	vs.held += len(v.msgs)
-	for vs.held > vs.max && len(vs.m) > 1 {
+	for vs.held > max && len(vs.m) > 1 {
 		var lru viewKey
 		first := true
 		for k, o := range vs.m {

@@ -238,6 +238,11 @@ type Mail interface {
 	// Snapshot returns the snapshot last saved of a mailbox (ErrNotFound:
 	// none, or no such mailbox), with the mailbox's ID and UIDVALIDITY.
 	Snapshot(ctx context.Context, userID int64, mailbox string) (Snapshot, error)
+	// Snapshots calls fn with every snapshot saved (with its mailbox's
+	// user, name, ID and UIDVALIDITY), the most recently saved first,
+	// until fn returns false: what a server preloads after a start. Data
+	// is fn's to keep.
+	Snapshots(ctx context.Context, fn func(userID int64, mailbox string, sn Snapshot) bool) error
 	// SaveSnapshot keeps a snapshot of a mailbox, unless one of a later
 	// MODSEQ is there already (one of the same MODSEQ is replaced: the
 	// caller may write it anew, say in a newer encoding; one beyond the

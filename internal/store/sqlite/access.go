@@ -452,12 +452,40 @@ func (s *Store) Snapshot(ctx context.Context, userID int64, mailbox string) (sto
 	return sn, nil
 }
 
+// Snapshots calls fn with the snapshots saved, the most recently saved
+// first, until fn returns false.
+func (s *Store) Snapshots(ctx context.Context, fn func(userID int64, mailbox string, sn store.Snapshot) bool) error {
+	rows, err := s.query(ctx, `SELECT mb.user_id, mb.name, mb.id, mb.uidvalidity, ms.modseq, ms.data
+		FROM mailbox_snapshots ms JOIN mailboxes mb ON mb.id = ms.mailbox_id ORDER BY ms.saved DESC`)
+	if err != nil {
+		return fmt.Errorf("store: list the snapshots: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			userID int64
+			name   string
+			sn     store.Snapshot
+		)
+		if err := rows.Scan(&userID, &name, &sn.MailboxID, &sn.UIDValidity, &sn.ModSeq, &sn.Data); err != nil {
+			return fmt.Errorf("store: list the snapshots: %w", err)
+		}
+		if !fn(userID, name, sn) {
+			return nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: list the snapshots: %w", err)
+	}
+	return nil
+}
+
 // SaveSnapshot keeps a mailbox's snapshot unless a later one is there (one
 // beyond the mailbox's HIGHESTMODSEQ is not believed).
 func (s *Store) SaveSnapshot(ctx context.Context, userID int64, sn store.Snapshot) error {
 	err := s.writeLazy(ctx, false, func(tx *wtx) error {
-		_, err := tx.Exec(`INSERT INTO mailbox_snapshots(mailbox_id, modseq, data) SELECT id, ?, ? FROM mailboxes WHERE id = ? AND user_id = ?
-			ON CONFLICT(mailbox_id) DO UPDATE SET modseq = excluded.modseq, data = excluded.data
+		_, err := tx.Exec(`INSERT INTO mailbox_snapshots(mailbox_id, modseq, data, saved) SELECT id, ?, ?, (SELECT coalesce(max(saved), 0) + 1 FROM mailbox_snapshots) FROM mailboxes WHERE id = ? AND user_id = ?
+			ON CONFLICT(mailbox_id) DO UPDATE SET modseq = excluded.modseq, data = excluded.data, saved = excluded.saved
 			WHERE excluded.modseq >= mailbox_snapshots.modseq
 				OR mailbox_snapshots.modseq > (SELECT highest_modseq FROM mailboxes WHERE id = mailbox_snapshots.mailbox_id)`,
 			sn.ModSeq, sn.Data, sn.MailboxID, userID)

@@ -229,4 +229,10 @@ CREATE TABLE mailbox_snapshots (
 	data       BLOB NOT NULL
 );
 `,
+	`
+-- The order snapshots were saved in (1, 2, ...): a server preloads the most
+-- recently saved first after a start (Mail.Snapshots).
+ALTER TABLE mailbox_snapshots ADD COLUMN saved INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX mailbox_snapshots_saved ON mailbox_snapshots(saved);
+`,
 }

@@ -133,3 +133,69 @@ func testSnapshots(t *testing.T, s store.Store) {
 		t.Errorf("a mailbox made again has the old one's snapshot: %+v, %v", sn, err)
 	}
 }
+
+// testSnapshotsListed: Snapshots lists every user's snapshots, the most
+// recently saved first (a save refused as older does not count), stops
+// when told, and leaves out a deleted mailbox's.
+func testSnapshotsListed(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	alice := addUser(t, s, "alice@a.example")
+	bob := addUser(t, s, "bob@a.example")
+	for _, name := range []string{"Work", "Old"} {
+		if _, err := s.CreateMailbox(ctx, alice.ID, name, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendText(t, s, alice.ID, store.Inbox, "a message")
+	appendText(t, s, alice.ID, store.Inbox, "another")
+	save := func(u store.User, name string, modseq int64, data string) {
+		t.Helper()
+		mb, err := s.Mailbox(ctx, u.ID, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveSnapshot(ctx, u.ID, store.Snapshot{MailboxID: mb.ID, ModSeq: modseq, Data: []byte(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(limit int) []string {
+		t.Helper()
+		var got []string
+		err := s.Snapshots(ctx, func(userID int64, mailbox string, sn store.Snapshot) bool {
+			mb, err := s.Mailbox(ctx, userID, mailbox)
+			if err != nil || mb.ID != sn.MailboxID || mb.UIDValidity != sn.UIDValidity {
+				t.Errorf("snapshot of %d %q names mailbox %d/%d, the mailbox is %+v (%v)", userID, mailbox, sn.MailboxID, sn.UIDValidity, mb, err)
+			}
+			who := "alice"
+			if userID == bob.ID {
+				who = "bob"
+			}
+			got = append(got, fmt.Sprintf("%s %s %d %s", who, mailbox, sn.ModSeq, sn.Data))
+			return len(got) < limit
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := list(10); len(got) != 0 {
+		t.Fatalf("Snapshots before any was saved: %q", got)
+	}
+	save(alice, store.Inbox, 1, "one")
+	save(bob, store.Inbox, 0, "bob's")
+	save(alice, "Old", 0, "old")
+	save(alice, "Work", 0, "work")
+	save(alice, store.Inbox, 2, "two")
+	save(bob, store.Inbox, 0, "bob's again") // the same MODSEQ: saved anew, so the latest
+	save(alice, store.Inbox, 1, "stale")     // older than the one kept: not saved, not moved
+	if err := s.DeleteMailbox(ctx, alice.ID, "Old"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"bob INBOX 0 bob's again", "alice INBOX 2 two", "alice Work 0 work"}
+	if got := list(10); !slices.Equal(got, want) {
+		t.Errorf("Snapshots listed %q, want %q", got, want)
+	}
+	if got := list(2); !slices.Equal(got, want[:2]) {
+		t.Errorf("Snapshots told to stop after 2 listed %q", got)
+	}
+}

@@ -31,6 +31,7 @@ func mailTests() []test {
 		{"summaries are read without bodies, and saved again", testSummaries},
 		{"many messages are read in one go, as OpenMessage reads each", testReadMessages},
 		{"a mailbox's snapshot is kept, never replaced by an older one, and goes with it", testSnapshots},
+		{"snapshots are listed, the most recently saved first", testSnapshotsListed},
 		{"a watcher is woken by every committed change", testWatch},
 		{"a wake-up names the mailbox and its HIGHESTMODSEQ; pending ones merge", testWatchModSeq},
 		{"ids are never given twice", testIDsNotReused},
