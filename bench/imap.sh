@@ -189,8 +189,8 @@ RESULTS=$WORK/results
 record() { echo "$*" >>"$RESULTS"; }  # SCENARIO SERVER RUN VALUE NOTE...
 kv() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$2" | head -1; }
 
-start_mailroom() {
-	bin/mailroom serve --config "$WORK/mailroom.toml" >"$WORK/mailroom.log" 2>&1 &
+start_mailroom() { # [serve's flags]
+	bin/mailroom serve --config "$WORK/mailroom.toml" "$@" >"$WORK/mailroom.log" 2>&1 &
 	MR_PID=$!
 	PIDS+=("$MR_PID")
 	wait_port "$MR_PORT" || die "mailroom did not listen: $(tail -5 "$WORK/mailroom.log")"
@@ -341,7 +341,7 @@ for ((run = 1; run <= RUNS; run++)); do
 		start_dovecot
 		big dovecot "$run" "127.0.0.1:$DC_PORT"
 		stop_dovecot
-		start_mailroom
+		start_mailroom --log-level info # for the preload's line; a few sessions only
 		big mailroom "$run" "127.0.0.1:$MR_PORT"
 		stop_mailroom
 	fi

@@ -1,13 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -33,58 +33,41 @@ func runIMAPBig(ctx context.Context, args []string) error {
 	}
 	defer c.conn.Close()
 	exists := 0
-	count := func(out []string, what string) int {
-		k := 0
-		for _, l := range out {
-			if strings.Contains(l, what) {
-				k++
-			}
-		}
-		return k
-	}
-	searched := func(out []string) int {
-		for _, l := range out {
-			if f, ok := strings.CutPrefix(strings.TrimSpace(l), "* SEARCH"); ok {
-				return len(strings.Fields(f))
-			}
-			if f, ok := strings.CutPrefix(strings.TrimSpace(l), "* SORT"); ok {
-				return len(strings.Fields(f))
-			}
-		}
-		return 0
-	}
+	// Answers are read line by line into the client's buffer and tallied,
+	// none kept: 100,000 lines as strings cost the client more than some
+	// servers take to send them (fresh pages fault in slowly on some VMs).
 	steps := []struct {
 		name, cmd string
-		check     func(out []string) error
+		check     func(t tally) error
 	}{
-		{"select", "SELECT INBOX", func(out []string) error {
-			for _, l := range out {
-				if f := strings.Fields(l); len(f) == 3 && f[2] == "EXISTS" {
-					exists, _ = strconv.Atoi(f[1])
-				}
-			}
-			if exists == 0 {
-				return fmt.Errorf("SELECT: no EXISTS in %q", out)
+		{"select", "SELECT INBOX", func(t tally) error {
+			if exists = t.exists; exists == 0 {
+				return fmt.Errorf("SELECT: no EXISTS")
 			}
 			return nil
 		}},
-		{"fetch-flags", "UID FETCH 1:* (FLAGS)", func(out []string) error {
-			if k := count(out, " FETCH "); k != exists {
-				return fmt.Errorf("UID FETCH 1:* (FLAGS) answered %d of %d", k, exists)
+		{"fetch-flags", "UID FETCH 1:* (FLAGS)", func(t tally) error {
+			if t.fetches != exists {
+				return fmt.Errorf("UID FETCH 1:* (FLAGS) answered %d of %d", t.fetches, exists)
 			}
 			return nil
 		}},
-		{"fetch-recent-headers", "FETCH " + "-50:*" + " (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])", nil},
+		{"fetch-recent-headers", "FETCH " + "-50:*" + " (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])", func(t tally) error {
+			if t.fetches != min(50, exists) {
+				return fmt.Errorf("FETCH of the last 50 answered %d", t.fetches)
+			}
+			return nil
+		}},
 		{"search-unseen", "UID SEARCH UNSEEN", nil},
-		{"search-from", "UID SEARCH FROM \"sender7@\"", func(out []string) error {
-			if searched(out) == 0 {
+		{"search-from", "UID SEARCH FROM \"sender7@\"", func(t tally) error {
+			if t.searched == 0 {
 				return fmt.Errorf("SEARCH FROM found nothing")
 			}
 			return nil
 		}},
-		{"sort-date", "UID SORT (REVERSE DATE) UTF-8 ALL", func(out []string) error {
-			if k := searched(out); k != exists {
-				return fmt.Errorf("SORT named %d of %d", k, exists)
+		{"sort-date", "UID SORT (REVERSE DATE) UTF-8 ALL", func(t tally) error {
+			if t.searched != exists {
+				return fmt.Errorf("SORT named %d of %d", t.searched, exists)
 			}
 			return nil
 		}},
@@ -99,19 +82,16 @@ func runIMAPBig(ctx context.Context, args []string) error {
 			if st.name == "fetch-recent-headers" {
 				cmd = fmt.Sprintf("FETCH %d:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])", max(exists-49, 1))
 			}
+			var t tally
 			t0 := time.Now()
-			out, err := c.do(cmd)
-			if err != nil {
+			if err := c.each(cmd, t.add); err != nil {
 				return fmt.Errorf("%s: %w", st.name, err)
 			}
 			times = append(times, float64(time.Since(t0).Microseconds())/1000)
 			if st.check != nil {
-				if err := st.check(out); err != nil {
+				if err := st.check(t); err != nil {
 					return err
 				}
-			}
-			if st.name == "fetch-recent-headers" && count(out, " FETCH ") != min(50, exists) {
-				return fmt.Errorf("FETCH of the last 50 answered %d", count(out, " FETCH "))
 			}
 			if st.name == "select" {
 				if _, err := c.do("UNSELECT"); err != nil {
@@ -134,5 +114,23 @@ func runIMAPBig(ctx context.Context, args []string) error {
 		fmt.Printf("%s_ms=%.1f ", st.name, times[len(times)/2])
 	}
 	fmt.Printf("messages=%d\n", exists)
+	return nil
+}
+
+// tally is what imapbig checks of an answer, counted as its lines arrive:
+// FETCH lines, the numbers of a SEARCH or SORT line, EXISTS.
+type tally struct{ fetches, searched, exists int }
+
+func (t *tally) add(l []byte) error {
+	switch {
+	case bytes.Contains(l, []byte(" FETCH ")):
+		t.fetches++
+	case bytes.HasPrefix(l, []byte("* SEARCH")) || bytes.HasPrefix(l, []byte("* SORT")):
+		t.searched = len(bytes.Fields(l)) - 2
+	case bytes.HasSuffix(l, []byte(" EXISTS\r\n")):
+		if f := bytes.Fields(l); len(f) == 3 {
+			t.exists, _ = strconv.Atoi(string(f[1]))
+		}
+	}
 	return nil
 }

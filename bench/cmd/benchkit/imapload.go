@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -23,6 +24,7 @@ type imapClient struct {
 	conn net.Conn
 	r    *bufio.Reader
 	n    int
+	long []byte // lineBytes' line when it is not in r's buffer whole
 }
 
 func dialIMAP(addr, user, pass string) (*imapClient, error) {
@@ -87,6 +89,65 @@ func (c *imapClient) do(cmd string) ([]string, error) {
 			return out, nil
 		}
 		out = append(out, l)
+	}
+}
+
+// each runs a command and calls fn with each untagged line, literals'
+// octets left out as line does; a line is valid during the call only, and
+// reading it allocates nothing. An error unless OK.
+func (c *imapClient) each(cmd string, fn func(l []byte) error) error {
+	c.n++
+	tag := "t" + strconv.Itoa(c.n)
+	if _, err := fmt.Fprintf(c.conn, "%s %s\r\n", tag, cmd); err != nil {
+		return err
+	}
+	for {
+		l, err := c.lineBytes()
+		if err != nil {
+			return err
+		}
+		if rest, ok := bytes.CutPrefix(l, []byte(tag+" ")); ok {
+			if !bytes.HasPrefix(rest, []byte("OK")) {
+				return fmt.Errorf("%s: %s", strings.SplitN(cmd, " ", 2)[0], bytes.TrimSpace(l))
+			}
+			return nil
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+}
+
+// lineBytes is line without a string: the line is in the reader's buffer,
+// or in c.long when it is longer or has literals, until the next read.
+func (c *imapClient) lineBytes() ([]byte, error) {
+	c.conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	c.long = c.long[:0]
+	for {
+		b, err := c.r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			c.long = append(c.long, b...)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(c.long) > 0 {
+			c.long = append(c.long, b...)
+			b = c.long
+		}
+		i := bytes.LastIndexByte(b, '{')
+		if !bytes.HasSuffix(b, []byte("}\r\n")) || i < 0 {
+			return b, nil
+		}
+		n, err := strconv.Atoi(string(b[i+1 : len(b)-3]))
+		if err != nil {
+			return b, nil
+		}
+		c.long = append(c.long[:0], b[:len(b)-2]...) // "...{n}": the rest of the line follows the octets
+		if _, err := c.r.Discard(n); err != nil {
+			return nil, err
+		}
 	}
 }
 
