@@ -126,7 +126,7 @@ func (t *tally) add(l []byte) error {
 	case bytes.Contains(l, []byte(" FETCH ")):
 		t.fetches++
 	case bytes.HasPrefix(l, []byte("* SEARCH")) || bytes.HasPrefix(l, []byte("* SORT")):
-		t.searched = len(bytes.Fields(l)) - 2
+		t.searched = bytes.Count(bytes.TrimSpace(l), []byte(" ")) - 1 // numbers, each after one space
 	case bytes.HasSuffix(l, []byte(" EXISTS\r\n")):
 		if f := bytes.Fields(l); len(f) == 3 {
 			t.exists, _ = strconv.Atoi(string(f[1]))
