@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Mailroom's tests use beyond Go: Python 3 (smtplib is in its
-# standard library) with flufl.bounce (Mailman's bounce detector), swaks (with TLS), curl, mutt and tmux (to drive it), openssl,
+# standard library) with flufl.bounce (Mailman's bounce detector) and dkimpy (DKIM verifier), swaks (with TLS), curl, mutt and tmux (to drive it), openssl,
 # the mail clients mbsync (isync), fetchmail, getmail6 and offlineimap3, Postfix (a real next hop
 # for the relay test, which runs its own instance). Does nothing when all are present; otherwise runs
 # apt-get update once and installs the missing ones.
@@ -22,6 +22,8 @@ if [ -z "$only_bench" ]; then
   perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
   # Mailman's bounce detector reads Mailroom's reports in the tests.
   /usr/bin/python3 -c 'import flufl.bounce' 2>/dev/null || need+=(python3-flufl.bounce)
+  # dkimpy verifies Mailroom's DKIM signatures (PyNaCl for ed25519).
+  /usr/bin/python3 -c 'import dkim, nacl' 2>/dev/null || need+=(python3-dkim python3-nacl)
   # Mail clients that read over IMAP and POP3 in the tests.
   command -v mbsync >/dev/null || need+=(isync)
   command -v fetchmail >/dev/null || need+=(fetchmail)

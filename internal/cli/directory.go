@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -65,6 +66,15 @@ func (a *app) domainCommand() *cobra.Command {
 					return explain(err, "add domain")
 				}
 				fmt.Fprintf(a.stdout, "added domain %s\n", d)
+				now := time.Now()
+				keys, err := addDKIMKeys(ctx, st, d, now, now)
+				if err != nil {
+					return fmt.Errorf("the domain was added, its DKIM keys were not (%w): make them with 'mailroom dkim rotate %s'", err, d)
+				}
+				for _, k := range keys {
+					fmt.Fprintf(a.stdout, "made DKIM key %s (%s)\n", k.Selector, k.Algorithm)
+				}
+				fmt.Fprintf(a.stdout, "next: publish its DNS records: 'mailroom domain records %s' prints them\n", d)
 				if catchAll == "" {
 					// RFC 5321 4.5.1: every domain needs a postmaster.
 					fmt.Fprintf(a.stdout, "next: add users with 'mailroom user add NAME@%s', and a postmaster with 'mailroom alias add postmaster@%s YOU@%s'\n", d, d, d)
@@ -101,7 +111,7 @@ func (a *app) domainCommand() *cobra.Command {
 				return nil
 			})
 		}}
-	cmd.AddCommand(add, list, del)
+	cmd.AddCommand(add, list, del, a.recordsCommand())
 	return cmd
 }
 

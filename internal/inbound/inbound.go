@@ -11,11 +11,13 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"mailroom/internal/dkim"
 	"mailroom/internal/message"
 	"mailroom/internal/sendlimit"
 	"mailroom/internal/smtp"
@@ -50,13 +52,14 @@ type Backend struct {
 	sent    *sendlimit.Counter // what each authenticated user sent
 	reports reportLimiter      // reports sent per destination domain
 	queued  func()             // set before serving
+	dkim    *dkim.Signer       // of mail leaving for other domains
 }
 
 var _ smtpserver.Backend = (*Backend)(nil)
 
 // New returns a backend delivering into st.
 func New(st store.Store, cfg *Config, log *slog.Logger) *Backend {
-	b := &Backend{store: st, log: log, sent: sendlimit.New(nil)}
+	b := &Backend{store: st, log: log, sent: sendlimit.New(nil), dkim: dkim.NewSigner(st)}
 	b.cfg.Store(cfg)
 	return b
 }
@@ -228,13 +231,24 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 		return smtp.Errorf(554, "5.4.6", "Too many hops (%d Received header fields): this looks like a mail loop", hdr.Received+1)
 	}
 	now := time.Now()
-	top := env.Received
+	added := ""
 	if s.Auth != nil {
 		if err := b.checkFromHeader(ctx, s.Auth.User, hdr); err != nil {
 			return err
 		}
-		top += submissionFields(hdr, s.Auth.User, env.QueueID, cfg.Hostname, now)
+		added = submissionFields(hdr, s.Auth.User, env.QueueID, cfg.Hostname, now)
 	}
+	// Mail from our own senders (logged in, or a trusted network) to other
+	// domains is DKIM-signed as it will be sent: the fields added above
+	// and the message; our Received field goes above the signatures.
+	var signature []byte
+	if (s.Auth != nil || b.trusted(s)) && slices.ContainsFunc(env.Recipients, func(r smtpserver.Recipient) bool {
+		_, remote := r.Target.(store.QueuedRecipient)
+		return remote
+	}) {
+		signature = b.sign(ctx, hdr, env.From.String(), io.MultiReader(strings.NewReader(added), msg.Reader()))
+	}
+	top := env.Received + string(signature) + added
 	m := &store.Message{
 		QueueID:      env.QueueID,
 		SMTPEnvelope: envelopeRecord(s, env),

@@ -27,8 +27,15 @@ func (b *Backend) Inject(ctx context.Context, to string, body []byte, internatio
 	now := time.Now()
 	id := store.NewQueueID()
 	top := fmt.Sprintf("Received: by %s (Mailroom) id %s;\r\n\t%s\r\n", cfg.Hostname, id, now.Format(time.RFC1123Z))
+	hdr, _ := scanHeader(bytes.NewReader(body))
+	local, err := b.isLocalDomain(ctx, addr.Domain)
+	if err != nil {
+		return err
+	}
+	if !local { // signed by our domain, as our users' mail is
+		top += string(b.sign(ctx, hdr, "", bytes.NewReader(body)))
+	}
 	full := append([]byte(top), body...)
-	hdr, _ := scanHeader(bytes.NewReader(full))
 	m := &store.Message{QueueID: id, Received: now, Body: bytes.NewReader(full), Size: int64(len(full)),
 		SMTPEnvelope: store.SMTPEnvelope{Recipients: []store.SMTPRecipient{{Address: addr.String()}}}, From: hdr.From, Subject: hdr.Subject}
 	if slices.ContainsFunc(full, func(c byte) bool { return c >= 0x80 }) {
@@ -37,10 +44,6 @@ func (b *Backend) Inject(ctx context.Context, to string, body []byte, internatio
 	// An internationalized report (RFC 6533) needs SMTPUTF8 from the next
 	// hop, as the writer of the report says.
 	m.SMTPEnvelope.SMTPUTF8 = international
-	local, err := b.isLocalDomain(ctx, addr.Domain)
-	if err != nil {
-		return err
-	}
 	if !local { // reports to our own users are not backscatter
 		if err := b.reports.allow(addr.Domain, cfg.MaxReportsPerHour, now); err != nil {
 			return err

@@ -39,6 +39,7 @@ type Store interface {
 	SearchIndex
 	Queue
 	Suppressions
+	DKIMKeys
 	Close() error
 }
 

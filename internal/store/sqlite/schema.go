@@ -235,4 +235,19 @@ CREATE TABLE mailbox_snapshots (
 ALTER TABLE mailbox_snapshots ADD COLUMN saved INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX mailbox_snapshots_saved ON mailbox_snapshots(saved);
 `,
+	`
+-- The domains' DKIM keys (store.DKIMKey): times in unix seconds, retire_at
+-- 0 while the key is published for good.
+CREATE TABLE dkim_keys (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	domain      TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+	selector    TEXT NOT NULL,
+	algorithm   TEXT NOT NULL,
+	private_key BLOB NOT NULL,
+	created     INTEGER NOT NULL,
+	sign_from   INTEGER NOT NULL,
+	retire_at   INTEGER NOT NULL DEFAULT 0,
+	UNIQUE (domain, selector)
+);
+`,
 }

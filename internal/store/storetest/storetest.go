@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, queueTests()...)
 	tests = append(tests, mailTests()...)
 	tests = append(tests, searchTests()...)
+	tests = append(tests, dkimTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,0 +1,90 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"mailroom/internal/store"
+)
+
+func dkimTests() []test {
+	return []test{
+		{"DKIM keys are kept per domain, oldest first, retired and deleted one by one, and go with their domain", testDKIMKeys},
+	}
+}
+
+func testDKIMKeys(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addDomain(t, s, "a.example")
+	addDomain(t, s, "b.example")
+	base := time.Unix(1_800_000_000, 0)
+	key := func(domain, selector, alg string, age int) store.DKIMKey {
+		return store.DKIMKey{Domain: domain, Selector: selector, Algorithm: alg, PrivateKey: []byte("secret of " + selector),
+			Created: base.Add(time.Duration(age) * time.Hour), SignFrom: base.Add(time.Duration(age+1) * time.Hour)}
+	}
+	for _, k := range []store.DKIMKey{
+		key("a.example", "new-ed", store.DKIMEd25519, 10),
+		key("a.example", "old-ed", store.DKIMEd25519, 0),
+		key("a.example", "old-rsa", store.DKIMRSA, 0),
+		key("b.example", "new-ed", store.DKIMEd25519, 5), // a selector is per domain
+	} {
+		if err := s.AddDKIMKey(ctx, k); err != nil {
+			t.Fatalf("AddDKIMKey(%s %s): %v", k.Domain, k.Selector, err)
+		}
+	}
+	if err := s.AddDKIMKey(ctx, key("a.example", "old-ed", store.DKIMRSA, 20)); !errors.Is(err, store.ErrExists) {
+		t.Errorf("a selector the domain has already: %v, want ErrExists", err)
+	}
+	if err := s.AddDKIMKey(ctx, key("nowhere.example", "s", store.DKIMRSA, 0)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a key of no domain: %v, want ErrNotFound", err)
+	}
+	names := func(domain string) []string {
+		t.Helper()
+		ks, err := s.DKIMKeysOf(ctx, domain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, k := range ks {
+			out = append(out, fmt.Sprintf("%s %s %s %s %d %d %d", k.Domain, k.Selector, k.Algorithm, k.PrivateKey,
+				k.Created.Sub(base)/time.Hour, k.SignFrom.Sub(base)/time.Hour, max(0, k.RetireAt.Sub(base)/time.Hour)))
+		}
+		return out
+	}
+	want := []string{"a.example old-ed ed25519 secret of old-ed 0 1 0", "a.example old-rsa rsa secret of old-rsa 0 1 0",
+		"a.example new-ed ed25519 secret of new-ed 10 11 0"}
+	if got := names("a.example"); !slices.Equal(got, want) {
+		t.Errorf("DKIMKeysOf(a.example) = %q, want %q", got, want)
+	}
+	if got := names(""); len(got) != 4 || got[3] != "b.example new-ed ed25519 secret of new-ed 5 6 0" {
+		t.Errorf("DKIMKeysOf(\"\") = %q, want a.example's three, then b.example's", got)
+	}
+	if err := s.RetireDKIMKey(ctx, "a.example", "old-ed", base.Add(30*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := names("a.example"); got[0] != "a.example old-ed ed25519 secret of old-ed 0 1 30" {
+		t.Errorf("after RetireDKIMKey: %q", got[0])
+	}
+	if err := s.RetireDKIMKey(ctx, "a.example", "none", base); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RetireDKIMKey of no such key: %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteDKIMKey(ctx, "a.example", "old-ed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteDKIMKey(ctx, "a.example", "old-ed"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("DeleteDKIMKey twice: %v, want ErrNotFound", err)
+	}
+	if got := names("a.example"); len(got) != 2 {
+		t.Errorf("after DeleteDKIMKey: %q", got)
+	}
+	if err := s.DeleteDomain(ctx, "b.example"); err != nil {
+		t.Fatal(err)
+	}
+	addDomain(t, s, "b.example")
+	if got := names("b.example"); len(got) != 0 {
+		t.Errorf("a domain deleted and added again has the old one's keys: %q", got)
+	}
+}
