@@ -59,6 +59,9 @@ fuzz:
 	$(GO) test ./internal/message -run '^$$' -fuzz '^FuzzSortKeys$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/imapserver -run '^$$' -fuzz '^FuzzContainsFold$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/imapserver -run '^$$' -fuzz '^FuzzDecodeView$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/mailauth -run '^$$' -fuzz '^FuzzSPFSyntax$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/mailauth -run '^$$' -fuzz '^FuzzAuthorDomain$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/inbound -run '^$$' -fuzz '^FuzzObscureClaims$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
 # The side-by-side benchmarks against Postfix and Dovecot (bench/README.md):
 # installs what they need, then runs bench/run.sh (as root, 45-60 minutes)

@@ -3,6 +3,7 @@ module mailroom
 go 1.26.8
 
 require (
+	blitiri.com.ar/go/spf v1.6.0
 	github.com/caddyserver/certmagic v0.25.6
 	github.com/emersion/go-msgauth v0.7.0
 	github.com/klauspost/compress v1.20.5

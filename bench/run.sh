@@ -22,6 +22,8 @@
 #   STALL_SECS give up waiting for the sink when nothing arrived for this long (60)
 #   BENCH_TMP  where the scratch folder goes: data folders, queues, the fsync probe (/var/tmp)
 #   KEEP=1     keep the scratch folder (logs, configuration) at the end
+#   SIGN=1     Mailroom DKIM-signs the relayed mail (the senders' domain is
+#              its own); without it neither server signs
 #
 # Writes bench/results/bench-YYYYMMDD-HHMM.md (with -smoke before .md when
 # the run is smaller than the issue asks for). Every process it starts is
@@ -43,8 +45,9 @@ MAX_SECS=${MAX_SECS:-600}
 STALL_SECS=${STALL_SECS:-60}
 BENCH_TMP=${BENCH_TMP:-/var/tmp}
 KEEP=${KEEP:-}
+SIGN=${SIGN:-}
 
-COMMAND="N=$N SIZE=$SIZE RUNS=$RUNS SCENARIOS=\"$SCENARIOS\" CONCS=\"$CONCS\" SERVERS=\"$SERVERS\" IDLE_N=$IDLE_N IDLE_N_POSTFIX=$IDLE_N_POSTFIX LAT_N=$LAT_N FSYNC_N=$FSYNC_N MAX_SECS=$MAX_SECS STALL_SECS=$STALL_SECS bench/run.sh"
+COMMAND="${SIGN:+SIGN=$SIGN }N=$N SIZE=$SIZE RUNS=$RUNS SCENARIOS=\"$SCENARIOS\" CONCS=\"$CONCS\" SERVERS=\"$SERVERS\" IDLE_N=$IDLE_N IDLE_N_POSTFIX=$IDLE_N_POSTFIX LAT_N=$LAT_N FSYNC_N=$FSYNC_N MAX_SECS=$MAX_SECS STALL_SECS=$STALL_SECS bench/run.sh"
 
 die() { echo "bench: $*" >&2; exit 1; }
 for v in N SIZE RUNS IDLE_N IDLE_N_POSTFIX LAT_N FSYNC_N MAX_SECS STALL_SECS; do
@@ -268,7 +271,11 @@ resolver = "$DNS_ADDR"
 port = $SINK_PORT
 EOF
 	local cfg=(--config "$MR_DIR/mailroom.toml")
+	# With SIGN=1 client.test, the senders' domain, is ours too: relayed
+	# mail is then DKIM-signed (ed25519 and RSA), as a sending platform's
+	# is. Without it nothing is signed, as with the Postfix beside it.
 	"$MAILROOM" "${cfg[@]}" domain add local.test >>"$MR_DIR/setup.log" 2>&1 &&
+		{ [ -z "$SIGN" ] || "$MAILROOM" "${cfg[@]}" domain add client.test >>"$MR_DIR/setup.log" 2>&1; } &&
 		echo bench-password | "$MAILROOM" "${cfg[@]}" user add user@local.test --password-stdin >>"$MR_DIR/setup.log" 2>&1 ||
 		{ MR_ERR="setup: $(tail -1 "$MR_DIR/setup.log")"; return 1; }
 	"$MAILROOM" "${cfg[@]}" serve >"$MR_DIR/serve.log" 2>&1 &

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Mailroom's tests use beyond Go: Python 3 (smtplib is in its
-# standard library) with flufl.bounce (Mailman's bounce detector) and dkimpy (DKIM verifier), swaks (with TLS), curl, mutt and tmux (to drive it), openssl,
+# standard library) with flufl.bounce (Mailman's bounce detector) dkimpy (DKIM verifier) and pyspf, swaks (with TLS), curl, mutt and tmux (to drive it), openssl,
 # the mail clients mbsync (isync), fetchmail, getmail6 and offlineimap3, Postfix (a real next hop
 # for the relay test, which runs its own instance). Does nothing when all are present; otherwise runs
 # apt-get update once and installs the missing ones.
@@ -24,6 +24,8 @@ if [ -z "$only_bench" ]; then
   /usr/bin/python3 -c 'import flufl.bounce' 2>/dev/null || need+=(python3-flufl.bounce)
   # dkimpy verifies Mailroom's DKIM signatures (PyNaCl for ed25519).
   /usr/bin/python3 -c 'import dkim, nacl' 2>/dev/null || need+=(python3-dkim python3-nacl)
+  # pyspf (with dnspython) is the second opinion on SPF results.
+  /usr/bin/python3 -c 'import spf, dns.resolver' 2>/dev/null || need+=(python3-spf python3-dnspython)
   # Mail clients that read over IMAP and POP3 in the tests.
   command -v mbsync >/dev/null || need+=(isync)
   command -v fetchmail >/dev/null || need+=(fetchmail)

@@ -41,16 +41,17 @@ func (a *app) lookupUser(ctx context.Context, st store.Store, arg string) (store
 func (a *app) mailboxCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "mailbox", Short: "Look at users' mail"}
 	var asJSON bool
-	list := &cobra.Command{Use: "list ADDRESS", Short: "List the messages in a user's INBOX", Args: cobra.ExactArgs(1),
+	var folder string
+	list := &cobra.Command{Use: "list ADDRESS", Short: "List the messages in a user's INBOX (or --folder)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
 				u, err := a.lookupUser(ctx, st, args[0])
 				if err != nil {
 					return err
 				}
-				msgs, err := st.Messages(ctx, u.ID, store.Inbox)
+				msgs, err := st.Messages(ctx, u.ID, folder)
 				if err != nil {
-					return err
+					return explain(err, "mailbox list")
 				}
 				out := []listedMessage{}
 				for _, m := range msgs {
@@ -63,6 +64,7 @@ func (a *app) mailboxCommand() *cobra.Command {
 			})
 		}}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	list.Flags().StringVar(&folder, "folder", store.Inbox, "the folder to list ('mailbox folders ADDRESS' lists them)")
 	cat := &cobra.Command{Use: "cat ADDRESS ID", Short: "Print a message exactly as stored", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := strconv.ParseUint(args[1], 10, 32)
@@ -74,7 +76,7 @@ func (a *app) mailboxCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				rc, _, err := st.OpenMessage(ctx, u.ID, store.Inbox, uint32(id))
+				rc, _, err := st.OpenMessage(ctx, u.ID, folder, uint32(id))
 				if err != nil {
 					return explain(err, "mailbox cat")
 				}
@@ -83,6 +85,7 @@ func (a *app) mailboxCommand() *cobra.Command {
 				return err
 			})
 		}}
+	cat.Flags().StringVar(&folder, "folder", store.Inbox, "the folder the message is in")
 	cmd.AddCommand(list, cat, a.mailboxDeleteCommand(), a.mailboxFoldersCommand(), a.mailboxImportCommand())
 	return cmd
 }

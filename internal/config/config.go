@@ -133,6 +133,13 @@ type SMTP struct {
 	// MaxHops is how many Received fields a message may carry before it
 	// is refused as a mail loop (554 5.4.6).
 	MaxHops int `toml:"max_hops"`
+	// DMARC is what mail from outside that fails its author's DMARC
+	// policy gets: "enforce" (reject: 550 5.7.1; quarantine: the Junk
+	// folder), "quarantine" (both to Junk) or "monitor" (delivered as
+	// usual; the verdict is only in Authentication-Results).
+	// DMARCDomains sets it per recipient domain.
+	DMARC        string            `toml:"dmarc"`
+	DMARCDomains map[string]string `toml:"dmarc_domains"`
 }
 
 // Submission configures the submission listeners.
@@ -331,6 +338,7 @@ func Default() *Config {
 			BareLineEndings:         "reject",
 			SubaddressSeparator:     "+",
 			MaxHops:                 50,
+			DMARC:                   "enforce",
 		},
 		IMAP: IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
 		POP3: POP3{MaxConnections: 1000, MaxConnectionsPerClient: 10},
@@ -559,6 +567,7 @@ func (c *Config) validate() error {
 		{s.CommandTimeout.D() >= time.Second, "smtp.command_timeout: must be at least 1s (RFC 5321 4.5.3.2 asks for 5m)"},
 		{s.DataTimeout.D() >= time.Second, "smtp.data_timeout: must be at least 1s (RFC 5321 4.5.3.2 asks for 3m)"},
 		{s.BareLineEndings == "reject" || s.BareLineEndings == "normalize", `smtp.bare_line_endings: must be "reject" or "normalize"`},
+		{validDMARC(s.DMARC), `smtp.dmarc: must be "enforce", "quarantine" or "monitor"`},
 		{len(s.SubaddressSeparator) <= 1, `smtp.subaddress_separator: must be one character such as "+", or "" to turn sub-addressing off`},
 		{c.TLS.CertFile == "" || c.TLS.KeyFile != "", "tls.cert_file: key_file must be given with it"},
 		{c.TLS.KeyFile == "" || c.TLS.CertFile != "", "tls.key_file: cert_file must be given with it"},
@@ -569,6 +578,11 @@ func (c *Config) validate() error {
 		"imap": c.Listen.IMAP, "imaps": c.Listen.IMAPS, "pop3": c.Listen.POP3, "pop3s": c.Listen.POP3S} {
 		if slices.Contains(l, HostPort{}) {
 			return fmt.Errorf(`listen.%s: an empty address: write it like "127.0.0.1:25"`, name)
+		}
+	}
+	for d, v := range s.DMARCDomains {
+		if !validDMARC(v) {
+			return fmt.Errorf(`smtp.dmarc_domains: %q: must be "enforce", "quarantine" or "monitor"`, d)
 		}
 	}
 	if err := c.Outbound.validate(); err != nil {
@@ -589,3 +603,5 @@ func validLevel(l string) bool {
 	}
 	return false
 }
+
+func validDMARC(v string) bool { return v == "enforce" || v == "quarantine" || v == "monitor" }

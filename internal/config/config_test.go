@@ -130,6 +130,7 @@ func TestDefaults(t *testing.T) {
 				BareLineEndings:         "reject",
 				SubaddressSeparator:     "+",
 				MaxHops:                 50,
+				DMARC:                   "enforce",
 			},
 			IMAP: IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
 			POP3: POP3{MaxConnections: 1000, MaxConnectionsPerClient: 10},

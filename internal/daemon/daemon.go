@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"mailroom/internal/authlimit"
 	"mailroom/internal/certs"
 	"mailroom/internal/config"
+	"mailroom/internal/dns"
 	"mailroom/internal/inbound"
 	"mailroom/internal/listener"
 	"mailroom/internal/sendlimit"
@@ -100,10 +102,15 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	resolver, err := dns.New(cfg.DNS.Resolver.String())
+	if err != nil {
+		return err
+	}
 	backend := inbound.New(st, inboundConfig(cfg), log)
+	backend.SetResolver(resolver)
 	logins := auth.New(st, authPolicy(cfg), secret, log)
 	logins.SetCacheTime(cfg.Auth.LoginCacheTime.D())
-	out, err := startRelay(cfg, st, backend, log)
+	out, err := startRelay(cfg, st, backend, resolver, log)
 	if err != nil {
 		return err
 	}
@@ -400,6 +407,8 @@ func inboundConfig(cfg *config.Config) *inbound.Config {
 		MinFreeSpace:        int64(cfg.Store.MinFreeSpace),
 		ReportSizeLimit:     int64(cfg.Queue.ReportSizeLimit),
 		MaxReportsPerHour:   cfg.Queue.MaxReportsPerHour,
+		DMARC:               cfg.SMTP.DMARC,
+		DMARCDomains:        map[string]string{},
 		SendLimits: sendlimit.Limits{
 			MessagesPerHour:   cfg.Submission.MaxMessagesPerHour,
 			MessagesPerDay:    cfg.Submission.MaxMessagesPerDay,
@@ -409,6 +418,9 @@ func inboundConfig(cfg *config.Config) *inbound.Config {
 	}
 	for _, p := range cfg.SMTP.TrustedNetworks {
 		c.TrustedNetworks = append(c.TrustedNetworks, netip.Prefix(p))
+	}
+	for d, v := range cfg.SMTP.DMARCDomains {
+		c.DMARCDomains[strings.ToLower(strings.TrimSuffix(d, "."))] = v
 	}
 	return c
 }

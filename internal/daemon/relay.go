@@ -37,11 +37,7 @@ type relay struct {
 }
 
 // startRelay prepares the outbound queue's scheduler; run runs it.
-func startRelay(cfg *config.Config, st store.Store, backend *inbound.Backend, log *slog.Logger) (*relay, error) {
-	resolver, err := dns.New(cfg.DNS.Resolver.String())
-	if err != nil {
-		return nil, err
-	}
+func startRelay(cfg *config.Config, st store.Store, backend *inbound.Backend, resolver *dns.Resolver, log *slog.Logger) (*relay, error) {
 	dcfg, err := deliveryConfig(cfg)
 	if err != nil {
 		return nil, err

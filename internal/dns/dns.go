@@ -176,3 +176,50 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, err
 	}
 	return nil, errs[0]
 }
+
+// LookupTXT returns the TXT records of name, each record's strings joined
+// (RFC 7208 3.3, RFC 6376 3.6.2.2): none (and no error) when the name
+// exists without TXT records, ErrNoDomain when it does not exist.
+func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	resp, err := r.query(ctx, name, mdns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	if err := check(resp, name); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rr := range resp.Answer {
+		if t, ok := rr.(*mdns.TXT); ok {
+			out = append(out, strings.Join(t.Txt, ""))
+		}
+	}
+	return out, nil
+}
+
+// LookupPTR returns the names an address maps back to (RFC 1035 3.5),
+// without their final dots: none when it has no PTR record.
+func (r *Resolver) LookupPTR(ctx context.Context, ip netip.Addr) ([]string, error) {
+	name, err := mdns.ReverseAddr(ip.Unmap().String())
+	if err != nil {
+		return nil, fmt.Errorf("dns: PTR of %s: %w", ip, err)
+	}
+	resp, err := r.query(ctx, name, mdns.TypePTR)
+	if err != nil {
+		return nil, err
+	}
+	if err := check(resp, name); err != nil {
+		if errors.Is(err, ErrNoDomain) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []string
+	for _, rr := range resp.Answer {
+		if p, ok := rr.(*mdns.PTR); ok {
+			out = append(out, strings.TrimSuffix(strings.ToLower(p.Ptr), "."))
+		}
+	}
+	return out, nil
+}

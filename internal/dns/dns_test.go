@@ -97,3 +97,50 @@ func TestLookupMX(t *testing.T) {
 		}
 	})
 }
+
+func TestLookupTXTAndPTR(t *testing.T) {
+	long := ""
+	for range 30 {
+		long += "0123456789"
+	}
+	addr := dnstest.Start(t, map[string][]string{
+		"spf.test. TXT":               {`"v=spf1 " "-all"`, `"other"`},
+		"long.test. TXT":              {`"` + long + `" "` + long + `"`},
+		"a.only.test. A":              {"127.0.0.9"},
+		"9.0.0.127.in-addr.arpa. PTR": {"Host.Example.Test."},
+		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa. PTR": {"six.test."},
+	}).Addr
+	r, err := New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name string
+		want []string
+		err  error
+	}{
+		{"spf.test", []string{"v=spf1 -all", "other"}, nil},
+		{"long.test", []string{long + long}, nil}, // over UDP's size: read again over TCP
+		{"a.only.test", nil, nil},
+		{"nowhere.test", nil, ErrNoDomain},
+		{"x.servfail.test", nil, ErrTemporary},
+	} {
+		got, err := r.LookupTXT(ctx, tc.name)
+		if !errors.Is(err, tc.err) || len(got) != len(tc.want) {
+			t.Errorf("LookupTXT(%s) = %q, %v; want %q, %v", tc.name, got, err, tc.want, tc.err)
+			continue
+		}
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Errorf("LookupTXT(%s) = %q, want %q", tc.name, got, tc.want)
+			}
+		}
+	}
+	for ip, want := range map[string]string{"127.0.0.9": "host.example.test", "::1": "six.test", "127.0.0.10": ""} {
+		names, err := r.LookupPTR(ctx, netip.MustParseAddr(ip))
+		if err != nil || (want == "") != (len(names) == 0) || (want != "" && names[0] != want) {
+			t.Errorf("LookupPTR(%s) = %q, %v; want %q", ip, names, err, want)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"mailroom/internal/dkim"
+	"mailroom/internal/mailauth"
 	"mailroom/internal/message"
 	"mailroom/internal/sendlimit"
 	"mailroom/internal/smtp"
@@ -42,6 +43,11 @@ type Config struct {
 	// sent to any one domain (0: none).
 	ReportSizeLimit   int64
 	MaxReportsPerHour int
+	// DMARC is what mail failing its author's DMARC policy gets:
+	// "enforce", "quarantine" or "monitor"; DMARCDomains per recipient
+	// domain (lower case).
+	DMARC        string
+	DMARCDomains map[string]string
 }
 
 // Backend implements smtpserver.Backend over a store.
@@ -53,6 +59,7 @@ type Backend struct {
 	reports reportLimiter      // reports sent per destination domain
 	queued  func()             // set before serving
 	dkim    *dkim.Signer       // of mail leaving for other domains
+	origin  *mailauth.Checker  // of mail from outside; nil: not checked
 }
 
 var _ smtpserver.Backend = (*Backend)(nil)
@@ -248,7 +255,22 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	}) {
 		signature = b.sign(ctx, hdr, env.From.String(), io.MultiReader(strings.NewReader(added), msg.Reader()))
 	}
-	top := env.Received + string(signature) + added
+	// Mail from outside for local users is checked: SPF, DKIM, DMARC.
+	var from origin
+	if s.Auth == nil && !b.trusted(s) {
+		var domains []string
+		for _, r := range env.Recipients {
+			if _, local := r.Target.([]store.User); local {
+				domains = append(domains, r.Addr.Domain)
+			}
+		}
+		if len(domains) > 0 {
+			if from, err = b.checkOrigin(ctx, s, env, msg, domains); err != nil {
+				return err
+			}
+		}
+	}
+	top := from.field + env.Received + string(signature) + added
 	m := &store.Message{
 		QueueID:      env.QueueID,
 		SMTPEnvelope: envelopeRecord(s, env),
@@ -275,7 +297,13 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 			}
 			seen[u.ID] = true
 			addresses[u.ID] = u.Address
-			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: deliveryPrefix(env.From, u.Address)})
+			mailbox := store.Inbox
+			if from.quarantine && cfg.dmarcFor(r.Addr.Domain) != "monitor" {
+				if mailbox, err = b.junk(ctx, u.ID); err != nil {
+					return tempFailure(err)
+				}
+			}
+			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: mailbox, Prefix: deliveryPrefix(env.From, u.Address)})
 		}
 	}
 	if len(m.Local) > 0 {

@@ -83,6 +83,22 @@ func (s *Spool) Reader() io.Reader {
 	return bytes.NewReader(s.Bytes())
 }
 
+// Patch overwrites octets at off with b, within what was written: for
+// a change that keeps the message's length (a header field renamed).
+func (s *Spool) Patch(off int64, b []byte) error {
+	if off < 0 || off+int64(len(b)) > s.size {
+		return fmt.Errorf("spool: patch of %d octets at %d beyond the message's %d", len(b), off, s.size)
+	}
+	if s.file != nil {
+		if _, err := s.file.WriteAt(b, off); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		return nil
+	}
+	copy(s.buf.Bytes()[off:], b)
+	return nil
+}
+
 // Reset empties the spool for the next message.
 func (s *Spool) Reset() {
 	if s.file != nil {

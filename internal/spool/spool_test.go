@@ -81,3 +81,25 @@ func TestSpoolMap(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestSpoolPatch: a patch changes the octets in place, in memory and in a
+// file, and one beyond the message is refused.
+func TestSpoolPatch(t *testing.T) {
+	for _, size := range []int{100, 100 << 10} {
+		s := New(t.TempDir(), 1024)
+		want := bytes.Repeat([]byte("0123456789"), size/10)
+		s.Write(want)
+		if err := s.Patch(5, []byte("abc")); err != nil {
+			t.Fatal(err)
+		}
+		copy(want[5:], "abc")
+		got, _ := io.ReadAll(s.Reader())
+		if !bytes.Equal(got, want) {
+			t.Errorf("size %d: after a patch: %.20q", size, got)
+		}
+		if err := s.Patch(int64(size-1), []byte("xy")); err == nil {
+			t.Errorf("size %d: a patch beyond the end was taken", size)
+		}
+		s.Close()
+	}
+}

@@ -1,0 +1,146 @@
+package inbound
+
+import (
+	"bytes"
+	"context"
+	"strings"
+
+	"github.com/emersion/go-msgauth/dmarc"
+
+	"mailroom/internal/mailauth"
+	"mailroom/internal/smtp"
+	"mailroom/internal/smtpserver"
+	"mailroom/internal/spool"
+	"mailroom/internal/store"
+)
+
+// SetResolver turns the checks of mail from outside on: SPF, DKIM and
+// DMARC through r (mailauth).
+func (b *Backend) SetResolver(r mailauth.Resolver) {
+	b.origin = &mailauth.Checker{DNS: r}
+}
+
+// origin is what the checks of a message from outside decided.
+type origin struct {
+	field      string // the Authentication-Results field, CRLF-ended
+	quarantine bool   // to the recipients' Junk folders
+}
+
+// checkOrigin checks a message from outside (not logged in, not from a
+// trusted network): the Authentication-Results field for it, whether it
+// goes to Junk, or the refusal its author's DMARC policy asks for when
+// every recipient's domain enforces it. Fields that claim our own
+// authserv-id are obscured first (RFC 8601 5): only we write those.
+func (b *Backend) checkOrigin(ctx context.Context, s *smtpserver.SessionInfo, env *smtpserver.Transaction, msg *spool.Spool, domains []string) (origin, error) {
+	cfg := b.cfg.Load()
+	if b.origin == nil {
+		return origin{}, nil
+	}
+	if err := obscureClaims(msg, cfg.Hostname); err != nil {
+		return origin{}, tempFailure(err)
+	}
+	mailFrom := ""
+	if !env.From.IsNull() {
+		mailFrom = env.From.String()
+	}
+	res := b.origin.Check(ctx, mailauth.Input{IP: s.Remote.Addr(), Helo: s.Helo, MailFrom: mailFrom}, msg.Reader())
+	o := origin{field: res.Header(cfg.Hostname)}
+	if res.DMARC.Result != "fail" || res.DMARC.Disposition == dmarc.PolicyNone || res.DMARC.Disposition == "" {
+		return o, nil
+	}
+	enforced, monitored := 0, 0
+	for _, d := range domains {
+		switch cfg.dmarcFor(d) {
+		case "enforce":
+			enforced++
+		case "monitor":
+			monitored++
+		}
+	}
+	b.log.Info("DMARC failed", "session", s.ID, "from_domain", res.FromHead, "policy", res.DMARC.Policy, "disposition", res.DMARC.Disposition,
+		"spf", res.SPF, "client", s.Remote.Addr().String())
+	if res.DMARC.Disposition == dmarc.PolicyReject && enforced == len(domains) {
+		return o, smtp.Errorf(550, "5.7.1", "Refused: the domain of the From address (%s) publishes a DMARC policy that rejects mail failing SPF and DKIM, and this message fails both", res.FromHead)
+	}
+	o.quarantine = monitored < len(domains)
+	return o, nil
+}
+
+// dmarcFor is what a recipient domain does with mail failing DMARC.
+func (c *Config) dmarcFor(domain string) string {
+	if v, ok := c.DMARCDomains[strings.ToLower(domain)]; ok {
+		return v
+	}
+	if c.DMARC == "" {
+		return "enforce"
+	}
+	return c.DMARC
+}
+
+// claimedName is what an Authentication-Results field claiming our
+// authserv-id is renamed to: as long as the name it replaces, so that the
+// message keeps its length and offsets.
+const claimedName = "X-Claimed-Auth-Results"
+
+// obscureClaims renames the Authentication-Results fields of a message's
+// header whose authserv-id is ours.
+func obscureClaims(msg *spool.Spool, authservID string) error {
+	data, unmap, err := msg.Map()
+	if err != nil {
+		return err
+	}
+	var offsets []int64
+	const name = "authentication-results"
+	for off := 0; off < len(data) && off < maxHeaderScan; {
+		end := bytes.IndexByte(data[off:], '\n')
+		if end < 0 {
+			end = len(data) - off
+		}
+		line := data[off : off+end]
+		if len(bytes.TrimRight(line, "\r")) == 0 {
+			break // the end of the header
+		}
+		start := off
+		off += end + 1
+		if len(line) <= len(name) || line[len(name)] != ':' || !strings.EqualFold(string(line[:len(name)]), name) {
+			continue
+		}
+		// The value, its continuation lines too: the authserv-id may
+		// start on the next line.
+		value := string(line[len(name)+1:])
+		for off < len(data) && (data[off] == ' ' || data[off] == '\t') {
+			next := bytes.IndexByte(data[off:], '\n')
+			if next < 0 {
+				next = len(data) - off
+			}
+			value += " " + string(data[off:off+next])
+			off += next + 1
+		}
+		id, _, _ := strings.Cut(value, ";")
+		if f := strings.Fields(id); len(f) > 0 && strings.EqualFold(strings.TrimSuffix(f[0], "."), strings.TrimSuffix(authservID, ".")) {
+			offsets = append(offsets, int64(start))
+		}
+	}
+	unmap()
+	for _, off := range offsets {
+		if err := msg.Patch(off, []byte(claimedName)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// junk is the name of a user's Junk folder (the one marked \\Junk), or
+// INBOX when they have none.
+func (b *Backend) junk(ctx context.Context, userID int64) (string, error) {
+	mbs, err := b.store.ListMailboxes(ctx, userID)
+	if err != nil {
+		return "", err
+	}
+	for _, mb := range mbs {
+		if mb.SpecialUse == store.UseJunk {
+			return mb.Name, nil
+		}
+	}
+	return store.Inbox, nil
+}
