@@ -78,14 +78,12 @@ type DMARCResult struct {
 func (c *Checker) Check(ctx context.Context, in Input, msg io.Reader) Result {
 	var res Result
 	res.Helo = strings.TrimSuffix(in.Helo, ".")
-	opts := []spf.Option{spf.WithContext(ctx), spf.WithResolver(spfResolver{netResolver{c.DNS}})}
-	ip := net.IP(in.IP.Unmap().AsSlice())
 	if isDomainName(res.Helo) {
-		res.HeloSPF, _ = spf.CheckHostWithSender(ip, res.Helo, "postmaster@"+res.Helo, opts...)
+		res.HeloSPF, _ = CheckSPF(ctx, c.DNS, in.IP, res.Helo, "postmaster@"+res.Helo)
 	}
 	if in.MailFrom != "" {
 		res.SPFFrom = in.MailFrom
-		res.SPF, _ = spf.CheckHostWithSender(ip, res.Helo, in.MailFrom, opts...)
+		res.SPF, _ = CheckSPF(ctx, c.DNS, in.IP, res.Helo, in.MailFrom)
 	} else if res.HeloSPF != "" {
 		// RFC 7208 2.4: for the null sender, the HELO identity is checked.
 		res.SPFFrom, res.SPF, res.nullFrom = "postmaster@"+res.Helo, res.HeloSPF, true

@@ -2,9 +2,12 @@ package mailauth
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"blitiri.com.ar/go/spf"
 )
 
 // spfResolver is netResolver for the SPF library, with one change: an SPF
@@ -192,4 +195,15 @@ func validMacroString(s string) bool {
 		i += end
 	}
 	return true
+}
+
+// ValidSPF reports whether an SPF record ("v=spf1 ...") parses by RFC 7208
+// 12's grammar.
+func ValidSPF(record string) bool { return isSPF(record) && validSPF(record) }
+
+// CheckSPF is SPF's verdict on mail from sender sent by ip, which greeted
+// with helo (RFC 7208 4), through r.
+func CheckSPF(ctx context.Context, r Resolver, ip netip.Addr, helo, sender string) (spf.Result, error) {
+	return spf.CheckHostWithSender(net.IP(ip.Unmap().AsSlice()), helo, sender,
+		spf.WithContext(ctx), spf.WithResolver(spfResolver{netResolver{r}}))
 }

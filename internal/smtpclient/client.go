@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,10 @@ type Options struct {
 	// LOGIN (RFC 4954) after TLS; the connection fails when the server
 	// offers neither or TLS is not up.
 	Username, Password string
+	// Trace, when set, is called with each command line sent (credentials
+	// masked, message data summed up) and each reply line read, as the
+	// other side sent it: the caller escapes it before showing it.
+	Trace func(sent bool, line string)
 }
 
 // Client is one connection to a next hop.
@@ -204,6 +209,17 @@ func (c *Client) startTLS() error {
 	return c.hello()
 }
 
+// Extensions returns the EHLO keywords offered, each with its parameters,
+// sorted.
+func (c *Client) Extensions() []string {
+	var out []string
+	for k, v := range c.ext {
+		out = append(out, strings.TrimSpace(k+" "+v))
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Extension returns the parameters of an EHLO keyword and whether it was offered.
 func (c *Client) Extension(name string) (string, bool) {
 	v, ok := c.ext[strings.ToUpper(name)]
@@ -232,6 +248,22 @@ func (c *Client) readLast(stage string) (*smtp.Reply, error) {
 }
 
 func (c *Client) write(stage, s string) error {
+	if c.opts.Trace != nil {
+		for _, l := range strings.Split(strings.TrimSuffix(s, "\r\n"), "\r\n") {
+			if stage == "auth" {
+				if mech, _, ok := strings.Cut(l, " "); ok && strings.EqualFold(mech, "AUTH") {
+					f := strings.Fields(l)
+					l = strings.Join(f[:min(len(f), 2)], " ")
+					if len(f) > 2 {
+						l += " ****"
+					}
+				} else if l != "*" {
+					l = "****"
+				}
+			}
+			c.opts.Trace(true, l)
+		}
+	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.opts.Timeout))
 	if _, err := io.WriteString(c.conn, s); err != nil {
 		return &Error{Stage: stage, Err: err}

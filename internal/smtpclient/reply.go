@@ -83,6 +83,9 @@ func (c *Client) read(stage string) (*smtp.Reply, error) {
 			return nil, &Error{Stage: stage, Err: fmt.Errorf("the server sent a reply of more than %d lines or %d octets", maxReplyLines, maxReply)}
 		}
 		line := strings.TrimRight(string(raw), "\r\n")
+		if c.opts.Trace != nil {
+			c.opts.Trace(false, line)
+		}
 		if len(line) < 3 {
 			return nil, &Error{Stage: stage, Err: fmt.Errorf("malformed reply %q", line)}
 		}

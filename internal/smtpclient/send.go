@@ -149,6 +149,9 @@ func (c *Client) data(body io.Reader) (*smtp.Reply, error) {
 	if err := w.Flush(); err != nil {
 		return nil, &Error{Stage: "data", Err: err}
 	}
+	if c.opts.Trace != nil {
+		c.opts.Trace(true, "(the message, then a line with a dot)")
+	}
 	return c.readLast("data")
 }
 
@@ -171,6 +174,9 @@ func (c *Client) bdat(body io.Reader, size int64) (*smtp.Reply, error) {
 	n, err := io.Copy(chunkWriter{c}, io.LimitReader(body, size))
 	if err != nil || n != size {
 		return nil, &Error{Stage: "data", Err: fmt.Errorf("sent %d of %d octets: %v", n, size, err)}
+	}
+	if c.opts.Trace != nil {
+		c.opts.Trace(true, fmt.Sprintf("(%d octets of the message)", size))
 	}
 	return c.readLast("data")
 }

@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"mailroom/internal/dns"
+	"mailroom/internal/dnscheck"
+	"mailroom/internal/records"
+	"mailroom/internal/store"
+)
+
+// checkCommand is "check DOMAIN": the domain's DNS against what Mailroom
+// expects of it.
+func (a *app) checkCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{Use: "check DOMAIN", Short: "Check a domain's DNS records (MX, SPF, DKIM, DMARC, TLS-RPT, reverse DNS)",
+		Long: `Compares what DNS says of the domain with what Mailroom expects ('mailroom domain records DOMAIN'),
+through the configured resolver ([dns] resolver, else the system's). Each finding says how to fix it.
+Exits with 1 when something is wrong; warnings alone exit 0.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := normalizeDomain(args[0])
+			if err != nil {
+				return err
+			}
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			resolver, err := dns.New(cfg.DNS.Resolver.String())
+			if err != nil {
+				return err
+			}
+			var findings []dnscheck.Finding
+			err = a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				if _, err := st.Domain(ctx, d); err != nil {
+					return explain(err, "check")
+				}
+				keys, err := st.DKIMKeysOf(ctx, d)
+				if err != nil {
+					return err
+				}
+				ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+				defer cancel()
+				findings = dnscheck.Check(ctx, resolver, records.FromConfig(cfg, d, keys, time.Now()))
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			errors, warnings := 0, 0
+			for _, f := range findings {
+				switch f.Level {
+				case dnscheck.Error:
+					errors++
+				case dnscheck.Warn:
+					warnings++
+				}
+			}
+			if asJSON {
+				if err := a.printJSON(findings); err != nil {
+					return err
+				}
+			} else {
+				rows := make([][]string, 0, len(findings))
+				for _, f := range findings {
+					rows = append(rows, []string{string(f.Level), f.Check, f.Name, f.Text})
+					if f.Fix != "" {
+						rows = append(rows, []string{"", "", "", "fix: " + f.Fix})
+					}
+				}
+				a.table("LEVEL\tCHECK\tNAME\tFINDING", rows)
+			}
+			if errors > 0 {
+				return fmt.Errorf("%s: %s, %s: fix the problems as each finding says, then run 'mailroom check %s' again (DNS changes may take the records' TTL to show)", d, count(errors, "problem"), count(warnings, "warning"), d)
+			}
+			if !asJSON {
+				fmt.Fprintf(a.stdout, "%s: no problems, %s\n", d, count(warnings, "warning"))
+			}
+			return nil
+		}}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// count is "1 warning", "2 warnings".
+func count(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
