@@ -137,7 +137,9 @@ func probeRoots(caFile string) (*x509.CertPool, error) {
 // handshake (the point is to show them), but verified after it.
 func (a *app) probe(ctx context.Context, addr, host, mode, helo, user, password, from, to string, roots *x509.CertPool, timeout time.Duration) probeReport {
 	rep := probeReport{Address: addr}
-	note := func(f string, args ...any) { rep.Transcript = append(rep.Transcript, probeStep{"*", fmt.Sprintf(f, args...)}) }
+	note := func(f string, args ...any) {
+		rep.Transcript = append(rep.Transcript, probeStep{"*", fmt.Sprintf(f, args...)})
+	}
 	opts := smtpclient.Options{LocalName: helo, Timeout: timeout, ReplyGrace: timeout,
 		Dialer:   &net.Dialer{Timeout: timeout},
 		Username: user, Password: password,

@@ -321,6 +321,9 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	if len(m.Remote) > 0 && b.queued != nil {
 		b.queued()
 	}
+	if len(m.Local) > 0 {
+		b.keepReports(ctx, msg, hdr.Subject, now)
+	}
 	// Success reports only to senders known to be ours (logged in, or a
 	// trusted network): to anyone else they would be backscatter, mail
 	// that a forged MAIL FROM could aim at any third party.

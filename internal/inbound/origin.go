@@ -3,10 +3,13 @@ package inbound
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-msgauth/dmarc"
 
+	"mailroom/internal/dmarcreport"
 	"mailroom/internal/mailauth"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
@@ -143,4 +146,41 @@ func (b *Backend) junk(ctx context.Context, userID int64) (string, error) {
 		}
 	}
 	return store.Inbox, nil
+}
+
+// keepReports stores the DMARC aggregate reports a message delivered to
+// local users carries (RFC 7489 7.2: sent to a domain's rua address) about
+// one of our domains; `mailroom dmarc reports` shows them. A message that
+// only looks like one is logged and left as mail.
+func (b *Backend) keepReports(ctx context.Context, msg *spool.Spool, subject string, now time.Time) {
+	if !dmarcreport.Looks(subject) || msg.Size() > dmarcreport.MaxXML {
+		return
+	}
+	data, unmap, err := msg.Map()
+	if err != nil {
+		return
+	}
+	reports, err := dmarcreport.Find(data)
+	unmap()
+	if err != nil {
+		b.log.Info("a message that looks like a DMARC report could not be read", "err", err)
+		return
+	}
+	for _, r := range reports {
+		if ok, err := b.isLocalDomain(ctx, r.Domain); err != nil || !ok {
+			b.log.Info("a DMARC report about a domain that is not ours was left as mail", "org", r.Org, "domain", r.Domain)
+			continue
+		}
+		r.Received = now
+		switch err := b.store.AddDMARCReport(ctx, r); {
+		case errors.Is(err, store.ErrExists):
+			b.log.Info("a DMARC report came again; it was kept already", "org", r.Org, "report_id", r.ReportID)
+			continue
+		case err != nil:
+			b.log.Warn("a DMARC report could not be kept", "org", r.Org, "report_id", r.ReportID, "err", err)
+			continue
+		}
+		total, passed := r.Messages()
+		b.log.Info("DMARC report received", "org", r.Org, "domain", r.Domain, "report_id", r.ReportID, "messages", total, "failed", total-passed)
+	}
 }

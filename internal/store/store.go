@@ -40,6 +40,7 @@ type Store interface {
 	Queue
 	Suppressions
 	DKIMKeys
+	DMARCReports
 	Close() error
 }
 

@@ -250,4 +250,21 @@ CREATE TABLE dkim_keys (
 	UNIQUE (domain, selector)
 );
 `,
+	`
+-- DMARC aggregate reports received (store.DMARCReport): the rows as JSON.
+CREATE TABLE dmarc_reports (
+	id        INTEGER PRIMARY KEY AUTOINCREMENT,
+	received  INTEGER NOT NULL,
+	org       TEXT NOT NULL,
+	email     TEXT NOT NULL,
+	report_id TEXT NOT NULL,
+	domain    TEXT NOT NULL,
+	policy    TEXT NOT NULL,
+	begin_at  INTEGER NOT NULL,
+	end_at    INTEGER NOT NULL,
+	rows      TEXT NOT NULL,
+	UNIQUE (org, report_id)
+);
+CREATE INDEX dmarc_reports_domain ON dmarc_reports(domain, end_at);
+`,
 }

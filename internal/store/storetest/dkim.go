@@ -13,6 +13,7 @@ import (
 func dkimTests() []test {
 	return []test{
 		{"DKIM keys are kept per domain, oldest first, retired and deleted one by one, and go with their domain", testDKIMKeys},
+		{"DMARC reports are kept once per reporter and ID, read back by domain and period, the newest first", testDMARCReports},
 	}
 }
 
@@ -86,5 +87,34 @@ func testDKIMKeys(t *testing.T, s store.Store) {
 	addDomain(t, s, "b.example")
 	if got := names("b.example"); len(got) != 0 {
 		t.Errorf("a domain deleted and added again has the old one's keys: %q", got)
+	}
+}
+
+func testDMARCReports(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	base := time.Unix(1_800_000_000, 0)
+	report := func(org, id, domain string, day int) store.DMARCReport {
+		return store.DMARCReport{Received: base, Org: org, Email: "dmarc@" + org, ReportID: id, Domain: domain, Policy: "quarantine",
+			Begin: base.Add(time.Duration(day) * 24 * time.Hour), End: base.Add(time.Duration(day+1) * 24 * time.Hour),
+			Rows: []store.DMARCRow{{SourceIP: "192.0.2.1", Count: 3, Disposition: "none", DKIM: "pass", SPF: "fail", HeaderFrom: domain},
+				{SourceIP: "198.51.100.9", Count: 2, Disposition: "quarantine", DKIM: "fail", SPF: "fail", HeaderFrom: domain}}}
+	}
+	for _, r := range []store.DMARCReport{report("google.com", "1", "a.example", 0), report("outlook.com", "1", "a.example", 1), report("google.com", "2", "b.example", 2)} {
+		if err := s.AddDMARCReport(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddDMARCReport(ctx, report("google.com", "1", "a.example", 5)); !errors.Is(err, store.ErrExists) {
+		t.Errorf("a report sent again: %v, want ErrExists", err)
+	}
+	got, err := s.DMARCReportsOf(ctx, "a.example", time.Time{})
+	if err != nil || len(got) != 2 || got[0].Org != "outlook.com" || got[1].Org != "google.com" {
+		t.Fatalf("DMARCReportsOf(a.example) = %+v, %v; want outlook.com's, then google.com's", got, err)
+	}
+	if total, passed := got[0].Messages(); total != 5 || passed != 3 || got[0].Rows[1].SourceIP != "198.51.100.9" || !got[0].End.Equal(base.Add(48*time.Hour)) {
+		t.Errorf("a report read back: %+v (%d messages, %d passed)", got[0], total, passed)
+	}
+	if got, _ := s.DMARCReportsOf(ctx, "", base.Add(49*time.Hour)); len(got) != 1 || got[0].Domain != "b.example" {
+		t.Errorf("reports of every domain ending after a time: %+v", got)
 	}
 }

@@ -1,0 +1,51 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"mailroom/internal/store"
+)
+
+// AddDMARCReport keeps an aggregate report.
+func (s *Store) AddDMARCReport(ctx context.Context, r store.DMARCReport) error {
+	rows, err := json.Marshal(r.Rows)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx *wtx) error {
+		_, err := tx.Exec(`INSERT INTO dmarc_reports(received, org, email, report_id, domain, policy, begin_at, end_at, rows) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.Received.Unix(), r.Org, r.Email, r.ReportID, r.Domain, r.Policy, r.Begin.Unix(), r.End.Unix(), string(rows))
+		if isUniqueViolation(err) {
+			return fmt.Errorf("DMARC report %s of %s: %w", r.ReportID, r.Org, store.ErrExists)
+		}
+		return err
+	})
+}
+
+// DMARCReportsOf returns the reports about a domain, the newest first.
+func (s *Store) DMARCReportsOf(ctx context.Context, domain string, since time.Time) ([]store.DMARCReport, error) {
+	q, err := s.query(ctx, `SELECT id, received, org, email, report_id, domain, policy, begin_at, end_at, rows FROM dmarc_reports
+		WHERE (domain = ?1 OR ?1 = '') AND end_at >= ?2 ORDER BY end_at DESC, id DESC`, domain, since.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("store: read the DMARC reports: %w", err)
+	}
+	defer q.Close()
+	var out []store.DMARCReport
+	for q.Next() {
+		var r store.DMARCReport
+		var received, begin, end int64
+		var rows string
+		if err := q.Scan(&r.ID, &received, &r.Org, &r.Email, &r.ReportID, &r.Domain, &r.Policy, &begin, &end, &rows); err != nil {
+			return nil, fmt.Errorf("store: read the DMARC reports: %w", err)
+		}
+		r.Received, r.Begin, r.End = time.Unix(received, 0), time.Unix(begin, 0), time.Unix(end, 0)
+		if err := json.Unmarshal([]byte(rows), &r.Rows); err != nil {
+			return nil, fmt.Errorf("store: DMARC report %d: %w", r.ID, err)
+		}
+		out = append(out, r)
+	}
+	return out, q.Err()
+}
