@@ -247,6 +247,16 @@ type Outbound struct {
 	// Pool makes the connections for some senders from chosen local
 	// addresses (IP pools).
 	Pool []Pool `toml:"pool"`
+	// MTASTS follows receiving domains' MTA-STS policies (RFC 8461): mail
+	// to a domain whose policy enforces goes only to the MX hosts it
+	// names, over TLS with a certificate valid for the host, or waits.
+	MTASTS bool `toml:"mta_sts"`
+	// MTASTSPort is the policy hosts' HTTPS port: 443, or another in tests.
+	MTASTSPort int `toml:"mta_sts_port"`
+	// CAFile adds certificate authorities (PEM) to the system's for the
+	// certificates checked when sending: MX hosts under MTA-STS, policy
+	// hosts.
+	CAFile string `toml:"ca_file"`
 }
 
 // Relay is a smart host: an upstream server that takes the mail for some
@@ -346,8 +356,9 @@ func Default() *Config {
 			MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
 		TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second), HandshakeTimeout: Duration(10 * time.Second),
 			ACME: ACME{Directory: "https://acme-v02.api.letsencrypt.org/directory", HTTPPort: 80}},
-		Mailbox:  Mailbox{Quota: 1 << 30},
-		Outbound: Outbound{Port: 25, MaxConcurrent: 100, MaxPerDestination: 20, ConnectionCacheTime: Duration(5 * time.Second)},
+		Mailbox: Mailbox{Quota: 1 << 30},
+		Outbound: Outbound{Port: 25, MaxConcurrent: 100, MaxPerDestination: 20, ConnectionCacheTime: Duration(5 * time.Second),
+			MTASTS: true, MTASTSPort: 443},
 		Queue: Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour),
 			ReportSizeLimit: 50 << 10, MaxReportsPerHour: 500},
 		Log: Log{Format: "text", Level: "info"},
@@ -552,6 +563,7 @@ func (c *Config) validate() error {
 		{c.Auth.MaxFailureDelay >= c.Auth.FailureDelay, "auth.max_failure_delay: must be at least failure_delay"},
 		{c.TLS.ReloadInterval.D() >= time.Second, "tls.reload_interval: must be at least 1s"},
 		{c.Outbound.Port > 0 && c.Outbound.Port < 65536, "outbound.port: must be a port number (25 in production)"},
+		{c.Outbound.MTASTSPort > 0 && c.Outbound.MTASTSPort < 65536, "outbound.mta_sts_port: must be a port number (443 in production)"},
 		{c.Outbound.MaxConcurrent >= 1, "outbound.max_concurrent: must be at least 1"},
 		{c.Outbound.MaxPerDestination >= 1, "outbound.max_per_destination: must be at least 1"},
 		{c.Outbound.ConnectionCacheTime.D() >= 0, "outbound.connection_cache_time: must be 0 (no reuse) or more"},

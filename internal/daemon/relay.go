@@ -20,6 +20,7 @@ import (
 	"mailroom/internal/dns"
 	"mailroom/internal/dsn"
 	"mailroom/internal/inbound"
+	"mailroom/internal/mtasts"
 	"mailroom/internal/queue"
 	"mailroom/internal/store"
 )
@@ -45,6 +46,11 @@ func startRelay(cfg *config.Config, st store.Store, backend *inbound.Backend, re
 	b := &bouncer{store: st, backend: backend, log: log}
 	b.set(cfg)
 	r := &relay{deliverer: delivery.New(dcfg, resolver), bouncer: b}
+	if cfg.Outbound.MTASTS {
+		// The fetcher keeps the policies seen: made once, not at each
+		// reload; its certificate authorities are those at start.
+		r.deliverer.SetMTASTS(mtasts.NewFetcher(resolver, dcfg.Roots, cfg.Outbound.MTASTSPort))
+	}
 	r.runner = queue.New(st, r.deliverer.Deliver, b.notify, queueConfig(cfg), log)
 	backend.SetQueueNotifier(r.runner.Wake)
 	if w, ok := st.(queueWatcher); ok {
@@ -98,6 +104,11 @@ func deliveryConfig(cfg *config.Config) (delivery.Config, error) {
 	if dcfg.Relays, err = relays(cfg.Outbound.Relay); err != nil {
 		return dcfg, err
 	}
+	if cfg.Outbound.CAFile != "" {
+		if dcfg.Roots, err = caPool(cfg.Outbound.CAFile, "outbound.ca_file"); err != nil {
+			return dcfg, err
+		}
+	}
 	for _, p := range cfg.Outbound.Pool {
 		sp := delivery.SourcePool{Name: p.Name, Senders: p.Senders}
 		for _, a := range p.Addresses {
@@ -106,6 +117,23 @@ func deliveryConfig(cfg *config.Config) (delivery.Config, error) {
 		dcfg.Pools = append(dcfg.Pools, sp)
 	}
 	return dcfg, nil
+}
+
+// caPool is the system's certificate authorities with those of a PEM
+// file; key names the setting in errors.
+func caPool(file, key string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: %s holds no PEM certificate", key, file)
+	}
+	return pool, nil
 }
 
 // relays turns the configured smart hosts into routes, reading their
@@ -117,16 +145,9 @@ func relays(cfgs []config.Relay) ([]delivery.Relay, error) {
 		if c.TLS != "none" {
 			r.TLS = &tls.Config{ServerName: c.Host, MinVersion: tls.VersionTLS12}
 			if c.CAFile != "" {
-				pem, err := os.ReadFile(c.CAFile)
+				pool, err := caPool(c.CAFile, fmt.Sprintf("outbound.relay[%d].ca_file", i))
 				if err != nil {
-					return nil, fmt.Errorf("outbound.relay[%d].ca_file: %w", i, err)
-				}
-				pool, err := x509.SystemCertPool()
-				if err != nil {
-					pool = x509.NewCertPool()
-				}
-				if !pool.AppendCertsFromPEM(pem) {
-					return nil, fmt.Errorf("outbound.relay[%d].ca_file: %s holds no PEM certificate", i, c.CAFile)
+					return nil, err
 				}
 				r.TLS.RootCAs = pool
 			}

@@ -8,6 +8,7 @@ package delivery
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 
 	"mailroom/internal/dns"
 	"mailroom/internal/downgrade"
+	"mailroom/internal/mtasts"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpclient"
 )
@@ -38,6 +40,9 @@ type Config struct {
 	// SpoolDir holds the 7-bit copies made for next hops without 8BITMIME
 	// ("" for the system's temporary directory).
 	SpoolDir string
+	// Roots are the certificate authorities an MX host's certificate must
+	// chain to when a policy demands it (MTA-STS); nil: the system's.
+	Roots *x509.CertPool
 }
 
 // Relay sends the mail for some recipient domains through an upstream
@@ -103,7 +108,11 @@ type Deliverer struct {
 	settings atomic.Pointer[settings]
 	resolver *dns.Resolver
 	pool     *pool
+	sts      *mtasts.Fetcher // nil: MTA-STS not followed
 }
+
+// SetMTASTS makes deliveries follow receiving domains' MTA-STS policies.
+func (d *Deliverer) SetMTASTS(f *mtasts.Fetcher) { d.sts = f }
 
 // settings are a configuration with its state: each delivery uses the one
 // current when it began.
@@ -153,7 +162,22 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 	if src != nil {
 		key += " from " + src.Name
 	}
+	// MTA-STS (RFC 8461): a policy in enforce mode allows only the MX
+	// hosts it names, over TLS with a certificate valid for the host. A
+	// connection opened so is kept apart from others.
+	var policy *mtasts.Policy
+	if relay == nil && d.sts != nil {
+		policy, _ = d.sts.Policy(ctx, job.Domain) // a failed fetch: the kept policy, or none (5.1)
+	}
+	enforce := policy != nil && policy.Mode == mtasts.Enforce
+	if enforce {
+		key += " (MTA-STS)"
+	}
 	for c := d.pool.get(key); c != nil; c = d.pool.get(key) {
+		if enforce && !policy.Matches(c.host) {
+			go c.c.Close() // kept under an earlier policy that named its host
+			continue
+		}
 		if out, ok := d.send(ctx, c, job, key, true); ok {
 			return out
 		}
@@ -167,6 +191,10 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 	}
 	last := Outcome{Detail: "4.4.1 no mail exchanger could be reached"}
 	for _, mx := range mxs {
+		if enforce && !policy.Matches(mx.Host) {
+			last = Outcome{Detail: fmt.Sprintf("4.7.5 MTA-STS: the policy of %s does not name the MX host %s (it names %s)", job.Domain, mx.Host, strings.Join(policy.MX, ", ")), RemoteMTA: mx.Host}
+			continue
+		}
 		ips, err := d.lookupIP(ctx, mx.Host)
 		if err != nil {
 			last = routeFailure(mx.Host, err)
@@ -177,9 +205,12 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 			continue
 		}
 		for _, ip := range ips {
-			c, err := d.dial(ctx, st, mx.Host, ip, relay, src)
+			c, err := d.dial(ctx, st, mx.Host, ip, relay, src, enforce)
 			if err != nil {
 				last = Outcome{Detail: describe(err), RemoteMTA: mx.Host}
+				if enforce {
+					last.Detail = fmt.Sprintf("4.7.5 MTA-STS: the policy of %s requires TLS with a valid certificate for %s: %s", job.Domain, mx.Host, describe(err))
+				}
 				var e *smtpclient.Error
 				if relay != nil && errors.As(err, &e) && e.Stage == "auth" && e.Reply != nil && e.Reply.Permanent() {
 					last.Detail = "4.7.0 the smart host refused our credentials: " + last.Detail
@@ -281,13 +312,18 @@ func all(job Job, o Outcome) []Outcome {
 
 // dial connects to one address of a next hop: an MX host with
 // opportunistic TLS, or a smart host with the TLS and login it requires.
-func (d *Deliverer) dial(ctx context.Context, st *settings, host string, ip netip.Addr, relay *Relay, src *SourcePool) (*conn, error) {
+func (d *Deliverer) dial(ctx context.Context, st *settings, host string, ip netip.Addr, relay *Relay, src *SourcePool, verified bool) (*conn, error) {
 	opts := smtpclient.Options{
 		LocalName: st.cfg.LocalName,
 		// Opportunistic TLS to MX hosts: encrypt whenever offered; the
-		// certificate is not checked (RFC 7435), as MTA-STS/DANE come later.
+		// certificate is not checked (RFC 7435) unless a policy (MTA-STS)
+		// demands TLS with a certificate valid for the host.
 		TLS:     &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
 		Timeout: st.cfg.Timeout,
+	}
+	if verified {
+		opts.TLS = &tls.Config{ServerName: host, RootCAs: st.cfg.Roots, MinVersion: tls.VersionTLS12}
+		opts.RequireTLS = true
 	}
 	port := st.cfg.Port
 	if relay != nil {
@@ -322,6 +358,8 @@ func (d *Deliverer) dial(ctx context.Context, st *settings, host string, ip neti
 	}
 	tlsInfo := ""
 	switch {
+	case c.TLS != nil && verified:
+		tlsInfo = tls.VersionName(c.TLS.Version) + " " + tls.CipherSuiteName(c.TLS.CipherSuite) + ", certificate verified (MTA-STS)"
 	case c.TLS != nil:
 		tlsInfo = tls.VersionName(c.TLS.Version) + " " + tls.CipherSuiteName(c.TLS.CipherSuite)
 	case c.TLSFailed != "":

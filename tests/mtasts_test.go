@@ -1,0 +1,143 @@
+package tests
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mailroom/internal/dns/dnstest"
+)
+
+// queuedError returns the last error recorded for a queued recipient, or
+// "" once the queue is empty.
+func queuedError(t *testing.T, s *server) string {
+	t.Helper()
+	var entries []map[string]any
+	if err := json.Unmarshal([]byte(s.cli("queue", "list", "--json")), &entries); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if v, ok := e["last_error"].(string); ok && v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// until polls cond for up to 20 seconds.
+func until(t *testing.T, s *server, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20s\nserver log:\n%s", what, s.logs())
+		}
+	}
+}
+
+// TestMTASTS: mail to a domain with an MTA-STS policy in enforce mode goes
+// to the MX host the policy names over TLS with its certificate verified;
+// when the policy names another host, or the certificate is not trusted,
+// the mail waits in the queue with a reason saying so.
+func TestMTASTS(t *testing.T) {
+	dir := t.TempDir()
+	// B, the receiving server, presents a certificate for mx.remote.test.
+	mxCert, mxKey, _ := writeCertFor(t, dir, "mx.remote.test", "mx CA", "mx-")
+	b, port := remoteServer(t, "127.0.0.74", "carol@remote.test")
+	b.writeConfig("", fmt.Sprintf("[tls]\ncert_file = %q\nkey_file = %q\n", mxCert, mxKey))
+	b.start()
+
+	// The policy hosts of remote.test and other.test, on loopback, each with
+	// a certificate of its own CA; other.test's policy names another host
+	// than its MX.
+	remoteCert, remoteKey, _ := writeCertFor(t, dir, "mta-sts.remote.test", "policy CA 1", "sts1-")
+	otherCert, otherKey, _ := writeCertFor(t, dir, "mta-sts.other.test", "policy CA 2", "sts2-")
+	var pairs []tls.Certificate
+	for _, f := range [][2]string{{remoteCert, remoteKey}, {otherCert, otherKey}} {
+		pair, err := tls.LoadX509KeyPair(f[0], f[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pairs = append(pairs, pair)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: pairs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		mx := "mx.remote.test"
+		if strings.HasPrefix(r.Host, "mta-sts.other.test") {
+			mx = "mail.other.test"
+		}
+		w.Write([]byte("version: STSv1\nmode: enforce\nmx: " + mx + "\nmax_age: 86400\n"))
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	stsPort := l.Addr().(*net.TCPAddr).Port
+
+	zone := dnstest.Start(t, map[string][]string{
+		"remote.test. MX":           {"10 mx.remote.test."},
+		"other.test. MX":            {"10 mx.remote.test."},
+		"mx.remote.test. A":         {"127.0.0.74"},
+		"_mta-sts.remote.test. TXT": {`"v=STSv1; id=1"`},
+		"_mta-sts.other.test. TXT":  {`"v=STSv1; id=1"`},
+		"mta-sts.remote.test. A":    {"127.0.0.1"},
+		"mta-sts.other.test. A":     {"127.0.0.1"},
+	})
+	// A trusts every CA; A2 only the policy hosts'.
+	pems := func(files ...string) string {
+		var all []byte
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			all = append(all, b...)
+		}
+		path := filepath.Join(dir, fmt.Sprintf("ca-%d.pem", len(files)))
+		os.WriteFile(path, all, 0o600)
+		return path
+	}
+	outbound := func(ca string) string {
+		return fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\nmta_sts_port = %d\nca_file = %q\n[queue]\nretry_intervals = [\"1s\"]\n", zone.Addr, port, stsPort, ca)
+	}
+	both := pems(mxCert, remoteCert, otherCert)
+	a := newServer(t, "", outbound(both))
+	a.start()
+	send := func(s *server, to, subject string) {
+		t.Helper()
+		c := loggedIn(t, s)
+		if r := c.sendMail("alice@example.test", []string{to}, "From: alice@example.test\r\nSubject: "+subject+"\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
+			t.Fatalf("submission: %q", r)
+		}
+	}
+	send(a, "carol@remote.test", "enforced")
+	waitMailbox(t, b, "carol@remote.test", 1, "delivery under the policy")
+	if !strings.Contains(a.logs(), "certificate verified (MTA-STS)") {
+		t.Errorf("the delivery does not say the certificate was verified:\n%s", a.logs())
+	}
+
+	// A policy that names another host than the domain's MX: the mail waits.
+	send(a, "dave@other.test", "wrong host")
+	until(t, a, "the reason in the queue", func() bool {
+		return strings.Contains(queuedError(t, a), "MTA-STS: the policy of other.test does not name the MX host mx.remote.test (it names mail.other.test)")
+	})
+
+	// A sender that does not trust the MX host's certificate: the mail
+	// waits, never in plaintext nor unverified.
+	a2 := newServer(t, "", outbound(pems(remoteCert, otherCert)))
+	a2.start()
+	send(a2, "carol@remote.test", "untrusted")
+	until(t, a2, "the reason in A2's queue", func() bool {
+		e := queuedError(t, a2)
+		return strings.Contains(e, "MTA-STS: the policy of remote.test requires TLS with a valid certificate for mx.remote.test") &&
+			strings.Contains(e, "certificate signed by unknown authority")
+	})
+	if n := len(b.mailbox("carol@remote.test")); n != 1 {
+		t.Errorf("carol has %d messages; only the first may have gone", n)
+	}
+}
