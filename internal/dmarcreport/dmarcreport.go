@@ -147,7 +147,15 @@ func Find(msg []byte) ([]store.DMARCReport, error) {
 		if kind == "" {
 			return
 		}
-		body, _ := message.DecodeTransfer(bytes.NewReader(msg[p.BodyStart:p.End]), p.Encoding)
+		raw := bytes.NewReader(msg[p.BodyStart:p.End])
+		body, known := message.DecodeTransfer(raw, p.Encoding)
+		switch {
+		case !known:
+			errs = append(errs, fmt.Errorf("dmarcreport: an attachment in an unknown transfer encoding %q", clean(p.Encoding)))
+			return
+		case body == nil: // 7bit, 8bit, binary: as it is
+			body = raw
+		}
 		r, err := open(kind, body)
 		if err == nil {
 			var rep store.DMARCReport

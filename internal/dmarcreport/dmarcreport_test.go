@@ -134,3 +134,12 @@ func FuzzFind(f *testing.F) {
 		}
 	})
 }
+
+// TestFindPlainAttachment: an XML attachment sent as it is (no transfer
+// encoding) is read too.
+func TestFindPlainAttachment(t *testing.T) {
+	msg := "Subject: Report Domain: example.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/xml\r\n\r\n" + sample + "\r\n--b--\r\n"
+	if reps, err := Find([]byte(msg)); err != nil || len(reps) != 1 {
+		t.Errorf("Find = %d, %v", len(reps), err)
+	}
+}

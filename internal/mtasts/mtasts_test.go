@@ -166,3 +166,19 @@ func TestFetchRefuses(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse: any document parses to a policy that keeps the rules (a
+// known mode, mx hosts unless none, max_age within a year) or to an error.
+func FuzzParse(f *testing.F) {
+	f.Add("version: STSv1\nmode: enforce\nmx: mx.a.test\nmx: *.b.test\nmax_age: 86400\n")
+	f.Add("version: STSv1\r\nmode: none\r\nmax_age: 0\r\n")
+	f.Fuzz(func(t *testing.T, doc string) {
+		p, err := Parse("a.test", doc)
+		if err != nil {
+			return
+		}
+		if (p.Mode != Enforce && p.Mode != Testing && p.Mode != None) || (p.Mode != None && len(p.MX) == 0) || p.MaxAge > MaxAge || p.MaxAge < 0 {
+			t.Errorf("Parse(%q) = %+v", doc, p)
+		}
+	})
+}
