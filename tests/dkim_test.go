@@ -115,3 +115,42 @@ func TestDKIMSigned(t *testing.T) {
 		}
 	}
 }
+
+// TestDKIMRotate: 'dkim rotate' makes keys that sign after --wait while
+// the old ones keep signing, then retire --keep later; 'domain records'
+// publishes both meanwhile; 'dkim delete' refuses a key not retired.
+func TestDKIMRotate(t *testing.T) {
+	s := newServer(t, "", "")
+	type key struct{ Selector, Algorithm, State string }
+	keys := func() []key {
+		t.Helper()
+		var ks []key
+		if err := json.Unmarshal([]byte(s.cli("dkim", "keys", "example.test", "--json")), &ks); err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	}
+	before := keys()
+	if len(before) != 2 || before[0].State != "signing" || before[1].State != "signing" {
+		t.Fatalf("the keys 'domain add' made: %+v", before)
+	}
+	out := s.cli("dkim", "rotate", "example.test", "--wait", "48h", "--keep", "24h")
+	if !strings.Contains(out, "publish the new records before") {
+		t.Errorf("dkim rotate says: %s", out)
+	}
+	after := keys()
+	states := map[string]string{}
+	for _, k := range after {
+		states[k.Selector] = k.State
+	}
+	if len(after) != 4 || states[before[0].Selector] != "signing" || strings.Count(fmt.Sprint(states), "next") != 2 {
+		t.Errorf("after a rotation: %+v", after)
+	}
+	recs := s.cli("domain", "records", "example.test")
+	if n := strings.Count(recs, "._domainkey.example.test."); n != 4 {
+		t.Errorf("records publish %d DKIM keys during the rotation, want 4:\n%s", n, recs)
+	}
+	if _, errOut, err := s.run("", "dkim", "delete", "example.test", before[0].Selector); err == nil || !strings.Contains(errOut, "not retired") {
+		t.Errorf("deleting a signing key: %v %s", err, errOut)
+	}
+}

@@ -119,12 +119,7 @@ func TestInboundAuthentication(t *testing.T) {
 	}
 	b.cliStdin("Carol-lantern-quartz-88\n", "user", "passwd", "carol@remote.test", "--password-stdin")
 	b.start()
-	bc := b.dialAddr(b.subAddr)
-	bc.t = t
-	bc.cmd("EHLO sub.example", "250 ")
-	bc.startTLSInsecure()
-	bc.cmd("EHLO sub.example", "250 ")
-	bc.cmd("AUTH PLAIN "+plainAuth("carol@remote.test", "Carol-lantern-quartz-88"), "235 ")
+	bc := loggedInAs(t, b, "carol@remote.test", "Carol-lantern-quartz-88")
 	// (B has an example.test of its own: it sends to dave@other.test.)
 	if r := bc.sendMail("carol@remote.test", []string{"dave@other.test"}, strings.Replace(msg("Carol <carol@remote.test>", "signed elsewhere"), "alice@example.test", "dave@other.test", 1)); !strings.HasPrefix(r, "250 ") {
 		t.Fatalf("B's submission: %q", r)

@@ -46,18 +46,7 @@ func TestProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		r := bufio.NewReader(c)
-		c.Write([]byte("220 evil\x1b]0;owned\x07\x1b[2J ready\r\n"))
-		r.ReadString('\n')
-		c.Write([]byte("250-evil\x1b[31m\r\n250 PIPELINING\r\n"))
-		r.ReadString('\n')
-	}()
+	go hostileGreeting(l)
 	out, _, err = s.run("", "probe", l.Addr().String(), "--tls", "none", "--json")
 	if err != nil {
 		t.Fatalf("probe of a server without TLS: %v\n%s", err, out)
@@ -69,18 +58,7 @@ func TestProbe(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Extensions) != 1 {
 		t.Errorf("probe --json: %v, %+v\n%s", err, rep, out)
 	}
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		r := bufio.NewReader(c)
-		c.Write([]byte("220 evil\x1b]0;owned\x07\x1b[2J ready\r\n"))
-		r.ReadString('\n')
-		c.Write([]byte("250-evil\x1b[31m\r\n250 PIPELINING\r\n"))
-		r.ReadString('\n')
-	}()
+	go hostileGreeting(l)
 	out, _, _ = s.run("", "probe", l.Addr().String(), "--tls", "none")
 	if strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, "S: 220 evil\ufffd]0;owned\ufffd\ufffd[2J ready") {
 		t.Errorf("escapes reached the terminal, or the greeting is not shown:\n%q", out)
@@ -92,4 +70,19 @@ func TestProbe(t *testing.T) {
 	if err == nil || !strings.Contains(errOut, "probe of "+closed+" failed: smtp connect:") {
 		t.Errorf("probe of a closed port: %v %q", err, errOut)
 	}
+}
+
+// hostileGreeting answers one connection with terminal escapes in its
+// greeting and EHLO reply.
+func hostileGreeting(l net.Listener) {
+	c, err := l.Accept()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	c.Write([]byte("220 evil\x1b]0;owned\x07\x1b[2J ready\r\n"))
+	r.ReadString('\n')
+	c.Write([]byte("250-evil\x1b[31m\r\n250 PIPELINING\r\n"))
+	r.ReadString('\n')
 }

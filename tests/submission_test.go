@@ -30,12 +30,17 @@ func (c *client) startTLSInsecure() {
 
 // loggedIn returns a submission session over STARTTLS, authenticated as alice.
 func loggedIn(t *testing.T, s *server) *client {
+	return loggedInAs(t, s, "alice@example.test", "secret-alice")
+}
+
+// loggedInAs is loggedIn as another user.
+func loggedInAs(t *testing.T, s *server, user, password string) *client {
 	c := s.dialAddr(s.subAddr)
 	c.t = t
 	c.cmd("EHLO sub.example", "250 ")
 	c.startTLSInsecure()
 	c.cmd("EHLO sub.example", "250 ")
-	c.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "235 2.7.0")
+	c.cmd("AUTH PLAIN "+plainAuth(user, password), "235 2.7.0")
 	return c
 }
 

@@ -23,10 +23,6 @@ through the configured resolver ([dns] resolver, else the system's). Each findin
 Exits with 1 when something is wrong; warnings alone exit 0.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := normalizeDomain(args[0])
-			if err != nil {
-				return err
-			}
 			cfg, err := a.config()
 			if err != nil {
 				return err
@@ -36,14 +32,9 @@ Exits with 1 when something is wrong; warnings alone exit 0.`,
 				return err
 			}
 			var findings []dnscheck.Finding
-			err = a.withStore(cmd, func(ctx context.Context, st store.Store) error {
-				if _, err := st.Domain(ctx, d); err != nil {
-					return explain(err, "check")
-				}
-				keys, err := st.DKIMKeysOf(ctx, d)
-				if err != nil {
-					return err
-				}
+			d := ""
+			err = a.withDomainKeys(cmd, args[0], "check", func(ctx context.Context, _ store.Store, domain string, keys []store.DKIMKey) error {
+				d = domain
 				ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 				defer cancel()
 				findings = dnscheck.Check(ctx, resolver, records.FromConfig(cfg, d, keys, time.Now()))

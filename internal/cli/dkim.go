@@ -33,27 +33,36 @@ func addDKIMKeys(ctx context.Context, st store.Store, domain string, now, signFr
 	return made, nil
 }
 
+// withDomainKeys runs fn with an open store, a local domain (arg,
+// normalized; an error naming what when there is no such domain) and its
+// DKIM keys.
+func (a *app) withDomainKeys(cmd *cobra.Command, arg, what string, fn func(ctx context.Context, st store.Store, d string, keys []store.DKIMKey) error) error {
+	d, err := normalizeDomain(arg)
+	if err != nil {
+		return err
+	}
+	return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+		if _, err := st.Domain(ctx, d); err != nil {
+			return explain(err, what)
+		}
+		keys, err := st.DKIMKeysOf(ctx, d)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, st, d, keys)
+	})
+}
+
 // recordsCommand is "domain records DOMAIN".
 func (a *app) recordsCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{Use: "records DOMAIN", Short: "Print the DNS records a domain needs, for its zone file", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := normalizeDomain(args[0])
-			if err != nil {
-				return err
-			}
 			cfg, err := a.config()
 			if err != nil {
 				return err
 			}
-			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
-				if _, err := st.Domain(ctx, d); err != nil {
-					return explain(err, "domain records")
-				}
-				keys, err := st.DKIMKeysOf(ctx, d)
-				if err != nil {
-					return err
-				}
+			return a.withDomainKeys(cmd, args[0], "domain records", func(ctx context.Context, st store.Store, d string, keys []store.DKIMKey) error {
 				rs, err := records.For(records.FromConfig(cfg, d, keys, time.Now()))
 				if err != nil {
 					return err
@@ -116,18 +125,7 @@ func (a *app) dkimCommand() *cobra.Command {
 records can go then). A domain without keys gets keys that sign at once.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := normalizeDomain(args[0])
-			if err != nil {
-				return err
-			}
-			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
-				if _, err := st.Domain(ctx, d); err != nil {
-					return explain(err, "dkim rotate")
-				}
-				old, err := st.DKIMKeysOf(ctx, d)
-				if err != nil {
-					return err
-				}
+			return a.withDomainKeys(cmd, args[0], "dkim rotate", func(ctx context.Context, st store.Store, d string, old []store.DKIMKey) error {
 				now := time.Now()
 				states := dkim.States(old, now)
 				signing := 0
