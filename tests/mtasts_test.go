@@ -88,6 +88,7 @@ func TestMTASTS(t *testing.T) {
 		"mx.remote.test. A":         {"127.0.0.74"},
 		"_mta-sts.remote.test. TXT": {`"v=STSv1; id=1"`},
 		"_mta-sts.other.test. TXT":  {`"v=STSv1; id=1"`},
+		"nopolicy.test. MX":         {"10 mx.remote.test."},
 		"mta-sts.remote.test. A":    {"127.0.0.1"},
 		"mta-sts.other.test. A":     {"127.0.0.1"},
 	})
@@ -139,5 +140,37 @@ func TestMTASTS(t *testing.T) {
 	})
 	if n := len(b.mailbox("carol@remote.test")); n != 1 {
 		t.Errorf("carol has %d messages; only the first may have gone", n)
+	}
+
+	// REQUIRETLS (RFC 8689): offered and taken only over TLS; it travels
+	// with the message to a next hop authenticated by MTA-STS, and bounces
+	// (5.7.30) for a domain without a policy. "TLS-Required: No" lets a
+	// message past a policy that names another host.
+	plain := a.dial()
+	if ehlo := plain.ehlo("client.test"); strings.Contains(ehlo, "REQUIRETLS") {
+		t.Errorf("REQUIRETLS offered before TLS: %s", ehlo)
+	}
+	plain.cmd("MAIL FROM:<x@client.test> REQUIRETLS", "530 5.7.10 ")
+	c := loggedIn(t, a)
+	c.cmd("MAIL FROM:<alice@example.test> REQUIRETLS", "250 ")
+	c.cmd("RCPT TO:<carol@remote.test>", "250 ")
+	c.cmd("RCPT TO:<someone@nopolicy.test>", "250 ")
+	c.data("From: alice@example.test\r\nSubject: confidential\r\n\r\nsecret\r\n")
+	waitMailbox(t, b, "carol@remote.test", 2, "the REQUIRETLS message")
+	waitMailbox(t, a, "alice@example.test", 1, "the bounce for the domain without a policy")
+	bounce := a.message("alice@example.test", a.mailbox("alice@example.test")[0].ID)
+	if !strings.Contains(bounce, "5.7.30") || !strings.Contains(bounce, "REQUIRETLS support required: nopolicy.test") || strings.Contains(bounce, "secret") {
+		t.Errorf("the bounce of a REQUIRETLS message (no body returned):\n%s", bounce)
+	}
+	b.cli("domain", "add", "other.test")
+	b.cli("user", "add", "dave@other.test", "--generate")
+	send(a, "dave@other.test", "first")
+	c = loggedIn(t, a)
+	if r := c.sendMail("alice@example.test", []string{"dave@other.test"}, "From: alice@example.test\r\nTLS-Required: No\r\nSubject: optional\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("submission: %q", r)
+	}
+	waitMailbox(t, b, "dave@other.test", 1, "the TLS-Required: No message")
+	if m := b.mailbox("dave@other.test"); m[0].Subject != "optional" {
+		t.Errorf("dave got %q; only the TLS-Required: No message may pass the policy", m[0].Subject)
 	}
 }

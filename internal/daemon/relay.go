@@ -249,7 +249,9 @@ func (b *bouncer) report(ctx context.Context, fs []queue.Notice) {
 	env := first.SMTPEnvelope
 	// RET=FULL asks for the whole message back with a failure only (RFC
 	// 3461 4.3): a delay warning or a success report returns the header.
-	r.EnvID, r.Full = env.EnvID, env.Ret == "FULL" && r.Action == dsn.Failed
+	// A REQUIRETLS message (RFC 8689) is not returned whole: the report
+	// may travel without the protection its sender asked for.
+	r.EnvID, r.Full = env.EnvID, env.Ret == "FULL" && r.Action == dsn.Failed && !env.RequireTLS
 	r.EightBit, r.SMTPUTF8 = env.Body == "8BITMIME", env.SMTPUTF8
 	original, err := b.store.OpenQueued(ctx, first.MessageID)
 	if err != nil {

@@ -80,6 +80,13 @@ type Job struct {
 	EnvID      string // RFC 3461 ENVID, likewise
 	EightBit   bool   // the message was received with BODY=8BITMIME
 	SMTPUTF8   bool   // the message needs SMTPUTF8 (RFC 6531)
+	// RequireTLS (RFC 8689): only to a next hop authenticated by a policy
+	// (MTA-STS) or a smart host whose certificate is checked, that offers
+	// REQUIRETLS itself; else the message bounces (5.7.30).
+	RequireTLS bool
+	// TLSOptional: the message says "TLS-Required: No": the recipient's
+	// MTA-STS policy does not hold it back (TLS is still used if offered).
+	TLSOptional bool
 	Recipients []Recipient
 	Size       int64
 	Open       func() (io.ReadCloser, error)
@@ -166,10 +173,21 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 	// hosts it names, over TLS with a certificate valid for the host. A
 	// connection opened so is kept apart from others.
 	var policy *mtasts.Policy
-	if relay == nil && d.sts != nil {
+	if relay == nil && d.sts != nil && !job.TLSOptional {
 		policy, _ = d.sts.Policy(ctx, job.Domain) // a failed fetch: the kept policy, or none (5.1)
 	}
-	enforce := policy != nil && policy.Mode == mtasts.Enforce
+	// REQUIRETLS (RFC 8689 4.2.1): the next hop must be authenticated, by
+	// the domain's policy (in testing mode too) or as a checked smart host.
+	enforce := policy != nil && (policy.Mode == mtasts.Enforce || job.RequireTLS)
+	if job.RequireTLS {
+		switch {
+		case relay != nil && relay.TLS == nil:
+			return all(job, Outcome{Permanent: true, Detail: "5.7.30 REQUIRETLS support required: the smart host for " + job.Domain + " is reached without TLS"})
+		case relay == nil && policy == nil:
+			return all(job, Outcome{Permanent: true, Detail: "5.7.30 REQUIRETLS support required: " + job.Domain +
+				" publishes no MTA-STS policy, so its MX hosts cannot be authenticated as the sender asked"})
+		}
+	}
 	if enforce {
 		key += " (MTA-STS)"
 	}
@@ -484,6 +502,12 @@ func mailParams(c *smtpclient.Client, job Job, dsn bool) (string, error) {
 			return "", errors.New("5.6.7 the next hop does not support SMTPUTF8, which this message needs")
 		}
 		p = append(p, "SMTPUTF8")
+	}
+	if job.RequireTLS {
+		if _, ok := c.Extension("REQUIRETLS"); !ok || c.TLS == nil {
+			return "", errors.New("5.7.30 REQUIRETLS support required: the next hop does not offer REQUIRETLS, which the sender asked for")
+		}
+		p = append(p, "REQUIRETLS")
 	}
 	if dsn && job.Ret != "" {
 		p = append(p, "RET="+job.Ret)

@@ -20,6 +20,7 @@ type headerInfo struct {
 	Complete     bool // the end of the header section was reached
 	HasMessageID bool
 	HasDate      bool
+	TLSOptional  bool // "TLS-Required: No" (RFC 8689 5)
 }
 
 // authorField is one header field naming authors or senders.
@@ -87,6 +88,8 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 				h.HasMessageID = true
 			case "date":
 				h.HasDate = true
+			case "tls-required":
+				h.TLSOptional = strings.EqualFold(strings.TrimSpace(v), "no")
 			case "from", "sender", "resent-from", "resent-sender", "subject":
 				if n == "from" {
 					h.Froms++

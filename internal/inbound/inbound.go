@@ -273,7 +273,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	top := from.field + env.Received + string(signature) + added
 	m := &store.Message{
 		QueueID:      env.QueueID,
-		SMTPEnvelope: envelopeRecord(s, env),
+		SMTPEnvelope: envelopeRecord(s, env, hdr.TLSOptional),
 		Received:     now,
 		Body:         io.MultiReader(strings.NewReader(top), msg.Reader()),
 		Size:         int64(len(top)) + msg.Size(),
@@ -379,14 +379,17 @@ func deliveryPrefix(from smtp.Address, to string) []byte {
 	return []byte("Return-Path: <" + from.String() + ">\r\nDelivered-To: " + to + "\r\n")
 }
 
-func envelopeRecord(s *smtpserver.SessionInfo, env *smtpserver.Transaction) store.SMTPEnvelope {
+func envelopeRecord(s *smtpserver.SessionInfo, env *smtpserver.Transaction, tlsOptional bool) store.SMTPEnvelope {
 	e := store.SMTPEnvelope{
-		MailFrom: env.From.String(),
-		Ret:      env.Params.Ret,
-		EnvID:    env.Params.EnvID,
-		Body:     env.Params.Body,
-		SMTPUTF8: env.Params.SMTPUTF8,
-		Client:   s.Remote.Addr().String(),
+		MailFrom:   env.From.String(),
+		Ret:        env.Params.Ret,
+		EnvID:      env.Params.EnvID,
+		Body:       env.Params.Body,
+		SMTPUTF8:   env.Params.SMTPUTF8,
+		RequireTLS: env.Params.RequireTLS,
+		// RFC 8689 5: the header is ignored when REQUIRETLS is given.
+		TLSOptional: tlsOptional && !env.Params.RequireTLS,
+		Client:      s.Remote.Addr().String(),
 	}
 	for _, r := range env.Recipients {
 		e.Recipients = append(e.Recipients, store.SMTPRecipient{Address: r.Addr.String(), Notify: r.Params.Notify, ORcpt: r.Params.ORcpt})

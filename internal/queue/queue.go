@@ -405,6 +405,7 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted
 	env := first.SMTPEnvelope
 	job := delivery.Job{Domain: first.Recipient.Domain, MailFrom: first.MailFrom, Size: first.Size,
 		Ret: env.Ret, EnvID: env.EnvID, EightBit: env.Body == "8BITMIME", SMTPUTF8: env.SMTPUTF8,
+		RequireTLS: env.RequireTLS, TLSOptional: env.TLSOptional && !env.RequireTLS,
 		Open: func() (io.ReadCloser, error) { return r.store.OpenQueued(ctx, first.MessageID) }}
 	for _, e := range entries {
 		job.Recipients = append(job.Recipients, delivery.Recipient{Address: e.Recipient.Address, Params: rcptParams(e.Recipient)})

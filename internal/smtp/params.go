@@ -13,6 +13,9 @@ type MailParams struct {
 	Ret      string // RFC 3461 RET=FULL or HDRS
 	EnvID    string // RFC 3461 ENVID=, decoded from xtext
 	Auth     string // RFC 4954 5 AUTH=, decoded from xtext; "<>" for none
+	// RequireTLS (RFC 8689): the message may travel only over TLS with
+	// each next hop authenticated (MTA-STS or DANE) and offering it.
+	RequireTLS bool
 }
 
 // RcptParams are the ESMTP parameters of RCPT TO (RFC 3461 DSN).
@@ -88,6 +91,11 @@ func ParseMailParams(s string) (MailParams, error) {
 				return p, Errorf(501, "5.5.4", "ENVID must be xtext of at most 100 characters, decoding to printable ASCII")
 			}
 			p.EnvID = id
+		case "REQUIRETLS":
+			if v != "" {
+				return p, Errorf(501, "5.5.4", "REQUIRETLS takes no value")
+			}
+			p.RequireTLS = true
 		case "AUTH":
 			id, ok := DecodeXtext(v)
 			if !ok || id == "" || len(v) > 500 {

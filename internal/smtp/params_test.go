@@ -49,6 +49,9 @@ func TestParseMailParams(t *testing.T) {
 		// RFC 6531 SMTPUTF8.
 		{name: "SMTPUTF8 is accepted", in: "SMTPUTF8", want: MailParams{SMTPUTF8: true}},
 		{name: "SMTPUTF8 with a value is refused", in: "SMTPUTF8=yes", code: 501},
+		// RFC 8689 REQUIRETLS.
+		{name: "REQUIRETLS is accepted", in: "REQUIRETLS", want: MailParams{RequireTLS: true}},
+		{name: "REQUIRETLS with a value is refused", in: "requiretls=yes", code: 501},
 
 		// RFC 3461 RET and ENVID.
 		{name: "RET=FULL is accepted", in: "RET=FULL", want: MailParams{Ret: "FULL"}},

@@ -109,6 +109,9 @@ func (s *session) cmdHello(cmd smtp.Command) {
 	if s.cfg.TLS != nil && s.info.TLS == nil {
 		ext = append(ext, "STARTTLS")
 	}
+	if s.info.TLS != nil {
+		ext = append(ext, "REQUIRETLS") // RFC 8689 4.1: only over TLS
+	}
 	if s.authAllowed() && s.info.Auth == nil {
 		ext = append(ext, "AUTH "+strings.Join(s.mechanisms(), " "))
 	}
@@ -153,6 +156,10 @@ func (s *session) cmdMail(arg string) {
 	}
 	if !isASCII(arg) && !p.SMTPUTF8 {
 		s.sendReply(smtp.ErrNeedsSMTPUTF8)
+		return
+	}
+	if p.RequireTLS && s.info.TLS == nil {
+		s.reply(530, "5.7.10", "REQUIRETLS needs this session to use TLS: send STARTTLS first (RFC 8689)")
 		return
 	}
 	if err := s.srv.backend.Mail(s.ctx(), &s.info, from, p); err != nil {

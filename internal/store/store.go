@@ -182,6 +182,11 @@ type SMTPEnvelope struct {
 	EnvID      string          `json:"envid,omitempty"`
 	Body       string          `json:"body,omitempty"`
 	SMTPUTF8   bool            `json:"smtputf8,omitempty"`
+	// RequireTLS: REQUIRETLS was given (RFC 8689); TLSOptional: the
+	// message says "TLS-Required: No" (RFC 8689 5), and the recipients'
+	// TLS policies (MTA-STS) are not to hold it back.
+	RequireTLS  bool `json:"requiretls,omitempty"`
+	TLSOptional bool `json:"tls_optional,omitempty"`
 	Recipients []SMTPRecipient `json:"recipients"`
 	Client     string          `json:"client,omitempty"` // IP of the sending client
 	Extra      map[string]bool `json:"extra,omitempty"`
