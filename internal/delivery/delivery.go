@@ -74,12 +74,12 @@ type Recipient struct {
 
 // Job is one message for one domain.
 type Job struct {
-	Domain     string
-	MailFrom   string
-	Ret        string // RFC 3461 RET (FULL or HDRS), passed on when the next hop offers DSN
-	EnvID      string // RFC 3461 ENVID, likewise
-	EightBit   bool   // the message was received with BODY=8BITMIME
-	SMTPUTF8   bool   // the message needs SMTPUTF8 (RFC 6531)
+	Domain   string
+	MailFrom string
+	Ret      string // RFC 3461 RET (FULL or HDRS), passed on when the next hop offers DSN
+	EnvID    string // RFC 3461 ENVID, likewise
+	EightBit bool   // the message was received with BODY=8BITMIME
+	SMTPUTF8 bool   // the message needs SMTPUTF8 (RFC 6531)
 	// RequireTLS (RFC 8689): only to a next hop authenticated by a policy
 	// (MTA-STS) or a smart host whose certificate is checked, that offers
 	// REQUIRETLS itself; else the message bounces (5.7.30).
@@ -87,9 +87,9 @@ type Job struct {
 	// TLSOptional: the message says "TLS-Required: No": the recipient's
 	// MTA-STS policy does not hold it back (TLS is still used if offered).
 	TLSOptional bool
-	Recipients []Recipient
-	Size       int64
-	Open       func() (io.ReadCloser, error)
+	Recipients  []Recipient
+	Size        int64
+	Open        func() (io.ReadCloser, error)
 	// Held, when set, is given the function that puts the connection back
 	// for the next message after a transaction the next hop answered: the
 	// caller calls it once the outcomes are on record, so that at most one

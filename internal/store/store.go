@@ -177,19 +177,19 @@ const Inbox = "INBOX"
 // SMTPEnvelope is the SMTP envelope kept with an accepted message, for
 // later bounces and for the record.
 type SMTPEnvelope struct {
-	MailFrom   string          `json:"mail_from"` // "" for the null sender
-	Ret        string          `json:"ret,omitempty"`
-	EnvID      string          `json:"envid,omitempty"`
-	Body       string          `json:"body,omitempty"`
-	SMTPUTF8   bool            `json:"smtputf8,omitempty"`
+	MailFrom string `json:"mail_from"` // "" for the null sender
+	Ret      string `json:"ret,omitempty"`
+	EnvID    string `json:"envid,omitempty"`
+	Body     string `json:"body,omitempty"`
+	SMTPUTF8 bool   `json:"smtputf8,omitempty"`
 	// RequireTLS: REQUIRETLS was given (RFC 8689); TLSOptional: the
 	// message says "TLS-Required: No" (RFC 8689 5), and the recipients'
 	// TLS policies (MTA-STS) are not to hold it back.
-	RequireTLS  bool `json:"requiretls,omitempty"`
-	TLSOptional bool `json:"tls_optional,omitempty"`
-	Recipients []SMTPRecipient `json:"recipients"`
-	Client     string          `json:"client,omitempty"` // IP of the sending client
-	Extra      map[string]bool `json:"extra,omitempty"`
+	RequireTLS  bool            `json:"requiretls,omitempty"`
+	TLSOptional bool            `json:"tls_optional,omitempty"`
+	Recipients  []SMTPRecipient `json:"recipients"`
+	Client      string          `json:"client,omitempty"` // IP of the sending client
+	Extra       map[string]bool `json:"extra,omitempty"`
 }
 
 // SMTPRecipient is one RCPT TO with its DSN parameters (RFC 3461).
