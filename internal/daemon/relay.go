@@ -49,7 +49,9 @@ func startRelay(cfg *config.Config, st store.Store, backend *inbound.Backend, re
 	if cfg.Outbound.MTASTS {
 		// The fetcher keeps the policies seen: made once, not at each
 		// reload; its certificate authorities are those at start.
-		r.deliverer.SetMTASTS(mtasts.NewFetcher(resolver, dcfg.Roots, cfg.Outbound.MTASTSPort))
+		f := mtasts.NewFetcher(resolver, dcfg.Roots, cfg.Outbound.MTASTSPort)
+		f.KeepIn(st) // policies outlive a restart
+		r.deliverer.SetMTASTS(f)
 	}
 	r.runner = queue.New(st, r.deliverer.Deliver, b.notify, queueConfig(cfg), log)
 	backend.SetQueueNotifier(r.runner.Wake)

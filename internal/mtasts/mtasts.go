@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"mailroom/internal/dns"
+	"mailroom/internal/store"
 )
 
 // Modes of a policy (RFC 8461 5).
@@ -142,11 +143,18 @@ type Resolver interface {
 	LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
+// Keeper keeps policies across restarts (store.MTASTSPolicies).
+type Keeper interface {
+	SaveMTASTSPolicy(ctx context.Context, p store.MTASTSPolicy) error
+	MTASTSPolicy(ctx context.Context, domain string) (store.MTASTSPolicy, error)
+}
+
 // Fetcher finds and keeps the policies of receiving domains.
 type Fetcher struct {
 	dns    Resolver
 	client *http.Client
 	now    func() time.Time
+	keeper Keeper // nil: policies are kept in memory only
 
 	mu    sync.Mutex
 	cache map[string]*Policy
@@ -207,6 +215,33 @@ func NewFetcher(r Resolver, roots *x509.CertPool, port int) *Fetcher {
 	return f
 }
 
+// KeepIn makes the fetcher save the policies it fetches in k, and read
+// them from it when it has none in memory (after a restart).
+func (f *Fetcher) KeepIn(k Keeper) { f.keeper = k }
+
+// kept returns the policy kept of a domain: in memory, or else in the
+// keeper; nil when none.
+func (f *Fetcher) kept(ctx context.Context, domain string) *Policy {
+	f.mu.Lock()
+	p := f.cache[domain]
+	f.mu.Unlock()
+	if p != nil || f.keeper == nil {
+		return p
+	}
+	saved, err := f.keeper.MTASTSPolicy(ctx, domain)
+	if err != nil {
+		return nil
+	}
+	if p, err = Parse(domain, saved.Text); err != nil {
+		return nil
+	}
+	p.ID, p.Fetched = saved.ID, saved.Fetched
+	f.mu.Lock()
+	f.cache[domain] = p
+	f.mu.Unlock()
+	return p
+}
+
 // retryAfterFailure is how long after a failed fetch a domain's policy is
 // not asked again (its cached policy, if any, stands meanwhile).
 const retryAfterFailure = 5 * time.Minute
@@ -218,8 +253,9 @@ const retryAfterFailure = 5 * time.Minute
 func (f *Fetcher) Policy(ctx context.Context, domain string) (*Policy, error) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	now := f.now()
+	kept := f.kept(ctx, domain)
 	f.mu.Lock()
-	kept, lastFail := f.cache[domain], f.tried[domain]
+	lastFail := f.tried[domain]
 	f.mu.Unlock()
 	if kept != nil && kept.Expired(now) {
 		kept = nil
@@ -246,11 +282,11 @@ func (f *Fetcher) Policy(ctx context.Context, domain string) (*Policy, error) {
 	case now.Sub(lastFail) < retryAfterFailure:
 		return active(kept), nil
 	}
-	p, err := f.fetch(ctx, domain)
+	p, text, err := f.fetch(ctx, domain)
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if err != nil {
 		f.tried[domain] = now
+		f.mu.Unlock()
 		return active(kept), err
 	}
 	p.ID, p.Fetched = id, now
@@ -259,6 +295,11 @@ func (f *Fetcher) Policy(ctx context.Context, domain string) (*Policy, error) {
 	}
 	f.cache[domain] = p
 	delete(f.tried, domain)
+	f.mu.Unlock()
+	if f.keeper != nil {
+		// Losing it costs one fetch after a restart: an error is not the delivery's.
+		_ = f.keeper.SaveMTASTSPolicy(ctx, store.MTASTSPolicy{Domain: domain, ID: id, Text: text, Fetched: now, Expires: now.Add(p.MaxAge)})
+	}
 	return active(p), nil
 }
 
@@ -297,29 +338,31 @@ func (f *Fetcher) recordID(ctx context.Context, domain string) (string, error) {
 	return id, nil
 }
 
-// fetch reads https://mta-sts.DOMAIN/.well-known/mta-sts.txt.
-func (f *Fetcher) fetch(ctx context.Context, domain string) (*Policy, error) {
+// fetch reads https://mta-sts.DOMAIN/.well-known/mta-sts.txt: the policy
+// and its text.
+func (f *Fetcher) fetch(ctx context.Context, domain string) (*Policy, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://mta-sts."+domain+"/.well-known/mta-sts.txt", nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("mta-sts: fetch the policy of %s: %w", domain, err)
+		return nil, "", fmt.Errorf("mta-sts: fetch the policy of %s: %w", domain, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("mta-sts: fetch the policy of %s: HTTP %d", domain, resp.StatusCode)
+		return nil, "", fmt.Errorf("mta-sts: fetch the policy of %s: HTTP %d", domain, resp.StatusCode)
 	}
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "text/plain" {
-		return nil, fmt.Errorf("mta-sts: the policy of %s is not text/plain", domain)
+		return nil, "", fmt.Errorf("mta-sts: the policy of %s is not text/plain", domain)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPolicySize+1))
 	if err != nil {
-		return nil, fmt.Errorf("mta-sts: fetch the policy of %s: %w", domain, err)
+		return nil, "", fmt.Errorf("mta-sts: fetch the policy of %s: %w", domain, err)
 	}
 	if len(body) > MaxPolicySize {
-		return nil, fmt.Errorf("mta-sts: the policy of %s is larger than %d octets", domain, MaxPolicySize)
+		return nil, "", fmt.Errorf("mta-sts: the policy of %s is larger than %d octets", domain, MaxPolicySize)
 	}
-	return Parse(domain, string(body))
+	p, err := Parse(domain, string(body))
+	return p, string(body), err
 }

@@ -1,6 +1,7 @@
 package mtasts
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +19,7 @@ import (
 
 	"mailroom/internal/dns"
 	"mailroom/internal/dns/dnstest"
+	"mailroom/internal/store"
 )
 
 func TestParse(t *testing.T) {
@@ -181,4 +183,58 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("Parse(%q) = %+v", doc, p)
 		}
 	})
+}
+
+type memKeeper map[string]store.MTASTSPolicy
+
+func (m memKeeper) SaveMTASTSPolicy(_ context.Context, p store.MTASTSPolicy) error {
+	m[p.Domain] = p
+	return nil
+}
+
+func (m memKeeper) MTASTSPolicy(_ context.Context, domain string) (store.MTASTSPolicy, error) {
+	p, ok := m[domain]
+	if !ok {
+		return p, store.ErrNotFound
+	}
+	return p, nil
+}
+
+// TestFetcherKeeps: a policy fetched is saved, and a fetcher started
+// afresh (a restart) holds to it while its host is down and until it
+// expires.
+func TestFetcherKeeps(t *testing.T) {
+	port, pool := policyServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("version: STSv1\nmode: enforce\nmx: mx.remote.test\nmax_age: 3600\n"))
+	})
+	zone := dnstest.Start(t, map[string][]string{
+		"_mta-sts.remote.test. TXT": {`"v=STSv1; id=1"`},
+		"mta-sts.remote.test. A":    {"127.0.0.1"},
+	})
+	r, _ := dns.New(zone.Addr)
+	keeper := memKeeper{}
+	f := NewFetcher(r, pool, port)
+	f.KeepIn(keeper)
+	if p, err := f.Policy(t.Context(), "remote.test"); p == nil || err != nil {
+		t.Fatalf("Policy = %+v, %v", p, err)
+	}
+	if saved := keeper["remote.test"]; saved.ID != "1" || !strings.Contains(saved.Text, "mode: enforce") || saved.Expires.Sub(saved.Fetched) != time.Hour {
+		t.Errorf("saved: %+v", saved)
+	}
+	// After a restart, an attacker removes the TXT record and the policy
+	// host: the saved policy still holds.
+	zone.Zone.Delete("_mta-sts.remote.test.", "TXT")
+	zone.Zone.Delete("mta-sts.remote.test.", "A")
+	restarted := NewFetcher(r, pool, port)
+	restarted.KeepIn(keeper)
+	if p, _ := restarted.Policy(t.Context(), "remote.test"); p == nil || p.Mode != Enforce {
+		t.Errorf("after a restart: %+v, want the saved policy", p)
+	}
+	later := NewFetcher(r, pool, port)
+	later.KeepIn(keeper)
+	later.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if p, _ := later.Policy(t.Context(), "remote.test"); p != nil {
+		t.Errorf("an expired saved policy is in force: %+v", p)
+	}
 }

@@ -39,3 +39,22 @@ type DKIMKeys interface {
 	// DeleteDKIMKey forgets a key (ErrNotFound: no such key).
 	DeleteDKIMKey(ctx context.Context, domain, selector string) error
 }
+
+// MTASTSPolicy is a receiving domain's MTA-STS policy as fetched (RFC
+// 8461), kept so that a restart does not forget it: the protection it
+// gives holds until it expires, whatever DNS or HTTPS say meanwhile.
+type MTASTSPolicy struct {
+	Domain  string
+	ID      string // of the TXT record it was fetched for
+	Text    string // the policy document
+	Fetched time.Time
+	Expires time.Time
+}
+
+// MTASTSPolicies keeps the policies fetched.
+type MTASTSPolicies interface {
+	// SaveMTASTSPolicy keeps a domain's policy in place of any before.
+	SaveMTASTSPolicy(ctx context.Context, p MTASTSPolicy) error
+	// MTASTSPolicy returns a domain's policy kept (ErrNotFound: none).
+	MTASTSPolicy(ctx context.Context, domain string) (MTASTSPolicy, error)
+}

@@ -41,6 +41,7 @@ type Store interface {
 	Suppressions
 	DKIMKeys
 	DMARCReports
+	MTASTSPolicies
 	Close() error
 }
 

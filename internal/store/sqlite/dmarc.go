@@ -2,7 +2,9 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -48,4 +50,30 @@ func (s *Store) DMARCReportsOf(ctx context.Context, domain string, since time.Ti
 		out = append(out, r)
 	}
 	return out, q.Err()
+}
+
+// SaveMTASTSPolicy keeps a domain's MTA-STS policy. It is written without
+// its own fsync, like flag changes: losing it costs one fetch.
+func (s *Store) SaveMTASTSPolicy(ctx context.Context, p store.MTASTSPolicy) error {
+	return s.writeLazy(ctx, false, func(tx *wtx) error {
+		_, err := tx.Exec(`INSERT INTO mta_sts_policies(domain, id, policy, fetched, expires) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT(domain) DO UPDATE SET id = excluded.id, policy = excluded.policy, fetched = excluded.fetched, expires = excluded.expires`,
+			p.Domain, p.ID, p.Text, p.Fetched.Unix(), p.Expires.Unix())
+		return err
+	})
+}
+
+// MTASTSPolicy returns a domain's kept MTA-STS policy.
+func (s *Store) MTASTSPolicy(ctx context.Context, domain string) (store.MTASTSPolicy, error) {
+	p := store.MTASTSPolicy{Domain: domain}
+	var fetched, expires int64
+	err := s.queryRow(ctx, `SELECT id, policy, fetched, expires FROM mta_sts_policies WHERE domain = ?`, domain).Scan(&p.ID, &p.Text, &fetched, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, fmt.Errorf("MTA-STS policy of %s: %w", domain, store.ErrNotFound)
+	}
+	if err != nil {
+		return p, fmt.Errorf("store: read the MTA-STS policy of %s: %w", domain, err)
+	}
+	p.Fetched, p.Expires = time.Unix(fetched, 0), time.Unix(expires, 0)
+	return p, nil
 }

@@ -267,4 +267,15 @@ CREATE TABLE dmarc_reports (
 );
 CREATE INDEX dmarc_reports_domain ON dmarc_reports(domain, end_at);
 `,
+	`
+-- Receiving domains' MTA-STS policies (store.MTASTSPolicy), times in unix
+-- seconds.
+CREATE TABLE mta_sts_policies (
+	domain  TEXT PRIMARY KEY,
+	id      TEXT NOT NULL,
+	policy  TEXT NOT NULL,
+	fetched INTEGER NOT NULL,
+	expires INTEGER NOT NULL
+);
+`,
 }

@@ -14,6 +14,7 @@ func dkimTests() []test {
 	return []test{
 		{"DKIM keys are kept per domain, oldest first, retired and deleted one by one, and go with their domain", testDKIMKeys},
 		{"DMARC reports are kept once per reporter and ID, read back by domain and period, the newest first", testDMARCReports},
+		{"MTA-STS policies are kept per domain, the last saved in place of the one before", testMTASTSPolicies},
 	}
 }
 
@@ -116,5 +117,26 @@ func testDMARCReports(t *testing.T, s store.Store) {
 	}
 	if got, _ := s.DMARCReportsOf(ctx, "", base.Add(49*time.Hour)); len(got) != 1 || got[0].Domain != "b.example" {
 		t.Errorf("reports of every domain ending after a time: %+v", got)
+	}
+}
+
+func testMTASTSPolicies(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if _, err := s.MTASTSPolicy(ctx, "remote.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a policy never saved: %v, want ErrNotFound", err)
+	}
+	base := time.Unix(1_800_000_000, 0)
+	for _, p := range []store.MTASTSPolicy{
+		{Domain: "remote.example", ID: "1", Text: "version: STSv1\nmode: testing\n", Fetched: base, Expires: base.Add(time.Hour)},
+		{Domain: "remote.example", ID: "2", Text: "version: STSv1\nmode: enforce\n", Fetched: base.Add(time.Minute), Expires: base.Add(2 * time.Hour)},
+		{Domain: "other.example", ID: "9", Text: "other", Fetched: base, Expires: base},
+	} {
+		if err := s.SaveMTASTSPolicy(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := s.MTASTSPolicy(ctx, "remote.example")
+	if err != nil || p.ID != "2" || p.Text != "version: STSv1\nmode: enforce\n" || !p.Fetched.Equal(base.Add(time.Minute)) || !p.Expires.Equal(base.Add(2*time.Hour)) {
+		t.Errorf("the policy saved last: %+v, %v", p, err)
 	}
 }
