@@ -348,10 +348,11 @@ func (a *app) aliasCommand() *cobra.Command {
 				targets = append(targets, n)
 			}
 			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
+				var elsewhere []string
 				for _, t := range targets {
 					_, domain, _ := strings.Cut(t, "@")
 					if _, err := st.Domain(ctx, domain); errors.Is(err, store.ErrNotFound) {
-						return fmt.Errorf("add alias: target %s is not in a local domain; aliases deliver only to local users for now: forwarding to other domains (with SRS, so that SPF still passes at the receiver) is not supported yet; name local addresses", t)
+						elsewhere = append(elsewhere, t)
 					}
 				}
 				err := st.AddAlias(ctx, store.Alias{Address: addr, Targets: targets})
@@ -363,6 +364,9 @@ func (a *app) aliasCommand() *cobra.Command {
 					return explain(err, "add alias")
 				}
 				fmt.Fprintf(a.stdout, "added alias %s -> %s\n", addr, strings.Join(targets, ", "))
+				if len(elsewhere) > 0 {
+					fmt.Fprintf(a.stdout, "mail for %s is forwarded to %s with its envelope sender rewritten (SRS), so that SPF passes there; mail failing its author's DMARC policy of reject is not forwarded\n", addr, strings.Join(elsewhere, ", "))
+				}
 				return nil
 			})
 		}}

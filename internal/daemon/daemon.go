@@ -6,6 +6,7 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -108,6 +109,10 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	backend := inbound.New(st, inboundConfig(cfg), log)
 	backend.SetResolver(resolver)
+	// Forwarding's SRS key, derived from the server's secret (a key of its
+	// own for each use).
+	srsKey := sha256.Sum256(append([]byte("mailroom srs\x00"), secret...))
+	backend.SetSRSSecret(srsKey[:])
 	logins := auth.New(st, authPolicy(cfg), secret, log)
 	logins.SetCacheTime(cfg.Auth.LoginCacheTime.D())
 	out, err := startRelay(cfg, st, backend, resolver, log)

@@ -24,6 +24,7 @@ import (
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/spool"
+	"mailroom/internal/srs"
 	"mailroom/internal/store"
 )
 
@@ -60,6 +61,7 @@ type Backend struct {
 	queued  func()             // set before serving
 	dkim    *dkim.Signer       // of mail leaving for other domains
 	origin  *mailauth.Checker  // of mail from outside; nil: not checked
+	srs     *srs.Rewriter      // of forwarded mail; nil: no forwarding
 }
 
 var _ smtpserver.Backend = (*Backend)(nil)
@@ -144,16 +146,20 @@ func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtp
 		}
 		return store.QueuedRecipient{Address: to.String(), Domain: to.Domain, Notify: p.Notify, ORcpt: p.ORcpt}, nil
 	}
-	users, err := b.resolve(ctx, cfg, to)
+	if t, ok, err := b.reverseSRS(to); ok || err != nil {
+		return t, err
+	}
+	found, err := b.resolve(ctx, cfg, to)
 	if err != nil {
 		return nil, err
 	}
+	users := found.users
 	for _, u := range users {
 		if err := checkQuota(u, env.Params.Size); err != nil {
 			return nil, err
 		}
 	}
-	return users, nil
+	return found, nil
 }
 
 // postmasterDomain is the domain that a bare <postmaster> means: the first
@@ -260,7 +266,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	if s.Auth == nil && !b.trusted(s) {
 		var domains []string
 		for _, r := range env.Recipients {
-			if _, local := r.Target.([]store.User); local {
+			if _, isLocal := r.Target.(local); isLocal {
 				domains = append(domains, r.Addr.Domain)
 			}
 		}
@@ -285,13 +291,20 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	}
 	seen := map[int64]bool{}
 	addresses := map[int64]string{}
+	var forwards []string
+	forwardDomain := ""
 	for _, r := range env.Recipients {
 		if q, ok := r.Target.(store.QueuedRecipient); ok {
 			m.Remote = append(m.Remote, q)
 			continue
 		}
-		users, _ := r.Target.([]store.User)
-		for _, u := range users {
+		found, _ := r.Target.(local)
+		for _, f := range found.forwards {
+			if !slices.Contains(forwards, f) {
+				forwards, forwardDomain = append(forwards, f), r.Addr.Domain
+			}
+		}
+		for _, u := range found.users {
 			if seen[u.ID] {
 				continue
 			}
@@ -308,6 +321,17 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	}
 	if len(m.Local) > 0 {
 		m.Summary = b.summary(msg, top)
+	}
+	// Forwarded copies go first, as a message of their own with an SRS
+	// envelope sender: should the rest fail, the client sends again, and
+	// a forward may go twice, but no message is lost.
+	if len(forwards) > 0 {
+		if err := b.forward(ctx, env, m, msg, top, forwards, forwardDomain, from); err != nil {
+			return err
+		}
+	}
+	if len(m.Local)+len(m.Remote) == 0 {
+		return nil // forwarded only
 	}
 	// The quota is checked where the copy is counted, in the store's
 	// transaction: two sessions cannot both squeeze into the last space.

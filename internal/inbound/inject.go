@@ -50,12 +50,18 @@ func (b *Backend) Inject(ctx context.Context, to string, body []byte, internatio
 		}
 	}
 	if local {
-		users, err := b.resolve(ctx, cfg, addr)
+		found, err := b.resolve(ctx, cfg, addr)
 		if err != nil {
 			return fmt.Errorf("inject to %s: %w", addr, err)
 		}
-		for _, u := range users {
+		for _, u := range found.users {
 			m.Local = append(m.Local, store.LocalTarget{UserID: u.ID, Mailbox: store.Inbox, Prefix: deliveryPrefix(smtp.Address{}, u.Address)})
+		}
+		// An alias that forwards elsewhere: the report follows (from the
+		// null sender, it needs no rewriting).
+		for _, f := range found.forwards {
+			_, d, _ := strings.Cut(f, "@")
+			m.Remote = append(m.Remote, store.QueuedRecipient{Address: f, Domain: d})
 		}
 		root := message.Parse(full)
 		m.Summary = message.Encode(root, full[:root.BodyStart])

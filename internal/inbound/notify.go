@@ -9,7 +9,6 @@ import (
 
 	"mailroom/internal/dsn"
 	"mailroom/internal/smtpserver"
-	"mailroom/internal/store"
 )
 
 // reportDelivered sends the sender a "delivered" report (RFC 3461 4.1,
@@ -24,7 +23,7 @@ func (b *Backend) reportDelivered(ctx context.Context, env *smtpserver.Transacti
 	r := &dsn.Report{ReportingMTA: cfg.Hostname, To: env.From.String(), EnvID: env.Params.EnvID,
 		Arrival: arrival, Action: dsn.Delivered, ReturnLimit: cfg.ReportSizeLimit, OriginalSize: size, EightBit: env.Params.Body == "8BITMIME", SMTPUTF8: env.Params.SMTPUTF8}
 	for _, rc := range env.Recipients {
-		if _, local := rc.Target.([]store.User); local && slices.Contains(rc.Params.Notify, "SUCCESS") {
+		if found, isLocal := rc.Target.(local); isLocal && len(found.users) > 0 && slices.Contains(rc.Params.Notify, "SUCCESS") {
 			r.Recipients = append(r.Recipients, dsn.Recipient{Address: rc.Addr.String(), ORcpt: rc.Params.ORcpt,
 				Detail: "2.0.0 delivered to the mailbox"}) // no SMTP reply: not "smtp; 250"
 		}

@@ -27,6 +27,7 @@ func (b *Backend) SetResolver(r mailauth.Resolver) {
 type origin struct {
 	field      string // the Authentication-Results field, CRLF-ended
 	quarantine bool   // to the recipients' Junk folders
+	reject     bool   // it failed DMARC, whose policy is reject: not forwarded
 }
 
 // checkOrigin checks a message from outside (not logged in, not from a
@@ -51,6 +52,7 @@ func (b *Backend) checkOrigin(ctx context.Context, s *smtpserver.SessionInfo, en
 	if res.DMARC.Result != "fail" || res.DMARC.Disposition == dmarc.PolicyNone || res.DMARC.Disposition == "" {
 		return o, nil
 	}
+	o.reject = res.DMARC.Policy == dmarc.PolicyReject
 	enforced, monitored := 0, 0
 	for _, d := range domains {
 		switch cfg.dmarcFor(d) {

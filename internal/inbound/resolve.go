@@ -17,25 +17,33 @@ const maxAliasDepth = 10
 // unknown local part to the domain's catch-all. Nothing in the local part
 // (%, !, @ in quotes) ever routes mail elsewhere: it is only a name to look
 // up.
-func (b *Backend) resolve(ctx context.Context, cfg *Config, to smtp.Address) ([]store.User, error) {
+func (b *Backend) resolve(ctx context.Context, cfg *Config, to smtp.Address) (local, error) {
 	r := resolver{b: b, ctx: ctx, cfg: cfg, seen: map[string]bool{}}
 	addr := strings.ToLower(to.Local) + "@" + to.Domain
 	found, err := r.expand(addr, 0)
 	if err != nil {
-		return nil, err
+		return local{}, err
 	}
-	if len(r.users) == 0 || !found {
-		return nil, smtp.Errorf(550, "5.1.1", "No such user here: <%s>", to)
+	if len(r.users)+len(r.forwards) == 0 || !found {
+		return local{}, smtp.Errorf(550, "5.1.1", "No such user here: <%s>", to)
 	}
-	return r.users, nil
+	return local{users: r.users, forwards: r.forwards}, nil
+}
+
+// local is what a recipient in a local domain resolves to: local users,
+// and the addresses at other domains its aliases forward to.
+type local struct {
+	users    []store.User
+	forwards []string
 }
 
 type resolver struct {
-	b     *Backend
-	ctx   context.Context
-	cfg   *Config
-	seen  map[string]bool
-	users []store.User
+	b        *Backend
+	ctx      context.Context
+	cfg      *Config
+	seen     map[string]bool
+	users    []store.User
+	forwards []string
 }
 
 // expand adds the users that addr leads to and reports whether addr, its
@@ -91,7 +99,20 @@ func (r *resolver) lookup(addr string, depth int) (bool, error) {
 	}
 	r.seen[addr] = true
 	for _, t := range a.Targets {
-		if _, err := r.expand(strings.ToLower(t), depth+1); err != nil {
+		t = strings.ToLower(t)
+		_, domain, _ := strings.Cut(t, "@")
+		isLocal, err := r.b.isLocalDomain(r.ctx, domain)
+		if err != nil {
+			return false, err
+		}
+		if !isLocal { // forwarded, with SRS (forward.go)
+			if !r.seen[t] {
+				r.seen[t] = true
+				r.forwards = append(r.forwards, t)
+			}
+			continue
+		}
+		if _, err := r.expand(t, depth+1); err != nil {
 			return false, err
 		}
 	}

@@ -1,0 +1,104 @@
+package tests
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"mailroom/internal/dns/dnstest"
+)
+
+// TestForwarding: an alias forwards to another domain with an SRS
+// envelope sender, the author's DKIM signature intact (DMARC passes at the
+// final receiver); a bounce to the SRS address goes back to the original
+// sender; a forged SRS address is refused; mail failing a p=reject policy
+// reaches the local target but is not forwarded.
+func TestForwarding(t *testing.T) {
+	// B hosts remote.test (carol, the sender) and other.test (dave, the
+	// forward's target).
+	b, bPort := remoteServer(t, "127.0.0.75", "carol@remote.test")
+	b.cli("domain", "add", "other.test")
+	b.cli("user", "add", "dave@other.test", "--generate")
+	b.cliStdin("Carol-lantern-quartz-88\n", "user", "passwd", "carol@remote.test", "--password-stdin")
+	zone := dnstest.Start(t, map[string][]string{
+		"fwd.test. MX":            {"10 mx.fwd.test."},
+		"mx.fwd.test. A":          {"127.0.0.1"},
+		"remote.test. MX":         {"10 mx.remote.test."},
+		"other.test. MX":          {"10 mx.remote.test."},
+		"mx.remote.test. A":       {"127.0.0.75"},
+		"remote.test. TXT":        {`"v=spf1 ip4:127.0.0.0/8 -all"`},
+		"_dmarc.remote.test. TXT": {`"v=DMARC1; p=reject"`},
+		"bad.test. TXT":           {`"v=spf1 ip4:192.0.2.1 -all"`},
+		"_dmarc.bad.test. TXT":    {`"v=DMARC1; p=reject"`},
+	})
+	// A forwards: info@fwd.test -> dave@other.test; team@fwd.test -> alice
+	// and dave. fwd.test only monitors DMARC, so forged mail is delivered
+	// locally, and must not be forwarded.
+	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[smtp.dmarc_domains]\n\"fwd.test\" = \"monitor\"\n", zone.Addr, bPort))
+	a.cli("domain", "add", "fwd.test")
+	if out := a.cli("alias", "add", "info@fwd.test", "dave@other.test"); !strings.Contains(out, "SRS") {
+		t.Errorf("alias add to another domain says: %s", out)
+	}
+	a.cli("alias", "add", "team@fwd.test", "alice@example.test", "dave@other.test")
+	_, aPort, _ := strings.Cut(a.addr, ":")
+	b.writeConfig("", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %s\n", zone.Addr, aPort))
+	a.start()
+	b.start()
+	var recs []string
+	for _, r := range strings.Split(b.cli("domain", "records", "remote.test"), "\n") {
+		if strings.Contains(r, "._domainkey.") && !strings.HasPrefix(r, ";") {
+			recs = append(recs, r)
+		}
+	}
+	for _, r := range recs {
+		if err := zone.Zone.Add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Carol (on B, signing as remote.test) writes to info@fwd.test.
+	c := loggedInAs(t, b, "carol@remote.test", "Carol-lantern-quartz-88")
+	if r := c.sendMail("carol@remote.test", []string{"info@fwd.test"}, "From: Carol <carol@remote.test>\r\nTo: info@fwd.test\r\nSubject: forward me\r\n\r\nhello\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("carol's submission: %q", r)
+	}
+	waitMailbox(t, b, "dave@other.test", 1, "the forwarded message")
+	got := b.message("dave@other.test", b.mailbox("dave@other.test")[0].ID)
+	returnPath := got[:strings.Index(got, "\r\n")]
+	if !strings.HasPrefix(returnPath, "Return-Path: <SRS0=") || !strings.HasSuffix(returnPath, "=remote.test=carol@fwd.test>") {
+		t.Fatalf("the forwarded copy's envelope sender: %s", returnPath)
+	}
+	if ar := authResults(got); !strings.Contains(ar, "dkim=pass header.d=remote.test") || !strings.Contains(ar, "dmarc=pass") {
+		t.Errorf("at the final receiver, the author's signature does not pass: %s", ar)
+	}
+
+	// A bounce to the SRS address goes back to carol.
+	srsAddr := strings.TrimSuffix(strings.TrimPrefix(returnPath, "Return-Path: <"), ">")
+	bc := a.dial()
+	bc.cmd("EHLO mx.other.test", "250")
+	if r := bc.sendMail("", []string{srsAddr}, "From: MAILER-DAEMON@other.test\r\nSubject: Undelivered: forward me\r\n\r\nbounced\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("the bounce to %s: %q", srsAddr, r)
+	}
+	waitMailbox(t, b, "carol@remote.test", 1, "the bounce back at carol")
+	forged := "SRS0=AAAA" + srsAddr[9:]
+	bc = a.dial()
+	bc.cmd("EHLO mx.other.test", "250")
+	bc.cmd("MAIL FROM:<>", "250")
+	if r := bc.cmd("RCPT TO:<"+forged+">", "550 5.1.1"); !strings.Contains(r, "not a forwarding address this server made") {
+		t.Errorf("a forged SRS address: %q", r)
+	}
+
+	// Forged mail of a p=reject domain to team@fwd.test: alice gets it
+	// (fwd.test monitors), dave does not.
+	fc := a.dial()
+	fc.cmd("EHLO evil.test", "250")
+	if r := fc.sendMail("x@bad.test", []string{"team@fwd.test"}, "From: ceo@bad.test\r\nSubject: forged\r\n\r\npay\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("forged mail to the team: %q", r)
+	}
+	waitMailbox(t, a, "alice@example.test", 1, "the forged message, kept locally")
+	if !strings.Contains(a.logs(), "not forwarded: the message fails its author's DMARC policy of reject") {
+		t.Errorf("no sign the forged message was held back from forwarding:\n%s", a.logs())
+	}
+	if n := len(b.mailbox("dave@other.test")); n != 1 {
+		t.Errorf("dave has %d messages; the forged one was forwarded", n)
+	}
+}
