@@ -65,6 +65,7 @@ fuzz:
 	$(GO) test ./internal/dmarcreport -run '^$$' -fuzz '^FuzzFind$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/mtasts -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/srs -run '^$$' -fuzz '^FuzzReverse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/arc -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
 # The side-by-side benchmarks against Postfix and Dovecot (bench/README.md):
 # installs what they need, then runs bench/run.sh (as root, 45-60 minutes)

@@ -10,7 +10,7 @@ import (
 
 // TestForwarding: an alias forwards to another domain with an SRS
 // envelope sender, the author's DKIM signature intact (DMARC passes at the
-// final receiver); a bounce to the SRS address goes back to the original
+// final receiver) and our ARC seal, which the receiver verifies; a bounce to the SRS address goes back to the original
 // sender; a forged SRS address is refused; mail failing a p=reject policy
 // reaches the local target but is not forwarded.
 func TestForwarding(t *testing.T) {
@@ -45,9 +45,11 @@ func TestForwarding(t *testing.T) {
 	a.start()
 	b.start()
 	var recs []string
-	for _, r := range strings.Split(b.cli("domain", "records", "remote.test"), "\n") {
-		if strings.Contains(r, "._domainkey.") && !strings.HasPrefix(r, ";") {
-			recs = append(recs, r)
+	for _, zoneText := range []string{b.cli("domain", "records", "remote.test"), a.cli("domain", "records", "fwd.test")} {
+		for _, r := range strings.Split(zoneText, "\n") {
+			if strings.Contains(r, "._domainkey.") && !strings.HasPrefix(r, ";") {
+				recs = append(recs, r)
+			}
 		}
 	}
 	for _, r := range recs {
@@ -67,8 +69,12 @@ func TestForwarding(t *testing.T) {
 	if !strings.HasPrefix(returnPath, "Return-Path: <SRS0=") || !strings.HasSuffix(returnPath, "=remote.test=carol@fwd.test>") {
 		t.Fatalf("the forwarded copy's envelope sender: %s", returnPath)
 	}
-	if ar := authResults(got); !strings.Contains(ar, "dkim=pass header.d=remote.test") || !strings.Contains(ar, "dmarc=pass") {
-		t.Errorf("at the final receiver, the author's signature does not pass: %s", ar)
+	if ar := authResults(got); !strings.Contains(ar, "dkim=pass header.d=remote.test") || !strings.Contains(ar, "dmarc=pass") || !strings.Contains(ar, "arc=pass") {
+		t.Errorf("at the final receiver, the author's signature or our ARC seal does not pass: %s", ar)
+	}
+	if !strings.Contains(got, "ARC-Seal: i=1; a=rsa-sha256;") || !strings.Contains(got, "cv=none; d=fwd.test;") ||
+		!strings.Contains(got, "ARC-Authentication-Results: i=1; mx.example.test; spf=pass smtp.mailfrom=carol@remote.test") {
+		t.Errorf("the forwarded copy's ARC set:\n%s", got)
 	}
 
 	// A bounce to the SRS address goes back to carol.

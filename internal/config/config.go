@@ -140,6 +140,11 @@ type SMTP struct {
 	// DMARCDomains sets it per recipient domain.
 	DMARC        string            `toml:"dmarc"`
 	DMARCDomains map[string]string `toml:"dmarc_domains"`
+	// ARCTrustedSealers are forwarders and mailing lists (their ARC d=
+	// domains) whose sealed record of a message's authentication is
+	// believed when DMARC fails here, because forwarding broke SPF or a
+	// signature (RFC 8617). None by default.
+	ARCTrustedSealers []string `toml:"arc_trusted_sealers"`
 }
 
 // Submission configures the submission listeners.
@@ -349,6 +354,7 @@ func Default() *Config {
 			SubaddressSeparator:     "+",
 			MaxHops:                 50,
 			DMARC:                   "enforce",
+			ARCTrustedSealers:       []string{},
 		},
 		IMAP: IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
 		POP3: POP3{MaxConnections: 1000, MaxConnectionsPerClient: 10},

@@ -131,6 +131,7 @@ func TestDefaults(t *testing.T) {
 				SubaddressSeparator:     "+",
 				MaxHops:                 50,
 				DMARC:                   "enforce",
+				ARCTrustedSealers:       []string{},
 			},
 			IMAP: IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
 			POP3: POP3{MaxConnections: 1000, MaxConnectionsPerClient: 10},

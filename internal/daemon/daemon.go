@@ -414,6 +414,7 @@ func inboundConfig(cfg *config.Config) *inbound.Config {
 		MaxReportsPerHour:   cfg.Queue.MaxReportsPerHour,
 		DMARC:               cfg.SMTP.DMARC,
 		DMARCDomains:        map[string]string{},
+		ARCTrustedSealers:   lowered(cfg.SMTP.ARCTrustedSealers),
 		SendLimits: sendlimit.Limits{
 			MessagesPerHour:   cfg.Submission.MaxMessagesPerHour,
 			MessagesPerDay:    cfg.Submission.MaxMessagesPerDay,
@@ -428,4 +429,13 @@ func inboundConfig(cfg *config.Config) *inbound.Config {
 		c.DMARCDomains[strings.ToLower(strings.TrimSuffix(d, "."))] = v
 	}
 	return c
+}
+
+// lowered is a list of domains in lower case, without final dots.
+func lowered(ds []string) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = strings.ToLower(strings.TrimSuffix(d, "."))
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package dkim
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto"
 	"fmt"
@@ -130,6 +131,26 @@ func (s *Signer) Sign(ctx context.Context, domain string, msg io.Reader) ([]byte
 		out.WriteString(sg.Signature())
 	}
 	return out.Bytes(), nil
+}
+
+// RSAKey returns the RSA key a domain (or its nearest parent with keys)
+// signs with now and its selector: what ARC seals with (RFC 8617 knows
+// rsa-sha256 only). ErrNoKeys when there is none.
+func (s *Signer) RSAKey(ctx context.Context, author string) (domain, selector string, key crypto.Signer, err error) {
+	if domain, err = s.Domain(ctx, author); err != nil || domain == "" {
+		return "", "", nil, cmp.Or(err, fmt.Errorf("%w for %s", ErrNoKeys, author))
+	}
+	ks, err := s.signing(ctx, domain)
+	if err != nil {
+		return "", "", nil, err
+	}
+	for _, k := range ks {
+		if k.Algorithm == store.DKIMRSA {
+			key, err := s.parse(k)
+			return domain, k.Selector, key, err
+		}
+	}
+	return "", "", nil, fmt.Errorf("%w: %s has no RSA key signing", ErrNoKeys, domain)
 }
 
 // signing returns the keys of domain that sign now, read again after

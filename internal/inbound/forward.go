@@ -1,11 +1,13 @@
 package inbound
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"strings"
 
+	"mailroom/internal/arc"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/spool"
@@ -40,6 +42,10 @@ func (b *Backend) forward(ctx context.Context, env *smtpserver.Transaction, orig
 		Size:         orig.Size,
 		From:         orig.From,
 		Subject:      orig.Subject,
+	}
+	if seal := b.seal(ctx, msg, top, domain, from); seal != nil {
+		m.Body = io.MultiReader(bytes.NewReader(seal), m.Body)
+		m.Size += int64(len(seal))
 	}
 	m.SMTPEnvelope.MailFrom = b.srs.Forward(env.From.String(), domain)
 	m.SMTPEnvelope.Recipients = nil
@@ -78,4 +84,39 @@ func (b *Backend) reverseSRS(to smtp.Address) (any, bool, error) {
 		return nil, true, smtp.Errorf(550, "5.1.1", "No such user here: <%s> does not lead to a valid address", to)
 	}
 	return store.QueuedRecipient{Address: addr.String(), Domain: strings.ToLower(addr.Domain)}, true, nil
+}
+
+// seal returns the ARC set (RFC 8617) we add to a message we forward,
+// signed with the forwarding domain's RSA key: our record of its
+// authentication, for receivers after us whose SPF or DMARC check the
+// forwarding breaks. nil when the domain has no RSA key or the message
+// cannot be read (it is forwarded unsealed: a seal is a help, not a
+// condition).
+func (b *Backend) seal(ctx context.Context, msg *spool.Spool, top, domain string, from origin) []byte {
+	d, selector, key, err := b.dkim.RSAKey(ctx, domain)
+	if err != nil {
+		return nil
+	}
+	data, unmap, err := msg.Map()
+	if err != nil {
+		return nil
+	}
+	defer unmap()
+	full := make([]byte, 0, len(top)+len(data))
+	full = append(append(full, top...), data...)
+	aar := b.cfg.Load().Hostname + "; none" // mail from our own senders is not checked
+	if from.field != "" {
+		_, v, _ := strings.Cut(from.field, ":")
+		aar = strings.Join(strings.Fields(v), " ")
+	}
+	chain := from.arc
+	if chain.Value == "" {
+		chain.Value = "none"
+	}
+	set, err := (&arc.Sealer{Domain: d, Selector: selector, Key: key}).Seal(full, aar, chain)
+	if err != nil {
+		b.log.Warn("ARC: the forwarded message could not be sealed; it goes unsealed", "domain", d, "err", err)
+		return nil
+	}
+	return set
 }

@@ -49,6 +49,8 @@ type Config struct {
 	// domain (lower case).
 	DMARC        string
 	DMARCDomains map[string]string
+	// ARCTrustedSealers: ARC sealers (lower case) believed when DMARC fails.
+	ARCTrustedSealers []string
 }
 
 // Backend implements smtpserver.Backend over a store.

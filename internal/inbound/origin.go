@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dmarc"
 
+	"mailroom/internal/arc"
 	"mailroom/internal/dmarcreport"
 	"mailroom/internal/mailauth"
 	"mailroom/internal/smtp"
@@ -28,6 +29,7 @@ type origin struct {
 	field      string // the Authentication-Results field, CRLF-ended
 	quarantine bool   // to the recipients' Junk folders
 	reject     bool   // it failed DMARC, whose policy is reject: not forwarded
+	arc        arc.Result
 }
 
 // checkOrigin checks a message from outside (not logged in, not from a
@@ -47,12 +49,14 @@ func (b *Backend) checkOrigin(ctx context.Context, s *smtpserver.SessionInfo, en
 	if !env.From.IsNull() {
 		mailFrom = env.From.String()
 	}
-	res := b.origin.Check(ctx, mailauth.Input{IP: s.Remote.Addr(), Helo: s.Helo, MailFrom: mailFrom}, msg.Reader())
-	o := origin{field: res.Header(cfg.Hostname)}
+	checker := *b.origin
+	checker.TrustedSealers = cfg.ARCTrustedSealers
+	res := checker.Check(ctx, mailauth.Input{IP: s.Remote.Addr(), Helo: s.Helo, MailFrom: mailFrom}, msg.Reader)
+	o := origin{field: res.Header(cfg.Hostname), arc: res.ARC}
 	if res.DMARC.Result != "fail" || res.DMARC.Disposition == dmarc.PolicyNone || res.DMARC.Disposition == "" {
 		return o, nil
 	}
-	o.reject = res.DMARC.Policy == dmarc.PolicyReject
+	o.reject = res.DMARC.Policy == dmarc.PolicyReject && !res.DMARC.Overridden
 	enforced, monitored := 0, 0
 	for _, d := range domains {
 		switch cfg.dmarcFor(d) {

@@ -26,6 +26,10 @@ func (r Result) Header(authservID string) string {
 		results = append(results, &authres.DKIMResult{Value: authres.ResultValue(d.Result), Domain: d.Domain, Reason: printable(d.Reason)})
 	}
 	results = append(results, &authres.DMARCResult{Value: authres.ResultValue(r.DMARC.Result), From: r.FromHead, Reason: printable(r.DMARC.Reason)})
+	if r.ARC.Value != "" {
+		// (go-msgauth formats ARCResult without its method name.)
+		results = append(results, &authres.GenericResult{Method: "arc", Value: authres.ResultValue(r.ARC.Value)})
+	}
 	return "Authentication-Results: " + fold(authres.Format(authservID, results)) + "\r\n"
 }
 

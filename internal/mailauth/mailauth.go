@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mailroom/internal/arc"
 	"math/rand/v2"
 	"net"
 	"net/mail"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"blitiri.com.ar/go/spf"
@@ -24,6 +26,9 @@ import (
 	"golang.org/x/net/publicsuffix"
 )
 
+// maxARCMessage bounds the message read whole to verify an ARC chain.
+const maxARCMessage = 64 << 20
+
 // MaxSignatures bounds the DKIM signatures verified per message (each may
 // cost a DNS query and an RSA verification); later ones are not checked.
 const MaxSignatures = 5
@@ -31,6 +36,10 @@ const MaxSignatures = 5
 // Checker runs the checks.
 type Checker struct {
 	DNS Resolver
+	// TrustedSealers are ARC sealers (their d= domains) whose record of a
+	// message's authentication is believed when DMARC fails here: the
+	// forwarders and lists a site relies on (RFC 8617 7.2).
+	TrustedSealers []string
 	// Percent returns a number in [0, 100) for DMARC's pct; random unless
 	// a test sets it.
 	Percent func() int
@@ -52,6 +61,7 @@ type Result struct {
 	Helo     string
 	DKIM     []DKIMResult
 	DMARC    DMARCResult
+	ARC      arc.Result
 	FromHead string // the author's domain (RFC5322.From), "" when there is not exactly one
 }
 
@@ -71,11 +81,13 @@ type DMARCResult struct {
 	Policy      dmarc.Policy
 	Disposition dmarc.Policy
 	Reason      string
+	Overridden  bool // the policy was not applied: a trusted ARC chain passed
 }
 
-// Check runs every check on a message (msg: its header and body as
-// received, read once).
-func (c *Checker) Check(ctx context.Context, in Input, msg io.Reader) Result {
+// Check runs every check on a message: open returns a reader of its header
+// and body as received, read once, and again for ARC when the message
+// carries a chain.
+func (c *Checker) Check(ctx context.Context, in Input, open func() io.Reader) Result {
 	var res Result
 	res.Helo = strings.TrimSuffix(in.Helo, ".")
 	if isDomainName(res.Helo) {
@@ -92,7 +104,7 @@ func (c *Checker) Check(ctx context.Context, in Input, msg io.Reader) Result {
 	}
 
 	// DKIM reads the message; the From field is taken on the way.
-	hr := &headerTap{r: msg}
+	hr := &headerTap{r: open()}
 	vs, err := msgdkim.VerifyWithOptions(hr, &msgdkim.VerifyOptions{LookupTXT: lookupTXT(ctx, c.DNS), MaxVerifications: MaxSignatures})
 	if err != nil && !errors.Is(err, msgdkim.ErrTooManySignatures) {
 		res.DKIM = append(res.DKIM, DKIMResult{Result: "permerror", Reason: err.Error()})
@@ -100,8 +112,26 @@ func (c *Checker) Check(ctx context.Context, in Input, msg io.Reader) Result {
 	for _, v := range vs {
 		res.DKIM = append(res.DKIM, dkimResult(v))
 	}
-	io.Copy(io.Discard, hr) // the header, when the verifier stopped early
+	io.Copy(io.Discard, hr) // the rest, when the verifier stopped early
+	res.ARC = arc.Result{Value: "none"}
+	if strings.Contains(strings.ToLower(hr.header.String()), "\narc-seal:") || strings.HasPrefix(strings.ToLower(hr.header.String()), "arc-seal:") {
+		whole, err := io.ReadAll(io.LimitReader(open(), maxARCMessage))
+		if err == nil && len(whole) < maxARCMessage {
+			res.ARC = arc.Verify(ctx, func(ctx context.Context, name string) ([]string, error) {
+				return netResolver{c.DNS}.LookupTXT(ctx, name)
+			}, whole)
+		} else {
+			res.ARC = arc.Result{Value: "fail", Reason: "the message is too large to verify its ARC chain"}
+		}
+	}
 	res.FromHead, res.DMARC = c.dmarc(ctx, hr.header.String(), res)
+	// A DMARC failure after a forwarder: a trusted sealer's passing chain
+	// stands in (a local policy override, RFC 7489 6.7).
+	if res.DMARC.Result == "fail" && res.ARC.Value == "pass" && slices.Contains(c.TrustedSealers, strings.ToLower(res.ARC.Sealer)) {
+		res.DMARC.Disposition = dmarc.PolicyNone
+		res.DMARC.Reason = "ARC chain sealed by trusted " + res.ARC.Sealer + " passes (" + res.DMARC.Reason + ")"
+		res.DMARC.Overridden = true
+	}
 	return res
 }
 

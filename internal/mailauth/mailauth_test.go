@@ -2,6 +2,9 @@ package mailauth
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -10,6 +13,7 @@ import (
 	"blitiri.com.ar/go/spf"
 	"github.com/emersion/go-msgauth/dmarc"
 
+	"mailroom/internal/arc"
 	"mailroom/internal/dkim"
 	"mailroom/internal/dns"
 	"mailroom/internal/dns/dnstest"
@@ -105,7 +109,7 @@ func TestSPF(t *testing.T) {
 		{"an address literal HELO is not checked", inside, "[192.0.2.1]", "", spf.None, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := w.checker.Check(t.Context(), Input{IP: tc.ip, Helo: tc.helo, MailFrom: tc.mailFrom}, strings.NewReader("From: a@x.test\r\n\r\nx\r\n"))
+			r := w.checker.Check(t.Context(), Input{IP: tc.ip, Helo: tc.helo, MailFrom: tc.mailFrom}, text("From: a@x.test\r\n\r\nx\r\n"))
 			if r.SPF != tc.want || r.HeloSPF != tc.heloWant {
 				t.Errorf("SPF %q, HELO %q; want %q, %q", r.SPF, r.HeloSPF, tc.want, tc.heloWant)
 			}
@@ -144,7 +148,7 @@ func TestDKIMAndDMARC(t *testing.T) {
 		{"a failing DNS is a temperror", outside, "x@evil.test", "From: a@x.servfail.test\r\n" + body, "", "temperror", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := w.checker.Check(t.Context(), Input{IP: tc.ip, Helo: "mx.client.test", MailFrom: tc.mailFrom}, strings.NewReader(tc.msg))
+			r := w.checker.Check(t.Context(), Input{IP: tc.ip, Helo: "mx.client.test", MailFrom: tc.mailFrom}, text(tc.msg))
 			var got []string
 			for _, d := range r.DKIM {
 				got = append(got, d.Result)
@@ -156,7 +160,7 @@ func TestDKIMAndDMARC(t *testing.T) {
 	}
 	// pct's sample: a message inside it gets the policy itself.
 	w.checker.Percent = func() int { return 0 }
-	r := w.checker.Check(t.Context(), Input{IP: outside, Helo: "mx.client.test", MailFrom: "x@evil.test"}, strings.NewReader("From: a@quar.test\r\n"+body))
+	r := w.checker.Check(t.Context(), Input{IP: outside, Helo: "mx.client.test", MailFrom: "x@evil.test"}, text("From: a@quar.test\r\n"+body))
 	if r.DMARC.Disposition != dmarc.PolicyQuarantine {
 		t.Errorf("inside pct: disposition %q, want quarantine", r.DMARC.Disposition)
 	}
@@ -165,7 +169,7 @@ func TestDKIMAndDMARC(t *testing.T) {
 func TestHeader(t *testing.T) {
 	w := newWorld(t)
 	msg := w.signed(t, "sender.test", "From: A <a@sender.test>\r\nSubject: x\r\n\r\nbody\r\n")
-	r := w.checker.Check(t.Context(), Input{IP: inside, Helo: "mx.sender.test", MailFrom: "a@sender.test"}, strings.NewReader(msg))
+	r := w.checker.Check(t.Context(), Input{IP: inside, Helo: "mx.sender.test", MailFrom: "a@sender.test"}, text(msg))
 	h := r.Header("mx.here.test")
 	for _, want := range []string{"Authentication-Results: mx.here.test;\r\n\t", "spf=pass smtp.mailfrom=a@sender.test",
 		"dkim=pass header.d=sender.test", "dmarc=pass header.from=sender.test"} {
@@ -176,7 +180,7 @@ func TestHeader(t *testing.T) {
 	if !strings.HasSuffix(h, "\r\n") || strings.Count(h, "dkim=pass") != 2 {
 		t.Errorf("header: %q", h)
 	}
-	r = w.checker.Check(t.Context(), Input{IP: outside, Helo: "[198.51.100.7]"}, strings.NewReader("From: x@nowhere.test\r\n\r\nx\r\n"))
+	r = w.checker.Check(t.Context(), Input{IP: outside, Helo: "[198.51.100.7]"}, text("From: x@nowhere.test\r\n\r\nx\r\n"))
 	h = r.Header("mx.here.test")
 	for _, want := range []string{"spf=none", "dkim=none", "dmarc=none header.from=nowhere.test"} {
 		if !strings.Contains(h, want) {
@@ -231,9 +235,50 @@ func BenchmarkCheck(b *testing.B) {
 	msg := w.signed(b, "sender.test", "From: a@sender.test\r\nSubject: x\r\n\r\n"+strings.Repeat("a line of text of some sixty octets, as mail bodies have\r\n", 170))
 	b.SetBytes(int64(len(msg)))
 	for b.Loop() {
-		r := w.checker.Check(context.Background(), Input{IP: inside, Helo: "mx.sender.test", MailFrom: "a@sender.test"}, strings.NewReader(msg))
+		r := w.checker.Check(context.Background(), Input{IP: inside, Helo: "mx.sender.test", MailFrom: "a@sender.test"}, text(msg))
 		if r.DMARC.Result != "pass" {
 			b.Fatalf("DMARC %s", r.DMARC.Result)
 		}
+	}
+}
+
+// text is a message to check, as Check opens it.
+func text(s string) func() io.Reader {
+	return func() io.Reader { return strings.NewReader(s) }
+}
+
+// TestARCOverride: a message whose DMARC fails after a forwarder, with a
+// passing ARC chain sealed by that forwarder, is spared its policy when
+// the sealer is trusted, and only then; the chain's result is recorded.
+func TestARCOverride(t *testing.T) {
+	w := newWorld(t)
+	k, err := dkim.NewKey("lists.test", "s1", store.DKIMRSA, time.Now(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := dkim.Record(k)
+	w.zone.Set("s1._domainkey.lists.test.", "TXT", dkim.ZoneText(rec))
+	key, _ := x509.ParsePKCS8PrivateKey(k.PrivateKey)
+	sealer := &arc.Sealer{Domain: "lists.test", Selector: "s1", Key: key.(crypto.Signer)}
+	msg := "From: a@sender.test\r\nSubject: via the list\r\n\r\nhello\r\n"
+	seal, err := sealer.Seal([]byte(msg), "lists.test; spf=pass smtp.mailfrom=sender.test; dmarc=pass", arc.Result{Value: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := string(seal) + msg
+	in := Input{IP: outside, Helo: "mx.lists.test", MailFrom: "bounce@lists.test"}
+	r := w.checker.Check(t.Context(), in, text(sealed))
+	if r.ARC.Value != "pass" || r.DMARC.Result != "fail" || r.DMARC.Disposition != dmarc.PolicyReject || !strings.Contains(r.Header("mx.here.test"), "arc=pass") {
+		t.Fatalf("an untrusted sealer: ARC %+v, DMARC %+v", r.ARC, r.DMARC)
+	}
+	w.checker.TrustedSealers = []string{"lists.test"}
+	r = w.checker.Check(t.Context(), in, text(sealed))
+	if r.DMARC.Disposition != dmarc.PolicyNone || !r.DMARC.Overridden || !strings.Contains(r.DMARC.Reason, "trusted lists.test") {
+		t.Errorf("a trusted sealer: DMARC %+v", r.DMARC)
+	}
+	// A chain broken on the way is no reason to spare the message.
+	r = w.checker.Check(t.Context(), in, text(strings.Replace(sealed, "hello", "pay now", 1)))
+	if r.ARC.Value != "fail" || r.DMARC.Disposition != dmarc.PolicyReject {
+		t.Errorf("a broken chain: ARC %+v, DMARC %+v", r.ARC, r.DMARC)
 	}
 }
