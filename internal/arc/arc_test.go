@@ -67,9 +67,9 @@ func TestSealAndVerify(t *testing.T) {
 		t.Errorf("whitespace changed: %+v", r)
 	}
 	for name, broken := range map[string]string{
-		"a changed body":   strings.Replace(twice, "world", "wor1d", 1),
-		"a changed seal":   strings.Replace(twice, "cv=pass", "cv=none", 1),
-		"a missing field":  strings.Replace(twice, "ARC-Authentication-Results: i=1", "X-Gone: i=1", 1),
+		"a changed body":    strings.Replace(twice, "world", "wor1d", 1),
+		"a changed seal":    strings.Replace(twice, "cv=pass", "cv=none", 1),
+		"a missing field":   strings.Replace(twice, "ARC-Authentication-Results: i=1", "X-Gone: i=1", 1),
 		"an instance twice": string(set2) + string(set2) + once,
 	} {
 		if r := Verify(ctx, ks.lookup, []byte(broken)); r.Value != "fail" {
