@@ -3,6 +3,8 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"net"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -106,5 +108,60 @@ func TestCheckDomain(t *testing.T) {
 		if !found {
 			t.Errorf("no %s %s finding %q with a fix naming %q in:\n%s", want.level, want.check, want.text, want.fix, jsonOut)
 		}
+	}
+}
+
+// TestMTASTSServed: our policy is served over HTTPS for our domains only
+// (curl reads it as a sender would), 'domain records' announces it, and
+// 'mailroom check' finds it announced and served.
+func TestMTASTSServed(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, _ := writeCertFor(t, dir, "mta-sts.example.test", "policy host", "")
+	curl := requireTool(t, "curl")
+	httpsAddr := freeAddr(t)
+	_, httpsPort, _ := net.SplitHostPort(httpsAddr)
+	tables := func(dnsAddr string) string {
+		return fmt.Sprintf("[tls]\ncert_file = %q\nkey_file = %q\n[mta_sts]\nmode = \"enforce\"\n[dns]\nresolver = %q\n[outbound]\nmta_sts_port = %s\nca_file = %q\n",
+			certFile, keyFile, dnsAddr, httpsPort, certFile)
+	}
+	s := newServer(t, "", tables("127.0.0.1:9"))
+	s.extraListen = fmt.Sprintf("mta_sts = [%q]", httpsAddr)
+	s.writeConfig("", tables("127.0.0.1:9"))
+	zone, _ := zoneFromRecords(t, s, "example.test")
+	zone.Zone.Delete("mta-sts.example.test.", "CNAME")
+	zone.Zone.Set("mta-sts.example.test.", "A", "127.0.0.1")
+	s.writeConfig("", tables(zone.Addr))
+	s.start()
+
+	fetch := func(host string) (string, error) {
+		out, err := exec.Command(curl, "-sS", "-f", "--cacert", certFile, "--resolve", host+":"+httpsPort+":127.0.0.1",
+			"https://"+host+":"+httpsPort+"/.well-known/mta-sts.txt").CombinedOutput()
+		return string(out), err
+	}
+	policy, err := fetch("mta-sts.example.test")
+	if err != nil || policy != "version: STSv1\r\nmode: enforce\r\nmx: mx.example.test\r\nmax_age: 604800\r\n" {
+		t.Fatalf("the policy over HTTPS: %v %q", err, policy)
+	}
+	if out, err := fetch("mta-sts.elsewhere.test"); err == nil {
+		t.Errorf("a policy served for a domain that is not ours: %q", out)
+	}
+	recs := s.cli("domain", "records", "example.test")
+	if !strings.Contains(recs, "_mta-sts.example.test.") || !strings.Contains(recs, `"v=STSv1; id=`) {
+		t.Errorf("domain records does not announce the policy:\n%s", recs)
+	}
+	out, errOut, err := s.run("", "check", "example.test", "--json")
+	if err != nil {
+		t.Fatalf("check: %v\n%s%s", err, out, errOut)
+	}
+	var findings []struct{ Level, Check, Name, Text string }
+	json.Unmarshal([]byte(out), &findings)
+	ok := 0
+	for _, f := range findings {
+		if f.Check == "MTA-STS" && f.Level == "ok" {
+			ok++
+		}
+	}
+	if ok != 2 {
+		t.Errorf("check's MTA-STS findings: %s", out)
 	}
 }

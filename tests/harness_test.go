@@ -59,6 +59,8 @@ type server struct {
 	serveArgs []string
 	// the extra configuration of the last writeConfig
 	extraSMTP, extraTables string
+	// extraListen: more lines for [listen] (set before writeConfig)
+	extraListen string
 }
 
 // noDNS points the server at a loopback port where no DNS server listens,
@@ -123,12 +125,13 @@ imap = [%s]
 imaps = [%s]
 pop3 = [%s]
 pop3s = [%s]
+%s
 
 [smtp]
 %s
 
 %s
-`, filepath.Join(s.dir, "data"), s.addr, quoted(s.subAddr), quoted(s.tlsAddr), quoted(s.imapAddr), quoted(imaps), quoted(s.pop3Addr), quoted(pop3s), extraSMTP, extraTables+noDNS(extraTables))
+`, filepath.Join(s.dir, "data"), s.addr, quoted(s.subAddr), quoted(s.tlsAddr), quoted(s.imapAddr), quoted(imaps), quoted(s.pop3Addr), quoted(pop3s), s.extraListen, extraSMTP, extraTables+noDNS(extraTables))
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		s.t.Fatal(err)
 	}

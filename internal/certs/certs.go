@@ -153,3 +153,20 @@ func (s *Store) Watch(interval time.Duration, stop <-chan struct{}, log *slog.Lo
 		}
 	}
 }
+
+// Pool is the system's certificate authorities with those of a PEM file;
+// key names the setting in errors.
+func Pool(file, key string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: %s holds no PEM certificate", key, file)
+	}
+	return pool, nil
+}

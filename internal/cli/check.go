@@ -2,13 +2,16 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"mailroom/internal/certs"
 	"mailroom/internal/dns"
 	"mailroom/internal/dnscheck"
+	"mailroom/internal/mtasts"
 	"mailroom/internal/records"
 	"mailroom/internal/store"
 )
@@ -37,7 +40,19 @@ Exits with 1 when something is wrong; warnings alone exit 0.`,
 				d = domain
 				ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 				defer cancel()
-				findings = dnscheck.Check(ctx, resolver, records.FromConfig(cfg, d, keys, time.Now()))
+				in := records.FromConfig(cfg, d, keys, time.Now())
+				findings = dnscheck.Check(ctx, resolver, in)
+				if in.MTASTS != nil {
+					var roots *x509.CertPool
+					if cfg.Outbound.CAFile != "" {
+						var err error
+						if roots, err = certs.Pool(cfg.Outbound.CAFile, "outbound.ca_file"); err != nil {
+							return err
+						}
+					}
+					f := mtasts.NewFetcher(resolver, roots, cfg.Outbound.MTASTSPort)
+					findings = append(findings, dnscheck.CheckMTASTS(ctx, resolver, f, in)...)
+				}
 				return nil
 			})
 			if err != nil {

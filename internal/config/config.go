@@ -39,6 +39,7 @@ type Config struct {
 	POP3       POP3       `toml:"pop3"`
 	TLS        TLS        `toml:"tls"`
 	Mailbox    Mailbox    `toml:"mailbox"`
+	MTASTS     MTASTS     `toml:"mta_sts"`
 	DNS        DNS        `toml:"dns"`
 	Outbound   Outbound   `toml:"outbound"`
 	Queue      Queue      `toml:"queue"`
@@ -59,6 +60,9 @@ type Listen struct {
 	// POP3 (110, STLS) and POP3S (995, implicit TLS).
 	POP3  []HostPort `toml:"pop3"`
 	POP3S []HostPort `toml:"pop3s"`
+	// MTASTS serves our domains' MTA-STS policy over HTTPS (443 in
+	// production), at mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461).
+	MTASTS []HostPort `toml:"mta_sts"`
 }
 
 // Store configures the store under data_dir.
@@ -227,6 +231,18 @@ type CertPair struct {
 	KeyFile  string `toml:"key_file"`
 }
 
+// MTASTS is the MTA-STS policy served for our domains when [listen]
+// mta_sts is set.
+type MTASTS struct {
+	// Mode is "testing" (senders report failures but deliver; the way to
+	// start) or "enforce" (senders deliver only to our MX over TLS with a
+	// valid certificate).
+	Mode string `toml:"mode"`
+	// MaxAge is how long senders keep the policy (RFC 8461 suggests
+	// weeks once it is right).
+	MaxAge Duration `toml:"max_age"`
+}
+
 // Mailbox configures local delivery.
 type Mailbox struct {
 	// Quota is the default per-user quota; 0 means none.
@@ -363,6 +379,7 @@ func Default() *Config {
 		TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second), HandshakeTimeout: Duration(10 * time.Second),
 			ACME: ACME{Directory: "https://acme-v02.api.letsencrypt.org/directory", HTTPPort: 80}},
 		Mailbox: Mailbox{Quota: 1 << 30},
+		MTASTS:  MTASTS{Mode: "testing", MaxAge: Duration(7 * 24 * time.Hour)},
 		Outbound: Outbound{Port: 25, MaxConcurrent: 100, MaxPerDestination: 20, ConnectionCacheTime: Duration(5 * time.Second),
 			MTASTS: true, MTASTSPort: 443},
 		Queue: Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour),
@@ -586,6 +603,8 @@ func (c *Config) validate() error {
 		{s.DataTimeout.D() >= time.Second, "smtp.data_timeout: must be at least 1s (RFC 5321 4.5.3.2 asks for 3m)"},
 		{s.BareLineEndings == "reject" || s.BareLineEndings == "normalize", `smtp.bare_line_endings: must be "reject" or "normalize"`},
 		{validDMARC(s.DMARC), `smtp.dmarc: must be "enforce", "quarantine" or "monitor"`},
+		{c.MTASTS.Mode == "testing" || c.MTASTS.Mode == "enforce", `mta_sts.mode: must be "testing" or "enforce"`},
+		{c.MTASTS.MaxAge.D() >= time.Hour && c.MTASTS.MaxAge.D() <= 365*24*time.Hour, "mta_sts.max_age: must be between 1h and a year"},
 		{len(s.SubaddressSeparator) <= 1, `smtp.subaddress_separator: must be one character such as "+", or "" to turn sub-addressing off`},
 		{c.TLS.CertFile == "" || c.TLS.KeyFile != "", "tls.cert_file: key_file must be given with it"},
 		{c.TLS.KeyFile == "" || c.TLS.CertFile != "", "tls.key_file: cert_file must be given with it"},
@@ -593,7 +612,7 @@ func (c *Config) validate() error {
 		{validLevel(c.Log.Level), `log.level: must be "debug", "info", "warn" or "error"`},
 	}
 	for name, l := range map[string][]HostPort{"smtp": c.Listen.SMTP, "submission": c.Listen.Submission, "submissions": c.Listen.Submissions,
-		"imap": c.Listen.IMAP, "imaps": c.Listen.IMAPS, "pop3": c.Listen.POP3, "pop3s": c.Listen.POP3S} {
+		"imap": c.Listen.IMAP, "imaps": c.Listen.IMAPS, "pop3": c.Listen.POP3, "pop3s": c.Listen.POP3S, "mta_sts": c.Listen.MTASTS} {
 		if slices.Contains(l, HostPort{}) {
 			return fmt.Errorf(`listen.%s: an empty address: write it like "127.0.0.1:25"`, name)
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -15,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailroom/internal/certs"
 	"mailroom/internal/config"
 	"mailroom/internal/delivery"
 	"mailroom/internal/dns"
@@ -107,7 +107,7 @@ func deliveryConfig(cfg *config.Config) (delivery.Config, error) {
 		return dcfg, err
 	}
 	if cfg.Outbound.CAFile != "" {
-		if dcfg.Roots, err = caPool(cfg.Outbound.CAFile, "outbound.ca_file"); err != nil {
+		if dcfg.Roots, err = certs.Pool(cfg.Outbound.CAFile, "outbound.ca_file"); err != nil {
 			return dcfg, err
 		}
 	}
@@ -121,23 +121,6 @@ func deliveryConfig(cfg *config.Config) (delivery.Config, error) {
 	return dcfg, nil
 }
 
-// caPool is the system's certificate authorities with those of a PEM
-// file; key names the setting in errors.
-func caPool(file, key string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: %s holds no PEM certificate", key, file)
-	}
-	return pool, nil
-}
-
 // relays turns the configured smart hosts into routes, reading their
 // certificate authorities and passwords.
 func relays(cfgs []config.Relay) ([]delivery.Relay, error) {
@@ -147,7 +130,7 @@ func relays(cfgs []config.Relay) ([]delivery.Relay, error) {
 		if c.TLS != "none" {
 			r.TLS = &tls.Config{ServerName: c.Host, MinVersion: tls.VersionTLS12}
 			if c.CAFile != "" {
-				pool, err := caPool(c.CAFile, fmt.Sprintf("outbound.relay[%d].ca_file", i))
+				pool, err := certs.Pool(c.CAFile, fmt.Sprintf("outbound.relay[%d].ca_file", i))
 				if err != nil {
 					return nil, err
 				}

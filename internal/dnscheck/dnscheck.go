@@ -20,6 +20,7 @@ import (
 	"mailroom/internal/dkim"
 	"mailroom/internal/dns"
 	"mailroom/internal/mailauth"
+	"mailroom/internal/mtasts"
 	"mailroom/internal/records"
 )
 
@@ -288,6 +289,46 @@ func checkPTR(ctx context.Context, r mailauth.Resolver, in records.Inputs) []Fin
 		default:
 			f(OK, ip.String()+" maps back to "+host+" and "+host+" to it", "")
 		}
+	}
+	return out
+}
+
+// CheckMTASTS looks at the MTA-STS policy we serve for a domain: announced
+// by a TXT record whose id is the policy's, and fetched over HTTPS as
+// senders fetch it (f: through the resolver, with the CAs senders trust).
+func CheckMTASTS(ctx context.Context, r mailauth.Resolver, f *mtasts.Fetcher, in records.Inputs) []Finding {
+	p := in.MTASTS
+	if p == nil {
+		return nil
+	}
+	d := in.Domain
+	name := "_mta-sts." + d
+	var out []Finding
+	add := func(l Level, n, text, fix string) {
+		out = append(out, Finding{Level: l, Check: "MTA-STS", Name: n, Text: text, Fix: fix})
+	}
+	fix := "publish: " + name + ". TXT " + dkim.ZoneText(p.Record())
+	switch txts, err := r.LookupTXT(ctx, name); {
+	case err != nil && !errors.Is(err, dns.ErrNoDomain):
+		add(Error, name, "the record could not be read: "+err.Error(), dnsFix)
+	case !slices.ContainsFunc(txts, func(t string) bool { return strings.HasPrefix(t, "v=STSv1") }):
+		add(Warn, name, "the policy served is not announced: senders do not look for it", fix)
+	case !slices.ContainsFunc(txts, func(t string) bool { return strings.Contains(t, "id="+p.ID()) }):
+		add(Warn, name, "the record's id is not the policy's: senders keep an older policy", "replace it: "+fix)
+	default:
+		add(OK, name, "announces the policy served", "")
+	}
+	host := "mta-sts." + d
+	got, err := f.Fetch(ctx, d)
+	switch {
+	case err != nil:
+		add(Error, host, "the policy could not be fetched as senders fetch it: "+err.Error(),
+			"point "+host+" at this server ([listen] mta_sts on port 443) with a certificate for "+host+" (add it to [tls.acme] names)")
+	case got.Mode != p.Mode || !got.Matches(in.Hostname) || got.MaxAge != p.MaxAge:
+		add(Error, host, fmt.Sprintf("the policy fetched (mode %s, mx %s) is not the one Mailroom serves", got.Mode, strings.Join(got.MX, ", ")),
+			"point "+host+" at this server")
+	default:
+		add(OK, host, "serves the policy, mode "+p.Mode, "")
 	}
 	return out
 }

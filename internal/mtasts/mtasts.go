@@ -338,6 +338,12 @@ func (f *Fetcher) recordID(ctx context.Context, domain string) (string, error) {
 	return id, nil
 }
 
+// Fetch reads a domain's policy afresh, nothing kept: for diagnosis.
+func (f *Fetcher) Fetch(ctx context.Context, domain string) (*Policy, error) {
+	p, _, err := f.fetch(ctx, domain)
+	return p, err
+}
+
 // fetch reads https://mta-sts.DOMAIN/.well-known/mta-sts.txt: the policy
 // and its text.
 func (f *Fetcher) fetch(ctx context.Context, domain string) (*Policy, string, error) {

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -236,5 +237,38 @@ func TestFetcherKeeps(t *testing.T) {
 	later.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
 	if p, _ := later.Policy(t.Context(), "remote.test"); p != nil {
 		t.Errorf("an expired saved policy is in force: %+v", p)
+	}
+}
+
+// TestOurs: the policy we serve parses as senders read it, its id follows
+// its text, and it is served for our domains only.
+func TestOurs(t *testing.T) {
+	o := Ours{MX: "mx.example.test.", Mode: Enforce, MaxAge: 7 * 24 * time.Hour}
+	p, err := Parse("example.test", o.Text())
+	if err != nil || p.Mode != Enforce || !p.Matches("mx.example.test") || p.MaxAge != 7*24*time.Hour {
+		t.Fatalf("our policy as a sender reads it: %+v, %v", p, err)
+	}
+	trial := o
+	trial.Mode = Testing
+	if o.ID() == trial.ID() || !strings.HasPrefix(o.Record(), "v=STSv1; id=") {
+		t.Errorf("ids %s and %s; record %q", o.ID(), trial.ID(), o.Record())
+	}
+	h := Handler(func() Ours { return o }, func(_ context.Context, d string) (bool, error) { return d == "example.test", nil })
+	for _, tc := range []struct {
+		host, path string
+		code       int
+	}{
+		{"mta-sts.example.test", "/.well-known/mta-sts.txt", 200},
+		{"MTA-STS.Example.Test:443", "/.well-known/mta-sts.txt", 200},
+		{"mta-sts.other.test", "/.well-known/mta-sts.txt", 404},
+		{"mta-sts.example.test", "/", 404},
+		{"www.example.test", "/.well-known/mta-sts.txt", 404},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "https://"+tc.host+tc.path, nil)
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.code || (tc.code == 200 && (rec.Body.String() != o.Text() || rec.Header().Get("Content-Type") != "text/plain")) {
+			t.Errorf("%s%s: %d %q", tc.host, tc.path, rec.Code, rec.Body.String())
+		}
 	}
 }

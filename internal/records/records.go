@@ -17,6 +17,7 @@ import (
 
 	"mailroom/internal/config"
 	"mailroom/internal/dkim"
+	"mailroom/internal/mtasts"
 	"mailroom/internal/store"
 )
 
@@ -45,6 +46,8 @@ type Inputs struct {
 	Relays []string
 	Keys   []store.DKIMKey // the domain's, retired ones left out
 	Now    time.Time
+	// MTASTS is the policy we serve ([listen] mta_sts), nil when none.
+	MTASTS *mtasts.Ours
 }
 
 // FromConfig fills Inputs from the configuration.
@@ -60,7 +63,16 @@ func FromConfig(cfg *config.Config, domain string, keys []store.DKIMKey, now tim
 	for _, r := range cfg.Outbound.Relay {
 		in.Relays = append(in.Relays, r.Host)
 	}
+	if len(cfg.Listen.MTASTS) > 0 {
+		p := PolicyOf(cfg)
+		in.MTASTS = &p
+	}
 	return in
+}
+
+// PolicyOf is the MTA-STS policy a configuration publishes.
+func PolicyOf(cfg *config.Config) mtasts.Ours {
+	return mtasts.Ours{MX: cfg.Hostname, Mode: cfg.MTASTS.Mode, MaxAge: cfg.MTASTS.MaxAge.D()}
 }
 
 // For returns the records a domain needs, in the order a zone file
@@ -110,6 +122,13 @@ func For(in Inputs) ([]Record, error) {
 		Record{Name: "_smtp._tls." + d, Type: "TXT", Value: "v=TLSRPTv1; rua=mailto:" + report,
 			Why: "TLS-RPT: senders report failed TLS to " + report},
 	)
+	if p := in.MTASTS; p != nil {
+		out = append(out,
+			Record{Name: "_mta-sts." + d, Type: "TXT", Value: p.Record(),
+				Why: "MTA-STS: senders must reach " + host + " over TLS with a valid certificate (mode " + p.Mode + "); the id changes with the policy"},
+			Record{Name: "mta-sts." + d, Type: "CNAME", Value: host + ".",
+				Why: "where senders fetch the MTA-STS policy over HTTPS", Advice: "the server's certificate must name mta-sts." + d + ": add it to [tls.acme] names"})
+	}
 
 	// Client autoconfiguration: the services listened on, at their ports
 	// (RFC 6186 SRV records; implicit TLS preferred, RFC 8314 5.1).
