@@ -154,3 +154,19 @@ func TestDKIMRotate(t *testing.T) {
 		t.Errorf("deleting a signing key: %v %s", err, errOut)
 	}
 }
+
+// TestUnsignedDomainWarned: a domain without DKIM keys (one added before
+// Mailroom signed, or whose keys were deleted) is named in the log at start,
+// with what to do.
+func TestUnsignedDomainWarned(t *testing.T) {
+	s := newServer(t, "", "")
+	var ks []struct{ Selector string }
+	json.Unmarshal([]byte(s.cli("dkim", "keys", "example.test", "--json")), &ks)
+	for _, k := range ks {
+		s.cli("dkim", "delete", "example.test", k.Selector, "--force")
+	}
+	s.start()
+	if !strings.Contains(s.logs(), "a domain has no DKIM keys") || !strings.Contains(s.logs(), "domain=example.test") {
+		t.Errorf("no warning for the domain without keys:\n%s", s.logs())
+	}
+}

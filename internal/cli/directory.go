@@ -16,6 +16,7 @@ import (
 
 	"mailroom/internal/config"
 	"mailroom/internal/daemon"
+	"mailroom/internal/dkim"
 	"mailroom/internal/password"
 	"mailroom/internal/smtp"
 	"mailroom/internal/store"
@@ -67,7 +68,7 @@ func (a *app) domainCommand() *cobra.Command {
 				}
 				fmt.Fprintf(a.stdout, "added domain %s\n", d)
 				now := time.Now()
-				keys, err := addDKIMKeys(ctx, st, d, now, now)
+				keys, err := dkim.AddKeys(ctx, st, d, now, now)
 				if err != nil {
 					return fmt.Errorf("the domain was added, its DKIM keys were not (%w): make them with 'mailroom dkim rotate %s'", err, d)
 				}

@@ -12,27 +12,6 @@ import (
 	"mailroom/internal/store"
 )
 
-// addDKIMKeys makes a domain's keys, one per algorithm, signing from
-// signFrom; it returns them.
-func addDKIMKeys(ctx context.Context, st store.Store, domain string, now, signFrom time.Time) ([]store.DKIMKey, error) {
-	taken, err := st.DKIMKeysOf(ctx, domain)
-	if err != nil {
-		return nil, err
-	}
-	var made []store.DKIMKey
-	for _, alg := range dkim.Algorithms {
-		k, err := dkim.NewKey(domain, dkim.Selector(alg, now, append(taken, made...)), alg, now, signFrom)
-		if err != nil {
-			return nil, err
-		}
-		if err := st.AddDKIMKey(ctx, k); err != nil {
-			return nil, explain(err, "add a DKIM key")
-		}
-		made = append(made, k)
-	}
-	return made, nil
-}
-
 // withDomainKeys runs fn with an open store, a local domain (arg,
 // normalized; an error naming what when there is no such domain) and its
 // DKIM keys.
@@ -138,7 +117,7 @@ records can go then). A domain without keys gets keys that sign at once.`,
 				if signing > 0 {
 					from = now.Add(wait)
 				}
-				made, err := addDKIMKeys(ctx, st, d, now, from)
+				made, err := dkim.AddKeys(ctx, st, d, now, from)
 				if err != nil {
 					return err
 				}

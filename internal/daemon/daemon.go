@@ -32,6 +32,7 @@ import (
 	"mailroom/internal/sendlimit"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
+	"mailroom/internal/store"
 	"mailroom/internal/store/storeopen"
 	"mailroom/internal/textindex"
 )
@@ -72,6 +73,7 @@ func Run(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
+	warnUnsigned(ctx, st, log)
 	spoolDir := filepath.Join(cfg.DataDir, "tmp")
 	if err := os.MkdirAll(spoolDir, 0o750); err != nil {
 		return fmt.Errorf("create %s: %w", spoolDir, err)
@@ -449,4 +451,18 @@ func lowered(ds []string) []string {
 		out[i] = strings.ToLower(strings.TrimSuffix(d, "."))
 	}
 	return out
+}
+
+// warnUnsigned logs each local domain without DKIM keys (one added before
+// Mailroom signed mail): its mail leaves unsigned until it has some.
+func warnUnsigned(ctx context.Context, st store.Store, log *slog.Logger) {
+	ds, err := st.Domains(ctx)
+	if err != nil {
+		return
+	}
+	for _, d := range ds {
+		if keys, err := st.DKIMKeysOf(ctx, d.Name); err == nil && len(keys) == 0 {
+			log.Warn("a domain has no DKIM keys: its mail leaves unsigned; make them with 'mailroom dkim rotate DOMAIN' and publish what 'mailroom domain records DOMAIN' prints", "domain", d.Name)
+		}
+	}
 }

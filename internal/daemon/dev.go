@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"mailroom/internal/certs"
 	"mailroom/internal/config"
+	"mailroom/internal/dkim"
 	"mailroom/internal/password"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/store"
@@ -64,6 +66,12 @@ func prepareDev(ctx context.Context, st store.Store, dataDir string) (*devSetup,
 	}
 	if err := st.AddDomain(ctx, store.Domain{Name: DevDomain}); err != nil && !errors.Is(err, store.ErrExists) {
 		return nil, err
+	}
+	if keys, err := st.DKIMKeysOf(ctx, DevDomain); err == nil && len(keys) == 0 {
+		now := time.Now()
+		if _, err := dkim.AddKeys(ctx, st, DevDomain, now, now); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := st.AddUser(ctx, store.User{Address: DevUser, PasswordHash: hash, SCRAMSHA256: scramV, CRAMMD5: cram}); err != nil && !errors.Is(err, store.ErrExists) {
 		return nil, err

@@ -5,6 +5,7 @@
 package dkim
 
 import (
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -173,3 +174,30 @@ func States(keys []store.DKIMKey, now time.Time) []State {
 
 // ErrNoKeys is returned for a domain without keys to sign with.
 var ErrNoKeys = errors.New("dkim: no keys")
+
+// KeyStore is where keys are kept (store.DKIMKeys).
+type KeyStore interface {
+	DKIMKeysOf(ctx context.Context, domain string) ([]store.DKIMKey, error)
+	AddDKIMKey(ctx context.Context, k store.DKIMKey) error
+}
+
+// AddKeys makes and keeps a domain's keys, one per algorithm, signing from
+// signFrom, and returns them.
+func AddKeys(ctx context.Context, st KeyStore, domain string, now, signFrom time.Time) ([]store.DKIMKey, error) {
+	taken, err := st.DKIMKeysOf(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	var made []store.DKIMKey
+	for _, alg := range Algorithms {
+		k, err := NewKey(domain, Selector(alg, now, append(taken, made...)), alg, now, signFrom)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.AddDKIMKey(ctx, k); err != nil {
+			return nil, fmt.Errorf("dkim: keep the key %s of %s: %w", k.Selector, domain, err)
+		}
+		made = append(made, k)
+	}
+	return made, nil
+}
