@@ -40,6 +40,7 @@ func TestForwarding(t *testing.T) {
 		t.Errorf("alias add to another domain says: %s", out)
 	}
 	a.cli("alias", "add", "team@fwd.test", "alice@example.test", "dave@other.test")
+	a.cli("alias", "add", "gone@fwd.test", "nobody@other.test")
 	_, aPort, _ := strings.Cut(a.addr, ":")
 	b.writeConfig("", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %s\n", zone.Addr, aPort))
 	a.start()
@@ -73,7 +74,7 @@ func TestForwarding(t *testing.T) {
 		t.Errorf("at the final receiver, the author's signature or our ARC seal does not pass: %s", ar)
 	}
 	if !strings.Contains(got, "ARC-Seal: i=1; a=rsa-sha256;") || !strings.Contains(got, "cv=none; d=fwd.test;") ||
-		!strings.Contains(got, "ARC-Authentication-Results: i=1; mx.example.test; spf=pass smtp.mailfrom=carol@remote.test") {
+		!strings.Contains(got, "ARC-Authentication-Results: i=1; mx.example.test; spf=pass smtp.mailfrom=remote.test") {
 		t.Errorf("the forwarded copy's ARC set:\n%s", got)
 	}
 
@@ -85,7 +86,19 @@ func TestForwarding(t *testing.T) {
 		t.Fatalf("the bounce to %s: %q", srsAddr, r)
 	}
 	waitMailbox(t, b, "carol@remote.test", 1, "the bounce back at carol")
-	forged := "SRS0=AAAA" + srsAddr[9:]
+	// An SRS address takes only bounces: from a real sender it would relay.
+	rc := a.dial()
+	rc.cmd("EHLO mx.other.test", "250")
+	rc.cmd("MAIL FROM:<spammer@evil.test>", "250")
+	rc.cmd("RCPT TO:<"+srsAddr+">", "550 5.7.1")
+	// Our own bounce for a forwarded copy (the final server refused it at
+	// RCPT) goes back to carol through the SRS sender.
+	c = loggedInAs(t, b, "carol@remote.test", "Carol-lantern-quartz-88")
+	if r := c.sendMail("carol@remote.test", []string{"gone@fwd.test"}, "From: Carol <carol@remote.test>\r\nTo: gone@fwd.test\r\nSubject: to nobody\r\n\r\nhello\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("carol's submission: %q", r)
+	}
+	waitMailbox(t, b, "carol@remote.test", 2, "our bounce for the forward to nobody, back at carol")
+	forged := "SRS0=AAAAAAAA" + srsAddr[13:]
 	bc = a.dial()
 	bc.cmd("EHLO mx.other.test", "250")
 	bc.cmd("MAIL FROM:<>", "250")

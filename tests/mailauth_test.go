@@ -95,6 +95,14 @@ func TestInboundAuthentication(t *testing.T) {
 	if r := send("x@quar.test", msg("a@quar.test", "quarantined"), "alice@example.test"); !strings.HasPrefix(r, "250 ") {
 		t.Fatalf("p=quarantine: %q", r)
 	}
+	// A header that hides its From behind padding, or names two: refused.
+	padded := strings.Repeat("X-Padding: "+strings.Repeat("p", 990)+"\r\n", 270) + msg("ceo@bad.test", "padded")
+	if r := send("x@bad.test", padded, "alice@example.test"); !strings.HasPrefix(r, "552 5.6.0 ") {
+		t.Errorf("a header of 270 KiB from outside: %q", r)
+	}
+	if r := send("x@bad.test", "From: a@good.test\r\n"+msg("ceo@bad.test", "two froms"), "alice@example.test"); !strings.HasPrefix(r, "550 5.6.0 ") {
+		t.Errorf("two From fields from outside: %q", r)
+	}
 	forged := "Authentication-Results: mx.example.test; dkim=pass header.d=bank.test\r\n" +
 		"Authentication-Results: elsewhere.test; spf=pass\r\n" + msg("news@good.test", "claims")
 	if r := send("news@good.test", forged, "alice@example.test"); !strings.HasPrefix(r, "250 ") {
@@ -142,12 +150,12 @@ func TestInboundAuthentication(t *testing.T) {
 		}
 	}
 	for key, want := range map[string][]string{
-		"INBOX aligned SPF":             {"Authentication-Results: mx.example.test;", "spf=pass smtp.mailfrom=news@good.test", "dkim=none", "dmarc=pass header.from=good.test"},
-		"INBOX forged to others (dave)": {"spf=fail smtp.mailfrom=x@bad.test", "dmarc=fail", "header.from=bad.test"},
+		"INBOX aligned SPF":             {"Authentication-Results: mx.example.test;", "spf=pass smtp.mailfrom=good.test", "dkim=none", "dmarc=pass header.from=good.test"},
+		"INBOX forged to others (dave)": {"spf=fail smtp.mailfrom=bad.test", "dmarc=fail", "header.from=bad.test"},
 		"Junk forged to others (lena)":  {"spf=fail", "dmarc=fail", "header.from=bad.test"},
-		"Junk quarantined":              {"spf=fail smtp.mailfrom=x@quar.test", "dmarc=fail", "header.from=quar.test"},
+		"Junk quarantined":              {"spf=fail smtp.mailfrom=quar.test", "dmarc=fail", "header.from=quar.test"},
 		"INBOX claims":                  {"spf=pass", "dmarc=pass"},
-		"INBOX signed elsewhere (dave)": {"spf=pass smtp.mailfrom=carol@remote.test", "dkim=pass header.d=remote.test", "dmarc=pass header.from=remote.test"},
+		"INBOX signed elsewhere (dave)": {"spf=pass smtp.mailfrom=remote.test", "dkim=pass header.d=remote.test", "dmarc=pass header.from=remote.test"},
 	} {
 		got, ok := results[key]
 		if !ok {

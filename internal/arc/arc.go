@@ -252,8 +252,19 @@ type Sealer struct {
 // message's chain so far.
 func (s *Sealer) Seal(msg []byte, aar string, chain Result) ([]byte, error) {
 	fields, bodyStart := splitHeader(msg)
-	ss, _ := sets(fields)
+	ss, err := sets(fields)
 	i := len(ss) + 1
+	if err != nil {
+		// A chain that does not hold together: our set comes after every
+		// seal there is, and says the chain failed (RFC 8617 5.1).
+		ss, i = nil, 1
+		for _, f := range fields {
+			if strings.EqualFold(f.name, "arc-seal") {
+				i++
+			}
+		}
+		chain.Value = "fail"
+	}
 	if i > MaxInstances {
 		return nil, errors.New("arc: the chain is at its longest")
 	}

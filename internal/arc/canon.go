@@ -16,6 +16,14 @@ type field struct {
 // starts.
 func splitHeader(msg []byte) ([]field, int) {
 	var out []field
+	start := -1 // of the field being read
+	flush := func(end int) {
+		if start >= 0 {
+			raw := string(msg[start:end])
+			name, _, _ := strings.Cut(raw, ":")
+			out = append(out, field{name: strings.TrimSpace(name), raw: raw})
+		}
+	}
 	i := 0
 	for i < len(msg) {
 		end := bytes.IndexByte(msg[i:], '\n')
@@ -24,16 +32,16 @@ func splitHeader(msg []byte) ([]field, int) {
 		}
 		line := msg[i : i+end+1]
 		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			flush(i)
 			return out, i + end + 1
 		}
-		if (line[0] == ' ' || line[0] == '\t') && len(out) > 0 {
-			out[len(out)-1].raw += string(line)
-		} else {
-			name, _, _ := strings.Cut(string(line), ":")
-			out = append(out, field{name: strings.TrimSpace(name), raw: string(line)})
+		if line[0] != ' ' && line[0] != '\t' || start < 0 {
+			flush(i)
+			start = i
 		}
 		i += end + 1
 	}
+	flush(len(msg))
 	return out, len(msg)
 }
 

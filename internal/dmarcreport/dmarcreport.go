@@ -20,10 +20,12 @@ import (
 	"mailroom/internal/store"
 )
 
-// Limits on what one report may be.
+// Limits on what one message's reports may be, all together: the XML
+// once decompressed, the rows, the attachments read.
 const (
-	MaxXML  = 16 << 20 // octets of XML once decompressed
-	MaxRows = 100_000
+	MaxXML     = 16 << 20
+	MaxRows    = 100_000
+	MaxReports = 5
 )
 
 var errTooLarge = errors.New("dmarcreport: the report is larger than Mailroom reads")
@@ -88,7 +90,7 @@ func Parse(r io.Reader) (store.DMARCReport, error) {
 	if rep.Org == "" || rep.ReportID == "" || rep.Domain == "" {
 		return store.DMARCReport{}, errors.New("dmarcreport: the report names no reporter, report ID or domain")
 	}
-	if len(f.Records) > MaxRows {
+	if len(f.Records) > MaxRows { // (Find counts them before decoding)
 		return store.DMARCReport{}, errTooLarge
 	}
 	for _, rec := range f.Records {
@@ -128,10 +130,12 @@ func Looks(subject string) bool {
 }
 
 // Find returns the reports attached to a message: each part that is a
-// zip file, a gzip file or XML (by type or file name) and parses as one.
+// zip file, a gzip file or XML (by type or file name) and parses as one,
+// within the limits for the whole message.
 func Find(msg []byte) ([]store.DMARCReport, error) {
 	var out []store.DMARCReport
 	var errs []error
+	budget, rows, tried := MaxXML, MaxRows, 0
 	var walk func(p *message.Part, depth int)
 	walk = func(p *message.Part, depth int) {
 		if depth > 8 {
@@ -144,9 +148,10 @@ func Find(msg []byte) ([]store.DMARCReport, error) {
 			return
 		}
 		kind := kindOf(p)
-		if kind == "" {
+		if kind == "" || tried >= MaxReports {
 			return
 		}
+		tried++
 		raw := bytes.NewReader(msg[p.BodyStart:p.End])
 		body, known := message.DecodeTransfer(raw, p.Encoding)
 		switch {
@@ -157,9 +162,20 @@ func Find(msg []byte) ([]store.DMARCReport, error) {
 			body = raw
 		}
 		r, err := open(kind, body)
+		var data []byte
+		if err == nil {
+			data, err = io.ReadAll(io.LimitReader(r, int64(budget)+1))
+		}
+		if err == nil {
+			n := bytes.Count(data, []byte("<record"))
+			if len(data) > budget || n > rows {
+				err = errTooLarge
+			}
+			budget, rows = budget-len(data), rows-n
+		}
 		if err == nil {
 			var rep store.DMARCReport
-			if rep, err = Parse(r); err == nil {
+			if rep, err = Parse(bytes.NewReader(data)); err == nil {
 				out = append(out, rep)
 			}
 		}

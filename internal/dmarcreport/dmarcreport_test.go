@@ -143,3 +143,19 @@ func TestFindPlainAttachment(t *testing.T) {
 		t.Errorf("Find = %d, %v", len(reps), err)
 	}
 }
+
+// TestFindBudget: the limits hold for a message's reports together, not
+// for each: many small attachments that each expand big are cut off.
+func TestFindBudget(t *testing.T) {
+	big := strings.Replace(sample, "</feedback>", strings.Repeat("<!-- padding of a few octets -->", MaxXML/2/32)+"</feedback>", 1)
+	one := gzipped([]byte(big))
+	var parts []string
+	for range 4 {
+		parts = append(parts, "--b\r\nContent-Type: application/gzip; name=r.xml.gz\r\nContent-Transfer-Encoding: base64\r\n\r\n"+base64.StdEncoding.EncodeToString(one)+"\r\n")
+	}
+	msg := "Subject: Report Domain: example.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" + strings.Join(parts, "") + "--b--\r\n"
+	reps, _ := Find([]byte(msg))
+	if len(reps) != 1 {
+		t.Errorf("%d reports of %d octets of XML each read; the budget (%d) holds one", len(reps), len(big), MaxXML)
+	}
+}

@@ -65,10 +65,10 @@ func (b *Backend) forward(ctx context.Context, env *smtpserver.Transaction, orig
 }
 
 // reverseSRS takes a recipient that is an SRS address of ours (a bounce
-// of forwarded mail) to the address it stands for, queued to go there;
-// ok is false for any other recipient. One that looks like ours but is
-// forged or too old is refused.
-func (b *Backend) reverseSRS(to smtp.Address) (any, bool, error) {
+// of forwarded mail, from the null sender) to the address it stands for,
+// queued to go there; ok is false for any other recipient. One that looks
+// like ours but is forged, too old, or not a bounce is refused.
+func (b *Backend) reverseSRS(to, from smtp.Address) (any, bool, error) {
 	if b.srs == nil {
 		return nil, false, nil
 	}
@@ -78,6 +78,10 @@ func (b *Backend) reverseSRS(to smtp.Address) (any, bool, error) {
 		return nil, false, nil
 	case err != nil:
 		return nil, true, smtp.Errorf(550, "5.1.1", "No such user here: <%s> is not a forwarding address this server made in the last 21 days", to)
+	case !from.IsNull():
+		// Only bounces (and auto-replies) go back through an SRS address:
+		// anything else would be relaying.
+		return nil, true, smtp.Errorf(550, "5.7.1", "<%s> is a forwarding address: it takes only bounces, from the null sender (MAIL FROM:<>)", to)
 	}
 	addr, perr := smtp.ParseMailbox(orig)
 	if perr != nil {

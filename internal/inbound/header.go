@@ -21,6 +21,7 @@ type headerInfo struct {
 	HasMessageID bool
 	HasDate      bool
 	TLSOptional  bool // "TLS-Required: No" (RFC 8689 5)
+	Lines        int  // of the header section, continuation lines too
 }
 
 // authorField is one header field naming authors or senders.
@@ -63,6 +64,7 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 	}
 	for {
 		line, err := br.ReadString('\n')
+		h.Lines++
 		trimmed := strings.TrimRight(line, "\r\n")
 		switch {
 		case trimmed == "" && (err == nil || line != ""):

@@ -148,7 +148,7 @@ func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtp
 		}
 		return store.QueuedRecipient{Address: to.String(), Domain: to.Domain, Notify: p.Notify, ORcpt: p.ORcpt}, nil
 	}
-	if t, ok, err := b.reverseSRS(to); ok || err != nil {
+	if t, ok, err := b.reverseSRS(to, env.From); ok || err != nil {
 		return t, err
 	}
 	found, err := b.resolve(ctx, cfg, to)
@@ -273,7 +273,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 			}
 		}
 		if len(domains) > 0 {
-			if from, err = b.checkOrigin(ctx, s, env, msg, domains); err != nil {
+			if from, err = b.checkOrigin(ctx, s, env, msg, hdr, domains); err != nil {
 				return err
 			}
 		}
@@ -324,25 +324,33 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	if len(m.Local) > 0 {
 		m.Summary = b.summary(msg, top)
 	}
-	// Forwarded copies go first, as a message of their own with an SRS
-	// envelope sender: should the rest fail, the client sends again, and
-	// a forward may go twice, but no message is lost.
+	onlyForwarded := len(m.Local)+len(m.Remote) == 0
+	if onlyForwarded && from.reject {
+		return smtp.Errorf(550, "5.7.1", "Refused: the domain of the From address publishes a DMARC policy that rejects mail failing SPF and DKIM, and this message, which would be forwarded, fails both")
+	}
+	// The quota is checked where the copy is counted, in the store's
+	// transaction: two sessions cannot both squeeze into the last space.
+	if !onlyForwarded {
+		if err := b.store.Accept(ctx, m); err != nil {
+			var qe *store.QuotaError
+			if errors.As(err, &qe) {
+				return quotaFailure([]error{quotaReply(addresses[qe.UserID], qe.Size, qe.Quota)}, len(m.Local) > 1)
+			}
+			return tempFailure(err)
+		}
+	}
+	// Forwarded copies go after, as a message of their own with an SRS
+	// envelope sender: a full mailbox or disk refuses the message before
+	// any forward is queued; should queueing the forward fail after the
+	// rest was stored, the client sends again and local copies may come
+	// twice, but nothing is lost.
 	if len(forwards) > 0 {
 		if err := b.forward(ctx, env, m, msg, top, forwards, forwardDomain, from); err != nil {
 			return err
 		}
-	}
-	if len(m.Local)+len(m.Remote) == 0 {
-		return nil // forwarded only
-	}
-	// The quota is checked where the copy is counted, in the store's
-	// transaction: two sessions cannot both squeeze into the last space.
-	if err := b.store.Accept(ctx, m); err != nil {
-		var qe *store.QuotaError
-		if errors.As(err, &qe) {
-			return quotaFailure([]error{quotaReply(addresses[qe.UserID], qe.Size, qe.Quota)}, len(m.Local) > 1)
+		if onlyForwarded {
+			return nil
 		}
-		return tempFailure(err)
 	}
 	if len(m.Remote) > 0 && b.queued != nil {
 		b.queued()

@@ -24,6 +24,16 @@ func (b *Backend) Inject(ctx context.Context, to string, body []byte, internatio
 	if err != nil {
 		return fmt.Errorf("inject to %q: %w", to, err)
 	}
+	// A report on a forwarded copy goes to its SRS sender: back to the
+	// original sender.
+	if t, ok, err := b.reverseSRS(addr, smtp.Address{}); ok {
+		if err != nil {
+			return fmt.Errorf("inject to %s: %w", addr, err)
+		}
+		if addr, err = smtp.ParseMailbox(t.(store.QueuedRecipient).Address); err != nil {
+			return fmt.Errorf("inject to %s: %w", to, err)
+		}
+	}
 	now := time.Now()
 	id := store.NewQueueID()
 	top := fmt.Sprintf("Received: by %s (Mailroom) id %s;\r\n\t%s\r\n", cfg.Hostname, id, now.Format(time.RFC1123Z))

@@ -37,10 +37,22 @@ type origin struct {
 // goes to Junk, or the refusal its author's DMARC policy asks for when
 // every recipient's domain enforces it. Fields that claim our own
 // authserv-id are obscured first (RFC 8601 5): only we write those.
-func (b *Backend) checkOrigin(ctx context.Context, s *smtpserver.SessionInfo, env *smtpserver.Transaction, msg *spool.Spool, domains []string) (origin, error) {
+func (b *Backend) checkOrigin(ctx context.Context, s *smtpserver.SessionInfo, env *smtpserver.Transaction, msg *spool.Spool, hdr headerInfo, domains []string) (origin, error) {
 	cfg := b.cfg.Load()
 	if b.origin == nil {
 		return origin{}, nil
+	}
+	// Bounds on what the checks read (a header folded into thousands of
+	// lines costs the DKIM verifier quadratic time), and one author, as
+	// DMARC needs (RFC 7489 6.6.1): a message that hides its From behind
+	// padding, or names two, is not checked into a pass or a permerror.
+	switch {
+	case !hdr.Complete:
+		return origin{}, smtp.Errorf(552, "5.6.0", "The header section is larger than %d KiB: mail from outside is refused beyond that", maxHeaderScan>>10)
+	case hdr.Lines > maxHeaderLines:
+		return origin{}, smtp.Errorf(552, "5.6.0", "The header section has more than %d lines", maxHeaderLines)
+	case hdr.Froms > 1:
+		return origin{}, smtp.Errorf(550, "5.6.0", "The message has %d From fields; RFC 5322 allows one", hdr.Froms)
 	}
 	if err := obscureClaims(msg, cfg.Hostname); err != nil {
 		return origin{}, tempFailure(err)
@@ -56,7 +68,7 @@ func (b *Backend) checkOrigin(ctx context.Context, s *smtpserver.SessionInfo, en
 	if res.DMARC.Result != "fail" || res.DMARC.Disposition == dmarc.PolicyNone || res.DMARC.Disposition == "" {
 		return o, nil
 	}
-	o.reject = res.DMARC.Policy == dmarc.PolicyReject && !res.DMARC.Overridden
+	o.reject = res.DMARC.Disposition == dmarc.PolicyReject // pct applied; a trusted ARC chain set it to none
 	enforced, monitored := 0, 0
 	for _, d := range domains {
 		switch cfg.dmarcFor(d) {
@@ -74,6 +86,9 @@ func (b *Backend) checkOrigin(ctx context.Context, s *smtpserver.SessionInfo, en
 	o.quarantine = monitored < len(domains)
 	return o, nil
 }
+
+// maxHeaderLines bounds the lines of a header section from outside.
+const maxHeaderLines = 5000
 
 // dmarcFor is what a recipient domain does with mail failing DMARC.
 func (c *Config) dmarcFor(domain string) string {
@@ -111,21 +126,26 @@ func obscureClaims(msg *spool.Spool, authservID string) error {
 		}
 		start := off
 		off += end + 1
-		if len(line) <= len(name) || line[len(name)] != ':' || !strings.EqualFold(string(line[:len(name)]), name) {
+		colon := bytes.IndexByte(line, ':')
+		if colon < len(name) || !strings.EqualFold(strings.TrimRight(string(line[:colon]), " \t"), name) {
 			continue
 		}
-		// The value, its continuation lines too: the authserv-id may
-		// start on the next line.
-		value := string(line[len(name)+1:])
+		// The value, its continuation lines too (the authserv-id may
+		// start on the next line), of which the first KiB is enough.
+		var value strings.Builder
+		value.Write(line[colon+1:])
 		for off < len(data) && (data[off] == ' ' || data[off] == '\t') {
 			next := bytes.IndexByte(data[off:], '\n')
 			if next < 0 {
 				next = len(data) - off
 			}
-			value += " " + string(data[off:off+next])
+			if value.Len() < 1024 {
+				value.WriteByte(' ')
+				value.Write(data[off : off+next])
+			}
 			off += next + 1
 		}
-		id, _, _ := strings.Cut(value, ";")
+		id, _, _ := strings.Cut(value.String(), ";")
 		if f := strings.Fields(id); len(f) > 0 && strings.EqualFold(strings.TrimSuffix(f[0], "."), strings.TrimSuffix(authservID, ".")) {
 			offsets = append(offsets, int64(start))
 		}

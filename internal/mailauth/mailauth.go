@@ -19,8 +19,10 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"blitiri.com.ar/go/spf"
+	"github.com/emersion/go-msgauth/authres"
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-msgauth/dmarc"
 	"golang.org/x/net/publicsuffix"
@@ -117,7 +119,10 @@ func (c *Checker) Check(ctx context.Context, in Input, open func() io.Reader) Re
 	if strings.Contains(strings.ToLower(hr.header.String()), "\narc-seal:") || strings.HasPrefix(strings.ToLower(hr.header.String()), "arc-seal:") {
 		whole, err := io.ReadAll(io.LimitReader(open(), maxARCMessage))
 		if err == nil && len(whole) < maxARCMessage {
-			res.ARC = arc.Verify(ctx, func(ctx context.Context, name string) ([]string, error) {
+			// Up to 51 keys to look up: bounded as a whole, not only each.
+			actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			res.ARC = arc.Verify(actx, func(ctx context.Context, name string) ([]string, error) {
 				return netResolver{c.DNS}.LookupTXT(ctx, name)
 			}, whole)
 		} else {
@@ -127,7 +132,8 @@ func (c *Checker) Check(ctx context.Context, in Input, open func() io.Reader) Re
 	res.FromHead, res.DMARC = c.dmarc(ctx, hr.header.String(), res)
 	// A DMARC failure after a forwarder: a trusted sealer's passing chain
 	// stands in (a local policy override, RFC 7489 6.7).
-	if res.DMARC.Result == "fail" && res.ARC.Value == "pass" && slices.Contains(c.TrustedSealers, strings.ToLower(res.ARC.Sealer)) {
+	if res.DMARC.Result == "fail" && res.ARC.Value == "pass" && slices.Contains(c.TrustedSealers, strings.ToLower(res.ARC.Sealer)) &&
+		sealerSawPass(res.ARC.AAR, res.FromHead) {
 		res.DMARC.Disposition = dmarc.PolicyNone
 		res.DMARC.Reason = "ARC chain sealed by trusted " + res.ARC.Sealer + " passes (" + res.DMARC.Reason + ")"
 		res.DMARC.Overridden = true
@@ -334,4 +340,25 @@ func (h *headerTap) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// sealerSawPass reports whether an ARC-Authentication-Results record
+// ("i=N; authserv-id; ...") says DMARC passed for the From domain: a
+// trusted sealer vouches only for what it found, not for a spoof it passed
+// on.
+func sealerSawPass(aar, fromDomain string) bool {
+	_, rest, ok := strings.Cut(aar, ";")
+	if !ok || fromDomain == "" {
+		return false
+	}
+	_, results, err := authres.Parse(strings.TrimSpace(rest))
+	if err != nil {
+		return false
+	}
+	for _, r := range results {
+		if d, ok := r.(*authres.DMARCResult); ok && d.Value == authres.ResultPass && strings.EqualFold(d.From, fromDomain) {
+			return true
+		}
+	}
+	return false
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"blitiri.com.ar/go/spf"
+	"github.com/emersion/go-msgauth/authres"
 	"github.com/emersion/go-msgauth/dmarc"
 
 	"mailroom/internal/arc"
@@ -171,7 +172,7 @@ func TestHeader(t *testing.T) {
 	msg := w.signed(t, "sender.test", "From: A <a@sender.test>\r\nSubject: x\r\n\r\nbody\r\n")
 	r := w.checker.Check(t.Context(), Input{IP: inside, Helo: "mx.sender.test", MailFrom: "a@sender.test"}, text(msg))
 	h := r.Header("mx.here.test")
-	for _, want := range []string{"Authentication-Results: mx.here.test;\r\n\t", "spf=pass smtp.mailfrom=a@sender.test",
+	for _, want := range []string{"Authentication-Results: mx.here.test;\r\n\t", "spf=pass smtp.mailfrom=sender.test",
 		"dkim=pass header.d=sender.test", "dmarc=pass header.from=sender.test"} {
 		if !strings.Contains(h, want) {
 			t.Errorf("no %q in %q", want, h)
@@ -261,7 +262,7 @@ func TestARCOverride(t *testing.T) {
 	key, _ := x509.ParsePKCS8PrivateKey(k.PrivateKey)
 	sealer := &arc.Sealer{Domain: "lists.test", Selector: "s1", Key: key.(crypto.Signer)}
 	msg := "From: a@sender.test\r\nSubject: via the list\r\n\r\nhello\r\n"
-	seal, err := sealer.Seal([]byte(msg), "lists.test; spf=pass smtp.mailfrom=sender.test; dmarc=pass", arc.Result{Value: "none"})
+	seal, err := sealer.Seal([]byte(msg), "lists.test; spf=pass smtp.mailfrom=sender.test; dmarc=pass header.from=sender.test", arc.Result{Value: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,9 +277,41 @@ func TestARCOverride(t *testing.T) {
 	if r.DMARC.Disposition != dmarc.PolicyNone || !r.DMARC.Overridden || !strings.Contains(r.DMARC.Reason, "trusted lists.test") {
 		t.Errorf("a trusted sealer: DMARC %+v", r.DMARC)
 	}
+	// A trusted sealer that saw DMARC fail itself vouches for nothing.
+	spoofSeal, err := sealer.Seal([]byte(msg), "lists.test; dmarc=fail header.from=sender.test", arc.Result{Value: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.checker.Check(t.Context(), in, text(string(spoofSeal)+msg)); r.ARC.Value != "pass" || r.DMARC.Disposition != dmarc.PolicyReject {
+		t.Errorf("a trusted sealer's own dmarc=fail: ARC %+v, DMARC %+v", r.ARC, r.DMARC)
+	}
 	// A chain broken on the way is no reason to spare the message.
 	r = w.checker.Check(t.Context(), in, text(strings.Replace(sealed, "hello", "pay now", 1)))
 	if r.ARC.Value != "fail" || r.DMARC.Disposition != dmarc.PolicyReject {
 		t.Errorf("a broken chain: ARC %+v, DMARC %+v", r.ARC, r.DMARC)
+	}
+}
+
+// TestHeaderNotForgeable: a MAIL FROM or HELO full of quotes and
+// semicolons cannot add results to the field we write.
+func TestHeaderNotForgeable(t *testing.T) {
+	w := newWorld(t)
+	for _, in := range []Input{
+		{IP: outside, Helo: "mx.client.test", MailFrom: `"a\"; dmarc=pass header.from=paypal.com; x=\""@evil.test`},
+		{IP: outside, Helo: `evil.test;dmarc=pass`},
+	} {
+		h := w.checker.Check(t.Context(), in, text("From: ceo@sender.test\r\n\r\nx\r\n")).Header("mx.here.test")
+		_, results, err := authres.Parse(strings.TrimSpace(strings.TrimPrefix(strings.ReplaceAll(h, "\r\n\t", " "), "Authentication-Results:")))
+		if err != nil {
+			t.Fatalf("our field does not parse: %v\n%s", err, h)
+		}
+		for _, r := range results {
+			if d, ok := r.(*authres.DMARCResult); ok && d.Value == authres.ResultPass {
+				t.Errorf("a forged dmarc=pass in %q", h)
+			}
+		}
+		if strings.Contains(h, "paypal") {
+			t.Errorf("the sender's text reached the field: %q", h)
+		}
 	}
 }

@@ -162,7 +162,7 @@ func parseLocal(s string) (string, string, error) {
 		return "", "", ErrPathSyntax
 	}
 	local := s[:i]
-	if len(local) > 64 {
+	if len(local) > maxLocal(local) {
 		return "", "", ErrLocalTooLong
 	}
 	for _, atom := range strings.Split(local, ".") {
@@ -281,4 +281,14 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// maxLocal is how long a local part may be: RFC 5321's 64 octets, and 200
+// for an SRS address (a forwarder's rewriting of a sender, often longer:
+// RFC 5321 4.5.3.1 asks to accept larger objects where possible).
+func maxLocal(local string) int {
+	if len(local) > 5 && (strings.EqualFold(local[:5], "SRS0=") || strings.EqualFold(local[:5], "SRS1=")) {
+		return 200
+	}
+	return 64
 }

@@ -133,6 +133,8 @@ func TestParsePath(t *testing.T) {
 		// Lengths (RFC 5321 4.5.3.1).
 		{name: "a local part of 64 octets is allowed", in: "<" + strings.Repeat("a", 64) + "@example.com>", want: Address{Local: strings.Repeat("a", 64), Domain: "example.com"}},
 		{name: "a local part of 65 octets is refused", in: "<" + strings.Repeat("a", 65) + "@example.com>", err: ErrLocalTooLong},
+		{name: "an SRS local part of 150 octets is allowed", in: "<SRS0=HHHHHHHH=TT=" + strings.Repeat("b", 132) + "@example.com>", want: Address{Local: "SRS0=HHHHHHHH=TT=" + strings.Repeat("b", 132), Domain: "example.com"}},
+		{name: "an SRS local part of 201 octets is refused", in: "<SRS0=" + strings.Repeat("b", 196) + "@example.com>", err: ErrLocalTooLong},
 		{name: "a quoted local part of 64 octets is allowed", in: `<"` + strings.Repeat(" ", 64) + `"@example.com>`, want: Address{Local: strings.Repeat(" ", 64), Domain: "example.com"}},
 		{name: "a quoted local part of 65 octets is refused", in: `<"` + strings.Repeat(" ", 65) + `"@example.com>`, err: ErrLocalTooLong},
 

@@ -6,8 +6,8 @@
 // stamp: only addresses we made, in the last 21 days, are reversed, so the
 // scheme cannot be used to relay mail anywhere.
 //
-//	SRS0=HHHH=TT=example.com=alice@forwarder.test
-//	SRS1=HHHH=orig.test==HHHH=TT=example.com=alice@forwarder.test (an SRS0 address forwarded again)
+//	SRS0=HHHHHHHH=TT=example.com=alice@forwarder.test
+//	SRS1=HHHHHHHH=orig.test==HHHH=TT=example.com=alice@forwarder.test (an SRS0 address forwarded again)
 package srs
 
 import (
@@ -19,6 +19,11 @@ import (
 	"strings"
 	"time"
 )
+
+// hashLen is the hash's length in base32 characters: 40 bits, so that
+// guessing one (to relay through us) takes a trillion tries; base32 is
+// read without regard to case, as addresses may be lowered on the way.
+const hashLen = 8
 
 // MaxAge is how long a rewritten address is reversed.
 const MaxAge = 21 * 24 * time.Hour
@@ -46,7 +51,7 @@ func New(secret []byte) *Rewriter {
 func (r *Rewriter) hash(parts ...string) string {
 	m := hmac.New(sha256.New, r.key)
 	m.Write([]byte(strings.ToLower(strings.Join(parts, "="))))
-	return b32.EncodeToString(m.Sum(nil))[:4]
+	return b32.EncodeToString(m.Sum(nil))[:hashLen]
 }
 
 func stamp(t time.Time) string {

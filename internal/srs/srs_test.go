@@ -44,7 +44,7 @@ func TestForwardAndReverse(t *testing.T) {
 		t.Errorf("an address of 23 days ago: %v", err)
 	}
 	r.now = func() time.Time { return now }
-	forged := "SRS0=AAAA" + fwd[9:]
+	forged := "SRS0=AAAAAAAA" + fwd[13:]
 	if _, err := r.Reverse(forged); err == nil || !strings.Contains(err.Error(), "not made here") {
 		t.Errorf("a forged hash: %v", err)
 	}
