@@ -146,15 +146,7 @@ records can go then). A domain without keys gets keys that sign at once.`,
 	var force bool
 	del := &cobra.Command{Use: "delete DOMAIN SELECTOR", Aliases: []string{"del", "rm"}, Short: "Forget a retired DKIM key", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := normalizeDomain(args[0])
-			if err != nil {
-				return err
-			}
-			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
-				ks, err := st.DKIMKeysOf(ctx, d)
-				if err != nil {
-					return err
-				}
+			return a.withDomainKeys(cmd, args[0], "dkim delete", func(ctx context.Context, st store.Store, d string, ks []store.DKIMKey) error {
 				states := dkim.States(ks, time.Now())
 				for i, k := range ks {
 					if k.Selector != args[1] {
