@@ -77,13 +77,7 @@ func TestDKIMSigned(t *testing.T) {
 	}
 	verify := func(msg string) string {
 		t.Helper()
-		cmd := exec.Command(py, "-c", dkimpyVerify, recs)
-		cmd.Stdin = strings.NewReader(msg)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("dkimpy: %v\n%s", err, out)
-		}
-		return strings.TrimSpace(string(out))
+		return dkimpyRun(t, py, recs, msg)
 	}
 	want := "a=ed25519-sha256 d=example.test ok\na=rsa-sha256 d=example.test ok"
 	if v := verify(got); v != want {
@@ -169,4 +163,28 @@ func TestUnsignedDomainWarned(t *testing.T) {
 	if !strings.Contains(s.logs(), "a domain has no DKIM keys") || !strings.Contains(s.logs(), "domain=example.test") {
 		t.Errorf("no warning for the domain without keys:\n%s", s.logs())
 	}
+}
+
+// dkimpyRun runs dkimpyVerify on msg with the records in the JSON file
+// recs.
+func dkimpyRun(t *testing.T, py, recs, msg string) string {
+	t.Helper()
+	cmd := exec.Command(py, "-c", dkimpyVerify, recs)
+	cmd.Stdin = strings.NewReader(msg)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dkimpy: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// dkimpyCheck verifies msg's signatures with dkimpy against the records
+// s's 'domain records' prints for domain.
+func dkimpyCheck(t *testing.T, s *server, domain, msg string) string {
+	t.Helper()
+	recs := filepath.Join(t.TempDir(), "records.json")
+	if err := os.WriteFile(recs, []byte(s.cli("domain", "records", domain, "--json")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dkimpyRun(t, requireTool(t, "/usr/bin/python3"), recs, msg)
 }

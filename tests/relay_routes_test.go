@@ -257,6 +257,11 @@ func TestRelayEightBitDowngrade(t *testing.T) {
 	if !strings.Contains(got, "Content-Transfer-Encoding: quoted-printable") || !strings.Contains(got, "Gr=C3=BC=C3=9Fe aus K=C3=B6ln") {
 		t.Errorf("not converted to quoted-printable:\n%s", got)
 	}
+	// The conversion broke the signatures made at submission: the copy
+	// that left was signed anew, and dkimpy verifies it.
+	if v := dkimpyCheck(t, a, "example.test", got); v != "a=ed25519-sha256 d=example.test ok\na=rsa-sha256 d=example.test ok" {
+		t.Errorf("dkimpy on the converted copy:\n%s\n%s", v, got)
+	}
 	if hop.count("MAIL FROM:<alice@example.test> BODY=") != 0 {
 		t.Errorf("BODY= went to a hop that does not offer 8BITMIME:\n%s", hop.dump())
 	}

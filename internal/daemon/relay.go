@@ -17,6 +17,7 @@ import (
 	"mailroom/internal/certs"
 	"mailroom/internal/config"
 	"mailroom/internal/delivery"
+	"mailroom/internal/dkim"
 	"mailroom/internal/dns"
 	"mailroom/internal/dsn"
 	"mailroom/internal/inbound"
@@ -46,6 +47,7 @@ func startRelay(cfg *config.Config, st store.Store, backend *inbound.Backend, re
 	b := &bouncer{store: st, backend: backend, log: log}
 	b.set(cfg)
 	r := &relay{deliverer: delivery.New(dcfg, resolver), bouncer: b}
+	r.deliverer.SetResigner(dkim.NewSigner(st).Resign)
 	if cfg.Outbound.MTASTS {
 		// The fetcher keeps the policies seen: made once, not at each
 		// reload; its certificate authorities are those at start.

@@ -45,6 +45,11 @@ type Config struct {
 	Roots *x509.CertPool
 }
 
+// Resigner signs anew a message converted to 7 bits (the conversion
+// breaks its DKIM signatures): msg in, the re-signed message out; ok false
+// leaves the message as it is (dkim.Signer.Resign).
+type Resigner func(ctx context.Context, msg io.ReadSeeker, out io.Writer) (ok bool, err error)
+
 // Relay sends the mail for some recipient domains through an upstream
 // server (a smart host) instead of to their MX hosts.
 type Relay struct {
@@ -116,7 +121,11 @@ type Deliverer struct {
 	resolver *dns.Resolver
 	pool     *pool
 	sts      *mtasts.Fetcher // nil: MTA-STS not followed
+	resign   Resigner        // nil: converted messages go with broken signatures
 }
+
+// SetResigner makes messages converted to 7 bits signed anew.
+func (d *Deliverer) SetResigner(r Resigner) { d.resign = r }
 
 // SetMTASTS makes deliveries follow receiving domains' MTA-STS policies.
 func (d *Deliverer) SetMTASTS(f *mtasts.Fetcher) { d.sts = f }
@@ -403,7 +412,7 @@ func (d *Deliverer) send(ctx context.Context, c *conn, job Job, key string, kept
 		d.pool.put(key, c)
 		return all(job, Outcome{Permanent: true, Detail: err.Error(), RemoteMTA: c.host, TLS: c.tls}), true
 	}
-	body, size, err := messageFor(c.c, job, d.settings.Load().cfg.SpoolDir)
+	body, size, err := messageFor(ctx, c.c, job, d.settings.Load().cfg.SpoolDir, d.resign)
 	if err != nil {
 		d.pool.put(key, c)
 		o := Outcome{Detail: "4.3.0 local error reading the message: " + err.Error()}
@@ -449,7 +458,7 @@ func (d *Deliverer) send(ctx context.Context, c *conn, job Job, key string, kept
 // messageFor opens the message as the next hop can take it: as stored,
 // or, for a hop without 8BITMIME, converted to 7bit data when it has 8-bit
 // octets (RFC 6152 3), whether or not it came with BODY=8BITMIME.
-func messageFor(c *smtpclient.Client, job Job, spoolDir string) (io.ReadCloser, int64, error) {
+func messageFor(ctx context.Context, c *smtpclient.Client, job Job, spoolDir string, resign Resigner) (io.ReadCloser, int64, error) {
 	body, err := job.Open()
 	if err != nil {
 		return nil, 0, err
@@ -478,6 +487,12 @@ func messageFor(c *smtpclient.Client, job Job, spoolDir string) (io.ReadCloser, 
 		f.Close()
 		return nil, 0, err
 	}
+	if resign != nil {
+		if signed, err := resigned(ctx, f, spoolDir, resign); err == nil && signed != nil {
+			f.Close()
+			f = signed
+		}
+	}
 	size, err := f.Seek(0, io.SeekCurrent)
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
@@ -487,6 +502,27 @@ func messageFor(c *smtpclient.Client, job Job, spoolDir string) (io.ReadCloser, 
 		return nil, 0, err
 	}
 	return f, size, nil
+}
+
+// resigned returns a copy of the converted message f with its DKIM
+// signatures made anew, positioned at its end like f, or nil (and f
+// as it was) when there is nothing to sign with.
+func resigned(ctx context.Context, f *os.File, spoolDir string, resign Resigner) (*os.File, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	out, err := os.CreateTemp(spoolDir, "7bit-signed-*")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(out.Name())
+	ok, err := resign(ctx, f, out)
+	if err != nil || !ok {
+		out.Close()
+		_, serr := f.Seek(0, io.SeekEnd)
+		return nil, errors.Join(err, serr)
+	}
+	return out, nil
 }
 
 // mailParams writes the MAIL FROM parameters the next hop understands:

@@ -223,3 +223,54 @@ func BenchmarkSign(b *testing.B) {
 		}
 	}
 }
+
+// TestResign: a message changed after signing is signed anew, our old
+// signatures dropped, another domain's kept; a message whose author's
+// domain has no keys here is left alone.
+func TestResign(t *testing.T) {
+	now := time.Now()
+	keys := newKeys(t, "example.test", now)
+	s := NewSigner(memKeys{"example.test": keys})
+	old, err := s.Sign(t.Context(), "example.test", strings.NewReader(message))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := "DKIM-Signature: v=1; a=rsa-sha256; d=list.test; s=x; h=from; bh=AAAA; b=BBBB\r\n"
+	changed := strings.Replace(string(old)+foreign+message, "see you", "see=20you", 1)
+	var out strings.Builder
+	ok, err := s.Resign(t.Context(), strings.NewReader(changed), &out)
+	if err != nil || !ok {
+		t.Fatalf("Resign = %v, %v", ok, err)
+	}
+	got := out.String()
+	if n := strings.Count(got, "d=example.test"); n != 2 || !strings.Contains(got, "d=list.test") || strings.Contains(got, string(old)) {
+		t.Errorf("after Resign: %d signatures of ours, list.test's kept: %v\n%s", n, strings.Contains(got, "d=list.test"), got)
+	}
+	records := map[string]string{}
+	for _, k := range keys {
+		rec, _ := Record(k)
+		records[Name(k)] = rec
+	}
+	vs, err := msgdkim.VerifyWithOptions(strings.NewReader(got), &msgdkim.VerifyOptions{LookupTXT: func(name string) ([]string, error) {
+		if r, ok := records[strings.TrimSuffix(name, ".")]; ok {
+			return []string{r}, nil
+		}
+		return nil, errors.New("no record")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	passed := 0
+	for _, v := range vs {
+		if v.Err == nil {
+			passed++
+		}
+	}
+	if passed != 2 {
+		t.Errorf("%d of our new signatures verify, want 2", passed)
+	}
+	out.Reset()
+	if ok, err := s.Resign(t.Context(), strings.NewReader(strings.Replace(message, "alice@example.test", "alice@elsewhere.test", 1)), &out); ok || err != nil || out.Len() != 0 {
+		t.Errorf("a message of a domain without keys: %v, %v, %d octets written", ok, err, out.Len())
+	}
+}
