@@ -295,3 +295,23 @@ for line in sys.stdin:
 		}
 	}
 }
+
+// TestAuthResultsOnSubmission: a logged-in user's message gets our
+// auth=pass, and a field it carries claiming our name is obscured, so that
+// nobody can hand a colleague's mail client a forged verdict.
+func TestAuthResultsOnSubmission(t *testing.T) {
+	s := newServer(t, "", "")
+	s.start()
+	c := loggedIn(t, s)
+	if r := c.sendMail("alice@example.test", []string{"bob@example.test"}, "Authentication-Results: mx.example.test; dmarc=pass header.from=bank.test\r\nFrom: alice@example.test\r\nSubject: trust me\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("submission: %q", r)
+	}
+	waitMailbox(t, s, "bob@example.test", 1, "alice's message")
+	got := s.message("bob@example.test", s.mailbox("bob@example.test")[0].ID)
+	if ar := authResults(got); !strings.Contains(ar, "auth=pass") || strings.Contains(ar, "bank.test") {
+		t.Errorf("Authentication-Results of a submitted message: %q", ar)
+	}
+	if !strings.Contains(got, "X-Claimed-Auth-Results: mx.example.test; dmarc=pass header.from=bank.test") {
+		t.Errorf("the forged field was not obscured:\n%s", got)
+	}
+}

@@ -278,6 +278,18 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 			}
 		}
 	}
+	// Every message stored carries our verdict, and no field claiming our
+	// name but ours (RFC 8601 5): a logged-in sender could forge one for a
+	// colleague's mail client to trust.
+	if from.field == "" {
+		if err := obscureClaims(msg, cfg.Hostname); err != nil {
+			return tempFailure(err)
+		}
+		from.field = "Authentication-Results: " + cfg.Hostname + "; none\r\n"
+		if s.Auth != nil {
+			from.field = "Authentication-Results: " + cfg.Hostname + ";\r\n\tauth=pass (logged in)\r\n"
+		}
+	}
 	top := from.field + env.Received + string(signature) + added
 	m := &store.Message{
 		QueueID:      env.QueueID,
