@@ -24,6 +24,9 @@
 #   KEEP=1     keep the scratch folder (logs, configuration) at the end
 #   SIGN=1     Mailroom DKIM-signs the relayed mail (the senders' domain is
 #              its own); without it neither server signs
+#   CHECKS=1   Mailroom trusts no network, so each message to a local user is
+#              checked (SPF, DKIM, DMARC against the bench's DNS server), as
+#              mail from outside is; for the accept and latency scenarios only
 #
 # Writes bench/results/bench-YYYYMMDD-HHMM.md (with -smoke before .md when
 # the run is smaller than the issue asks for). Every process it starts is
@@ -46,8 +49,11 @@ STALL_SECS=${STALL_SECS:-60}
 BENCH_TMP=${BENCH_TMP:-/var/tmp}
 KEEP=${KEEP:-}
 SIGN=${SIGN:-}
+CHECKS=${CHECKS:-}
+TRUSTED='"127.0.0.0/8"'
+[ -n "$CHECKS" ] && TRUSTED=
 
-COMMAND="${SIGN:+SIGN=$SIGN }N=$N SIZE=$SIZE RUNS=$RUNS SCENARIOS=\"$SCENARIOS\" CONCS=\"$CONCS\" SERVERS=\"$SERVERS\" IDLE_N=$IDLE_N IDLE_N_POSTFIX=$IDLE_N_POSTFIX LAT_N=$LAT_N FSYNC_N=$FSYNC_N MAX_SECS=$MAX_SECS STALL_SECS=$STALL_SECS bench/run.sh"
+COMMAND="${SIGN:+SIGN=$SIGN }${CHECKS:+CHECKS=$CHECKS }N=$N SIZE=$SIZE RUNS=$RUNS SCENARIOS=\"$SCENARIOS\" CONCS=\"$CONCS\" SERVERS=\"$SERVERS\" IDLE_N=$IDLE_N IDLE_N_POSTFIX=$IDLE_N_POSTFIX LAT_N=$LAT_N FSYNC_N=$FSYNC_N MAX_SECS=$MAX_SECS STALL_SECS=$STALL_SECS bench/run.sh"
 
 die() { echo "bench: $*" >&2; exit 1; }
 for v in N SIZE RUNS IDLE_N IDLE_N_POSTFIX LAT_N FSYNC_N MAX_SECS STALL_SECS; do
@@ -254,7 +260,7 @@ submission = ["127.0.0.1:$MR_SUB_PORT"]
 
 [smtp]
 # smtp-source relays from here, like Postfix's mynetworks.
-trusted_networks = ["127.0.0.0/8"]
+trusted_networks = [$TRUSTED]
 # All the load comes from 127.0.0.1: lift the per-client limit (50), and the
 # total for the idle connections.
 max_connections = $maxconn
