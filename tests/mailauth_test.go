@@ -100,6 +100,9 @@ func TestInboundAuthentication(t *testing.T) {
 	if r := send("x@bad.test", padded, "alice@example.test"); !strings.HasPrefix(r, "552 5.6.0 ") {
 		t.Errorf("a header of 270 KiB from outside: %q", r)
 	}
+	if r := send("x@bad.test", "X-Folded: a\r\n"+strings.Repeat(" b\r\n", 1001)+msg("ceo@bad.test", "folded"), "alice@example.test"); !strings.HasPrefix(r, "552 5.6.0 ") {
+		t.Errorf("a field folded over 1,001 lines from outside: %q", r)
+	}
 	if r := send("x@bad.test", "From: a@good.test\r\n"+msg("ceo@bad.test", "two froms"), "alice@example.test"); !strings.HasPrefix(r, "550 5.6.0 ") {
 		t.Errorf("two From fields from outside: %q", r)
 	}

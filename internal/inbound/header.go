@@ -22,6 +22,7 @@ type headerInfo struct {
 	HasDate      bool
 	TLSOptional  bool // "TLS-Required: No" (RFC 8689 5)
 	Lines        int  // of the header section, continuation lines too
+	MaxFolds     int  // the most continuation lines of one field
 }
 
 // authorField is one header field naming authors or senders.
@@ -62,6 +63,7 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 		name = ""
 		value.Reset()
 	}
+	folds := 0
 	for {
 		line, err := br.ReadString('\n')
 		h.Lines++
@@ -73,12 +75,15 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 			return h, nil
 		case trimmed == "":
 		case trimmed[0] == ' ' || trimmed[0] == '\t':
+			folds++
+			h.MaxFolds = max(h.MaxFolds, folds)
 			if name != "" && (name != "subject" || value.Len() < maxFieldKept) {
 				value.WriteByte(' ')
 				value.WriteString(strings.TrimSpace(trimmed))
 			}
 		default:
 			flush()
+			folds = 0
 			n, v, ok := strings.Cut(trimmed, ":")
 			if !ok {
 				break

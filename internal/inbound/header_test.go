@@ -99,3 +99,10 @@ func BenchmarkScanHeaderFolded(b *testing.B) {
 		scanHeader(strings.NewReader(foldedHeader))
 	}
 }
+
+func TestScanHeaderFolds(t *testing.T) {
+	h, err := scanHeader(strings.NewReader("X: a\r\n b\r\n c\r\nY: d\r\n e\r\n\r\nbody\r\n"))
+	if err != nil || h.MaxFolds != 2 || h.Lines != 6 || !h.Complete {
+		t.Errorf("scanHeader = %+v, %v; want 2 folds at most, 6 lines", h, err)
+	}
+}

@@ -13,6 +13,7 @@ func TestObscureClaims(t *testing.T) {
 		"Authentication-Results: MX.Here.Test; dkim=pass\r\n" +
 		"authentication-results:\r\n mx.here.test 1; spf=pass\r\n" +
 		"Authentication-Results: mx.here.test.elsewhere; spf=pass\r\n" +
+		"Authentication-Results: (a comment) mx.here.test; dkim=pass\r\n" +
 		"Authentication-Results: other.test; dkim=pass\r\n" +
 		"Subject: x\r\n\r\n" +
 		"Authentication-Results: mx.here.test; in the body\r\n"
@@ -23,6 +24,7 @@ func TestObscureClaims(t *testing.T) {
 	}
 	got, _ := io.ReadAll(sp.Reader())
 	want := strings.NewReplacer("Authentication-Results: MX.Here.Test", claimedName+": MX.Here.Test",
+		"Authentication-Results: (a comment)", claimedName+": (a comment)",
 		"authentication-results:\r\n mx.here.test 1", claimedName+":\r\n mx.here.test 1").Replace(msg)
 	if string(got) != want {
 		t.Errorf("obscureClaims:\n%s\nwant\n%s", got, want)
