@@ -6,7 +6,6 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -111,10 +110,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	backend := inbound.New(st, inboundConfig(cfg), log)
 	backend.SetResolver(resolver)
-	// Forwarding's SRS key, derived from the server's secret (a key of its
-	// own for each use).
-	srsKey := sha256.Sum256(append([]byte("mailroom srs\x00"), secret...))
-	backend.SetSRSSecret(srsKey[:])
+	// Forwarding's SRS key is the store's, shared by every node: a bounce
+	// to a forwarding address may come to any of them.
+	srsKey, err := st.Secret(ctx, "srs", 32)
+	if err != nil {
+		return err
+	}
+	backend.SetSRSSecret(srsKey)
 	logins := auth.New(st, authPolicy(cfg), secret, log)
 	logins.SetCacheTime(cfg.Auth.LoginCacheTime.D())
 	out, err := startRelay(cfg, st, backend, resolver, log)

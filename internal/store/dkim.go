@@ -58,3 +58,11 @@ type MTASTSPolicies interface {
 	// MTASTSPolicy returns a domain's policy kept (ErrNotFound: none).
 	MTASTSPolicy(ctx context.Context, domain string) (MTASTSPolicy, error)
 }
+
+// SharedSecrets are keys the server makes once and every node shares (the
+// SRS key: a bounce to a forwarding address may come to any node).
+type SharedSecrets interface {
+	// Secret returns the secret of a name, made of size random octets the
+	// first time it is asked for (every caller gets the same one).
+	Secret(ctx context.Context, name string, size int) ([]byte, error)
+}

@@ -42,6 +42,7 @@ type Store interface {
 	DKIMKeys
 	DMARCReports
 	MTASTSPolicies
+	SharedSecrets
 	Close() error
 }
 

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -76,4 +77,32 @@ func (s *Store) MTASTSPolicy(ctx context.Context, domain string) (store.MTASTSPo
 	}
 	p.Fetched, p.Expires = time.Unix(fetched, 0), time.Unix(expires, 0)
 	return p, nil
+}
+
+// Secret returns a named secret, made on first use.
+func (s *Store) Secret(ctx context.Context, name string, size int) ([]byte, error) {
+	var v []byte
+	err := s.queryRow(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)
+	if err == nil {
+		return v, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: read the secret %s: %w", name, err)
+	}
+	fresh := make([]byte, size)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, err
+	}
+	// Two callers at once: the first insert wins, and both read it back.
+	err = s.write(ctx, func(tx *wtx) error {
+		_, err := tx.Exec(`INSERT INTO secrets(name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING`, name, fresh)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: keep the secret %s: %w", name, err)
+	}
+	if err := s.queryRow(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v); err != nil {
+		return nil, fmt.Errorf("store: read the secret %s: %w", name, err)
+	}
+	return v, nil
 }

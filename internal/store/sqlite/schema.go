@@ -278,4 +278,11 @@ CREATE TABLE mta_sts_policies (
 	expires INTEGER NOT NULL
 );
 `,
+	`
+-- Keys the server makes once and every node shares (store.SharedSecrets).
+CREATE TABLE secrets (
+	name  TEXT PRIMARY KEY,
+	value BLOB NOT NULL
+);
+`,
 }

@@ -15,6 +15,7 @@ func dkimTests() []test {
 		{"DKIM keys are kept per domain, oldest first, retired and deleted one by one, and go with their domain", testDKIMKeys},
 		{"DMARC reports are kept once per reporter and ID, read back by domain and period, the newest first", testDMARCReports},
 		{"MTA-STS policies are kept per domain, the last saved in place of the one before", testMTASTSPolicies},
+		{"a shared secret is made once, the same for every caller, one per name", testSharedSecrets},
 	}
 }
 
@@ -138,5 +139,21 @@ func testMTASTSPolicies(t *testing.T, s store.Store) {
 	p, err := s.MTASTSPolicy(ctx, "remote.example")
 	if err != nil || p.ID != "2" || p.Text != "version: STSv1\nmode: enforce\n" || !p.Fetched.Equal(base.Add(time.Minute)) || !p.Expires.Equal(base.Add(2*time.Hour)) {
 		t.Errorf("the policy saved last: %+v, %v", p, err)
+	}
+}
+
+func testSharedSecrets(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a, err := s.Secret(ctx, "srs", 32)
+	if err != nil || len(a) != 32 {
+		t.Fatalf("Secret = %d octets, %v", len(a), err)
+	}
+	again, err := s.Secret(ctx, "srs", 16)
+	if err != nil || string(again) != string(a) {
+		t.Errorf("asked again, the secret changed (%v)", err)
+	}
+	other, err := s.Secret(ctx, "other", 32)
+	if err != nil || string(other) == string(a) {
+		t.Errorf("two names share a secret (%v)", err)
 	}
 }
