@@ -98,6 +98,14 @@ func TestForwarding(t *testing.T) {
 		t.Fatalf("carol's submission: %q", r)
 	}
 	waitMailbox(t, b, "carol@remote.test", 2, "our bounce for the forward to nobody, back at carol")
+	// Our report to another domain is signed like our users' mail.
+	for _, m := range b.mailbox("carol@remote.test") {
+		if raw := b.message("carol@remote.test", m.ID); strings.Contains(raw, "to nobody") {
+			if v := dkimpyCheck(t, a, "example.test", raw); v != "a=ed25519-sha256 d=example.test ok\na=rsa-sha256 d=example.test ok" {
+				t.Errorf("dkimpy on our bounce: %s", v)
+			}
+		}
+	}
 	forged := "SRS0=AAAAAAAA" + srsAddr[13:]
 	bc = a.dial()
 	bc.cmd("EHLO mx.other.test", "250")

@@ -33,7 +33,7 @@ func newSealer(t *testing.T, domain string, ks keys) *Sealer {
 	return &Sealer{Domain: domain, Selector: "s1", Key: key}
 }
 
-const message = "From: Alice <alice@example.test>\r\nTo: list@lists.test\r\nSubject: hello  there\r\nDate: Sun, 06 Dec 2026 12:00:00 +0000\r\n" +
+const sampleMsg = "From: Alice <alice@example.test>\r\nTo: list@lists.test\r\nSubject: hello  there\r\nDate: Sun, 06 Dec 2026 12:00:00 +0000\r\n" +
 	"Message-ID: <1@example.test>\r\n\r\nHello,   world \r\n\r\n\r\n"
 
 // TestSealAndVerify: a chain of two seals verifies; a changed body, a
@@ -42,14 +42,14 @@ func TestSealAndVerify(t *testing.T) {
 	ks := keys{}
 	ctx := context.Background()
 	first, second := newSealer(t, "lists.test", ks), newSealer(t, "forwarder.test", ks)
-	if r := Verify(ctx, ks.lookup, []byte(message)); r.Value != "none" {
+	if r := Verify(ctx, ks.lookup, []byte(sampleMsg)); r.Value != "none" {
 		t.Fatalf("no chain: %+v", r)
 	}
-	set1, err := first.Seal([]byte(message), "lists.test; dkim=pass header.d=example.test; dmarc=pass", Result{Value: "none"})
+	set1, err := first.Seal([]byte(sampleMsg), "lists.test; dkim=pass header.d=example.test; dmarc=pass", Result{Value: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	once := string(set1) + message
+	once := string(set1) + sampleMsg
 	r := Verify(ctx, ks.lookup, []byte(once))
 	if r.Value != "pass" || r.Sealer != "lists.test" || r.Instances != 1 {
 		t.Fatalf("one seal: %+v", r)
@@ -87,11 +87,11 @@ func TestDkimpyVerifies(t *testing.T) {
 	}
 	ks := keys{}
 	first, second := newSealer(t, "lists.test", ks), newSealer(t, "forwarder.test", ks)
-	set1, err := first.Seal([]byte(message), "lists.test; spf=pass smtp.mailfrom=example.test", Result{Value: "none"})
+	set1, err := first.Seal([]byte(sampleMsg), "lists.test; spf=pass smtp.mailfrom=example.test", Result{Value: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	set2, err := second.Seal(append(set1, message...), "forwarder.test; arc=pass", Result{Value: "pass"})
+	set2, err := second.Seal(append(set1, sampleMsg...), "forwarder.test; arc=pass", Result{Value: "pass"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ print(cv.decode(), reason)`
 	}
 	js += "}"
 	cmd := exec.Command(py, "-c", script, js)
-	cmd.Stdin = strings.NewReader(string(set2) + string(set1) + message)
+	cmd.Stdin = strings.NewReader(string(set2) + string(set1) + sampleMsg)
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "pass") {
 		t.Errorf("dkimpy's arc_verify: %v\n%s", err, out)
@@ -138,7 +138,7 @@ func TestRelaxedBody(t *testing.T) {
 // no key anywhere, never pass.
 func FuzzVerify(f *testing.F) {
 	f.Add([]byte("ARC-Seal: i=1; a=rsa-sha256; cv=none; d=x.test; s=s; b=AAAA\r\nARC-Message-Signature: i=1; a=rsa-sha256; d=x.test; s=s; h=from; bh=; b=\r\nARC-Authentication-Results: i=1; x.test; none\r\nFrom: a@b\r\n\r\nbody\r\n"))
-	f.Add([]byte(message))
+	f.Add([]byte(sampleMsg))
 	none := keys{}
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		r := Verify(context.Background(), none.lookup, msg)

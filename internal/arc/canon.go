@@ -3,46 +3,26 @@ package arc
 import (
 	"bytes"
 	"strings"
+
+	"mailroom/internal/message"
 )
 
-// field is one header field as it stands in the message: its name and
-// the whole field, folding and CRLF included.
+// field is one header field as it stands in the message: its name (lower
+// case) and the whole field, folding and line end included.
 type field struct {
-	name string // as written
+	name string
 	raw  string
 }
 
 // splitHeader returns the header section's fields and where the body
-// starts.
+// starts (message.Fields).
 func splitHeader(msg []byte) ([]field, int) {
-	var out []field
-	start := -1 // of the field being read
-	flush := func(end int) {
-		if start >= 0 {
-			raw := string(msg[start:end])
-			name, _, _ := strings.Cut(raw, ":")
-			out = append(out, field{name: strings.TrimSpace(name), raw: raw})
-		}
+	fs, body := message.Fields(msg)
+	out := make([]field, len(fs))
+	for i, f := range fs {
+		out[i] = field{name: f.Name, raw: string(f.Raw)}
 	}
-	i := 0
-	for i < len(msg) {
-		end := bytes.IndexByte(msg[i:], '\n')
-		if end < 0 {
-			end = len(msg) - i - 1
-		}
-		line := msg[i : i+end+1]
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			flush(i)
-			return out, i + end + 1
-		}
-		if line[0] != ' ' && line[0] != '\t' || start < 0 {
-			flush(i)
-			start = i
-		}
-		i += end + 1
-	}
-	flush(len(msg))
-	return out, len(msg)
+	return out, body
 }
 
 // relaxedHeader canonicalizes a field (RFC 6376 3.4.2): the name in lower

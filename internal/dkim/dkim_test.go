@@ -20,7 +20,7 @@ func (m memKeys) DKIMKeysOf(_ context.Context, domain string) ([]store.DKIMKey, 
 	return m[domain], nil
 }
 
-const message = "From: Alice <alice@example.test>\r\nTo: bob@remote.test\r\nSubject: hello\r\n" +
+const sampleMsg = "From: Alice <alice@example.test>\r\nTo: bob@remote.test\r\nSubject: hello\r\n" +
 	"Date: Sun, 06 Dec 2026 12:00:00 +0000\r\nMessage-ID: <1@example.test>\r\n\r\nHello Bob,  \r\nsee you.\r\n\r\n\r\n"
 
 func newKeys(t *testing.T, domain string, now time.Time) []store.DKIMKey {
@@ -51,7 +51,7 @@ func TestSignVerifies(t *testing.T) {
 		records[Name(k)] = rec
 	}
 	s := NewSigner(memKeys{"example.test": keys})
-	fields, err := s.Sign(t.Context(), "example.test", strings.NewReader(message))
+	fields, err := s.Sign(t.Context(), "example.test", strings.NewReader(sampleMsg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestSignVerifies(t *testing.T) {
 		}
 		return vs
 	}
-	for _, v := range verify(string(fields) + message) {
+	for _, v := range verify(string(fields) + sampleMsg) {
 		if v.Err != nil {
 			t.Errorf("a signature does not verify: %v", v.Err)
 		}
@@ -87,9 +87,9 @@ func TestSignVerifies(t *testing.T) {
 		}
 	}
 	for name, changed := range map[string]string{
-		"a changed body":   strings.Replace(message, "see you", "see me", 1),
-		"a From put above": "From: mallory@evil.test\r\n" + message,
-		"a second Subject": strings.Replace(message, "\r\n\r\n", "\r\nSubject: pay now\r\n\r\n", 1),
+		"a changed body":   strings.Replace(sampleMsg, "see you", "see me", 1),
+		"a From put above": "From: mallory@evil.test\r\n" + sampleMsg,
+		"a second Subject": strings.Replace(sampleMsg, "\r\n\r\n", "\r\nSubject: pay now\r\n\r\n", 1),
 	} {
 		for _, v := range verify(string(fields) + changed) {
 			if v.Err == nil {
@@ -98,7 +98,7 @@ func TestSignVerifies(t *testing.T) {
 		}
 	}
 	// Relaxed canonicalization: whitespace changes in transit do not matter.
-	for _, v := range verify(string(fields) + strings.Replace(message, "Subject: hello", "Subject:   hello ", 1)) {
+	for _, v := range verify(string(fields) + strings.Replace(sampleMsg, "Subject: hello", "Subject:   hello ", 1)) {
 		if v.Err != nil {
 			t.Errorf("relaxed header canonicalization: %v", v.Err)
 		}
@@ -118,7 +118,7 @@ func TestSignerDomain(t *testing.T) {
 			t.Errorf("Domain(%q) = %q, %v; want %q", author, got, err, want)
 		}
 	}
-	if _, err := s.Sign(t.Context(), "other.test", strings.NewReader(message)); !errors.Is(err, ErrNoKeys) {
+	if _, err := s.Sign(t.Context(), "other.test", strings.NewReader(sampleMsg)); !errors.Is(err, ErrNoKeys) {
 		t.Errorf("Sign for a domain without keys: %v, want ErrNoKeys", err)
 	}
 }
@@ -215,7 +215,7 @@ func BenchmarkSign(b *testing.B) {
 		ks = append(ks, k)
 	}
 	s := NewSigner(memKeys{"example.test": ks})
-	msg := message + strings.Repeat("a line of text of some sixty octets, as mail bodies have\r\n", 170)
+	msg := sampleMsg + strings.Repeat("a line of text of some sixty octets, as mail bodies have\r\n", 170)
 	b.SetBytes(int64(len(msg)))
 	for b.Loop() {
 		if _, err := s.Sign(context.Background(), "example.test", strings.NewReader(msg)); err != nil {
@@ -231,12 +231,12 @@ func TestResign(t *testing.T) {
 	now := time.Now()
 	keys := newKeys(t, "example.test", now)
 	s := NewSigner(memKeys{"example.test": keys})
-	old, err := s.Sign(t.Context(), "example.test", strings.NewReader(message))
+	old, err := s.Sign(t.Context(), "example.test", strings.NewReader(sampleMsg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	foreign := "DKIM-Signature: v=1; a=rsa-sha256; d=list.test; s=x; h=from; bh=AAAA; b=BBBB\r\n"
-	changed := strings.Replace(string(old)+foreign+message, "see you", "see=20you", 1)
+	changed := strings.Replace(string(old)+foreign+sampleMsg, "see you", "see=20you", 1)
 	var out strings.Builder
 	ok, err := s.Resign(t.Context(), strings.NewReader(changed), &out)
 	if err != nil || !ok {
@@ -270,7 +270,7 @@ func TestResign(t *testing.T) {
 		t.Errorf("%d of our new signatures verify, want 2", passed)
 	}
 	out.Reset()
-	if ok, err := s.Resign(t.Context(), strings.NewReader(strings.Replace(message, "alice@example.test", "alice@elsewhere.test", 1)), &out); ok || err != nil || out.Len() != 0 {
-		t.Errorf("a message of a domain without keys: %v, %v, %d octets written", ok, err, out.Len())
+	if ok, err := s.Resign(t.Context(), strings.NewReader(strings.Replace(sampleMsg, "alice@example.test", "alice@elsewhere.test", 1)), &out); ok || err != nil || out.Len() != 0 {
+		t.Errorf("a sampleMsg of a domain without keys: %v, %v, %d octets written", ok, err, out.Len())
 	}
 }

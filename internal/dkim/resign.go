@@ -1,12 +1,12 @@
 package dkim
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"mailroom/internal/message"
 	"net/mail"
 	"strings"
 )
@@ -21,32 +21,22 @@ const maxResignHeader = 1 << 20
 // stay as they are). ok is false, and nothing is written, when the
 // author's domain has no keys here: the caller sends the message as is.
 func (s *Signer) Resign(ctx context.Context, msg io.ReadSeeker, out io.Writer) (ok bool, err error) {
-	br := bufio.NewReader(io.LimitReader(msg, maxResignHeader))
-	var fields []string
-	blank := 0
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return false, fmt.Errorf("dkim: read the header to re-sign: %w", errors.Join(err, errors.New("no end of the header within 1 MiB")))
-		}
-		if line == "\r\n" || line == "\n" {
-			blank = len(line)
-			break
-		}
-		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
-			fields[len(fields)-1] += line
-		} else {
-			fields = append(fields, line)
-		}
+	head, err := io.ReadAll(io.LimitReader(msg, maxResignHeader))
+	if err != nil {
+		return false, fmt.Errorf("dkim: read the header to re-sign: %w", err)
 	}
-	headerLen := 0
+	fields, bodyStart := message.Fields(head)
+	if bodyStart == len(head) && !bytes.HasSuffix(head, []byte("\n\n")) && !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+		return false, errors.New("dkim: no end of the header within 1 MiB to re-sign")
+	}
 	author := ""
 	for _, f := range fields {
-		headerLen += len(f)
-		if name, value, _ := strings.Cut(f, ":"); strings.EqualFold(strings.TrimSpace(name), "from") && author == "" {
+		if f.Name == "from" {
+			_, value, _ := strings.Cut(string(f.Raw), ":")
 			if a, err := mail.ParseAddress(strings.TrimSpace(value)); err == nil {
 				_, author, _ = strings.Cut(a.Address, "@")
 			}
+			break
 		}
 	}
 	domain, err := s.Domain(ctx, author)
@@ -55,15 +45,15 @@ func (s *Signer) Resign(ctx context.Context, msg io.ReadSeeker, out io.Writer) (
 	}
 	var kept bytes.Buffer
 	for _, f := range fields {
-		name, value, _ := strings.Cut(f, ":")
-		if strings.EqualFold(strings.TrimSpace(name), "dkim-signature") && strings.EqualFold(tag(value, "d"), domain) {
+		_, value, _ := strings.Cut(string(f.Raw), ":")
+		if f.Name == "dkim-signature" && strings.EqualFold(tag(value, "d"), domain) {
 			continue
 		}
-		kept.WriteString(f)
+		kept.Write(f.Raw)
 	}
 	kept.WriteString("\r\n")
 	body := func() (io.Reader, error) {
-		if _, err := msg.Seek(int64(headerLen+blank), io.SeekStart); err != nil {
+		if _, err := msg.Seek(int64(bodyStart), io.SeekStart); err != nil {
 			return nil, err
 		}
 		return msg, nil

@@ -15,6 +15,7 @@ type header struct {
 // the name and colon, up to the end of its last line.
 type field struct {
 	name       string // lower case
+	line       int    // where the field begins, its name
 	start, end int
 }
 
@@ -40,12 +41,31 @@ func splitHeader(b []byte) (header, int) {
 			}
 		case ok:
 			if n := bytes.TrimRight(name, " \t"); len(n) > 0 && !bytes.ContainsAny(n, " \t") {
-				h.fields = append(h.fields, field{name: strings.ToLower(string(n)), start: p + len(name) + 1, end: lineEnd})
+				h.fields = append(h.fields, field{name: strings.ToLower(string(n)), line: p, start: p + len(name) + 1, end: lineEnd})
 			}
 		}
 		p = lineEnd
 	}
 	return h, end
+}
+
+// Field is one header field as written: Name in lower case, Raw the whole
+// field (name, colon, folded value, line end).
+type Field struct {
+	Name string
+	Raw  []byte
+}
+
+// Fields splits the header section at the start of b into its fields, in
+// order, and returns where the body starts (as splitHeader does: lines
+// that are neither fields nor continuations are left out).
+func Fields(b []byte) ([]Field, int) {
+	h, body := splitHeader(b)
+	out := make([]Field, len(h.fields))
+	for i, f := range h.fields {
+		out[i] = Field{Name: f.name, Raw: b[f.line:f.end]}
+	}
+	return out, body
 }
 
 // get returns the unfolded value of the first field of the name, trimmed;

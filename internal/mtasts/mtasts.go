@@ -160,6 +160,7 @@ type Fetcher struct {
 	cache map[string]*Policy
 	tried map[string]time.Time // when a fetch last failed, to not retry at once
 	ids   map[string]seenID    // the TXT record's id, asked at most every recheck
+	asked map[string]bool      // the keeper was asked: it is not asked again per delivery
 }
 
 // seenID is what a domain's TXT record said, and when.
@@ -178,7 +179,7 @@ func NewFetcher(r Resolver, roots *x509.CertPool, port int) *Fetcher {
 	if port == 0 {
 		port = 443
 	}
-	f := &Fetcher{dns: r, now: time.Now, cache: map[string]*Policy{}, tried: map[string]time.Time{}, ids: map[string]seenID{}}
+	f := &Fetcher{dns: r, now: time.Now, cache: map[string]*Policy{}, tried: map[string]time.Time{}, ids: map[string]seenID{}, asked: map[string]bool{}}
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	f.client = &http.Client{
 		Timeout: 30 * time.Second,
@@ -223,10 +224,16 @@ func (f *Fetcher) KeepIn(k Keeper) { f.keeper = k }
 // keeper; nil when none.
 func (f *Fetcher) kept(ctx context.Context, domain string) *Policy {
 	f.mu.Lock()
-	p := f.cache[domain]
+	p, asked := f.cache[domain], f.asked[domain]
+	if !asked {
+		if len(f.asked) > 100_000 {
+			clear(f.asked)
+		}
+		f.asked[domain] = true
+	}
 	f.mu.Unlock()
-	if p != nil || f.keeper == nil {
-		return p
+	if p != nil || f.keeper == nil || asked {
+		return p // what the keeper holds was taken once; fetches since are in memory
 	}
 	saved, err := f.keeper.MTASTSPolicy(ctx, domain)
 	if err != nil {
@@ -291,7 +298,8 @@ func (f *Fetcher) Policy(ctx context.Context, domain string) (*Policy, error) {
 	}
 	p.ID, p.Fetched = id, now
 	if len(f.cache) > 100_000 {
-		clear(f.cache) // a bound; they are fetched again
+		clear(f.cache) // a bound; they are fetched again, or read back from the keeper
+		clear(f.asked)
 	}
 	f.cache[domain] = p
 	delete(f.tried, domain)
