@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Mailroom's tests use beyond Go: Python 3 (smtplib is in its
 # standard library) with flufl.bounce (Mailman's bounce detector) dkimpy (DKIM verifier) and pyspf, swaks (with TLS), curl, mutt and tmux (to drive it), openssl,
-# the mail clients mbsync (isync), fetchmail, getmail6 and offlineimap3, Postfix (a real next hop
+# unbound and ldnsutils (DANE), the mail clients mbsync (isync), fetchmail, getmail6 and offlineimap3, Postfix (a real next hop
 # for the relay test, which runs its own instance). Does nothing when all are present; otherwise runs
 # apt-get update once and installs the missing ones.
 # "test-deps.sh bench" installs only what bench/run.sh needs: Python 3, curl and Postfix (which ships
@@ -39,6 +39,13 @@ postfix=""
 # anchor of the IMAP and POP3 benchmarks. It starts only when a test runs it.
 daemons="$postfix"
 [ -x /usr/sbin/dovecot ] || { need+=(dovecot-imapd dovecot-pop3d); daemons=new; }
+# unbound: the validating resolver of the DANE test, over zones signed with
+# ldns-signzone (ldnsutils); the test runs its own instance on loopback.
+unbound=""
+if [ -z "$only_bench" ]; then
+  [ -x /usr/sbin/unbound ] || { need+=(unbound); daemons=new; unbound=new; }
+  command -v ldns-signzone >/dev/null || need+=(ldnsutils)
+fi
 if [ -n "$daemons" ]; then
   # "No configuration": no /etc/postfix/main.cf, so the package sets up no
   # system mail server. While it installs, a policy-rc.d (unless the machine
@@ -82,6 +89,11 @@ if [ -n "$postfix" ]; then
   if [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now postfix.service >/dev/null 2>&1 || true
   fi
+fi
+if [ -n "$unbound" ] && [ -d /run/systemd/system ]; then
+  # The system instance must not run: it would fetch the root's trust
+  # anchor from the internet and take port 53.
+  $SUDO systemctl disable --now unbound.service unbound-resolvconf.service >/dev/null 2>&1 || true
 fi
 [ -n "$only_bench" ] && exit 0
 # Pebble, Let's Encrypt's ACME test server, for the ACME test (a Go module).

@@ -30,7 +30,7 @@ Exits with 1 when something is wrong; warnings alone exit 0.`,
 			if err != nil {
 				return err
 			}
-			resolver, err := dns.New(cfg.DNS.Resolver.String())
+			resolver, err := dns.New(cfg.DNS.Resolver.String(), cfg.DNS.DNSSEC)
 			if err != nil {
 				return err
 			}

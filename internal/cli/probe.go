@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mailroom/internal/dane"
+	"mailroom/internal/dns"
 	"mailroom/internal/smtpclient"
 )
 
@@ -32,6 +35,7 @@ type probeReport struct {
 	TLS         *probeTLS   `json:"tls,omitempty"`
 	Sent        string      `json:"sent,omitempty"` // the reply to the test message
 	Error       string      `json:"error,omitempty"`
+	DANE        string      `json:"dane,omitempty"` // what the host's TLSA records say of its certificate
 	ConnectTime string      `json:"connect_time,omitempty"`
 }
 
@@ -41,6 +45,7 @@ type probeTLS struct {
 	Chain        []string `json:"chain"` // subject, issuer and validity of each certificate
 	Verified     bool     `json:"verified"`
 	VerifyResult string   `json:"verify_result"`
+	raw          [][]byte // the chain as sent
 }
 
 // probeCommand is "probe HOST[:PORT]": an SMTP dialogue with any server,
@@ -92,7 +97,26 @@ message with --from and --to. What the server sends is shown with control charac
 				}
 				password = strings.TrimRight(line, "\r\n")
 			}
-			rep := a.probe(cmd.Context(), net.JoinHostPort(host, port), host, mode, helo, user, password, from, to, roots, timeout)
+			// Names are resolved as deliveries resolve them: through the
+			// configured resolver, which DANE's answers must come from.
+			server, dnssec := "", ""
+			if cfg, err := a.config(); err == nil {
+				server, dnssec = cfg.DNS.Resolver.String(), cfg.DNS.DNSSEC
+			}
+			addr := net.JoinHostPort(host, port)
+			resolver, rerr := dns.New(server, dnssec)
+			if _, err := netip.ParseAddr(host); err != nil {
+				if rerr != nil {
+					return rerr
+				}
+				ips, err := resolver.LookupIP(cmd.Context(), host)
+				if err != nil {
+					return fmt.Errorf("%s: no address to connect to: %w", printable(host), err)
+				}
+				addr = net.JoinHostPort(ips[0].String(), port)
+			}
+			rep := a.probe(cmd.Context(), addr, host, mode, helo, user, password, from, to, roots, timeout)
+			rep.DANE = probeDANE(cmd.Context(), resolver, host, port, rep.TLS)
 			if asJSON {
 				if err := a.printJSON(rep); err != nil {
 					return err
@@ -193,6 +217,7 @@ func (a *app) probe(ctx context.Context, addr, host, mode, helo, user, password,
 func describeTLS(st *tls.ConnectionState, host string, roots *x509.CertPool) *probeTLS {
 	t := &probeTLS{Version: tls.VersionName(st.Version), Cipher: tls.CipherSuiteName(st.CipherSuite)}
 	for _, c := range st.PeerCertificates {
+		t.raw = append(t.raw, c.Raw)
 		t.Chain = append(t.Chain, fmt.Sprintf("%s (issued by %s; %s to %s; names %s)", c.Subject, c.Issuer,
 			c.NotBefore.UTC().Format(time.DateOnly), c.NotAfter.UTC().Format(time.DateOnly), strings.Join(c.DNSNames, ", ")))
 	}
@@ -212,6 +237,37 @@ func describeTLS(st *tls.ConnectionState, host string, roots *x509.CertPool) *pr
 	return t
 }
 
+// probeDANE looks up the host's TLSA records (RFC 7672) through the
+// configured resolver and says whether they authenticate its certificate.
+func probeDANE(ctx context.Context, r *dns.Resolver, host, port string, t *probeTLS) string {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return "" // TLSA records belong to names
+	}
+	name := "_" + port + "._tcp." + host
+	recs, secure, err := r.LookupTLSA(ctx, name)
+	switch {
+	case err != nil:
+		return "the TLSA records of " + name + " could not be looked up (a DANE sender would not deliver): " + err.Error()
+	case len(recs) == 0:
+		return "no TLSA records at " + name + " (senders use MTA-STS or opportunistic TLS)"
+	case !r.Validating():
+		return fmt.Sprintf("%d TLSA record(s) at %s, not validated: the resolver is not trusted to validate DNSSEC ([dns] dnssec)", len(recs), name)
+	case !secure:
+		return fmt.Sprintf("%d TLSA record(s) at %s, but the answer is not DNSSEC-validated: senders ignore them", len(recs), name)
+	}
+	usable := dane.Usable(recs)
+	switch {
+	case len(usable) == 0:
+		return fmt.Sprintf("%d TLSA record(s) at %s, none usable for SMTP (only DANE-TA(2) and DANE-EE(3) are): senders require TLS without authenticating it", len(recs), name)
+	case t == nil:
+		return fmt.Sprintf("%d usable TLSA record(s) at %s, but no TLS to check them against: DANE senders will not deliver", len(usable), name)
+	}
+	if err := dane.Verify(t.raw, usable, []string{host}, time.Now()); err != nil {
+		return "senders that use DANE will not deliver: " + strings.TrimPrefix(err.Error(), "DANE: ")
+	}
+	return fmt.Sprintf("the certificate matches %s's TLSA records (DNSSEC-validated)", host)
+}
+
 func (a *app) printProbe(rep probeReport) {
 	w := a.stdout
 	for _, s := range rep.Transcript {
@@ -229,6 +285,9 @@ func (a *app) printProbe(rep probeReport) {
 			fmt.Fprintf(w, "certificate %d: %s\n", i, printable(c))
 		}
 		fmt.Fprintf(w, "certificate check: %s\n", printable(t.VerifyResult))
+	}
+	if rep.DANE != "" {
+		fmt.Fprintf(w, "DANE: %s\n", printable(rep.DANE))
 	}
 	if rep.Sent != "" {
 		fmt.Fprintf(w, "test message accepted: %s\n", printable(rep.Sent))

@@ -335,6 +335,11 @@ type Queue struct {
 type DNS struct {
 	// Resolver, when set, is the DNS server to ask instead of the system's.
 	Resolver HostPort `toml:"resolver"`
+	// DNSSEC says whose word that an answer is DNSSEC-validated (the AD
+	// bit) counts, for DANE: "auto" (a resolver on loopback, or one
+	// resolv.conf marks "options trust-ad"), "on" (the resolver's, wherever
+	// it is), "off" (nobody's: no DANE).
+	DNSSEC string `toml:"dnssec"`
 }
 
 // Log configures logging.
@@ -384,6 +389,7 @@ func Default() *Config {
 			MTASTS: true, MTASTSPort: 443},
 		Queue: Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour),
 			ReportSizeLimit: 50 << 10, MaxReportsPerHour: 500},
+		DNS: DNS{DNSSEC: "auto"},
 		Log: Log{Format: "text", Level: "info"},
 	}
 }
@@ -608,6 +614,7 @@ func (c *Config) validate() error {
 		{len(s.SubaddressSeparator) <= 1, `smtp.subaddress_separator: must be one character such as "+", or "" to turn sub-addressing off`},
 		{c.TLS.CertFile == "" || c.TLS.KeyFile != "", "tls.cert_file: key_file must be given with it"},
 		{c.TLS.KeyFile == "" || c.TLS.CertFile != "", "tls.key_file: cert_file must be given with it"},
+		{c.DNS.DNSSEC == "auto" || c.DNS.DNSSEC == "on" || c.DNS.DNSSEC == "off", `dns.dnssec: must be "auto", "on" or "off"`},
 		{c.Log.Format == "text" || c.Log.Format == "json", `log.format: must be "text" or "json"`},
 		{validLevel(c.Log.Level), `log.level: must be "debug", "info", "warn" or "error"`},
 	}

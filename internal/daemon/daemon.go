@@ -104,7 +104,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	resolver, err := dns.New(cfg.DNS.Resolver.String())
+	resolver, err := dns.New(cfg.DNS.Resolver.String(), cfg.DNS.DNSSEC)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailroom/internal/dane"
 	"mailroom/internal/dns"
 	"mailroom/internal/downgrade"
 	"mailroom/internal/mtasts"
@@ -185,44 +186,56 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 	if relay == nil && d.sts != nil && !job.TLSOptional {
 		policy, _ = d.sts.Policy(ctx, job.Domain) // a failed fetch: the kept policy, or none (5.1)
 	}
+	// DANE (RFC 7672) is looked for when the resolver validates: then an
+	// MX host with TLSA records is authenticated by them, whatever the
+	// MTA-STS policy says (RFC 8461 2).
+	daneOn := relay == nil && d.resolver.Validating()
 	// REQUIRETLS (RFC 8689 4.2.1): the next hop must be authenticated, by
-	// the domain's policy (in testing mode too) or as a checked smart host.
+	// the domain's policy (in testing mode too), by DANE, or as a checked
+	// smart host.
 	enforce := policy != nil && (policy.Mode == mtasts.Enforce || job.RequireTLS)
 	if job.RequireTLS {
 		switch {
 		case relay != nil && relay.TLS == nil:
 			return all(job, Outcome{Permanent: true, Detail: "5.7.30 REQUIRETLS support required: the smart host for " + job.Domain + " is reached without TLS"})
-		case relay == nil && policy == nil:
-			return all(job, Outcome{Permanent: true, Detail: "5.7.30 REQUIRETLS support required: " + job.Domain +
-				" publishes no MTA-STS policy, so its MX hosts cannot be authenticated as the sender asked"})
+		case relay == nil && policy == nil && !daneOn:
+			return all(job, Outcome{Permanent: true, Detail: noAuthRequireTLS(job.Domain)})
 		}
 	}
 	if enforce {
 		key += " (MTA-STS)"
 	}
-	for c := d.pool.get(key); c != nil; c = d.pool.get(key) {
-		if enforce && !policy.Matches(c.host) {
-			go c.c.Close() // kept under an earlier policy that named its host
-			continue
+	// Kept connections: one DANE authenticated first; then one opened as
+	// the policy says, unless the message needs authentication none gave.
+	keys := []string{key}
+	if daneOn {
+		keys = []string{key + " (DANE)", key}
+		if job.RequireTLS && !enforce {
+			keys = keys[:1]
 		}
-		if out, ok := d.send(ctx, c, job, key, true); ok {
-			return out
+	}
+	for _, k := range keys {
+		for c := d.pool.get(k); c != nil; c = d.pool.get(k) {
+			if enforce && c.auth != authDANE && !policy.Matches(c.host) {
+				go c.c.Close() // kept under an earlier policy that named its host
+				continue
+			}
+			if out, ok := d.send(ctx, c, job, k, true); ok {
+				return out
+			}
 		}
 	}
 	var mxs []dns.MX
+	var mxSecure bool
 	var err error
 	if relay != nil {
 		mxs = []dns.MX{{Host: relay.Host}}
-	} else if mxs, err = d.resolver.LookupMX(ctx, job.Domain); err != nil {
+	} else if mxs, mxSecure, err = d.resolver.LookupMXSecure(ctx, job.Domain); err != nil {
 		return all(job, routeFailure(job.Domain, err))
 	}
 	last := Outcome{Detail: "4.4.1 no mail exchanger could be reached"}
 	for _, mx := range mxs {
-		if enforce && !policy.Matches(mx.Host) {
-			last = Outcome{Detail: fmt.Sprintf("4.7.5 MTA-STS: the policy of %s does not name the MX host %s (it names %s)", job.Domain, mx.Host, strings.Join(policy.MX, ", ")), RemoteMTA: mx.Host}
-			continue
-		}
-		ips, err := d.lookupIP(ctx, mx.Host)
+		ips, ipSecure, err := d.lookupIP(ctx, mx.Host)
 		if err != nil {
 			last = routeFailure(mx.Host, err)
 			if (mx.Implicit || relay != nil) && last.Permanent {
@@ -231,12 +244,39 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 			last.Permanent = false // another exchanger may do
 			continue
 		}
+		v := verification{}
+		if daneOn && mxSecure && ipSecure {
+			if v, err = d.daneFor(ctx, st, job.Domain, mx.Host); err != nil {
+				last = Outcome{Detail: "4.7.5 DANE: " + err.Error(), RemoteMTA: mx.Host}
+				continue // RFC 7672 2.2: a failed TLSA lookup is no "none"
+			}
+		}
+		if v.mode == authNone && enforce {
+			if !policy.Matches(mx.Host) {
+				last = Outcome{Detail: fmt.Sprintf("4.7.5 MTA-STS: the policy of %s does not name the MX host %s (it names %s)", job.Domain, mx.Host, strings.Join(policy.MX, ", ")), RemoteMTA: mx.Host}
+				continue
+			}
+			v.mode = authMTASTS
+		}
+		if job.RequireTLS && relay == nil && v.mode != authDANE && v.mode != authMTASTS {
+			last = Outcome{Permanent: true, Detail: noAuthRequireTLS(job.Domain), RemoteMTA: mx.Host}
+			continue
+		}
+		k := key
+		if v.mode == authDANE || v.mode == authDANEUnusable {
+			k = strings.TrimSuffix(key, " (MTA-STS)") + " (DANE)"
+		}
 		for _, ip := range ips {
-			c, err := d.dial(ctx, st, mx.Host, ip, relay, src, enforce)
+			c, err := d.dial(ctx, st, mx.Host, ip, relay, src, v)
 			if err != nil {
 				last = Outcome{Detail: describe(err), RemoteMTA: mx.Host}
-				if enforce {
+				switch v.mode {
+				case authMTASTS:
 					last.Detail = fmt.Sprintf("4.7.5 MTA-STS: the policy of %s requires TLS with a valid certificate for %s: %s", job.Domain, mx.Host, describe(err))
+				case authDANE:
+					last.Detail = fmt.Sprintf("4.7.5 DANE: %s publishes TLSA records, so it is reached only over TLS they authenticate: %s", mx.Host, describe(err))
+				case authDANEUnusable:
+					last.Detail = fmt.Sprintf("4.7.5 DANE: %s publishes TLSA records (none usable), so it is reached only over TLS: %s", mx.Host, describe(err))
 				}
 				var e *smtpclient.Error
 				if relay != nil && errors.As(err, &e) && e.Stage == "auth" && e.Reply != nil && e.Reply.Permanent() {
@@ -244,19 +284,59 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 				}
 				continue
 			}
-			out, _ := d.send(ctx, c, job, key, false)
+			out, _ := d.send(ctx, c, job, k, false)
 			return out
 		}
 	}
 	return all(job, last)
 }
 
-// lookupIP resolves a host name, or takes an address literal as is.
-func (d *Deliverer) lookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{ip}, nil
+func noAuthRequireTLS(domain string) string {
+	return "5.7.30 REQUIRETLS support required: " + domain +
+		" publishes neither an MTA-STS policy nor DANE TLSA records, so its MX hosts cannot be authenticated as the sender asked"
+}
+
+// How a connection's next hop is authenticated.
+const (
+	authNone         = iota // opportunistic TLS (RFC 7435), or a smart host as configured
+	authMTASTS              // a certificate valid for the host under the Web PKI (RFC 8461)
+	authDANE                // TLSA records (RFC 7672)
+	authDANEUnusable        // TLSA records none of which is usable: TLS required, not authenticated (RFC 7672 2.2)
+)
+
+// verification is how to authenticate one MX host.
+type verification struct {
+	mode  int
+	tlsa  []dns.TLSA // usable records, for authDANE
+	names []string   // names a DANE-TA certificate may be for
+}
+
+// daneFor looks up the TLSA records of an MX host whose MX and address
+// records validated (RFC 7672 2.2): records that validate make DANE
+// mandatory for the host; none, or records that do not validate, leave it
+// to MTA-STS or opportunistic TLS; a failed lookup is an error.
+func (d *Deliverer) daneFor(ctx context.Context, st *settings, domain, host string) (verification, error) {
+	recs, secure, err := d.resolver.LookupTLSA(ctx, fmt.Sprintf("_%d._tcp.%s", st.cfg.Port, host))
+	if err != nil {
+		return verification{}, fmt.Errorf("the TLSA records of %s could not be looked up: %w", host, err)
 	}
-	return d.resolver.LookupIP(ctx, host)
+	if !secure || len(recs) == 0 {
+		return verification{}, nil
+	}
+	usable := dane.Usable(recs)
+	if len(usable) == 0 {
+		return verification{mode: authDANEUnusable}, nil
+	}
+	return verification{mode: authDANE, tlsa: usable, names: []string{host, domain}}, nil
+}
+
+// lookupIP resolves a host name, or takes an address literal as is, and
+// says whether the answer validated (DNSSEC).
+func (d *Deliverer) lookupIP(ctx context.Context, host string) ([]netip.Addr, bool, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip}, false, nil
+	}
+	return d.resolver.LookupIPSecure(ctx, host)
 }
 
 // relayFor returns the smart host for a recipient domain, or nil.
@@ -339,17 +419,29 @@ func all(job Job, o Outcome) []Outcome {
 
 // dial connects to one address of a next hop: an MX host with
 // opportunistic TLS, or a smart host with the TLS and login it requires.
-func (d *Deliverer) dial(ctx context.Context, st *settings, host string, ip netip.Addr, relay *Relay, src *SourcePool, verified bool) (*conn, error) {
+func (d *Deliverer) dial(ctx context.Context, st *settings, host string, ip netip.Addr, relay *Relay, src *SourcePool, v verification) (*conn, error) {
 	opts := smtpclient.Options{
 		LocalName: st.cfg.LocalName,
 		// Opportunistic TLS to MX hosts: encrypt whenever offered; the
-		// certificate is not checked (RFC 7435) unless a policy (MTA-STS)
-		// demands TLS with a certificate valid for the host.
+		// certificate is not checked (RFC 7435) unless a policy (MTA-STS,
+		// DANE) demands TLS authenticated its way.
 		TLS:     &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
 		Timeout: st.cfg.Timeout,
 	}
-	if verified {
+	switch v.mode {
+	case authMTASTS:
 		opts.TLS = &tls.Config{ServerName: host, RootCAs: st.cfg.Roots, MinVersion: tls.VersionTLS12}
+		opts.RequireTLS = true
+	case authDANE:
+		opts.TLS.VerifyConnection = func(cs tls.ConnectionState) error {
+			chain := make([][]byte, len(cs.PeerCertificates))
+			for i, c := range cs.PeerCertificates {
+				chain[i] = c.Raw
+			}
+			return dane.Verify(chain, v.tlsa, v.names, time.Now())
+		}
+		opts.RequireTLS = true
+	case authDANEUnusable:
 		opts.RequireTLS = true
 	}
 	port := st.cfg.Port
@@ -384,15 +476,20 @@ func (d *Deliverer) dial(ctx context.Context, st *settings, host string, ip neti
 		return nil, err
 	}
 	tlsInfo := ""
-	switch {
-	case c.TLS != nil && verified:
-		tlsInfo = tls.VersionName(c.TLS.Version) + " " + tls.CipherSuiteName(c.TLS.CipherSuite) + ", certificate verified (MTA-STS)"
-	case c.TLS != nil:
+	if c.TLS != nil {
 		tlsInfo = tls.VersionName(c.TLS.Version) + " " + tls.CipherSuiteName(c.TLS.CipherSuite)
+	}
+	switch {
+	case c.TLS != nil && v.mode == authMTASTS:
+		tlsInfo += ", certificate verified (MTA-STS)"
+	case c.TLS != nil && v.mode == authDANE:
+		tlsInfo += ", certificate verified (DANE)"
+	case c.TLS != nil && v.mode == authDANEUnusable:
+		tlsInfo += ", certificate not verified (DANE: no usable TLSA record)"
 	case c.TLSFailed != "":
 		tlsInfo = "none (STARTTLS failed: " + c.TLSFailed + ")"
 	}
-	return &conn{c: c, host: host, tls: tlsInfo, born: time.Now()}, nil
+	return &conn{c: c, host: host, tls: tlsInfo, auth: v.mode, born: time.Now()}, nil
 }
 
 // send runs one transaction on c and keeps c for the next message when it

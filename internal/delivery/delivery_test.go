@@ -100,7 +100,7 @@ func TestDeliver(t *testing.T) {
 		"self.test. A":     {"127.0.0.42"},
 		"allgone.test. MX": {"10 down.two.test."},
 	}).Addr
-	r, _ := dns.New(dnsAddr)
+	r, _ := dns.New(dnsAddr, "")
 	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second}, r)
 	body := "Subject: hi\r\n\r\nhello\r\n"
 	job := func(domain string, rcpts ...string) Job {
@@ -172,7 +172,7 @@ func TestReuse(t *testing.T) {
 	port := freePort(t)
 	up := hop(t, "127.0.0.43", port)
 	dnsAddr := dnstest.Start(t, map[string][]string{"reuse.test. A": {"127.0.0.43"}}).Addr
-	r, _ := dns.New(dnsAddr)
+	r, _ := dns.New(dnsAddr, "")
 	deliverAll := func(d *Deliverer, n int) {
 		for i := range n {
 			if out := d.Deliver(context.Background(), testJob("reuse.test", "a@example.test", fmt.Sprintf("u%d@reuse.test", i))); !out[0].Delivered {
@@ -223,7 +223,7 @@ func TestSourcePools(t *testing.T) {
 	port := freePort(t)
 	up := hop(t, "127.0.0.44", port)
 	dnsAddr := dnstest.Start(t, map[string][]string{"pools.test. A": {"127.0.0.44"}}).Addr
-	r, _ := dns.New(dnsAddr)
+	r, _ := dns.New(dnsAddr, "")
 	addr := netip.MustParseAddr
 	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second, IdleTime: -1, Pools: []SourcePool{
 		{Name: "bulk", Addrs: []netip.Addr{addr("127.0.0.45"), addr("127.0.0.46"), addr("::1")}, Senders: []string{"news.example.test"}},
@@ -256,7 +256,7 @@ func TestDeliverIPv6(t *testing.T) {
 	l.Close()
 	up := hop(t, "::1", port)
 	dnsAddr := dnstest.Start(t, map[string][]string{"six.test. MX": {"10 mx.six.test."}, "mx.six.test. AAAA": {"::1"}, "mx.six.test. A": nil}).Addr
-	r, _ := dns.New(dnsAddr)
+	r, _ := dns.New(dnsAddr, "")
 	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second}, r)
 	defer d.Close()
 	if out := d.Deliver(context.Background(), testJob("six.test", "a@example.test", "x@six.test")); !out[0].Delivered {
@@ -289,7 +289,7 @@ func TestDeliverBusyGreeting(t *testing.T) {
 	up := hop(t, "127.0.0.50", port)
 	dnsAddr := dnstest.Start(t, map[string][]string{"busy.test. MX": {"10 a.busy.test.", "20 b.busy.test."},
 		"a.busy.test. A": {"127.0.0.49"}, "b.busy.test. A": {"127.0.0.50"}}).Addr
-	r, _ := dns.New(dnsAddr)
+	r, _ := dns.New(dnsAddr, "")
 	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second}, r)
 	defer d.Close()
 	out := d.Deliver(context.Background(), testJob("busy.test", "a@example.test", "x@busy.test"))
@@ -307,7 +307,7 @@ func TestHeldUntilRecorded(t *testing.T) {
 	port := freePort(t)
 	up := hop(t, "127.0.0.44", port)
 	dnsAddr := dnstest.Start(t, map[string][]string{"held.test. A": {"127.0.0.44"}}).Addr
-	r, _ := dns.New(dnsAddr)
+	r, _ := dns.New(dnsAddr, "")
 	d := New(Config{LocalName: "mx.example.test", Port: port, Timeout: 5 * time.Second, IdleTime: time.Minute}, r)
 	var release func()
 	held := func(to string) Job {

@@ -12,6 +12,7 @@ type conn struct {
 	c     *smtpclient.Client
 	host  string // the exchanger's name, for Remote-MTA
 	tls   string // "TLS1.3 ..." or ""
+	auth  int    // how the next hop was authenticated (authNone, authDANE...)
 	born  time.Time
 	uses  int
 	timer *time.Timer // closes the connection when it has been idle too long

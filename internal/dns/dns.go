@@ -3,16 +3,19 @@
 // addresses of a host, from the system's resolver or from a configured
 // server ([dns] resolver, which tests point at a server they start).
 // Answers say whether a failure is permanent (the domain does not exist,
-// or accepts no mail) or temporary (try again later).
+// or accepts no mail) or temporary (try again later), and, for DANE
+// (RFC 7672), whether a validating resolver vouched for them (DNSSEC).
 package dns
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -36,28 +39,86 @@ var (
 type Resolver struct {
 	servers []string
 	timeout time.Duration
+	// trustAD: the servers' word that an answer is DNSSEC-validated (the
+	// AD bit) is taken. Only a resolver on this machine (or one the admin
+	// vouches for) is trusted: an AD bit from afar crossed a network any
+	// router on the way could forge it on, as glibc's "trust-ad" reasons.
+	trustAD bool
 }
 
+// DNSSEC modes ([dns] dnssec): whose AD bit to trust.
+const (
+	DNSSECAuto = "auto" // the resolver's, when it is on loopback or resolv.conf says "options trust-ad"
+	DNSSECOn   = "on"   // the configured resolver's, wherever it is
+	DNSSECOff  = "off"  // nobody's: no answer counts as validated, so no DANE
+)
+
 // New returns a resolver asking server ("host:port"), or the servers of
-// /etc/resolv.conf when server is "".
-func New(server string) (*Resolver, error) {
+// /etc/resolv.conf when server is "", trusting their AD bit as mode
+// (DNSSECAuto when "") says.
+func New(server, mode string) (*Resolver, error) {
 	r := &Resolver{timeout: 5 * time.Second}
+	trustConf := false
 	if server != "" {
 		r.servers = []string{server}
-		return r, nil
+	} else {
+		cc, err := mdns.ClientConfigFromFile("/etc/resolv.conf")
+		if err != nil {
+			return nil, fmt.Errorf("dns: read /etc/resolv.conf: %w (or set [dns] resolver)", err)
+		}
+		for _, s := range cc.Servers {
+			r.servers = append(r.servers, net.JoinHostPort(s, cc.Port))
+		}
+		if len(r.servers) == 0 {
+			return nil, errors.New("dns: no server in /etc/resolv.conf: set [dns] resolver")
+		}
+		trustConf = resolvConfTrustsAD("/etc/resolv.conf")
 	}
-	cc, err := mdns.ClientConfigFromFile("/etc/resolv.conf")
-	if err != nil {
-		return nil, fmt.Errorf("dns: read /etc/resolv.conf: %w (or set [dns] resolver)", err)
-	}
-	for _, s := range cc.Servers {
-		r.servers = append(r.servers, net.JoinHostPort(s, cc.Port))
-	}
-	if len(r.servers) == 0 {
-		return nil, errors.New("dns: no server in /etc/resolv.conf: set [dns] resolver")
+	switch mode {
+	case DNSSECOn:
+		r.trustAD = true
+	case DNSSECOff:
+	case DNSSECAuto, "":
+		r.trustAD = trustConf || allLoopback(r.servers)
+	default:
+		return nil, fmt.Errorf("dns: dnssec %q: want auto, on or off", mode)
 	}
 	return r, nil
 }
+
+// Validating reports whether answers can be DNSSEC-validated: the AD bit
+// of the resolver is trusted (it still has to set it).
+func (r *Resolver) Validating() bool { return r.trustAD }
+
+// allLoopback reports whether every server is on 127.0.0.0/8 or ::1.
+func allLoopback(servers []string) bool {
+	for _, s := range servers {
+		host, _, err := net.SplitHostPort(s)
+		ip, perr := netip.ParseAddr(host)
+		if err != nil || perr != nil || !ip.Unmap().IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+// resolvConfTrustsAD reports whether resolv.conf has "options trust-ad".
+func resolvConfTrustsAD(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && f[0] == "options" && slices.Contains(f[1:], "trust-ad") {
+			return true
+		}
+	}
+	return false
+}
+
+// secure reports whether resp is DNSSEC-validated by a trusted resolver.
+func (r *Resolver) secure(resp *mdns.Msg) bool { return r.trustAD && resp.AuthenticatedData }
 
 // query asks for name/qtype, trying each server, over UDP with a retry
 // over TCP when the answer is truncated.
@@ -65,6 +126,9 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*mdns.
 	m := new(mdns.Msg)
 	m.SetQuestion(mdns.Fqdn(name), qtype)
 	m.SetEdns0(1232, false)
+	// AD in a query asks whether the answer validated, without the
+	// signatures themselves (RFC 6840 5.7).
+	m.AuthenticatedData = true
 	var lastErr error
 	for _, server := range r.servers {
 		for _, network := range []string{"udp", "tcp"} {
@@ -106,41 +170,55 @@ type MX struct {
 // domain without MX records is its own exchanger. A Null MX ("MX 0 .")
 // is ErrNullMX.
 func (r *Resolver) LookupMX(ctx context.Context, domain string) ([]MX, error) {
+	mxs, _, err := r.LookupMXSecure(ctx, domain)
+	return mxs, err
+}
+
+// LookupMXSecure is LookupMX that also says whether the answer (the MX
+// records, or their absence) is DNSSEC-validated.
+func (r *Resolver) LookupMXSecure(ctx context.Context, domain string) (mxs []MX, secure bool, err error) {
 	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
 	resp, err := r.query(ctx, domain, mdns.TypeMX)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := check(resp, domain); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var mxs []MX
+	secure = r.secure(resp)
 	for _, rr := range resp.Answer {
 		if mx, ok := rr.(*mdns.MX); ok {
 			mxs = append(mxs, MX{Host: strings.TrimSuffix(strings.ToLower(mx.Mx), "."), Preference: mx.Preference})
 		}
 	}
 	if len(mxs) == 0 {
-		return []MX{{Host: domain, Implicit: true}}, nil
+		return []MX{{Host: domain, Implicit: true}}, secure, nil
 	}
 	for _, mx := range mxs {
 		if mx.Host == "" { // RFC 7505 3: "." means no mail, whatever else is there
-			return nil, fmt.Errorf("dns: %s: %w", domain, ErrNullMX)
+			return nil, secure, fmt.Errorf("dns: %s: %w", domain, ErrNullMX)
 		}
 	}
 	rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
 	slices.SortStableFunc(mxs, func(a, b MX) int { return int(a.Preference) - int(b.Preference) })
-	return mxs, nil
+	return mxs, secure, nil
 }
 
 // LookupIP returns the IPv6 and IPv4 addresses of host.
 func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	addrs, _, err := r.LookupIPSecure(ctx, host)
+	return addrs, err
+}
+
+// LookupIPSecure is LookupIP that also says whether both answers (AAAA
+// and A) are DNSSEC-validated. An address literal is not.
+func (r *Resolver) LookupIPSecure(ctx context.Context, host string) (addrs []netip.Addr, secure bool, err error) {
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	if ip, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{ip}, nil
+		return []netip.Addr{ip}, false, nil
 	}
-	var addrs []netip.Addr
 	var errs []error
+	secure = true
 	for _, qtype := range []uint16{mdns.TypeAAAA, mdns.TypeA} {
 		resp, err := r.query(ctx, host, qtype)
 		if err == nil {
@@ -148,8 +226,10 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, err
 		}
 		if err != nil {
 			errs = append(errs, err)
+			secure = false
 			continue
 		}
+		secure = secure && r.secure(resp)
 		for _, rr := range resp.Answer {
 			switch a := rr.(type) {
 			case *mdns.AAAA:
@@ -165,16 +245,47 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, err
 	}
 	switch {
 	case len(addrs) > 0:
-		return addrs, nil
+		return addrs, secure, nil
 	case len(errs) == 0:
-		return nil, fmt.Errorf("dns: %s: %w", host, ErrNoAddress)
+		return nil, false, fmt.Errorf("dns: %s: %w", host, ErrNoAddress)
 	}
 	for _, err := range errs {
 		if errors.Is(err, ErrTemporary) {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	return nil, errs[0]
+	return nil, false, errs[0]
+}
+
+// TLSA is one TLSA record (RFC 6698 2.1).
+type TLSA struct {
+	Usage, Selector, MatchingType uint8
+	Data                          []byte // the certificate association data
+}
+
+// LookupTLSA returns the TLSA records of a service ("_25._tcp.host"):
+// none when the name has none or does not exist, and whether the answer
+// is DNSSEC-validated (RFC 7672 2.2: only a validated answer counts, and
+// a failed lookup, ErrTemporary, must not be taken for "none").
+func (r *Resolver) LookupTLSA(ctx context.Context, name string) (recs []TLSA, secure bool, err error) {
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	resp, err := r.query(ctx, name, mdns.TypeTLSA)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := check(resp, name); err != nil && !errors.Is(err, ErrNoDomain) {
+		return nil, false, err
+	}
+	for _, rr := range resp.Answer {
+		if t, ok := rr.(*mdns.TLSA); ok {
+			data, err := hex.DecodeString(t.Certificate)
+			if err != nil {
+				continue
+			}
+			recs = append(recs, TLSA{Usage: t.Usage, Selector: t.Selector, MatchingType: t.MatchingType, Data: data})
+		}
+	}
+	return recs, r.secure(resp), nil
 }
 
 // LookupTXT returns the TXT records of name, each record's strings joined

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"mailroom/internal/dns/dnstest"
@@ -19,7 +21,7 @@ func TestLookupMX(t *testing.T) {
 		"mx1.two.test. A":    {"127.0.0.11"},
 		"mx1.two.test. AAAA": {"::1"},
 	}).Addr
-	r, err := New(addr)
+	r, err := New(addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +92,7 @@ func TestLookupMX(t *testing.T) {
 	t.Run("a server that does not answer is temporary", func(t *testing.T) {
 		pc, _ := net.ListenPacket("udp", "127.0.0.1:0") // never answers
 		defer pc.Close()
-		r2, _ := New(pc.LocalAddr().String())
+		r2, _ := New(pc.LocalAddr().String(), "")
 		r2.timeout = 200e6
 		if _, err := r2.LookupMX(ctx, "two.test"); !errors.Is(err, ErrTemporary) {
 			t.Errorf("err = %v, want ErrTemporary", err)
@@ -110,7 +112,7 @@ func TestLookupTXTAndPTR(t *testing.T) {
 		"9.0.0.127.in-addr.arpa. PTR": {"Host.Example.Test."},
 		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa. PTR": {"six.test."},
 	}).Addr
-	r, err := New(addr)
+	r, err := New(addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,5 +144,35 @@ func TestLookupTXTAndPTR(t *testing.T) {
 		if err != nil || (want == "") != (len(names) == 0) || (want != "" && names[0] != want) {
 			t.Errorf("LookupPTR(%s) = %q, %v; want %q", ip, names, err, want)
 		}
+	}
+}
+
+func TestTrustAD(t *testing.T) {
+	tests := []struct {
+		server, mode string
+		want         bool
+	}{
+		{"127.0.0.1:53", "auto", true},
+		{"[::1]:53", "", true},
+		{"192.0.2.53:53", "auto", false}, // an AD bit from afar could be forged on the way
+		{"192.0.2.53:53", "on", true},
+		{"127.0.0.1:53", "off", false},
+	}
+	for _, tt := range tests {
+		r, err := New(tt.server, tt.mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Validating() != tt.want {
+			t.Errorf("New(%q, %q).Validating() = %v, want %v", tt.server, tt.mode, r.Validating(), tt.want)
+		}
+	}
+	if _, err := New("127.0.0.1:53", "maybe"); err == nil {
+		t.Error("New with dnssec \"maybe\": no error")
+	}
+	f := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(f, []byte("nameserver 192.0.2.1\noptions edns0 trust-ad\n"), 0o600)
+	if !resolvConfTrustsAD(f) {
+		t.Error("options trust-ad not seen")
 	}
 }

@@ -66,7 +66,7 @@ func newWorld(t testing.TB) *world {
 		}
 	}
 	srv := dnstest.Start(t, records)
-	r, err := dns.New(srv.Addr)
+	r, err := dns.New(srv.Addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,7 @@ func TestFetcher(t *testing.T) {
 		"_mta-sts.remote.test. TXT": {`"v=STSv1; id=20261206"`},
 		"mta-sts.remote.test. A":    {"127.0.0.1"},
 	})
-	r, _ := dns.New(zone.Addr)
+	r, _ := dns.New(zone.Addr, "")
 	f := NewFetcher(r, pool, port)
 	now := time.Now()
 	f.now = func() time.Time { return now }
@@ -163,7 +163,7 @@ func TestFetchRefuses(t *testing.T) {
 			"_mta-sts.remote.test. TXT": {`"v=STSv1; id=` + strconv.Itoa(port) + `"`},
 			"mta-sts.remote.test. A":    {"127.0.0.1"},
 		})
-		r, _ := dns.New(zone.Addr)
+		r, _ := dns.New(zone.Addr, "")
 		if p, err := NewFetcher(r, pool, port).Policy(t.Context(), "remote.test"); p != nil || err == nil {
 			t.Errorf("%s: %+v, %v; want an error", name, p, err)
 		}
@@ -213,7 +213,7 @@ func TestFetcherKeeps(t *testing.T) {
 		"_mta-sts.remote.test. TXT": {`"v=STSv1; id=1"`},
 		"mta-sts.remote.test. A":    {"127.0.0.1"},
 	})
-	r, _ := dns.New(zone.Addr)
+	r, _ := dns.New(zone.Addr, "")
 	keeper := memKeeper{}
 	f := NewFetcher(r, pool, port)
 	f.KeepIn(keeper)
