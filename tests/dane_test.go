@@ -1,14 +1,25 @@
 package tests
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
 	"net"
+	"net/http"
+	"net/mail"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,8 +146,38 @@ func TestDANE(t *testing.T) {
 	spki := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 	good, wrong := fmt.Sprintf("3 1 1 %x", spki), "3 1 1 "+strings.Repeat("ab", 32)
 	tlsa := func(host, data string) string { return fmt.Sprintf("_%d._tcp.%s IN TLSA %s", port, host, data) }
+	// TLS-RPT (RFC 8460): dane.test and bogus.dane.test take reports by
+	// mail (to carol), wrong.dane.test over HTTPS as well.
+	repCert, repKey, _ := writeCertFor(t, dir, "reports.dane.test", "reports CA", "rep-")
+	posted := make(chan []byte, 100)
+	pair, err := tls.LoadX509KeyPair(repCert, repKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/tlsrpt+gzip" {
+			http.Error(w, "want a POST of application/tlsrpt+gzip", http.StatusBadRequest)
+			return
+		}
+		posted <- body
+	})}
+	go hs.Serve(rl)
+	t.Cleanup(func() { hs.Close() })
+	repURL := fmt.Sprintf("https://reports.dane.test:%d/tlsrpt", rl.Addr().(*net.TCPAddr).Port)
+	rua := func(extra string) string {
+		return `_smtp._tls IN TXT "v=TLSRPTv1; rua=mailto:carol@dane.test` + extra + `"`
+	}
+
 	resolver := validatingResolver(t, map[string][]string{
 		"dane.test": {
+			rua(""), "reports IN A 127.0.0.1",
+			strings.Replace(rua(","+repURL), "_smtp._tls", "_smtp._tls.wrong", 1),
+			strings.Replace(rua(""), "_smtp._tls", "_smtp._tls.bogus", 1),
 			"@ IN MX 10 mx", "mx IN A 127.0.0.111", tlsa("mx", good),
 			"wrong IN MX 10 mx.wrong", "mx.wrong IN A 127.0.0.111", tlsa("mx.wrong", wrong),
 			"bogus IN MX 10 mx.bogus", "mx.bogus IN A 127.0.0.111", tlsa("mx.bogus", good),
@@ -156,7 +197,8 @@ func TestDANE(t *testing.T) {
 		return strings.Join(lines, "\n")
 	})
 
-	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1s\"]\n", resolver, port))
+	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\nca_file = %q\n[queue]\nretry_intervals = [\"1s\"]\n[reports]\ninterval = \"2s\"\n",
+		resolver, port, repCert))
 	a.start()
 	send := func(to, subject string) {
 		t.Helper()
@@ -222,5 +264,110 @@ func TestDANE(t *testing.T) {
 		if n := len(b.mailbox(user)); n != 0 {
 			t.Errorf("%s got %d message(s): DANE must hold the mail back, never fall back to plaintext", user, n)
 		}
+	}
+
+	// The TLS reports: by mail to carol (DKIM-signed by A's domain), and
+	// posted over HTTPS, each saying what the sessions found.
+	type failure struct {
+		Result string `json:"result-type"`
+		MX     string `json:"receiving-mx-hostname"`
+		Count  int    `json:"failed-session-count"`
+		Reason string `json:"failure-reason-code"`
+	}
+	type report struct {
+		Org      string `json:"organization-name"`
+		ID       string `json:"report-id"`
+		Policies []struct {
+			Policy struct {
+				Type   string   `json:"policy-type"`
+				String []string `json:"policy-string"`
+				Domain string   `json:"policy-domain"`
+			} `json:"policy"`
+			Summary struct {
+				Success int `json:"total-successful-session-count"`
+				Failure int `json:"total-failure-session-count"`
+			} `json:"summary"`
+			Failures []failure `json:"failure-details"`
+		} `json:"policies"`
+	}
+	decode := func(gz []byte) report {
+		t.Helper()
+		zr, err := gzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			t.Fatalf("a report that is not gzip: %v", err)
+		}
+		var r report
+		if err := json.NewDecoder(zr).Decode(&r); err != nil {
+			t.Fatalf("a report that is not JSON: %v", err)
+		}
+		return r
+	}
+	// mailed returns the reports in carol's mailbox for a domain.
+	mailed := func(domain string) []report {
+		var out []report
+		for _, m := range b.mailbox("carol@dane.test") {
+			if !strings.HasPrefix(m.Subject, "Report Domain: "+domain+" Submitter: ") {
+				continue
+			}
+			raw := b.message("carol@dane.test", m.ID)
+			msg, err := mail.ReadMessage(strings.NewReader(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg.Header.Get("TLS-Report-Domain") != domain || !strings.Contains(raw, "DKIM-Signature: a=ed25519-sha256;") || !strings.Contains(raw, "d=example.test;") {
+				t.Errorf("a report mail without TLS-Report-Domain or a DKIM signature of example.test:\n%s", raw)
+			}
+			_, params, _ := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+			mr := multipart.NewReader(msg.Body, params["boundary"])
+			for {
+				p, err := mr.NextPart()
+				if err != nil {
+					break
+				}
+				if p.Header.Get("Content-Type") == "application/tlsrpt+gzip" {
+					gz, _ := io.ReadAll(base64.NewDecoder(base64.StdEncoding, p))
+					out = append(out, decode(gz))
+				}
+			}
+		}
+		return out
+	}
+	var successes int
+	until(t, b, "a TLS report for dane.test with the DANE sessions that succeeded", func() bool {
+		successes = 0
+		for _, r := range mailed("dane.test") {
+			for _, p := range r.Policies {
+				if p.Policy.Type == "tlsa" && p.Policy.Domain == "dane.test" && slices.Contains(p.Policy.String, strings.ToUpper(good)) {
+					successes += p.Summary.Success
+				}
+			}
+		}
+		return successes > 0
+	})
+	var bogus []failure
+	until(t, b, "a TLS report for bogus.dane.test", func() bool {
+		for _, r := range mailed("bogus.dane.test") {
+			for _, p := range r.Policies {
+				bogus = append(bogus, p.Failures...)
+			}
+		}
+		return len(bogus) > 0
+	})
+	if f := bogus[0]; f.Result != "dnssec-invalid" || f.MX != "mx.bogus.dane.test" || f.Count < 1 {
+		t.Errorf("bogus.dane.test's failure = %+v, want dnssec-invalid at mx.bogus.dane.test", f)
+	}
+	select {
+	case gz := <-posted:
+		r := decode(gz)
+		if len(r.Policies) == 0 || len(r.Policies[0].Failures) == 0 {
+			t.Fatalf("the posted report has no failure: %+v", r)
+		}
+		p := r.Policies[0]
+		if f := p.Failures[0]; p.Policy.Type != "tlsa" || p.Policy.Domain != "wrong.dane.test" || f.Result != "tlsa-invalid" ||
+			f.MX != "mx.wrong.dane.test" || p.Summary.Failure < 1 || p.Summary.Success != 0 || !strings.Contains(f.Reason, "none of 1 TLSA record(s) matches") {
+			t.Errorf("the posted report of wrong.dane.test = %+v", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no TLS report posted for wrong.dane.test\n%s", a.logs())
 	}
 }

@@ -43,6 +43,7 @@ type Config struct {
 	DNS        DNS        `toml:"dns"`
 	Outbound   Outbound   `toml:"outbound"`
 	Queue      Queue      `toml:"queue"`
+	Reports    Reports    `toml:"reports"`
 	Log        Log        `toml:"log"`
 }
 
@@ -331,6 +332,23 @@ type Queue struct {
 	MaxReportsPerHour int  `toml:"max_reports_per_hour"`
 }
 
+// Reports configures the reports this server sends to other domains:
+// TLS-RPT (RFC 8460) on its outbound TLS sessions and DMARC aggregate
+// reports (RFC 7489 7.2) on the mail it received, each to the addresses
+// the domain publishes.
+type Reports struct {
+	TLS   bool `toml:"tls"`
+	DMARC bool `toml:"dmarc"`
+	// From is the reports' From address, whose domain signs them (DKIM);
+	// "" means postmaster at the first local domain.
+	From string `toml:"from"`
+	// Organization names us in the reports ("" means the hostname).
+	Organization string `toml:"organization"`
+	// Interval is the period one report covers, from midnight UTC: a day,
+	// as receivers expect (shorter only to see reports at once in tests).
+	Interval Duration `toml:"interval"`
+}
+
 // DNS configures name resolution.
 type DNS struct {
 	// Resolver, when set, is the DNS server to ask instead of the system's.
@@ -389,8 +407,9 @@ func Default() *Config {
 			MTASTS: true, MTASTSPort: 443},
 		Queue: Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour),
 			ReportSizeLimit: 50 << 10, MaxReportsPerHour: 500},
-		DNS: DNS{DNSSEC: "auto"},
-		Log: Log{Format: "text", Level: "info"},
+		DNS:     DNS{DNSSEC: "auto"},
+		Reports: Reports{TLS: true, DMARC: true, Interval: Duration(24 * time.Hour)},
+		Log:     Log{Format: "text", Level: "info"},
 	}
 }
 
@@ -614,6 +633,8 @@ func (c *Config) validate() error {
 		{len(s.SubaddressSeparator) <= 1, `smtp.subaddress_separator: must be one character such as "+", or "" to turn sub-addressing off`},
 		{c.TLS.CertFile == "" || c.TLS.KeyFile != "", "tls.cert_file: key_file must be given with it"},
 		{c.TLS.KeyFile == "" || c.TLS.CertFile != "", "tls.key_file: cert_file must be given with it"},
+		{c.Reports.Interval.D() >= time.Second && (24*time.Hour)%c.Reports.Interval.D() == 0, "reports.interval: must divide a day (24h, 1h, 1m...)"},
+		{c.Reports.From == "" || strings.Contains(c.Reports.From, "@"), `reports.from: must be an address such as "reports@example.com"`},
 		{c.DNS.DNSSEC == "auto" || c.DNS.DNSSEC == "on" || c.DNS.DNSSEC == "off", `dns.dnssec: must be "auto", "on" or "off"`},
 		{c.Log.Format == "text" || c.Log.Format == "json", `log.format: must be "text" or "json"`},
 		{validLevel(c.Log.Level), `log.level: must be "debug", "info", "warn" or "error"`},

@@ -123,6 +123,11 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	rep := newReports(cfg, st, backend, resolver, out.roots, log)
+	out.deliverer.SetTLSReports(rep.tls)
+	reportsDone := make(chan struct{})
+	go func() { rep.run(ctx); close(reportsDone) }()
+	defer func() { cancel(); <-reportsDone }() // before the store closes
 	relayDone := make(chan struct{})
 	go func() { out.run(ctx); close(relayDone) }()
 	defer func() { cancel(); <-relayDone }() // before the store closes

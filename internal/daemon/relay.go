@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -36,6 +37,7 @@ type relay struct {
 	runner    *queue.Runner
 	deliverer *delivery.Deliverer
 	bouncer   *bouncer
+	roots     *x509.CertPool // [outbound] ca_file's CAs at start (nil: the system's)
 }
 
 // startRelay prepares the outbound queue's scheduler; run runs it.
@@ -46,7 +48,7 @@ func startRelay(cfg *config.Config, st store.Store, backend *inbound.Backend, re
 	}
 	b := &bouncer{store: st, backend: backend, log: log}
 	b.set(cfg)
-	r := &relay{deliverer: delivery.New(dcfg, resolver), bouncer: b}
+	r := &relay{deliverer: delivery.New(dcfg, resolver), bouncer: b, roots: dcfg.Roots}
 	r.deliverer.SetResigner(dkim.NewSigner(st).Resign)
 	if cfg.Outbound.MTASTS {
 		// The fetcher keeps the policies seen: made once, not at each

@@ -33,6 +33,22 @@ const (
 	MatchSHA512 = 2
 )
 
+// Errors of Verify, matched with errors.Is (TLS-RPT tells them apart).
+var (
+	ErrNoMatch      = errors.New("DANE: no TLSA record matches")
+	ErrHostMismatch = errors.New("DANE: the certificate is not valid for the host")
+)
+
+// verifyError says what failed in its own words and is one of the errors
+// above to errors.Is.
+type verifyError struct {
+	kind error
+	msg  string
+}
+
+func (e *verifyError) Error() string { return e.msg }
+func (e *verifyError) Unwrap() error { return e.kind }
+
 // Usable returns the records an SMTP client can use (RFC 7672 3.1):
 // DANE-TA or DANE-EE, with a known selector and matching type, and data of
 // the length the matching type implies.
@@ -93,8 +109,8 @@ func Verify(chain [][]byte, recs []dns.TLSA, names []string, now time.Time) erro
 	if taErr != nil {
 		return taErr
 	}
-	return fmt.Errorf("DANE: none of %d TLSA record(s) matches the server's certificate (its key's SHA-256: %x)",
-		len(recs), sha256.Sum256(certs[0].RawSubjectPublicKeyInfo))
+	return &verifyError{ErrNoMatch, fmt.Sprintf("DANE: none of %d TLSA record(s) matches the server's certificate (its key's SHA-256: %x)",
+		len(recs), sha256.Sum256(certs[0].RawSubjectPublicKeyInfo))}
 }
 
 // verifyTA checks the chain from the leaf to the trust anchor ta, and the
@@ -116,7 +132,8 @@ func verifyTA(certs []*x509.Certificate, ta *x509.Certificate, names []string, n
 			return nil
 		}
 	}
-	return fmt.Errorf("DANE: the certificate (issued under the trust anchor the TLSA record names) is not valid for %s", strings.Join(names, " or "))
+	return &verifyError{ErrHostMismatch, fmt.Sprintf("DANE: the certificate (issued under the trust anchor the TLSA record names) is not valid for %s",
+		strings.Join(names, " or "))}
 }
 
 // matches reports whether a record names the certificate c.

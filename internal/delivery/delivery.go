@@ -26,6 +26,8 @@ import (
 	"mailroom/internal/mtasts"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpclient"
+	"mailroom/internal/tally"
+	"mailroom/internal/tlsrpt"
 )
 
 // Config configures delivery.
@@ -123,7 +125,12 @@ type Deliverer struct {
 	pool     *pool
 	sts      *mtasts.Fetcher // nil: MTA-STS not followed
 	resign   Resigner        // nil: converted messages go with broken signatures
+	tlsrpt   *tally.Recorder // nil: TLS sessions are not counted for TLS-RPT
 }
+
+// SetTLSReports makes deliveries count their TLS sessions to MX hosts
+// for TLS-RPT (RFC 8460) in rec.
+func (d *Deliverer) SetTLSReports(rec *tally.Recorder) { d.tlsrpt = rec }
 
 // SetResigner makes messages converted to 7 bits signed anew.
 func (d *Deliverer) SetResigner(r Resigner) { d.resign = r }
@@ -248,12 +255,16 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 		if daneOn && mxSecure && ipSecure {
 			if v, err = d.daneFor(ctx, st, job.Domain, mx.Host); err != nil {
 				last = Outcome{Detail: "4.7.5 DANE: " + err.Error(), RemoteMTA: mx.Host}
+				d.countTLS(job.Domain, tlsrpt.Row{PolicyType: tlsrpt.PolicyTLSA, Result: tlsrpt.DNSSECInvalid, ReceivingMX: mx.Host, Reason: err.Error()})
 				continue // RFC 7672 2.2: a failed TLSA lookup is no "none"
 			}
 		}
 		if v.mode == authNone && enforce {
 			if !policy.Matches(mx.Host) {
 				last = Outcome{Detail: fmt.Sprintf("4.7.5 MTA-STS: the policy of %s does not name the MX host %s (it names %s)", job.Domain, mx.Host, strings.Join(policy.MX, ", ")), RemoteMTA: mx.Host}
+				row := policyRow(policy, v)
+				row.Result, row.ReceivingMX, row.Reason = tlsrpt.ValidationFailure, mx.Host, "the MX host is not one the policy names"
+				d.countTLS(job.Domain, row)
 				continue
 			}
 			v.mode = authMTASTS
@@ -268,6 +279,9 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 		}
 		for _, ip := range ips {
 			c, err := d.dial(ctx, st, mx.Host, ip, relay, src, v)
+			if relay == nil {
+				d.countSession(job.Domain, policy, v, mx.Host, ip, c, err, st.cfg.Roots)
+			}
 			if err != nil {
 				last = Outcome{Detail: describe(err), RemoteMTA: mx.Host}
 				switch v.mode {
@@ -291,6 +305,102 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 	return all(job, last)
 }
 
+// countTLS counts one session (or failure to have one) for TLS-RPT.
+func (d *Deliverer) countTLS(domain string, row tlsrpt.Row) {
+	if d.tlsrpt != nil {
+		if len(row.Reason) > 200 {
+			row.Reason = row.Reason[:200]
+		}
+		d.tlsrpt.Add(domain, row, time.Now())
+	}
+}
+
+// policyRow describes the policy a session was under (RFC 8460 4.3):
+// DANE's TLSA records, the MTA-STS policy (in testing mode too), or none.
+func policyRow(p *mtasts.Policy, v verification) tlsrpt.Row {
+	switch {
+	case v.mode == authDANE || v.mode == authDANEUnusable:
+		row := tlsrpt.Row{PolicyType: tlsrpt.PolicyTLSA}
+		for _, r := range v.all {
+			row.PolicyString = append(row.PolicyString, fmt.Sprintf("%d %d %d %X", r.Usage, r.Selector, r.MatchingType, r.Data))
+		}
+		return row
+	case p != nil:
+		return tlsrpt.Row{PolicyType: tlsrpt.PolicySTS, PolicyString: p.Lines(), MXHost: p.MX}
+	}
+	return tlsrpt.Row{PolicyType: tlsrpt.PolicyNone}
+}
+
+// countSession counts a connection to an MX host: a success when TLS was
+// had as the policy asks, else the reason it was not (RFC 8460 4.3). A
+// policy in testing mode is checked here, after the fact: its failures
+// are reported, not enforced. Connections that failed before TLS was
+// tried (no route, refused) are not TLS sessions.
+func (d *Deliverer) countSession(domain string, p *mtasts.Policy, v verification, host string, ip netip.Addr, c *conn, err error, roots *x509.CertPool) {
+	if d.tlsrpt == nil {
+		return
+	}
+	row := policyRow(p, v)
+	row.ReceivingMX, row.ReceivingIP = host, ip.String()
+	switch {
+	case err != nil:
+		var e *smtpclient.Error
+		if !errors.As(err, &e) || e.Stage != "starttls" {
+			return
+		}
+		row.Result, row.Reason = classifyTLS(err), err.Error()
+	case c.c.TLS == nil && c.c.TLSFailed != "":
+		row.Result, row.Reason = tlsrpt.ValidationFailure, "STARTTLS failed, delivered in plaintext: "+c.c.TLSFailed
+	case c.c.TLS == nil:
+		row.Result = tlsrpt.StartTLSNotSupported
+	case v.mode == authNone && p != nil && p.Mode == mtasts.Testing:
+		// What enforcing would have found.
+		if !p.Matches(host) {
+			row.Result, row.Reason = tlsrpt.ValidationFailure, "the MX host is not one the policy names"
+		} else if verr := verifyChain(c.c.TLS, host, roots); verr != nil {
+			row.Result, row.Reason = classifyTLS(verr), verr.Error()
+		}
+	}
+	if row.Result == "" {
+		row.ReceivingMX, row.ReceivingIP = "", "" // successes are counted per policy only
+	}
+	d.countTLS(domain, row)
+}
+
+// verifyChain checks a server's certificate for host under the Web PKI.
+func verifyChain(st *tls.ConnectionState, host string, roots *x509.CertPool) error {
+	if len(st.PeerCertificates) == 0 {
+		return errors.New("no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range st.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := st.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter})
+	return err
+}
+
+// classifyTLS names a TLS failure as TLS-RPT does.
+func classifyTLS(err error) string {
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var unknown x509.UnknownAuthorityError
+	var e *smtpclient.Error
+	switch {
+	case errors.Is(err, smtpclient.ErrNoSTARTTLS), errors.As(err, &e) && e.Stage == "starttls" && e.Reply != nil:
+		return tlsrpt.StartTLSNotSupported
+	case errors.Is(err, dane.ErrNoMatch):
+		return tlsrpt.TLSAInvalid
+	case errors.Is(err, dane.ErrHostMismatch), errors.As(err, &host):
+		return tlsrpt.HostMismatch
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return tlsrpt.Expired
+	case errors.As(err, &unknown):
+		return tlsrpt.NotTrusted
+	}
+	return tlsrpt.ValidationFailure
+}
+
 func noAuthRequireTLS(domain string) string {
 	return "5.7.30 REQUIRETLS support required: " + domain +
 		" publishes neither an MTA-STS policy nor DANE TLSA records, so its MX hosts cannot be authenticated as the sender asked"
@@ -308,6 +418,7 @@ const (
 type verification struct {
 	mode  int
 	tlsa  []dns.TLSA // usable records, for authDANE
+	all   []dns.TLSA // every record, for TLS-RPT
 	names []string   // names a DANE-TA certificate may be for
 }
 
@@ -325,9 +436,9 @@ func (d *Deliverer) daneFor(ctx context.Context, st *settings, domain, host stri
 	}
 	usable := dane.Usable(recs)
 	if len(usable) == 0 {
-		return verification{mode: authDANEUnusable}, nil
+		return verification{mode: authDANEUnusable, all: recs}, nil
 	}
-	return verification{mode: authDANE, tlsa: usable, names: []string{host, domain}}, nil
+	return verification{mode: authDANE, tlsa: usable, all: recs, names: []string{host, domain}}, nil
 }
 
 // lookupIP resolves a host name, or takes an address literal as is, and

@@ -195,6 +195,8 @@ func kindOf(p *message.Part) string {
 	name := strings.ToLower(param(p.DispParams, "filename") + param(p.Params, "name"))
 	t := p.Type + "/" + p.Subtype
 	switch {
+	case t == "application/tlsrpt+gzip" || t == "application/tlsrpt+json" || strings.HasSuffix(name, ".json.gz"):
+		return "" // a TLS report (RFC 8460), whose subject looks the same
 	case t == "application/zip" || t == "application/x-zip-compressed" || strings.HasSuffix(name, ".zip"):
 		return "zip"
 	case t == "application/gzip" || t == "application/x-gzip" || strings.HasSuffix(name, ".gz"):

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -333,4 +334,43 @@ func (r *Resolver) LookupPTR(ctx context.Context, ip netip.Addr) ([]string, erro
 		}
 	}
 	return out, nil
+}
+
+// AddrResolver looks up a host's addresses (Resolver does).
+type AddrResolver interface {
+	LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// DialVia returns a DialContext (for an http.Transport) that looks host
+// names up with r, not the system's resolver, and connects to their
+// addresses in turn, on port (0: the port in the address dialled).
+func DialVia(r AddrResolver, port int) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, p, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		to := port
+		if to == 0 {
+			n, err := strconv.ParseUint(p, 10, 16)
+			if err != nil {
+				return nil, fmt.Errorf("dial %s: bad port", addr)
+			}
+			to = int(n)
+		}
+		ips, err := r.LookupIP(ctx, host)
+		if err != nil {
+			return nil, err
+		}
+		var last error
+		for _, ip := range ips {
+			c, err := dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, uint16(to)).String())
+			if err == nil {
+				return c, nil
+			}
+			last = err
+		}
+		return nil, last
+	}
 }

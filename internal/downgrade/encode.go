@@ -2,7 +2,7 @@ package downgrade
 
 import (
 	"bytes"
-	"encoding/base64"
+	"mailroom/internal/message"
 	"unicode/utf8"
 )
 
@@ -210,16 +210,7 @@ const b64Line = 76
 
 // writeBase64 writes b as base64 in lines of 76 characters, each ending in
 // CRLF.
-func (c *converter) writeBase64(b []byte) {
-	var buf [b64Line]byte
-	for len(b) > 0 {
-		n := min(len(b), b64Line/4*3)
-		base64.StdEncoding.Encode(buf[:], b[:n])
-		c.w.Write(buf[:base64.StdEncoding.EncodedLen(n)])
-		c.w.Write(crlf)
-		b = b[n:]
-	}
-}
+func (c *converter) writeBase64(b []byte) { message.WriteBase64(c.w, b) }
 
 // writeBase64Filtered rewrites a base64 body that is not 7bit data: it keeps
 // only the characters of the base64 alphabet and '=', the only ones a

@@ -1,8 +1,10 @@
 package message
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"io"
 )
 
 // A summary is stored in a compact binary form, read for every message
@@ -237,5 +239,19 @@ func (d *decoder) skipEnvelope() {
 	d.skipStr() // message-id
 	for n := d.count(); n > 0 && d.err == nil; n-- {
 		d.skipStr()
+	}
+}
+
+// WriteBase64 writes b as base64 (RFC 2045 6.8) in lines of 76
+// characters, each ending in CRLF.
+func WriteBase64(w io.Writer, b []byte) {
+	const line = 76
+	var buf [line]byte
+	for len(b) > 0 {
+		n := min(len(b), line/4*3)
+		base64.StdEncoding.Encode(buf[:], b[:n])
+		w.Write(buf[:base64.StdEncoding.EncodedLen(n)])
+		io.WriteString(w, "\r\n")
+		b = b[n:]
 	}
 }

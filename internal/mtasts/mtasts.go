@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -54,6 +53,16 @@ type Policy struct {
 
 // Expired reports whether the policy is past its max_age at now.
 func (p *Policy) Expired(now time.Time) bool { return now.After(p.Fetched.Add(p.MaxAge)) }
+
+// Lines returns the policy as the lines of its document (TLS-RPT's
+// policy-string, RFC 8460 4.3).
+func (p *Policy) Lines() []string {
+	out := []string{"version: STSv1", "mode: " + p.Mode}
+	for _, mx := range p.MX {
+		out = append(out, "mx: "+mx)
+	}
+	return append(out, "max_age: "+strconv.Itoa(int(p.MaxAge/time.Second)))
+}
 
 // Matches reports whether an MX host is one the policy names (RFC 8461
 // 4.1): exactly, or as the one label a "*." pattern stands for.
@@ -180,30 +189,11 @@ func NewFetcher(r Resolver, roots *x509.CertPool, port int) *Fetcher {
 		port = 443
 	}
 	f := &Fetcher{dns: r, now: time.Now, cache: map[string]*Policy{}, tried: map[string]time.Time{}, ids: map[string]seenID{}, asked: map[string]bool{}}
-	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	f.client = &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
-			Proxy: nil,
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				host, _, err := net.SplitHostPort(addr)
-				if err != nil {
-					return nil, err
-				}
-				ips, err := r.LookupIP(ctx, host)
-				if err != nil {
-					return nil, err
-				}
-				var last error
-				for _, ip := range ips {
-					c, err := dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, uint16(port)).String())
-					if err == nil {
-						return c, nil
-					}
-					last = err
-				}
-				return nil, last
-			},
+			Proxy:                 nil,
+			DialContext:           dns.DialVia(r, port),
 			TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: 20 * time.Second,

@@ -85,6 +85,9 @@ func (e *Error) Temporary() bool { return e.Reply == nil || e.Reply.Temporary() 
 // (after the server's 220): what opportunistic TLS may retry in plaintext.
 var ErrHandshake = errors.New("TLS handshake failed")
 
+// ErrNoSTARTTLS: TLS is required and the server does not offer STARTTLS.
+var ErrNoSTARTTLS = errors.New("the server does not offer STARTTLS and TLS is required")
+
 // ErrInjection is the failure of a STARTTLS whose server sent data ahead of
 // the TLS handshake: replies injected to be read as if protected
 // (CVE-2011-0411). It is not a handshake failure to retry in plaintext.
@@ -146,7 +149,7 @@ func (c *Client) start() error {
 			return err
 		}
 	case c.opts.RequireTLS:
-		return &Error{Stage: "starttls", Err: errors.New("the server does not offer STARTTLS and TLS is required")}
+		return &Error{Stage: "starttls", Err: ErrNoSTARTTLS}
 	}
 	if c.opts.Username != "" {
 		return c.auth()

@@ -43,6 +43,7 @@ type Store interface {
 	DMARCReports
 	MTASTSPolicies
 	SharedSecrets
+	Tallies
 	Close() error
 }
 

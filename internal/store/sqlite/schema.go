@@ -285,4 +285,16 @@ CREATE TABLE secrets (
 	value BLOB NOT NULL
 );
 `,
+	`
+-- Counts toward the reports this server sends (store.Tally): TLS-RPT and
+-- DMARC aggregate rows, per period (unix seconds) and domain.
+CREATE TABLE report_tallies (
+	kind   TEXT NOT NULL,
+	period INTEGER NOT NULL,
+	domain TEXT NOT NULL,
+	key    TEXT NOT NULL,
+	count  INTEGER NOT NULL,
+	PRIMARY KEY (kind, period, domain, key)
+) WITHOUT ROWID;
+`,
 }

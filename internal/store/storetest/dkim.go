@@ -16,6 +16,57 @@ func dkimTests() []test {
 		{"DMARC reports are kept once per reporter and ID, read back by domain and period, the newest first", testDMARCReports},
 		{"MTA-STS policies are kept per domain, the last saved in place of the one before", testMTASTSPolicies},
 		{"a shared secret is made once, the same for every caller, one per name", testSharedSecrets},
+		{"report tallies add up per kind, period, domain and key, and go per period and domain", testTallies},
+	}
+}
+
+func testTallies(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	day := func(n int) time.Time { return time.Unix(1_800_000_000+int64(n)*86400, 0) }
+	add := func(ts ...store.Tally) {
+		t.Helper()
+		if err := s.AddTallies(ctx, ts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(store.Tally{Kind: store.TallyTLSRPT, Period: day(0), Domain: "a.example", Key: "ok", Count: 2},
+		store.Tally{Kind: store.TallyTLSRPT, Period: day(0), Domain: "a.example", Key: "fail", Count: 1},
+		store.Tally{Kind: store.TallyTLSRPT, Period: day(0), Domain: "b.example", Key: "ok", Count: 1},
+		store.Tally{Kind: store.TallyTLSRPT, Period: day(1), Domain: "a.example", Key: "ok", Count: 7},
+		store.Tally{Kind: store.TallyDMARC, Period: day(0), Domain: "a.example", Key: "ok", Count: 5})
+	add(store.Tally{Kind: store.TallyTLSRPT, Period: day(0), Domain: "a.example", Key: "ok", Count: 3}) // adds up
+	got := func(kind string, before time.Time) []string {
+		t.Helper()
+		ts, err := s.TalliesOf(ctx, kind, before)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, x := range ts {
+			out = append(out, fmt.Sprintf("%d %s %s %d", x.Period.Sub(day(0))/(24*time.Hour), x.Domain, x.Key, x.Count))
+		}
+		return out
+	}
+	if g, want := got(store.TallyTLSRPT, day(1)), []string{"0 a.example fail 1", "0 a.example ok 5", "0 b.example ok 1"}; !slices.Equal(g, want) {
+		t.Errorf("TalliesOf(before day 1) = %q, want %q", g, want)
+	}
+	if g := got(store.TallyDMARC, day(9)); !slices.Equal(g, []string{"0 a.example ok 5"}) {
+		t.Errorf("DMARC tallies = %q", g)
+	}
+	if err := s.DeleteTallies(ctx, store.TallyTLSRPT, day(0), "a.example"); err != nil {
+		t.Fatal(err)
+	}
+	if g, want := got(store.TallyTLSRPT, day(9)), []string{"0 b.example ok 1", "1 a.example ok 7"}; !slices.Equal(g, want) {
+		t.Errorf("after deleting a.example's day 0: %q, want %q", g, want)
+	}
+	if err := s.DeleteTallies(ctx, store.TallyTLSRPT, day(0), ""); err != nil {
+		t.Fatal(err)
+	}
+	if g, want := got(store.TallyTLSRPT, day(9)), []string{"1 a.example ok 7"}; !slices.Equal(g, want) {
+		t.Errorf("after deleting day 0: %q, want %q", g, want)
+	}
+	if g := got(store.TallyDMARC, day(9)); len(g) != 1 {
+		t.Errorf("deleting TLS-RPT tallies touched the DMARC ones: %q", g)
 	}
 }
 

@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"mailroom/internal/config"
+	"mailroom/internal/dns"
+	"mailroom/internal/inbound"
+	"mailroom/internal/store"
+	"mailroom/internal/tally"
+	"mailroom/internal/tlsrpt"
+)
+
+// reports sends the reports other domains ask for: TLS-RPT on our
+// deliveries' TLS, DMARC aggregate reports on the mail we received.
+type reports struct {
+	st       store.Store
+	resolver *dns.Resolver
+	backend  *inbound.Backend
+	log      *slog.Logger
+	tls      *tally.Recorder // nil: off
+	from     string          // "" means postmaster at the first local domain
+	org      string
+	hostname string
+	client   *http.Client // for https: destinations
+}
+
+// newReports makes the recorders [reports] asks for; run sends.
+func newReports(cfg *config.Config, st store.Store, backend *inbound.Backend, resolver *dns.Resolver, roots *x509.CertPool, log *slog.Logger) *reports {
+	r := &reports{st: st, resolver: resolver, backend: backend, log: log, from: cfg.Reports.From, org: cfg.Reports.Organization, hostname: cfg.Hostname}
+	if r.org == "" {
+		r.org = cfg.Hostname
+	}
+	if cfg.Reports.TLS {
+		r.tls = tally.New(store.TallyTLSRPT, cfg.Reports.Interval.D())
+	}
+	r.client = &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{Proxy: nil, DialContext: dns.DialVia(resolver, 0),
+			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, ResponseHeaderTimeout: 20 * time.Second},
+		// RFC 8460 3: redirects are not followed.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return errors.New("redirected") },
+	}
+	return r
+}
+
+// run flushes the counts and sends the reports of ended periods until ctx
+// ends (and flushes once more then).
+func (r *reports) run(ctx context.Context) {
+	if r.tls == nil {
+		return
+	}
+	length := r.tls.Length()
+	flushed := make(chan struct{})
+	go func() { r.tls.Run(ctx, r.st, min(30*time.Second, length/4), r.log); close(flushed) }()
+	defer func() { <-flushed }() // the last counts saved before the store closes
+	t := time.NewTicker(min(5*time.Minute, max(length/2, time.Second)))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.sendTLS(ctx)
+		}
+	}
+}
+
+// sender returns the reports' From address.
+func (r *reports) sender(ctx context.Context) (string, error) {
+	if r.from != "" {
+		return r.from, nil
+	}
+	ds, err := r.st.Domains(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(ds) == 0 {
+		return "", errors.New("no local domain to send reports from: add one, or set [reports] from")
+	}
+	names := make([]string, len(ds))
+	for i, d := range ds {
+		names[i] = d.Name
+	}
+	slices.Sort(names)
+	return "postmaster@" + names[0], nil
+}
+
+// sendTLS sends the TLS-RPT reports of ended periods: each policy domain
+// that publishes a TLS-RPT record gets its report at every destination;
+// the counts of domains without one are dropped. A report that could not
+// be sent for a temporary reason is tried again at the next round, for a
+// day at most.
+func (r *reports) sendTLS(ctx context.Context) {
+	if err := r.tls.Flush(ctx, r.st); err != nil {
+		r.log.Warn("TLS-RPT: counts not saved", "err", err)
+	}
+	due, err := r.tls.Due(ctx, r.st, time.Now())
+	if err != nil {
+		r.log.Error("TLS-RPT: reading the counts", "err", err)
+		return
+	}
+	for _, rep := range due {
+		err := r.sendTLSReport(ctx, rep)
+		if err != nil && time.Since(rep.End) < 24*time.Hour && errors.Is(err, errRetry) {
+			r.log.Warn("TLS-RPT: report not sent, to be tried again", "domain", rep.Domain, "err", err)
+			continue
+		}
+		if err != nil {
+			r.log.Info("TLS-RPT: no report sent", "domain", rep.Domain, "err", err)
+		}
+		if err := r.tls.Done(ctx, r.st, rep); err != nil {
+			r.log.Error("TLS-RPT: forgetting a report's counts", "domain", rep.Domain, "err", err)
+		}
+	}
+}
+
+// errRetry marks a failure worth another try.
+var errRetry = errors.New("temporary failure")
+
+func (r *reports) sendTLSReport(ctx context.Context, rep tally.Report) error {
+	txts, err := r.resolver.LookupTXT(ctx, "_smtp._tls."+rep.Domain)
+	if err != nil {
+		if errors.Is(err, dns.ErrTemporary) {
+			return fmt.Errorf("%w: %w", errRetry, err)
+		}
+		return err
+	}
+	mailto, https, err := tlsrpt.Destinations(txts)
+	if err != nil {
+		return err
+	}
+	from, err := r.sender(ctx)
+	if err != nil {
+		return err
+	}
+	id := reportID(rep.Begin, from)
+	report, err := tlsrpt.Build(r.org, "mailto:"+from, id, rep)
+	if err != nil {
+		return err
+	}
+	gz, err := report.Gzip()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, to := range mailto {
+		msg := tlsrpt.Message(from, to, r.hostname, rep.Domain, report, gz, time.Now())
+		if err := r.backend.Inject(ctx, to, msg, false); err != nil {
+			errs = append(errs, fmt.Errorf("to %s: %w", to, err))
+			continue
+		}
+		r.log.Info("TLS-RPT report sent", "domain", rep.Domain, "to", to, "report_id", id, "policies", len(report.Policies))
+	}
+	for _, u := range https {
+		if err := r.post(ctx, u, gz); err != nil {
+			errs = append(errs, fmt.Errorf("to %s: %w", u, err))
+			continue
+		}
+		r.log.Info("TLS-RPT report posted", "domain", rep.Domain, "url", u, "report_id", id)
+	}
+	return errors.Join(errs...)
+}
+
+// post sends a gzipped report to an https: destination (RFC 8460 5.4).
+func (r *reports) post(ctx context.Context, url string, gz []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(gz))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/tlsrpt+gzip")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("the server answered %s", resp.Status)
+	}
+	return nil
+}
+
+// reportID makes a report's unique ID: the period, then random hex, at
+// the sender's domain.
+func reportID(begin time.Time, from string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	_, domain, _ := strings.Cut(from, "@")
+	return fmt.Sprintf("%s.%s@%s", begin.UTC().Format("20060102T150405Z"), hex.EncodeToString(b), domain)
+}

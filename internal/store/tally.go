@@ -1,0 +1,37 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Tally kinds: what a count is kept for.
+const (
+	TallyTLSRPT = "tlsrpt" // outbound TLS sessions, for TLS-RPT reports (RFC 8460)
+	TallyDMARC  = "dmarc"  // inbound DMARC results, for aggregate reports (RFC 7489 7.2)
+)
+
+// Tally counts events toward a report this server sends: one row of one
+// domain's report for one period. Key is the row as its reporter writes
+// it (JSON): rows with equal keys add up.
+type Tally struct {
+	Kind   string
+	Period time.Time // the start of the period counted
+	Domain string    // whom the report is for: the policy domain
+	Key    string
+	Count  int64
+}
+
+// Tallies keeps counts until their reports are sent.
+type Tallies interface {
+	// AddTallies adds each count to its row's (kind, period, domain, key),
+	// made at zero when new. Written without an fsync of its own: a crash
+	// may lose the last counts, never a message.
+	AddTallies(ctx context.Context, ts []Tally) error
+	// TalliesOf returns the rows of one kind whose period began before
+	// before, by period, domain and key.
+	TalliesOf(ctx context.Context, kind string, before time.Time) ([]Tally, error)
+	// DeleteTallies removes one domain's rows of one period ("" domain:
+	// every domain's), once its report is sent or given up.
+	DeleteTallies(ctx context.Context, kind string, period time.Time, domain string) error
+}
