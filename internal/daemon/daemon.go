@@ -125,6 +125,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	rep := newReports(cfg, st, backend, resolver, out.roots, log)
 	out.deliverer.SetTLSReports(rep.tls)
+	backend.SetDMARCReports(rep.dmarc)
 	reportsDone := make(chan struct{})
 	go func() { rep.run(ctx); close(reportsDone) }()
 	defer func() { cancel(); <-reportsDone }() // before the store closes

@@ -13,11 +13,14 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"mailroom/internal/config"
+	"mailroom/internal/dmarcreport"
 	"mailroom/internal/dns"
 	"mailroom/internal/inbound"
+	"mailroom/internal/mailauth"
 	"mailroom/internal/store"
 	"mailroom/internal/tally"
 	"mailroom/internal/tlsrpt"
@@ -31,6 +34,7 @@ type reports struct {
 	backend  *inbound.Backend
 	log      *slog.Logger
 	tls      *tally.Recorder // nil: off
+	dmarc    *tally.Recorder // nil: off
 	from     string          // "" means postmaster at the first local domain
 	org      string
 	hostname string
@@ -46,6 +50,9 @@ func newReports(cfg *config.Config, st store.Store, backend *inbound.Backend, re
 	if cfg.Reports.TLS {
 		r.tls = tally.New(store.TallyTLSRPT, cfg.Reports.Interval.D())
 	}
+	if cfg.Reports.DMARC {
+		r.dmarc = tally.New(store.TallyDMARC, cfg.Reports.Interval.D())
+	}
 	r.client = &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{Proxy: nil, DialContext: dns.DialVia(resolver, 0),
@@ -56,16 +63,32 @@ func newReports(cfg *config.Config, st store.Store, backend *inbound.Backend, re
 	return r
 }
 
+// kind is one kind of report: its counts and how to send one.
+type kind struct {
+	name string
+	rec  *tally.Recorder
+	send func(context.Context, tally.Report) error
+}
+
 // run flushes the counts and sends the reports of ended periods until ctx
 // ends (and flushes once more then).
 func (r *reports) run(ctx context.Context) {
-	if r.tls == nil {
+	var kinds []kind
+	if r.tls != nil {
+		kinds = append(kinds, kind{"TLS-RPT", r.tls, r.sendTLSReport})
+	}
+	if r.dmarc != nil {
+		kinds = append(kinds, kind{"DMARC", r.dmarc, r.sendDMARCReport})
+	}
+	if len(kinds) == 0 {
 		return
 	}
-	length := r.tls.Length()
-	flushed := make(chan struct{})
-	go func() { r.tls.Run(ctx, r.st, min(30*time.Second, length/4), r.log); close(flushed) }()
-	defer func() { <-flushed }() // the last counts saved before the store closes
+	length := kinds[0].rec.Length()
+	var flushed sync.WaitGroup
+	for _, k := range kinds {
+		flushed.Go(func() { k.rec.Run(ctx, r.st, min(30*time.Second, length/4), r.log) })
+	}
+	defer flushed.Wait() // the last counts saved before the store closes
 	t := time.NewTicker(min(5*time.Minute, max(length/2, time.Second)))
 	defer t.Stop()
 	for {
@@ -73,7 +96,9 @@ func (r *reports) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.sendTLS(ctx)
+			for _, k := range kinds {
+				r.sendDue(ctx, k)
+			}
 		}
 	}
 }
@@ -98,31 +123,30 @@ func (r *reports) sender(ctx context.Context) (string, error) {
 	return "postmaster@" + names[0], nil
 }
 
-// sendTLS sends the TLS-RPT reports of ended periods: each policy domain
-// that publishes a TLS-RPT record gets its report at every destination;
-// the counts of domains without one are dropped. A report that could not
-// be sent for a temporary reason is tried again at the next round, for a
-// day at most.
-func (r *reports) sendTLS(ctx context.Context) {
-	if err := r.tls.Flush(ctx, r.st); err != nil {
-		r.log.Warn("TLS-RPT: counts not saved", "err", err)
+// sendDue sends the reports of ended periods: each domain that asks for
+// reports gets its own at every destination; the counts of domains that
+// ask for none are dropped. A report that could not be sent for a
+// temporary reason is tried again at the next round, for a day at most.
+func (r *reports) sendDue(ctx context.Context, k kind) {
+	if err := k.rec.Flush(ctx, r.st); err != nil {
+		r.log.Warn("report counts not saved", "kind", k.name, "err", err)
 	}
-	due, err := r.tls.Due(ctx, r.st, time.Now())
+	due, err := k.rec.Due(ctx, r.st, time.Now())
 	if err != nil {
-		r.log.Error("TLS-RPT: reading the counts", "err", err)
+		r.log.Error("reading the report counts", "kind", k.name, "err", err)
 		return
 	}
 	for _, rep := range due {
-		err := r.sendTLSReport(ctx, rep)
+		err := k.send(ctx, rep)
 		if err != nil && time.Since(rep.End) < 24*time.Hour && errors.Is(err, errRetry) {
-			r.log.Warn("TLS-RPT: report not sent, to be tried again", "domain", rep.Domain, "err", err)
+			r.log.Warn("report not sent, to be tried again", "kind", k.name, "domain", rep.Domain, "err", err)
 			continue
 		}
 		if err != nil {
-			r.log.Info("TLS-RPT: no report sent", "domain", rep.Domain, "err", err)
+			r.log.Info("no report sent", "kind", k.name, "domain", rep.Domain, "err", err)
 		}
-		if err := r.tls.Done(ctx, r.st, rep); err != nil {
-			r.log.Error("TLS-RPT: forgetting a report's counts", "domain", rep.Domain, "err", err)
+		if err := k.rec.Done(ctx, r.st, rep); err != nil {
+			r.log.Error("forgetting a report's counts", "kind", k.name, "domain", rep.Domain, "err", err)
 		}
 	}
 }
@@ -172,6 +196,73 @@ func (r *reports) sendTLSReport(ctx context.Context, rep tally.Report) error {
 		r.log.Info("TLS-RPT report posted", "domain", rep.Domain, "url", u, "report_id", id)
 	}
 	return errors.Join(errs...)
+}
+
+// sendDMARCReport sends one policy domain's aggregate report (RFC 7489
+// 7.2) to the mailto: destinations of its rua; one outside the domain's
+// organization only when it says it takes them (7.1), and one with a size
+// limit only when the report fits.
+func (r *reports) sendDMARCReport(ctx context.Context, rep tally.Report) error {
+	from, err := r.sender(ctx)
+	if err != nil {
+		return err
+	}
+	id := reportID(rep.Begin, from)
+	agg, err := dmarcreport.Build(r.org, from, id, rep)
+	if err != nil {
+		return err
+	}
+	gz, err := agg.Gzip()
+	if err != nil {
+		return err
+	}
+	dests := dmarcreport.Destinations(agg.RUA)
+	if len(dests) == 0 {
+		return errors.New("the DMARC record names no mailto: destination")
+	}
+	var errs []error
+	for _, d := range dests {
+		_, domain, _ := strings.Cut(d.Address, "@")
+		domain = strings.ToLower(domain)
+		if mailauth.OrganizationalDomain(domain) != mailauth.OrganizationalDomain(rep.Domain) {
+			ok, err := r.takesReports(ctx, rep.Domain, domain)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if !ok {
+				r.log.Info("DMARC report not sent: the destination does not say it takes reports for the domain (RFC 7489 7.1)",
+					"domain", rep.Domain, "to", d.Address, "record", dmarcreport.VerificationName(rep.Domain, domain))
+				continue
+			}
+		}
+		msg := dmarcreport.Message(from, d.Address, r.hostname, agg, gz, time.Now())
+		if d.Limit > 0 && int64(len(msg)) > d.Limit {
+			r.log.Info("DMARC report not sent: larger than the destination's limit", "domain", rep.Domain, "to", d.Address, "size", len(msg), "limit", d.Limit)
+			continue
+		}
+		if err := r.backend.Inject(ctx, d.Address, msg, false); err != nil {
+			errs = append(errs, fmt.Errorf("to %s: %w", d.Address, err))
+			continue
+		}
+		r.log.Info("DMARC aggregate report sent", "domain", rep.Domain, "to", d.Address, "report_id", id, "rows", len(rep.Rows))
+	}
+	return errors.Join(errs...)
+}
+
+// takesReports asks whether destDomain takes policyDomain's reports: a
+// "v=DMARC1" TXT record at policyDomain._report._dmarc.destDomain.
+func (r *reports) takesReports(ctx context.Context, policyDomain, destDomain string) (bool, error) {
+	txts, err := r.resolver.LookupTXT(ctx, dmarcreport.VerificationName(policyDomain, destDomain))
+	switch {
+	case errors.Is(err, dns.ErrNoDomain):
+		return false, nil
+	case errors.Is(err, dns.ErrTemporary):
+		return false, fmt.Errorf("%w: %w", errRetry, err)
+	case err != nil:
+		return false, err
+	}
+	return slices.ContainsFunc(txts, func(t string) bool { return strings.HasPrefix(strings.TrimSpace(t), "v=DMARC1") }), nil
 }
 
 // post sends a gzipped report to an https: destination (RFC 8460 5.4).

@@ -30,46 +30,6 @@ const (
 
 var errTooLarge = errors.New("dmarcreport: the report is larger than Mailroom reads")
 
-// feedback is the XML document (RFC 7489 appendix C), the parts kept.
-type feedback struct {
-	XMLName  xml.Name `xml:"feedback"`
-	Metadata struct {
-		Org       string `xml:"org_name"`
-		Email     string `xml:"email"`
-		ReportID  string `xml:"report_id"`
-		DateRange struct {
-			Begin int64 `xml:"begin"`
-			End   int64 `xml:"end"`
-		} `xml:"date_range"`
-	} `xml:"report_metadata"`
-	Policy struct {
-		Domain string `xml:"domain"`
-		P      string `xml:"p"`
-	} `xml:"policy_published"`
-	Records []struct {
-		Row struct {
-			SourceIP  string `xml:"source_ip"`
-			Count     int    `xml:"count"`
-			Evaluated struct {
-				Disposition string `xml:"disposition"`
-				DKIM        string `xml:"dkim"`
-				SPF         string `xml:"spf"`
-			} `xml:"policy_evaluated"`
-		} `xml:"row"`
-		Identifiers struct {
-			HeaderFrom string `xml:"header_from"`
-		} `xml:"identifiers"`
-		Auth struct {
-			DKIM []struct {
-				Domain string `xml:"domain"`
-			} `xml:"dkim"`
-			SPF []struct {
-				Domain string `xml:"domain"`
-			} `xml:"spf"`
-		} `xml:"auth_results"`
-	} `xml:"record"`
-}
-
 // Parse reads one report's XML.
 func Parse(r io.Reader) (store.DMARCReport, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxXML+1))

@@ -26,6 +26,7 @@ import (
 	"mailroom/internal/spool"
 	"mailroom/internal/srs"
 	"mailroom/internal/store"
+	"mailroom/internal/tally"
 )
 
 // Config is the policy; it can be replaced while the server runs.
@@ -55,15 +56,16 @@ type Config struct {
 
 // Backend implements smtpserver.Backend over a store.
 type Backend struct {
-	store   store.Store
-	log     *slog.Logger
-	cfg     atomic.Pointer[Config]
-	sent    *sendlimit.Counter // what each authenticated user sent
-	reports reportLimiter      // reports sent per destination domain
-	queued  func()             // set before serving
-	dkim    *dkim.Signer       // of mail leaving for other domains
-	origin  *mailauth.Checker  // of mail from outside; nil: not checked
-	srs     *srs.Rewriter      // of forwarded mail; nil: no forwarding
+	store    store.Store
+	log      *slog.Logger
+	cfg      atomic.Pointer[Config]
+	sent     *sendlimit.Counter // what each authenticated user sent
+	reports  reportLimiter      // reports sent per destination domain
+	dmarcrpt *tally.Recorder    // nil: DMARC evaluations are not counted for aggregate reports
+	queued   func()             // set before serving
+	dkim     *dkim.Signer       // of mail leaving for other domains
+	origin   *mailauth.Checker  // of mail from outside; nil: not checked
+	srs      *srs.Rewriter      // of forwarded mail; nil: no forwarding
 }
 
 var _ smtpserver.Backend = (*Backend)(nil)

@@ -16,6 +16,7 @@ import (
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/spool"
 	"mailroom/internal/store"
+	"mailroom/internal/tally"
 )
 
 // SetResolver turns the checks of mail from outside on: SPF, DKIM and
@@ -68,6 +69,14 @@ func (b *Backend) checkOrigin(ctx context.Context, s *smtpserver.SessionInfo, en
 	res := checker.Check(ctx, mailauth.Input{IP: s.Remote.Addr(), Helo: s.Helo, MailFrom: mailFrom}, msg.Reader)
 	o := origin{field: res.Header(cfg.Hostname), arc: res.ARC}
 	if res.DMARC.Result != "fail" || res.DMARC.Disposition == dmarc.PolicyNone || res.DMARC.Disposition == "" {
+		reason := ""
+		switch {
+		case res.DMARC.Overridden:
+			reason = "trusted_forwarder"
+		case res.DMARC.Result == "fail":
+			reason = "sampled_out" // pct spared it
+		}
+		b.countDMARC(s, mailFrom, res, "none", reason)
 		return o, nil
 	}
 	o.reject = res.DMARC.Disposition == dmarc.PolicyReject // pct applied; a trusted ARC chain set it to none
@@ -83,10 +92,59 @@ func (b *Backend) checkOrigin(ctx context.Context, s *smtpserver.SessionInfo, en
 	b.log.Info("DMARC failed", "session", s.ID, "from_domain", res.FromHead, "policy", res.DMARC.Policy, "disposition", res.DMARC.Disposition,
 		"spf", res.SPF, "client", s.Remote.Addr().String())
 	if res.DMARC.Disposition == dmarc.PolicyReject && enforced == len(domains) {
+		b.countDMARC(s, mailFrom, res, "reject", "")
 		return o, smtp.Errorf(550, "5.7.1", "Refused: the domain of the From address (%s) publishes a DMARC policy that rejects mail failing SPF and DKIM, and this message fails both", res.FromHead)
 	}
 	o.quarantine = monitored < len(domains)
+	if o.quarantine {
+		b.countDMARC(s, mailFrom, res, "quarantine", "")
+	} else {
+		b.countDMARC(s, mailFrom, res, "none", "local_policy")
+	}
 	return o, nil
+}
+
+// SetDMARCReports makes the DMARC evaluations of mail from outside counted
+// for the aggregate reports of the domains that ask for them (rua).
+func (b *Backend) SetDMARCReports(rec *tally.Recorder) { b.dmarcrpt = rec }
+
+// countDMARC counts one evaluation in its policy domain's report, when the
+// policy asks for reports by mail.
+func (b *Backend) countDMARC(s *smtpserver.SessionInfo, mailFrom string, res mailauth.Result, disposition, reason string) {
+	d := res.DMARC
+	if b.dmarcrpt == nil || d.Record == nil || (d.Result != "pass" && d.Result != "fail") || len(dmarcreport.Destinations(d.Record.ReportURIAggregate)) == 0 {
+		return
+	}
+	row := dmarcreport.Row{SourceIP: s.Remote.Addr().Unmap().String(), HeaderFrom: res.FromHead, Disposition: disposition, Reason: reason,
+		DKIM: passFail(d.DKIMAligned), SPF: passFail(d.SPFAligned), P: string(d.Record.Policy), SP: string(d.Record.SubdomainPolicy),
+		ADKIM: string(d.Record.DKIMAlignment), ASPF: string(d.Record.SPFAlignment), Pct: 100, RUA: d.Record.ReportURIAggregate}
+	if d.Record.Percent != nil {
+		row.Pct = *d.Record.Percent
+	}
+	if _, dom, ok := strings.Cut(mailFrom, "@"); ok {
+		row.EnvelopeFrom = strings.ToLower(dom)
+	}
+	for _, k := range res.DKIM {
+		if k.Domain != "" {
+			row.DKIMAuth = append(row.DKIMAuth, dmarcreport.Auth{Domain: strings.ToLower(k.Domain), Result: k.Result})
+		}
+	}
+	_, spfDomain, _ := strings.Cut(res.SPFFrom, "@")
+	row.SPFAuth = dmarcreport.Auth{Domain: strings.ToLower(spfDomain), Scope: "mfrom", Result: strings.ToLower(string(res.SPF))}
+	if mailFrom == "" {
+		row.SPFAuth.Scope = "helo"
+	}
+	if row.SPFAuth.Result == "" {
+		row.SPFAuth.Result = "none"
+	}
+	b.dmarcrpt.Add(d.PolicyDomain, row, time.Now())
+}
+
+func passFail(ok bool) string {
+	if ok {
+		return "pass"
+	}
+	return "fail"
 }
 
 // maxHeaderLines bounds the lines of a header section from outside, and

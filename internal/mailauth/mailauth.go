@@ -84,6 +84,12 @@ type DMARCResult struct {
 	Disposition dmarc.Policy
 	Reason      string
 	Overridden  bool // the policy was not applied: a trusted ARC chain passed
+	// For aggregate reports: the domain whose record applied (the
+	// author's, or its organizational domain's), the record, and which of
+	// SPF and DKIM passed aligned.
+	PolicyDomain            string
+	Record                  *dmarc.Record
+	SPFAligned, DKIMAligned bool
 }
 
 // Check runs every check on a message: open returns a reader of its header
@@ -163,13 +169,13 @@ func (c *Checker) dmarc(ctx context.Context, header string, res Result) (string,
 	}
 	org := OrganizationalDomain(from)
 	rec, err := c.record(ctx, from)
-	policy := dmarc.Policy("")
+	policy, policyDomain := dmarc.Policy(""), from
 	if err == nil && rec != nil {
 		policy = rec.Policy
 	} else if err == nil && org != from {
 		rec, err = c.record(ctx, org)
 		if err == nil && rec != nil {
-			policy = rec.Policy
+			policy, policyDomain = rec.Policy, org
 			if rec.SubdomainPolicy != "" {
 				policy = rec.SubdomainPolicy
 			}
@@ -188,17 +194,19 @@ func (c *Checker) dmarc(ctx context.Context, header string, res Result) (string,
 		}
 		return OrganizationalDomain(domain) == org
 	}
+	out := DMARCResult{Policy: policy, PolicyDomain: policyDomain, Record: rec}
 	if res.SPF == spf.Pass {
-		if _, d, ok := strings.Cut(res.SPFFrom, "@"); ok && !res.nullFrom && aligned(d, rec.SPFAlignment) {
-			return from, DMARCResult{Result: "pass", Policy: policy, Disposition: dmarc.PolicyNone}
-		}
+		_, d, ok := strings.Cut(res.SPFFrom, "@")
+		out.SPFAligned = ok && !res.nullFrom && aligned(d, rec.SPFAlignment)
 	}
 	for _, d := range res.DKIM {
-		if d.Result == "pass" && aligned(d.Domain, rec.DKIMAlignment) {
-			return from, DMARCResult{Result: "pass", Policy: policy, Disposition: dmarc.PolicyNone}
-		}
+		out.DKIMAligned = out.DKIMAligned || d.Result == "pass" && aligned(d.Domain, rec.DKIMAlignment)
 	}
-	out := DMARCResult{Result: "fail", Policy: policy, Disposition: policy, Reason: "neither SPF nor DKIM passed aligned with " + from}
+	if out.SPFAligned || out.DKIMAligned {
+		out.Result, out.Disposition = "pass", dmarc.PolicyNone
+		return from, out
+	}
+	out.Result, out.Disposition, out.Reason = "fail", policy, "neither SPF nor DKIM passed aligned with "+from
 	// pct (RFC 7489 6.6.4): a message outside the sample gets the next
 	// milder treatment.
 	if rec.Percent != nil && *rec.Percent < 100 && c.percent() >= *rec.Percent {
