@@ -183,6 +183,9 @@ func TestDANE(t *testing.T) {
 			"bogus IN MX 10 mx.bogus", "mx.bogus IN A 127.0.0.111", tlsa("mx.bogus", good),
 			"unusable IN MX 10 mx.unusable", "mx.unusable IN A 127.0.0.111", tlsa("mx.unusable", "1 1 1 "+strings.Repeat("cd", 32)),
 		},
+		// B's own name, with a TLSA record that does not match its key:
+		// what 'mailroom check' is to find.
+		"example.test": {"mx IN A 127.0.0.111", tlsa("mx", wrong)},
 	}, map[string][]string{
 		"plain.test": {"@ IN MX 10 mx", "mx IN A 127.0.0.111", tlsa("mx", wrong)},
 	}, func(zone, text string) string {
@@ -225,6 +228,26 @@ func TestDANE(t *testing.T) {
 		if err != nil || !strings.Contains(out, want) {
 			t.Errorf("probe %s: %v, want %q in:\n%s%s", host, err, want, out, errOut)
 		}
+	}
+
+	// 'mailroom check' on B finds that its name's TLSA record does not
+	// match the certificate it presents, and says which record to publish.
+	b.writeConfig("", fmt.Sprintf("[tls]\ncert_file = %q\nkey_file = %q\n[dns]\nresolver = %q\n", certFile, keyFile, resolver))
+	out, _, _ := b.run("", "check", "dane.test", "--json")
+	var findings []struct{ Level, Check, Name, Text, Fix string }
+	json.Unmarshal([]byte(out), &findings)
+	seen := false
+	for _, f := range findings {
+		if f.Check == "DANE" {
+			seen = true
+			if f.Level != "error" || f.Name != fmt.Sprintf("_%d._tcp.mx.example.test", port) || !strings.Contains(f.Text, "none of 1 TLSA record(s) matches") ||
+				!strings.Contains(f.Fix, strings.ToUpper(good)) {
+				t.Errorf("check's DANE finding = %+v, want an error whose fix is the record %s", f, good)
+			}
+		}
+	}
+	if !seen {
+		t.Errorf("check made no DANE finding:\n%s", out)
 	}
 
 	// REQUIRETLS is honoured by a next hop DANE authenticates.

@@ -122,6 +122,17 @@ func TestMTASTS(t *testing.T) {
 		t.Errorf("the delivery does not say the certificate was verified:\n%s", a.logs())
 	}
 
+	// 'mailroom probe --domain' says what a domain's policy makes of a host.
+	for domain, want := range map[string]string{
+		"remote.test": "MTA-STS: the policy of remote.test (mode enforce) names mx.remote.test and its certificate is valid",
+		"other.test":  "MTA-STS: the policy of other.test (mode enforce) does not name mx.remote.test (it names mail.other.test)",
+	} {
+		out, errOut, err := a.run("", "probe", fmt.Sprintf("mx.remote.test:%d", port), "--domain", domain, "--ca-file", both)
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("probe --domain %s: %v, want %q in:\n%s%s", domain, err, want, out, errOut)
+		}
+	}
+
 	// A policy that names another host than the domain's MX: the mail waits.
 	send(a, "dave@other.test", "wrong host")
 	until(t, a, "the reason in the queue", func() bool {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"mailroom/internal/certs"
+	"mailroom/internal/dane"
 	"mailroom/internal/dns"
 	"mailroom/internal/dnscheck"
 	"mailroom/internal/mtasts"
@@ -53,6 +56,7 @@ Exits with 1 when something is wrong; warnings alone exit 0.`,
 					f := mtasts.NewFetcher(resolver, roots, cfg.Outbound.MTASTSPort)
 					findings = append(findings, dnscheck.CheckMTASTS(ctx, resolver, f, in)...)
 				}
+				findings = append(findings, a.checkDANE(ctx, resolver, cfg.Hostname, in)...)
 				return nil
 			})
 			if err != nil {
@@ -91,6 +95,55 @@ Exits with 1 when something is wrong; warnings alone exit 0.`,
 		}}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// checkDANE looks at the TLSA records of our MX host (RFC 7672): none is
+// fine (DANE is optional); published ones must be validated (DNSSEC) and
+// match the certificate our SMTP listener presents, or senders that use
+// DANE hold our mail. The listener is reached as they reach it.
+func (a *app) checkDANE(ctx context.Context, r *dns.Resolver, host string, in records.Inputs) []dnscheck.Finding {
+	port := "25"
+	if len(in.Listen.SMTP) > 0 {
+		if _, p, err := net.SplitHostPort(in.Listen.SMTP[0].String()); err == nil {
+			port = p
+		}
+	}
+	name := "_" + port + "._tcp." + host
+	f := func(l dnscheck.Level, text, fix string) []dnscheck.Finding {
+		return []dnscheck.Finding{{Level: l, Check: "DANE", Name: name, Text: text, Fix: fix}}
+	}
+	recs, secure, err := r.LookupTLSA(ctx, name)
+	switch {
+	case err != nil:
+		return f(dnscheck.Error, "the TLSA records could not be looked up ("+err.Error()+"): senders that use DANE hold mail for "+host,
+			"check the zone's DNSSEC signatures (a validating resolver answers SERVFAIL when they are broken)")
+	case len(recs) == 0:
+		return f(dnscheck.OK, "no TLSA records: DANE is not published (optional; it needs a DNSSEC-signed zone)", "")
+	case !r.Validating():
+		return f(dnscheck.Warn, fmt.Sprintf("%d TLSA record(s), not checked: the resolver is not trusted to validate DNSSEC", len(recs)),
+			"run the check with a validating resolver on this machine ([dns] resolver, [dns] dnssec)")
+	case !secure:
+		return f(dnscheck.Warn, fmt.Sprintf("%d TLSA record(s), but the zone is not DNSSEC-signed: senders ignore them", len(recs)),
+			"sign the zone with DNSSEC (and publish its DS at the parent), or remove the TLSA records")
+	}
+	addr := net.JoinHostPort(host, port)
+	if ips, err := r.LookupIP(ctx, host); err == nil {
+		addr = net.JoinHostPort(ips[0].String(), port)
+	}
+	rep := a.probe(ctx, addr, host, "starttls", host, "", "", "", "", nil, 30*time.Second)
+	if rep.TLS == nil {
+		return f(dnscheck.Error, "TLSA records are published but STARTTLS could not be had at "+addr+": "+rep.Error, "make sure the SMTP listener offers STARTTLS")
+	}
+	if err := dane.Verify(rep.TLS.raw, dane.Usable(recs), []string{host}, time.Now()); err != nil {
+		leaf, perr := x509.ParseCertificate(rep.TLS.raw[0])
+		fix := "publish a TLSA record for the certificate the server presents"
+		if perr == nil {
+			t := dane.Record(leaf)
+			fix = fmt.Sprintf("publish %s. IN TLSA %d %d %d %X (the key of the certificate presented now), before retiring the old record", name, t.Usage, t.Selector, t.MatchingType, t.Data)
+		}
+		return f(dnscheck.Error, strings.TrimPrefix(err.Error(), "DANE: ")+": senders that use DANE hold mail for "+host, fix)
+	}
+	return f(dnscheck.OK, "the TLSA records are DNSSEC-validated and match the certificate presented at "+addr, "")
 }
 
 // count is "1 warning", "2 warnings".

@@ -18,6 +18,7 @@ import (
 
 	"mailroom/internal/dane"
 	"mailroom/internal/dns"
+	"mailroom/internal/mtasts"
 	"mailroom/internal/smtpclient"
 )
 
@@ -35,7 +36,8 @@ type probeReport struct {
 	TLS         *probeTLS   `json:"tls,omitempty"`
 	Sent        string      `json:"sent,omitempty"` // the reply to the test message
 	Error       string      `json:"error,omitempty"`
-	DANE        string      `json:"dane,omitempty"` // what the host's TLSA records say of its certificate
+	MTASTS      string      `json:"mta_sts,omitempty"` // what --domain's MTA-STS policy says of the host
+	DANE        string      `json:"dane,omitempty"`    // what the host's TLSA records say of its certificate
 	ConnectTime string      `json:"connect_time,omitempty"`
 }
 
@@ -55,6 +57,7 @@ func (a *app) probeCommand() *cobra.Command {
 		asJSON, passwordStdin bool
 		mode, helo, user      string
 		from, to, caFile      string
+		stsDomain             string
 		timeout               time.Duration
 	)
 	cmd := &cobra.Command{Use: "probe HOST[:PORT]", Short: "Talk SMTP to a server and show each step: extensions, TLS, certificate, login, a test message",
@@ -117,6 +120,13 @@ message with --from and --to. What the server sends is shown with control charac
 			}
 			rep := a.probe(cmd.Context(), addr, host, mode, helo, user, password, from, to, roots, timeout)
 			rep.DANE = probeDANE(cmd.Context(), resolver, host, port, rep.TLS)
+			if stsDomain != "" && resolver != nil {
+				stsPort := 443
+				if cfg, err := a.config(); err == nil {
+					stsPort = cfg.Outbound.MTASTSPort
+				}
+				rep.MTASTS = probeMTASTS(cmd.Context(), mtasts.NewFetcher(resolver, roots, stsPort), stsDomain, host, rep.TLS)
+			}
 			if asJSON {
 				if err := a.printJSON(rep); err != nil {
 					return err
@@ -137,6 +147,7 @@ message with --from and --to. What the server sends is shown with control charac
 	f.BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
 	f.StringVar(&from, "from", "", "send a test message from this address")
 	f.StringVar(&to, "to", "", "... to this address")
+	f.StringVar(&stsDomain, "domain", "", "also say what this domain's MTA-STS policy makes of HOST (as an MX of the domain)")
 	f.StringVar(&caFile, "ca-file", "", "trust these CA certificates (PEM) instead of the system's")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "limit for each step")
 	return cmd
@@ -268,6 +279,26 @@ func probeDANE(ctx context.Context, r *dns.Resolver, host, port string, t *probe
 	return fmt.Sprintf("the certificate matches %s's TLSA records (DNSSEC-validated)", host)
 }
 
+// probeMTASTS fetches a domain's MTA-STS policy as senders do and says
+// whether it lets mail go to host: named by the policy, with a
+// certificate valid for it.
+func probeMTASTS(ctx context.Context, f *mtasts.Fetcher, domain, host string, t *probeTLS) string {
+	p, err := f.Fetch(ctx, domain)
+	switch {
+	case err != nil:
+		return "no policy for " + domain + ": " + err.Error()
+	case p.Mode == mtasts.None:
+		return "the policy of " + domain + " is mode none: senders do not apply it"
+	case !p.Matches(host):
+		return fmt.Sprintf("the policy of %s (mode %s) does not name %s (it names %s): senders that enforce it will not deliver here", domain, p.Mode, host, strings.Join(p.MX, ", "))
+	case t == nil:
+		return fmt.Sprintf("the policy of %s (mode %s) names %s, but there was no TLS: senders that enforce it will not deliver", domain, p.Mode, host)
+	case !t.Verified:
+		return fmt.Sprintf("the policy of %s (mode %s) names %s, but its certificate is %s: senders that enforce it will not deliver", domain, p.Mode, host, t.VerifyResult)
+	}
+	return fmt.Sprintf("the policy of %s (mode %s) names %s and its certificate is valid: senders that enforce it deliver", domain, p.Mode, host)
+}
+
 func (a *app) printProbe(rep probeReport) {
 	w := a.stdout
 	for _, s := range rep.Transcript {
@@ -285,6 +316,9 @@ func (a *app) printProbe(rep probeReport) {
 			fmt.Fprintf(w, "certificate %d: %s\n", i, printable(c))
 		}
 		fmt.Fprintf(w, "certificate check: %s\n", printable(t.VerifyResult))
+	}
+	if rep.MTASTS != "" {
+		fmt.Fprintf(w, "MTA-STS: %s\n", printable(rep.MTASTS))
 	}
 	if rep.DANE != "" {
 		fmt.Fprintf(w, "DANE: %s\n", printable(rep.DANE))
