@@ -109,6 +109,15 @@ func validatingResolver(t *testing.T, signed, unsigned map[string][]string, tamp
 	return addr
 }
 
+// probeSays runs 'mailroom probe' with args and wants want in what it says.
+func probeSays(t *testing.T, s *server, want string, args ...string) {
+	t.Helper()
+	out, errOut, err := s.run("", append([]string{"probe"}, args...)...)
+	if err != nil || !strings.Contains(out, want) {
+		t.Errorf("probe %v: %v, want %q in:\n%s%s", args, err, want, out, errOut)
+	}
+}
+
 func firstKey(maps ...map[string][]string) string {
 	for _, m := range maps {
 		for k := range m {
@@ -203,13 +212,7 @@ func TestDANE(t *testing.T) {
 	a := newServer(t, "", fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\nca_file = %q\n[queue]\nretry_intervals = [\"1s\"]\n[reports]\ninterval = \"2s\"\n",
 		resolver, port, repCert))
 	a.start()
-	send := func(to, subject string) {
-		t.Helper()
-		c := loggedIn(t, a)
-		if r := c.sendMail("alice@example.test", []string{to}, "From: alice@example.test\r\nSubject: "+subject+"\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
-			t.Fatalf("submission: %q", r)
-		}
-	}
+	send := func(to, subject string) { t.Helper(); submitSubject(t, a, to, subject) }
 
 	send("carol@dane.test", "authenticated")
 	waitMailbox(t, b, "carol@dane.test", 1, "delivery authenticated by DANE")
@@ -224,10 +227,7 @@ func TestDANE(t *testing.T) {
 		"mx.wrong.dane.test": "DANE: senders that use DANE will not deliver: none of 1 TLSA record(s) matches",
 		"mx.plain.test":      "but the answer is not DNSSEC-validated: senders ignore them",
 	} {
-		out, errOut, err := a.run("", "probe", fmt.Sprintf("%s:%d", host, port))
-		if err != nil || !strings.Contains(out, want) {
-			t.Errorf("probe %s: %v, want %q in:\n%s%s", host, err, want, out, errOut)
-		}
+		probeSays(t, a, want, fmt.Sprintf("%s:%d", host, port))
 	}
 
 	// 'mailroom check' on B finds that its name's TLSA record does not

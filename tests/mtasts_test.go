@@ -109,13 +109,7 @@ func TestMTASTS(t *testing.T) {
 	both := pems(mxCert, remoteCert, otherCert)
 	a := newServer(t, "", outbound(both))
 	a.start()
-	send := func(s *server, to, subject string) {
-		t.Helper()
-		c := loggedIn(t, s)
-		if r := c.sendMail("alice@example.test", []string{to}, "From: alice@example.test\r\nSubject: "+subject+"\r\n\r\nx\r\n"); !strings.HasPrefix(r, "250 ") {
-			t.Fatalf("submission: %q", r)
-		}
-	}
+	send := func(s *server, to, subject string) { t.Helper(); submitSubject(t, s, to, subject) }
 	send(a, "carol@remote.test", "enforced")
 	waitMailbox(t, b, "carol@remote.test", 1, "delivery under the policy")
 	if !strings.Contains(a.logs(), "certificate verified (MTA-STS)") {
@@ -127,10 +121,7 @@ func TestMTASTS(t *testing.T) {
 		"remote.test": "MTA-STS: the policy of remote.test (mode enforce) names mx.remote.test and its certificate is valid",
 		"other.test":  "MTA-STS: the policy of other.test (mode enforce) does not name mx.remote.test (it names mail.other.test)",
 	} {
-		out, errOut, err := a.run("", "probe", fmt.Sprintf("mx.remote.test:%d", port), "--domain", domain, "--ca-file", both)
-		if err != nil || !strings.Contains(out, want) {
-			t.Errorf("probe --domain %s: %v, want %q in:\n%s%s", domain, err, want, out, errOut)
-		}
+		probeSays(t, a, want, fmt.Sprintf("mx.remote.test:%d", port), "--domain", domain, "--ca-file", both)
 	}
 
 	// A policy that names another host than the domain's MX: the mail waits.

@@ -292,6 +292,12 @@ func submit(t *testing.T, s *server, to []string, body string) {
 	c.cmd("QUIT", "221 ")
 }
 
+// submitSubject submits a short message from alice with a subject.
+func submitSubject(t *testing.T, s *server, to, subject string) {
+	t.Helper()
+	submit(t, s, []string{to}, "From: alice@example.test\r\nSubject: "+subject+"\r\n\r\nx\r\n")
+}
+
 // TestRelayFaultTemporaryThenAccepted: a next hop that answers 451 to the
 // first transaction gets the message again at the next attempt and takes
 // it; the sender hears nothing.
