@@ -1,21 +1,15 @@
 package tests
 
 import (
-	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"mime"
-	"mime/multipart"
 	"net"
 	"net/http"
-	"net/mail"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -291,74 +285,10 @@ func TestDANE(t *testing.T) {
 
 	// The TLS reports: by mail to carol (DKIM-signed by A's domain), and
 	// posted over HTTPS, each saying what the sessions found.
-	type failure struct {
-		Result string `json:"result-type"`
-		MX     string `json:"receiving-mx-hostname"`
-		Count  int    `json:"failed-session-count"`
-		Reason string `json:"failure-reason-code"`
-	}
-	type report struct {
-		Org      string `json:"organization-name"`
-		ID       string `json:"report-id"`
-		Policies []struct {
-			Policy struct {
-				Type   string   `json:"policy-type"`
-				String []string `json:"policy-string"`
-				Domain string   `json:"policy-domain"`
-			} `json:"policy"`
-			Summary struct {
-				Success int `json:"total-successful-session-count"`
-				Failure int `json:"total-failure-session-count"`
-			} `json:"summary"`
-			Failures []failure `json:"failure-details"`
-		} `json:"policies"`
-	}
-	decode := func(gz []byte) report {
-		t.Helper()
-		zr, err := gzip.NewReader(bytes.NewReader(gz))
-		if err != nil {
-			t.Fatalf("a report that is not gzip: %v", err)
-		}
-		var r report
-		if err := json.NewDecoder(zr).Decode(&r); err != nil {
-			t.Fatalf("a report that is not JSON: %v", err)
-		}
-		return r
-	}
-	// mailed returns the reports in carol's mailbox for a domain.
-	mailed := func(domain string) []report {
-		var out []report
-		for _, m := range b.mailbox("carol@dane.test") {
-			if !strings.HasPrefix(m.Subject, "Report Domain: "+domain+" Submitter: ") {
-				continue
-			}
-			raw := b.message("carol@dane.test", m.ID)
-			msg, err := mail.ReadMessage(strings.NewReader(raw))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if msg.Header.Get("TLS-Report-Domain") != domain || !strings.Contains(raw, "DKIM-Signature: a=ed25519-sha256;") || !strings.Contains(raw, "d=example.test;") {
-				t.Errorf("a report mail without TLS-Report-Domain or a DKIM signature of example.test:\n%s", raw)
-			}
-			_, params, _ := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-			mr := multipart.NewReader(msg.Body, params["boundary"])
-			for {
-				p, err := mr.NextPart()
-				if err != nil {
-					break
-				}
-				if p.Header.Get("Content-Type") == "application/tlsrpt+gzip" {
-					gz, _ := io.ReadAll(base64.NewDecoder(base64.StdEncoding, p))
-					out = append(out, decode(gz))
-				}
-			}
-		}
-		return out
-	}
 	var successes int
 	until(t, b, "a TLS report for dane.test with the DANE sessions that succeeded", func() bool {
 		successes = 0
-		for _, r := range mailed("dane.test") {
+		for _, r := range tlsReports(t, b, "carol@dane.test", "dane.test") {
 			for _, p := range r.Policies {
 				if p.Policy.Type == "tlsa" && p.Policy.Domain == "dane.test" && slices.Contains(p.Policy.String, strings.ToUpper(good)) {
 					successes += p.Summary.Success
@@ -367,9 +297,9 @@ func TestDANE(t *testing.T) {
 		}
 		return successes > 0
 	})
-	var bogus []failure
+	var bogus []tlsFailure
 	until(t, b, "a TLS report for bogus.dane.test", func() bool {
-		for _, r := range mailed("bogus.dane.test") {
+		for _, r := range tlsReports(t, b, "carol@dane.test", "bogus.dane.test") {
 			for _, p := range r.Policies {
 				bogus = append(bogus, p.Failures...)
 			}
@@ -381,7 +311,7 @@ func TestDANE(t *testing.T) {
 	}
 	select {
 	case gz := <-posted:
-		r := decode(gz)
+		r := decodeTLSReport(t, gz)
 		if len(r.Policies) == 0 || len(r.Policies[0].Failures) == 0 {
 			t.Fatalf("the posted report has no failure: %+v", r)
 		}

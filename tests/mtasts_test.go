@@ -91,7 +91,19 @@ func TestMTASTS(t *testing.T) {
 		"nopolicy.test. MX":         {"10 mx.remote.test."},
 		"mta-sts.remote.test. A":    {"127.0.0.1"},
 		"mta-sts.other.test. A":     {"127.0.0.1"},
+		// TLS-RPT: reports on the sessions to these domains go to
+		// tls@nopolicy.test (a domain A2 can deliver to).
+		"_smtp._tls.remote.test. TXT": {`"v=TLSRPTv1; rua=mailto:tls@nopolicy.test"`},
+		"_smtp._tls.other.test. TXT":  {`"v=TLSRPTv1; rua=mailto:tls@nopolicy.test"`},
+		"_smtp._tls.broken.test. TXT": {`"v=TLSRPTv1; rua=mailto:tls@nopolicy.test"`},
+		// broken.test announces a policy its host cannot serve (no
+		// certificate for its name).
+		"broken.test. MX":           {"10 mx.remote.test."},
+		"_mta-sts.broken.test. TXT": {`"v=STSv1; id=1"`},
+		"mta-sts.broken.test. A":    {"127.0.0.1"},
 	})
+	b.cli("domain", "add", "nopolicy.test")
+	b.cli("user", "add", "tls@nopolicy.test", "--generate")
 	// A trusts every CA; A2 only the policy hosts'.
 	pems := func(files ...string) string {
 		var all []byte
@@ -104,7 +116,7 @@ func TestMTASTS(t *testing.T) {
 		return path
 	}
 	outbound := func(ca string) string {
-		return fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\nmta_sts_port = %d\nca_file = %q\n[queue]\nretry_intervals = [\"1s\"]\n", zone.Addr, port, stsPort, ca)
+		return fmt.Sprintf("[dns]\nresolver = %q\n[outbound]\nport = %d\nmta_sts_port = %d\nca_file = %q\n[queue]\nretry_intervals = [\"1s\"]\n[reports]\ninterval = \"2s\"\n", zone.Addr, port, stsPort, ca)
 	}
 	both := pems(mxCert, remoteCert, otherCert)
 	a := newServer(t, "", outbound(both))
@@ -175,4 +187,42 @@ func TestMTASTS(t *testing.T) {
 	if m := b.mailbox("dave@other.test"); m[0].Subject != "optional" {
 		t.Errorf("dave got %q; only the TLS-Required: No message may pass the policy", m[0].Subject)
 	}
+
+	// TLS-RPT (RFC 8460): the reports say what each sender's sessions
+	// found under each domain's policy: A's enforced successes and the
+	// host other.test's policy does not name; A2's untrusted certificate;
+	// broken.test's policy that could not be fetched.
+	send(a, "x@broken.test", "policy not fetched")
+	type seen struct{ domain, typ, result, mx string }
+	want := []seen{
+		{"remote.test", "sts", "", ""},
+		{"remote.test", "sts", "certificate-not-trusted", "mx.remote.test"},
+		{"other.test", "sts", "validation-failure", "mx.remote.test"},
+		{"broken.test", "sts", "sts-policy-fetch-error", ""},
+	}
+	var got map[seen]bool
+	until(t, b, "the TLS reports", func() bool {
+		got = map[seen]bool{}
+		for _, d := range []string{"remote.test", "other.test", "broken.test"} {
+			for _, r := range tlsReports(t, b, "tls@nopolicy.test", d) {
+				for _, p := range r.Policies {
+					if p.Policy.Type == "sts" && d != "broken.test" && (len(p.Policy.String) == 0 || p.Policy.String[1] != "mode: enforce") {
+						t.Errorf("a report's sts policy-string: %q", p.Policy.String)
+					}
+					if p.Summary.Success > 0 {
+						got[seen{d, p.Policy.Type, "", ""}] = true
+					}
+					for _, f := range p.Failures {
+						got[seen{d, p.Policy.Type, f.Result, f.MX}] = true
+					}
+				}
+			}
+		}
+		for _, w := range want {
+			if !got[w] {
+				return false
+			}
+		}
+		return true
+	})
 }

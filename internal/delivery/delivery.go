@@ -191,7 +191,15 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 	// connection opened so is kept apart from others.
 	var policy *mtasts.Policy
 	if relay == nil && d.sts != nil && !job.TLSOptional {
-		policy, _ = d.sts.Policy(ctx, job.Domain) // a failed fetch: the kept policy, or none (5.1)
+		var err error
+		policy, err = d.sts.Policy(ctx, job.Domain) // a failed fetch: the kept policy, or none (5.1)
+		if err != nil && policy == nil {
+			result := tlsrpt.STSFetchError
+			if errors.Is(err, mtasts.ErrInvalid) {
+				result = tlsrpt.STSInvalid
+			}
+			d.countTLS(job.Domain, tlsrpt.Row{PolicyType: tlsrpt.PolicySTS, Result: result, Reason: err.Error()})
+		}
 	}
 	// DANE (RFC 7672) is looked for when the resolver validates: then an
 	// MX host with TLSA records is authenticated by them, whatever the

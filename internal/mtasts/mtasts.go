@@ -41,6 +41,18 @@ const (
 	MaxAge        = 31557600 * time.Second
 )
 
+// ErrInvalid is a policy that was fetched but is not one (not text/plain,
+// too large, or not parsing), matched with errors.Is; other fetch errors
+// are failures to retrieve it (RFC 8460 4.3 tells them apart).
+var ErrInvalid = errors.New("invalid MTA-STS policy")
+
+// invalid marks err as ErrInvalid, keeping its words.
+type invalid struct{ err error }
+
+func (e invalid) Error() string        { return e.err.Error() }
+func (e invalid) Unwrap() error        { return e.err }
+func (e invalid) Is(target error) bool { return target == ErrInvalid }
+
 // Policy is a domain's policy.
 type Policy struct {
 	Domain  string
@@ -358,15 +370,18 @@ func (f *Fetcher) fetch(ctx context.Context, domain string) (*Policy, string, er
 		return nil, "", fmt.Errorf("mta-sts: fetch the policy of %s: HTTP %d", domain, resp.StatusCode)
 	}
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "text/plain" {
-		return nil, "", fmt.Errorf("mta-sts: the policy of %s is not text/plain", domain)
+		return nil, "", invalid{fmt.Errorf("mta-sts: the policy of %s is not text/plain", domain)}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPolicySize+1))
 	if err != nil {
 		return nil, "", fmt.Errorf("mta-sts: fetch the policy of %s: %w", domain, err)
 	}
 	if len(body) > MaxPolicySize {
-		return nil, "", fmt.Errorf("mta-sts: the policy of %s is larger than %d octets", domain, MaxPolicySize)
+		return nil, "", invalid{fmt.Errorf("mta-sts: the policy of %s is larger than %d octets", domain, MaxPolicySize)}
 	}
 	p, err := Parse(domain, string(body))
-	return p, string(body), err
+	if err != nil {
+		return nil, "", invalid{err}
+	}
+	return p, string(body), nil
 }

@@ -38,6 +38,7 @@ const (
 	TLSAInvalid          = "tlsa-invalid"
 	DNSSECInvalid        = "dnssec-invalid"
 	STSFetchError        = "sts-policy-fetch-error"
+	STSInvalid           = "sts-policy-invalid"
 )
 
 // Row is one session's outcome as counted: sessions with equal rows add
