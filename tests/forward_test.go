@@ -30,6 +30,8 @@ func TestForwarding(t *testing.T) {
 		"_dmarc.remote.test. TXT": {`"v=DMARC1; p=reject"`},
 		"bad.test. TXT":           {`"v=spf1 ip4:192.0.2.1 -all"`},
 		"_dmarc.bad.test. TXT":    {`"v=DMARC1; p=reject"`},
+		"quar.test. TXT":          {`"v=spf1 ip4:192.0.2.1 -all"`},
+		"_dmarc.quar.test. TXT":   {`"v=DMARC1; p=quarantine"`},
 	})
 	// A forwards: info@fwd.test -> dave@other.test; team@fwd.test -> alice
 	// and dave. fwd.test only monitors DMARC, so forged mail is delivered
@@ -127,5 +129,25 @@ func TestForwarding(t *testing.T) {
 	}
 	if n := len(b.mailbox("dave@other.test")); n != 1 {
 		t.Errorf("dave has %d messages; the forged one was forwarded", n)
+	}
+
+	// Mail failing a p=quarantine policy is not forwarded either: to an
+	// address that only forwards it is refused; alice keeps her copy.
+	if r := fc.sendMail("x@quar.test", []string{"team@fwd.test"}, "From: ceo@quar.test\r\nSubject: junk\r\n\r\nbuy\r\n"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("quarantined mail to the team: %q", r)
+	}
+	waitMailbox(t, a, "alice@example.test", 2, "the quarantined message, kept locally")
+	fc.cmd("MAIL FROM:<x@quar.test>", "250 ")
+	fc.cmd("RCPT TO:<info@fwd.test>", "250 ")
+	fc.cmd("DATA", "354 ")
+	fc.send("From: ceo@quar.test\r\nSubject: junk only forwarded\r\n\r\nbuy\r\n.\r\n")
+	if r := fc.reply(); !strings.HasPrefix(r, "550 5.7.1 ") || !strings.Contains(r, "quarantines") {
+		t.Errorf("quarantined mail that would only be forwarded: %q", r)
+	}
+	if !strings.Contains(a.logs(), "not forwarded: the message fails its author's DMARC policy of quarantine") {
+		t.Errorf("no sign the quarantined message was held back from forwarding:\n%s", a.logs())
+	}
+	if n := len(b.mailbox("dave@other.test")); n != 1 {
+		t.Errorf("dave has %d messages; the quarantined one was forwarded", n)
 	}
 }

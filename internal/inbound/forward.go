@@ -25,13 +25,18 @@ func (b *Backend) SetSRSSecret(secret []byte) { b.srs = srs.New(secret) }
 // alias's domain (SRS): SPF at the final receiver then checks us, and a
 // bounce comes back to us to be sent on. Mail that failed its author's
 // DMARC policy of reject is not forwarded: the receiver would refuse it
-// (and count the refusal against us).
+// (and count the refusal against us); nor is mail failing a policy of
+// quarantine, which the receiver would count as spam from us.
 func (b *Backend) forward(ctx context.Context, env *smtpserver.Transaction, orig *store.Message, msg *spool.Spool, top string, to []string, domain string, from origin) error {
 	if b.srs == nil {
 		return nil
 	}
-	if from.reject {
-		b.log.Info("not forwarded: the message fails its author's DMARC policy of reject", "queue_id", env.QueueID, "to", strings.Join(to, ","))
+	if from.reject || from.junk {
+		policy := "quarantine"
+		if from.reject {
+			policy = "reject"
+		}
+		b.log.Info("not forwarded: the message fails its author's DMARC policy of "+policy, "queue_id", env.QueueID, "to", strings.Join(to, ","))
 		return nil
 	}
 	m := &store.Message{

@@ -342,6 +342,9 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	if onlyForwarded && from.reject {
 		return smtp.Errorf(550, "5.7.1", "Refused: the domain of the From address publishes a DMARC policy that rejects mail failing SPF and DKIM, and this message, which would be forwarded, fails both")
 	}
+	if onlyForwarded && from.junk {
+		return smtp.Errorf(550, "5.7.1", "Refused: the domain of the From address publishes a DMARC policy that quarantines mail failing SPF and DKIM, and this message, which would only be forwarded, fails both")
+	}
 	// The quota is checked where the copy is counted, in the store's
 	// transaction: two sessions cannot both squeeze into the last space.
 	if !onlyForwarded {

@@ -30,7 +30,11 @@ type origin struct {
 	field      string // the Authentication-Results field, CRLF-ended
 	quarantine bool   // to the recipients' Junk folders
 	reject     bool   // it failed DMARC, whose policy is reject: not forwarded
-	arc        arc.Result
+	// junk: it failed DMARC, whose policy is quarantine (Mailroom's only
+	// verdict of unwanted mail until spam filtering comes): not forwarded,
+	// whatever the recipient domain does with its own copy.
+	junk bool
+	arc  arc.Result
 }
 
 // checkOrigin checks a message from outside (not logged in, not from a
@@ -80,6 +84,7 @@ func (b *Backend) checkOrigin(ctx context.Context, s *smtpserver.SessionInfo, en
 		return o, nil
 	}
 	o.reject = res.DMARC.Disposition == dmarc.PolicyReject // pct applied; a trusted ARC chain set it to none
+	o.junk = res.DMARC.Disposition == dmarc.PolicyQuarantine
 	enforced, monitored := 0, 0
 	for _, d := range domains {
 		switch cfg.dmarcFor(d) {
