@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Mailroom's tests use beyond Go: Python 3 (smtplib is in its
 # standard library) with flufl.bounce (Mailman's bounce detector) dkimpy (DKIM verifier) and pyspf, swaks (with TLS), curl, mutt and tmux (to drive it), openssl,
-# unbound and ldnsutils (DANE), the mail clients mbsync (isync), fetchmail, getmail6 and offlineimap3, Postfix (a real next hop
+# unbound and ldnsutils (DANE), PostgreSQL (the shared store), the mail clients mbsync (isync), fetchmail, getmail6 and offlineimap3, Postfix (a real next hop
 # for the relay test, which runs its own instance). Does nothing when all are present; otherwise runs
 # apt-get update once and installs the missing ones.
 # "test-deps.sh bench" installs only what bench/run.sh needs: Python 3, curl and Postfix (which ships
@@ -39,6 +39,12 @@ postfix=""
 # anchor of the IMAP and POP3 benchmarks. It starts only when a test runs it.
 daemons="$postfix"
 [ -x /usr/sbin/dovecot ] || { need+=(dovecot-imapd dovecot-pop3d); daemons=new; }
+# PostgreSQL: the shared store's tests start their own cluster (initdb in a
+# temporary directory); the system's cluster must not run.
+pgsql=""
+if [ -z "$only_bench" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need+=(postgresql); daemons=new; pgsql=new
+fi
 # unbound: the validating resolver of the DANE test, over zones signed with
 # ldns-signzone (ldnsutils); the test runs its own instance on loopback.
 unbound=""
@@ -89,6 +95,9 @@ if [ -n "$postfix" ]; then
   if [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now postfix.service >/dev/null 2>&1 || true
   fi
+fi
+if [ -n "$pgsql" ] && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now postgresql.service >/dev/null 2>&1 || true
 fi
 if [ -n "$unbound" ] && [ -d /run/systemd/system ]; then
   # The system instance must not run: it would fetch the root's trust

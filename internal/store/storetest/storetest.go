@@ -15,6 +15,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,28 +27,38 @@ import (
 // each call, independent of every other store it returned, since the
 // subtests run in parallel; Run closes each store when its subtest ends.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
-	var tests []test
-	tests = append(tests, domainTests()...)
-	tests = append(tests, userTests()...)
-	tests = append(tests, aliasTests()...)
-	tests = append(tests, acceptTests()...)
-	tests = append(tests, readTests()...)
-	tests = append(tests, credentialTests()...)
-	tests = append(tests, queueTests()...)
-	tests = append(tests, mailTests()...)
-	tests = append(tests, searchTests()...)
-	tests = append(tests, dkimTests()...)
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			s := open(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
+	RunGroups(t, open, Groups...)
+}
+
+// Groups are the parts of the suite, by what they exercise.
+var Groups = []string{"domain", "user", "alias", "accept", "read", "credential", "queue", "suppression", "mail", "search", "keys"}
+
+// RunGroups runs the parts of the suite named, for a backend built part by
+// part: the tests of the other parts are skipped, saying they are pending
+// on this backend, so that the count of what is not done yet shows.
+func RunGroups(t *testing.T, open func(t *testing.T) store.Store, groups ...string) {
+	parts := map[string][]test{
+		"domain": domainTests(), "user": userTests(), "alias": aliasTests(), "accept": acceptTests(), "read": readTests(),
+		"credential": credentialTests(), "queue": queueTests(), "suppression": suppressionTests(), "mail": mailTests(),
+		"search": searchTests(), "keys": dkimTests(),
+	}
+	for _, g := range Groups {
+		run := slices.Contains(groups, g)
+		for _, tc := range parts[g] {
+			t.Run(tc.name, func(t *testing.T) {
+				if !run {
+					t.Skipf("pending on this backend (group %q)", g)
 				}
+				t.Parallel()
+				s := open(t)
+				t.Cleanup(func() {
+					if err := s.Close(); err != nil {
+						t.Errorf("Close: %v", err)
+					}
+				})
+				tc.run(t, s)
 			})
-			tc.run(t, s)
-		})
+		}
 	}
 }
 

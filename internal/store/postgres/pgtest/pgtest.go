@@ -1,0 +1,226 @@
+// Package pgtest runs a throwaway PostgreSQL for tests and benchmarks:
+// Debian's server binaries (scripts/test-deps.sh installs them), a new
+// cluster made by initdb in a temporary directory, listening on a Unix
+// socket there and on one loopback port, trusting local connections. As
+// root (PostgreSQL refuses to run as root) it runs as the postgres user.
+// Nothing is left behind: Stop kills the server it started, by its pid,
+// and removes the directory.
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Server is one running cluster.
+type Server struct {
+	Dir  string // the cluster's directory (data, socket, log)
+	Port int    // on 127.0.0.1
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the server process has exited
+	n    atomic.Int64
+}
+
+// Options tune the cluster.
+type Options struct {
+	// Durable keeps fsync on (benchmarks); tests turn it off, which loses
+	// nothing when a process is killed, only when the machine stops.
+	Durable bool
+	// Settings are more "name=value" server settings.
+	Settings []string
+}
+
+// bin finds a server program of the newest PostgreSQL installed.
+func bin(name string) (string, error) {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
+	for _, d := range dirs {
+		if p := filepath.Join(d, name); fileExists(p) {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("pgtest: %s not found: install PostgreSQL with ./scripts/test-deps.sh (make test does)", name)
+}
+
+func version(dir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+	return n
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// Start makes a cluster and starts its server.
+func Start(opts Options) (*Server, error) {
+	initdb, err := bin("initdb")
+	if err != nil {
+		return nil, err
+	}
+	postgres, err := bin("postgres")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "mailroom-pg-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Dir: dir}
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("pgtest: running as root, and there is no postgres user to run PostgreSQL as: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	run := func(name string, args ...string) *exec.Cmd {
+		cmd := exec.Command(name, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
+		if cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		}
+		return cmd
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := run(initdb, "-D", data, "-U", "mailroom", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions").CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("pgtest: initdb: %v\n%s", err, out)
+	}
+	for attempt := 0; ; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		s.Port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		args := []string{"-D", data, "-k", dir, "-h", "127.0.0.1", "-p", strconv.Itoa(s.Port),
+			"-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "log_min_messages=warning"}
+		if !opts.Durable {
+			args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+		}
+		for _, kv := range opts.Settings {
+			args = append(args, "-c", kv)
+		}
+		log, err := os.Create(filepath.Join(dir, "server.log"))
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		if cred != nil {
+			os.Chown(log.Name(), int(cred.Uid), int(cred.Gid))
+		}
+		s.cmd = run(postgres, args...)
+		s.cmd.Stdout, s.cmd.Stderr = log, log
+		if err := s.cmd.Start(); err != nil {
+			log.Close()
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		log.Close()
+		s.done = make(chan struct{})
+		go func() { s.cmd.Wait(); close(s.done) }()
+		err = s.waitReady(15 * time.Second)
+		if err == nil {
+			return s, nil
+		}
+		s.kill()
+		if attempt == 2 {
+			b, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("pgtest: the server did not start: %v\n%s", err, b)
+		}
+	}
+}
+
+// waitReady waits until the server takes connections.
+func (s *Server) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c, err := pgx.Connect(ctx, s.URL("postgres"))
+		cancel()
+		if err == nil {
+			c.Close(context.Background())
+			return nil
+		}
+		select {
+		case <-s.done:
+			return errors.New("the server exited")
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("no connection within the limit: " + err.Error())
+		}
+	}
+}
+
+func (s *Server) kill() {
+	s.cmd.Process.Kill()
+	<-s.done
+}
+
+// URL is the connection string of a database of the cluster (over TCP on
+// loopback, as nodes on other machines would connect).
+func (s *Server) URL(db string) string {
+	return fmt.Sprintf("postgres://mailroom@127.0.0.1:%d/%s?sslmode=disable", s.Port, db)
+}
+
+// CreateDB makes a database with a name unique in the cluster, from
+// template ("" for the default), and returns its name.
+func (s *Server) CreateDB(ctx context.Context, template string) (string, error) {
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), s.n.Add(1))
+	c, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer c.Close(ctx)
+	q := "CREATE DATABASE " + name
+	if template != "" {
+		q += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+	}
+	if _, err := c.Exec(ctx, q); err != nil {
+		return "", fmt.Errorf("pgtest: %s: %w", q, err)
+	}
+	return name, nil
+}
+
+// Stop stops the server and removes its directory.
+func (s *Server) Stop() {
+	s.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		s.kill()
+	}
+	if strings.HasPrefix(filepath.Base(s.Dir), "mailroom-pg-") {
+		os.RemoveAll(s.Dir)
+	}
+}

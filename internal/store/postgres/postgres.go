@@ -1,0 +1,143 @@
+// Package postgres is the shared store: store.Store on PostgreSQL (pgx),
+// for several Mailroom nodes in front of one database that PostgreSQL
+// keeps safe and replicated ([store] url = "postgres://...").
+//
+// It is being built part by part (issue 18), each part passing its groups
+// of the conformance suite (internal/store/storetest): the directory,
+// credentials, suppressions, keys, reports and tallies are here; mailboxes,
+// mail access, search and the queue are to come, and until they are, a
+// configuration cannot select this store (internal/store/storeopen).
+//
+// The schema is migrated forward by the first node that starts with a
+// newer Mailroom; each migration says the oldest Mailroom that still works
+// with it (expand, then contract), and a node refuses a schema newer than
+// it knows unless every migration it lacks is one it still works with.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"mailroom/internal/store"
+)
+
+// Store is the PostgreSQL store.
+type Store struct {
+	pool         *pgxpool.Pool
+	defaultQuota atomic.Int64
+
+	// The parts still to come (see the package comment): nil, so a call
+	// to one of them panics. storeopen never hands this store out
+	// until they are done.
+	store.Mailboxes
+	store.Mail
+	store.SearchIndex
+	store.Queue
+}
+
+// Options configure a store.
+type Options struct {
+	// DefaultQuota is the quota of users without one of their own, in
+	// octets (0: none).
+	DefaultQuota int64
+	// MaxConns bounds the connections to the database (0: pgx's default).
+	MaxConns int32
+}
+
+// Open connects to the database at url, migrates its schema forward when
+// it is older than this Mailroom's, and refuses one it does not know.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("store: the PostgreSQL url: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect to PostgreSQL: %w", err)
+	}
+	s := &Store{pool: pool}
+	s.defaultQuota.Store(opts.DefaultQuota)
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the connections.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// SetDefaultQuota sets the quota of users without one of their own, in
+// octets (0: none), for the configuration reloaded.
+func (s *Store) SetDefaultQuota(octets int64) { s.defaultQuota.Store(octets) }
+
+// PostgreSQL error codes the store tells apart.
+const (
+	codeUniqueViolation      = "23505"
+	codeForeignKeyViolation  = "23503"
+	codeSerializationFailure = "40001"
+	codeDeadlockDetected     = "40P01"
+)
+
+func isCode(err error, code string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == code
+}
+
+// tx runs fn in a serializable transaction, again when PostgreSQL could
+// not serialize it with another (a few times, then the error).
+func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
+		if err == nil || attempt == 8 || !(isCode(err, codeSerializationFailure) || isCode(err, codeDeadlockDetected)) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 5 * time.Millisecond):
+		}
+	}
+}
+
+// expectOne turns "no row affected" into store.ErrNotFound.
+func expectOne(tag pgconn.CommandTag, err error) func(what string) error {
+	return func(what string) error {
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+		}
+		return nil
+	}
+}
+
+// unixOrZero is t in unix seconds, 0 for the zero time.
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+// timeOrZero is the inverse of unixOrZero.
+func timeOrZero(sec int64) time.Time {
+	if sec == 0 {
+		return time.Time{}
+	}
+	return time.Unix(sec, 0)
+}

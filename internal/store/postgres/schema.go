@@ -1,0 +1,187 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// migration is one step of the schema. minReader is the oldest schema
+// version whose Mailroom still works once this step is applied: an
+// expand step (new tables, new nullable columns) keeps the previous
+// step's, a contract step (dropping what older nodes read) raises it to
+// its own version. Never edit a step that has shipped: add one.
+type migration struct {
+	minReader int
+	sql       string
+}
+
+// migrations are applied in order; schema_migrations records each.
+// (Step 1 may still change until this store ships: issue 18.)
+var migrations = []migration{
+	{1, `
+CREATE TABLE domains (
+	name      text PRIMARY KEY,
+	catch_all text NOT NULL DEFAULT '',
+	created   bigint NOT NULL
+);
+CREATE TABLE users (
+	id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	address          text NOT NULL UNIQUE,
+	domain           text NOT NULL REFERENCES domains(name),
+	password_hash    text NOT NULL DEFAULT '',
+	scram_sha256     text NOT NULL DEFAULT '',
+	cram_md5         text NOT NULL DEFAULT '',
+	settings         jsonb NOT NULL DEFAULT '{}',
+	quota_bytes      bigint NOT NULL DEFAULT 0,
+	used_bytes       bigint NOT NULL DEFAULT 0,
+	uidvalidity_next bigint NOT NULL DEFAULT 0,
+	created          bigint NOT NULL
+);
+CREATE INDEX users_domain ON users(domain);
+CREATE TABLE aliases (
+	address text PRIMARY KEY,
+	domain  text NOT NULL REFERENCES domains(name),
+	targets jsonb NOT NULL,
+	created bigint NOT NULL
+);
+CREATE INDEX aliases_domain ON aliases(domain);
+CREATE TABLE mailboxes (
+	id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	user_id        bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	name           text NOT NULL,
+	special_use    text NOT NULL DEFAULT '',
+	uidvalidity    bigint NOT NULL,
+	uidnext        bigint NOT NULL DEFAULT 1,
+	highest_modseq bigint NOT NULL DEFAULT 1,
+	recent_uid     bigint NOT NULL DEFAULT 1,
+	UNIQUE (user_id, name)
+);
+CREATE TABLE subscriptions (
+	user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	name    text NOT NULL,
+	PRIMARY KEY (user_id, name)
+);
+-- Application passwords, as SHA-256 (long random secrets need no slow hash).
+CREATE TABLE app_passwords (
+	user_id   bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	name      text NOT NULL,
+	hash      text NOT NULL UNIQUE,
+	created   bigint NOT NULL,
+	last_used bigint NOT NULL DEFAULT 0,
+	PRIMARY KEY (user_id, name)
+);
+-- What a user may send as besides their own addresses.
+CREATE TABLE sender_grants (
+	user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	pattern text NOT NULL,
+	created bigint NOT NULL,
+	PRIMARY KEY (user_id, pattern)
+);
+CREATE TABLE suppressions (
+	address text PRIMARY KEY,
+	reason  text NOT NULL,
+	created bigint NOT NULL,
+	until   bigint NOT NULL
+);
+CREATE TABLE dkim_keys (
+	id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	domain      text NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+	selector    text NOT NULL,
+	algorithm   text NOT NULL,
+	private_key bytea NOT NULL,
+	created     bigint NOT NULL,
+	sign_from   bigint NOT NULL,
+	retire_at   bigint NOT NULL DEFAULT 0,
+	UNIQUE (domain, selector)
+);
+CREATE TABLE dmarc_reports (
+	id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	received  bigint NOT NULL,
+	org       text NOT NULL,
+	email     text NOT NULL,
+	report_id text NOT NULL,
+	domain    text NOT NULL,
+	policy    text NOT NULL,
+	begin_at  bigint NOT NULL,
+	end_at    bigint NOT NULL,
+	rows      jsonb NOT NULL,
+	UNIQUE (org, report_id)
+);
+CREATE INDEX dmarc_reports_domain ON dmarc_reports(domain, end_at);
+CREATE TABLE mta_sts_policies (
+	domain  text PRIMARY KEY,
+	id      text NOT NULL,
+	policy  text NOT NULL,
+	fetched bigint NOT NULL,
+	expires bigint NOT NULL
+);
+CREATE TABLE secrets (
+	name  text PRIMARY KEY,
+	value bytea NOT NULL
+);
+CREATE TABLE report_tallies (
+	kind   text NOT NULL,
+	period bigint NOT NULL,
+	domain text NOT NULL,
+	key    text NOT NULL,
+	count  bigint NOT NULL,
+	PRIMARY KEY (kind, period, domain, key)
+);
+`},
+}
+
+// migrateLock is the advisory lock nodes take to migrate one at a time.
+const migrateLock = 0x6d61696c726f6f6d // "mailroom"
+
+// migrate brings the schema to this Mailroom's version, or checks that a
+// newer one is one it still works with.
+func (s *Store) migrate(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("store: connect to PostgreSQL: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrateLock)); err != nil {
+		return fmt.Errorf("store: lock the schema: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrateLock))
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    integer PRIMARY KEY,
+		min_reader integer NOT NULL,
+		applied    timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("store: the schema's version table: %w", err)
+	}
+	var have, needs int
+	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0), coalesce(max(min_reader), 0) FROM schema_migrations`).Scan(&have, &needs); err != nil {
+		return fmt.Errorf("store: read the schema's version: %w", err)
+	}
+	return applyMigrations(ctx, conn.Conn(), have, needs, migrations)
+}
+
+// applyMigrations applies the steps after have, or, for a database ahead
+// of steps, checks that this Mailroom is one it still works with.
+func applyMigrations(ctx context.Context, conn *pgx.Conn, have, needs int, steps []migration) error {
+	known := len(steps)
+	if have > known {
+		if needs > known {
+			return fmt.Errorf("store: the database's schema is at version %d and needs a Mailroom that knows version %d or later; this one knows up to %d: upgrade this node", have, needs, known)
+		}
+		return nil // newer, but only expanded: this node works with it
+	}
+	for v := have + 1; v <= known; v++ {
+		m := steps[v-1]
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations(version, min_reader) VALUES ($1, $2)`, v, m.minReader)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: schema migration %d: %w", v, err)
+		}
+	}
+	return nil
+}
