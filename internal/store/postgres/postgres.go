@@ -36,7 +36,6 @@ type Store struct {
 	// The parts still to come (see the package comment): nil, so a call
 	// to one of them panics. storeopen never hands this store out
 	// until they are done.
-	store.Mailboxes
 	store.Mail
 	store.SearchIndex
 	store.Queue
@@ -97,11 +96,17 @@ func isCode(err error, code string) bool {
 	return errors.As(err, &pe) && pe.Code == code
 }
 
-// tx runs fn in a serializable transaction, again when PostgreSQL could
-// not serialize it with another (a few times, then the error).
+// tx runs fn in a serializable transaction (see retry).
 func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return s.retry(ctx, pgx.Serializable, fn)
+}
+
+// retry runs fn in a transaction, again when PostgreSQL could not
+// serialize it with another or broke a deadlock by failing it (a few
+// times, then the error).
+func (s *Store) retry(ctx context.Context, level pgx.TxIsoLevel, fn func(tx pgx.Tx) error) error {
 	for attempt := 0; ; attempt++ {
-		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
+		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: level}, fn)
 		if err == nil || attempt == 8 || !(isCode(err, codeSerializationFailure) || isCode(err, codeDeadlockDetected)) {
 			return err
 		}

@@ -63,7 +63,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s
-	}, "domain", "alias", "credential", "suppression", "keys")
+	}, "domain", "user", "alias", "accept", "read", "credential", "suppression", "keys")
 }
 
 // TestMigrations: a new database gets every step; a database ahead of

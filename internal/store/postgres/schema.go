@@ -121,6 +121,73 @@ CREATE TABLE secrets (
 	name  text PRIMARY KEY,
 	value bytea NOT NULL
 );
+-- One row per accepted message, shared by all its copies. A body of up to
+-- chunkSize octets is kept in the row; a larger one in message_chunks.
+-- Times of mail (received, internal dates, queue times) are unix
+-- nanoseconds, as the embedded store keeps them.
+CREATE TABLE messages (
+	id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	queue_id text NOT NULL,
+	received bigint NOT NULL,
+	size     bigint NOT NULL,
+	envelope jsonb NOT NULL,
+	from_hdr text NOT NULL DEFAULT '',
+	subject  text NOT NULL DEFAULT '',
+	body     bytea,
+	chunked  boolean NOT NULL DEFAULT false
+);
+CREATE INDEX messages_queue_id ON messages(queue_id);
+CREATE TABLE message_chunks (
+	message_id bigint NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+	seq        integer NOT NULL,
+	data       bytea NOT NULL,
+	PRIMARY KEY (message_id, seq)
+);
+CREATE TABLE message_summaries (
+	message_id bigint PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+	summary    bytea NOT NULL
+);
+-- One row per copy of a message in a mailbox (RFC 3501 UIDs, RFC 7162 MODSEQ).
+CREATE TABLE mailbox_messages (
+	mailbox_id    bigint NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+	uid           bigint NOT NULL,
+	message_id    bigint NOT NULL REFERENCES messages(id),
+	prefix        bytea NOT NULL,
+	size          bigint NOT NULL,
+	internal_date bigint NOT NULL,
+	flags         text NOT NULL DEFAULT '',
+	modseq        bigint NOT NULL,
+	PRIMARY KEY (mailbox_id, uid)
+);
+CREATE INDEX mailbox_messages_message ON mailbox_messages(message_id);
+CREATE INDEX mailbox_messages_modseq ON mailbox_messages(mailbox_id, modseq);
+-- Tombstones of expunged messages, for QRESYNC (RFC 7162 3.2.5).
+CREATE TABLE expunged (
+	mailbox_id bigint NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+	uid        bigint NOT NULL,
+	modseq     bigint NOT NULL,
+	PRIMARY KEY (mailbox_id, uid)
+);
+CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);
+-- The outbound queue: one row per remote recipient of a message.
+CREATE TABLE queue (
+	id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	message_id   bigint NOT NULL REFERENCES messages(id),
+	address      text NOT NULL,
+	domain       text NOT NULL,
+	notify       text NOT NULL DEFAULT '',
+	orcpt        text NOT NULL DEFAULT '',
+	state        text NOT NULL,
+	attempts     integer NOT NULL DEFAULT 0,
+	next_attempt bigint NOT NULL,
+	last_error   text NOT NULL DEFAULT '',
+	held         boolean NOT NULL DEFAULT false,
+	warned       boolean NOT NULL DEFAULT false,
+	active       boolean NOT NULL DEFAULT false,
+	created      bigint NOT NULL
+);
+CREATE INDEX queue_due ON queue(next_attempt) WHERE state IN ('pending', 'deferred') AND NOT held;
+CREATE INDEX queue_message ON queue(message_id);
 CREATE TABLE report_tallies (
 	kind   text NOT NULL,
 	period bigint NOT NULL,
