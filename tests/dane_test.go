@@ -180,7 +180,9 @@ func TestDANE(t *testing.T) {
 		"dane.test": {
 			rua(""), "reports IN A 127.0.0.1",
 			strings.Replace(rua(","+repURL), "_smtp._tls", "_smtp._tls.wrong", 1),
-			strings.Replace(rua(""), "_smtp._tls", "_smtp._tls.bogus", 1),
+			// bogus.dane.test's reports go to wrong.dane.test as well, whose
+			// MX fails DANE: a TLS report goes all the same (RFC 8460 3).
+			strings.Replace(rua(",mailto:dave@wrong.dane.test"), "_smtp._tls", "_smtp._tls.bogus", 1),
 			"@ IN MX 10 mx", "mx IN A 127.0.0.111", tlsa("mx", good),
 			"wrong IN MX 10 mx.wrong", "mx.wrong IN A 127.0.0.111", tlsa("mx.wrong", wrong),
 			"bogus IN MX 10 mx.bogus", "mx.bogus IN A 127.0.0.111", tlsa("mx.bogus", good),
@@ -262,6 +264,19 @@ func TestDANE(t *testing.T) {
 	if !strings.Contains(a.logs(), "certificate not verified (DANE: no usable TLSA record)") {
 		t.Errorf("the delivery does not say the TLSA records were unusable:\n%s", a.logs())
 	}
+	// That connection, kept for the next message, did not authenticate the
+	// host: a REQUIRETLS message must not take it, and bounces.
+	c = loggedIn(t, a)
+	c.cmd("MAIL FROM:<alice@example.test> REQUIRETLS", "250 ")
+	c.cmd("RCPT TO:<gina@unusable.dane.test>", "250 ")
+	c.data("From: alice@example.test\r\nSubject: requiretls unusable\r\n\r\nsecret\r\n")
+	waitMailbox(t, a, "alice@example.test", 1, "the bounce of REQUIRETLS mail to a host DANE does not authenticate")
+	if bounce := a.message("alice@example.test", a.mailbox("alice@example.test")[0].ID); !strings.Contains(bounce, "5.7.30") {
+		t.Errorf("the bounce of REQUIRETLS mail to unusable.dane.test:\n%s", bounce)
+	}
+	if n := len(b.mailbox("gina@unusable.dane.test")); n != 1 {
+		t.Errorf("gina has %d messages: the REQUIRETLS one went over a connection DANE did not authenticate", n)
+	}
 
 	// Records that name another key: the mail waits, with the reason.
 	send("dave@wrong.dane.test", "mismatch")
@@ -278,8 +293,10 @@ func TestDANE(t *testing.T) {
 	})
 	time.Sleep(1500 * time.Millisecond) // a retry or two
 	for _, user := range []string{"dave@wrong.dane.test", "erin@bogus.dane.test"} {
-		if n := len(b.mailbox(user)); n != 0 {
-			t.Errorf("%s got %d message(s): DANE must hold the mail back, never fall back to plaintext", user, n)
+		for _, m := range b.mailbox(user) {
+			if !strings.HasPrefix(m.Subject, "Report Domain: ") {
+				t.Errorf("%s got %q: DANE must hold the mail back, never fall back to plaintext", user, m.Subject)
+			}
 		}
 	}
 
@@ -309,6 +326,9 @@ func TestDANE(t *testing.T) {
 	if f := bogus[0]; f.Result != "dnssec-invalid" || f.MX != "mx.bogus.dane.test" || f.Count < 1 {
 		t.Errorf("bogus.dane.test's failure = %+v, want dnssec-invalid at mx.bogus.dane.test", f)
 	}
+	until(t, b, "bogus.dane.test's TLS report at wrong.dane.test, whose MX fails DANE", func() bool {
+		return len(tlsReports(t, b, "dave@wrong.dane.test", "bogus.dane.test")) > 0
+	})
 	select {
 	case gz := <-posted:
 		r := decodeTLSReport(t, gz)

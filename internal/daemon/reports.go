@@ -38,12 +38,14 @@ type reports struct {
 	from     string          // "" means postmaster at the first local domain
 	org      string
 	hostname string
-	client   *http.Client // for https: destinations
+	client   *http.Client    // for https: destinations
+	sent     map[string]bool // destinations that have a report still counted (kind domain period group dest)
 }
 
 // newReports makes the recorders [reports] asks for; run sends.
 func newReports(cfg *config.Config, st store.Store, backend *inbound.Backend, resolver *dns.Resolver, roots *x509.CertPool, log *slog.Logger) *reports {
-	r := &reports{st: st, resolver: resolver, backend: backend, log: log, from: cfg.Reports.From, org: cfg.Reports.Organization, hostname: cfg.Hostname}
+	r := &reports{st: st, resolver: resolver, backend: backend, log: log, from: cfg.Reports.From, org: cfg.Reports.Organization, hostname: cfg.Hostname,
+		sent: map[string]bool{}}
 	if r.org == "" {
 		r.org = cfg.Hostname
 	}
@@ -125,11 +127,13 @@ func (r *reports) sender(ctx context.Context) (string, error) {
 
 // sendDue sends the reports of ended periods: each domain that asks for
 // reports gets its own at every destination; the counts of domains that
-// ask for none are dropped. A report that could not be sent for a
-// temporary reason is tried again at the next round, for a day at most.
+// ask for none are dropped. A destination that could not be reached for a
+// temporary reason is tried again at the next round, for a day at most;
+// those that got the report do not get it again.
 func (r *reports) sendDue(ctx context.Context, k kind) {
 	if err := k.rec.Flush(ctx, r.st); err != nil {
-		r.log.Warn("report counts not saved", "kind", k.name, "err", err)
+		r.log.Warn("report counts not saved; reports wait for the next round", "kind", k.name, "err", err)
+		return // a report now could miss counts still to be saved
 	}
 	due, err := k.rec.Due(ctx, r.st, time.Now())
 	if err != nil {
@@ -139,20 +143,52 @@ func (r *reports) sendDue(ctx context.Context, k kind) {
 	for _, rep := range due {
 		err := k.send(ctx, rep)
 		if err != nil && time.Since(rep.End) < 24*time.Hour && errors.Is(err, errRetry) {
-			r.log.Warn("report not sent, to be tried again", "kind", k.name, "domain", rep.Domain, "err", err)
+			r.log.Warn("report not sent to every destination, to be tried again", "kind", k.name, "domain", rep.Domain, "err", err)
 			continue
 		}
 		if err != nil {
-			r.log.Info("no report sent", "kind", k.name, "domain", rep.Domain, "err", err)
+			r.log.Info("report not sent", "kind", k.name, "domain", rep.Domain, "err", err)
 		}
 		if err := k.rec.Done(ctx, r.st, rep); err != nil {
 			r.log.Error("forgetting a report's counts", "kind", k.name, "domain", rep.Domain, "err", err)
+		}
+		prefix := fmt.Sprintf("%s %s %d ", k.name, rep.Domain, rep.Begin.Unix())
+		for key := range r.sent {
+			if strings.HasPrefix(key, prefix) {
+				delete(r.sent, key)
+			}
 		}
 	}
 }
 
 // errRetry marks a failure worth another try.
 var errRetry = errors.New("temporary failure")
+
+// maxDestinations bounds the destinations one record may send a report to
+// (RFC 7489 6.2 lets a receiver stop at two; we take five).
+const maxDestinations = 5
+
+// toEach sends a report to each destination that has not had it yet, and
+// remembers those that have: a failure (a full hourly limit, a DNS answer
+// that did not come) is retried at the next round, for those only.
+func (r *reports) toEach(kindName string, rep tally.Report, group int, dests []string, send func(dest string) error) error {
+	var errs []error
+	for _, d := range dests[:min(len(dests), maxDestinations)] {
+		key := fmt.Sprintf("%s %s %d %d %s", kindName, rep.Domain, rep.Begin.Unix(), group, d)
+		if r.sent[key] {
+			continue
+		}
+		if err := send(d); err != nil {
+			errs = append(errs, fmt.Errorf("to %s: %w", d, err))
+			continue
+		}
+		r.sent[key] = true
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", errRetry, errors.Join(errs...))
+	}
+	return nil
+}
 
 func (r *reports) sendTLSReport(ctx context.Context, rep tally.Report) error {
 	txts, err := r.resolver.LookupTXT(ctx, "_smtp._tls."+rep.Domain)
@@ -170,7 +206,7 @@ func (r *reports) sendTLSReport(ctx context.Context, rep tally.Report) error {
 	if err != nil {
 		return err
 	}
-	id := reportID(rep.Begin, from)
+	id, unique := reportID(rep.Begin, from)
 	report, err := tlsrpt.Build(r.org, "mailto:"+from, id, rep)
 	if err != nil {
 		return err
@@ -179,73 +215,81 @@ func (r *reports) sendTLSReport(ctx context.Context, rep tally.Report) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, to := range mailto {
-		msg := tlsrpt.Message(from, to, r.hostname, rep.Domain, report, gz, time.Now())
-		if err := r.backend.Inject(ctx, to, msg, false); err != nil {
-			errs = append(errs, fmt.Errorf("to %s: %w", to, err))
-			continue
+	return r.toEach("TLS-RPT", rep, 0, append(mailto, https...), func(dest string) error {
+		if strings.HasPrefix(dest, "https:") {
+			if err := r.post(ctx, dest, gz); err != nil {
+				return err
+			}
+			r.log.Info("TLS-RPT report posted", "domain", rep.Domain, "url", dest, "report_id", id)
+			return nil
 		}
-		r.log.Info("TLS-RPT report sent", "domain", rep.Domain, "to", to, "report_id", id, "policies", len(report.Policies))
-	}
-	for _, u := range https {
-		if err := r.post(ctx, u, gz); err != nil {
-			errs = append(errs, fmt.Errorf("to %s: %w", u, err))
-			continue
+		msg := tlsrpt.Message(from, dest, r.hostname, rep.Domain, report, gz, unique, time.Now())
+		if err := r.backend.Inject(ctx, dest, msg, false); err != nil {
+			return err
 		}
-		r.log.Info("TLS-RPT report posted", "domain", rep.Domain, "url", u, "report_id", id)
-	}
-	return errors.Join(errs...)
+		r.log.Info("TLS-RPT report sent", "domain", rep.Domain, "to", dest, "report_id", id, "policies", len(report.Policies))
+		return nil
+	})
 }
 
-// sendDMARCReport sends one policy domain's aggregate report (RFC 7489
-// 7.2) to the mailto: destinations of its rua; one outside the domain's
-// organization only when it says it takes them (7.1), and one with a size
-// limit only when the report fits.
+// sendDMARCReport sends one policy domain's aggregate reports (RFC 7489
+// 7.2), one per policy published during the period, to the mailto:
+// destinations of its rua; one outside the domain's organization only
+// when it says it takes them (7.1), and one with a size limit only when
+// the report fits.
 func (r *reports) sendDMARCReport(ctx context.Context, rep tally.Report) error {
 	from, err := r.sender(ctx)
 	if err != nil {
 		return err
 	}
-	id := reportID(rep.Begin, from)
-	agg, err := dmarcreport.Build(r.org, from, id, rep)
+	aggs, err := dmarcreport.Build(r.org, from, rep)
 	if err != nil {
 		return err
-	}
-	gz, err := agg.Gzip()
-	if err != nil {
-		return err
-	}
-	dests := dmarcreport.Destinations(agg.RUA)
-	if len(dests) == 0 {
-		return errors.New("the DMARC record names no mailto: destination")
 	}
 	var errs []error
-	for _, d := range dests {
-		_, domain, _ := strings.Cut(d.Address, "@")
-		domain = strings.ToLower(domain)
-		if mailauth.OrganizationalDomain(domain) != mailauth.OrganizationalDomain(rep.Domain) {
-			ok, err := r.takesReports(ctx, rep.Domain, domain)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if !ok {
-				r.log.Info("DMARC report not sent: the destination does not say it takes reports for the domain (RFC 7489 7.1)",
-					"domain", rep.Domain, "to", d.Address, "record", dmarcreport.VerificationName(rep.Domain, domain))
-				continue
-			}
+	for i, agg := range aggs {
+		id, unique := reportID(rep.Begin, from)
+		agg.ReportID = id
+		gz, err := agg.Gzip()
+		if err != nil {
+			return err
 		}
-		msg := dmarcreport.Message(from, d.Address, r.hostname, agg, gz, time.Now())
-		if d.Limit > 0 && int64(len(msg)) > d.Limit {
-			r.log.Info("DMARC report not sent: larger than the destination's limit", "domain", rep.Domain, "to", d.Address, "size", len(msg), "limit", d.Limit)
+		var dests []string
+		limits := map[string]int64{}
+		for _, d := range dmarcreport.Destinations(agg.RUA) {
+			dests, limits[d.Address] = append(dests, d.Address), d.Limit
+		}
+		if len(dests) == 0 {
 			continue
 		}
-		if err := r.backend.Inject(ctx, d.Address, msg, false); err != nil {
-			errs = append(errs, fmt.Errorf("to %s: %w", d.Address, err))
-			continue
+		err = r.toEach("DMARC", rep, i, dests, func(dest string) error {
+			_, domain, _ := strings.Cut(dest, "@")
+			domain = strings.ToLower(domain)
+			if mailauth.OrganizationalDomain(domain) != mailauth.OrganizationalDomain(rep.Domain) {
+				ok, err := r.takesReports(ctx, rep.Domain, domain)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					r.log.Info("DMARC report not sent: the destination does not say it takes reports for the domain (RFC 7489 7.1)",
+						"domain", rep.Domain, "to", dest, "record", dmarcreport.VerificationName(rep.Domain, domain))
+					return nil
+				}
+			}
+			msg := dmarcreport.Message(from, dest, r.hostname, agg, gz, unique, time.Now())
+			if l := limits[dest]; l > 0 && int64(len(msg)) > l {
+				r.log.Info("DMARC report not sent: larger than the destination's limit", "domain", rep.Domain, "to", dest, "size", len(msg), "limit", l)
+				return nil
+			}
+			if err := r.backend.Inject(ctx, dest, msg, false); err != nil {
+				return err
+			}
+			r.log.Info("DMARC aggregate report sent", "domain", rep.Domain, "to", dest, "report_id", id, "rows", len(rep.Rows))
+			return nil
+		})
+		if err != nil {
+			errs = append(errs, err)
 		}
-		r.log.Info("DMARC aggregate report sent", "domain", rep.Domain, "to", d.Address, "report_id", id, "rows", len(rep.Rows))
 	}
 	return errors.Join(errs...)
 }
@@ -257,8 +301,6 @@ func (r *reports) takesReports(ctx context.Context, policyDomain, destDomain str
 	switch {
 	case errors.Is(err, dns.ErrNoDomain):
 		return false, nil
-	case errors.Is(err, dns.ErrTemporary):
-		return false, fmt.Errorf("%w: %w", errRetry, err)
 	case err != nil:
 		return false, err
 	}
@@ -283,11 +325,13 @@ func (r *reports) post(ctx context.Context, url string, gz []byte) error {
 	return nil
 }
 
-// reportID makes a report's unique ID: the period, then random hex, at
-// the sender's domain.
-func reportID(begin time.Time, from string) string {
+// reportID makes a report's ID: the period, then random hex, at the
+// sender's domain; unique is the letters and digits of it that file names
+// may carry (RFC 8460 5.1, RFC 7489 7.2.1.1).
+func reportID(begin time.Time, from string) (id, unique string) {
 	b := make([]byte, 6)
 	rand.Read(b)
 	_, domain, _ := strings.Cut(from, "@")
-	return fmt.Sprintf("%s.%s@%s", begin.UTC().Format("20060102T150405Z"), hex.EncodeToString(b), domain)
+	unique = begin.UTC().Format("20060102T150405Z") + hex.EncodeToString(b)
+	return unique + "@" + domain, unique
 }

@@ -203,8 +203,9 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 	}
 	// DANE (RFC 7672) is looked for when the resolver validates: then an
 	// MX host with TLSA records is authenticated by them, whatever the
-	// MTA-STS policy says (RFC 8461 2).
-	daneOn := relay == nil && d.resolver.Validating()
+	// MTA-STS policy says (RFC 8461 2). "TLS-Required: No" sets both
+	// aside (RFC 8689 5).
+	daneOn := relay == nil && d.resolver.Validating() && !job.TLSOptional
 	// REQUIRETLS (RFC 8689 4.2.1): the next hop must be authenticated, by
 	// the domain's policy (in testing mode too), by DANE, or as a checked
 	// smart host.
@@ -217,17 +218,39 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 			return all(job, Outcome{Permanent: true, Detail: noAuthRequireTLS(job.Domain)})
 		}
 	}
-	if enforce {
-		key += " (MTA-STS)"
-	}
-	// Kept connections: one DANE authenticated first; then one opened as
-	// the policy says, unless the message needs authentication none gave.
-	keys := []string{key}
-	if daneOn {
-		keys = []string{key + " (DANE)", key}
-		if job.RequireTLS && !enforce {
-			keys = keys[:1]
+	// Kept connections are kept apart by how their next hop was
+	// authenticated. A DANE-authenticated one serves any message; then one
+	// opened as the domain's policy says; a message that needs
+	// authentication takes no other.
+	keyFor := func(mode int) string {
+		switch mode {
+		case authDANE:
+			return key + " (DANE)"
+		case authDANEUnusable:
+			return key + " (TLSA unusable)"
+		case authMTASTS:
+			return key + " (MTA-STS)"
 		}
+		return key
+	}
+	keys := []string{}
+	if daneOn {
+		keys = append(keys, keyFor(authDANE))
+	}
+	// A message that says "TLS-Required: No" opens connections no policy
+	// checked: they are kept apart, for such messages only.
+	optional := key + " (TLS optional)"
+	if job.TLSOptional {
+		keys = append(keys, optional)
+	}
+	switch {
+	case enforce:
+		keys = append(keys, keyFor(authMTASTS))
+	case !job.RequireTLS || relay != nil:
+		if daneOn {
+			keys = append(keys, keyFor(authDANEUnusable))
+		}
+		keys = append(keys, key)
 	}
 	for _, k := range keys {
 		for c := d.pool.get(k); c != nil; c = d.pool.get(k) {
@@ -267,7 +290,10 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 				continue // RFC 7672 2.2: a failed TLSA lookup is no "none"
 			}
 		}
-		if v.mode == authNone && enforce {
+		// A host with TLSA records none of which is usable is left to an
+		// enforced MTA-STS policy, which authenticates it.
+		if (v.mode == authNone || v.mode == authDANEUnusable) && enforce {
+			v = verification{}
 			if !policy.Matches(mx.Host) {
 				last = Outcome{Detail: fmt.Sprintf("4.7.5 MTA-STS: the policy of %s does not name the MX host %s (it names %s)", job.Domain, mx.Host, strings.Join(policy.MX, ", ")), RemoteMTA: mx.Host}
 				row := policyRow(policy, v)
@@ -281,13 +307,13 @@ func (d *Deliverer) Deliver(ctx context.Context, job Job) []Outcome {
 			last = Outcome{Permanent: true, Detail: noAuthRequireTLS(job.Domain), RemoteMTA: mx.Host}
 			continue
 		}
-		k := key
-		if v.mode == authDANE || v.mode == authDANEUnusable {
-			k = strings.TrimSuffix(key, " (MTA-STS)") + " (DANE)"
+		k := keyFor(v.mode)
+		if job.TLSOptional && relay == nil {
+			k = optional
 		}
 		for _, ip := range ips {
 			c, err := d.dial(ctx, st, mx.Host, ip, relay, src, v)
-			if relay == nil {
+			if relay == nil && !job.TLSOptional {
 				d.countSession(job.Domain, policy, v, mx.Host, ip, c, err, st.cfg.Roots)
 			}
 			if err != nil {

@@ -116,25 +116,41 @@ type Auth struct {
 type Aggregate struct {
 	doc feedback
 	RUA []string // the destinations the policy names, as published
+	// ReportID is the report's ID, set before it is written.
+	ReportID string
 }
 
-// Build makes the aggregate report of one policy domain's period from its
-// counted rows; the policy published is the last row's (the record as
-// last seen).
-func Build(org, email, reportID string, rep tally.Report) (Aggregate, error) {
-	var a Aggregate
-	f := &a.doc
-	f.Version = "1.0"
-	f.Metadata.Org, f.Metadata.Email, f.Metadata.ReportID = org, email, reportID
-	f.Metadata.DateRange.Begin, f.Metadata.DateRange.End = rep.Begin.Unix(), rep.End.Unix()
-	f.Policy.Domain = rep.Domain
+// policyOf is what of a row is the policy published: rows under different
+// policies (the record changed during the period) go in different reports,
+// each with its policy_published.
+func policyOf(r Row) string {
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%d\x00%s", r.P, r.SP, r.ADKIM, r.ASPF, r.Pct, strings.Join(r.RUA, ","))
+}
+
+// Build makes the aggregate reports of one policy domain's period from its
+// counted rows: one per policy published during the period.
+func Build(org, email string, rep tally.Report) ([]Aggregate, error) {
+	var out []Aggregate
+	index := map[string]int{}
 	for _, t := range rep.Rows {
 		var row Row
 		if err := json.Unmarshal([]byte(t.Key), &row); err != nil {
-			return a, fmt.Errorf("dmarcreport: a counted row of %s: %w", rep.Domain, err)
+			return nil, fmt.Errorf("dmarcreport: a counted row of %s: %w", rep.Domain, err)
 		}
-		f.Policy.P, f.Policy.SP, f.Policy.ADKIM, f.Policy.ASPF, f.Policy.Pct = row.P, row.SP, row.ADKIM, row.ASPF, strconv.Itoa(row.Pct)
-		a.RUA = row.RUA
+		i, ok := index[policyOf(row)]
+		if !ok {
+			i = len(out)
+			index[policyOf(row)] = i
+			var a Aggregate
+			f := &a.doc
+			f.Version = "1.0"
+			f.Metadata.Org, f.Metadata.Email = org, email
+			f.Metadata.DateRange.Begin, f.Metadata.DateRange.End = rep.Begin.Unix(), rep.End.Unix()
+			f.Policy = published{Domain: rep.Domain, P: row.P, SP: row.SP, ADKIM: row.ADKIM, ASPF: row.ASPF, Pct: strconv.Itoa(row.Pct)}
+			a.RUA = row.RUA
+			out = append(out, a)
+		}
+		f := &out[i].doc
 		var r record
 		r.Row.SourceIP, r.Row.Count = row.SourceIP, int(t.Count)
 		r.Row.Evaluated.Disposition, r.Row.Evaluated.DKIM, r.Row.Evaluated.SPF = row.Disposition, row.DKIM, row.SPF
@@ -148,11 +164,12 @@ func Build(org, email, reportID string, rep tally.Report) (Aggregate, error) {
 		r.Auth.SPF = []authSPF{{Domain: row.SPFAuth.Domain, Scope: row.SPFAuth.Scope, Result: row.SPFAuth.Result}}
 		f.Records = append(f.Records, r)
 	}
-	return a, nil
+	return out, nil
 }
 
 // Gzip returns the report's XML, gzipped.
 func (a Aggregate) Gzip() ([]byte, error) {
+	a.doc.Metadata.ReportID = a.ReportID
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	zw.Write([]byte(xml.Header))
@@ -223,20 +240,23 @@ func VerificationName(policyDomain, destDomain string) string {
 	return policyDomain + "._report._dmarc." + destDomain
 }
 
-// FileName is the report's file name (RFC 7489 7.2.1.1).
-func FileName(receiver, domain string, begin, end time.Time, id string) string {
-	return fmt.Sprintf("%s!%s!%d!%d!%s.xml.gz", receiver, domain, begin.Unix(), end.Unix(), id)
+// FileName is the report's file name (RFC 7489 7.2.1.1), the unique ID
+// of letters and digits.
+func FileName(receiver, domain string, begin, end time.Time, unique string) string {
+	return fmt.Sprintf("%s!%s!%d!%d!%s.xml.gz", receiver, domain, begin.Unix(), end.Unix(), unique)
 }
 
 // Message writes the report as a mail (RFC 7489 7.2.1.1): the subject
-// the RFC gives, a short text, and the gzipped XML as an attachment.
-func Message(from, to, receiver string, a Aggregate, gz []byte, now time.Time) []byte {
+// the RFC gives (the submitter is the receiver's domain), a short text,
+// and the gzipped XML as an attachment.
+func Message(from, to, receiver string, a Aggregate, gz []byte, unique string, now time.Time) []byte {
 	m := a.doc.Metadata
+	m.ReportID = a.ReportID
 	domain := a.doc.Policy.Domain
 	begin, end := time.Unix(m.DateRange.Begin, 0).UTC(), time.Unix(m.DateRange.End, 0).UTC()
 	boundary := fmt.Sprintf("dmarc-%d", now.UnixNano())
 	var b strings.Builder
-	fmt.Fprintf(&b, "From: %s\r\nTo: <%s>\r\nSubject: Report Domain: %s Submitter: %s Report-ID: <%s>\r\n", from, to, domain, m.Org, m.ReportID)
+	fmt.Fprintf(&b, "From: %s\r\nTo: <%s>\r\nSubject: Report Domain: %s Submitter: %s Report-ID: <%s>\r\n", from, to, domain, receiver, m.ReportID)
 	fmt.Fprintf(&b, "Date: %s\r\nMessage-ID: <%s>\r\nMIME-Version: 1.0\r\n", now.Format(time.RFC1123Z), m.ReportID)
 	fmt.Fprintf(&b, "Content-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n", boundary)
 	fmt.Fprintf(&b, "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", boundary)
@@ -247,7 +267,7 @@ func Message(from, to, receiver string, a Aggregate, gz []byte, now time.Time) [
 	fmt.Fprintf(&b, "This is a DMARC aggregate report (RFC 7489) from %s for %s,\r\ncovering %d message(s) from %s to %s.\r\n",
 		m.Org, domain, total, begin.Format(time.RFC3339), end.Format(time.RFC3339))
 	fmt.Fprintf(&b, "\r\n--%s\r\nContent-Type: application/gzip\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment;\r\n\tfilename=\"%s\"\r\n\r\n",
-		boundary, FileName(receiver, domain, begin, end, m.ReportID))
+		boundary, FileName(receiver, domain, begin, end, unique))
 	message.WriteBase64(&b, gz)
 	fmt.Fprintf(&b, "--%s--\r\n", boundary)
 	return []byte(b.String())

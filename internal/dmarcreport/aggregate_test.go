@@ -36,10 +36,12 @@ func TestBuildParse(t *testing.T) {
 		k, _ := json.Marshal(r)
 		rep.Rows = append(rep.Rows, store.Tally{Kind: store.TallyDMARC, Period: begin, Domain: "example.com", Key: string(k), Count: int64(3 + i)})
 	}
-	a, err := Build("mx.example.net", "postmaster@example.net", "r-1", rep)
-	if err != nil {
-		t.Fatal(err)
+	aggs, err := Build("mx.example.net", "postmaster@example.net", rep)
+	if err != nil || len(aggs) != 1 {
+		t.Fatalf("Build: %d reports, %v", len(aggs), err)
 	}
+	a := aggs[0]
+	a.ReportID = "r-1"
 	gz, err := a.Gzip()
 	if err != nil {
 		t.Fatal(err)

@@ -219,6 +219,10 @@ func (r *Resolver) LookupIPSecure(ctx context.Context, host string) (addrs []net
 		return []netip.Addr{ip}, false, nil
 	}
 	var errs []error
+	// Secure: every answer whose addresses are used validated. A family
+	// whose lookup failed gives none, and must not make the other's
+	// validated addresses count as unvalidated: that would let whoever can
+	// break one lookup turn DANE off.
 	secure = true
 	for _, qtype := range []uint16{mdns.TypeAAAA, mdns.TypeA} {
 		resp, err := r.query(ctx, host, qtype)
@@ -227,10 +231,9 @@ func (r *Resolver) LookupIPSecure(ctx context.Context, host string) (addrs []net
 		}
 		if err != nil {
 			errs = append(errs, err)
-			secure = false
 			continue
 		}
-		secure = secure && r.secure(resp)
+		before := len(addrs)
 		for _, rr := range resp.Answer {
 			switch a := rr.(type) {
 			case *mdns.AAAA:
@@ -242,6 +245,9 @@ func (r *Resolver) LookupIPSecure(ctx context.Context, host string) (addrs []net
 					addrs = append(addrs, ip)
 				}
 			}
+		}
+		if len(addrs) > before && !r.secure(resp) {
+			secure = false
 		}
 	}
 	switch {

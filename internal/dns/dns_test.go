@@ -7,7 +7,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	mdns "github.com/miekg/dns"
 
 	"mailroom/internal/dns/dnstest"
 )
@@ -174,5 +177,55 @@ func TestTrustAD(t *testing.T) {
 	os.WriteFile(f, []byte("nameserver 192.0.2.1\noptions edns0 trust-ad\n"), 0o600)
 	if !resolvConfTrustsAD(f) {
 		t.Error("options trust-ad not seen")
+	}
+}
+
+// TestSecureAddresses: addresses count as validated when every answer
+// that gave some was; a family whose lookup failed gives none and does not
+// make the other's validated addresses unvalidated (or whoever can break
+// one lookup could turn DANE off), and an unvalidated answer that gives
+// addresses makes them all unvalidated.
+func TestSecureAddresses(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
+		m := new(mdns.Msg)
+		m.SetReply(req)
+		q := req.Question[0]
+		switch {
+		case strings.HasPrefix(q.Name, "aaaa-fails.") && q.Qtype == mdns.TypeAAAA:
+			m.Rcode = mdns.RcodeServerFailure
+		case q.Qtype == mdns.TypeA:
+			m.AuthenticatedData = !strings.HasPrefix(q.Name, "a-insecure.")
+			rr, _ := mdns.NewRR(q.Name + " 60 IN A 192.0.2.1")
+			m.Answer = append(m.Answer, rr)
+		case q.Qtype == mdns.TypeAAAA:
+			m.AuthenticatedData = true
+			rr, _ := mdns.NewRR(q.Name + " 60 IN AAAA 2001:db8::1")
+			m.Answer = append(m.Answer, rr)
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	defer srv.Shutdown()
+	r, err := New(pc.LocalAddr().String(), "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		host   string
+		n      int
+		secure bool
+	}{
+		{"both.test", 2, true},
+		{"aaaa-fails.test", 1, true},
+		{"a-insecure.test", 2, false},
+	} {
+		addrs, secure, err := r.LookupIPSecure(t.Context(), tt.host)
+		if err != nil || len(addrs) != tt.n || secure != tt.secure {
+			t.Errorf("LookupIPSecure(%s) = %v, %v, %v; want %d addresses, secure %v", tt.host, addrs, secure, err, tt.n, tt.secure)
+		}
 	}
 }

@@ -54,6 +54,9 @@ func (b *Backend) Inject(ctx context.Context, to string, body []byte, internatio
 	// An internationalized report (RFC 6533) needs SMTPUTF8 from the next
 	// hop, as the writer of the report says.
 	m.SMTPEnvelope.SMTPUTF8 = international
+	// A report that says "TLS-Required: No" (a TLS report, RFC 8460 3)
+	// goes whatever the recipient's TLS policies say (RFC 8689 5).
+	m.SMTPEnvelope.TLSOptional = hdr.TLSOptional
 	if !local { // reports to our own users are not backscatter
 		if err := b.reports.allow(addr.Domain, cfg.MaxReportsPerHour, now); err != nil {
 			return err

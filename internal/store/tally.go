@@ -29,8 +29,9 @@ type Tallies interface {
 	// may lose the last counts, never a message.
 	AddTallies(ctx context.Context, ts []Tally) error
 	// TalliesOf returns the rows of one kind whose period began before
-	// before, by period, domain and key.
-	TalliesOf(ctx context.Context, kind string, before time.Time) ([]Tally, error)
+	// before, by period, domain and key: of each domain's period, the
+	// limit rows with the largest counts (0: all).
+	TalliesOf(ctx context.Context, kind string, before time.Time, limit int) ([]Tally, error)
 	// DeleteTallies removes one domain's rows of one period ("" domain:
 	// every domain's), once its report is sent or given up.
 	DeleteTallies(ctx context.Context, kind string, period time.Time, domain string) error

@@ -18,8 +18,13 @@ import (
 
 // maxRows bounds the rows held between flushes: beyond it, new rows are
 // dropped (and counted as dropped), so that a flood of distinct rows
-// cannot grow memory while the store is slow.
-const maxRows = 100_000
+// cannot grow memory while the store is slow or failing. MaxReportRows
+// bounds one domain's report of one period: the rows with the largest
+// counts (a sender can make rows distinct at will: source addresses).
+const (
+	maxRows       = 100_000
+	MaxReportRows = 10_000
+)
 
 type key struct {
 	period time.Time
@@ -31,7 +36,8 @@ type key struct {
 type Recorder struct {
 	kind    string
 	period  time.Duration
-	mu      sync.Mutex
+	flushMu sync.Mutex // one flush at a time: a report is read after a whole flush
+	mu      sync.Mutex // guards counts and dropped
 	counts  map[key]int64
 	dropped int64
 }
@@ -67,6 +73,8 @@ func (r *Recorder) Add(domain string, row any, now time.Time) {
 // Flush adds the counts gathered to the store's; on failure they are kept
 // for the next flush.
 func (r *Recorder) Flush(ctx context.Context, st store.Tallies) error {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	r.mu.Lock()
 	counts := r.counts
 	r.counts = map[key]int64{}
@@ -78,6 +86,10 @@ func (r *Recorder) Flush(ctx context.Context, st store.Tallies) error {
 	if err := st.AddTallies(ctx, ts); err != nil {
 		r.mu.Lock()
 		for k, n := range counts {
+			if _, ok := r.counts[k]; !ok && len(r.counts) >= maxRows {
+				r.dropped += n
+				continue
+			}
 			r.counts[k] += n
 		}
 		r.mu.Unlock()
@@ -122,7 +134,7 @@ type Report struct {
 
 // Due returns the reports of periods that have ended by now, oldest first.
 func (r *Recorder) Due(ctx context.Context, st store.Tallies, now time.Time) ([]Report, error) {
-	ts, err := st.TalliesOf(ctx, r.kind, r.Period(now))
+	ts, err := st.TalliesOf(ctx, r.kind, r.Period(now), MaxReportRows)
 	if err != nil {
 		return nil, err
 	}

@@ -183,20 +183,23 @@ func Destinations(txts []string) (mailto, https []string, err error) {
 }
 
 // FileName is the report's file name (RFC 8460 5.1):
-// submitter!policy-domain!begin!end!id.json.gz.
-func FileName(submitter, domain string, begin, end time.Time, id string) string {
-	return fmt.Sprintf("%s!%s!%d!%d!%s.json.gz", submitter, domain, begin.Unix(), end.Unix(), id)
+// submitter!policy-domain!begin!end!unique-id.json.gz, the unique ID of
+// letters and digits.
+func FileName(submitter, domain string, begin, end time.Time, unique string) string {
+	return fmt.Sprintf("%s!%s!%d!%d!%s.json.gz", submitter, domain, begin.Unix(), end.Unix(), unique)
 }
 
 // Message writes the report as a mail (RFC 8460 5.3): multipart/report
 // of type tlsrpt with a human-readable part and the gzipped report, the
 // TLS-Report-Domain and TLS-Report-Submitter fields, and the subject the
 // RFC gives. It is DKIM-signed on its way out, as 5.3 requires.
-func Message(from, to, submitter, domain string, r Report, gz []byte, now time.Time) []byte {
+func Message(from, to, submitter, domain string, r Report, gz []byte, unique string, now time.Time) []byte {
 	boundary := fmt.Sprintf("tlsrpt-%d", now.UnixNano())
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: %s\r\nTo: <%s>\r\nSubject: Report Domain: %s Submitter: %s Report-ID: <%s>\r\n", from, to, domain, submitter, r.ReportID)
 	fmt.Fprintf(&b, "Date: %s\r\nMessage-ID: <%s>\r\nTLS-Report-Domain: %s\r\nTLS-Report-Submitter: %s\r\n", now.Format(time.RFC1123Z), r.ReportID, domain, submitter)
+	// RFC 8460 3: a report must get through whatever failure it reports.
+	b.WriteString("TLS-Required: No\r\n")
 	fmt.Fprintf(&b, "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=\"tlsrpt\";\r\n\tboundary=\"%s\"\r\n\r\n", boundary)
 	fmt.Fprintf(&b, "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", boundary)
 	fmt.Fprintf(&b, "This is an SMTP TLS report (RFC 8460) for %s from %s,\r\ncovering %s to %s.\r\n",
@@ -204,7 +207,7 @@ func Message(from, to, submitter, domain string, r Report, gz []byte, now time.T
 	for _, p := range r.Policies {
 		fmt.Fprintf(&b, "Policy %s: %d session(s) succeeded, %d failed.\r\n", p.Policy.Type, p.Summary.Success, p.Summary.Failure)
 	}
-	name := FileName(submitter, domain, r.DateRange.Start, r.DateRange.End, r.ReportID)
+	name := FileName(submitter, domain, r.DateRange.Start, r.DateRange.End, unique)
 	fmt.Fprintf(&b, "\r\n--%s\r\nContent-Type: application/tlsrpt+gzip\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment;\r\n\tfilename=\"%s\"\r\n\r\n",
 		boundary, name)
 	message.WriteBase64(&b, gz)

@@ -95,10 +95,10 @@ func TestBuild(t *testing.T) {
 			t.Errorf("report lacks %s:\n%s", want, js)
 		}
 	}
-	msg := string(Message("postmaster@example.net", "tls@example.com", "mx.example.net", "example.com", r, gz, begin))
+	msg := string(Message("postmaster@example.net", "tls@example.com", "mx.example.net", "example.com", r, gz, "id1", begin))
 	for _, want := range []string{"Subject: Report Domain: example.com Submitter: mx.example.net Report-ID: <id-1>\r\n",
 		"TLS-Report-Domain: example.com\r\n", "TLS-Report-Submitter: mx.example.net\r\n", `report-type="tlsrpt"`,
-		"Content-Type: application/tlsrpt+gzip", `filename="mx.example.net!example.com!1796428800!1796515200!id-1.json.gz"`} {
+		"Content-Type: application/tlsrpt+gzip", `filename="mx.example.net!example.com!1796428800!1796515200!id1.json.gz"`, "TLS-Required: No\r\n"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the mail lacks %q:\n%s", want, msg)
 		}

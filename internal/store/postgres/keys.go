@@ -142,9 +142,14 @@ func (s *Store) AddTallies(ctx context.Context, ts []store.Tally) error {
 }
 
 // TalliesOf returns one kind's rows of periods that began before before.
-func (s *Store) TalliesOf(ctx context.Context, kind string, before time.Time) ([]store.Tally, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT period, domain, key, count FROM report_tallies WHERE kind = $1 AND period < $2 ORDER BY period, domain, key`,
-		kind, before.Unix())
+func (s *Store) TalliesOf(ctx context.Context, kind string, before time.Time, limit int) ([]store.Tally, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT period, domain, key, count FROM (
+		SELECT period, domain, key, count, row_number() OVER (PARTITION BY period, domain ORDER BY count DESC, key) AS n
+		FROM report_tallies WHERE kind = $1 AND period < $2) t
+		WHERE $3 < 0 OR n <= $3 ORDER BY period, domain, key`, kind, before.Unix(), limit)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Tally, error) {
 		t := store.Tally{Kind: kind}
 		var period int64

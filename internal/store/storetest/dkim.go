@@ -35,9 +35,9 @@ func testTallies(t *testing.T, s store.Store) {
 		store.Tally{Kind: store.TallyTLSRPT, Period: day(1), Domain: "a.example", Key: "ok", Count: 7},
 		store.Tally{Kind: store.TallyDMARC, Period: day(0), Domain: "a.example", Key: "ok", Count: 5})
 	add(store.Tally{Kind: store.TallyTLSRPT, Period: day(0), Domain: "a.example", Key: "ok", Count: 3}) // adds up
-	got := func(kind string, before time.Time) []string {
+	got := func(kind string, before time.Time, limit ...int) []string {
 		t.Helper()
-		ts, err := s.TalliesOf(ctx, kind, before)
+		ts, err := s.TalliesOf(ctx, kind, before, append(limit, 0)[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,6 +49,9 @@ func testTallies(t *testing.T, s store.Store) {
 	}
 	if g, want := got(store.TallyTLSRPT, day(1)), []string{"0 a.example fail 1", "0 a.example ok 5", "0 b.example ok 1"}; !slices.Equal(g, want) {
 		t.Errorf("TalliesOf(before day 1) = %q, want %q", g, want)
+	}
+	if g, want := got(store.TallyTLSRPT, day(1), 1), []string{"0 a.example ok 5", "0 b.example ok 1"}; !slices.Equal(g, want) {
+		t.Errorf("TalliesOf(before day 1, 1 row per domain) = %q, want the largest count of each: %q", g, want)
 	}
 	if g := got(store.TallyDMARC, day(9)); !slices.Equal(g, []string{"0 a.example ok 5"}) {
 		t.Errorf("DMARC tallies = %q", g)
