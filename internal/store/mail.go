@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -262,4 +263,32 @@ type Mail interface {
 	// (MailChange.Merge): a session that reads Changes after each wake-up
 	// that may concern it misses nothing.
 	Watch(userID int64) (<-chan MailChange, func())
+}
+
+// ApplyFlags returns the flags a message has after the operation; the
+// order of old flags is kept, new ones follow in the order given.
+func ApplyFlags(old []string, op FlagOp, flags []string) []string {
+	var out []string
+	switch op {
+	case FlagsReplace:
+		for _, f := range flags {
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	case FlagsAdd:
+		out = slices.Clone(old)
+		for _, f := range flags {
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	case FlagsRemove:
+		for _, f := range old {
+			if !slices.Contains(flags, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }

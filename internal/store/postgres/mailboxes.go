@@ -47,32 +47,10 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 	if err != nil {
 		return fmt.Errorf("store: accept %s: read the body: %w", m.QueueID, err)
 	}
-	err = s.retry(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
-		var msgID int64
-		chunked := len(first) > chunkSize
-		inline := first
-		if chunked {
-			inline = nil
-		}
-		if err := tx.QueryRow(ctx, `INSERT INTO messages(queue_id, received, size, envelope, from_hdr, subject, body, chunked)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
-			m.QueueID, received.UnixNano(), int64(len(first)), env, m.From, m.Subject, inline, chunked).Scan(&msgID); err != nil {
+	accept := func(tx pgx.Tx) error {
+		msgID, size, err := insertMessage(ctx, tx, m.QueueID, received, env, m.From, m.Subject, first, m.Body, m.Summary)
+		if err != nil {
 			return err
-		}
-		size := int64(len(first))
-		if chunked {
-			var err error
-			if size, err = putChunks(ctx, tx, msgID, first, m.Body); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `UPDATE messages SET size = $1 WHERE id = $2`, size, msgID); err != nil {
-				return err
-			}
-		}
-		if len(m.Summary) > 0 {
-			if _, err := tx.Exec(ctx, `INSERT INTO message_summaries(message_id, summary) VALUES ($1, $2)`, msgID, m.Summary); err != nil {
-				return err
-			}
 		}
 		for _, t := range targets {
 			if _, err := s.insertCopy(ctx, tx, msgID, size, received, t, nil); err != nil {
@@ -86,7 +64,14 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 			}
 		}
 		return nil
-	})
+	}
+	if len(first) <= chunkSize {
+		err = s.retry(ctx, pgx.ReadCommitted, accept)
+	} else {
+		// The rest of a large body is read inside the transaction: it
+		// cannot be read again for a retry.
+		err = s.run(ctx, pgx.ReadCommitted, accept)
+	}
 	if err != nil {
 		var qe *store.QuotaError
 		if !errors.Is(err, store.ErrNotFound) && !errors.As(err, &qe) {
@@ -95,6 +80,40 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 		return fmt.Errorf("store: accept %s: %w", m.QueueID, err)
 	}
 	return nil
+}
+
+// insertMessage stores a message's row and body: first is the body's
+// start as read (up to chunkSize+1 octets), rest what follows; a body of
+// up to chunkSize octets is kept in the row, a larger one in chunks. It
+// returns the message's ID and the body's size.
+func insertMessage(ctx context.Context, tx pgx.Tx, queueID string, received time.Time, env []byte, from, subject string, first []byte, rest io.Reader, summary []byte) (int64, int64, error) {
+	var msgID int64
+	chunked := len(first) > chunkSize
+	inline := first
+	if chunked {
+		inline = nil
+	}
+	if err := tx.QueryRow(ctx, `INSERT INTO messages(queue_id, received, size, envelope, from_hdr, subject, body, chunked)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+		queueID, received.UnixNano(), int64(len(first)), env, from, subject, inline, chunked).Scan(&msgID); err != nil {
+		return 0, 0, err
+	}
+	size := int64(len(first))
+	if chunked {
+		var err error
+		if size, err = putChunks(ctx, tx, msgID, first, rest); err != nil {
+			return 0, 0, err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE messages SET size = $1 WHERE id = $2`, size, msgID); err != nil {
+			return 0, 0, err
+		}
+	}
+	if len(summary) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO message_summaries(message_id, summary) VALUES ($1, $2)`, msgID, summary); err != nil {
+			return 0, 0, err
+		}
+	}
+	return msgID, size, nil
 }
 
 // putChunks writes a large body a chunk at a time: first (already read,
@@ -154,6 +173,9 @@ func (s *Store) insertCopy(ctx context.Context, tx pgx.Tx, msgID, bodySize int64
 	if err != nil {
 		return 0, err
 	}
+	if err := s.notify(ctx, tx, t.UserID, mboxID, modseq); err != nil {
+		return 0, err
+	}
 	if quota > 0 && used > quota {
 		return 0, &store.QuotaError{UserID: t.UserID, Used: used - size, Quota: quota, Size: size}
 	}
@@ -209,6 +231,9 @@ func (s *Store) Expunge(ctx context.Context, userID int64, mailbox string, uids 
 		}
 		if freed > 0 {
 			if _, _, err := s.addUsed(ctx, tx, userID, -freed); err != nil {
+				return err
+			}
+			if err := s.notify(ctx, tx, userID, mboxID, modseq); err != nil {
 				return err
 			}
 		}
@@ -327,8 +352,8 @@ func (s *Store) MailboxStatus(ctx context.Context, userID int64, mailbox string)
 	var validity, next, recentUID int64
 	err := s.pool.QueryRow(ctx, `SELECT mb.id, mb.uidvalidity, mb.uidnext, mb.highest_modseq, mb.recent_uid,
 		count(mm.uid) FILTER (WHERE mm.uid >= mb.recent_uid), count(mm.uid),
-		count(mm.uid) FILTER (WHERE ' ' || mm.flags || ' ' NOT LIKE '% \Seen %'),
-		count(mm.uid) FILTER (WHERE ' ' || mm.flags || ' ' LIKE '% \Deleted %'), coalesce(sum(mm.size), 0)
+		count(mm.uid) FILTER (WHERE strpos(' ' || mm.flags || ' ', ' \Seen ') = 0),
+		count(mm.uid) FILTER (WHERE strpos(' ' || mm.flags || ' ', ' \Deleted ') > 0), coalesce(sum(mm.size), 0)
 		FROM mailboxes mb LEFT JOIN mailbox_messages mm ON mm.mailbox_id = mb.id WHERE mb.user_id = $1 AND mb.name = $2 GROUP BY mb.id`, userID, mailbox).
 		Scan(&st.ID, &validity, &next, &st.HighestModSeq, &recentUID, &st.Recent, &st.Messages, &st.Unseen, &st.Deleted, &st.Size)
 	if errors.Is(err, pgx.ErrNoRows) {

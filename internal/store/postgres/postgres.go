@@ -4,9 +4,10 @@
 //
 // It is being built part by part (issue 18), each part passing its groups
 // of the conformance suite (internal/store/storetest): the directory,
-// credentials, suppressions, keys, reports and tallies are here; mailboxes,
-// mail access, search and the queue are to come, and until they are, a
-// configuration cannot select this store (internal/store/storeopen).
+// credentials, suppressions, keys, reports, tallies, mailboxes and mail
+// access (with changes heard across nodes through LISTEN/NOTIFY) are here;
+// search and the queue are to come, and until they are, a configuration
+// cannot select this store (internal/store/storeopen).
 //
 // The schema is migrated forward by the first node that starts with a
 // newer Mailroom; each migration says the oldest Mailroom that still works
@@ -16,8 +17,11 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,11 +36,16 @@ import (
 type Store struct {
 	pool         *pgxpool.Pool
 	defaultQuota atomic.Int64
+	watchers     store.Watchers // the sessions waiting for changes to mailboxes
+	nodeID       string         // in this node's NOTIFYs, which its listener skips
+	pendMu       sync.Mutex
+	pending      map[pgx.Tx][]store.MailChange // what open transactions changed, for the watchers
+	stopListen   context.CancelFunc
+	listened     chan struct{} // closed when the listener has stopped
 
 	// The parts still to come (see the package comment): nil, so a call
 	// to one of them panics. storeopen never hands this store out
 	// until they are done.
-	store.Mail
 	store.SearchIndex
 	store.Queue
 }
@@ -64,17 +73,31 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: connect to PostgreSQL: %w", err)
 	}
-	s := &Store{pool: pool}
+	id := make([]byte, 8)
+	rand.Read(id)
+	s := &Store{pool: pool, nodeID: hex.EncodeToString(id), pending: map[pgx.Tx][]store.MailChange{}}
 	s.defaultQuota.Store(opts.DefaultQuota)
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopListen, s.listened = cancel, make(chan struct{})
+	ready := make(chan struct{})
+	go s.listen(lctx, cfg.ConnConfig.Copy(), sync.OnceFunc(func() { close(ready) }))
+	select { // changes from other nodes are heard from the start
+	case <-ready:
+	case <-ctx.Done():
+		s.Close()
+		return nil, ctx.Err()
+	}
 	return s, nil
 }
 
-// Close closes the connections.
+// Close stops listening and closes the connections.
 func (s *Store) Close() error {
+	s.stopListen()
+	<-s.listened
 	s.pool.Close()
 	return nil
 }
@@ -101,12 +124,12 @@ func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return s.retry(ctx, pgx.Serializable, fn)
 }
 
-// retry runs fn in a transaction, again when PostgreSQL could not
+// retry runs fn in a transaction (run), again when PostgreSQL could not
 // serialize it with another or broke a deadlock by failing it (a few
 // times, then the error).
 func (s *Store) retry(ctx context.Context, level pgx.TxIsoLevel, fn func(tx pgx.Tx) error) error {
 	for attempt := 0; ; attempt++ {
-		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: level}, fn)
+		err := s.run(ctx, level, fn)
 		if err == nil || attempt == 8 || !(isCode(err, codeSerializationFailure) || isCode(err, codeDeadlockDetected)) {
 			return err
 		}
@@ -116,6 +139,26 @@ func (s *Store) retry(ctx context.Context, level pgx.TxIsoLevel, fn func(tx pgx.
 		case <-time.After(time.Duration(attempt+1) * 5 * time.Millisecond):
 		}
 	}
+}
+
+// run runs fn in one transaction and commits it; then this node's
+// watchers hear of the mail it changed (notify).
+func (s *Store) run(ctx context.Context, level pgx.TxIsoLevel, fn func(tx pgx.Tx) error) error {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: level})
+	if err != nil {
+		return err
+	}
+	err = fn(tx)
+	if err == nil {
+		err = tx.Commit(ctx)
+	} else {
+		tx.Rollback(context.WithoutCancel(ctx))
+	}
+	changes := s.takePending(tx)
+	if err == nil {
+		s.wake(changes)
+	}
+	return err
 }
 
 // expectOne turns "no row affected" into store.ErrNotFound.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -63,7 +64,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s
-	}, "domain", "user", "alias", "accept", "read", "credential", "suppression", "keys")
+	}, "domain", "user", "alias", "accept", "read", "credential", "suppression", "mail", "keys")
 }
 
 // TestMigrations: a new database gets every step; a database ahead of
@@ -113,5 +114,61 @@ func TestMigrations(t *testing.T) {
 	}
 	if _, err := conn2.Exec(ctx, `INSERT INTO later VALUES (1)`); err != nil {
 		t.Errorf("the new step was not applied: %v", err)
+	}
+}
+
+// TestWatchAcrossNodes: a change made through one node's store wakes a
+// session watching through another's (LISTEN/NOTIFY), with the mailbox
+// and its HIGHESTMODSEQ; a change only this node made is not heard twice.
+func TestWatchAcrossNodes(t *testing.T) {
+	ctx := t.Context()
+	url := fresh(t)
+	a, err := Open(ctx, url, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, url, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := a.AddDomain(ctx, store.Domain{Name: "a.example"}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := a.AddUser(ctx, store.User{Address: "alice@a.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onB, stopB := b.Watch(u.ID)
+	defer stopB()
+	onA, stopA := a.Watch(u.ID)
+	defer stopA()
+	m := &store.Message{QueueID: store.NewQueueID(), Body: strings.NewReader("Subject: x\r\n\r\nx\r\n"),
+		Local: []store.LocalTarget{{UserID: u.ID, Mailbox: store.Inbox}}}
+	if err := a.Accept(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.MailboxStatus(ctx, u.ID, store.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-onB:
+		if c.MailboxID != st.ID || c.HighestModSeq != st.HighestModSeq {
+			t.Errorf("node B woke with %+v, want mailbox %d at MODSEQ %d", c, st.ID, st.HighestModSeq)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("node B was not woken by a delivery on node A")
+	}
+	select {
+	case <-onA:
+	default:
+		t.Fatal("node A's own watcher was not woken before Accept returned")
+	}
+	select {
+	case c := <-onA:
+		t.Errorf("node A woken again by its own NOTIFY: %+v", c)
+	case <-time.After(200 * time.Millisecond):
 	}
 }

@@ -169,6 +169,16 @@ CREATE TABLE expunged (
 	PRIMARY KEY (mailbox_id, uid)
 );
 CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);
+-- What the IMAP server saved of a large mailbox's state, and the order
+-- snapshots were saved in (Mail.Snapshots: the most recent first).
+CREATE SEQUENCE mailbox_snapshots_saved;
+CREATE TABLE mailbox_snapshots (
+	mailbox_id bigint PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+	modseq     bigint NOT NULL,
+	data       bytea NOT NULL,
+	saved      bigint NOT NULL
+);
+CREATE INDEX mailbox_snapshots_saved_idx ON mailbox_snapshots(saved);
 -- The outbound queue: one row per remote recipient of a message.
 CREATE TABLE queue (
 	id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

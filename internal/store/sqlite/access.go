@@ -294,7 +294,7 @@ func (s *Store) SetFlags(ctx context.Context, userID int64, mailbox string, c st
 				continue
 			}
 			old := strings.Fields(flags)
-			now := applyFlags(old, c.Op, c.Flags)
+			now := store.ApplyFlags(old, c.Op, c.Flags)
 			if slices.Equal(old, now) {
 				continue
 			}
@@ -313,34 +313,6 @@ func (s *Store) SetFlags(ctx context.Context, userID int64, mailbox string, c st
 		return nil
 	})
 	return res, mailErr("set flags in", mailbox, err)
-}
-
-// applyFlags returns the flags a message has after the operation; the
-// order of old flags is kept, new ones follow in the order given.
-func applyFlags(old []string, op store.FlagOp, flags []string) []string {
-	var out []string
-	switch op {
-	case store.FlagsReplace:
-		for _, f := range flags {
-			if !slices.Contains(out, f) {
-				out = append(out, f)
-			}
-		}
-	case store.FlagsAdd:
-		out = slices.Clone(old)
-		for _, f := range flags {
-			if !slices.Contains(out, f) {
-				out = append(out, f)
-			}
-		}
-	case store.FlagsRemove:
-		for _, f := range old {
-			if !slices.Contains(flags, f) {
-				out = append(out, f)
-			}
-		}
-	}
-	return out
 }
 
 // Copy copies (or moves) messages to another mailbox of the user.

@@ -83,7 +83,7 @@ type Store struct {
 	bodies   *bodyCache // bodies of messages queued for relay
 
 	defaultQuota atomic.Int64
-	watchers     watchers // the sessions waiting for changes to mailboxes
+	watchers     store.Watchers // the sessions waiting for changes to mailboxes
 
 	walReset        atomic.Bool // the checkpointer asks the committer to let the WAL start over
 	stopCheckpoints chan struct{}
@@ -170,7 +170,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.mailmark, err = newDirCache(dir, stampMail, nil)
 	}
 	if err == nil {
-		wake := s.watchers.notifyAll
+		wake := s.watchers.NotifyAll
 		s.mailmark.onChange.Store(&wake)
 		s.stamps = watchCaches(dir, s.dircache, s.supcache, s.queuemark, s.mailmark)
 	}
@@ -457,7 +457,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		fn()
 	}
 	for user, t := range tx.touched {
-		s.watchers.notify(t.event(user))
+		s.watchers.Notify(t.event(user))
 	}
 	if s.opts.AnnounceMail && len(tx.touched) > 0 {
 		if err := s.mailmark.touch(); err != nil {

@@ -34,7 +34,6 @@ func mailTests() []test {
 		{"snapshots are listed, the most recently saved first", testSnapshotsListed},
 		{"a watcher is woken by every committed change", testWatch},
 		{"a wake-up names the mailbox and its HIGHESTMODSEQ; pending ones merge", testWatchModSeq},
-		{"ids are never given twice", testIDsNotReused},
 		{"each new message is recent to one claim only", testClaimRecent},
 	}
 }

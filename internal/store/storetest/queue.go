@@ -12,6 +12,7 @@ import (
 
 func queueTests() []test {
 	return []test{
+		{"ids are never given twice (queue entries, messages, mailboxes)", testIDsNotReused},
 		{"remote recipients are queued with the message and come due", testQueueAccept},
 		{"results move entries on, and a message all done with is removed", testQueueResults},
 		{"held entries are not due; retry makes them due; delete removes them", testQueueControls},
