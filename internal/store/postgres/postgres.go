@@ -47,7 +47,6 @@ type Store struct {
 	// to one of them panics. storeopen never hands this store out
 	// until they are done.
 	store.SearchIndex
-	store.Queue
 }
 
 // Options configure a store.

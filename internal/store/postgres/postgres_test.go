@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,7 +65,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s
-	}, "domain", "user", "alias", "accept", "read", "credential", "suppression", "mail", "keys")
+	}, "domain", "user", "alias", "accept", "read", "credential", "queue", "suppression", "mail", "keys")
 }
 
 // TestMigrations: a new database gets every step; a database ahead of
@@ -170,5 +171,87 @@ func TestWatchAcrossNodes(t *testing.T) {
 	case c := <-onA:
 		t.Errorf("node A woken again by its own NOTIFY: %+v", c)
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestQueueLeases: two nodes claiming at once never claim the same entry;
+// a node starting releases its own claims only; a dead node's claims are
+// taken over once their lease has ended.
+func TestQueueLeases(t *testing.T) {
+	ctx := t.Context()
+	url := fresh(t)
+	a, err := Open(ctx, url, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, url, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const n = 200
+	for i := range n {
+		m := &store.Message{QueueID: store.NewQueueID(), Body: strings.NewReader(fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i)),
+			Remote: []store.QueuedRecipient{{Address: "far@remote.example", Domain: "remote.example"}}}
+		if err := a.Accept(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	claimed := map[int64]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, node := range []struct {
+		name string
+		s    *Store
+	}{{"a", a}, {"b", b}} {
+		wg.Go(func() {
+			for {
+				es, err := node.s.ClaimDue(ctx, now, time.Minute, 7)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(es) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, e := range es {
+					if other, ok := claimed[e.ID]; ok {
+						t.Errorf("entry %d claimed by %s and %s", e.ID, other, node.name)
+					}
+					claimed[e.ID] = node.name
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(claimed) != n {
+		t.Fatalf("%d entries claimed, want %d", len(claimed), n)
+	}
+	// B restarts: it releases its own claims, not A's.
+	if err := b.ReleaseClaims(ctx, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := a.QueueStats(ctx)
+	aClaims := 0
+	for _, who := range claimed {
+		if who == "a" {
+			aClaims++
+		}
+	}
+	if st.Sending != aClaims {
+		t.Errorf("after B released its claims, %d entries are active; A holds %d", st.Sending, aClaims)
+	}
+	// A dies: once its lease (a minute) has ended, B takes its entries.
+	es, err := b.ClaimDue(ctx, now.Add(30*time.Second), time.Minute, n)
+	if err != nil || len(es) != n-aClaims {
+		t.Fatalf("B claimed %d entries before A's lease ended (%v), want only its own released %d", len(es), err, n-aClaims)
+	}
+	es, err = b.ClaimDue(ctx, now.Add(61*time.Second), time.Minute, n)
+	if err != nil || len(es) != aClaims {
+		t.Fatalf("B took over %d of A's %d claims after their lease ended (%v)", len(es), aClaims, err)
 	}
 }

@@ -194,6 +194,7 @@ CREATE TABLE queue (
 	held         boolean NOT NULL DEFAULT false,
 	warned       boolean NOT NULL DEFAULT false,
 	active       boolean NOT NULL DEFAULT false,
+	owner        text NOT NULL DEFAULT '', -- the node whose claim (lease) it is, while active
 	created      bigint NOT NULL
 );
 CREATE INDEX queue_due ON queue(next_attempt) WHERE state IN ('pending', 'deferred') AND NOT held;
