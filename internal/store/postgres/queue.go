@@ -149,7 +149,7 @@ func (s *Store) OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser,
 }
 
 // waiting is the condition for entries not yet final, of one queue ID
-// ($1) or all ($1 = ”).
+// ($1) or all (when $1 is empty).
 const waiting = ` state IN ('pending', 'deferred') AND ($1 = '' OR message_id IN (SELECT id FROM messages WHERE queue_id = $1))`
 
 // SetHeld holds or releases waiting entries.
