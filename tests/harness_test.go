@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if pgShared != nil {
+		pgShared.Stop()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -69,7 +69,7 @@ type Listen struct {
 // Store configures the store under data_dir.
 type Store struct {
 	// URL names the store: "" (or "sqlite:") for the embedded store in
-	// data_dir. A shared PostgreSQL store ("postgres://...") comes later.
+	// data_dir, or "postgres://..." for PostgreSQL, shared by several nodes.
 	URL string `toml:"url"`
 	// MinFreeSpace is the free space in data_dir below which new mail is
 	// refused with 452 4.3.1, before the disk is actually full (Postfix's
@@ -579,9 +579,8 @@ func (c *Config) validate() error {
 	switch u := c.Store.URL; {
 	case u == "" || u == "sqlite:":
 	case strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://"):
-		return errors.New(`store.url: the PostgreSQL store is not in this version of mailroom: remove url (or set "sqlite:") to use the embedded store in data_dir`)
 	default:
-		return fmt.Errorf(`store.url: %q is not a store this mailroom knows: remove url (or set "sqlite:") for the embedded store in data_dir`, u)
+		return fmt.Errorf(`store.url: %q is not a store this mailroom knows: "postgres://user@host/db" for PostgreSQL, or remove url (or set "sqlite:") for the embedded store in data_dir`, u)
 	}
 	s := c.SMTP
 	checks := []struct {

@@ -2,12 +2,10 @@
 // for several Mailroom nodes in front of one database that PostgreSQL
 // keeps safe and replicated ([store] url = "postgres://...").
 //
-// It is being built part by part (issue 18), each part passing its groups
-// of the conformance suite (internal/store/storetest): the directory,
-// credentials, suppressions, keys, reports, tallies, mailboxes and mail
-// access (with changes heard across nodes through LISTEN/NOTIFY) are here;
-// search and the queue are to come, and until they are, a configuration
-// cannot select this store (internal/store/storeopen).
+// It passes the conformance suite (internal/store/storetest) as the
+// embedded store does. Changes to mail are heard across nodes through
+// LISTEN/NOTIFY; the outbound queue's claims are leases, so that nodes
+// share the work and a dead node's claims pass to the others.
 //
 // The schema is migrated forward by the first node that starts with a
 // newer Mailroom; each migration says the oldest Mailroom that still works
@@ -40,14 +38,12 @@ type Store struct {
 	nodeID       string         // in this node's NOTIFYs, which its listener skips
 	pendMu       sync.Mutex
 	pending      map[pgx.Tx][]store.MailChange // what open transactions changed, for the watchers
+	queueDue     atomic.Pointer[func()] // OnQueueDue's
 	stopListen   context.CancelFunc
 	listened     chan struct{} // closed when the listener has stopped
-
-	// The parts still to come (see the package comment): nil, so a call
-	// to one of them panics. storeopen never hands this store out
-	// until they are done.
-	store.SearchIndex
 }
+
+var _ store.Store = (*Store)(nil)
 
 // Options configure a store.
 type Options struct {

@@ -59,13 +59,13 @@ func fresh(t *testing.T) string {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.RunGroups(t, func(t *testing.T) store.Store {
+	storetest.Run(t, func(t *testing.T) store.Store {
 		s, err := Open(t.Context(), fresh(t), Options{MaxConns: 4})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
-	}, "domain", "user", "alias", "accept", "read", "credential", "queue", "suppression", "mail", "keys")
+	})
 }
 
 // TestMigrations: a new database gets every step; a database ahead of

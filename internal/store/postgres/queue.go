@@ -152,17 +152,39 @@ func (s *Store) OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser,
 // ($1) or all (when $1 is empty).
 const waiting = ` state IN ('pending', 'deferred') AND ($1 = '' OR message_id IN (SELECT id FROM messages WHERE queue_id = $1))`
 
-// SetHeld holds or releases waiting entries.
+// SetHeld holds or releases waiting entries; released ones wake every
+// node's queue runner.
 func (s *Store) SetHeld(ctx context.Context, queueID string, held bool) (int, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE queue SET held = $2 WHERE`+waiting, queueID, held)
-	return int(tag.RowsAffected()), err
+	return s.updateWaiting(ctx, !held, `UPDATE queue SET held = $2 WHERE`+waiting, queueID, held)
 }
 
-// RetryNow makes waiting entries due now, except those under way.
+// RetryNow makes waiting entries due now, except those under way, and
+// wakes every node's queue runner.
 func (s *Store) RetryNow(ctx context.Context, queueID string) (int, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE queue SET next_attempt = $2 WHERE NOT active AND`+waiting, queueID, time.Now().UnixNano())
-	return int(tag.RowsAffected()), err
+	return s.updateWaiting(ctx, true, `UPDATE queue SET next_attempt = $2 WHERE NOT active AND`+waiting, queueID, time.Now().UnixNano())
 }
+
+// updateWaiting runs an update of waiting entries; when due is set and
+// it changed some, the queue runners of every node hear of it.
+func (s *Store) updateWaiting(ctx context.Context, due bool, q string, args ...any) (int, error) {
+	var n int64
+	err := s.run(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		if n = tag.RowsAffected(); n > 0 && due {
+			_, err = tx.Exec(ctx, `SELECT pg_notify($1, '')`, queueChannel)
+		}
+		return err
+	})
+	return int(n), err
+}
+
+// OnQueueDue calls f whenever entries were made due now (queue retry or
+// release, from the CLI or another node), so that the runner looks at
+// once instead of at its next scan.
+func (s *Store) OnQueueDue(f func()) { s.queueDue.Store(&f) }
 
 // DeleteQueued removes waiting entries without delivering them.
 func (s *Store) DeleteQueued(ctx context.Context, queueID string) (int, error) {

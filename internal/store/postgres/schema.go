@@ -134,9 +134,13 @@ CREATE TABLE messages (
 	from_hdr text NOT NULL DEFAULT '',
 	subject  text NOT NULL DEFAULT '',
 	body     bytea,
-	chunked  boolean NOT NULL DEFAULT false
+	chunked  boolean NOT NULL DEFAULT false,
+	-- the search index has its text (search_text); messages only queued
+	-- are never indexed: Unindexed asks for those in a mailbox
+	text_indexed boolean NOT NULL DEFAULT false
 );
 CREATE INDEX messages_queue_id ON messages(queue_id);
+CREATE INDEX messages_unindexed ON messages(id) WHERE NOT text_indexed;
 CREATE TABLE message_chunks (
 	message_id bigint NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
 	seq        integer NOT NULL,
@@ -179,6 +183,28 @@ CREATE TABLE mailbox_snapshots (
 	saved      bigint NOT NULL
 );
 CREATE INDEX mailbox_snapshots_saved_idx ON mailbox_snapshots(saved);
+-- The search index (store.SearchIndex): each message's text folded (lower
+-- case, without diacritics) and pg_trgm's trigram indexes on it; a search
+-- reads candidates from it, which the caller checks.
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE TABLE search_text (
+	message_id bigint PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+	header     text NOT NULL,
+	body       text NOT NULL
+);
+CREATE INDEX search_text_header ON search_text USING gin (header gin_trgm_ops);
+CREATE INDEX search_text_body ON search_text USING gin (body gin_trgm_ops);
+-- SORT's keys of each indexed message (message.SortKeys).
+CREATE TABLE sort_keys (
+	message_id   bigint PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+	sent         bigint,
+	subject      text NOT NULL,
+	from_addr    text NOT NULL,
+	to_addr      text NOT NULL,
+	cc_addr      text NOT NULL,
+	display_from text NOT NULL,
+	display_to   text NOT NULL
+);
 -- The outbound queue: one row per remote recipient of a message.
 CREATE TABLE queue (
 	id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -17,6 +17,9 @@ import (
 // every listening connection when (and only if) the transaction commits.
 const mailChannel = "mailroom_mail"
 
+// queueChannel is NOTIFYed when queue entries were made due now.
+const queueChannel = "mailroom_queue"
+
 // notify announces, within tx, a change to a user's mail (0 for what is
 // not known): to the other nodes by NOTIFY ("node user mailbox modseq"),
 // and to this node's watchers once tx has committed (run), before the
@@ -91,7 +94,7 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, first *bool
 		return false
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+mailChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+mailChannel+"; LISTEN "+queueChannel); err != nil {
 		return false
 	}
 	if *first {
@@ -104,6 +107,12 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, first *bool
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return true
+		}
+		if n.Channel == queueChannel {
+			if f := s.queueDue.Load(); f != nil {
+				(*f)()
+			}
+			continue
 		}
 		f := strings.Fields(n.Payload)
 		if len(f) != 4 || f[0] == s.nodeID { // this node's own: its watchers know

@@ -6,10 +6,12 @@ package storeopen
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"mailroom/internal/config"
 	"mailroom/internal/store"
+	"mailroom/internal/store/postgres"
 	"mailroom/internal/store/sqlite"
 )
 
@@ -26,9 +28,12 @@ func OpenTool(ctx context.Context, cfg *config.Config) (store.Store, error) {
 }
 
 func open(ctx context.Context, cfg *config.Config, tool bool) (store.Store, error) {
-	switch cfg.Store.URL {
-	case "", "sqlite:":
+	switch u := cfg.Store.URL; {
+	case u == "" || u == "sqlite:":
 		return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{DefaultQuota: int64(cfg.Mailbox.Quota), AnnounceMail: tool})
+	case strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://"):
+		// Changes a tool makes are heard by every node (LISTEN/NOTIFY).
+		return postgres.Open(ctx, u, postgres.Options{DefaultQuota: int64(cfg.Mailbox.Quota)})
 	}
 	return nil, fmt.Errorf("store.url: %q is not a store this mailroom knows", cfg.Store.URL)
 }

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -139,14 +140,33 @@ func Start(opts Options) (*Server, error) {
 		}
 		s.cmd = run(postgres, args...)
 		s.cmd.Stdout, s.cmd.Stderr = log, log
-		if err := s.cmd.Start(); err != nil {
-			log.Close()
+		// The server dies with the process that started it, even one
+		// killed or crashed before Stop: the kernel signals it when the
+		// starting thread ends, and that thread is held until the server
+		// has exited (a Go thread may otherwise end at any time).
+		if s.cmd.SysProcAttr == nil {
+			s.cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		s.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+		s.done = make(chan struct{})
+		started := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+			if err := s.cmd.Start(); err != nil {
+				started <- err
+				close(s.done)
+				return
+			}
+			started <- nil
+			s.cmd.Wait()
+			close(s.done)
+		}()
+		err = <-started
+		log.Close()
+		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		log.Close()
-		s.done = make(chan struct{})
-		go func() { s.cmd.Wait(); close(s.done) }()
 		err = s.waitReady(15 * time.Second)
 		if err == nil {
 			return s, nil
