@@ -38,7 +38,7 @@ type Store struct {
 	nodeID       string         // in this node's NOTIFYs, which its listener skips
 	pendMu       sync.Mutex
 	pending      map[pgx.Tx][]store.MailChange // what open transactions changed, for the watchers
-	queueDue     atomic.Pointer[func()] // OnQueueDue's
+	queueDue     atomic.Pointer[func()]        // OnQueueDue's
 	stopListen   context.CancelFunc
 	listened     chan struct{} // closed when the listener has stopped
 }
