@@ -64,10 +64,28 @@ type server struct {
 	extraSMTP, extraTables string
 	// extraListen: more lines for [listen] (set before writeConfig)
 	extraListen string
+	pgURL       string // the PostgreSQL database of this server, when the tests run on PostgreSQL
 }
 
 // noDNS points the server at a loopback port where no DNS server listens,
 // unless the test configures DNS itself: tests never ask real resolvers.
+// onPostgres says the black-box tests run on the PostgreSQL store
+// (MAILROOM_TEST_STORE=postgres, as make test's second pass sets it):
+// each server gets a database of its own.
+var onPostgres = os.Getenv("MAILROOM_TEST_STORE") == "postgres"
+
+// storeTable is the [store] table of s on PostgreSQL ("" on the embedded
+// store, or when the test names a store itself).
+func (s *server) storeTable(extra string) string {
+	if !onPostgres || strings.Contains(extra, "[store]") {
+		return ""
+	}
+	if s.pgURL == "" {
+		s.pgURL = postgresURL(s.t)
+	}
+	return fmt.Sprintf("\n[store]\nurl = %q\n", s.pgURL)
+}
+
 func noDNS(extra string) string {
 	if strings.Contains(extra, "[dns]") {
 		return ""
@@ -134,7 +152,7 @@ pop3s = [%s]
 %s
 
 %s
-`, filepath.Join(s.dir, "data"), s.addr, quoted(s.subAddr), quoted(s.tlsAddr), quoted(s.imapAddr), quoted(imaps), quoted(s.pop3Addr), quoted(pop3s), s.extraListen, extraSMTP, extraTables+noDNS(extraTables))
+`, filepath.Join(s.dir, "data"), s.addr, quoted(s.subAddr), quoted(s.tlsAddr), quoted(s.imapAddr), quoted(imaps), quoted(s.pop3Addr), quoted(pop3s), s.extraListen, extraSMTP, extraTables+noDNS(extraTables)+s.storeTable(extraTables))
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		s.t.Fatal(err)
 	}

@@ -402,3 +402,25 @@ type Queue interface {
 	// DeleteQueued removes a queue ID's waiting entries without delivery.
 	DeleteQueued(ctx context.Context, queueID string) (int, error)
 }
+
+// MailError gives an error of a mail operation its context, marking any
+// that is not the caller's (not found, exists, in use, over quota,
+// canceled) as a storage failure (ErrStorage): what every backend's mail
+// operations return.
+func MailError(op, mailbox string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var qe *QuotaError
+	if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrExists) && !errors.Is(err, ErrInUse) &&
+		!errors.Is(err, ErrStorage) && !errors.As(err, &qe) && !errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	return fmt.Errorf("store: %s %q: %w", op, mailbox, err)
+}
+
+// DomainOf is the domain of a stored address (local@domain).
+func DomainOf(address string) string {
+	_, d, _ := strings.Cut(address, "@")
+	return d
+}

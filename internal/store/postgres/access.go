@@ -58,7 +58,7 @@ func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) 
 		return err
 	})
 	st.Messages = len(st.States)
-	return st, mailErr("read mailbox", mailbox, err)
+	return st, store.MailError("read mailbox", mailbox, err)
 }
 
 // Changes returns what changed after sinceModSeq.
@@ -94,7 +94,7 @@ func (s *Store) Changes(ctx context.Context, userID int64, mailbox string, since
 		})
 		return err
 	})
-	return c, mailErr("read the changes of", mailbox, err)
+	return c, store.MailError("read the changes of", mailbox, err)
 }
 
 // uidArray is uids as the int8[] a query's "uid = ANY($n)" takes.
@@ -125,7 +125,7 @@ func (s *Store) Summaries(ctx context.Context, userID int64, mailbox string, uid
 		m.Summary, m.Prefix = slices.Clone(mi.Summary), slices.Clone(mi.Prefix)
 		return fn(m)
 	})
-	return mailErr("read the summaries of", mailbox, err)
+	return store.MailError("read the summaries of", mailbox, err)
 }
 
 // SaveSummary records the summary of a message, replacing an older one.
@@ -133,7 +133,7 @@ func (s *Store) SaveSummary(ctx context.Context, userID int64, mailbox string, u
 	_, err := s.pool.Exec(ctx, `INSERT INTO message_summaries(message_id, summary) SELECT mm.message_id, $1
 		FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id WHERE mb.user_id = $2 AND mb.name = $3 AND mm.uid = $4
 		ON CONFLICT (message_id) DO UPDATE SET summary = excluded.summary`, summary, userID, mailbox, int64(uid))
-	return mailErr("save a summary in", mailbox, err)
+	return store.MailError("save a summary in", mailbox, err)
 }
 
 // Append stores messages in a mailbox atomically.
@@ -170,7 +170,7 @@ func (s *Store) Append(ctx context.Context, userID int64, mailbox string, msgs [
 		return err
 	})
 	if err != nil {
-		return store.AppendResult{}, mailErr("append to", mailbox, err)
+		return store.AppendResult{}, store.MailError("append to", mailbox, err)
 	}
 	return res, nil
 }
@@ -232,7 +232,7 @@ func (s *Store) SetFlags(ctx context.Context, userID int64, mailbox string, c st
 		}
 		return s.notify(ctx, tx, userID, mboxID, modseq)
 	})
-	return res, mailErr("set flags in", mailbox, err)
+	return res, store.MailError("set flags in", mailbox, err)
 }
 
 // Copy copies (or moves) messages to another mailbox of the user.
@@ -307,7 +307,7 @@ func (s *Store) Copy(ctx context.Context, userID int64, from string, uids []uint
 		}
 		return nil
 	})
-	return res, mailErr("copy from", from, err)
+	return res, store.MailError("copy from", from, err)
 }
 
 // ReadMessages calls fn with each message of uids, in ascending UID order,
@@ -338,7 +338,7 @@ func (s *Store) ReadMessages(ctx context.Context, userID int64, mailbox string, 
 	if fnErr != nil {
 		return fnErr
 	}
-	return mailErr("read messages of", mailbox, err)
+	return store.MailError("read messages of", mailbox, err)
 }
 
 // ClaimRecent gives the caller the messages no session has claimed yet.
@@ -349,7 +349,7 @@ func (s *Store) ClaimRecent(ctx context.Context, userID int64, mailbox string) (
 		return uint32(from), nil // nothing new since the last claim: no write
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, mailErr("claim recent in", mailbox, fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound))
+		return 0, store.MailError("claim recent in", mailbox, fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound))
 	}
 	err = s.retry(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT recent_uid, uidnext FROM mailboxes WHERE user_id = $1 AND name = $2 FOR UPDATE`, userID, mailbox).Scan(&from, &next); err != nil {
@@ -361,7 +361,7 @@ func (s *Store) ClaimRecent(ctx context.Context, userID int64, mailbox string) (
 		_, err := tx.Exec(ctx, `UPDATE mailboxes SET recent_uid = uidnext WHERE user_id = $1 AND name = $2`, userID, mailbox)
 		return err
 	})
-	return uint32(from), mailErr("claim recent in", mailbox, err)
+	return uint32(from), store.MailError("claim recent in", mailbox, err)
 }
 
 // Snapshot returns the snapshot last saved of a mailbox.

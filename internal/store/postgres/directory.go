@@ -5,18 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"mailroom/internal/store"
 )
-
-func domainOf(address string) string {
-	_, d, _ := strings.Cut(address, "@")
-	return d
-}
 
 // AddDomain adds a local domain.
 func (s *Store) AddDomain(ctx context.Context, d store.Domain) error {
@@ -70,7 +64,7 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 	u.Created = time.Now().Truncate(time.Second)
 	u.UsedBytes = 0
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		if err := requireDomain(ctx, tx, domainOf(u.Address)); err != nil {
+		if err := requireDomain(ctx, tx, store.DomainOf(u.Address)); err != nil {
 			return err
 		}
 		var alias bool
@@ -83,7 +77,7 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 		settings, _ := json.Marshal(u.Settings)
 		err := tx.QueryRow(ctx, `INSERT INTO users(address, domain, password_hash, scram_sha256, cram_md5, settings, quota_bytes, created)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
-			u.Address, domainOf(u.Address), u.PasswordHash, u.SCRAMSHA256, u.CRAMMD5, settings, u.QuotaBytes, u.Created.Unix()).Scan(&u.ID)
+			u.Address, store.DomainOf(u.Address), u.PasswordHash, u.SCRAMSHA256, u.CRAMMD5, settings, u.QuotaBytes, u.Created.Unix()).Scan(&u.ID)
 		if isCode(err, codeUniqueViolation) {
 			return fmt.Errorf("user %s: %w", u.Address, store.ErrExists)
 		}
@@ -214,7 +208,7 @@ func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
 		return err
 	}
 	return s.tx(ctx, func(tx pgx.Tx) error {
-		if err := requireDomain(ctx, tx, domainOf(a.Address)); err != nil {
+		if err := requireDomain(ctx, tx, store.DomainOf(a.Address)); err != nil {
 			return err
 		}
 		var user bool
@@ -225,7 +219,7 @@ func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
 			return fmt.Errorf("%s is a user: %w", a.Address, store.ErrExists)
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO aliases(address, domain, targets, created) VALUES ($1, $2, $3, $4)`,
-			a.Address, domainOf(a.Address), targets, time.Now().Unix())
+			a.Address, store.DomainOf(a.Address), targets, time.Now().Unix())
 		if isCode(err, codeUniqueViolation) {
 			return fmt.Errorf("alias %s: %w", a.Address, store.ErrExists)
 		}

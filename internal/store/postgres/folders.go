@@ -22,20 +22,39 @@ func scanMailbox(r pgx.Row) (store.MailboxInfo, error) {
 	return mb, err
 }
 
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// mailboxID finds a user's mailbox (lock: FOR UPDATE, in a transaction).
+func mailboxID(ctx context.Context, q querier, userID int64, name string, lock bool) (int64, error) {
+	sql := `SELECT id FROM mailboxes WHERE user_id = $1 AND name = $2`
+	if lock {
+		sql += ` FOR UPDATE`
+	}
+	var id int64
+	err := q.QueryRow(ctx, sql, userID, name).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("mailbox %q: %w", name, store.ErrNotFound)
+	}
+	return id, err
+}
+
 // Mailbox describes one mailbox.
 func (s *Store) Mailbox(ctx context.Context, userID int64, name string) (store.MailboxInfo, error) {
 	mb, err := scanMailbox(s.pool.QueryRow(ctx, mailboxColumns+` WHERE mb.user_id = $1 AND mb.name = $2`, userID, name))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return mb, fmt.Errorf("mailbox %q: %w", name, store.ErrNotFound)
 	}
-	return mb, mailErr("read mailbox", name, err)
+	return mb, store.MailError("read mailbox", name, err)
 }
 
 // ListMailboxes lists a user's mailboxes by name.
 func (s *Store) ListMailboxes(ctx context.Context, userID int64) ([]store.MailboxInfo, error) {
 	rows, _ := s.pool.Query(ctx, mailboxColumns+` WHERE mb.user_id = $1 ORDER BY mb.name COLLATE "C"`, userID)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.MailboxInfo, error) { return scanMailbox(r) })
-	return out, mailErr("list mailboxes", "", err)
+	return out, store.MailError("list mailboxes", "", err)
 }
 
 // CreateMailbox makes a mailbox.
@@ -48,7 +67,7 @@ func (s *Store) CreateMailbox(ctx context.Context, userID int64, name, specialUs
 		}
 		return s.notify(ctx, tx, userID, 0, 0)
 	})
-	return mb, mailErr("create mailbox", name, err)
+	return mb, store.MailError("create mailbox", name, err)
 }
 
 // DeleteMailbox removes a mailbox with its messages.
@@ -57,11 +76,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, userID int64, name string) er
 		return fmt.Errorf("store: delete mailbox INBOX: %w", store.ErrInUse)
 	}
 	err := s.retry(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
-		var id int64
-		err := tx.QueryRow(ctx, `SELECT id FROM mailboxes WHERE user_id = $1 AND name = $2 FOR UPDATE`, userID, name).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("mailbox %q: %w", name, store.ErrNotFound)
-		}
+		id, err := mailboxID(ctx, tx, userID, name, true)
 		if err != nil {
 			return err
 		}
@@ -85,7 +100,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, userID int64, name string) er
 		}
 		return s.notify(ctx, tx, userID, id, 0)
 	})
-	return mailErr("delete mailbox", name, err)
+	return store.MailError("delete mailbox", name, err)
 }
 
 // RenameMailbox renames a mailbox and those below it.
@@ -94,11 +109,7 @@ func (s *Store) RenameMailbox(ctx context.Context, userID int64, from, to string
 		return fmt.Errorf("store: rename mailbox %q to %q: a mailbox cannot be renamed to itself or below itself: %w", from, to, store.ErrExists)
 	}
 	err := s.retry(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
-		var id int64
-		err := tx.QueryRow(ctx, `SELECT id FROM mailboxes WHERE user_id = $1 AND name = $2 FOR UPDATE`, userID, from).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("mailbox %q: %w", from, store.ErrNotFound)
-		}
+		id, err := mailboxID(ctx, tx, userID, from, true)
 		if err != nil {
 			return err
 		}
@@ -143,7 +154,7 @@ func (s *Store) RenameMailbox(ctx context.Context, userID int64, from, to string
 		}
 		return nil
 	})
-	return mailErr("rename mailbox", from, err)
+	return store.MailError("rename mailbox", from, err)
 }
 
 // renameInbox moves INBOX's messages to a new mailbox named to, keeping
@@ -177,27 +188,12 @@ func (s *Store) SetSubscribed(ctx context.Context, userID int64, name string, su
 		q = `INSERT INTO subscriptions(user_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING`
 	}
 	_, err := s.pool.Exec(ctx, q, userID, name)
-	return mailErr("subscribe", name, err)
+	return store.MailError("subscribe", name, err)
 }
 
 // Subscriptions lists the names a user subscribed to.
 func (s *Store) Subscriptions(ctx context.Context, userID int64) ([]string, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT name FROM subscriptions WHERE user_id = $1 ORDER BY name COLLATE "C"`, userID)
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	return out, mailErr("list subscriptions", "", err)
-}
-
-// mailErr gives an error of a mail operation its context, marking any
-// that is not the caller's (not found, exists, in use, over quota) as a
-// storage failure.
-func mailErr(op, mailbox string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var qe *store.QuotaError
-	if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrInUse) &&
-		!errors.Is(err, store.ErrStorage) && !errors.As(err, &qe) && !errors.Is(err, context.Canceled) {
-		err = fmt.Errorf("%w: %w", store.ErrStorage, err)
-	}
-	return fmt.Errorf("store: %s %q: %w", op, mailbox, err)
+	return out, store.MailError("list subscriptions", "", err)
 }

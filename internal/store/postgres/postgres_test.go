@@ -118,22 +118,27 @@ func TestMigrations(t *testing.T) {
 	}
 }
 
+// twoNodes opens two stores on one new database, as two nodes would.
+func twoNodes(t *testing.T) (a, b *Store) {
+	t.Helper()
+	url := fresh(t)
+	for _, s := range []**Store{&a, &b} {
+		st, err := Open(t.Context(), url, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		*s = st
+	}
+	return a, b
+}
+
 // TestWatchAcrossNodes: a change made through one node's store wakes a
 // session watching through another's (LISTEN/NOTIFY), with the mailbox
 // and its HIGHESTMODSEQ; a change only this node made is not heard twice.
 func TestWatchAcrossNodes(t *testing.T) {
 	ctx := t.Context()
-	url := fresh(t)
-	a, err := Open(ctx, url, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Open(ctx, url, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := twoNodes(t)
 	if err := a.AddDomain(ctx, store.Domain{Name: "a.example"}); err != nil {
 		t.Fatal(err)
 	}
@@ -179,17 +184,7 @@ func TestWatchAcrossNodes(t *testing.T) {
 // taken over once their lease has ended.
 func TestQueueLeases(t *testing.T) {
 	ctx := t.Context()
-	url := fresh(t)
-	a, err := Open(ctx, url, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Open(ctx, url, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := twoNodes(t)
 	const n = 200
 	for i := range n {
 		m := &store.Message{QueueID: store.NewQueueID(), Body: strings.NewReader(fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i)),

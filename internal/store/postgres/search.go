@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"strings"
@@ -103,13 +102,9 @@ func byteaEscape(text string) string {
 // LIKE on the folded text through its trigram index), with the messages
 // not indexed yet; SEARCH TEXT also looks in each copy's prefix.
 func (s *Store) TextCandidates(ctx context.Context, userID int64, mailbox string, field store.TextField, text string) ([]uint32, error) {
-	var mb int64
-	err := s.pool.QueryRow(ctx, `SELECT id FROM mailboxes WHERE user_id = $1 AND name = $2`, userID, mailbox).Scan(&mb)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound)
-	}
+	mb, err := mailboxID(ctx, s.pool, userID, mailbox, false)
 	if err != nil {
-		return nil, fmt.Errorf("store: search %q: %w", mailbox, err)
+		return nil, store.MailError("search", mailbox, err)
 	}
 	q, args := `SELECT uid FROM mailbox_messages WHERE mailbox_id = $1 ORDER BY uid`, []any{mb}
 	if utf8.RuneCountInString(text) >= 3 {
@@ -146,13 +141,9 @@ func (s *Store) SortRows(ctx context.Context, userID int64, mailbox string, uids
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	var mb int64
-	err := s.pool.QueryRow(ctx, `SELECT id FROM mailboxes WHERE user_id = $1 AND name = $2`, userID, mailbox).Scan(&mb)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound)
-	}
+	mb, err := mailboxID(ctx, s.pool, userID, mailbox, false)
 	if err != nil {
-		return nil, fmt.Errorf("store: sort %q: %w", mailbox, err)
+		return nil, store.MailError("sort", mailbox, err)
 	}
 	rows, _ := s.pool.Query(ctx, `SELECT mm.uid, sk.message_id IS NOT NULL, sk.sent, coalesce(sk.subject, ''), coalesce(sk.from_addr, ''),
 		coalesce(sk.to_addr, ''), coalesce(sk.cc_addr, ''), coalesce(sk.display_from, ''), coalesce(sk.display_to, ''), mm.internal_date, mm.size

@@ -191,7 +191,7 @@ func (s *Store) SaveSummary(ctx context.Context, userID int64, mailbox string, u
 			summary, userID, mailbox, uid)
 		return err
 	})
-	return mailErr("save summary", mailbox, err)
+	return store.MailError("save summary", mailbox, err)
 }
 
 // Append stores messages in a mailbox atomically.
@@ -218,7 +218,7 @@ func (s *Store) Append(ctx context.Context, userID int64, mailbox string, msgs [
 		inline, file, size, err := s.stageBody(m.Body, m.Size)
 		if err != nil {
 			removeFiles()
-			return store.AppendResult{}, mailErr("append to", mailbox, err)
+			return store.AppendResult{}, store.MailError("append to", mailbox, err)
 		}
 		st = append(st, staged{inline, file, size})
 	}
@@ -259,7 +259,7 @@ func (s *Store) Append(ctx context.Context, userID int64, mailbox string, msgs [
 	})
 	if err != nil {
 		removeFiles()
-		return res, mailErr("append to", mailbox, err)
+		return res, store.MailError("append to", mailbox, err)
 	}
 	return res, nil
 }
@@ -312,7 +312,7 @@ func (s *Store) SetFlags(ctx context.Context, userID int64, mailbox string, c st
 		}
 		return nil
 	})
-	return res, mailErr("set flags in", mailbox, err)
+	return res, store.MailError("set flags in", mailbox, err)
 }
 
 // Copy copies (or moves) messages to another mailbox of the user.
@@ -372,7 +372,7 @@ func (s *Store) Copy(ctx context.Context, userID int64, from string, uids []uint
 		res.UIDValidity, err = uidValidity(tx, dst.id)
 		return err
 	})
-	return res, mailErr("copy from", from, err)
+	return res, store.MailError("copy from", from, err)
 }
 
 // expungeOne removes one message's row from a mailbox and leaves its
@@ -407,7 +407,7 @@ func (s *Store) ClaimRecent(ctx context.Context, userID int64, mailbox string) (
 		}
 		return err
 	})
-	return from, mailErr("claim recent in", mailbox, err)
+	return from, store.MailError("claim recent in", mailbox, err)
 }
 
 // Snapshot returns the snapshot last saved of a mailbox.

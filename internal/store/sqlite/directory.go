@@ -6,16 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"mailroom/internal/store"
 )
-
-func domainOf(address string) string {
-	_, d, _ := strings.Cut(address, "@")
-	return d
-}
 
 // AddDomain adds a local domain.
 func (s *Store) AddDomain(ctx context.Context, d store.Domain) error {
@@ -117,7 +111,7 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 	u.Created = time.Now().Truncate(time.Second)
 	u.UsedBytes = 0 // what the new row holds, whatever the caller passed
 	err := s.writeDirectory(ctx, func(tx *wtx) error {
-		if err := requireDomain(tx, domainOf(u.Address)); err != nil {
+		if err := requireDomain(tx, store.DomainOf(u.Address)); err != nil {
 			return err
 		}
 		var n int
@@ -128,7 +122,7 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 			return fmt.Errorf("%s is an alias: %w", u.Address, store.ErrExists)
 		}
 		res, err := tx.Exec(`INSERT INTO users(address, domain, password_hash, quota_bytes, created, scram_sha256, cram_md5) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			u.Address, domainOf(u.Address), u.PasswordHash, u.QuotaBytes, u.Created.Unix(), u.SCRAMSHA256, u.CRAMMD5)
+			u.Address, store.DomainOf(u.Address), u.PasswordHash, u.QuotaBytes, u.Created.Unix(), u.SCRAMSHA256, u.CRAMMD5)
 		if isUniqueViolation(err) {
 			return fmt.Errorf("user %s: %w", u.Address, store.ErrExists)
 		}
@@ -311,7 +305,7 @@ func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
 		return err
 	}
 	return s.writeDirectory(ctx, func(tx *wtx) error {
-		if err := requireDomain(tx, domainOf(a.Address)); err != nil {
+		if err := requireDomain(tx, store.DomainOf(a.Address)); err != nil {
 			return err
 		}
 		var n int
@@ -322,7 +316,7 @@ func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
 			return fmt.Errorf("%s is a user: %w", a.Address, store.ErrExists)
 		}
 		_, err := tx.Exec(`INSERT INTO aliases(address, domain, targets, created) VALUES (?, ?, ?, ?)`,
-			a.Address, domainOf(a.Address), string(targets), time.Now().Unix())
+			a.Address, store.DomainOf(a.Address), string(targets), time.Now().Unix())
 		if isUniqueViolation(err) {
 			return fmt.Errorf("alias %s: %w", a.Address, store.ErrExists)
 		}

@@ -93,7 +93,7 @@ func (s *Store) CreateMailbox(ctx context.Context, userID int64, name, specialUs
 		tx.changed(userID, 0)
 		return err
 	})
-	return mb, mailErr("create mailbox", name, err)
+	return mb, store.MailError("create mailbox", name, err)
 }
 
 // DeleteMailbox removes a mailbox with its messages.
@@ -142,7 +142,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, userID int64, name string) er
 		s.dircache.changed() // the user's used bytes went down
 		s.removeBlobs(files)
 	}
-	return mailErr("delete mailbox", name, err)
+	return store.MailError("delete mailbox", name, err)
 }
 
 // RenameMailbox renames a mailbox and those below it.
@@ -205,7 +205,7 @@ func (s *Store) RenameMailbox(ctx context.Context, userID int64, from, to string
 		}
 		return nil
 	})
-	return mailErr("rename mailbox", from, err)
+	return store.MailError("rename mailbox", from, err)
 }
 
 // renameInbox moves INBOX's messages to a new mailbox named to, keeping
@@ -245,7 +245,7 @@ func (s *Store) SetSubscribed(ctx context.Context, userID int64, name string, su
 		_, err := tx.Exec(q, userID, name)
 		return err
 	})
-	return mailErr("subscribe", name, err)
+	return store.MailError("subscribe", name, err)
 }
 
 // Subscriptions lists the names a user subscribed to.
@@ -264,19 +264,4 @@ func (s *Store) Subscriptions(ctx context.Context, userID int64) ([]string, erro
 		out = append(out, name)
 	}
 	return out, rows.Err()
-}
-
-// mailErr gives an error of a mail operation its context, marking any
-// that is not the caller's (not found, exists, in use, over quota) as a
-// storage failure.
-func mailErr(op, mailbox string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var qe *store.QuotaError
-	if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrInUse) &&
-		!errors.Is(err, store.ErrStorage) && !errors.As(err, &qe) && !errors.Is(err, context.Canceled) {
-		err = storageErr(op, err)
-	}
-	return fmt.Errorf("store: %s %q: %w", op, mailbox, err)
 }
