@@ -24,12 +24,17 @@ run: build
 #
 # gotestsum prints each test as it ends, then the skipped (with why) and
 # failed tests, and scripts/test-summary.sh closes with one line of totals.
+# The black-box tests that run a second time on the PostgreSQL store (each
+# server its own database): SMTP, submission, relay, IMAP, POP3, forwarding.
+PG_BLACKBOX = ^Test(Relay|IMAP|POP3|Submission|Postgres|Forwarding|Kill9)
+
 test: build lint
 	./scripts/test-deps.sh
 	$(GO) run $(GOTESTSUM) --format testname --post-run-command 'sh scripts/test-summary.sh' --raw-command -- bash -c '\
 	  rc=0; \
 	  $(GO) test -json -race -shuffle=on -timeout 10m ./... || rc=1; \
 	  $(GO) test -json -shuffle=on -timeout 5m -run LargeQueue ./internal/store/sqlite ./internal/queue || rc=1; \
+	  MAILROOM_TEST_STORE=postgres $(GO) test -json -shuffle=on -timeout 10m -run "$(PG_BLACKBOX)" -skip TestIMAPConformanceCompressed ./tests || rc=1; \
 	  exit $$rc'
 
 lint:

@@ -318,6 +318,7 @@ func TestNoEscapesReachTheTerminal(t *testing.T) {
 // package or an admin would), nothing Mailroom creates is readable by other
 // users, and the open directory is warned about.
 func TestFileModes(t *testing.T) {
+	embeddedOnly(t, "the embedded store's files and their modes")
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	os.Mkdir(data, 0o755)
@@ -348,6 +349,7 @@ func TestFileModes(t *testing.T) {
 // the data directory (by whoever owns the directory) is not written through
 // by the CLI, which may run as root.
 func TestStampsDoNotFollowLinks(t *testing.T) {
+	embeddedOnly(t, "the embedded store's stamp files")
 	s := newServer(t, "", "")
 	victim := filepath.Join(t.TempDir(), "victim")
 	os.WriteFile(victim, []byte("untouched\n"), 0o644)

@@ -464,6 +464,7 @@ func TestJSONLogs(t *testing.T) {
 // "mailroom restore" brings it back into a new data directory, where a
 // server starts and serves it; a damaged backup is refused.
 func TestBackupUnderLoad(t *testing.T) {
+	embeddedOnly(t, "mailroom backup copies the embedded store; PostgreSQL is backed up with its own tools")
 	s := newServer(t, "max_message_size = \"8MiB\"", "[mailbox]\nquota = 0\n")
 	s.start()
 	var mu sync.Mutex

@@ -87,3 +87,12 @@ func TestPostgresTwoNodes(t *testing.T) {
 		t.Errorf("node A's view of the message flagged on node B: %q", got)
 	}
 }
+
+// embeddedOnly skips a test of the embedded store itself (its files, its
+// database) when the black-box tests run on PostgreSQL.
+func embeddedOnly(t *testing.T, why string) {
+	t.Helper()
+	if onPostgres {
+		t.Skipf("on PostgreSQL: %s", why)
+	}
+}

@@ -425,6 +425,7 @@ func TestRelayFaultOneRecipientRefused(t *testing.T) {
 // under a minute (config validation), so instead of waiting the test ages
 // the entry in the store while the server is down.
 func TestRelayFaultExpiry(t *testing.T) {
+	embeddedOnly(t, "it ages a queue entry in the embedded store's database")
 	hop := startHop(t, "127.0.0.84", func(n int, line string) string {
 		switch {
 		case n%2 == 1 && line == "":

@@ -22,7 +22,7 @@ func (a *app) backupCommand() *cobra.Command {
 			return a.withStore(cmd, func(ctx context.Context, st store.Store) error {
 				b, ok := st.(backuper)
 				if !ok {
-					return fmt.Errorf("this store cannot be backed up by mailroom: use the database's own tools")
+					return fmt.Errorf("mailroom backup copies the embedded store; a PostgreSQL store is backed up with PostgreSQL's own tools: pg_dump for a copy, pg_basebackup with WAL archiving for point-in-time recovery")
 				}
 				m, err := b.Backup(ctx, args[0], a.progressBar())
 				if err != nil {

@@ -35,7 +35,8 @@ type Store struct {
 	pool         *pgxpool.Pool
 	defaultQuota atomic.Int64
 	watchers     store.Watchers // the sessions waiting for changes to mailboxes
-	nodeID       string         // in this node's NOTIFYs, which its listener skips
+	nodeID       string         // this process's, in its NOTIFYs, which its listener skips
+	node         string         // the node's name, which owns its queue claims across restarts
 	pendMu       sync.Mutex
 	pending      map[pgx.Tx][]store.MailChange // what open transactions changed, for the watchers
 	queueDue     atomic.Pointer[func()]        // OnQueueDue's
@@ -52,6 +53,11 @@ type Options struct {
 	DefaultQuota int64
 	// MaxConns bounds the connections to the database (0: pgx's default).
 	MaxConns int32
+	// Node names this node in the shared store, the same across its
+	// restarts: it owns the queue claims the node makes, so that a node
+	// restarted after a crash releases its own at once. "" for a name of
+	// this process only (its claims pass to others when their lease ends).
+	Node string
 }
 
 // Open connects to the database at url, migrates its schema forward when
@@ -70,7 +76,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	id := make([]byte, 8)
 	rand.Read(id)
-	s := &Store{pool: pool, nodeID: hex.EncodeToString(id), pending: map[pgx.Tx][]store.MailChange{}}
+	s := &Store{pool: pool, nodeID: hex.EncodeToString(id), node: opts.Node, pending: map[pgx.Tx][]store.MailChange{}}
+	if s.node == "" {
+		s.node = s.nodeID
+	}
 	s.defaultQuota.Store(opts.DefaultQuota)
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()

@@ -51,7 +51,7 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration
 		rows, _ := tx.Query(ctx, `UPDATE queue SET active = true, owner = $1, next_attempt = $2
 			WHERE id IN (SELECT id FROM queue WHERE state IN ('pending', 'deferred') AND NOT held AND next_attempt <= $3
 				ORDER BY next_attempt LIMIT $4 FOR UPDATE SKIP LOCKED)
-			RETURNING id`, s.nodeID, now.Add(lease).UnixNano(), now.UnixNano(), limit)
+			RETURNING id`, s.node, now.Add(lease).UnixNano(), now.UnixNano(), limit)
 		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 		if err != nil || len(ids) == 0 {
 			return err
@@ -69,7 +69,7 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration
 func (s *Store) ReleaseClaims(ctx context.Context, ids []int64, at time.Time) error {
 	var err error
 	if ids == nil {
-		_, err = s.pool.Exec(ctx, `UPDATE queue SET active = false, owner = '', next_attempt = $1 WHERE active AND owner = $2`, at.UnixNano(), s.nodeID)
+		_, err = s.pool.Exec(ctx, `UPDATE queue SET active = false, owner = '', next_attempt = $1 WHERE active AND owner = $2`, at.UnixNano(), s.node)
 	} else {
 		_, err = s.pool.Exec(ctx, `UPDATE queue SET active = false, owner = '', next_attempt = $1 WHERE active AND id = ANY($2)`, at.UnixNano(), ids)
 	}

@@ -5,7 +5,12 @@ package storeopen
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -33,9 +38,42 @@ func open(ctx context.Context, cfg *config.Config, tool bool) (store.Store, erro
 		return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{DefaultQuota: int64(cfg.Mailbox.Quota), AnnounceMail: tool})
 	case strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://"):
 		// Changes a tool makes are heard by every node (LISTEN/NOTIFY).
-		return postgres.Open(ctx, u, postgres.Options{DefaultQuota: int64(cfg.Mailbox.Quota)})
+		node, err := nodeName(cfg.DataDir)
+		if err != nil && !tool {
+			return nil, err
+		}
+		return postgres.Open(ctx, u, postgres.Options{DefaultQuota: int64(cfg.Mailbox.Quota), Node: node})
 	}
 	return nil, fmt.Errorf("store.url: %q is not a store this mailroom knows", cfg.Store.URL)
+}
+
+// nodeName is this node's name in a shared store, kept in data_dir/node so
+// that it outlives a restart: the queue claims a node held when it died
+// are its own again when it starts, and released at once (a tool reads
+// it, or none).
+func nodeName(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "node")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return "", fmt.Errorf("the node's name in %s: %w", path, err)
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	name := hex.EncodeToString(b)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if errors.Is(err, os.ErrExist) {
+		return nodeName(dataDir) // made meanwhile by another process
+	}
+	if err != nil {
+		return "", fmt.Errorf("the node's name in %s: %w", path, err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(name + "\n"); err != nil {
+		return "", fmt.Errorf("the node's name in %s: %w", path, err)
+	}
+	return name, f.Sync()
 }
 
 // Apply passes the settings of a reloaded configuration that a running
