@@ -137,10 +137,20 @@ func requireDomain(ctx context.Context, tx pgx.Tx, domain string) error {
 	return nil
 }
 
-// DeleteUser removes a user with everything of theirs.
+// DeleteUser removes a user with everything of theirs (the rows they own
+// go with theirs), and the messages no one else holds any more.
 func (s *Store) DeleteUser(ctx context.Context, address string) error {
 	return s.tx(ctx, func(tx pgx.Tx) error {
-		return expectOne(tx.Exec(ctx, `DELETE FROM users WHERE address = $1`, address))("user " + address)
+		rows, _ := tx.Query(ctx, `SELECT DISTINCT mm.message_id FROM mailbox_messages mm JOIN mailboxes mb ON mb.id = mm.mailbox_id
+			JOIN users u ON u.id = mb.user_id WHERE u.address = $1`, address)
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		if err := expectOne(tx.Exec(ctx, `DELETE FROM users WHERE address = $1`, address))("user " + address); err != nil {
+			return err
+		}
+		return deleteUnreferenced(ctx, tx, ids)
 	})
 }
 

@@ -250,3 +250,35 @@ func TestQueueLeases(t *testing.T) {
 		t.Fatalf("B took over %d of A's %d claims after their lease ended (%v)", len(es), aClaims, err)
 	}
 }
+
+// TestDeleteUserDropsBodies: deleting a user drops the bodies only they
+// held, and keeps one another user holds too.
+func TestDeleteUserDropsBodies(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(ctx, fresh(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.AddDomain(ctx, store.Domain{Name: "a.example"})
+	alice, _ := s.AddUser(ctx, store.User{Address: "alice@a.example"})
+	bob, _ := s.AddUser(ctx, store.User{Address: "bob@a.example"})
+	big := strings.Repeat("x", chunkSize+10) // chunked
+	for _, to := range [][]int64{{alice.ID}, {alice.ID, bob.ID}} {
+		m := &store.Message{QueueID: store.NewQueueID(), Body: strings.NewReader("Subject: x\r\n\r\n" + big)}
+		for _, id := range to {
+			m.Local = append(m.Local, store.LocalTarget{UserID: id, Mailbox: store.Inbox})
+		}
+		if err := s.Accept(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteUser(ctx, alice.Address); err != nil {
+		t.Fatal(err)
+	}
+	var messages, chunks int
+	s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM message_chunks)`).Scan(&messages, &chunks)
+	if messages != 1 || chunks != 2 {
+		t.Errorf("after deleting alice: %d messages, %d chunks; want bob's one message in 2 chunks", messages, chunks)
+	}
+}
