@@ -310,35 +310,50 @@ func (s *Store) Copy(ctx context.Context, userID int64, from string, uids []uint
 	return res, store.MailError("copy from", from, err)
 }
 
-// ReadMessages calls fn with each message of uids, in ascending UID order,
-// from one query; a chunked body is read through other connections of the
-// pool while the rows come.
+// readPage is how many messages ReadMessages reads per query: the rows of
+// a page are read and the connection given back before fn sees them, so
+// that a slow reader (an IMAP client) never holds a connection, and a
+// chunked body's own queries always find one free.
+const readPage = 64
+
+// ReadMessages calls fn with each message of uids, in ascending UID order.
 func (s *Store) ReadMessages(ctx context.Context, userID int64, mailbox string, uids []uint32, fn func(uid uint32, r io.Reader) error) error {
-	if len(uids) == 0 {
-		return nil
+	want := slices.Clone(uids)
+	slices.Sort(want)
+	want = slices.Compact(want)
+	type msg struct {
+		uid          uint32
+		id           int64
+		prefix, body []byte
+		chunked      bool
 	}
-	rows, _ := s.pool.Query(ctx, `SELECT mm.uid, m.id, mm.prefix, m.body, m.chunked
-		FROM mailboxes mb JOIN mailbox_messages mm ON mm.mailbox_id = mb.id JOIN messages m ON m.id = mm.message_id
-		WHERE mb.user_id = $1 AND mb.name = $2 AND mm.uid = ANY($3) ORDER BY mm.uid`, userID, mailbox, uidArray(uids))
-	var uid, id int64
-	var prefix, body []byte
-	var chunked bool
-	var pr, br bytes.Reader
-	var fnErr error
-	_, err := pgx.ForEachRow(rows, []any{&uid, &id, &prefix, &body, &chunked}, func() error {
-		pr.Reset(prefix)
-		var rest io.Reader = &br
-		br.Reset(body)
-		if chunked {
-			rest = &chunkReader{s: s, ctx: ctx, msgID: id}
+	for len(want) > 0 {
+		page := want[:min(len(want), readPage)]
+		want = want[len(page):]
+		rows, _ := s.pool.Query(ctx, `SELECT mm.uid, m.id, mm.prefix, m.body, m.chunked
+			FROM mailboxes mb JOIN mailbox_messages mm ON mm.mailbox_id = mb.id JOIN messages m ON m.id = mm.message_id
+			WHERE mb.user_id = $1 AND mb.name = $2 AND mm.uid = ANY($3) ORDER BY mm.uid`, userID, mailbox, uidArray(page))
+		msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (msg, error) {
+			var m msg
+			var uid int64
+			err := r.Scan(&uid, &m.id, &m.prefix, &m.body, &m.chunked)
+			m.uid = uint32(uid)
+			return m, err
+		})
+		if err != nil {
+			return store.MailError("read messages of", mailbox, err)
 		}
-		fnErr = fn(uint32(uid), io.MultiReader(&pr, rest))
-		return fnErr
-	})
-	if fnErr != nil {
-		return fnErr
+		for _, m := range msgs {
+			var rest io.Reader = bytes.NewReader(m.body)
+			if m.chunked {
+				rest = &chunkReader{s: s, ctx: ctx, msgID: m.id}
+			}
+			if err := fn(m.uid, io.MultiReader(bytes.NewReader(m.prefix), rest)); err != nil {
+				return err
+			}
+		}
 	}
-	return store.MailError("read messages of", mailbox, err)
+	return nil
 }
 
 // ClaimRecent gives the caller the messages no session has claimed yet.

@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +52,9 @@ type Options struct {
 	// DefaultQuota is the quota of users without one of their own, in
 	// octets (0: none).
 	DefaultQuota int64
-	// MaxConns bounds the connections to the database (0: pgx's default).
+	// MaxConns bounds the connections to the database (0: the URL's
+	// pool_max_conns, else 20); each node adds as many to what the
+	// server's max_connections must allow.
 	MaxConns int32
 	// Node names this node in the shared store, the same across its
 	// restarts: it owns the queue claims the node makes, so that a node
@@ -66,6 +69,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("store: the PostgreSQL url: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") { // the URL's, when it says
+		cfg.MaxConns = 20
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
