@@ -106,26 +106,41 @@ func uidArray(uids []uint32) []int64 {
 	return out
 }
 
+// summaryPage is how many messages Summaries reads per query (see
+// readPage: the caller, writing to a client, holds no connection).
+const summaryPage = 1000
+
 // Summaries calls fn with what is known of each message of uids without
 // its body, in ascending UID order.
 func (s *Store) Summaries(ctx context.Context, userID int64, mailbox string, uids []uint32, fn func(store.MessageInfo) error) error {
-	if len(uids) == 0 {
-		return nil
+	want := slices.Clone(uids)
+	slices.Sort(want)
+	want = slices.Compact(want)
+	for len(want) > 0 {
+		page := want[:min(len(want), summaryPage)]
+		want = want[len(page):]
+		rows, _ := s.pool.Query(ctx, `SELECT mm.uid, mm.internal_date, mm.size, mm.flags, mm.modseq, ms.summary, mm.prefix
+			FROM mailboxes mb JOIN mailbox_messages mm ON mm.mailbox_id = mb.id
+			LEFT JOIN message_summaries ms ON ms.message_id = mm.message_id
+			WHERE mb.user_id = $1 AND mb.name = $2 AND mm.uid = ANY($3) ORDER BY mm.uid`, userID, mailbox, uidArray(page))
+		infos, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.MessageInfo, error) {
+			mi := store.MessageInfo{UserID: userID, Mailbox: mailbox}
+			var uid, date int64
+			var flags string
+			err := r.Scan(&uid, &date, &mi.Size, &flags, &mi.ModSeq, &mi.Summary, &mi.Prefix)
+			mi.UID, mi.Date, mi.Flags, mi.PrefixSize = uint32(uid), time.Unix(0, date), strings.Fields(flags), len(mi.Prefix)
+			return mi, err
+		})
+		if err != nil {
+			return store.MailError("read the summaries of", mailbox, err)
+		}
+		for _, mi := range infos {
+			if err := fn(mi); err != nil {
+				return err
+			}
+		}
 	}
-	rows, _ := s.pool.Query(ctx, `SELECT mm.uid, mm.internal_date, mm.size, mm.flags, mm.modseq, ms.summary, mm.prefix
-		FROM mailboxes mb JOIN mailbox_messages mm ON mm.mailbox_id = mb.id
-		LEFT JOIN message_summaries ms ON ms.message_id = mm.message_id
-		WHERE mb.user_id = $1 AND mb.name = $2 AND mm.uid = ANY($3) ORDER BY mm.uid`, userID, mailbox, uidArray(uids))
-	var uid, date int64
-	var flags string
-	mi := store.MessageInfo{UserID: userID, Mailbox: mailbox}
-	_, err := pgx.ForEachRow(rows, []any{&uid, &date, &mi.Size, &flags, &mi.ModSeq, &mi.Summary, &mi.Prefix}, func() error {
-		m := mi
-		m.UID, m.Date, m.Flags, m.PrefixSize = uint32(uid), time.Unix(0, date), strings.Fields(flags), len(mi.Prefix)
-		m.Summary, m.Prefix = slices.Clone(mi.Summary), slices.Clone(mi.Prefix)
-		return fn(m)
-	})
-	return store.MailError("read the summaries of", mailbox, err)
+	return nil
 }
 
 // SaveSummary records the summary of a message, replacing an older one.
