@@ -33,6 +33,41 @@ func postgresURL(t *testing.T) string {
 	return pgShared.URL(name)
 }
 
+// secondNode starts another node on the same configuration tables as a
+// (its store among them), with its own addresses and data directory.
+func secondNode(t *testing.T, tables string) *server {
+	t.Helper()
+	b := &server{t: t, dir: t.TempDir(), addr: freeAddr(t), subAddr: freeAddr(t), tlsAddr: freeAddr(t), imapAddr: freeAddr(t), imapsAddr: freeAddr(t),
+		pop3Addr: freeAddr(t), pop3sAddr: freeAddr(t)}
+	b.config = b.dir + "/mailroom.toml"
+	b.writeConfig("", tables)
+	t.Cleanup(b.stop)
+	b.start()
+	return b
+}
+
+// TestPostgresSendingLimits: a user's sending limit holds across nodes:
+// with three messages an hour allowed, two sent through node A and one
+// through node B leave none, on either.
+func TestPostgresSendingLimits(t *testing.T) {
+	tables := fmt.Sprintf("[store]\nurl = %q\n[submission]\nmax_messages_per_hour = 3\n", postgresURL(t))
+	a := newServer(t, "", tables)
+	a.start()
+	b := secondNode(t, tables)
+	for i, node := range []*server{a, a, b} {
+		c := loggedIn(t, node)
+		if r := c.sendMail("alice@example.test", []string{"bob@example.test"}, fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i)); !strings.HasPrefix(r, "250 ") {
+			t.Fatalf("message %d: %q", i+1, r)
+		}
+	}
+	for _, node := range []*server{a, b} {
+		c := loggedIn(t, node)
+		if r := c.cmd("MAIL FROM:<alice@example.test>", "450 "); !strings.Contains(r, "4.7.1 Sending limit reached: 3 messages in the past hour") {
+			t.Errorf("a fourth message: %q", r)
+		}
+	}
+}
+
 // TestPostgresTwoNodes: two Mailroom nodes share one PostgreSQL store:
 // users made through one are known to the other; mail delivered over SMTP
 // to node A reaches an IMAP session IDLE on node B within a second, and
@@ -42,12 +77,7 @@ func TestPostgresTwoNodes(t *testing.T) {
 	store := fmt.Sprintf("[store]\nurl = %q\n[tls]\nself_signed = true\n", url)
 	a := newServer(t, "", store) // makes the domain and the users, in PostgreSQL
 	a.start()
-	b := &server{t: t, dir: t.TempDir(), addr: freeAddr(t), subAddr: freeAddr(t), tlsAddr: freeAddr(t), imapAddr: freeAddr(t), imapsAddr: freeAddr(t),
-		pop3Addr: freeAddr(t), pop3sAddr: freeAddr(t)}
-	b.config = b.dir + "/mailroom.toml"
-	b.writeConfig("", store)
-	t.Cleanup(b.stop)
-	b.start()
+	b := secondNode(t, store)
 	if users := b.cli("user", "list"); !strings.Contains(users, "alice@example.test") {
 		t.Fatalf("node B does not know the users made through node A:\n%s", users)
 	}

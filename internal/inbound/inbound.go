@@ -73,6 +73,9 @@ var _ smtpserver.Backend = (*Backend)(nil)
 // New returns a backend delivering into st.
 func New(st store.Store, cfg *Config, log *slog.Logger) *Backend {
 	b := &Backend{store: st, log: log, sent: sendlimit.New(nil), dkim: dkim.NewSigner(st)}
+	if sh, ok := st.(sendlimit.Shared); ok {
+		b.sent.SetShared(sh) // several nodes: the limits hold across them
+	}
 	b.cfg.Store(cfg)
 	return b
 }

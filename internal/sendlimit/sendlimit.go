@@ -1,10 +1,13 @@
 // Package sendlimit counts what each user sends through submission, over
 // the past hour and the past day, so that a compromised account or a
 // runaway script is stopped before it does much harm. Counts are kept in
-// memory, per process, in five-minute buckets.
+// five-minute buckets: in memory for a node alone, in the shared store
+// (Shared) when several nodes share one, so that the limits hold whichever
+// node a client reaches.
 package sendlimit
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -28,10 +31,20 @@ const (
 
 // Counter keeps the counts of every user.
 type Counter struct {
-	now   func() time.Time
-	mu    sync.Mutex
-	users map[string]*usage
+	now    func() time.Time
+	mu     sync.Mutex
+	users  map[string]*usage
+	shared Shared // nil: counts in memory
 }
+
+// Shared counts across nodes (store.SharedCounters).
+type Shared interface {
+	TakeCount(ctx context.Context, key string, now time.Time, perHour, perDay int) (hour, day int, taken bool, err error)
+}
+
+// SetShared makes the counter count in sh, shared by every node, instead
+// of in memory.
+func (c *Counter) SetShared(sh Shared) { c.shared = sh }
 
 type usage struct {
 	msgs    [dayBuckets]int
@@ -87,6 +100,23 @@ func (c *Counter) TakeRecipient(user string, l Limits) error {
 }
 
 func (c *Counter) take(user, what string, perHour, perDay int, counts func(*usage) *[dayBuckets]int) error {
+	if c.shared != nil {
+		if perHour <= 0 && perDay <= 0 {
+			return nil // nothing to hold
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		hour, day, taken, err := c.shared.TakeCount(ctx, "send:"+what+":"+user, c.now(), perHour, perDay)
+		switch {
+		case err != nil:
+			return &smtp.Reply{Code: 451, Enhanced: "4.3.0", Text: "The sending limits could not be checked; try again in a few minutes"}
+		case taken:
+			return nil
+		case over(hour+1, perHour):
+			return limitReply(450, "4.7.1", what, hour, perHour, "hour")
+		}
+		return limitReply(550, "5.7.1", what, day, perDay, "day")
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	u := c.get(user)

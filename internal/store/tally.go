@@ -36,3 +36,15 @@ type Tallies interface {
 	// every domain's), once its report is sent or given up.
 	DeleteTallies(ctx context.Context, kind string, period time.Time, domain string) error
 }
+
+// SharedCounters counts events across every node sharing a store, for
+// limits that must hold whichever node a client reaches (sending limits).
+// A store of one node (the embedded one) need not implement it: its
+// callers count in memory.
+type SharedCounters interface {
+	// TakeCount counts one event of key at now, unless the events of the
+	// past hour or day would then pass perHour or perDay (0: no limit);
+	// it returns the counts before, and whether it counted. Concurrent
+	// calls for one key are serialized, so a limit holds exactly.
+	TakeCount(ctx context.Context, key string, now time.Time, perHour, perDay int) (hour, day int, taken bool, err error)
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,5 +281,45 @@ func TestDeleteUserDropsBodies(t *testing.T) {
 	s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM message_chunks)`).Scan(&messages, &chunks)
 	if messages != 1 || chunks != 2 {
 		t.Errorf("after deleting alice: %d messages, %d chunks; want bob's one message in 2 chunks", messages, chunks)
+	}
+}
+
+// TestSharedCounts: two nodes counting one key at once take exactly as
+// many events as the limit allows; the day's limit holds beside the
+// hour's; another key is apart.
+func TestSharedCounts(t *testing.T) {
+	ctx := t.Context()
+	a, b := twoNodes(t)
+	now := time.Now()
+	var taken atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 20 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			_, _, ok, err := s.TakeCount(ctx, "send:messages:alice", now, 7, 0)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				taken.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := taken.Load(); n != 7 {
+		t.Errorf("%d events taken under a limit of 7 an hour", n)
+	}
+	hour, day, ok, err := a.TakeCount(ctx, "send:messages:alice", now.Add(2*time.Hour), 7, 8)
+	if err != nil || !ok || hour != 0 || day != 7 {
+		t.Errorf("two hours later: hour %d, day %d, taken %v, %v; want 0, 7, taken", hour, day, ok, err)
+	}
+	if _, day, ok, _ := a.TakeCount(ctx, "send:messages:alice", now.Add(3*time.Hour), 7, 8); ok || day != 8 {
+		t.Errorf("over the day's limit: day %d, taken %v; want 8, refused", day, ok)
+	}
+	if _, _, ok, _ := b.TakeCount(ctx, "send:messages:bob", now, 7, 8); !ok {
+		t.Error("another key was refused")
 	}
 }

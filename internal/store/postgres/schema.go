@@ -225,6 +225,14 @@ CREATE TABLE queue (
 );
 CREATE INDEX queue_due ON queue(next_attempt) WHERE state IN ('pending', 'deferred') AND NOT held;
 CREATE INDEX queue_message ON queue(message_id);
+-- Events counted across nodes (sending limits): per key and five-minute
+-- bucket (unix seconds), kept a day.
+CREATE TABLE shared_counts (
+	key    text NOT NULL,
+	bucket bigint NOT NULL,
+	count  bigint NOT NULL,
+	PRIMARY KEY (key, bucket)
+);
 CREATE TABLE report_tallies (
 	kind   text NOT NULL,
 	period bigint NOT NULL,
