@@ -48,3 +48,12 @@ type SharedCounters interface {
 	// calls for one key are serialized, so a limit holds exactly.
 	TakeCount(ctx context.Context, key string, now time.Time, perHour, perDay int) (hour, day int, taken bool, err error)
 }
+
+// Leases let one node at a time do some work when several share a store
+// (sending the reports). A store of one node need not implement it.
+type Leases interface {
+	// TakeLease takes or renews the lease of name for this node until
+	// now+ttl, unless another node holds it unexpired; it reports whether
+	// this node holds it.
+	TakeLease(ctx context.Context, name string, now time.Time, ttl time.Duration) (bool, error)
+}

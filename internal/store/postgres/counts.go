@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,4 +39,18 @@ func (s *Store) TakeCount(ctx context.Context, key string, now time.Time, perHou
 		return err
 	})
 	return hour, day, taken, err
+}
+
+// TakeLease takes or renews a lease for this node (its name, which
+// outlives a restart): one statement, the row locked by PostgreSQL.
+func (s *Store) TakeLease(ctx context.Context, name string, now time.Time, ttl time.Duration) (bool, error) {
+	var owner string
+	err := s.pool.QueryRow(ctx, `INSERT INTO leases(name, owner, until) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+			WHERE leases.owner = excluded.owner OR leases.until < $4
+		RETURNING owner`, name, s.node, now.Add(ttl).Unix(), now.Unix()).Scan(&owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil // another node holds it
+	}
+	return err == nil && owner == s.node, err
 }

@@ -323,3 +323,38 @@ func TestSharedCounts(t *testing.T) {
 		t.Error("another key was refused")
 	}
 }
+
+// TestLeases: one node holds a lease and renews it; the other gets it only
+// once it has run out; a node restarted under the same name has it back.
+func TestLeases(t *testing.T) {
+	ctx := t.Context()
+	url := fresh(t)
+	open := func(node string) *Store {
+		t.Helper()
+		s, err := Open(ctx, url, Options{Node: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open("node-a"), open("node-b")
+	now := time.Now()
+	take := func(s *Store, at time.Time) bool {
+		t.Helper()
+		ok, err := s.TakeLease(ctx, "reports", at, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !take(a, now) || take(b, now.Add(time.Second)) || !take(a, now.Add(50*time.Second)) {
+		t.Fatal("A takes the lease, B does not, A renews it")
+	}
+	if take(b, now.Add(100*time.Second)) || !take(b, now.Add(111*time.Second)) {
+		t.Fatal("B gets the lease once A's renewal (until 110 s) has run out, not before")
+	}
+	if !take(open("node-b"), now.Add(112*time.Second)) {
+		t.Error("node B restarted (the same name) does not hold its lease")
+	}
+}

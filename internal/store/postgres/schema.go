@@ -233,6 +233,13 @@ CREATE TABLE shared_counts (
 	count  bigint NOT NULL,
 	PRIMARY KEY (key, bucket)
 );
+-- Work that one node at a time does (sending the reports): which node holds
+-- it, until when (unix seconds).
+CREATE TABLE leases (
+	name  text PRIMARY KEY,
+	owner text NOT NULL,
+	until bigint NOT NULL
+);
 CREATE TABLE report_tallies (
 	kind   text NOT NULL,
 	period bigint NOT NULL,
