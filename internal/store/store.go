@@ -424,3 +424,13 @@ func DomainOf(address string) string {
 	_, d, _ := strings.Cut(address, "@")
 	return d
 }
+
+// WithQuota fills in the quota in force for u: its own, or def (the
+// store's default) for 0.
+func (u User) WithQuota(def int64) User {
+	u.Quota = u.QuotaBytes
+	if u.Quota == 0 {
+		u.Quota = def
+	}
+	return u
+}

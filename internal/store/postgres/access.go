@@ -20,23 +20,16 @@ import (
 func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) (store.MailboxState, error) {
 	st := store.MailboxState{MailboxStatus: store.MailboxStatus{Name: mailbox}}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var validity, next, recent int64
-		err := tx.QueryRow(ctx, `SELECT id, uidvalidity, uidnext, highest_modseq, recent_uid FROM mailboxes WHERE user_id = $1 AND name = $2`,
-			userID, mailbox).Scan(&st.ID, &validity, &next, &st.HighestModSeq, &recent)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound)
-		}
-		if err != nil {
+		if err := readStatus(ctx, tx, userID, &st.MailboxStatus); err != nil {
 			return err
 		}
-		st.UIDValidity, st.UIDNext, st.RecentUID = uint32(validity), uint32(next), uint32(recent)
 		rows, _ := tx.Query(ctx, `SELECT uid, modseq, size, flags FROM mailbox_messages WHERE mailbox_id = $1 ORDER BY uid`, st.ID)
 		// Most messages share one of a few flag sets: each is split once
 		// and its slice shared.
 		sets := map[string][]string{}
 		var uid, modseq, size int64
 		var flags string
-		_, err = pgx.ForEachRow(rows, []any{&uid, &modseq, &size, &flags}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&uid, &modseq, &size, &flags}, func() error {
 			set, ok := sets[flags]
 			if !ok {
 				set = strings.Fields(flags)
@@ -61,20 +54,26 @@ func (s *Store) MailboxState(ctx context.Context, userID int64, mailbox string) 
 	return st, store.MailError("read mailbox", mailbox, err)
 }
 
+// readStatus reads the counters of the mailbox st names (ID, UIDVALIDITY,
+// UIDNEXT, HIGHESTMODSEQ, the first recent UID).
+func readStatus(ctx context.Context, tx pgx.Tx, userID int64, st *store.MailboxStatus) error {
+	var validity, next, recent int64
+	err := tx.QueryRow(ctx, `SELECT id, uidvalidity, uidnext, highest_modseq, recent_uid FROM mailboxes WHERE user_id = $1 AND name = $2`,
+		userID, st.Name).Scan(&st.ID, &validity, &next, &st.HighestModSeq, &recent)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("mailbox %q: %w", st.Name, store.ErrNotFound)
+	}
+	st.UIDValidity, st.UIDNext, st.RecentUID = uint32(validity), uint32(next), uint32(recent)
+	return err
+}
+
 // Changes returns what changed after sinceModSeq.
 func (s *Store) Changes(ctx context.Context, userID int64, mailbox string, sinceModSeq int64) (store.Changes, error) {
 	c := store.Changes{MailboxStatus: store.MailboxStatus{Name: mailbox}}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var validity, next, recent int64
-		err := tx.QueryRow(ctx, `SELECT id, uidvalidity, uidnext, highest_modseq, recent_uid FROM mailboxes WHERE user_id = $1 AND name = $2`,
-			userID, mailbox).Scan(&c.ID, &validity, &next, &c.HighestModSeq, &recent)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("mailbox %q: %w", mailbox, store.ErrNotFound)
-		}
-		if err != nil {
+		if err := readStatus(ctx, tx, userID, &c.MailboxStatus); err != nil {
 			return err
 		}
-		c.UIDValidity, c.UIDNext, c.RecentUID = uint32(validity), uint32(next), uint32(recent)
 		rows, _ := tx.Query(ctx, `SELECT uid, modseq, flags FROM mailbox_messages WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid`, c.ID, sinceModSeq)
 		var uid, modseq int64
 		var flags string
@@ -88,7 +87,7 @@ func (s *Store) Changes(ctx context.Context, userID int64, mailbox string, since
 			return nil
 		}
 		rows, _ = tx.Query(ctx, `SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid`, c.ID, sinceModSeq)
-		_, err = pgx.ForEachRow(rows, []any{&uid}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&uid}, func() error {
 			c.Vanished = append(c.Vanished, uint32(uid))
 			return nil
 		})

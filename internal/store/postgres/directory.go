@@ -164,13 +164,7 @@ func (s *Store) User(ctx context.Context, address string) (store.User, error) {
 }
 
 // withQuota fills in the quota in force for u.
-func (s *Store) withQuota(u store.User) store.User {
-	u.Quota = u.QuotaBytes
-	if u.Quota == 0 {
-		u.Quota = s.defaultQuota.Load()
-	}
-	return u
-}
+func (s *Store) withQuota(u store.User) store.User { return u.WithQuota(s.defaultQuota.Load()) }
 
 const userColumns = `SELECT id, address, password_hash, quota_bytes, used_bytes, created, scram_sha256, cram_md5, settings FROM users`
 

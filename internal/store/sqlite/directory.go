@@ -224,13 +224,7 @@ func (s *Store) User(ctx context.Context, address string) (store.User, error) {
 }
 
 // withQuota fills in the quota in force for u.
-func (s *Store) withQuota(u store.User) store.User {
-	u.Quota = u.QuotaBytes
-	if u.Quota == 0 {
-		u.Quota = s.defaultQuota.Load()
-	}
-	return u
-}
+func (s *Store) withQuota(u store.User) store.User { return u.WithQuota(s.defaultQuota.Load()) }
 
 // SetDefaultQuota sets the quota of users without one of their own, in
 // octets (0: none), for the configuration reloaded.
