@@ -126,3 +126,70 @@ func embeddedOnly(t *testing.T, why string) {
 		t.Skipf("on PostgreSQL: %s", why)
 	}
 }
+
+// TestPostgresRestart: PostgreSQL killed under a running node: mail gets a
+// temporary refusal (4xx) while it is down, never a 250 for mail not
+// stored; once it is back the node reconnects by itself, takes mail
+// again, and every message it acknowledged is there.
+func TestPostgresRestart(t *testing.T) {
+	pg, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Stop()
+	db, err := pg.CreateDB(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, "", fmt.Sprintf("[store]\nurl = %q\n", pg.URL(db)))
+	s.start()
+	acked := 0
+	send := func(subject string) string {
+		t.Helper()
+		c := s.dial()
+		defer c.conn.Close()
+		c.cmd("EHLO pg.example", "250 ")
+		c.send("MAIL FROM:<x@remote.example>\r\n")
+		if r := c.reply(); !strings.HasPrefix(r, "250 ") {
+			return r
+		}
+		c.send("RCPT TO:<alice@example.test>\r\n")
+		if r := c.reply(); !strings.HasPrefix(r, "250 ") {
+			return r
+		}
+		c.send("DATA\r\n")
+		if r := c.reply(); !strings.HasPrefix(r, "354 ") {
+			return r
+		}
+		c.send("Subject: " + subject + "\r\n\r\nx\r\n.\r\n")
+		r := c.reply()
+		if strings.HasPrefix(r, "250 ") {
+			acked++
+		}
+		return r
+	}
+	if r := send("before"); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("before the restart: %q", r)
+	}
+	pg.Kill()
+	r0 := send("while down")
+	t.Logf("while PostgreSQL is down: %s", r0)
+	if r := r0; !strings.HasPrefix(r, "4") {
+		t.Errorf("while PostgreSQL is down: %q, want a temporary refusal (4xx)", r)
+	}
+	if err := pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	var r string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if r = send("after"); strings.HasPrefix(r, "250 ") {
+			break
+		}
+	}
+	if !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("after PostgreSQL came back: %q\n%s", r, s.logs())
+	}
+	if n := len(s.mailbox("alice@example.test")); n != acked {
+		t.Errorf("alice has %d messages; %d were acknowledged", n, acked)
+	}
+}

@@ -29,11 +29,14 @@ import (
 
 // Server is one running cluster.
 type Server struct {
-	Dir  string // the cluster's directory (data, socket, log)
-	Port int    // on 127.0.0.1
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the server process has exited
-	n    atomic.Int64
+	Dir      string // the cluster's directory (data, socket, log)
+	Port     int    // on 127.0.0.1
+	opts     Options
+	cred     *syscall.Credential // the postgres user's, when run as root
+	postgres string              // the server program
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when the server process has exited
+	n        atomic.Int64
 }
 
 // Options tune the cluster.
@@ -102,17 +105,9 @@ func Start(opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	run := func(name string, args ...string) *exec.Cmd {
-		cmd := exec.Command(name, args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
-		if cred != nil {
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-		}
-		return cmd
-	}
+	s.cred, s.opts, s.postgres = cred, opts, postgres
 	data := filepath.Join(dir, "data")
-	if out, err := run(initdb, "-D", data, "-U", "mailroom", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions").CombinedOutput(); err != nil {
+	if out, err := s.command(initdb, "-D", data, "-U", "mailroom", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions").CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("pgtest: initdb: %v\n%s", err, out)
 	}
@@ -124,62 +119,90 @@ func Start(opts Options) (*Server, error) {
 		}
 		s.Port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		args := []string{"-D", data, "-k", dir, "-h", "127.0.0.1", "-p", strconv.Itoa(s.Port),
-			"-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "log_min_messages=warning"}
-		if !opts.Durable {
-			args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off")
-		}
-		for _, kv := range opts.Settings {
-			args = append(args, "-c", kv)
-		}
-		log, err := os.Create(filepath.Join(dir, "server.log"))
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-		if cred != nil {
-			os.Chown(log.Name(), int(cred.Uid), int(cred.Gid))
-		}
-		s.cmd = run(postgres, args...)
-		s.cmd.Stdout, s.cmd.Stderr = log, log
-		// The server dies with the process that started it, even one
-		// killed or crashed before Stop: the kernel signals it when the
-		// starting thread ends, and that thread is held until the server
-		// has exited (a Go thread may otherwise end at any time).
-		if s.cmd.SysProcAttr == nil {
-			s.cmd.SysProcAttr = &syscall.SysProcAttr{}
-		}
-		s.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-		s.done = make(chan struct{})
-		started := make(chan error, 1)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-			if err := s.cmd.Start(); err != nil {
-				started <- err
-				close(s.done)
-				return
-			}
-			started <- nil
-			s.cmd.Wait()
-			close(s.done)
-		}()
-		err = <-started
-		log.Close()
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-		err = s.waitReady(15 * time.Second)
+		err = s.serve()
 		if err == nil {
 			return s, nil
 		}
-		s.kill()
 		if attempt == 2 {
-			b, _ := os.ReadFile(filepath.Join(dir, "server.log"))
 			os.RemoveAll(dir)
-			return nil, fmt.Errorf("pgtest: the server did not start: %v\n%s", err, b)
+			return nil, err
 		}
 	}
+}
+
+// command is a program of the server's, run as its user, in its directory.
+func (s *Server) command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = s.Dir
+	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	return cmd
+}
+
+// serve runs the server on the cluster and port, and waits until it takes
+// connections.
+func (s *Server) serve() error {
+	args := []string{"-D", filepath.Join(s.Dir, "data"), "-k", s.Dir, "-h", "127.0.0.1", "-p", strconv.Itoa(s.Port),
+		"-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "log_min_messages=warning"}
+	if !s.opts.Durable {
+		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off")
+	}
+	for _, kv := range s.opts.Settings {
+		args = append(args, "-c", kv)
+	}
+	log, err := os.OpenFile(filepath.Join(s.Dir, "server.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	if s.cred != nil {
+		os.Chown(log.Name(), int(s.cred.Uid), int(s.cred.Gid))
+	}
+	s.cmd = s.command(s.postgres, args...)
+	s.cmd.Stdout, s.cmd.Stderr = log, log
+	// The server dies with the process that started it, even one killed or
+	// crashed before Stop: the kernel signals it when the starting thread
+	// ends, and that thread is held until the server has exited (a Go
+	// thread may otherwise end at any time).
+	s.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	s.done = make(chan struct{})
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := s.cmd.Start(); err != nil {
+			started <- err
+			close(s.done)
+			return
+		}
+		started <- nil
+		s.cmd.Wait()
+		close(s.done)
+	}()
+	err = <-started
+	log.Close()
+	if err != nil {
+		return err
+	}
+	if err := s.waitReady(15 * time.Second); err != nil {
+		s.kill()
+		b, _ := os.ReadFile(filepath.Join(s.Dir, "server.log"))
+		return fmt.Errorf("pgtest: the server did not start: %v\n%s", err, b)
+	}
+	return nil
+}
+
+// Kill kills the server as a crash would (SIGKILL), leaving its data.
+func (s *Server) Kill() { s.kill() }
+
+// Restart starts the server again on the same data and port (after Kill;
+// it tries again while the killed server's backends are still going away).
+func (s *Server) Restart() error {
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if err = s.serve(); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // waitReady waits until the server takes connections.
