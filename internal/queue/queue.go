@@ -39,8 +39,10 @@ type Config struct {
 	// Backlog is how many claimed entries wait in memory for a free slot;
 	// the rest stay in the store until there is room.
 	Backlog int
-	// Lease is how long a claim lasts; another claim (after a crash, by
-	// another node) may take the entry after that.
+	// Lease is how long a claim lasts unless renewed; the runner renews
+	// the claims of the entries it holds every third of it, so that
+	// another node takes a dead node's entries soon after, while a
+	// delivery may take as long as it needs. 0 means 3 minutes.
 	Lease time.Duration
 }
 
@@ -118,7 +120,7 @@ func withDefaults(cfg Config) *Config {
 		cfg.Backlog = 2000
 	}
 	if cfg.Lease <= 0 {
-		cfg.Lease = time.Hour
+		cfg.Lease = 3 * time.Minute
 	}
 	if len(cfg.RetryIntervals) == 0 {
 		cfg.RetryIntervals = []time.Duration{time.Minute}
@@ -184,6 +186,7 @@ func (r *Runner) Run(ctx context.Context) {
 		wg.Wait()
 		r.releaseWaiting(context.WithoutCancel(ctx))
 	}()
+	wg.Go(func() { r.renew(ctx) })
 	look := true // at the store: at start, when woken, when a timer fires
 	var next time.Time
 	// Once ctx has ended nothing is claimed or started, even when a slot
@@ -224,6 +227,28 @@ func (r *Runner) Run(ctx context.Context) {
 			look = true
 		}
 		t.Stop()
+	}
+}
+
+// renew extends the claims of the entries this runner holds (waiting or
+// under way) every third of the lease, until ctx ends.
+func (r *Runner) renew(ctx context.Context) {
+	for {
+		lease := r.cfg.Load().Lease
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(lease / 3):
+		}
+		r.mu.Lock()
+		ids := make([]int64, 0, len(r.known))
+		for id := range r.known {
+			ids = append(ids, id)
+		}
+		r.mu.Unlock()
+		if err := r.store.RenewClaims(ctx, ids, r.now().Add(lease)); err != nil && ctx.Err() == nil {
+			r.log.Warn("queue: renewing the claims under way (another node may take them when they run out)", "entries", len(ids), "err", err)
+		}
 	}
 }
 

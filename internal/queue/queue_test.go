@@ -511,3 +511,39 @@ func TestFullBacklogDoesNotSpin(t *testing.T) {
 	close(release)
 	drained(t, st)
 }
+
+// TestClaimsRenewed: a delivery that lasts longer than the lease keeps
+// its claim ahead of the clock: the runner renews it every third of the
+// lease (waiting for it to run out, as a re-claim would, leaves a moment
+// in which another node could take the entry).
+func TestClaimsRenewed(t *testing.T) {
+	st := openStore(t)
+	enqueue(t, st, "slow", time.Now(), store.QueuedRecipient{Address: "a@slow.example", Domain: "slow.example"})
+	started, release := make(chan struct{}), make(chan struct{})
+	deliver := func(ctx context.Context, j delivery.Job) []delivery.Outcome {
+		close(started)
+		<-release
+		return []delivery.Outcome{{Delivered: true, Detail: "250 ok"}}
+	}
+	const lease = 600 * time.Millisecond
+	r := New(st, deliver, nil, Config{Lease: lease}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	<-started
+	least := lease
+	for range 20 { // 2 s: over three leases
+		time.Sleep(100 * time.Millisecond)
+		es, err := st.QueueEntries(t.Context(), "slow")
+		if err != nil || len(es) != 1 || !es[0].Active {
+			t.Fatalf("entries under way: %+v, %v", es, err)
+		}
+		least = min(least, time.Until(es[0].NextAttempt))
+	}
+	if least < lease/3 {
+		t.Errorf("the claim came within %v of running out; renewed every third of the lease, it keeps more than %v", least, lease/3)
+	}
+	close(release)
+	cancel()
+	<-done
+}

@@ -383,6 +383,10 @@ type Queue interface {
 	// all its claims when it starts: deliveries that were under way when
 	// it stopped are made again (at least once).
 	ReleaseClaims(ctx context.Context, ids []int64, at time.Time) error
+	// RenewClaims extends active claims (of this node) until until: a
+	// delivery under way renews its claims, so that a lease can be short
+	// (another node takes a dead node's entries soon) and a delivery long.
+	RenewClaims(ctx context.Context, ids []int64, until time.Time) error
 	// NextDue returns the earliest NextAttempt of a waiting entry.
 	NextDue(ctx context.Context) (time.Time, bool, error)
 	// RecordResults applies attempt outcomes and ends the claims; a message

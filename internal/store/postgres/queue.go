@@ -76,6 +76,15 @@ func (s *Store) ReleaseClaims(ctx context.Context, ids []int64, at time.Time) er
 	return err
 }
 
+// RenewClaims extends this node's active claims.
+func (s *Store) RenewClaims(ctx context.Context, ids []int64, until time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE queue SET next_attempt = $1 WHERE active AND owner = $2 AND id = ANY($3)`, until.UnixNano(), s.node, ids)
+	return err
+}
+
 // NextDue returns the earliest due time of a waiting entry.
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var next *int64

@@ -120,6 +120,21 @@ func (s *Store) ReleaseClaims(ctx context.Context, ids []int64, at time.Time) er
 	})
 }
 
+// RenewClaims extends active claims.
+func (s *Store) RenewClaims(ctx context.Context, ids []int64, until time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.writeLazy(ctx, false, func(tx *wtx) error {
+		for _, id := range ids {
+			if _, err := tx.Exec(`UPDATE queue SET next_attempt = ? WHERE id = ? AND active = 1`, until.UnixNano(), id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // NextDue returns the earliest due time of a waiting entry.
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var next sql.NullInt64

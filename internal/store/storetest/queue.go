@@ -189,9 +189,16 @@ func testQueueClaims(t *testing.T, s store.Store) {
 	if due, _ := s.ClaimDue(ctx, now.Add(2*time.Minute), time.Hour, 10); len(due) != 0 {
 		t.Errorf("active entries claimed again: %+v", due)
 	}
+	// A renewed claim lasts until its new end.
+	if err := s.RenewClaims(ctx, []int64{second[0].ID}, now.Add(3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	// The claim ends when it runs out, when released, or with a result.
 	if due, _ := s.ClaimDue(ctx, now.Add(60*time.Minute+30*time.Second), time.Hour, 10); len(due) != 2 {
 		t.Errorf("%d entries claimed after the first claim ran out, want 2", len(due))
+	}
+	if due, _ := s.ClaimDue(ctx, now.Add(2*time.Hour), time.Hour, 10); len(due) != 0 {
+		t.Errorf("a renewed claim was claimed again before its new end: %+v", due)
 	}
 	if err := s.ReleaseClaims(ctx, []int64{second[0].ID}, now); err != nil {
 		t.Fatal(err)
