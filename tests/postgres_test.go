@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"mailroom/internal/dns/dnstest"
 	"mailroom/internal/store/postgres/pgtest"
 )
 
@@ -192,4 +193,58 @@ func TestPostgresRestart(t *testing.T) {
 	if n := len(s.mailbox("alice@example.test")); n != acked {
 		t.Errorf("alice has %d messages; %d were acknowledged", n, acked)
 	}
+}
+
+// TestPostgresThreeNodesKill9: three nodes on one PostgreSQL relay mail
+// to a slow next hop; one is killed with deliveries under way. Every
+// message any node acknowledged reaches the next hop: the others take the
+// dead node's claimed entries once their lease (2 s here) has run out,
+// and its unclaimed ones at once. Only the dead node's messages may go
+// twice (those whose data the hop had when it died), and none three times.
+func TestPostgresThreeNodesKill9(t *testing.T) {
+	hop := startHop(t, "127.0.0.113", func(n int, line string) string {
+		if line == "." {
+			time.Sleep(1500 * time.Millisecond) // a slow next hop: deliveries stay under way
+		}
+		return hopDefault(line)
+	})
+	zone := dnstest.Start(t, map[string][]string{"far.test. MX": {"10 mx.far.test."}, "mx.far.test. A": {"127.0.0.113"}})
+	tables := fmt.Sprintf("[store]\nurl = %q\n[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1s\"]\nclaim_lease = \"2s\"\n",
+		postgresURL(t), zone.Addr, hop.port)
+	a := newServer(t, "", tables)
+	a.start()
+	nodes := []*server{a, secondNode(t, tables), secondNode(t, tables)}
+	const per = 8
+	for i, node := range nodes {
+		for j := range per {
+			submit(t, node, []string{fmt.Sprintf("r%d-%d@far.test", i, j)}, fmt.Sprintf("From: alice@example.test\r\nSubject: m%d-%d\r\n\r\nmessage %d-%d\r\n", i, j, i, j))
+		}
+	}
+	// Node A dies while its deliveries are under way.
+	waitFor(t, a, hop, "node A's deliveries under way", func() bool { return len(hop.messagesWith("message 0-")) > 0 })
+	a.kill()
+	copies := func() map[string]int {
+		n := map[string]int{}
+		for i := range nodes {
+			for j := range per {
+				n[fmt.Sprintf("%d-%d", i, j)] = len(hop.messagesWith(fmt.Sprintf("message %d-%d\r\n", i, j)))
+			}
+		}
+		return n
+	}
+	start := time.Now()
+	waitFor(t, nodes[1], hop, "every acknowledged message delivered (the queue empty)", func() bool { return len(nodes[1].queue()) == 0 })
+	t.Logf("every message delivered %v after node A died", time.Since(start).Round(100*time.Millisecond))
+	dup := 0
+	for k, c := range copies() {
+		switch {
+		case c == 0:
+			t.Errorf("message %s never reached the next hop", k)
+		case c > 2 || c == 2 && !strings.HasPrefix(k, "0-"):
+			t.Errorf("message %s went %d times", k, c)
+		case c == 2:
+			dup++
+		}
+	}
+	t.Logf("%d of node A's %d messages went twice (their data was at the hop, unanswered, when it died)", dup, per)
 }

@@ -314,6 +314,10 @@ type Queue struct {
 	// RetryIntervals are the waits after each failed attempt; the last
 	// repeats until Expire.
 	RetryIntervals []Duration `toml:"retry_intervals"`
+	// ClaimLease is how long a node's claim on a queue entry lasts unless
+	// renewed (every third of it, while the node lives): after a node
+	// dies, another sharing its store takes its entries that much later.
+	ClaimLease Duration `toml:"claim_lease"`
 	// Expire is how long a recipient may stay in the queue before it
 	// bounces.
 	Expire Duration `toml:"expire"`
@@ -405,7 +409,7 @@ func Default() *Config {
 		MTASTS:  MTASTS{Mode: "testing", MaxAge: Duration(7 * 24 * time.Hour)},
 		Outbound: Outbound{Port: 25, MaxConcurrent: 100, MaxPerDestination: 20, ConnectionCacheTime: Duration(5 * time.Second),
 			MTASTS: true, MTASTSPort: 443},
-		Queue: Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour),
+		Queue: Queue{Expire: Duration(120 * time.Hour), ClaimLease: Duration(3 * time.Minute), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour),
 			ReportSizeLimit: 50 << 10, MaxReportsPerHour: 500},
 		DNS:     DNS{DNSSEC: "auto"},
 		Reports: Reports{TLS: true, DMARC: true, Interval: Duration(24 * time.Hour)},
@@ -634,6 +638,7 @@ func (c *Config) validate() error {
 		{c.TLS.KeyFile == "" || c.TLS.CertFile != "", "tls.key_file: cert_file must be given with it"},
 		{c.Reports.Interval.D() >= time.Second && (24*time.Hour)%c.Reports.Interval.D() == 0, "reports.interval: must divide a day (24h, 1h, 1m...)"},
 		{c.Reports.From == "" || strings.Contains(c.Reports.From, "@"), `reports.from: must be an address such as "reports@example.com"`},
+		{c.Queue.ClaimLease.D() >= time.Second, "queue.claim_lease: must be at least 1s (3m suits most: a node's death is noticed that much later)"},
 		{c.DNS.DNSSEC == "auto" || c.DNS.DNSSEC == "on" || c.DNS.DNSSEC == "off", `dns.dnssec: must be "auto", "on" or "off"`},
 		{c.Log.Format == "text" || c.Log.Format == "json", `log.format: must be "text" or "json"`},
 		{validLevel(c.Log.Level), `log.level: must be "debug", "info", "warn" or "error"`},

@@ -144,7 +144,7 @@ func TestDefaults(t *testing.T) {
 			DNS:      DNS{DNSSEC: "auto"},
 			Reports:  Reports{TLS: true, DMARC: true, Interval: Duration(24 * time.Hour)},
 			Outbound: Outbound{Port: 25, MaxConcurrent: 100, MaxPerDestination: 20, ConnectionCacheTime: Duration(5 * time.Second), MTASTS: true, MTASTSPort: 443},
-			Queue: Queue{Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour),
+			Queue: Queue{ClaimLease: Duration(3 * time.Minute), Expire: Duration(120 * time.Hour), RetryIntervals: defaultRetryIntervals(), SuppressFor: Duration(7 * 24 * time.Hour), DelayWarning: Duration(4 * time.Hour),
 				ReportSizeLimit: 50 << 10, MaxReportsPerHour: 500},
 			Log: Log{Format: "text", Level: "info"},
 		}

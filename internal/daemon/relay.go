@@ -97,7 +97,7 @@ func queueConfig(cfg *config.Config) queue.Config {
 	}
 	return queue.Config{RetryIntervals: intervals, Expire: cfg.Queue.Expire.D(),
 		MaxConcurrent: cfg.Outbound.MaxConcurrent, MaxPerDestination: cfg.Outbound.MaxPerDestination,
-		RateLimits: cfg.Outbound.RateLimits, DelayWarning: cfg.Queue.DelayWarning.D()}
+		RateLimits: cfg.Outbound.RateLimits, DelayWarning: cfg.Queue.DelayWarning.D(), Lease: cfg.Queue.ClaimLease.D()}
 }
 
 func deliveryConfig(cfg *config.Config) (delivery.Config, error) {
