@@ -93,21 +93,29 @@ func has(lines []string, s string) bool {
 	return false
 }
 
+// idleOnEmptyInbox logs alice in over implicit TLS, selects her INBOX,
+// which must be empty, and starts IDLE (command tag i1).
+func idleOnEmptyInbox(t *testing.T, addr string) *imapConn {
+	t.Helper()
+	c := dialIMAPS(t, addr)
+	c.cmd(`LOGIN alice@example.test secret-alice`, "OK")
+	if sel := c.cmd("SELECT INBOX", "OK [READ-WRITE]"); !has(sel, "* 0 EXISTS") {
+		t.Fatalf("SELECT of an empty INBOX: %q", sel)
+	}
+	c.send("i1 IDLE")
+	if l := c.line(); !strings.HasPrefix(l, "+ ") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	return c
+}
+
 // TestIMAPIdleSeesDelivery: a message delivered over SMTP reaches an IDLE
 // session on INBOX as EXISTS, and flags and expunges by another session
 // reach it as FETCH and EXPUNGE.
 func TestIMAPIdleSeesDelivery(t *testing.T) {
 	s := newServer(t, "", "[tls]\nself_signed = true\n")
 	s.start()
-	a := dialIMAPS(t, s.imapsAddr)
-	a.cmd(`LOGIN alice@example.test secret-alice`, "OK")
-	if sel := a.cmd("SELECT INBOX", "OK [READ-WRITE]"); !has(sel, "* 0 EXISTS") {
-		t.Fatalf("SELECT of an empty INBOX: %q", sel)
-	}
-	a.send("i1 IDLE")
-	if l := a.line(); !strings.HasPrefix(l, "+ ") {
-		t.Fatalf("IDLE: %q", l)
-	}
+	a := idleOnEmptyInbox(t, s.imapsAddr)
 	c := s.dial()
 	c.cmd("EHLO idle.example", "250 ")
 	start := time.Now()

@@ -83,15 +83,7 @@ func TestPostgresTwoNodes(t *testing.T) {
 		t.Fatalf("node B does not know the users made through node A:\n%s", users)
 	}
 
-	idle := dialIMAPS(t, b.imapsAddr)
-	idle.cmd(`LOGIN alice@example.test secret-alice`, "OK")
-	if sel := idle.cmd("SELECT INBOX", "OK [READ-WRITE]"); !has(sel, "* 0 EXISTS") {
-		t.Fatalf("SELECT on node B: %q", sel)
-	}
-	idle.send("i1 IDLE")
-	if l := idle.line(); !strings.HasPrefix(l, "+ ") {
-		t.Fatalf("IDLE: %q", l)
-	}
+	idle := idleOnEmptyInbox(t, b.imapsAddr)
 	c := a.dial()
 	c.cmd("EHLO pg.example", "250 ")
 	start := time.Now()

@@ -80,10 +80,15 @@ message with --from and --to. What the server sends is shown with control charac
 			if (from == "") != (to == "") {
 				return errors.New("--from and --to go together: give both to send a test message")
 			}
-			if helo == "" {
-				if cfg, err := a.config(); err == nil {
+			// The configuration, when there is one, gives the EHLO name, the
+			// resolver (names are resolved as deliveries resolve them, and
+			// DANE's answers must come from it) and the MTA-STS port.
+			server, dnssec, stsPort := "", "", 443
+			if cfg, err := a.config(); err == nil {
+				if helo == "" {
 					helo = cfg.Hostname
 				}
+				server, dnssec, stsPort = cfg.DNS.Resolver.String(), cfg.DNS.DNSSEC, cfg.Outbound.MTASTSPort
 			}
 			roots, err := probeRoots(caFile)
 			if err != nil {
@@ -100,12 +105,6 @@ message with --from and --to. What the server sends is shown with control charac
 				}
 				password = strings.TrimRight(line, "\r\n")
 			}
-			// Names are resolved as deliveries resolve them: through the
-			// configured resolver, which DANE's answers must come from.
-			server, dnssec := "", ""
-			if cfg, err := a.config(); err == nil {
-				server, dnssec = cfg.DNS.Resolver.String(), cfg.DNS.DNSSEC
-			}
 			addr := net.JoinHostPort(host, port)
 			resolver, rerr := dns.New(server, dnssec)
 			if _, err := netip.ParseAddr(host); err != nil {
@@ -121,10 +120,6 @@ message with --from and --to. What the server sends is shown with control charac
 			rep := a.probe(cmd.Context(), addr, host, mode, helo, user, password, from, to, roots, timeout)
 			rep.DANE = probeDANE(cmd.Context(), resolver, host, port, rep.TLS)
 			if stsDomain != "" && resolver != nil {
-				stsPort := 443
-				if cfg, err := a.config(); err == nil {
-					stsPort = cfg.Outbound.MTASTSPort
-				}
 				rep.MTASTS = probeMTASTS(cmd.Context(), mtasts.NewFetcher(resolver, roots, stsPort), stsDomain, host, rep.TLS)
 			}
 			if asJSON {

@@ -114,10 +114,11 @@ func (b *Backend) checkOrigin(ctx context.Context, s *smtpserver.SessionInfo, en
 func (b *Backend) SetDMARCReports(rec *tally.Recorder) { b.dmarcrpt = rec }
 
 // countDMARC counts one evaluation in its policy domain's report, when the
-// policy asks for reports by mail.
+// policy asks for reports (which of its destinations take mail is sorted
+// out once per report, not per message).
 func (b *Backend) countDMARC(s *smtpserver.SessionInfo, mailFrom string, res mailauth.Result, disposition, reason string) {
 	d := res.DMARC
-	if b.dmarcrpt == nil || d.Record == nil || (d.Result != "pass" && d.Result != "fail") || len(dmarcreport.Destinations(d.Record.ReportURIAggregate)) == 0 {
+	if b.dmarcrpt == nil || d.Record == nil || (d.Result != "pass" && d.Result != "fail") || len(d.Record.ReportURIAggregate) == 0 {
 		return
 	}
 	row := dmarcreport.Row{SourceIP: s.Remote.Addr().Unmap().String(), HeaderFrom: res.FromHead, Disposition: disposition, Reason: reason,

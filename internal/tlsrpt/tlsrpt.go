@@ -48,7 +48,6 @@ type Row struct {
 	PolicyString []string `json:"p,omitempty"` // the STS policy's lines, or the TLSA records
 	MXHost       []string `json:"m,omitempty"` // the STS policy's mx patterns
 	Result       string   `json:"r,omitempty"`
-	SendingIP    string   `json:"s,omitempty"`
 	ReceivingMX  string   `json:"x,omitempty"`
 	ReceivingIP  string   `json:"i,omitempty"`
 	Reason       string   `json:"c,omitempty"` // failure-reason-code: our words, clipped
@@ -90,7 +89,6 @@ type PolicyDesc struct {
 // Failure is one kind of failed session, with how many.
 type Failure struct {
 	Result      string `json:"result-type"`
-	SendingIP   string `json:"sending-mta-ip,omitempty"`
 	ReceivingMX string `json:"receiving-mx-hostname,omitempty"`
 	ReceivingIP string `json:"receiving-ip,omitempty"`
 	Count       int64  `json:"failed-session-count"`
@@ -119,7 +117,7 @@ func Build(org, contact, reportID string, rep tally.Report) (Report, error) {
 			continue
 		}
 		p.Summary.Failure += t.Count
-		p.Failures = append(p.Failures, Failure{Result: row.Result, SendingIP: row.SendingIP, ReceivingMX: row.ReceivingMX,
+		p.Failures = append(p.Failures, Failure{Result: row.Result, ReceivingMX: row.ReceivingMX,
 			ReceivingIP: row.ReceivingIP, Count: t.Count, Reason: row.Reason})
 	}
 	return r, nil

@@ -46,8 +46,6 @@ type Options struct {
 	// the machine stops: commits still write the WAL before they return
 	// (synchronous_commit stays on), into the kernel's cache.
 	Durable bool
-	// Settings are more "name=value" server settings.
-	Settings []string
 }
 
 // bin finds a server program of the newest PostgreSQL installed.
@@ -146,9 +144,6 @@ func (s *Server) serve() error {
 		"-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "log_min_messages=warning"}
 	if !s.opts.Durable {
 		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off")
-	}
-	for _, kv := range s.opts.Settings {
-		args = append(args, "-c", kv)
 	}
 	log, err := os.OpenFile(filepath.Join(s.Dir, "server.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
