@@ -5,7 +5,7 @@ import "sync"
 // bodyCache hands the bodies of messages just queued for relay to their
 // first delivery attempt, so that it does not read them back from the
 // database (a cold read of several overflow pages each: ~8% of the
-// server's CPU when relaying, docs/design/performance.md). It holds inline
+// server's CPU when relaying, docs/performance.md). It holds inline
 // bodies only, up to a total size; the oldest go first. An entry is
 // dropped when its message is deleted in this process; deletions by other
 // processes (the CLI) replace the directory stamp, which empties the cache

@@ -18,7 +18,7 @@ import (
 // not found) in memory, so that the RCPT path reads nothing from the
 // database: in WAL mode every read after a commit starts with a cold page
 // cache, and under load those reads were a sixth of the server's CPU
-// (docs/design/performance.md). A second dirCache, with a stamp of its own,
+// (docs/performance.md). A second dirCache, with a stamp of its own,
 // keeps suppressions (asked for every relayed recipient), so that a bounce
 // that adds one does not empty the directory's entries.
 //
