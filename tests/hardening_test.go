@@ -377,6 +377,34 @@ func TestStampsDoNotFollowLinks(t *testing.T) {
 	}
 }
 
+// TestDatabaseFilesDoNotFollowLinks: SQLite opens the WAL and its index by
+// path, following links; a CLI (perhaps root) refuses a database whose WAL,
+// index or journal is a link, rather than write through it.
+func TestDatabaseFilesDoNotFollowLinks(t *testing.T) {
+	embeddedOnly(t, "the embedded store's files")
+	s := newServer(t, "", "")
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		victim := filepath.Join(t.TempDir(), "victim")
+		os.WriteFile(victim, []byte("untouched\n"), 0o644)
+		link := filepath.Join(s.dir, "data", "mailroom.db"+suffix)
+		os.Remove(link)
+		if err := os.Symlink(victim, link); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, err := s.run("", "domain", "add", "linked"+suffix+".test")
+		if b, _ := os.ReadFile(victim); string(b) != "untouched\n" {
+			t.Errorf("%s: the CLI wrote through the link: %q", suffix, b[:min(len(b), 40)])
+		}
+		if err == nil || !strings.Contains(errOut, "mailroom.db"+suffix+" is not a regular file") || !strings.Contains(errOut, "move it away") {
+			t.Errorf("%s: the link is not refused with a clear error: %v %q", suffix, err, errOut)
+		}
+		os.Remove(link)
+	}
+	if _, errOut, err := s.run("", "domain", "add", "unlinked.test"); err != nil {
+		t.Errorf("with the links gone: %v %q", err, errOut)
+	}
+}
+
 // TestReceivedStaysGrammatical: EHLO names that are neither a domain nor an
 // address literal are accepted, but the Received field names the client by
 // its address literal and keeps the claimed name in a comment (RFC 5321

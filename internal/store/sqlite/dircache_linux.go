@@ -152,3 +152,31 @@ func watchStamps(dir string, names []string, changed func(i int), failed func())
 	}()
 	return f, nil
 }
+
+// checkDatabaseFiles refuses a database whose files (the database, its WAL,
+// its shared-memory index, a rollback journal) are links, not regular files,
+// or owned by another user than the data directory's, with an error that
+// says which file and what to do: SQLite opens them by path, and a root CLI
+// must not write wherever the data directory's owner points it (SQLite
+// itself answers such a link with only "unable to open database file"). A
+// link swapped in between this check and SQLite's open is not caught;
+// running the CLI as the data directory's owner closes that too.
+func checkDatabaseFiles(dir, db string) error {
+	owner, err := ownerOf(dir)
+	if err != nil {
+		return err
+	}
+	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+		path := filepath.Join(dir, db+suffix)
+		var st unix.Stat_t
+		if err := unix.Lstat(path, &st); errors.Is(err, unix.ENOENT) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if err := trusted(st, owner, path); err != nil {
+			return fmt.Errorf("%w; move it away if you did not put it there", err)
+		}
+	}
+	return nil
+}

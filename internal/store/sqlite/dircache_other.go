@@ -45,3 +45,6 @@ func inode(os.FileInfo) uint64 { return 0 }
 func watchStamps(dir string, names []string, changed func(i int), failed func()) (io.Closer, error) {
 	return nil, errors.ErrUnsupported
 }
+
+// checkDatabaseFiles is Linux's alone (see dircache_linux.go).
+func checkDatabaseFiles(dir, db string) error { return nil }

@@ -111,6 +111,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		f.Close()
 	}
 	path := filepath.Join(dir, "mailroom.db")
+	if err := checkDatabaseFiles(dir, "mailroom.db"); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
 	dsn := func(pragmas ...string) string {
 		q := url.Values{}
 		for _, p := range append([]string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"}, pragmas...) {
