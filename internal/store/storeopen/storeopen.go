@@ -47,6 +47,25 @@ func open(ctx context.Context, cfg *config.Config, tool bool) (store.Store, erro
 	return nil, fmt.Errorf("store.url: %q is not a store this mailroom knows", cfg.Store.URL)
 }
 
+// OpenURL opens the store a URL names, for a tool (mailroom store copy):
+// "sqlite:DIR" the embedded store in the data directory DIR, which must
+// hold one ("sqlite:" the configuration's data_dir), "postgres://..." a
+// shared store.
+func OpenURL(ctx context.Context, url string, cfg *config.Config) (store.Store, error) {
+	if dir, ok := strings.CutPrefix(url, "sqlite:"); ok {
+		if dir == "" {
+			dir = cfg.DataDir
+		}
+		if _, err := os.Stat(filepath.Join(dir, "mailroom.db")); err != nil {
+			return nil, fmt.Errorf("no embedded store in %s (no mailroom.db there): name the data directory of the installation, as sqlite:/var/lib/mailroom", dir)
+		}
+		return sqlite.Open(ctx, dir, sqlite.Options{DefaultQuota: int64(cfg.Mailbox.Quota), AnnounceMail: true})
+	}
+	c := *cfg
+	c.Store.URL = url
+	return open(ctx, &c, true)
+}
+
 // nodeName is this node's name in a shared store, kept in data_dir/node so
 // that it outlives a restart: the queue claims a node held when it died
 // are its own again when it starts, and released at once (a tool reads
