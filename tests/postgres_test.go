@@ -69,6 +69,32 @@ func TestPostgresSendingLimits(t *testing.T) {
 	}
 }
 
+// TestPostgresLoginLimits: the login limits hold across nodes: failed
+// logins from one address, two on node A and two on node B, ban it on
+// both under a limit of four, for the right password too, while another
+// address logs in.
+func TestPostgresLoginLimits(t *testing.T) {
+	tables := fmt.Sprintf("[store]\nurl = %q\n[auth]\nmax_failures = 4\nmax_failures_per_account = 10\nban_time = \"1m\"\nfailure_delay = \"10ms\"\n", postgresURL(t))
+	a := newServer(t, "", tables)
+	a.start()
+	b := secondNode(t, tables)
+	from := func(s *server, src string) *client {
+		c := s.dialFrom(t, s.subAddr, src)
+		c.expect("220 ")
+		c.cmd("EHLO brute.example", "250 ")
+		c.startTLSInsecure()
+		c.cmd("EHLO brute.example", "250 ")
+		return c
+	}
+	for i, node := range []*server{a, a, b, b} {
+		from(node, "127.0.0.5").cmd("AUTH PLAIN "+plainAuth("bob@example.test", fmt.Sprintf("guess%d", i)), "535 5.7.8")
+	}
+	for _, node := range []*server{a, b} {
+		from(node, "127.0.0.5").cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "421 4.7.0 mx.example.test Too many failed logins from your address")
+		from(node, "127.0.0.6").cmd("AUTH PLAIN "+plainAuth("alice@example.test", "secret-alice"), "235 ")
+	}
+}
+
 // TestPostgresTwoNodes: two Mailroom nodes share one PostgreSQL store:
 // users made through one are known to the other; mail delivered over SMTP
 // to node A reaches an IMAP session IDLE on node B within a second, and

@@ -113,6 +113,10 @@ func New(creds Credentials, policy authlimit.Policy, secret []byte, log *slog.Lo
 	return s
 }
 
+// SetShared counts failed logins in sh too, so that the login limits hold
+// across the nodes sharing a store.
+func (s *Service) SetShared(sh authlimit.Shared) { s.limiter.SetShared(sh) }
+
 // SetPolicy replaces the login limiter's policy (SIGHUP).
 func (s *Service) SetPolicy(p authlimit.Policy) { s.limiter.SetPolicy(p) }
 
@@ -171,7 +175,7 @@ const busyWait = 10 * time.Second
 func (s *Service) begin(ctx context.Context, c Client, account string) error {
 	deadline := time.Now().Add(busyWait)
 	for {
-		verdict, left := s.limiter.Begin(c.Prefix, account)
+		verdict, left := s.limiter.Begin(ctx, c.Prefix, account)
 		switch verdict {
 		case authlimit.Allow:
 			return nil
@@ -197,9 +201,9 @@ func (s *Service) begin(ctx context.Context, c Client, account string) error {
 func (s *Service) end(ctx context.Context, c Client, account, mech string, err error) {
 	switch {
 	case err == nil || errors.Is(err, ErrTooWeak): // the password was right
-		s.limiter.Succeeded(c.Prefix, account)
+		s.limiter.Succeeded(ctx, c.Prefix, account)
 	case errors.Is(err, ErrBadCredentials):
-		delay := s.limiter.Failed(c.Prefix, account)
+		delay := s.limiter.Failed(ctx, c.Prefix, account)
 		s.log.Info("login failed", "protocol", c.Protocol, "client", c.Addr.String(), "user", account, "mechanism", mech, "delay", delay)
 		select {
 		case <-time.After(delay):

@@ -212,7 +212,7 @@ func (s *Service) scram(ctx context.Context, c Client, mech string, first, ask A
 	if _, err := ask([]byte(s2)); err != nil {
 		return done(err)
 	}
-	s.limiter.Succeeded(c.Prefix, account)
+	s.limiter.Succeeded(ctx, c.Prefix, account)
 	return login, nil
 }
 

@@ -7,10 +7,12 @@
 // anywhere only lengthens the delay before each failure is answered, so
 // password spraying from many addresses is throttled, but a right password
 // is never refused because someone else guessed wrong. The state is in
-// memory, per process.
+// memory, per process; with a Shared store (several nodes) failures are
+// also counted there, so that the limits hold across nodes.
 package authlimit
 
 import (
+	"context"
 	"net/netip"
 	"sync"
 	"time"
@@ -29,10 +31,19 @@ type Policy struct {
 	MaxDelay        time.Duration
 }
 
+// Shared counts failures across the nodes of a shared store
+// (store.LoginFailures).
+type Shared interface {
+	AddLoginFailures(ctx context.Context, keys []string, now time.Time, window time.Duration) ([]int, error)
+	LoginFailureCounts(ctx context.Context, keys []string, now time.Time, window time.Duration) ([]int, error)
+	ForgetLoginFailures(ctx context.Context, key string) error
+}
+
 // Limiter keeps the counts. The zero value is not usable; call New.
 type Limiter struct {
 	policy Policy
 	now    func() time.Time
+	shared Shared // nil: this node's counts only
 
 	mu       sync.Mutex
 	clients  map[netip.Prefix]*record
@@ -48,6 +59,7 @@ type pair struct {
 
 type record struct {
 	failures int
+	shared   bool      // failures were counted in the shared store (a pair's)
 	inflight int       // attempts begun and not yet ended
 	first    time.Time // start of the current window
 	banned   time.Time // zero unless banned until then
@@ -59,6 +71,18 @@ func New(p Policy, now func() time.Time) *Limiter {
 		now = time.Now
 	}
 	return &Limiter{policy: p, now: now, clients: map[netip.Prefix]*record{}, pairs: map[pair]*record{}, accounts: map[string]*record{}}
+}
+
+// SetShared makes the limiter count failures in sh too, shared by every
+// node: a prefix or pair is refused when the failures every node counted
+// reach the limits, and delays grow with them. Attempts under way are
+// counted per node (Busy). Set it before the first attempt.
+func (l *Limiter) SetShared(sh Shared) { l.shared = sh }
+
+// keys name a client prefix, its pair with an account, and the account, in
+// the shared store.
+func keys(client netip.Prefix, account string) []string {
+	return []string{"c " + client.String(), "p " + client.String() + " " + account, "a " + account}
 }
 
 // SetPolicy replaces the policy (SIGHUP); the counts are kept.
@@ -94,8 +118,38 @@ const (
 // and, if so, counts it as under way until Failed, Succeeded or Done.
 // Attempts under way count like failures (Busy), so that guesses sent in
 // parallel cannot slip past the limits. Nothing about the account alone
-// ever refuses an attempt.
-func (l *Limiter) Begin(client netip.Prefix, account string) (Verdict, time.Duration) {
+// ever refuses an attempt. With a shared store, an attempt this node allows
+// is refused still when the failures every node counted reach a limit (a
+// store that cannot be read leaves the decision to this node's counts).
+func (l *Limiter) Begin(ctx context.Context, client netip.Prefix, account string) (Verdict, time.Duration) {
+	v, d := l.begin(client, account)
+	if v != Allow || l.shared == nil {
+		return v, d
+	}
+	l.mu.Lock()
+	p, pairMax := l.policy, l.pairMax()
+	l.mu.Unlock()
+	counts, err := l.shared.LoginFailureCounts(ctx, keys(client, account)[:2], l.now(), p.Window)
+	switch {
+	case err != nil || len(counts) != 2:
+		return Allow, 0
+	case counts[0] >= p.MaxFailures:
+		l.Done(client, account)
+		return ClientBanned, p.Window
+	case counts[1] >= pairMax:
+		l.Done(client, account)
+		return PairLocked, p.Window
+	case counts[1] > 0:
+		l.mu.Lock()
+		if r := l.pairs[pair{client, account}]; r != nil {
+			r.shared = true
+		}
+		l.mu.Unlock()
+	}
+	return Allow, 0
+}
+
+func (l *Limiter) begin(client netip.Prefix, account string) (Verdict, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.policy.MaxFailures <= 0 {
@@ -150,8 +204,38 @@ func (l *Limiter) pairMax() int {
 
 // Failed ends an attempt as a failed login and returns how long to wait
 // before answering it: the delay grows with the most failures counted for
-// the prefix, the pair or the account from anywhere.
-func (l *Limiter) Failed(client netip.Prefix, account string) time.Duration {
+// the prefix, the pair or the account from anywhere (on every node, with a
+// shared store).
+func (l *Limiter) Failed(ctx context.Context, client netip.Prefix, account string) time.Duration {
+	d := l.failed(client, account)
+	if l.shared == nil {
+		return d
+	}
+	l.mu.Lock()
+	p := l.policy
+	l.mu.Unlock()
+	if p.MaxFailures <= 0 {
+		return d
+	}
+	if counts, err := l.shared.AddLoginFailures(ctx, keys(client, account), l.now(), p.Window); err == nil {
+		n := 0
+		for _, c := range counts {
+			n = max(n, c)
+		}
+		d = max(d, p.delay(n))
+	}
+	return d
+}
+
+// delay is the wait before answering the nth failure.
+func (p Policy) delay(n int) time.Duration {
+	if n < 1 {
+		return 0
+	}
+	return min(p.BaseDelay<<min(n-1, 20), p.MaxDelay)
+}
+
+func (l *Limiter) failed(client netip.Prefix, account string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.policy.MaxFailures <= 0 {
@@ -165,20 +249,23 @@ func (l *Limiter) Failed(client netip.Prefix, account string) time.Duration {
 	rc.inflight, rp.inflight = max(rc.inflight-1, 0), max(rp.inflight-1, 0)
 	n := max(count(rc, l.policy.MaxFailures, now, l.policy.Window), count(rp, l.pairMax(), now, l.policy.Window))
 	ra.failures++ // never bans: it only slows the answers down
-	n = max(n, ra.failures)
-	d := l.policy.BaseDelay << min(n-1, 20)
-	return min(d, l.policy.MaxDelay)
+	return l.policy.delay(max(n, ra.failures))
 }
 
 // Succeeded ends an attempt as a login and forgets the pair's failures
-// (not the prefix's, nor the account's from elsewhere).
-func (l *Limiter) Succeeded(client netip.Prefix, account string) {
+// (not the prefix's, nor the account's from elsewhere), on every node.
+func (l *Limiter) Succeeded(ctx context.Context, client netip.Prefix, account string) {
 	l.Done(client, account)
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	k := pair{client, account}
-	if r := l.pairs[k]; r != nil && !l.now().Before(r.banned) && r.inflight == 0 {
+	r := l.pairs[k]
+	shared := r != nil && r.shared
+	if r != nil && !l.now().Before(r.banned) && r.inflight == 0 {
 		delete(l.pairs, k)
+	}
+	l.mu.Unlock()
+	if shared && l.shared != nil {
+		l.shared.ForgetLoginFailures(ctx, keys(client, account)[1])
 	}
 }
 

@@ -1,11 +1,14 @@
 package authlimit
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"testing"
 	"time"
 )
+
+var ctx = context.Background()
 
 type clock struct{ t time.Time }
 
@@ -21,7 +24,7 @@ func TestLimiter(t *testing.T) {
 		l := New(p, (&clock{time.Unix(0, 0)}).now)
 		var got []time.Duration
 		for i := 0; i < 3; i++ {
-			got = append(got, l.Failed(c1, "a"+string(rune('0'+i))))
+			got = append(got, l.Failed(ctx, c1, "a"+string(rune('0'+i))))
 		}
 		want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond}
 		for i := range want {
@@ -35,35 +38,35 @@ func TestLimiter(t *testing.T) {
 		l := New(p, c.now)
 		for i := 0; i < 6; i++ {
 			acct := "user" + string(rune('a'+i))
-			if v, _ := l.Begin(c1, acct); v != Allow {
+			if v, _ := l.Begin(ctx, c1, acct); v != Allow {
 				t.Fatalf("attempt %d refused early", i)
 			}
-			l.Failed(c1, acct)
+			l.Failed(ctx, c1, acct)
 		}
-		if v, left := l.Begin(c1, "other"); v != ClientBanned || left != 10*time.Minute {
+		if v, left := l.Begin(ctx, c1, "other"); v != ClientBanned || left != 10*time.Minute {
 			t.Errorf("after 6 failures: %v, %v", v, left)
 		}
-		if v, _ := l.Begin(c2, "other"); v != Allow {
+		if v, _ := l.Begin(ctx, c2, "other"); v != Allow {
 			t.Error("another prefix is banned too")
 		}
 		c.t = c.t.Add(11 * time.Minute)
-		if v, _ := l.Begin(c1, "other"); v != Allow {
+		if v, _ := l.Begin(ctx, c1, "other"); v != Allow {
 			t.Error("the ban did not end")
 		}
 	})
 	t.Run("failures for one account lock only that account from that prefix", func(t *testing.T) {
 		l := New(p, (&clock{time.Unix(0, 0)}).now)
 		for i := 0; i < 3; i++ {
-			l.Begin(c1, "bob")
-			l.Failed(c1, "bob")
+			l.Begin(ctx, c1, "bob")
+			l.Failed(ctx, c1, "bob")
 		}
-		if v, _ := l.Begin(c1, "bob"); v != PairLocked {
+		if v, _ := l.Begin(ctx, c1, "bob"); v != PairLocked {
 			t.Errorf("bob from the guessing prefix: %v, want PairLocked", v)
 		}
-		if v, _ := l.Begin(c2, "bob"); v != Allow {
+		if v, _ := l.Begin(ctx, c2, "bob"); v != Allow {
 			t.Errorf("bob from another prefix: %v, want Allow", v)
 		}
-		if v, _ := l.Begin(c1, "alice"); v != Allow {
+		if v, _ := l.Begin(ctx, c1, "alice"); v != Allow {
 			t.Errorf("alice from the guessing prefix (not yet banned): %v, want Allow", v)
 		}
 	})
@@ -72,42 +75,42 @@ func TestLimiter(t *testing.T) {
 		var last time.Duration
 		for i := 0; i < 50; i++ {
 			c := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), 32)
-			if v, _ := l.Begin(c, "alice"); v != Allow {
+			if v, _ := l.Begin(ctx, c, "alice"); v != Allow {
 				t.Fatalf("attempt %d from a fresh prefix refused: %v", i, v)
 			}
-			last = l.Failed(c, "alice")
+			last = l.Failed(ctx, c, "alice")
 		}
 		if last != p.MaxDelay {
 			t.Errorf("the 50th failure of a sprayed account waits %v, want the maximum %v", last, p.MaxDelay)
 		}
-		if v, _ := l.Begin(c2, "alice"); v != Allow {
+		if v, _ := l.Begin(ctx, c2, "alice"); v != Allow {
 			t.Errorf("alice from a clean prefix: %v, want Allow", v)
 		}
 	})
 	t.Run("success forgets the pair's failures", func(t *testing.T) {
 		l := New(p, (&clock{time.Unix(0, 0)}).now)
 		for i := 0; i < 2; i++ {
-			l.Begin(c1, "alice")
-			l.Failed(c1, "alice")
+			l.Begin(ctx, c1, "alice")
+			l.Failed(ctx, c1, "alice")
 		}
-		l.Begin(c1, "alice")
-		l.Succeeded(c1, "alice")
+		l.Begin(ctx, c1, "alice")
+		l.Succeeded(ctx, c1, "alice")
 		for i := 0; i < 2; i++ {
-			l.Begin(c1, "alice")
-			l.Failed(c1, "alice")
+			l.Begin(ctx, c1, "alice")
+			l.Failed(ctx, c1, "alice")
 		}
-		if v, _ := l.Begin(c1, "alice"); v != Allow {
+		if v, _ := l.Begin(ctx, c1, "alice"); v != Allow {
 			t.Errorf("alice locked after a success: %v", v)
 		}
 	})
 	t.Run("a zero policy never limits", func(t *testing.T) {
 		l := New(Policy{}, nil)
 		for i := 0; i < 100; i++ {
-			if d := l.Failed(c1, "a"); d != 0 {
+			if d := l.Failed(ctx, c1, "a"); d != 0 {
 				t.Fatal("delay without a policy")
 			}
 		}
-		if v, _ := l.Begin(c1, "a"); v != Allow {
+		if v, _ := l.Begin(ctx, c1, "a"); v != Allow {
 			t.Error("ban without a policy")
 		}
 	})
@@ -118,20 +121,20 @@ func TestLimiterCountsAttemptsUnderWay(t *testing.T) {
 	l := New(p, nil)
 	c := pfx("2001:db8:1:2::/64")
 	for i := 0; i < 3; i++ {
-		if v, _ := l.Begin(c, "a"+string(rune('0'+i))); v != Allow {
+		if v, _ := l.Begin(ctx, c, "a"+string(rune('0'+i))); v != Allow {
 			t.Fatalf("attempt %d refused", i)
 		}
 	}
-	if v, _ := l.Begin(c, "b"); v != Busy {
+	if v, _ := l.Begin(ctx, c, "b"); v != Busy {
 		t.Errorf("a fourth parallel attempt: %v, want Busy", v)
 	}
 	for i := 0; i < 3; i++ {
-		l.Failed(c, "a"+string(rune('0'+i)))
+		l.Failed(ctx, c, "a"+string(rune('0'+i)))
 	}
-	if v, _ := l.Begin(c, "c"); v != ClientBanned {
+	if v, _ := l.Begin(ctx, c, "c"); v != ClientBanned {
 		t.Errorf("after the failures: %v, want ClientBanned", v)
 	}
-	if v, _ := l.Begin(pfx("2001:db8:1:3::/64"), "c"); v != Allow {
+	if v, _ := l.Begin(ctx, pfx("2001:db8:1:3::/64"), "c"); v != Allow {
 		t.Errorf("another /64: %v, want Allow", v)
 	}
 }
@@ -143,14 +146,14 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 	l := New(p, nil)
 	banned, clean := pfx("192.0.2.1/32"), pfx("192.0.2.2/32")
 	for i := 0; i < 2; i++ {
-		l.Begin(banned, "x")
-		l.Failed(banned, "x")
+		l.Begin(ctx, banned, "x")
+		l.Failed(ctx, banned, "x")
 	}
 	for i := 0; i < 10000; i++ {
-		if v, _ := l.Begin(banned, fmt.Sprintf("name-%d", i)); v != ClientBanned {
+		if v, _ := l.Begin(ctx, banned, fmt.Sprintf("name-%d", i)); v != ClientBanned {
 			t.Fatalf("attempt %d from a banned prefix: %v", i, v)
 		}
-		if v, _ := l.Begin(clean, fmt.Sprintf("name-%d", i)); v != Allow {
+		if v, _ := l.Begin(ctx, clean, fmt.Sprintf("name-%d", i)); v != Allow {
 			t.Fatalf("attempt %d from a clean prefix: %v", i, v)
 		}
 		l.Done(clean, fmt.Sprintf("name-%d", i)) // a cancelled exchange
@@ -168,14 +171,97 @@ func TestLimiterPolicyOffWhileInFlight(t *testing.T) {
 	p := Policy{MaxFailures: 1, Window: time.Minute, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
 	l := New(p, nil)
 	c := pfx("192.0.2.3/32")
-	l.Begin(c, "a")
+	l.Begin(ctx, c, "a")
 	l.SetPolicy(Policy{})
-	l.Failed(c, "a")
+	l.Failed(ctx, c, "a")
 	l.SetPolicy(p)
 	if n := l.UnderWay(); n != 0 {
 		t.Errorf("%d attempts still under way", n)
 	}
-	if v, _ := l.Begin(c, "a"); v != Allow {
+	if v, _ := l.Begin(ctx, c, "a"); v != Allow {
 		t.Errorf("after the policy came back: %v, want Allow", v)
+	}
+}
+
+// counts is a store of shared failures for two limiters in one test (the
+// PostgreSQL store's own is tested in its package and across real nodes
+// in tests/postgres_test.go).
+type counts map[string][]time.Time
+
+func (c counts) AddLoginFailures(_ context.Context, keys []string, now time.Time, window time.Duration) ([]int, error) {
+	for _, k := range keys {
+		c[k] = append(c[k], now)
+	}
+	return c.LoginFailureCounts(context.Background(), keys, now, window)
+}
+
+func (c counts) LoginFailureCounts(_ context.Context, keys []string, now time.Time, window time.Duration) ([]int, error) {
+	n := make([]int, len(keys))
+	for i, k := range keys {
+		for _, t := range c[k] {
+			if now.Sub(t) < window {
+				n[i]++
+			}
+		}
+	}
+	return n, nil
+}
+
+func (c counts) ForgetLoginFailures(_ context.Context, key string) error {
+	delete(c, key)
+	return nil
+}
+
+// TestLimiterShared: two nodes' limiters sharing their failures ban a
+// prefix and lock a pair once the failures on both reach the limits, grow
+// the delay with them, and a right password on one forgets the pair's on
+// both.
+func TestLimiterShared(t *testing.T) {
+	c1, c2 := pfx("192.0.2.1/32"), pfx("192.0.2.2/32")
+	p := Policy{MaxFailures: 6, MaxPairFailures: 3, Window: 10 * time.Minute, BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second}
+	clk := &clock{time.Unix(0, 0)}
+	sh := counts{}
+	a, b := New(p, clk.now), New(p, clk.now)
+	a.SetShared(sh)
+	b.SetShared(sh)
+	fail := func(l *Limiter, c netip.Prefix, acct string) time.Duration {
+		if v, _ := l.Begin(ctx, c, acct); v != Allow {
+			t.Fatalf("attempt for %s refused: %v", acct, v)
+		}
+		return l.Failed(ctx, c, acct)
+	}
+	fail(a, c1, "bob")
+	if d := fail(b, c1, "bob"); d != 200*time.Millisecond {
+		t.Errorf("the second failure of the pair (on the other node) waits %v, want 200ms", d)
+	}
+	if v, _ := b.Begin(ctx, c1, "bob"); v != Allow {
+		t.Fatalf("third attempt: %v", v)
+	}
+	b.Succeeded(ctx, c1, "bob") // the right password forgets the pair's failures everywhere
+	fail(a, c1, "bob")
+	fail(b, c1, "bob")
+	if v, _ := a.Begin(ctx, c1, "bob"); v != Allow {
+		t.Errorf("after a right password, two more failures lock the pair: %v", v)
+	} else {
+		a.Done(c1, "bob")
+	}
+	fail(a, c1, "bob")
+	if v, _ := b.Begin(ctx, c1, "bob"); v != PairLocked {
+		t.Errorf("three failures of the pair on two nodes: %v, want PairLocked", v)
+	}
+	if v, _ := b.Begin(ctx, c2, "bob"); v != Allow {
+		t.Errorf("bob from another prefix: %v, want Allow", v)
+	} else {
+		b.Done(c2, "bob")
+	}
+	fail(b, c1, "carol") // the prefix's sixth failure
+	for _, l := range []*Limiter{a, b} {
+		if v, left := l.Begin(ctx, c1, "dave"); v != ClientBanned || left != p.Window {
+			t.Errorf("after six failures from the prefix on two nodes: %v %v, want ClientBanned for the window", v, left)
+		}
+	}
+	clk.t = clk.t.Add(p.Window)
+	if v, _ := a.Begin(ctx, c1, "dave"); v != Allow {
+		t.Errorf("a window later: %v, want Allow", v)
 	}
 }

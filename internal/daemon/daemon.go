@@ -119,6 +119,9 @@ func Run(ctx context.Context, opts Options) error {
 	backend.SetSRSSecret(srsKey)
 	logins := auth.New(st, authPolicy(cfg), secret, log)
 	logins.SetCacheTime(cfg.Auth.LoginCacheTime.D())
+	if sh, ok := st.(store.LoginFailures); ok {
+		logins.SetShared(sh) // several nodes: the login limits hold across them
+	}
 	out, err := startRelay(cfg, st, backend, resolver, log)
 	if err != nil {
 		return err

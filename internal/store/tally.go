@@ -49,6 +49,19 @@ type SharedCounters interface {
 	TakeCount(ctx context.Context, key string, now time.Time, perHour, perDay int) (hour, day int, taken bool, err error)
 }
 
+// LoginFailures counts failed logins across every node sharing a store,
+// so that the login limits hold whichever node a guesser reaches. A store
+// of one node need not implement it: the limiter counts in memory.
+type LoginFailures interface {
+	// AddLoginFailures counts a failure for each key at now and returns,
+	// for each, the failures of the past window, this one included.
+	AddLoginFailures(ctx context.Context, keys []string, now time.Time, window time.Duration) ([]int, error)
+	// LoginFailureCounts returns the failures of each key in the past window.
+	LoginFailureCounts(ctx context.Context, keys []string, now time.Time, window time.Duration) ([]int, error)
+	// ForgetLoginFailures forgets a key's failures (a right password).
+	ForgetLoginFailures(ctx context.Context, key string) error
+}
+
 // Leases let one node at a time do some work when several share a store
 // (sending the reports). A store of one node need not implement it.
 type Leases interface {

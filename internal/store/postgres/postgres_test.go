@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -321,6 +322,46 @@ func TestSharedCounts(t *testing.T) {
 	}
 	if _, _, ok, _ := b.TakeCount(ctx, "send:messages:bob", now, 7, 8); !ok {
 		t.Error("another key was refused")
+	}
+}
+
+// TestLoginFailures: failures counted on two nodes add up, per key, within
+// the window; older ones no longer count; a key's failures can be
+// forgotten without touching the others'.
+func TestLoginFailures(t *testing.T) {
+	ctx := t.Context()
+	a, b := twoNodes(t)
+	now := time.Now()
+	const window = time.Minute
+	keys := []string{"c 127.0.0.5/32", "p 127.0.0.5/32 bob@example.test"}
+	var wg sync.WaitGroup
+	for i := range 10 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			if _, err := s.AddLoginFailures(ctx, keys, now, window); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	counts, err := b.AddLoginFailures(ctx, []string{keys[1], "a bob@example.test"}, now.Add(time.Second), window)
+	if err != nil || !reflect.DeepEqual(counts, []int{11, 1}) {
+		t.Errorf("the 11th failure of the pair: %v %v, want [11 1]", counts, err)
+	}
+	if counts, err := a.LoginFailureCounts(ctx, append(keys, "c 127.0.0.6/32"), now.Add(2*time.Second), window); err != nil || !reflect.DeepEqual(counts, []int{10, 11, 0}) {
+		t.Errorf("counts: %v %v, want [10 11 0]", counts, err)
+	}
+	if counts, _ := a.LoginFailureCounts(ctx, keys, now.Add(window+window/6), window); !reflect.DeepEqual(counts, []int{0, 0}) {
+		t.Errorf("a window later: %v, want none", counts)
+	}
+	if err := a.ForgetLoginFailures(ctx, keys[1]); err != nil {
+		t.Fatal(err)
+	}
+	if counts, _ := b.LoginFailureCounts(ctx, keys, now, window); !reflect.DeepEqual(counts, []int{10, 0}) {
+		t.Errorf("after the pair was forgotten: %v, want [10 0]", counts)
 	}
 }
 

@@ -249,6 +249,17 @@ CREATE TABLE report_tallies (
 	PRIMARY KEY (kind, period, domain, key)
 );
 `},
+	// Failed logins counted across nodes (store.LoginFailures): per key and
+	// bucket (unix seconds, a sixth of the window wide), swept by age.
+	{1, `
+CREATE TABLE login_failures (
+	key    text NOT NULL,
+	bucket bigint NOT NULL,
+	count  integer NOT NULL,
+	PRIMARY KEY (key, bucket)
+);
+CREATE INDEX login_failures_bucket ON login_failures(bucket);
+`},
 }
 
 // migrateLock is the advisory lock nodes take to migrate one at a time.
