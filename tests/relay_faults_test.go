@@ -1005,3 +1005,36 @@ print("permanent " + addrs(perm) if perm else "temporary " + addrs(temp) if temp
 		}
 	}
 }
+
+// TestSMTPUTF8OnlyWhenNeeded: mail submitted with SMTPUTF8 (as Go's
+// net/smtp and other clients give it whenever offered) that holds no UTF-8
+// in its envelope or header goes to a next hop without SMTPUTF8; with a
+// UTF-8 Subject it still cannot, and bounces with 5.6.7.
+func TestSMTPUTF8OnlyWhenNeeded(t *testing.T) {
+	hop := startHop(t, "127.0.0.104", func(n int, line string) string {
+		if strings.HasPrefix(strings.ToUpper(line), "EHLO") {
+			return "250-mx.far.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n"
+		}
+		return hopDefault(line)
+	})
+	a := relayVia(t, "127.0.0.104", hop, "", "")
+	a.start()
+	if err := sendVia(a.subAddr, "alice@example.test", "secret-alice", "ascii@far.test", "From: alice@example.test\r\nSubject: plain\r\n\r\nx\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c := loggedIn(t, a)
+	c.cmd("MAIL FROM:<alice@example.test> SMTPUTF8", "250 ")
+	c.cmd("RCPT TO:<utf8@far.test>", "250 ")
+	c.data("From: alice@example.test\r\nSubject: Grüße\r\n\r\nx\r\n")
+	waitFor(t, a, hop, "the ASCII message delivered", func() bool { return len(hop.messagesWith("Subject: plain")) == 1 })
+	waitMailbox(t, a, "alice@example.test", 1, "the report on the UTF-8 one")
+	if n := hop.count("MAIL FROM:<alice@example.test> SMTPUTF8"); n != 0 {
+		t.Errorf("SMTPUTF8 given %d times to a hop that does not offer it", n)
+	}
+	if len(hop.messagesWith("Grüße")) != 0 {
+		t.Error("the message with a UTF-8 Subject went to a hop without SMTPUTF8")
+	}
+	if raw := a.message("alice@example.test", a.mailbox("alice@example.test")[0].ID); !strings.Contains(raw, "5.6.7") {
+		t.Errorf("the report does not say 5.6.7:\n%s", raw)
+	}
+}

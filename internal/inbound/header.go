@@ -23,6 +23,7 @@ type headerInfo struct {
 	TLSOptional  bool // "TLS-Required: No" (RFC 8689 5)
 	Lines        int  // of the header section, continuation lines too
 	MaxFolds     int  // the most continuation lines of one field
+	EightBit     bool // a header line holds an octet over 127 (UTF-8 header fields)
 }
 
 // authorField is one header field naming authors or senders.
@@ -67,6 +68,7 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 	for {
 		line, err := br.ReadString('\n')
 		h.Lines++
+		h.EightBit = h.EightBit || !ascii(line)
 		trimmed := strings.TrimRight(line, "\r\n")
 		switch {
 		case trimmed == "" && (err == nil || line != ""):
@@ -152,4 +154,14 @@ func truncateRunes(s string, n int) string {
 		return string(r[:n])
 	}
 	return s
+}
+
+// ascii reports whether s is all ASCII.
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

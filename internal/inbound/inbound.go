@@ -298,7 +298,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	top := from.field + env.Received + string(signature) + added
 	m := &store.Message{
 		QueueID:      env.QueueID,
-		SMTPEnvelope: envelopeRecord(s, env, hdr.TLSOptional),
+		SMTPEnvelope: envelopeRecord(s, env, hdr),
 		Received:     now,
 		Body:         io.MultiReader(strings.NewReader(top), msg.Reader()),
 		Size:         int64(len(top)) + msg.Size(),
@@ -433,16 +433,34 @@ func deliveryPrefix(from smtp.Address, to string) []byte {
 	return []byte("Return-Path: <" + from.String() + ">\r\nDelivered-To: " + to + "\r\n")
 }
 
-func envelopeRecord(s *smtpserver.SessionInfo, env *smtpserver.Transaction, tlsOptional bool) store.SMTPEnvelope {
+// needsUTF8 reports whether mail sent with SMTPUTF8 needs it: a UTF-8
+// address in the envelope, or UTF-8 in the header (or a header too long to
+// look through). Many clients (Go's net/smtp among them) give SMTPUTF8
+// whenever it is offered; an all-ASCII message so sent goes on to next hops
+// without SMTPUTF8 as it is (RFC 6531 3.4: the parameter SHOULD NOT be
+// given when nothing needs it), where it would otherwise bounce.
+func needsUTF8(env *smtpserver.Transaction, hdr headerInfo) bool {
+	if hdr.EightBit || !hdr.Complete || !ascii(env.From.String()) {
+		return true
+	}
+	for _, r := range env.Recipients {
+		if !ascii(r.Addr.String()) || !ascii(r.Params.ORcpt) {
+			return true
+		}
+	}
+	return false
+}
+
+func envelopeRecord(s *smtpserver.SessionInfo, env *smtpserver.Transaction, hdr headerInfo) store.SMTPEnvelope {
 	e := store.SMTPEnvelope{
 		MailFrom:   env.From.String(),
 		Ret:        env.Params.Ret,
 		EnvID:      env.Params.EnvID,
 		Body:       env.Params.Body,
-		SMTPUTF8:   env.Params.SMTPUTF8,
+		SMTPUTF8:   env.Params.SMTPUTF8 && needsUTF8(env, hdr),
 		RequireTLS: env.Params.RequireTLS,
 		// RFC 8689 5: the header is ignored when REQUIRETLS is given.
-		TLSOptional: tlsOptional && !env.Params.RequireTLS,
+		TLSOptional: hdr.TLSOptional && !env.Params.RequireTLS,
 		Client:      s.Remote.Addr().String(),
 	}
 	for _, r := range env.Recipients {

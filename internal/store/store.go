@@ -184,7 +184,9 @@ type SMTPEnvelope struct {
 	Ret      string `json:"ret,omitempty"`
 	EnvID    string `json:"envid,omitempty"`
 	Body     string `json:"body,omitempty"`
-	SMTPUTF8 bool   `json:"smtputf8,omitempty"`
+	// SMTPUTF8: the message needs SMTPUTF8 (RFC 6531): it was given, and
+	// the envelope or the header holds UTF-8.
+	SMTPUTF8 bool `json:"smtputf8,omitempty"`
 	// RequireTLS: REQUIRETLS was given (RFC 8689); TLSOptional: the
 	// message says "TLS-Required: No" (RFC 8689 5), and the recipients'
 	// TLS policies (MTA-STS) are not to hold it back.
