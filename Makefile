@@ -76,12 +76,14 @@ fuzz:
 
 # The side-by-side benchmarks against Postfix and Dovecot (bench/README.md):
 # installs what they need, then runs bench/run.sh (as root, 45-60 minutes)
-# and bench/imap.sh (a few minutes); their settings are environment
+# bench/imap.sh (a few minutes) and bench/postgres.sh (the PostgreSQL store
+# beside the embedded one, about 30 minutes); their settings are environment
 # variables. Not part of CI.
 bench:
 	./scripts/test-deps.sh bench
 	./bench/run.sh
 	./bench/imap.sh
+	./bench/postgres.sh
 
 # Go microbenchmarks of the hot paths, with allocations.
 microbench:

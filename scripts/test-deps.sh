@@ -4,8 +4,8 @@
 # unbound and ldnsutils (DANE), PostgreSQL (the shared store), the mail clients mbsync (isync), fetchmail, getmail6 and offlineimap3, Postfix (a real next hop
 # for the relay test, which runs its own instance). Does nothing when all are present; otherwise runs
 # apt-get update once and installs the missing ones.
-# "test-deps.sh bench" installs only what bench/run.sh needs: Python 3, curl and Postfix (which ships
-# smtp-source and smtp-sink).
+# "test-deps.sh bench" installs only what the benchmarks need: Python 3, curl, Postfix (which ships
+# smtp-source and smtp-sink), Dovecot and PostgreSQL.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -39,10 +39,10 @@ postfix=""
 # anchor of the IMAP and POP3 benchmarks. It starts only when a test runs it.
 daemons="$postfix"
 [ -x /usr/sbin/dovecot ] || { need+=(dovecot-imapd dovecot-pop3d); daemons=new; }
-# PostgreSQL: the shared store's tests start their own cluster (initdb in a
-# temporary directory); the system's cluster must not run.
+# PostgreSQL: the shared store's tests and benchmark start their own
+# cluster (initdb in a temporary directory); the system's must not run.
 pgsql=""
-if [ -z "$only_bench" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql); daemons=new; pgsql=new
 fi
 # unbound: the validating resolver of the DANE test, over zones signed with

@@ -39,6 +39,10 @@ const (
 	// retryAfter is the pause after a failure (a message that cannot be
 	// read, a store that cannot write).
 	retryAfter = time.Minute
+	// leaseTime is how long a node of a shared store keeps the indexing
+	// to itself unless it renews it (each batch): the others take over
+	// that long after it dies.
+	leaseTime = time.Minute
 )
 
 // Indexer indexes messages as they are stored.
@@ -49,9 +53,21 @@ type Indexer struct {
 }
 
 // New returns an indexer over st; maxSize bounds the octets read of one
-// message (the largest message the server accepts).
+// message (the largest message the server accepts). A store shared by
+// several nodes (store.Leases) is indexed by one node at a time: each
+// would otherwise read and index the same messages.
 func New(st Store, maxSize int64, log *slog.Logger) *Indexer {
 	return &Indexer{st: st, maxSize: maxSize, log: log}
+}
+
+// mine reports whether this node may index now: always, unless the store
+// is shared and another node holds the indexing's lease.
+func (ix *Indexer) mine(ctx context.Context) (bool, error) {
+	l, ok := ix.st.(store.Leases)
+	if !ok {
+		return true, nil
+	}
+	return l.TakeLease(ctx, "search-index", time.Now(), leaseTime)
 }
 
 // Run indexes until ctx ends: whatever waits, then what arrives, looked
@@ -83,6 +99,9 @@ func (ix *Indexer) Run(ctx context.Context) {
 func (ix *Indexer) Drain(ctx context.Context) (int, error) {
 	done := 0
 	for {
+		if mine, err := ix.mine(ctx); err != nil || !mine {
+			return done, err
+		}
 		ids, err := ix.st.Unindexed(ctx, batch)
 		if err != nil || len(ids) == 0 {
 			return done, err

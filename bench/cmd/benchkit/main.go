@@ -32,6 +32,7 @@ const usage = `usage: benchkit COMMAND [flags]
   imapload    FETCH, SEARCH, STORE or APPEND from several sessions, or IDLE wake-up latency
   imapbig     the commands a client runs on a very large mailbox, timed
   pop3load    download a whole POP3 maildrop again and again
+  pgbench     the embedded store, PostgreSQL with one and two nodes: throughput and the database's cost per message
 
 "benchkit COMMAND -h" lists a command's flags.
 `
@@ -52,6 +53,7 @@ func main() {
 		"imapload":   runIMAPLoad,
 		"imapbig":    runIMAPBig,
 		"pop3load":   runPOP3Load,
+		"pgbench":    runPGBench,
 	}
 	run, ok := commands[os.Args[1]]
 	if !ok {

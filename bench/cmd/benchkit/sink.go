@@ -253,6 +253,11 @@ func runSink(ctx context.Context, args []string) error {
 	if err := writeAddrFile(*addrFile, ln.Addr().String()+" "+cl.Addr().String()); err != nil {
 		return err
 	}
+	return s.serve(ctx, ln)
+}
+
+// serve answers the connections to ln until ctx ends.
+func (s *sink) serve(ctx context.Context, ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {

@@ -46,6 +46,9 @@ type Options struct {
 	// the machine stops: commits still write the WAL before they return
 	// (synchronous_commit stays on), into the kernel's cache.
 	Durable bool
+	// Settings are more server settings ("name=value"), e.g. the
+	// benchmark's shared_preload_libraries=pg_stat_statements.
+	Settings []string
 }
 
 // bin finds a server program of the newest PostgreSQL installed.
@@ -145,6 +148,9 @@ func (s *Server) serve() error {
 	if !s.opts.Durable {
 		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off")
 	}
+	for _, kv := range s.opts.Settings {
+		args = append(args, "-c", kv)
+	}
 	log, err := os.OpenFile(filepath.Join(s.Dir, "server.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -184,6 +190,9 @@ func (s *Server) serve() error {
 	}
 	return nil
 }
+
+// Pid is the server's (postmaster's) process ID.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
 
 // Kill kills the server as a crash would (SIGKILL), leaving its data.
 func (s *Server) Kill() { s.kill() }
