@@ -4,10 +4,13 @@ import (
 	"crypto/tls"
 	"fmt"
 	netsmtp "net/smtp"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"mailroom/internal/dns/dnstest"
 	"mailroom/internal/store/postgres/pgtest"
@@ -166,24 +169,7 @@ func TestPostgresRestart(t *testing.T) {
 	s.start()
 	acked := 0
 	send := func(subject string) string {
-		t.Helper()
-		c := s.dial()
-		defer c.conn.Close()
-		c.cmd("EHLO pg.example", "250 ")
-		c.send("MAIL FROM:<x@remote.example>\r\n")
-		if r := c.reply(); !strings.HasPrefix(r, "250 ") {
-			return r
-		}
-		c.send("RCPT TO:<alice@example.test>\r\n")
-		if r := c.reply(); !strings.HasPrefix(r, "250 ") {
-			return r
-		}
-		c.send("DATA\r\n")
-		if r := c.reply(); !strings.HasPrefix(r, "354 ") {
-			return r
-		}
-		c.send("Subject: " + subject + "\r\n\r\nx\r\n.\r\n")
-		r := c.reply()
+		r := deliverOne(s, subject)
 		if strings.HasPrefix(r, "250 ") {
 			acked++
 		}
@@ -212,6 +198,103 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	if n := len(s.mailbox("alice@example.test")); n != acked {
 		t.Errorf("alice has %d messages; %d were acknowledged", n, acked)
+	}
+}
+
+// deliverOne sends alice a message on port 25 and returns the reply that
+// ended the attempt: 250 after the data, or the refusal of a command.
+func deliverOne(s *server, subject string) string {
+	c := s.dial()
+	defer c.conn.Close()
+	c.cmd("EHLO pg.example", "250 ")
+	for _, step := range [][2]string{{"MAIL FROM:<x@remote.example>", "250 "}, {"RCPT TO:<alice@example.test>", "250 "}, {"DATA", "354 "}} {
+		c.send(step[0] + "\r\n")
+		if r := c.reply(); !strings.HasPrefix(r, step[1]) {
+			return r
+		}
+	}
+	c.send("Subject: " + subject + "\r\n\r\nx\r\n.\r\n")
+	return c.reply()
+}
+
+// TestPostgresFailover: a node's URL names a primary and its synchronous
+// standby (target_session_attrs=read-write). The primary is killed; until
+// the standby is promoted mail gets a temporary refusal; then the node
+// takes mail on the new primary by itself, and every message acknowledged
+// before or after the failover is there (docs/postgresql.md).
+func TestPostgresFailover(t *testing.T) {
+	ctx := t.Context()
+	primary, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer primary.Stop()
+	db, err := primary.CreateDB(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby, err := pgtest.StartStandby(primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer standby.Stop()
+	admin, err := pgx.Connect(ctx, primary.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"ALTER SYSTEM SET synchronous_standby_names = '*'", "SELECT pg_reload_conf()"} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var state string
+	for deadline := time.Now().Add(20 * time.Second); state != "sync" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		admin.QueryRow(ctx, "SELECT coalesce(max(sync_state), '') FROM pg_stat_replication").Scan(&state)
+	}
+	admin.Close(ctx)
+	if state != "sync" {
+		t.Fatalf("the standby is not a synchronous one: %q", state)
+	}
+	url := fmt.Sprintf("postgres://mailroom@127.0.0.1:%d,127.0.0.1:%d/%s?sslmode=disable&target_session_attrs=read-write", primary.Port, standby.Port, db)
+	s := newServer(t, "", fmt.Sprintf("[store]\nurl = %q\n", url))
+	s.start()
+	var acked []string
+	send := func(subject string) string {
+		r := deliverOne(s, subject)
+		if strings.HasPrefix(r, "250 ") {
+			acked = append(acked, subject)
+		}
+		return r
+	}
+	for i := range 5 {
+		if r := send(fmt.Sprintf("before %d", i)); !strings.HasPrefix(r, "250 ") {
+			t.Fatalf("before the failover: %q", r)
+		}
+	}
+	primary.Kill()
+	if r := send("no primary"); !strings.HasPrefix(r, "4") {
+		t.Errorf("with no primary: %q, want a temporary refusal (4xx)", r)
+	}
+	if err := standby.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var r string
+	for deadline := start.Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if r = send("after"); strings.HasPrefix(r, "250 ") {
+			break
+		}
+	}
+	if !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("after the promotion: %q\n%s", r, s.logs())
+	}
+	t.Logf("mail taken %v after the promotion", time.Since(start).Round(100*time.Millisecond))
+	var got []string
+	for _, m := range s.mailbox("alice@example.test") {
+		got = append(got, m.Subject)
+	}
+	if !reflect.DeepEqual(got, acked) {
+		t.Errorf("alice has %q; acknowledged were %q", got, acked)
 	}
 }
 

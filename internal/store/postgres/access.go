@@ -165,7 +165,7 @@ func (s *Store) Append(ctx context.Context, userID int64, mailbox string, msgs [
 			if err != nil {
 				return fmt.Errorf("read the message: %w", err)
 			}
-			msgID, size, err := insertMessage(ctx, tx, store.NewQueueID(), date, []byte("{}"), m.From, m.Subject, first, m.Body, m.Summary)
+			msgID, size, err := s.insertMessage(ctx, tx, store.NewQueueID(), date, []byte("{}"), m.From, m.Subject, first, m.Body, m.Summary)
 			if err != nil {
 				return err
 			}
@@ -360,7 +360,7 @@ func (s *Store) ReadMessages(ctx context.Context, userID int64, mailbox string, 
 		for _, m := range msgs {
 			var rest io.Reader = bytes.NewReader(m.body)
 			if m.chunked {
-				rest = &chunkReader{s: s, ctx: ctx, msgID: m.id}
+				rest = s.large.open(ctx, m.id)
 			}
 			if err := fn(m.uid, io.MultiReader(bytes.NewReader(m.prefix), rest)); err != nil {
 				return err

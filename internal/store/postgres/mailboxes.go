@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"mailroom/internal/store"
 )
@@ -48,7 +49,7 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 		return fmt.Errorf("store: accept %s: read the body: %w", m.QueueID, err)
 	}
 	accept := func(tx pgx.Tx) error {
-		msgID, size, err := insertMessage(ctx, tx, m.QueueID, received, env, m.From, m.Subject, first, m.Body, m.Summary)
+		msgID, size, err := s.insertMessage(ctx, tx, m.QueueID, received, env, m.From, m.Subject, first, m.Body, m.Summary)
 		if err != nil {
 			return err
 		}
@@ -86,7 +87,7 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 // start as read (up to chunkSize+1 octets), rest what follows; a body of
 // up to chunkSize octets is kept in the row, a larger one in chunks. It
 // returns the message's ID and the body's size.
-func insertMessage(ctx context.Context, tx pgx.Tx, queueID string, received time.Time, env []byte, from, subject string, first []byte, rest io.Reader, summary []byte) (int64, int64, error) {
+func (s *Store) insertMessage(ctx context.Context, tx pgx.Tx, queueID string, received time.Time, env []byte, from, subject string, first []byte, rest io.Reader, summary []byte) (int64, int64, error) {
 	var msgID int64
 	chunked := len(first) > chunkSize
 	inline := first
@@ -101,7 +102,7 @@ func insertMessage(ctx context.Context, tx pgx.Tx, queueID string, received time
 	size := int64(len(first))
 	if chunked {
 		var err error
-		if size, err = putChunks(ctx, tx, msgID, first, rest); err != nil {
+		if size, err = s.large.put(ctx, tx, msgID, first, rest); err != nil {
 			return 0, 0, err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE messages SET size = $1 WHERE id = $2`, size, msgID); err != nil {
@@ -116,9 +117,29 @@ func insertMessage(ctx context.Context, tx pgx.Tx, queueID string, received time
 	return msgID, size, nil
 }
 
-// putChunks writes a large body a chunk at a time: first (already read,
-// chunkSize+1 octets), then the rest of r. It returns the body's size.
-func putChunks(ctx context.Context, tx pgx.Tx, msgID int64, first []byte, r io.Reader) (int64, error) {
+// largeBodies keeps the bodies larger than chunkSize, which the messages
+// row does not hold. chunks, the default, keeps them in message_chunks
+// within the message's own transaction; an S3-compatible object store can
+// take its place (put before the transaction commits, open by the
+// message's ID, the objects of deleted messages removed by a sweep).
+type largeBodies interface {
+	// put writes a body: first (already read, chunkSize+1 octets), then
+	// the rest of r; it returns the body's size.
+	put(ctx context.Context, tx pgx.Tx, msgID int64, first []byte, r io.Reader) (int64, error)
+	// open reads a body put before.
+	open(ctx context.Context, msgID int64) io.Reader
+}
+
+// chunks keeps large bodies in message_chunks, chunkSize octets a row,
+// removed with their message (ON DELETE CASCADE).
+type chunks struct{ pool *pgxpool.Pool }
+
+func (c chunks) open(ctx context.Context, msgID int64) io.Reader {
+	return &chunkReader{pool: c.pool, ctx: ctx, msgID: msgID}
+}
+
+// put writes a large body a chunk at a time.
+func (chunks) put(ctx context.Context, tx pgx.Tx, msgID int64, first []byte, r io.Reader) (int64, error) {
 	buf := make([]byte, chunkSize)
 	copy(buf, first[:chunkSize])
 	pending := first[chunkSize:] // the one octet read past the first chunk
@@ -311,14 +332,14 @@ func (s *Store) OpenMessage(ctx context.Context, userID int64, mailbox string, u
 	mi.Date, mi.Flags = time.Unix(0, date), strings.Fields(flags)
 	var rest io.Reader = bytes.NewReader(body)
 	if chunked {
-		rest = &chunkReader{s: s, ctx: ctx, msgID: msgID}
+		rest = s.large.open(ctx, msgID)
 	}
 	return io.NopCloser(io.MultiReader(bytes.NewReader(prefix), rest)), mi, nil
 }
 
 // chunkReader reads a chunked body, one chunk per query.
 type chunkReader struct {
-	s     *Store
+	pool  *pgxpool.Pool
 	ctx   context.Context
 	msgID int64
 	seq   int
@@ -331,7 +352,7 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 		if c.done {
 			return 0, io.EOF
 		}
-		err := c.s.pool.QueryRow(c.ctx, `SELECT data FROM message_chunks WHERE message_id = $1 AND seq = $2`, c.msgID, c.seq).Scan(&c.cur)
+		err := c.pool.QueryRow(c.ctx, `SELECT data FROM message_chunks WHERE message_id = $1 AND seq = $2`, c.msgID, c.seq).Scan(&c.cur)
 		if errors.Is(err, pgx.ErrNoRows) {
 			c.done = true
 			continue

@@ -34,6 +34,7 @@ import (
 // Store is the PostgreSQL store.
 type Store struct {
 	pool         *pgxpool.Pool
+	large        largeBodies // bodies over chunkSize
 	defaultQuota atomic.Int64
 	watchers     store.Watchers // the sessions waiting for changes to mailboxes
 	nodeID       string         // this process's, in its NOTIFYs, which its listener skips
@@ -82,7 +83,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	id := make([]byte, 8)
 	rand.Read(id)
-	s := &Store{pool: pool, nodeID: hex.EncodeToString(id), node: opts.Node, pending: map[pgx.Tx][]store.MailChange{}}
+	s := &Store{pool: pool, large: chunks{pool}, nodeID: hex.EncodeToString(id), node: opts.Node, pending: map[pgx.Tx][]store.MailChange{}}
 	if s.node == "" {
 		s.node = s.nodeID
 	}

@@ -152,7 +152,7 @@ func (s *Store) OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser,
 		return nil, err
 	}
 	if chunked {
-		return io.NopCloser(&chunkReader{s: s, ctx: ctx, msgID: messageID}), nil
+		return io.NopCloser(s.large.open(ctx, messageID)), nil
 	}
 	return io.NopCloser(bytes.NewReader(body)), nil
 }

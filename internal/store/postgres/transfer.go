@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -92,7 +93,7 @@ func (s *Store) Export(ctx context.Context, t store.Table, after store.Row, fn f
 			}
 		}
 		if chunked {
-			body, err := io.ReadAll(&chunkReader{s: s, ctx: ctx, msgID: r[0].(int64)})
+			body, err := io.ReadAll(s.large.open(ctx, r[0].(int64)))
 			if err != nil {
 				return err
 			}
@@ -205,7 +206,7 @@ func (s *Store) Import(ctx context.Context, t store.Table, rows []store.Row) err
 		return err
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := importRows(ctx, tx, t, rows); err != nil {
+		if err := s.importRows(ctx, tx, t, rows); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO store_copy(tbl, last) VALUES ($1, $2::text::jsonb)
@@ -219,9 +220,9 @@ func (s *Store) Import(ctx context.Context, t store.Table, rows []store.Row) err
 }
 
 // importRows writes the rows: through COPY, except where a row is more
-// than a row here (large bodies, sequences) or may be there already (the
-// secrets a node made).
-func importRows(ctx context.Context, tx pgx.Tx, t store.Table, rows []store.Row) error {
+// than a row here (large bodies, through largeBodies; sequences) or may be
+// there already (the secrets a node made).
+func (s *Store) importRows(ctx context.Context, tx pgx.Tx, t store.Table, rows []store.Row) error {
 	switch t.Name {
 	case "sequences":
 		for _, r := range rows {
@@ -244,18 +245,14 @@ func importRows(ctx context.Context, tx pgx.Tx, t store.Table, rows []store.Row)
 		}
 		return nil
 	case "messages":
-		var chunks [][]any
 		plain := make([][]any, len(rows))
+		var large []store.Row
 		for i, r := range rows {
 			body, _ := r[7].([]byte)
 			row := append([]any{}, r[:7]...)
 			if len(body) > chunkSize {
 				row = append(row, nil, true)
-				for seq := 0; len(body) > 0; seq++ {
-					n := min(len(body), chunkSize)
-					chunks = append(chunks, []any{r[0], int32(seq), body[:n]})
-					body = body[n:]
-				}
+				large = append(large, r)
 			} else {
 				row = append(row, body, false)
 			}
@@ -264,8 +261,13 @@ func importRows(ctx context.Context, tx pgx.Tx, t store.Table, rows []store.Row)
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"}, append(t.Names(), "chunked"), pgx.CopyFromRows(plain)); err != nil {
 			return err
 		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"message_chunks"}, []string{"message_id", "seq", "data"}, pgx.CopyFromRows(chunks))
-		return err
+		for _, r := range large {
+			body := r[7].([]byte)
+			if _, err := s.large.put(ctx, tx, r[0].(int64), body[:chunkSize+1], bytes.NewReader(body[chunkSize+1:])); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	vals := make([][]any, len(rows))
 	for i, r := range rows {

@@ -82,6 +82,39 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s, err := newServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	if out, err := s.command(initdb, "-D", filepath.Join(s.Dir, "data"), "-U", "mailroom", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions").CombinedOutput(); err != nil {
+		os.RemoveAll(s.Dir)
+		return nil, fmt.Errorf("pgtest: initdb: %v\n%s", err, out)
+	}
+	return s, s.start()
+}
+
+// StartStandby makes a streaming replica of primary (pg_basebackup) and
+// starts it: a hot standby, read-only until promoted (Promote).
+func StartStandby(primary *Server) (*Server, error) {
+	basebackup, err := bin("pg_basebackup")
+	if err != nil {
+		return nil, err
+	}
+	s, err := newServer(primary.opts)
+	if err != nil {
+		return nil, err
+	}
+	if out, err := s.command(basebackup, "-D", filepath.Join(s.Dir, "data"), "-h", "127.0.0.1", "-p", strconv.Itoa(primary.Port),
+		"-U", "mailroom", "-R", "-X", "stream", "--no-sync", "-c", "fast").CombinedOutput(); err != nil {
+		os.RemoveAll(s.Dir)
+		return nil, fmt.Errorf("pgtest: pg_basebackup: %v\n%s", err, out)
+	}
+	return s, s.start()
+}
+
+// newServer makes the cluster's directory, owned by the user the server
+// runs as.
+func newServer(opts Options) (*Server, error) {
 	postgres, err := bin("postgres")
 	if err != nil {
 		return nil, err
@@ -90,8 +123,7 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: dir}
-	var cred *syscall.Credential
+	s := &Server{Dir: dir, opts: opts, postgres: postgres}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -100,35 +132,45 @@ func Start(opts Options) (*Server, error) {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chown(dir, uid, gid); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
 	}
-	s.cred, s.opts, s.postgres = cred, opts, postgres
-	data := filepath.Join(dir, "data")
-	if out, err := s.command(initdb, "-D", data, "-U", "mailroom", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions").CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("pgtest: initdb: %v\n%s", err, out)
-	}
+	return s, nil
+}
+
+// start serves the cluster on a free loopback port.
+func (s *Server) start() error {
 	for attempt := 0; ; attempt++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			os.RemoveAll(dir)
-			return nil, err
+			os.RemoveAll(s.Dir)
+			return err
 		}
 		s.Port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
 		err = s.serve()
 		if err == nil {
-			return s, nil
+			return nil
 		}
 		if attempt == 2 {
-			os.RemoveAll(dir)
-			return nil, err
+			os.RemoveAll(s.Dir)
+			return err
 		}
 	}
+}
+
+// Promote makes a standby the primary.
+func (s *Server) Promote(ctx context.Context) error {
+	c, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, "SELECT pg_promote(true, 30)")
+	return err
 }
 
 // command is a program of the server's, run as its user, in its directory.
