@@ -83,14 +83,7 @@ func TestPostgresLoginLimits(t *testing.T) {
 	a := newServer(t, "", tables)
 	a.start()
 	b := secondNode(t, tables)
-	from := func(s *server, src string) *client {
-		c := s.dialFrom(t, s.subAddr, src)
-		c.expect("220 ")
-		c.cmd("EHLO brute.example", "250 ")
-		c.startTLSInsecure()
-		c.cmd("EHLO brute.example", "250 ")
-		return c
-	}
+	from := func(s *server, src string) *client { return submissionFrom(t, s, src) }
 	for i, node := range []*server{a, a, b, b} {
 		from(node, "127.0.0.5").cmd("AUTH PLAIN "+plainAuth("bob@example.test", fmt.Sprintf("guess%d", i)), "535 5.7.8")
 	}

@@ -248,6 +248,17 @@ func TestSubmissionClients(t *testing.T) {
 	}
 }
 
+// submissionFrom connects to s's submission port from the loopback address
+// src and starts TLS, ready for AUTH.
+func submissionFrom(t *testing.T, s *server, src string) *client {
+	c := s.dialFrom(t, s.subAddr, src)
+	c.expect("220 ")
+	c.cmd("EHLO brute.example", "250 ")
+	c.startTLSInsecure()
+	c.cmd("EHLO brute.example", "250 ")
+	return c
+}
+
 // TestAuthBruteForce: failed logins from one address ban that address,
 // for the right password too; but nobody can lock a user out: 200 failures
 // from 127.0.0.5 against bob leave bob able to log in from 127.0.0.6 at
@@ -255,14 +266,7 @@ func TestSubmissionClients(t *testing.T) {
 func TestAuthBruteForce(t *testing.T) {
 	s := newServer(t, "", "[auth]\nmax_failures = 6\nmax_failures_per_account = 3\nban_time = \"1m\"\nfailure_delay = \"20ms\"\nmax_failure_delay = \"400ms\"\n")
 	s.start()
-	from := func(src string) *client {
-		c := s.dialFrom(t, s.subAddr, src)
-		c.expect("220 ")
-		c.cmd("EHLO brute.example", "250 ")
-		c.startTLSInsecure()
-		c.cmd("EHLO brute.example", "250 ")
-		return c
-	}
+	from := func(src string) *client { return submissionFrom(t, s, src) }
 	// 200 guesses of bob's password from 127.0.0.5, a new session whenever
 	// the server ends one.
 	counts := map[string]int{}

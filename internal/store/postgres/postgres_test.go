@@ -285,6 +285,19 @@ func TestDeleteUserDropsBodies(t *testing.T) {
 	}
 }
 
+// atOnce calls fn n times at once, on nodes a and b in turn.
+func atOnce(n int, a, b *Store, fn func(*Store)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() { fn(s) })
+	}
+	wg.Wait()
+}
+
 // TestSharedCounts: two nodes counting one key at once take exactly as
 // many events as the limit allows; the day's limit holds beside the
 // hour's; another key is apart.
@@ -293,23 +306,15 @@ func TestSharedCounts(t *testing.T) {
 	a, b := twoNodes(t)
 	now := time.Now()
 	var taken atomic.Int64
-	var wg sync.WaitGroup
-	for i := range 20 {
-		s := a
-		if i%2 == 1 {
-			s = b
+	atOnce(20, a, b, func(s *Store) {
+		_, _, ok, err := s.TakeCount(ctx, "send:messages:alice", now, 7, 0)
+		if err != nil {
+			t.Error(err)
 		}
-		wg.Go(func() {
-			_, _, ok, err := s.TakeCount(ctx, "send:messages:alice", now, 7, 0)
-			if err != nil {
-				t.Error(err)
-			}
-			if ok {
-				taken.Add(1)
-			}
-		})
-	}
-	wg.Wait()
+		if ok {
+			taken.Add(1)
+		}
+	})
 	if n := taken.Load(); n != 7 {
 		t.Errorf("%d events taken under a limit of 7 an hour", n)
 	}
@@ -334,19 +339,11 @@ func TestLoginFailures(t *testing.T) {
 	now := time.Now()
 	const window = time.Minute
 	keys := []string{"c 127.0.0.5/32", "p 127.0.0.5/32 bob@example.test"}
-	var wg sync.WaitGroup
-	for i := range 10 {
-		s := a
-		if i%2 == 1 {
-			s = b
+	atOnce(10, a, b, func(s *Store) {
+		if _, err := s.AddLoginFailures(ctx, keys, now, window); err != nil {
+			t.Error(err)
 		}
-		wg.Go(func() {
-			if _, err := s.AddLoginFailures(ctx, keys, now, window); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
+	})
 	counts, err := b.AddLoginFailures(ctx, []string{keys[1], "a bob@example.test"}, now.Add(time.Second), window)
 	if err != nil || !reflect.DeepEqual(counts, []int{11, 1}) {
 		t.Errorf("the 11th failure of the pair: %v %v, want [11 1]", counts, err)
