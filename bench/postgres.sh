@@ -49,7 +49,7 @@ out=bench/results/postgres-$(date +%Y%m%d-%H%M)${SMOKE:+-smoke}.md
 	echo
 	[ -n "$SMOKE" ] && echo "**Smoke run: these are not figures** (N=$N, $RUNS run(s); the benchmark asks for N ≥ 20,000 and 3 runs)." && echo
 	echo "- command: \`$COMMAND\`"
-	echo "- Mailroom: $commit; $(go version | cut -d' ' -f3); $(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1 | xargs -I{} {}/postgres --version)"
+	echo "- Mailroom: $commit; $(go version | cut -d' ' -f3); $("$(ls /usr/lib/postgresql/*/bin/postgres | sort -V | tail -1)" --version)"
 	echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')),"
 	echo "  $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, data on $(df -T "$BENCH_TMP" | awk 'NR == 2 { print $2 }'),"
 	echo "  load average before the run: $LOADAVG; $(($(date +%s) - START)) s"
