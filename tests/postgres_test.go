@@ -144,10 +144,11 @@ func embeddedOnly(t *testing.T, why string) {
 	}
 }
 
-// TestPostgresRestart: PostgreSQL killed under a running node: mail gets a
-// temporary refusal (4xx) while it is down, never a 250 for mail not
-// stored; once it is back the node reconnects by itself, takes mail
-// again, and every message it acknowledged is there.
+// TestPostgresRestart: PostgreSQL killed under two nodes while four
+// clients send to them: mail gets a temporary refusal (4xx) while it is
+// down, never a 250 for mail not stored nor a permanent refusal; once it
+// is back both nodes reconnect by themselves and take mail again, and
+// every message acknowledged is there, once.
 func TestPostgresRestart(t *testing.T) {
 	pg, err := pgtest.Start(pgtest.Options{})
 	if err != nil {
@@ -158,40 +159,92 @@ func TestPostgresRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newServer(t, "", fmt.Sprintf("[store]\nurl = %q\n", pg.URL(db)))
-	s.start()
-	acked := 0
-	send := func(subject string) string {
-		r := deliverOne(s, subject)
-		if strings.HasPrefix(r, "250 ") {
-			acked++
+	tables := fmt.Sprintf("[store]\nurl = %q\n", pg.URL(db))
+	a := newServer(t, "", tables)
+	a.start()
+	nodes := []*server{a, secondNode(t, tables)}
+	var (
+		mu          sync.Mutex
+		acked       = map[string]bool{}
+		temporary   int
+		sinceReturn = map[int]int{} // per client, messages acknowledged since PostgreSQL came back
+		back        bool
+		stop        = make(chan struct{})
+		wg          sync.WaitGroup
+	)
+	for i := range 4 {
+		node := nodes[i%2]
+		wg.Go(func() {
+			for n := 0; n < 2000; n++ { // bounded: stopped long before
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				subject := fmt.Sprintf("c%d-%d", i, n)
+				r := deliverOne(node, subject)
+				mu.Lock()
+				switch {
+				case strings.HasPrefix(r, "250 "):
+					acked[subject] = true
+					if back {
+						sinceReturn[i]++
+					}
+				case strings.HasPrefix(r, "4"):
+					temporary++
+				default:
+					t.Errorf("client %d: %q, want 250 or a temporary refusal", i, r)
+				}
+				mu.Unlock()
+				if !strings.HasPrefix(r, "250 ") {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		})
+	}
+	defer func() { // on a failure too: the clients end before the nodes do
+		select {
+		case <-stop:
+		default:
+			close(stop)
 		}
-		return r
-	}
-	if r := send("before"); !strings.HasPrefix(r, "250 ") {
-		t.Fatalf("before the restart: %q", r)
-	}
+		wg.Wait()
+	}()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	until(t, a, "the clients' first messages acknowledged", func() bool { return count() >= 20 })
 	pg.Kill()
-	r0 := send("while down")
-	t.Logf("while PostgreSQL is down: %s", r0)
-	if r := r0; !strings.HasPrefix(r, "4") {
-		t.Errorf("while PostgreSQL is down: %q, want a temporary refusal (4xx)", r)
-	}
+	time.Sleep(1500 * time.Millisecond) // the clients meet a store that is down
 	if err := pg.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	var r string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if r = send("after"); strings.HasPrefix(r, "250 ") {
-			break
+	mu.Lock()
+	back = true
+	mu.Unlock()
+	until(t, a, "every client's mail acknowledged again, by both nodes", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range 4 {
+			if sinceReturn[i] < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	close(stop)
+	wg.Wait()
+	if temporary == 0 {
+		t.Error("no temporary refusal while PostgreSQL was down")
+	}
+	got := map[string]int{}
+	for _, m := range a.mailbox("alice@example.test") {
+		got[m.Subject]++
+	}
+	for subject := range acked {
+		if got[subject] != 1 {
+			t.Errorf("acknowledged message %s stored %d times", subject, got[subject])
 		}
 	}
-	if !strings.HasPrefix(r, "250 ") {
-		t.Fatalf("after PostgreSQL came back: %q\n%s", r, s.logs())
-	}
-	if n := len(s.mailbox("alice@example.test")); n != acked {
-		t.Errorf("alice has %d messages; %d were acknowledged", n, acked)
-	}
+	t.Logf("%d messages acknowledged, %d temporary refusals while PostgreSQL was down, %d stored", len(acked), temporary, len(got))
 }
 
 // deliverOne sends alice a message on port 25 and returns the reply that
