@@ -36,9 +36,11 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 	if received.IsZero() {
 		received = time.Now()
 	}
-	// Counters are locked in one order (user, then mailbox) by every
-	// transaction, so that two deliveries to the same users cannot wait
-	// on each other.
+	// Targets are taken in one order (user, then mailbox name), each
+	// locking its mailbox's row, then its user's (as Expunge does), so that
+	// two deliveries to the same mailboxes cannot wait on each other. (A
+	// message for two mailboxes of one user beside another for the second
+	// of them can: PostgreSQL then aborts one, which retry runs again.)
 	targets := slices.Clone(m.Local)
 	slices.SortStableFunc(targets, func(a, b store.LocalTarget) int {
 		return cmp.Or(cmp.Compare(a.UserID, b.UserID), strings.Compare(a.Mailbox, b.Mailbox))
