@@ -3,7 +3,9 @@ package tests
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	netsmtp "net/smtp"
+	"net/textproto"
 	"reflect"
 	"strings"
 	"sync"
@@ -248,19 +250,39 @@ func TestPostgresRestart(t *testing.T) {
 }
 
 // deliverOne sends alice a message on port 25 and returns the reply that
-// ended the attempt: 250 after the data, or the refusal of a command.
+// ended the attempt: 250 after the data, or the refusal of a command. It
+// may run outside the test's goroutine: a broken connection is an "error:"
+// reply, never a t.Fatal.
 func deliverOne(s *server, subject string) string {
-	c := s.dial()
-	defer c.conn.Close()
-	c.cmd("EHLO pg.example", "250 ")
-	for _, step := range [][2]string{{"MAIL FROM:<x@remote.example>", "250 "}, {"RCPT TO:<alice@example.test>", "250 "}, {"DATA", "354 "}} {
-		c.send(step[0] + "\r\n")
-		if r := c.reply(); !strings.HasPrefix(r, step[1]) {
-			return r
+	conn, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	tc := textproto.NewConn(conn)
+	for _, step := range []struct {
+		cmd  string
+		want int
+	}{{"", 220}, {"EHLO pg.example", 250}, {"MAIL FROM:<x@remote.example>", 250}, {"RCPT TO:<alice@example.test>", 250}, {"DATA", 354},
+		{"Subject: " + subject + "\r\n\r\nx\r\n.", 250}} {
+		if step.cmd != "" {
+			if err := tc.PrintfLine("%s", step.cmd); err != nil {
+				return "error: " + err.Error()
+			}
+		}
+		code, msg, err := tc.ReadResponse(step.want)
+		if err != nil {
+			if code == 0 {
+				return "error: " + err.Error()
+			}
+			return fmt.Sprintf("%d %s", code, msg)
+		}
+		if step.want == 250 && strings.HasPrefix(step.cmd, "Subject: ") {
+			return fmt.Sprintf("%d %s", code, msg)
 		}
 	}
-	c.send("Subject: " + subject + "\r\n\r\nx\r\n.\r\n")
-	return c.reply()
+	return "error: no reply"
 }
 
 // TestPostgresFailover: a node's URL names a primary and its synchronous
@@ -405,15 +427,16 @@ func TestPostgresThreeNodesKill9(t *testing.T) {
 		mu.Unlock()
 		return n >= senders*per/3 && len(hop.messagesWith("message 0-")) > 0
 	})
-	// What the hop had before the kill: the only messages that may go twice
-	// are among them (node A had sent their data and died before the
-	// reply), whichever node accepted them, as any node claims any entry.
+	a.kill()
+	// What the hop had when node A died: the only messages that may go
+	// twice are among them (node A had sent their data and died before
+	// the reply), whichever node accepted them, as any node claims any
+	// entry.
 	atKill := map[string]bool{}
 	for _, m := range hop.messagesWith("message ") {
 		_, id, _ := strings.Cut(m, "\r\n\r\nmessage ")
 		atKill[strings.TrimSpace(id)] = true
 	}
-	a.kill()
 	wg.Wait()
 	start := time.Now()
 	waitFor(t, nodes[1], hop, "every acknowledged message delivered (the queue empty)", func() bool { return len(nodes[1].queue()) == 0 })

@@ -129,23 +129,35 @@ func (l *Limiter) Begin(ctx context.Context, client netip.Prefix, account string
 	l.mu.Lock()
 	p, pairMax := l.policy, l.pairMax()
 	l.mu.Unlock()
+	if p.MaxFailures <= 0 {
+		return Allow, 0 // limiting is off
+	}
 	counts, err := l.shared.LoginFailureCounts(ctx, keys(client, account)[:2], l.now(), p.Window)
-	switch {
-	case err != nil || len(counts) != 2:
+	if err != nil || len(counts) != 2 {
 		return Allow, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	rc, rp := getRecord(l, l.clients, client, now), getRecord(l, l.pairs, pair{client, account}, now)
+	switch {
 	case counts[0] >= p.MaxFailures:
-		l.Done(client, account)
+		// Kept here too, so that the next attempts are refused without
+		// asking the store.
+		rc.banned = now.Add(p.Window)
+		l.end(client, account)
 		return ClientBanned, p.Window
 	case counts[1] >= pairMax:
-		l.Done(client, account)
+		rp.banned = now.Add(p.Window)
+		l.end(client, account)
 		return PairLocked, p.Window
-	case counts[1] > 0:
-		l.mu.Lock()
-		if r := l.pairs[pair{client, account}]; r != nil {
-			r.shared = true
-		}
-		l.mu.Unlock()
+	case counts[0]+rc.inflight-1 >= p.MaxFailures || counts[1]+rp.inflight-1 >= pairMax:
+		// As many attempts under way here as the failures every node
+		// counted leave: parallel guesses wait their turn (Busy).
+		l.end(client, account)
+		return Busy, 0
 	}
+	rp.shared = rp.shared || counts[1] > 0
 	return Allow, 0
 }
 

@@ -265,3 +265,44 @@ func TestLimiterShared(t *testing.T) {
 		t.Errorf("a window later: %v, want Allow", v)
 	}
 }
+
+// TestLimiterSharedOff: with limiting off, a shared store refuses nobody.
+func TestLimiterSharedOff(t *testing.T) {
+	l := New(Policy{}, nil)
+	l.SetShared(counts{})
+	if v, _ := l.Begin(ctx, pfx("192.0.2.1/32"), "bob"); v != Allow {
+		t.Errorf("limiting off: %v, want Allow", v)
+	}
+}
+
+// TestLimiterSharedUnderWay: attempts under way on this node count against
+// what the failures on every node leave: with one failure left, a second
+// attempt at once waits (Busy).
+func TestLimiterSharedUnderWay(t *testing.T) {
+	c1 := pfx("192.0.2.1/32")
+	clk := &clock{time.Unix(0, 0)}
+	p := Policy{MaxFailures: 4, Window: time.Minute, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
+	sh := counts{}
+	other := New(p, clk.now)
+	other.SetShared(sh)
+	for i := range 3 {
+		other.Begin(ctx, c1, fmt.Sprint("a", i))
+		other.Failed(ctx, c1, fmt.Sprint("a", i))
+	}
+	l := New(p, clk.now)
+	l.SetShared(sh)
+	if v, _ := l.Begin(ctx, c1, "b1"); v != Allow {
+		t.Fatalf("the last attempt left: %v", v)
+	}
+	if v, _ := l.Begin(ctx, c1, "b2"); v != Busy {
+		t.Errorf("a second attempt at once with one left: %v, want Busy", v)
+	}
+	l.Failed(ctx, c1, "b1")
+	if v, _ := l.Begin(ctx, c1, "b3"); v != ClientBanned {
+		t.Errorf("after the fourth failure: %v, want ClientBanned", v)
+	}
+	sh["c "+c1.String()] = nil // even if the store forgot: remembered here
+	if v, _ := l.Begin(ctx, c1, "b4"); v != ClientBanned {
+		t.Errorf("the ban kept here: %v, want ClientBanned", v)
+	}
+}

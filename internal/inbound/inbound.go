@@ -296,9 +296,12 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 		}
 	}
 	top := from.field + env.Received + string(signature) + added
+	// SMTPUTF8 stays with the message only when something in it needs it:
+	// the envelope, the client's header, or the fields added here.
+	smtputf8 := env.Params.SMTPUTF8 && (needsUTF8(env, hdr) || !ascii(top))
 	m := &store.Message{
 		QueueID:      env.QueueID,
-		SMTPEnvelope: envelopeRecord(s, env, hdr),
+		SMTPEnvelope: envelopeRecord(s, env, hdr, smtputf8),
 		Received:     now,
 		Body:         io.MultiReader(strings.NewReader(top), msg.Reader()),
 		Size:         int64(len(top)) + msg.Size(),
@@ -382,7 +385,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	// trusted network): to anyone else they would be backscatter, mail
 	// that a forged MAIL FROM could aim at any third party.
 	if s.Auth != nil || b.trusted(s) {
-		b.reportDelivered(ctx, env, now, io.MultiReader(strings.NewReader(top), msg.Reader()), m.Size)
+		b.reportDelivered(ctx, env, now, io.MultiReader(strings.NewReader(top), msg.Reader()), m.Size, smtputf8)
 	}
 	return nil
 }
@@ -451,13 +454,13 @@ func needsUTF8(env *smtpserver.Transaction, hdr headerInfo) bool {
 	return false
 }
 
-func envelopeRecord(s *smtpserver.SessionInfo, env *smtpserver.Transaction, hdr headerInfo) store.SMTPEnvelope {
+func envelopeRecord(s *smtpserver.SessionInfo, env *smtpserver.Transaction, hdr headerInfo, smtputf8 bool) store.SMTPEnvelope {
 	e := store.SMTPEnvelope{
 		MailFrom:   env.From.String(),
 		Ret:        env.Params.Ret,
 		EnvID:      env.Params.EnvID,
 		Body:       env.Params.Body,
-		SMTPUTF8:   env.Params.SMTPUTF8 && needsUTF8(env, hdr),
+		SMTPUTF8:   smtputf8,
 		RequireTLS: env.Params.RequireTLS,
 		// RFC 8689 5: the header is ignored when REQUIRETLS is given.
 		TLSOptional: hdr.TLSOptional && !env.Params.RequireTLS,

@@ -101,7 +101,8 @@ func TableNamed(name string) (Table, bool) {
 type Exporter interface {
 	// Export calls fn with each row of table whose key comes after
 	// after's (all rows for nil), in key order, until the rows end or fn
-	// fails. The rows come from one consistent snapshot.
+	// fails. The rows come from one query (a body kept apart is read
+	// beside it): a copy's source is a stopped installation.
 	Export(ctx context.Context, table Table, after Row, fn func(Row) error) error
 	// CountRows counts a table's rows.
 	CountRows(ctx context.Context, table Table) (int64, error)
@@ -112,10 +113,9 @@ type Exporter interface {
 // row, so that an interrupted copy goes on after the last batch written.
 type Importer interface {
 	// ImportState says where an earlier copy stopped: the last key written
-	// per table, and done per table finished. fresh is true when the
-	// store holds no data and no earlier copy: only such a store, or one
-	// with a copy under way, takes a copy.
-	ImportState(ctx context.Context) (last map[string]Row, done map[string]bool, fresh bool, err error)
+	// per table, and done per table finished; takes says whether the store
+	// takes a copy: it holds no data, or a copy is under way.
+	ImportState(ctx context.Context) (last map[string]Row, done map[string]bool, takes bool, err error)
 	// Import writes rows of table, and records the last row's key.
 	Import(ctx context.Context, table Table, rows []Row) error
 	// ImportDone records table as finished.

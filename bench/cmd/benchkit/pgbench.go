@@ -190,20 +190,29 @@ func (b *pgBench) ceiling(ctx context.Context, run int, scenario string, conc in
 	b.record(run, "ceiling, C="+strconv.Itoa(conc), "reference", float64(b.n)/time.Since(t0).Seconds(), err, "")
 }
 
-// load runs smtp-source against each port and recipient at once, N
-// messages and conc sessions shared out between them.
+// load runs smtp-source processes at once, N messages and conc sessions
+// shared out between them: as many processes as recipients times ports,
+// but never more than conc (each has a session at least), so that one and
+// two nodes get the same number of sessions; process i sends to recipient
+// i (of those) and port i, in turn.
 func (b *pgBench) load(ctx context.Context, ports []int, conc int, rcpts ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, b.max)
 	defer cancel()
-	k := len(ports) * len(rcpts)
+	k := min(len(ports)*len(rcpts), conc)
 	errs := make(chan error, k)
 	for i := range k {
-		port, rcpt := ports[i%len(ports)], rcpts[i/len(ports)]
-		n := b.n / k
-		if i == 0 {
-			n += b.n % k
+		port, rcpt := ports[i%len(ports)], rcpts[i%len(rcpts)]
+		if len(rcpts) > 1 && len(ports) > 1 && k == len(ports)*len(rcpts) {
+			rcpt = rcpts[i/len(ports)] // every pair once
 		}
-		cmd := exec.CommandContext(ctx, b.smtpSource, "-4", "-s", strconv.Itoa(max(conc/k, 1)), "-m", strconv.Itoa(n),
+		n, sessions := b.n/k, conc/k
+		if i < b.n%k {
+			n++
+		}
+		if i < conc%k {
+			sessions++
+		}
+		cmd := exec.CommandContext(ctx, b.smtpSource, "-4", "-s", strconv.Itoa(sessions), "-m", strconv.Itoa(n),
 			"-l", strconv.Itoa(b.size), "-M", "client.test", "-f", "sender@client.test", "-t", rcpt, fmt.Sprintf("127.0.0.1:%d", port))
 		go func() {
 			out, err := cmd.CombinedOutput()

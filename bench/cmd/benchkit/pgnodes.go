@@ -82,6 +82,8 @@ port = %d
 		}
 		n.cmd = exec.Command(b.mailroom, "serve", "--config", n.config)
 		n.cmd.Stdout, n.cmd.Stderr = log, log
+		// A node dies with benchkit, however benchkit ends.
+		n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := n.cmd.Start(); err != nil {
 			log.Close()
 			return nodes, err
@@ -109,7 +111,9 @@ func users() []string {
 }
 
 func (b *pgBench) cli(n *node, stdin string, args ...string) (string, error) {
-	cmd := exec.Command(b.mailroom, append(args, "--config", n.config)...)
+	ctx, cancel := context.WithTimeout(context.Background(), b.max)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, b.mailroom, append(args, "--config", n.config)...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -250,6 +254,8 @@ func (b *pgBench) measure(ctx context.Context, run int, scenario, server string,
 		b.record(run, fig, name, 0, err, "")
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, 3*b.max) // the load, the checks and the queries
+	defer cancel()
 	var admin *pgx.Conn
 	var before dbStats
 	if url != "" {

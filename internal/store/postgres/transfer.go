@@ -124,49 +124,58 @@ const createCopyProgress = `CREATE TABLE IF NOT EXISTS store_copy (
 	done boolean NOT NULL DEFAULT false)`
 
 // ImportState says where a copy into this store stands (store.Importer).
+// The progress table is made only in a store that takes a copy.
 func (s *Store) ImportState(ctx context.Context) (map[string]store.Row, map[string]bool, bool, error) {
-	if _, err := s.pool.Exec(ctx, createCopyProgress); err != nil {
-		return nil, nil, false, fmt.Errorf("store: the copy's progress table: %w", err)
-	}
 	last, done := map[string]store.Row{}, map[string]bool{}
-	rows, err := s.pool.Query(ctx, `SELECT tbl, coalesce(last::text, ''), done FROM store_copy`)
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("store: the copy's progress: %w", err)
+	var begun bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('store_copy') IS NOT NULL`).Scan(&begun); err != nil {
+		return nil, nil, false, fmt.Errorf("store: look for a copy under way: %w", err)
 	}
-	var (
-		name, key string
-		finished  bool
-	)
-	_, err = pgx.ForEachRow(rows, []any{&name, &key, &finished}, func() error {
-		t, ok := store.TableNamed(name)
-		if !ok {
-			return fmt.Errorf("the copy's progress names a table %q this Mailroom does not know", name)
+	if begun {
+		rows, err := s.pool.Query(ctx, `SELECT tbl, coalesce(last::text, ''), done FROM store_copy`)
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("store: the copy's progress: %w", err)
 		}
-		done[name] = finished
-		if key != "" {
-			r, err := decodeKey(t, key)
-			if err != nil {
-				return err
+		var (
+			name, key string
+			finished  bool
+		)
+		_, err = pgx.ForEachRow(rows, []any{&name, &key, &finished}, func() error {
+			t, ok := store.TableNamed(name)
+			if !ok {
+				return fmt.Errorf("the copy's progress names a table %q this Mailroom does not know", name)
 			}
-			last[name] = r
+			done[name] = finished
+			if key != "" {
+				r, err := decodeKey(t, key)
+				if err != nil {
+					return err
+				}
+				last[name] = r
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("store: the copy's progress: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("store: the copy's progress: %w", err)
+		return last, done, true, nil
 	}
-	fresh := len(last) == 0 && len(done) == 0
 	for _, t := range store.Tables {
-		if !fresh || t.Name == "secrets" || t.Name == "sequences" {
+		if t.Name == "secrets" || t.Name == "sequences" {
 			continue
 		}
 		var some bool
 		if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+t.Name+")").Scan(&some); err != nil {
 			return nil, nil, false, fmt.Errorf("store: look into %s: %w", t.Name, err)
 		}
-		fresh = !some
+		if some {
+			return last, done, false, nil
+		}
 	}
-	return last, done, fresh, nil
+	if _, err := s.pool.Exec(ctx, createCopyProgress); err != nil {
+		return nil, nil, false, fmt.Errorf("store: the copy's progress table: %w", err)
+	}
+	return last, done, true, nil
 }
 
 // decodeKey reads a key kept as a JSON array back into its Go types.

@@ -42,7 +42,7 @@ func touchStamp(path string) error {
 		f.Close()
 		return err
 	}
-	if err := trusted(st, owner, path); err != nil {
+	if err := trusted(st, owner, path, true); err != nil {
 		f.Close()
 		return err
 	}
@@ -79,14 +79,15 @@ func ownerOf(path string) (uint32, error) {
 	return st.Uid, nil
 }
 
-// trusted checks a stamp's metadata: a regular file with one link, owned by
-// the data directory's owner, or by this user when it is not root.
-func trusted(st unix.Stat_t, owner uint32, path string) error {
+// trusted checks a file's metadata: a regular file (with one link when
+// oneLink), owned by the data directory's owner, or by this user when it is
+// not root.
+func trusted(st unix.Stat_t, owner uint32, path string, oneLink bool) error {
 	euid := uint32(os.Geteuid())
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
 		return fmt.Errorf("%s is not a regular file", path)
-	case st.Nlink != 1:
+	case oneLink && st.Nlink != 1:
 		return fmt.Errorf("%s has %d links: not written", path, st.Nlink)
 	case st.Uid != owner && (euid == 0 || st.Uid != euid):
 		return fmt.Errorf("%s belongs to user %d, not to the data directory's owner (%d)", path, st.Uid, owner)
@@ -174,7 +175,10 @@ func checkDatabaseFiles(dir, db string) error {
 		} else if err != nil {
 			return err
 		}
-		if err := trusted(st, owner, path); err != nil {
+		// Hard links are let be (a copy made with cp -al): the kernel's
+		// protected_hardlinks keeps others from linking files they do not
+		// own, and the owner is checked.
+		if err := trusted(st, owner, path, false); err != nil {
 			return fmt.Errorf("%w; move it away if you did not put it there", err)
 		}
 	}

@@ -63,12 +63,12 @@ func Copy(ctx context.Context, from store.Exporter, to Destination, opts Options
 	if opts.BatchBytes <= 0 {
 		opts.BatchBytes = 16 << 20
 	}
-	last, done, fresh, err := to.ImportState(ctx)
+	last, done, takes, err := to.ImportState(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	res := Result{Resumed: len(last) > 0 || len(done) > 0, Tables: map[string]Summary{}}
-	if !fresh && !res.Resumed {
+	if !takes {
 		return res, ErrNotEmpty
 	}
 	total, copied := 0, 0

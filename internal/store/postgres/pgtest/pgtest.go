@@ -169,8 +169,14 @@ func (s *Server) Promote(ctx context.Context) error {
 		return err
 	}
 	defer c.Close(ctx)
-	_, err = c.Exec(ctx, "SELECT pg_promote(true, 30)")
-	return err
+	var promoted bool
+	if err := c.QueryRow(ctx, "SELECT pg_promote(true, 30)").Scan(&promoted); err != nil {
+		return err
+	}
+	if !promoted {
+		return errors.New("pgtest: the standby was not promoted within 30 s")
+	}
+	return nil
 }
 
 // command is a program of the server's, run as its user, in its directory.
