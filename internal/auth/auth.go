@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"mailroom/internal/authlimit"
+	"mailroom/internal/metrics"
 	"mailroom/internal/password"
 	"mailroom/internal/smtp"
 	"mailroom/internal/store"
@@ -172,7 +173,12 @@ const busyWait = 10 * time.Second
 // attempts allowed under way at once waits for one to end (many right
 // logins at once go through in turn; parallel guesses are held to the
 // limit), for busyWait at most.
-func (s *Service) begin(ctx context.Context, c Client, account string) error {
+func (s *Service) begin(ctx context.Context, c Client, account string) (err error) {
+	defer func() {
+		if err != nil {
+			metrics.Logins.WithLabelValues(c.Protocol, "limited").Inc()
+		}
+	}()
 	deadline := time.Now().Add(busyWait)
 	for {
 		verdict, left := s.limiter.Begin(ctx, c.Prefix, account)
@@ -201,8 +207,10 @@ func (s *Service) begin(ctx context.Context, c Client, account string) error {
 func (s *Service) end(ctx context.Context, c Client, account, mech string, err error) {
 	switch {
 	case err == nil || errors.Is(err, ErrTooWeak): // the password was right
+		metrics.Logins.WithLabelValues(c.Protocol, "ok").Inc()
 		s.limiter.Succeeded(ctx, c.Prefix, account)
 	case errors.Is(err, ErrBadCredentials):
+		metrics.Logins.WithLabelValues(c.Protocol, "failed").Inc()
 		delay := s.limiter.Failed(ctx, c.Prefix, account)
 		s.log.Info("login failed", "protocol", c.Protocol, "client", c.Addr.String(), "user", account, "mechanism", mech, "delay", delay)
 		select {
@@ -210,6 +218,7 @@ func (s *Service) end(ctx context.Context, c Client, account, mech string, err e
 		case <-ctx.Done():
 		}
 	default:
+		metrics.Logins.WithLabelValues(c.Protocol, "error").Inc()
 		s.limiter.Done(c.Prefix, account)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xdg-go/scram"
 
+	"mailroom/internal/metrics"
 	"mailroom/internal/password"
 	"mailroom/internal/store"
 )
@@ -212,6 +213,7 @@ func (s *Service) scram(ctx context.Context, c Client, mech string, first, ask A
 	if _, err := ask([]byte(s2)); err != nil {
 		return done(err)
 	}
+	metrics.Logins.WithLabelValues(c.Protocol, "ok").Inc()
 	s.limiter.Succeeded(ctx, c.Prefix, account)
 	return login, nil
 }

@@ -64,6 +64,9 @@ type Listen struct {
 	// MTASTS serves our domains' MTA-STS policy over HTTPS (443 in
 	// production), at mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461).
 	MTASTS []HostPort `toml:"mta_sts"`
+	// HTTP serves /healthz, /readyz and /metrics (and, later, the API and
+	// the dashboard) over TLS with the server's certificates.
+	HTTP []HostPort `toml:"http"`
 }
 
 // Store configures the store under data_dir.

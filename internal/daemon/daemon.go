@@ -176,6 +176,17 @@ func Run(ctx context.Context, opts Options) error {
 		defer cancel()
 		stopMTASTS(c)
 	}()
+	stopHTTP, err := startHTTP(cfg, st, smtpCfg.TLS, log)
+	if err != nil {
+		srv.Shutdown(context.Background())
+		wg.Wait()
+		return err
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopHTTP(c)
+	}()
 	printBanner(opts.Stdout, cfg, listeners, access.bound, &cs, dev)
 
 	rt := &running{srv: srv, services: services, access: access, store: st, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log}

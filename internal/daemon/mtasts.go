@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"mailroom/internal/config"
+	"mailroom/internal/metrics"
 	"mailroom/internal/mtasts"
 	"mailroom/internal/records"
 	"mailroom/internal/store"
+	"mailroom/internal/web"
 )
 
 // startMTASTS serves our domains' MTA-STS policy over HTTPS on the [listen]
@@ -33,30 +35,56 @@ func startMTASTS(cfg *config.Config, st store.Store, tlsCfg *tls.Config, log *sl
 		}
 		return err == nil, err
 	}
+	return serveHTTP("mta_sts", cfg.Listen.MTASTS, mtasts.Handler(func() mtasts.Ours { return policy }, local), tlsCfg, log)
+}
+
+// startHTTP serves the HTTP listener ([listen] http: health, readiness,
+// metrics) over TLS with the server's certificates, as every listener.
+func startHTTP(cfg *config.Config, st store.Store, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context), error) {
+	if len(cfg.Listen.HTTP) == 0 {
+		return func(context.Context) {}, nil
+	}
+	if tlsCfg == nil {
+		return nil, errors.New("[listen] http needs a certificate: set [tls] or [tls.acme], or tls.self_signed = true")
+	}
+	metrics.WatchQueue(func(ctx context.Context) (map[string]int, error) {
+		q, err := st.QueueStats(ctx)
+		return map[string]int{"pending": q.Pending, "deferred": q.Deferred, "held": q.Held, "sending": q.Sending}, err
+	})
+	ready := func(ctx context.Context) error {
+		_, err := st.Domains(ctx)
+		return err
+	}
+	return serveHTTP("http", cfg.Listen.HTTP, web.Handler(ready), tlsCfg, log)
+}
+
+// serveHTTP serves handler on addrs over TLS, with bounds on every
+// request; the returned function stops it.
+func serveHTTP(service string, addrs []config.HostPort, handler http.Handler, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context), error) {
 	srv := &http.Server{
-		Handler:           mtasts.Handler(func() mtasts.Ours { return policy }, local),
-		TLSConfig:         tlsCfg.Clone(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       20 * time.Second,
 		WriteTimeout:      20 * time.Second,
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		TLSConfig:         tlsCfg.Clone(),
 	}
 	var bound []net.Listener
-	for _, a := range cfg.Listen.MTASTS {
+	for _, a := range addrs {
 		l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", a.String())
 		if err != nil {
 			for _, b := range bound {
 				b.Close()
 			}
-			return nil, listenError("mta_sts", a.String(), err)
+			return nil, listenError(service, a.String(), err)
 		}
 		bound = append(bound, l)
 	}
 	for _, l := range bound {
 		go srv.Serve(tls.NewListener(l, srv.TLSConfig))
-		log.Info("listening", "service", "mta_sts", "addr", l.Addr().String())
+		log.Info("listening", "service", service, "addr", l.Addr().String())
 	}
 	return func(ctx context.Context) { srv.Shutdown(ctx) }, nil
 }

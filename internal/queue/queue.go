@@ -22,6 +22,7 @@ import (
 
 	"mailroom/internal/delivery"
 	"mailroom/internal/dsn"
+	"mailroom/internal/metrics"
 	"mailroom/internal/smtp"
 	"mailroom/internal/store"
 )
@@ -481,6 +482,7 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted
 			failed = append(failed, Notice{Entry: e, Result: o, Action: dsn.Failed})
 		}
 		results[i] = res
+		metrics.Deliveries.WithLabelValues(res.State).Inc()
 		r.log.Info("delivery", "queue_id", e.QueueID, "to", e.Recipient.Address, "state", res.State, "detail", o.Detail,
 			"remote", o.RemoteMTA, "tls", o.TLS, "attempt", e.Attempts+1)
 	}

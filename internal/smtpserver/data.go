@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"mailroom/internal/listener"
+	"mailroom/internal/metrics"
 	"mailroom/internal/smtp"
 	"mailroom/internal/spool"
 	"mailroom/internal/store"
@@ -199,6 +200,7 @@ func (s *session) finishMessage(sp *spool.Spool, res smtp.DataResult) {
 	}
 	s.accepted++
 	s.log.Info("message accepted", append(logArgs, "to", recipientList(env))...)
+	metrics.MessagesAccepted.WithLabelValues(s.info.Mode.String()).Inc()
 	s.reply(250, "2.0.0", "OK: queued as "+env.QueueID)
 }
 

@@ -1,0 +1,44 @@
+// Package web is the HTTP listener's handler ([listen] http): health and
+// readiness for load balancers and orchestrators, and the Prometheus
+// metrics. The API, webhooks and the dashboard mount here as they come
+// (docs/design/0013-operating-over-http.md).
+package web
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"mailroom/internal/metrics"
+)
+
+// Ready reports whether the server can do its work now: its store answers.
+type Ready func(ctx context.Context) error
+
+// Handler serves:
+//
+//	/healthz  200 while the process serves at all (liveness)
+//	/readyz   200 when ready answers within two seconds, else 503 with the reason (readiness)
+//	/metrics  the Prometheus registry (text exposition format)
+func Handler(ready Ready) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not ready: the store does not answer\n"))
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second}))
+	return mux
+}
