@@ -6,6 +6,7 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -165,28 +166,20 @@ func Run(ctx context.Context, opts Options) error {
 		wg.Wait()
 		return err
 	}
-	stopMTASTS, err := startMTASTS(cfg, st, smtpCfg.TLS, log)
-	if err != nil {
-		srv.Shutdown(context.Background())
-		wg.Wait()
-		return err
+	// The HTTPS listeners: MTA-STS policies, and health and metrics.
+	for _, start := range []func(*config.Config, store.Store, *tls.Config, *slog.Logger) (func(context.Context), error){startMTASTS, startHTTP} {
+		stop, err := start(cfg, st, smtpCfg.TLS, log)
+		if err != nil {
+			srv.Shutdown(context.Background())
+			wg.Wait()
+			return err
+		}
+		defer func() {
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			stop(c)
+		}()
 	}
-	defer func() {
-		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		stopMTASTS(c)
-	}()
-	stopHTTP, err := startHTTP(cfg, st, smtpCfg.TLS, log)
-	if err != nil {
-		srv.Shutdown(context.Background())
-		wg.Wait()
-		return err
-	}
-	defer func() {
-		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		stopHTTP(c)
-	}()
 	printBanner(opts.Stdout, cfg, listeners, access.bound, &cs, dev)
 
 	rt := &running{srv: srv, services: services, access: access, store: st, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log}

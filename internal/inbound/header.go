@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"mailroom/internal/message"
+	"mailroom/internal/smtp"
 	"net/mail"
 	"strings"
 )
@@ -68,7 +69,7 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 	for {
 		line, err := br.ReadString('\n')
 		h.Lines++
-		h.EightBit = h.EightBit || !ascii(line)
+		h.EightBit = h.EightBit || !smtp.IsASCII(line)
 		trimmed := strings.TrimRight(line, "\r\n")
 		switch {
 		case trimmed == "" && (err == nil || line != ""):
@@ -154,14 +155,4 @@ func truncateRunes(s string, n int) string {
 		return string(r[:n])
 	}
 	return s
-}
-
-// ascii reports whether s is all ASCII.
-func ascii(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }

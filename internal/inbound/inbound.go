@@ -298,7 +298,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	top := from.field + env.Received + string(signature) + added
 	// SMTPUTF8 stays with the message only when something in it needs it:
 	// the envelope, the client's header, or the fields added here.
-	smtputf8 := env.Params.SMTPUTF8 && (needsUTF8(env, hdr) || !ascii(top))
+	smtputf8 := env.Params.SMTPUTF8 && (needsUTF8(env, hdr) || !smtp.IsASCII(top))
 	m := &store.Message{
 		QueueID:      env.QueueID,
 		SMTPEnvelope: envelopeRecord(s, env, hdr, smtputf8),
@@ -443,11 +443,11 @@ func deliveryPrefix(from smtp.Address, to string) []byte {
 // without SMTPUTF8 as it is (RFC 6531 3.4: the parameter SHOULD NOT be
 // given when nothing needs it), where it would otherwise bounce.
 func needsUTF8(env *smtpserver.Transaction, hdr headerInfo) bool {
-	if hdr.EightBit || !hdr.Complete || !ascii(env.From.String()) {
+	if hdr.EightBit || !hdr.Complete || env.From.UTF8() {
 		return true
 	}
 	for _, r := range env.Recipients {
-		if !ascii(r.Addr.String()) || !ascii(r.Params.ORcpt) {
+		if r.Addr.UTF8() || !smtp.IsASCII(r.Params.ORcpt) {
 			return true
 		}
 	}

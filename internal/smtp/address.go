@@ -31,7 +31,7 @@ func (a Address) IsNull() bool { return a.Local == "" && a.Domain == "" }
 func (a Address) IsLiteral() bool { return strings.HasPrefix(a.Domain, "[") }
 
 // UTF8 reports whether the address needs SMTPUTF8 (RFC 6531).
-func (a Address) UTF8() bool { return !isASCII(a.Local) }
+func (a Address) UTF8() bool { return !IsASCII(a.Local) }
 
 // Path errors, each with its reply.
 var (
@@ -215,7 +215,7 @@ func normalizeDomain(d string) (string, error) {
 	if strings.HasSuffix(d, ".") {
 		return "", ErrTrailingDot
 	}
-	if !isASCII(d) {
+	if !IsASCII(d) {
 		a, err := idna.Lookup.ToASCII(d)
 		if err != nil {
 			return "", ErrDomainSyntax
@@ -274,7 +274,8 @@ func quoteLocal(l string) string {
 	return l
 }
 
-func isASCII(s string) bool {
+// IsASCII reports whether s has no octet over 127.
+func IsASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
 			return false

@@ -122,10 +122,10 @@ func FuzzParsePath(f *testing.F) {
 		if a.Local == "" || len(a.Local) > 64 {
 			t.Fatalf("ParsePath(%q) local part %q has %d octets", s, a.Local, len(a.Local))
 		}
-		if a.Domain == "" || !isASCII(a.Domain) || strings.ToLower(a.Domain) != a.Domain && !strings.HasPrefix(a.Domain, "[IPv6:") {
+		if a.Domain == "" || !IsASCII(a.Domain) || strings.ToLower(a.Domain) != a.Domain && !strings.HasPrefix(a.Domain, "[IPv6:") {
 			t.Fatalf("ParsePath(%q) domain %q is not lower-case ASCII", s, a.Domain)
 		}
-		if a.UTF8() != !isASCII(a.Local) {
+		if a.UTF8() != !IsASCII(a.Local) {
 			t.Fatalf("ParsePath(%q) UTF8() = %v for local part %q", s, a.UTF8(), a.Local)
 		}
 		str := a.String()

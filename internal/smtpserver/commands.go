@@ -63,18 +63,6 @@ func (s *session) handle(line []byte) {
 	}
 }
 
-// isASCII reports whether a command's argument is plain ASCII: a path with
-// a UTF-8 local part or U-label domain needs SMTPUTF8 (RFC 6531 3.2), even
-// though the domain is kept as A-labels once parsed.
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
 func truncate(s string, n int) string {
 	if len(s) > n {
 		return s[:n]
@@ -154,7 +142,7 @@ func (s *session) cmdMail(arg string) {
 		s.reply(552, "5.3.4", fmt.Sprintf("Message size %d exceeds the limit of %d octets", p.Size, s.cfg.MaxMessageSize))
 		return
 	}
-	if !isASCII(arg) && !p.SMTPUTF8 {
+	if !smtp.IsASCII(arg) && !p.SMTPUTF8 {
 		s.sendReply(smtp.ErrNeedsSMTPUTF8)
 		return
 	}
@@ -206,7 +194,7 @@ func (s *session) cmdRcpt(arg string) {
 		s.fail(err)
 		return
 	}
-	if !isASCII(arg) && !s.env.Params.SMTPUTF8 {
+	if !smtp.IsASCII(arg) && !s.env.Params.SMTPUTF8 {
 		s.sendReply(smtp.ErrNeedsSMTPUTF8)
 		return
 	}

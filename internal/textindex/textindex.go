@@ -99,11 +99,12 @@ func (ix *Indexer) Run(ctx context.Context) {
 func (ix *Indexer) Drain(ctx context.Context) (int, error) {
 	done := 0
 	for {
-		if mine, err := ix.mine(ctx); err != nil || !mine {
-			return done, err
-		}
 		ids, err := ix.st.Unindexed(ctx, batch)
 		if err != nil || len(ids) == 0 {
+			return done, err
+		}
+		// Asked only when there is work: an idle node writes nothing.
+		if mine, err := ix.mine(ctx); err != nil || !mine {
 			return done, err
 		}
 		texts := make([]store.IndexedText, 0, len(ids))

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"reflect"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"mailroom/internal/store"
 	"mailroom/internal/store/postgres/pgtest"
 	"mailroom/internal/store/storetest"
+	"mailroom/internal/textindex"
 )
 
 // server is the PostgreSQL of this package's tests; template a database
@@ -359,6 +361,47 @@ func TestLoginFailures(t *testing.T) {
 	}
 	if counts, _ := b.LoginFailureCounts(ctx, keys, now, window); !reflect.DeepEqual(counts, []int{10, 0}) {
 		t.Errorf("after the pair was forgotten: %v, want [10 0]", counts)
+	}
+}
+
+// TestIndexedOnce: two nodes' indexers on one store index each message
+// once between them (one holds the indexing's lease), where each would
+// otherwise index every message.
+func TestIndexedOnce(t *testing.T) {
+	ctx := t.Context()
+	a, b := twoNodes(t)
+	if err := a.AddDomain(ctx, store.Domain{Name: "a.example"}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := a.AddUser(ctx, store.User{Address: "alice@a.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	for i := range n {
+		m := &store.Message{QueueID: store.NewQueueID(), Body: strings.NewReader(fmt.Sprintf("Subject: %d\r\n\r\nbody %d\r\n", i, i)),
+			Local: []store.LocalTarget{{UserID: u.ID, Mailbox: store.Inbox}}}
+		if err := a.Accept(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var counts [2]int
+	var wg sync.WaitGroup
+	for i, s := range []*Store{a, b} {
+		wg.Go(func() {
+			var err error
+			counts[i], err = textindex.New(s, 1<<20, slog.New(slog.DiscardHandler)).Drain(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if counts[0]+counts[1] != n {
+		t.Errorf("the nodes indexed %v messages: want %d between them", counts, n)
+	}
+	if ids, _ := b.Unindexed(ctx, 10); len(ids) != 0 {
+		t.Errorf("%d messages left unindexed", len(ids))
 	}
 }
 
