@@ -37,6 +37,7 @@ type Config struct {
 	Submission Submission `toml:"submission"`
 	IMAP       IMAP       `toml:"imap"`
 	POP3       POP3       `toml:"pop3"`
+	HTTP       HTTP       `toml:"http"`
 	TLS        TLS        `toml:"tls"`
 	Mailbox    Mailbox    `toml:"mailbox"`
 	MTASTS     MTASTS     `toml:"mta_sts"`
@@ -191,6 +192,15 @@ type IMAP struct {
 
 // POP3 configures the POP3 listeners.
 type POP3 struct {
+	MaxConnections          int `toml:"max_connections"`
+	MaxConnectionsPerClient int `toml:"max_connections_per_client"`
+}
+
+// HTTP configures the HTTP listener ([listen] http).
+type HTTP struct {
+	// MaxConnections and MaxConnectionsPerClient bound its connections,
+	// in its own pool: a flood of HTTP never takes what SMTP and IMAP
+	// need. Over either, a connection is closed at once.
 	MaxConnections          int `toml:"max_connections"`
 	MaxConnectionsPerClient int `toml:"max_connections_per_client"`
 }
@@ -404,6 +414,7 @@ func Default() *Config {
 		},
 		IMAP: IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
 		POP3: POP3{MaxConnections: 1000, MaxConnectionsPerClient: 10},
+		HTTP: HTTP{MaxConnections: 1000, MaxConnectionsPerClient: 50},
 		Submission: Submission{MaxConnections: 500, MaxConnectionsPerClient: 20,
 			MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
 		TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second), HandshakeTimeout: Duration(10 * time.Second),
@@ -605,6 +616,8 @@ func (c *Config) validate() error {
 		{c.IMAP.MaxConnectionsPerClient >= 1, "imap.max_connections_per_client: must be at least 1"},
 		{c.POP3.MaxConnections >= 1, "pop3.max_connections: must be at least 1"},
 		{c.POP3.MaxConnectionsPerClient >= 1, "pop3.max_connections_per_client: must be at least 1"},
+		{c.HTTP.MaxConnections >= 1, "http.max_connections: must be at least 1"},
+		{c.HTTP.MaxConnectionsPerClient >= 1, "http.max_connections_per_client: must be at least 1"},
 		{c.Clients.IPv4Prefix >= 8 && c.Clients.IPv4Prefix <= 32, "clients.ipv4_prefix: must be from 8 to 32 (32: one address)"},
 		{c.Clients.IPv6Prefix >= 16 && c.Clients.IPv6Prefix <= 128, "clients.ipv6_prefix: must be from 16 to 128 (64: one host's usual block)"},
 		{s.MaxSessionTime.D() >= time.Minute, "smtp.max_session_time: must be at least 1m"},

@@ -135,6 +135,7 @@ func TestDefaults(t *testing.T) {
 			},
 			IMAP: IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
 			POP3: POP3{MaxConnections: 1000, MaxConnectionsPerClient: 10},
+			HTTP: HTTP{MaxConnections: 1000, MaxConnectionsPerClient: 50},
 			Submission: Submission{MaxConnections: 500, MaxConnectionsPerClient: 20,
 				MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
 			TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second), HandshakeTimeout: Duration(10 * time.Second),

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mailroom/internal/config"
+	"mailroom/internal/listener"
 	"mailroom/internal/metrics"
 	"mailroom/internal/mtasts"
 	"mailroom/internal/records"
@@ -35,7 +36,7 @@ func startMTASTS(cfg *config.Config, st store.Store, tlsCfg *tls.Config, log *sl
 		}
 		return err == nil, err
 	}
-	return serveHTTP("mta_sts", cfg.Listen.MTASTS, mtasts.Handler(func() mtasts.Ours { return policy }, local), tlsCfg, log)
+	return serveHTTP("mta_sts", cfg.Listen.MTASTS, httpLimits(cfg), mtasts.Handler(func() mtasts.Ours { return policy }, local), tlsCfg, log)
 }
 
 // startHTTP serves the HTTP listener ([listen] http: health, readiness,
@@ -47,20 +48,27 @@ func startHTTP(cfg *config.Config, st store.Store, tlsCfg *tls.Config, log *slog
 	if tlsCfg == nil {
 		return nil, errors.New("[listen] http needs a certificate: set [tls] or [tls.acme], or tls.self_signed = true")
 	}
-	metrics.WatchQueue(func(ctx context.Context) (map[string]int, error) {
-		q, err := st.QueueStats(ctx)
-		return map[string]int{"pending": q.Pending, "deferred": q.Deferred, "held": q.Held, "sending": q.Sending}, err
-	})
+	metrics.WatchStore(st)
 	ready := func(ctx context.Context) error {
 		_, err := st.Domains(ctx)
 		return err
 	}
-	return serveHTTP("http", cfg.Listen.HTTP, web.Handler(ready), tlsCfg, log)
+	return serveHTTP("http", cfg.Listen.HTTP, httpLimits(cfg), web.Handler(ready), tlsCfg, log)
+}
+
+// httpLimits bounds the connections of each HTTPS service, in a pool of its
+// own.
+func httpLimits(cfg *config.Config) listener.Limits {
+	return listener.Limits{
+		MaxConns:     cfg.HTTP.MaxConnections,
+		MaxPerClient: cfg.HTTP.MaxConnectionsPerClient,
+		Prefixes:     listener.Prefixes{IPv4: cfg.Clients.IPv4Prefix, IPv6: cfg.Clients.IPv6Prefix},
+	}
 }
 
 // serveHTTP serves handler on addrs over TLS, with bounds on every
-// request; the returned function stops it.
-func serveHTTP(service string, addrs []config.HostPort, handler http.Handler, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context), error) {
+// request and on the connections (limits); the returned function stops it.
+func serveHTTP(service string, addrs []config.HostPort, limits listener.Limits, handler http.Handler, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context), error) {
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -82,8 +90,9 @@ func serveHTTP(service string, addrs []config.HostPort, handler http.Handler, tl
 		}
 		bound = append(bound, l)
 	}
+	svc := listener.NewService(service, limits, log)
 	for _, l := range bound {
-		go srv.Serve(tls.NewListener(l, srv.TLSConfig))
+		go srv.Serve(tls.NewListener(svc.Gated(l), srv.TLSConfig))
 		log.Info("listening", "service", service, "addr", l.Addr().String())
 	}
 	return func(ctx context.Context) { srv.Shutdown(ctx) }, nil

@@ -12,6 +12,7 @@ import (
 	"mailroom/internal/arc"
 	"mailroom/internal/dmarcreport"
 	"mailroom/internal/mailauth"
+	"mailroom/internal/metrics"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/spool"
@@ -71,6 +72,7 @@ func (b *Backend) checkOrigin(ctx context.Context, s *smtpserver.SessionInfo, en
 	checker := *b.origin
 	checker.TrustedSealers = cfg.ARCTrustedSealers
 	res := checker.Check(ctx, mailauth.Input{IP: s.Remote.Addr(), Helo: s.Helo, MailFrom: mailFrom}, msg.Reader)
+	countResults(res)
 	o := origin{field: res.Header(cfg.Hostname), arc: res.ARC}
 	if res.DMARC.Result != "fail" || res.DMARC.Disposition == dmarc.PolicyNone || res.DMARC.Disposition == "" {
 		reason := ""
@@ -144,6 +146,26 @@ func (b *Backend) countDMARC(s *smtpserver.SessionInfo, mailFrom string, res mai
 		row.SPFAuth.Result = "none"
 	}
 	b.dmarcrpt.Add(d.PolicyDomain, row, time.Now())
+}
+
+// countResults counts the checks' results in the metrics: SPF, each DKIM
+// signature ("none" for a message without one), DMARC and ARC.
+func countResults(res mailauth.Result) {
+	word := func(v string) string {
+		if v == "" {
+			return "none"
+		}
+		return metrics.Label(strings.ToLower(v))
+	}
+	metrics.AuthResults.WithLabelValues("spf", word(string(res.SPF))).Inc()
+	if len(res.DKIM) == 0 {
+		metrics.AuthResults.WithLabelValues("dkim", "none").Inc()
+	}
+	for _, k := range res.DKIM {
+		metrics.AuthResults.WithLabelValues("dkim", word(k.Result)).Inc()
+	}
+	metrics.AuthResults.WithLabelValues("dmarc", word(res.DMARC.Result)).Inc()
+	metrics.AuthResults.WithLabelValues("arc", word(res.ARC.Value)).Inc()
 }
 
 func passFail(ok bool) string {

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"mailroom/internal/metrics"
 )
 
 // Prefixes say how client addresses are grouped: one IPv4 host (/32) and
@@ -74,6 +76,17 @@ func (r Refusal) String() string {
 		return "too many connections"
 	case TooManyFromClient:
 		return "too many connections from the client's address"
+	}
+	return "refused"
+}
+
+// label is the refusal in metrics.
+func (r Refusal) label() string {
+	switch r {
+	case TooManyConnections:
+		return "too_many"
+	case TooManyFromClient:
+		return "too_many_from_client"
 	}
 	return "refused"
 }
@@ -196,10 +209,15 @@ func (svc *Service) admit(c net.Conn, h Handler) {
 	key, why := svc.Gate.Admit(ip)
 	if why != 0 {
 		svc.Log.Info("connection refused", "service", svc.Name, "client", ip.String(), "reason", why.String())
+		metrics.Connections.WithLabelValues(svc.Name, why.label()).Inc()
 		svc.refuse(c, h.Refusal(why))
 		return
 	}
+	metrics.Connections.WithLabelValues(svc.Name, "admitted").Inc()
+	open := metrics.OpenConnections.WithLabelValues(svc.Name)
+	open.Inc()
 	go func() {
+		defer open.Dec()
 		defer svc.Gate.Release(key)
 		conn := newConn(c, svc.Gate.Limits())
 		defer conn.Close()

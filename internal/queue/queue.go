@@ -446,8 +446,11 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted
 			release()
 		}
 	}()
+	start := time.Now()
 	outcomes := r.deliver(ctx, job)
 	attempted()
+	took := time.Since(start).Seconds()
+	dest := metrics.Destination(first.Recipient.Domain)
 	now, cfg := r.now(), r.cfg.Load()
 	results := make([]store.QueueResult, len(entries))
 	var failed, delayed, relayed []Notice
@@ -482,10 +485,14 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted
 			failed = append(failed, Notice{Entry: e, Result: o, Action: dsn.Failed})
 		}
 		results[i] = res
-		metrics.Deliveries.WithLabelValues(res.State).Inc()
+		metrics.Deliveries.WithLabelValues(res.State, dest).Inc()
+		if res.State != store.StateDeferred {
+			metrics.DeliveryDelaySeconds.WithLabelValues(res.State).Observe(max(0, now.Sub(e.Created).Seconds()))
+		}
 		r.log.Info("delivery", "queue_id", e.QueueID, "to", e.Recipient.Address, "state", res.State, "detail", o.Detail,
 			"remote", o.RemoteMTA, "tls", o.TLS, "attempt", e.Attempts+1)
 	}
+	metrics.AttemptSeconds.WithLabelValues(results[0].State).Observe(took) // one attempt, whatever its recipients
 	// Report first, while the message is still there to quote; should
 	// recording fail, the attempt and so the report may come again (at
 	// least once, never lost).

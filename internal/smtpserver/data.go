@@ -192,6 +192,7 @@ func (s *session) finishMessage(sp *spool.Spool, res smtp.DataResult) {
 		s.fail(err)
 		return
 	}
+	start := time.Now()
 	if err := s.srv.backend.Deliver(s.ctx(), &s.info, env, sp); err != nil {
 		s.rejected++
 		s.log.Info("message not accepted", append(logArgs, "reason", err.Error())...)
@@ -201,6 +202,7 @@ func (s *session) finishMessage(sp *spool.Spool, res smtp.DataResult) {
 	s.accepted++
 	s.log.Info("message accepted", append(logArgs, "to", recipientList(env))...)
 	metrics.MessagesAccepted.WithLabelValues(s.info.Mode.String()).Inc()
+	metrics.AcceptSeconds.WithLabelValues(s.info.Mode.String()).Observe(time.Since(start).Seconds())
 	s.reply(250, "2.0.0", "OK: queued as "+env.QueueID)
 }
 

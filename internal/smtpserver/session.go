@@ -11,9 +11,11 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"sync"
 
 	"mailroom/internal/listener"
+	"mailroom/internal/metrics"
 	"mailroom/internal/smtp"
 	"mailroom/internal/spool"
 )
@@ -252,6 +254,13 @@ func (s *session) reply(code int, enhanced, text string) {
 func (s *session) sendReply(r *smtp.Reply) {
 	if isProtocolError(r.Code) {
 		s.errors++
+	}
+	if r.Code >= 400 {
+		status := r.Enhanced
+		if status == "" {
+			status = strconv.Itoa(r.Code)
+		}
+		metrics.Refusals.WithLabelValues(s.info.Mode.String(), metrics.Label(status)).Inc()
 	}
 	s.out = r.AppendTo(s.out)
 }

@@ -44,7 +44,21 @@ type Store interface {
 	MTASTSPolicies
 	SharedSecrets
 	Tallies
+	// Usage says how much the store holds, for metrics and status.
+	Usage(ctx context.Context) (Usage, error)
 	Close() error
+}
+
+// Usage is how much a store holds.
+type Usage struct {
+	Users int64 `json:"users"`
+	// MailboxBytes is the size of the messages in users' mailboxes, as
+	// their quotas count it.
+	MailboxBytes int64 `json:"mailbox_bytes"`
+	// DatabaseBytes is the space everything the store keeps takes: the
+	// embedded store's files (database, write-ahead log, large bodies),
+	// or the PostgreSQL database's size.
+	DatabaseBytes int64 `json:"database_bytes"`
 }
 
 // Suppression is an address that failed for good: outbound mail to it is
@@ -360,6 +374,9 @@ type QueueEntry struct {
 type QueueStats struct {
 	Pending, Deferred, Delivered, Failed int
 	Held, Sending, Total                 int
+	// Oldest is when the oldest entry still to be delivered (pending or
+	// deferred) was queued; zero when there is none.
+	Oldest time.Time
 }
 
 // QueueResult is the outcome of one delivery attempt for one entry.

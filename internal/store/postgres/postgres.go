@@ -200,3 +200,15 @@ func timeOrZero(sec int64) time.Time {
 	}
 	return time.Unix(sec, 0)
 }
+
+// Usage counts the users and their mailboxes' bytes, and asks the size of
+// the database (tables, indexes, TOAST: bodies included).
+func (s *Store) Usage(ctx context.Context) (store.Usage, error) {
+	var u store.Usage
+	err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM users), (SELECT coalesce(sum(used_bytes), 0)::bigint FROM users),
+		pg_database_size(current_database())`).Scan(&u.Users, &u.MailboxBytes, &u.DatabaseBytes)
+	if err != nil {
+		return u, fmt.Errorf("%w: usage: %w", store.ErrStorage, err)
+	}
+	return u, nil
+}

@@ -106,12 +106,17 @@ func (s *Store) QueueEntries(ctx context.Context, queueID string) ([]store.Queue
 // QueueStats counts the entries.
 func (s *Store) QueueStats(ctx context.Context) (store.QueueStats, error) {
 	var st store.QueueStats
+	var oldest *int64
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'deferred'),
 		count(*) FILTER (WHERE state = 'delivered'), count(*) FILTER (WHERE state = 'failed'),
-		count(*) FILTER (WHERE held), count(*) FILTER (WHERE active), count(*) FROM queue`).
-		Scan(&st.Pending, &st.Deferred, &st.Delivered, &st.Failed, &st.Held, &st.Sending, &st.Total)
+		count(*) FILTER (WHERE held), count(*) FILTER (WHERE active), count(*),
+		min(created) FILTER (WHERE state IN ('pending', 'deferred')) FROM queue`).
+		Scan(&st.Pending, &st.Deferred, &st.Delivered, &st.Failed, &st.Held, &st.Sending, &st.Total, &oldest)
 	if err != nil {
 		return st, fmt.Errorf("%w: queue stats: %w", store.ErrStorage, err)
+	}
+	if oldest != nil {
+		st.Oldest = time.Unix(0, *oldest)
 	}
 	return st, nil
 }

@@ -157,16 +157,21 @@ func (s *Store) QueueEntries(ctx context.Context, queueID string) ([]store.Queue
 // join, nothing decoded), so that it stays cheap on a large queue.
 func (s *Store) QueueStats(ctx context.Context) (store.QueueStats, error) {
 	var st store.QueueStats
-	err := s.queryRow(ctx, sqlQueueStats).Scan(&st.Pending, &st.Deferred, &st.Delivered, &st.Failed, &st.Held, &st.Sending, &st.Total)
+	var oldest sql.NullInt64
+	err := s.queryRow(ctx, sqlQueueStats).Scan(&st.Pending, &st.Deferred, &st.Delivered, &st.Failed, &st.Held, &st.Sending, &st.Total, &oldest)
 	if err != nil {
 		return st, storageErr("queue stats", err)
+	}
+	if oldest.Valid {
+		st.Oldest = time.Unix(0, oldest.Int64)
 	}
 	return st, nil
 }
 
 const sqlQueueStats = `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'deferred'),
 	count(*) FILTER (WHERE state = 'delivered'), count(*) FILTER (WHERE state = 'failed'),
-	count(*) FILTER (WHERE held <> 0), count(*) FILTER (WHERE active <> 0), count(*) FROM queue`
+	count(*) FILTER (WHERE held <> 0), count(*) FILTER (WHERE active <> 0), count(*),
+	min(created) FILTER (WHERE state IN ('pending', 'deferred')) FROM queue`
 
 // sqlEntriesOf finds one message's entries through its indexes. (One
 // statement for both cases, `WHERE ? = ” OR m.queue_id = ?`, made SQLite

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -487,4 +488,33 @@ func storageErr(op string, err error) error {
 // isUniqueViolation reports whether err is a UNIQUE or PRIMARY KEY conflict.
 func isUniqueViolation(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// Usage counts the users and their mailboxes' bytes, and sizes the
+// database file, its write-ahead log and the large bodies' files.
+func (s *Store) Usage(ctx context.Context) (store.Usage, error) {
+	var u store.Usage
+	var pages, pageSize int64
+	err := s.queryRow(ctx, `SELECT (SELECT count(*) FROM users), (SELECT coalesce(sum(used_bytes), 0) FROM users),
+		(SELECT page_count FROM pragma_page_count()), (SELECT page_size FROM pragma_page_size())`).Scan(&u.Users, &u.MailboxBytes, &pages, &pageSize)
+	if err != nil {
+		return u, storageErr("usage", err)
+	}
+	u.DatabaseBytes = pages * pageSize
+	if fi, err := os.Lstat(filepath.Join(s.dir, "mailroom.db-wal")); err == nil {
+		u.DatabaseBytes += fi.Size()
+	}
+	err = filepath.WalkDir(filepath.Join(s.dir, "blobs"), func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if fi, err := d.Info(); err == nil {
+			u.DatabaseBytes += fi.Size()
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return u, storageErr("usage", err)
+	}
+	return u, nil
 }

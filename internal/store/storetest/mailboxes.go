@@ -17,7 +17,7 @@ func acceptTests() []test {
 	return []test{
 		{"one message to two users lands in each INBOX under UID 1", testAcceptTwoUsers},
 		{"UIDs and MODSEQs ascend in each mailbox independently", testUIDsAscend},
-		{"UsedBytes grows by the size of each copy", testUsedBytes},
+		{"UsedBytes grows by the size of each copy; Usage adds them up", testUsedBytes},
 		{"a copy over its quota fails with a QuotaError and leaves nothing", testAcceptOverQuota},
 		{"a message to a missing user or mailbox fails with ErrNotFound and leaves nothing", testAcceptMissingTarget},
 		{"a body above the inline limit round-trips byte for byte", testBigBody},
@@ -147,6 +147,10 @@ func testUIDsAscend(t *testing.T, s store.Store) {
 }
 
 func testUsedBytes(t *testing.T, s store.Store) {
+	before, err := s.Usage(t.Context())
+	if err != nil || before.Users != 0 || before.MailboxBytes != 0 {
+		t.Fatalf("Usage of an empty store = %+v, %v", before, err)
+	}
 	alice := addUser(t, s, "alice@a.example")
 	bob := addUser(t, s, "bob@a.example")
 	var want int64
@@ -164,6 +168,13 @@ func testUsedBytes(t *testing.T, s store.Store) {
 	}
 	if sum != want {
 		t.Errorf("the sizes listed add up to %d, want UsedBytes %d", sum, want)
+	}
+	// Usage: two users, each with every message; the database holds at
+	// least the large body (once) beyond what it held before.
+	u, err := s.Usage(t.Context())
+	total := want + user(t, s, bob.Address).UsedBytes
+	if err != nil || u.Users != 2 || u.MailboxBytes != total || u.DatabaseBytes < before.DatabaseBytes+int64(len(bigBody())) {
+		t.Errorf("Usage = %+v, %v; want 2 users, %d mailbox bytes, and at least %d database bytes", u, err, total, before.DatabaseBytes+int64(len(bigBody())))
 	}
 }
 

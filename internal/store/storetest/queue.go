@@ -30,6 +30,8 @@ func testQueueStats(t *testing.T, s store.Store) {
 	a := queuedMessage(textBody("a"), "a@remote.example", "b@remote.example", "c@remote.example")
 	b := queuedMessage(textBody("b"), "d@remote.example")
 	b.QueueID = a.QueueID + "b"
+	a.Received = time.Now().Add(-2 * time.Hour).Truncate(time.Millisecond)
+	b.Received = time.Now().Add(-time.Hour)
 	accept(t, s, a)
 	accept(t, s, b)
 	if _, err := s.SetHeld(ctx, b.QueueID, true); err != nil {
@@ -52,9 +54,21 @@ func testQueueStats(t *testing.T, s store.Store) {
 	}
 	// c: claimed, still pending; d: pending and held; a: delivered, kept
 	// while its message has entries waiting; b: deferred.
-	want := store.QueueStats{Pending: 2, Deferred: 1, Delivered: 1, Held: 1, Sending: 1, Total: 4}
+	// The oldest waiting entries are a's (b and c).
+	want := store.QueueStats{Pending: 2, Deferred: 1, Delivered: 1, Held: 1, Sending: 1, Total: 4, Oldest: a.Received}
 	if n, err := s.QueueStats(ctx); err != nil || n != want {
 		t.Errorf("QueueStats = %+v, %v; want %+v", n, err, want)
+	}
+	// Once a's entries are done, the oldest is b's.
+	err = s.RecordResults(ctx, []store.QueueResult{
+		{ID: byAddr["b@remote.example"], State: store.StateFailed, Error: "550 no"},
+		{ID: byAddr["c@remote.example"], State: store.StateDelivered},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.QueueStats(ctx); err != nil || !n.Oldest.Equal(b.Received) {
+		t.Errorf("QueueStats.Oldest = %v, %v; want %v", n.Oldest, err, b.Received)
 	}
 }
 
