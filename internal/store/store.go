@@ -44,6 +44,7 @@ type Store interface {
 	MTASTSPolicies
 	SharedSecrets
 	Tallies
+	Events
 	// Usage says how much the store holds, for metrics and status.
 	Usage(ctx context.Context) (Usage, error)
 	Close() error
@@ -259,6 +260,11 @@ type Message struct {
 	// what SEARCH reads), computed once at delivery by the caller and opaque
 	// to the store; nil when there is none.
 	Summary []byte
+	// Log, when set, enters the message in the message log, and Events
+	// are recorded with it (accepted for each remote recipient, received
+	// for the local ones), in the transaction that accepts it.
+	Log    *LoggedMessage
+	Events []Event
 }
 
 // MessageInfo describes one message in a mailbox.
@@ -386,6 +392,8 @@ type QueueResult struct {
 	NextAttempt time.Time // for StateDeferred
 	Error       string    // the reply or failure, for the record and the DSN
 	Warned      bool      // a delay warning was sent now
+	// Event, when set, is recorded with the result, in its transaction.
+	Event *Event
 }
 
 // Queue is the durable outbound queue. Entries are added by Accept

@@ -50,7 +50,8 @@ func cols(spec ...any) []Column {
 
 // Tables are the logical tables, each after those it refers to.
 // "sequences" holds each identity's next value (users, mailboxes,
-// messages, queue, dkim_keys, dmarc_reports, mailbox_snapshots' saved).
+// messages, queue, dkim_keys, dmarc_reports, mailbox_snapshots' saved,
+// events).
 var Tables = []Table{
 	{"domains", 1, cols("name", KindText, "catch_all", KindText, "created", KindInt)},
 	{"users", 1, cols("id", KindInt, "address", KindText, "domain", KindText, "password_hash", KindText,
@@ -79,12 +80,18 @@ var Tables = []Table{
 	{"queue", 1, cols("id", KindInt, "message_id", KindInt, "address", KindText, "domain", KindText,
 		"notify", KindText, "orcpt", KindText, "state", KindText, "attempts", KindInt, "next_attempt", KindInt,
 		"last_error", KindText, "held", KindBool, "warned", KindBool, "active", KindBool, "created", KindInt)},
+	{"message_log", 1, cols("queue_id", KindText, "created", KindInt, "direction", KindText, "sent_by", KindText, "domain", KindText,
+		"sender", KindText, "from_hdr", KindText, "subject", KindText, "message_id", KindText, "size", KindInt, "recipients", KindJSON,
+		"stream", KindText, "tags", KindJSON, "metadata", KindJSON, "status", KindText)},
+	{"events", 1, cols("id", KindInt, "time", KindInt, "kind", KindText, "queue_id", KindText, "recipient", KindText, "domain", KindText,
+		"detail", KindText, "remote", KindText, "class", KindText, "attempt", KindInt, "counted", KindBool)},
+	{"event_counts", 4, cols("minute", KindInt, "domain", KindText, "tag", KindText, "kind", KindText, "count", KindInt)},
 	{"report_tallies", 4, cols("kind", KindText, "period", KindInt, "domain", KindText, "key", KindText, "count", KindInt)},
 	{"sequences", 1, cols("name", KindText, "next", KindInt)},
 }
 
 // Sequences are the identities "sequences" rows name.
-var Sequences = []string{"users", "mailboxes", "messages", "queue", "dkim_keys", "dmarc_reports", "mailbox_snapshots"}
+var Sequences = []string{"users", "mailboxes", "messages", "queue", "dkim_keys", "dmarc_reports", "mailbox_snapshots", "events"}
 
 // TableNamed returns the Table of that name.
 func TableNamed(name string) (Table, bool) {

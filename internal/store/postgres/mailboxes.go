@@ -66,7 +66,10 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 				return err
 			}
 		}
-		return nil
+		if m.Log != nil {
+			return insertLog(ctx, tx, m.Log, received, m.Events)
+		}
+		return insertEvents(ctx, tx, m.Events, received)
 	}
 	if len(first) <= chunkSize {
 		err = s.retry(ctx, pgx.ReadCommitted, accept)

@@ -140,6 +140,11 @@ func (s *Store) RecordResults(ctx context.Context, results []store.QueueResult) 
 			if r.State == store.StateDelivered || r.State == store.StateFailed {
 				msgIDs = append(msgIDs, msgID)
 			}
+			if r.Event != nil {
+				if err := insertEvents(ctx, tx, []store.Event{*r.Event}, time.Now()); err != nil {
+					return err
+				}
+			}
 		}
 		return deleteUnreferenced(ctx, tx, msgIDs)
 	})

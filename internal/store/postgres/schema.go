@@ -260,6 +260,55 @@ CREATE TABLE login_failures (
 );
 CREATE INDEX login_failures_bucket ON login_failures(bucket);
 `},
+	// The message log and what happened to each message (store.Events),
+	// and the events counted per minute, domain, tag ('' for all) and kind.
+	{1, `
+CREATE TABLE message_log (
+	queue_id   text PRIMARY KEY,
+	created    bigint NOT NULL,
+	direction  text NOT NULL,
+	sent_by    text NOT NULL DEFAULT '',
+	domain     text NOT NULL,
+	sender     text NOT NULL DEFAULT '',
+	from_hdr   text NOT NULL DEFAULT '',
+	subject    text NOT NULL DEFAULT '',
+	message_id text NOT NULL DEFAULT '',
+	size       bigint NOT NULL DEFAULT 0,
+	recipients jsonb NOT NULL DEFAULT '[]',
+	stream     text NOT NULL DEFAULT '',
+	tags       jsonb NOT NULL DEFAULT '[]',
+	metadata   jsonb NOT NULL DEFAULT '{}',
+	status     text NOT NULL DEFAULT ''
+);
+CREATE INDEX message_log_created ON message_log(created);
+CREATE INDEX message_log_domain ON message_log(domain, created);
+CREATE INDEX message_log_sender ON message_log(sender, created);
+CREATE TABLE events (
+	id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	time      bigint NOT NULL,
+	kind      text NOT NULL,
+	queue_id  text NOT NULL DEFAULT '',
+	recipient text NOT NULL DEFAULT '',
+	domain    text NOT NULL DEFAULT '',
+	detail    text NOT NULL DEFAULT '',
+	remote    text NOT NULL DEFAULT '',
+	class     text NOT NULL DEFAULT '',
+	attempt   integer NOT NULL DEFAULT 0,
+	counted   boolean NOT NULL DEFAULT false
+);
+CREATE INDEX events_queue_id ON events(queue_id, id);
+CREATE INDEX events_recipient ON events(recipient, id);
+CREATE INDEX events_time ON events(time);
+CREATE INDEX events_uncounted ON events(id) WHERE NOT counted;
+CREATE TABLE event_counts (
+	minute bigint NOT NULL,
+	domain text NOT NULL,
+	tag    text NOT NULL,
+	kind   text NOT NULL,
+	count  bigint NOT NULL,
+	PRIMARY KEY (minute, domain, tag, kind)
+);
+`},
 }
 
 // migrateLock is the advisory lock nodes take to migrate one at a time.

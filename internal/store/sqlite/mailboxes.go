@@ -68,7 +68,12 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 				return err
 			}
 		}
-		return nil
+		if m.Log != nil {
+			if err := insertLog(tx, m.Log, received, store.Status(m.Events)); err != nil {
+				return err
+			}
+		}
+		return insertEvents(tx, m.Events, received, m.Log != nil)
 	})
 	if err != nil {
 		if file != "" {

@@ -196,6 +196,11 @@ func (s *Store) RecordResults(ctx context.Context, results []store.QueueResult) 
 			if r.State == store.StateDelivered || r.State == store.StateFailed {
 				msgIDs = append(msgIDs, msgID)
 			}
+			if r.Event != nil {
+				if err := insertEvents(tx, []store.Event{*r.Event}, time.Now(), false); err != nil {
+					return err
+				}
+			}
 		}
 		var err error
 		files, err = deleteUnreferenced(tx, msgIDs)

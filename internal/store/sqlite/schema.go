@@ -297,4 +297,53 @@ CREATE TABLE report_tallies (
 	PRIMARY KEY (kind, period, domain, key)
 ) WITHOUT ROWID;
 `,
+	`
+-- The message log and what happened to each message (store.Events), and
+-- the events counted per minute, domain, tag ('' for all) and kind.
+CREATE TABLE message_log (
+	queue_id   TEXT PRIMARY KEY,
+	created    INTEGER NOT NULL,
+	direction  TEXT NOT NULL,
+	sent_by    TEXT NOT NULL DEFAULT '',
+	domain     TEXT NOT NULL,
+	sender     TEXT NOT NULL DEFAULT '',
+	from_hdr   TEXT NOT NULL DEFAULT '',
+	subject    TEXT NOT NULL DEFAULT '',
+	message_id TEXT NOT NULL DEFAULT '',
+	size       INTEGER NOT NULL DEFAULT 0,
+	recipients TEXT NOT NULL DEFAULT '[]',
+	stream     TEXT NOT NULL DEFAULT '',
+	tags       TEXT NOT NULL DEFAULT '[]',
+	metadata   TEXT NOT NULL DEFAULT '{}',
+	status     TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE INDEX message_log_created ON message_log(created);
+CREATE INDEX message_log_domain ON message_log(domain, created);
+CREATE INDEX message_log_sender ON message_log(sender, created);
+CREATE TABLE events (
+	id        INTEGER PRIMARY KEY,
+	time      INTEGER NOT NULL,
+	kind      TEXT NOT NULL,
+	queue_id  TEXT NOT NULL DEFAULT '',
+	recipient TEXT NOT NULL DEFAULT '',
+	domain    TEXT NOT NULL DEFAULT '',
+	detail    TEXT NOT NULL DEFAULT '',
+	remote    TEXT NOT NULL DEFAULT '',
+	class     TEXT NOT NULL DEFAULT '',
+	attempt   INTEGER NOT NULL DEFAULT 0,
+	counted   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX events_queue_id ON events(queue_id, id);
+CREATE INDEX events_recipient ON events(recipient, id);
+CREATE INDEX events_time ON events(time);
+CREATE INDEX events_uncounted ON events(id) WHERE counted = 0;
+CREATE TABLE event_counts (
+	minute INTEGER NOT NULL,
+	domain TEXT NOT NULL,
+	tag    TEXT NOT NULL,
+	kind   TEXT NOT NULL,
+	count  INTEGER NOT NULL,
+	PRIMARY KEY (minute, domain, tag, kind)
+) WITHOUT ROWID;
+`,
 }

@@ -26,7 +26,8 @@ var exportSelect = map[string]struct{ list, from string }{
 		UNION ALL SELECT name, next FROM sequences WHERE name IN ('mailboxes', 'messages', 'queue')
 		UNION ALL SELECT 'dkim_keys', max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'dkim_keys'), 0), coalesce(max(id), 0)) + 1 FROM dkim_keys
 		UNION ALL SELECT 'dmarc_reports', max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'dmarc_reports'), 0), coalesce(max(id), 0)) + 1 FROM dmarc_reports
-		UNION ALL SELECT 'mailbox_snapshots', coalesce(max(saved), 0) + 1 FROM mailbox_snapshots)`},
+		UNION ALL SELECT 'mailbox_snapshots', coalesce(max(saved), 0) + 1 FROM mailbox_snapshots
+		UNION ALL SELECT 'events', coalesce(max(id), 0) + 1 FROM events)`},
 }
 
 // from is what the table's rows are read from.

@@ -18,6 +18,8 @@ var hotStatements = []string{
 	sqlInsertMessage, sqlInsertSummary, sqlMailbox, sqlSetMailbox, sqlInsertCopy, sqlUsed, sqlSetUsed, sqlEnqueue, sqlSequence, sqlSetSequence,
 	// and the queue's, per message delivered
 	sqlClaim, sqlRecordResult, sqlMessageUsed, sqlDeleteEntries, sqlDeleteMessage,
+	// and the events', per message and per result
+	sqlInsertLog, sqlInsertEvent, sqlSetStatus,
 	// and STORE's, per message changed
 	sqlFlagsOf, sqlSetFlags,
 }

@@ -91,6 +91,10 @@ func filled(t *testing.T) *sqlite.Store {
 			Local:        []store.LocalTarget{{UserID: alice.ID, Mailbox: store.Inbox, Prefix: []byte("Return-Path: <sender@remote.test>\r\n")}},
 			Remote:       []store.QueuedRecipient{{Address: "x@remote.test", Domain: "remote.test", Notify: []string{"FAILURE"}, ORcpt: "rfc822;x@remote.test"}},
 			From:         "sender@remote.test", Subject: fmt.Sprint(i), Summary: []byte{byte(i)}}
+		m.Log = &store.LoggedMessage{QueueID: m.QueueID, Direction: store.Inbound, Domain: "example.test", Sender: "sender@remote.test", Subject: fmt.Sprint(i),
+			Recipients: []string{"alice@example.test", "x@remote.test"}, Tags: []string{"t"}, Metadata: map[string]string{"k": "v"}}
+		m.Events = []store.Event{{Kind: store.EventReceived, QueueID: m.QueueID, Recipient: "alice@example.test", Domain: "example.test"},
+			{Kind: store.EventAccepted, QueueID: m.QueueID, Recipient: "x@remote.test", Domain: "example.test"}}
 		must(s.Accept(ctx, m))
 	}
 	_, err = s.SetFlags(ctx, alice.ID, store.Inbox, store.FlagChange{UIDs: []uint32{1, 2}, Op: store.FlagsAdd, Flags: []string{`\Seen`, "$Label1"}})
@@ -106,6 +110,8 @@ func filled(t *testing.T) *sqlite.Store {
 	must(err)
 	must(s.SaveSnapshot(ctx, alice.ID, store.Snapshot{MailboxID: st.ID, ModSeq: st.HighestModSeq, Data: []byte("snapshot")}))
 	_, err = s.SetHeld(ctx, "Q1", true)
+	must(err)
+	_, err = s.CountEvents(ctx, 2) // some counted, some not
 	must(err)
 	return s
 }
