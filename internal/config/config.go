@@ -38,6 +38,7 @@ type Config struct {
 	IMAP       IMAP       `toml:"imap"`
 	POP3       POP3       `toml:"pop3"`
 	HTTP       HTTP       `toml:"http"`
+	Events     Events     `toml:"events"`
 	TLS        TLS        `toml:"tls"`
 	Mailbox    Mailbox    `toml:"mailbox"`
 	MTASTS     MTASTS     `toml:"mta_sts"`
@@ -203,6 +204,13 @@ type HTTP struct {
 	// need. Over either, a connection is closed at once.
 	MaxConnections          int `toml:"max_connections"`
 	MaxConnectionsPerClient int `toml:"max_connections_per_client"`
+}
+
+// Events configures the message log and its events.
+type Events struct {
+	// Keep is how long events, the message log and their counts are kept;
+	// "0s" keeps them for ever.
+	Keep Duration `toml:"keep"`
 }
 
 // TLS configures certificates for STARTTLS.
@@ -412,9 +420,10 @@ func Default() *Config {
 			DMARC:                   "enforce",
 			ARCTrustedSealers:       []string{},
 		},
-		IMAP: IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
-		POP3: POP3{MaxConnections: 1000, MaxConnectionsPerClient: 10},
-		HTTP: HTTP{MaxConnections: 1000, MaxConnectionsPerClient: 50},
+		IMAP:   IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
+		POP3:   POP3{MaxConnections: 1000, MaxConnectionsPerClient: 10},
+		HTTP:   HTTP{MaxConnections: 1000, MaxConnectionsPerClient: 50},
+		Events: Events{Keep: Duration(30 * 24 * time.Hour)},
 		Submission: Submission{MaxConnections: 500, MaxConnectionsPerClient: 20,
 			MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
 		TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second), HandshakeTimeout: Duration(10 * time.Second),
@@ -616,6 +625,7 @@ func (c *Config) validate() error {
 		{c.IMAP.MaxConnectionsPerClient >= 1, "imap.max_connections_per_client: must be at least 1"},
 		{c.POP3.MaxConnections >= 1, "pop3.max_connections: must be at least 1"},
 		{c.POP3.MaxConnectionsPerClient >= 1, "pop3.max_connections_per_client: must be at least 1"},
+		{c.Events.Keep >= 0, "events.keep: must not be negative (\"0s\" keeps events for ever)"},
 		{c.HTTP.MaxConnections >= 1, "http.max_connections: must be at least 1"},
 		{c.HTTP.MaxConnectionsPerClient >= 1, "http.max_connections_per_client: must be at least 1"},
 		{c.Clients.IPv4Prefix >= 8 && c.Clients.IPv4Prefix <= 32, "clients.ipv4_prefix: must be from 8 to 32 (32: one address)"},

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"mailroom/internal/certs"
 	"mailroom/internal/config"
 	"mailroom/internal/dns"
+	"mailroom/internal/events"
 	"mailroom/internal/inbound"
 	"mailroom/internal/listener"
 	"mailroom/internal/sendlimit"
@@ -142,6 +144,14 @@ func Run(ctx context.Context, opts Options) error {
 		close(indexDone)
 	}()
 	defer func() { cancel(); <-indexDone }()
+	eventsKeep := new(atomic.Int64)
+	eventsKeep.Store(int64(cfg.Events.Keep.D()))
+	eventsDone := make(chan struct{})
+	go func() {
+		events.New(st, func() time.Duration { return time.Duration(eventsKeep.Load()) }, log).Run(ctx)
+		close(eventsDone)
+	}()
+	defer func() { cancel(); <-eventsDone }()
 	srv := smtpserver.New(smtpCfg, backend, logins, log)
 
 	listeners, err := listen(cfg)
@@ -182,7 +192,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	printBanner(opts.Stdout, cfg, listeners, access.bound, &cs, dev)
 
-	rt := &running{srv: srv, services: services, access: access, store: st, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log}
+	rt := &running{srv: srv, services: services, access: access, store: st, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log, eventsKeep: eventsKeep}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)

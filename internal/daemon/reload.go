@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sync/atomic"
 
 	"mailroom/internal/auth"
 	"mailroom/internal/certs"
@@ -29,6 +30,8 @@ type running struct {
 	spoolDir string
 	level    *slog.LevelVar
 	log      *slog.Logger
+	// eventsKeep is [events] keep, read by the events keeper at each sweep.
+	eventsKeep *atomic.Int64
 }
 
 // restartOnly lists the settings a running server cannot take, each by its
@@ -42,6 +45,7 @@ var restartOnly = []struct {
 	{"store.url", func(c *config.Config) any { return &c.Store.URL }},
 	{"listen", func(c *config.Config) any { return &c.Listen }},
 	{"dns", func(c *config.Config) any { return &c.DNS }},
+	{"http", func(c *config.Config) any { return &c.HTTP }},
 	{"tls.acme", func(c *config.Config) any { return &c.TLS.ACME }},
 	{"tls.self_signed", func(c *config.Config) any { return &c.TLS.SelfSigned }},
 	{"tls.reload_interval", func(c *config.Config) any { return &c.TLS.ReloadInterval }},
@@ -114,6 +118,7 @@ func (rt *running) reload(opts Options, old *config.Config) *config.Config {
 	storeopen.Apply(rt.store, cfg)
 	rt.logins.SetPolicy(authPolicy(cfg))
 	rt.logins.SetCacheTime(cfg.Auth.LoginCacheTime.D())
+	rt.eventsKeep.Store(int64(cfg.Events.Keep.D()))
 	if err := rt.relay.apply(cfg); err != nil { // checked above: cannot fail now but for a file that changed since
 		rt.log.Error("SIGHUP: [outbound] not reloaded, keeping the running one", "err", err)
 	}

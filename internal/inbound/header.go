@@ -20,6 +20,7 @@ type headerInfo struct {
 	Froms        int  // number of From fields
 	Complete     bool // the end of the header section was reached
 	HasMessageID bool
+	MessageID    string // its value on the field's first line, for the message log (up to 256 octets)
 	HasDate      bool
 	TLSOptional  bool // "TLS-Required: No" (RFC 8689 5)
 	Lines        int  // of the header section, continuation lines too
@@ -96,6 +97,9 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 				h.Received++
 			case "message-id":
 				h.HasMessageID = true
+				if h.MessageID == "" {
+					h.MessageID = strings.TrimSpace(v)[:min(len(strings.TrimSpace(v)), 256)]
+				}
 			case "date":
 				h.HasDate = true
 			case "tls-required":

@@ -148,6 +148,12 @@ func (b *Backend) Rcpt(ctx context.Context, s *smtpserver.SessionInfo, env *smtp
 			return nil, tempFailure(err)
 		}
 		if suppressed {
+			// On record, for the sender's statistics and timeline; a
+			// failure to record does not change the answer.
+			ev := store.Event{Kind: store.EventSuppressed, Recipient: to.String(), Domain: strings.ToLower(env.From.Domain), Detail: sup.Reason}
+			if err := b.store.AddEvents(ctx, []store.Event{ev}); err != nil {
+				b.log.Warn("recording a suppressed recipient's event", "to", to.String(), "err", err)
+			}
 			return nil, smtp.Errorf(550, "5.1.1", "<%s> bounced on %s (%s) and is not tried again until %s; an administrator can lift this with 'mailroom suppression del'",
 				to, sup.Created.UTC().Format(time.DateOnly), truncateRunes(sup.Reason, 80), sup.Until.UTC().Format(time.DateOnly))
 		}
@@ -344,6 +350,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	if len(m.Local) > 0 {
 		m.Summary = b.summary(msg, top)
 	}
+	m.Log, m.Events = logEntry(s, env, hdr, m, b.trusted(s), cfg.Hostname)
 	onlyForwarded := len(m.Local)+len(m.Remote) == 0
 	if onlyForwarded && from.reject {
 		return smtp.Errorf(550, "5.7.1", "Refused: the domain of the From address publishes a DMARC policy that rejects mail failing SPF and DKIM, and this message, which would be forwarded, fails both")

@@ -484,6 +484,7 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted
 		if res.State == store.StateFailed {
 			failed = append(failed, Notice{Entry: e, Result: o, Action: dsn.Failed})
 		}
+		res.Event = resultEvent(e, res, o, now)
 		results[i] = res
 		metrics.Deliveries.WithLabelValues(res.State, dest).Inc()
 		if res.State != store.StateDeferred {
@@ -507,6 +508,49 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted
 		r.log.Error("queue: recording results (the attempt will be repeated)", "queue_id", first.QueueID, "err", err)
 	}
 	return retry
+}
+
+// resultEvent is the event an attempt's result records: delivered with
+// the next hop's reply, deferred with the reason, bounced (hard when the
+// address is at fault, else soft) or expired.
+func resultEvent(e store.QueueEntry, res store.QueueResult, o delivery.Outcome, now time.Time) *store.Event {
+	ev := &store.Event{Time: now, QueueID: e.QueueID, Recipient: e.Recipient.Address, Domain: senderDomain(e.MailFrom),
+		Detail: o.Detail, Remote: o.RemoteMTA, Attempt: e.Attempts + 1}
+	switch {
+	case res.State == store.StateDelivered:
+		ev.Kind = store.EventDelivered
+	case res.State == store.StateDeferred:
+		ev.Kind = store.EventDeferred
+	case !o.Permanent:
+		ev.Kind, ev.Class = store.EventExpired, "soft"
+	default:
+		ev.Kind, ev.Class = store.EventBounced, BounceClass(o.Detail)
+	}
+	return ev
+}
+
+// BounceClass classifies a permanent failure by its enhanced status code
+// (RFC 3463): "hard" when the address is at fault (5.1.x: no such
+// mailbox, no such domain, bad syntax; 5.2.1: the mailbox is disabled), and
+// sending to it again would fail again; "soft" otherwise (policy, content,
+// size, a full mailbox, the network).
+func BounceClass(detail string) string {
+	code := detail
+	if len(code) > 4 && code[3] == ' ' && code[0] >= '0' && code[0] <= '9' {
+		code = code[4:] // "550 5.1.1 ..."
+	}
+	code, _, _ = strings.Cut(code, " ")
+	if strings.HasPrefix(code, "5.1.") || code == "5.2.1" {
+		return "hard"
+	}
+	return "soft"
+}
+
+// senderDomain is the domain of an envelope sender, lower case; "" for the
+// null sender.
+func senderDomain(mailFrom string) string {
+	_, d, _ := strings.Cut(mailFrom, "@")
+	return strings.ToLower(d)
 }
 
 // backoff is the wait after attempt n, with ±10% jitter so that a burst
