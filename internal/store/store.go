@@ -45,6 +45,7 @@ type Store interface {
 	SharedSecrets
 	Tallies
 	Events
+	APIKeys
 	// Usage says how much the store holds, for metrics and status.
 	Usage(ctx context.Context) (Usage, error)
 	Close() error

@@ -63,6 +63,8 @@ var Tables = []Table{
 	{"subscriptions", 2, cols("user_id", KindInt, "name", KindText)},
 	{"app_passwords", 2, cols("user_id", KindInt, "name", KindText, "hash", KindText, "created", KindInt, "last_used", KindInt)},
 	{"sender_grants", 2, cols("user_id", KindInt, "pattern", KindText, "created", KindInt)},
+	{"api_keys", 1, cols("id", KindText, "hash", KindText, "name", KindText, "owner", KindText, "scopes", KindText,
+		"rate", KindInt, "created", KindInt, "last_used", KindInt)},
 	{"suppressions", 1, cols("address", KindText, "reason", KindText, "created", KindInt, "until", KindInt)},
 	{"dkim_keys", 1, cols("id", KindInt, "domain", KindText, "selector", KindText, "algorithm", KindText,
 		"private_key", KindBytes, "created", KindInt, "sign_from", KindInt, "retire_at", KindInt)},

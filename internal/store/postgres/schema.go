@@ -309,6 +309,30 @@ CREATE TABLE event_counts (
 	PRIMARY KEY (minute, domain, tag, kind)
 );
 `},
+	// Keys of the HTTP API (store.APIKeys): the SHA-256 of each token, and
+	// the requests made with an Idempotency-Key (status 0 while under way).
+	{1, `
+CREATE TABLE api_keys (
+	id        text PRIMARY KEY,
+	hash      text NOT NULL UNIQUE,
+	name      text NOT NULL,
+	owner     text NOT NULL,
+	scopes    text NOT NULL,
+	rate      integer NOT NULL DEFAULT 0,
+	created   bigint NOT NULL,
+	last_used bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE idempotency_keys (
+	key_id   text NOT NULL,
+	key      text NOT NULL,
+	request  text NOT NULL,
+	status   integer NOT NULL DEFAULT 0,
+	response bytea NOT NULL DEFAULT '',
+	created  bigint NOT NULL,
+	PRIMARY KEY (key_id, key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys(created);
+`},
 }
 
 // migrateLock is the advisory lock nodes take to migrate one at a time.

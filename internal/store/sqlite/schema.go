@@ -346,4 +346,28 @@ CREATE TABLE event_counts (
 	PRIMARY KEY (minute, domain, tag, kind)
 ) WITHOUT ROWID;
 `,
+	`
+-- Keys of the HTTP API (store.APIKeys): the SHA-256 of each token, and the
+-- requests made with an Idempotency-Key (status 0 while under way).
+CREATE TABLE api_keys (
+	id        TEXT PRIMARY KEY,
+	hash      TEXT NOT NULL UNIQUE,
+	name      TEXT NOT NULL,
+	owner     TEXT NOT NULL,
+	scopes    TEXT NOT NULL,
+	rate      INTEGER NOT NULL DEFAULT 0,
+	created   INTEGER NOT NULL,
+	last_used INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE idempotency_keys (
+	key_id   TEXT NOT NULL,
+	key      TEXT NOT NULL,
+	request  TEXT NOT NULL,
+	status   INTEGER NOT NULL DEFAULT 0,
+	response BLOB NOT NULL DEFAULT x'',
+	created  INTEGER NOT NULL,
+	PRIMARY KEY (key_id, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_created ON idempotency_keys(created);
+`,
 }

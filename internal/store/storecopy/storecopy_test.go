@@ -76,6 +76,7 @@ func filled(t *testing.T) *sqlite.Store {
 	must(s.AddAlias(ctx, store.Alias{Address: "team@example.test", Targets: []string{"alice@example.test", "bob@example.test"}, Created: now}))
 	must(s.AddAppPassword(ctx, "alice@example.test", "phone", "c0ffee"))
 	must(s.AddSenderGrant(ctx, "alice@example.test", "@example.test"))
+	must(s.AddAPIKey(ctx, store.APIKey{ID: "k1", Name: "shop", Owner: "@example.test", Scopes: []string{"send", "read"}, RatePerMinute: 600, Created: now}, "beef"))
 	must(s.Suppress(ctx, store.Suppression{Address: "gone@remote.test", Reason: "550 5.1.1 no such user", Created: now, Until: now.Add(time.Hour)}))
 	must(s.AddDKIMKey(ctx, store.DKIMKey{Domain: "example.test", Selector: "s1", Algorithm: store.DKIMEd25519, PrivateKey: []byte{1, 2, 3}, Created: now, SignFrom: now}))
 	must(s.AddDMARCReport(ctx, store.DMARCReport{Received: now, Org: "big.test", Email: "r@big.test", ReportID: "42", Begin: now, End: now.Add(time.Hour), Domain: "example.test", Policy: "reject",
