@@ -204,6 +204,9 @@ type HTTP struct {
 	// need. Over either, a connection is closed at once.
 	MaxConnections          int `toml:"max_connections"`
 	MaxConnectionsPerClient int `toml:"max_connections_per_client"`
+	// APIRatePerMinute bounds the requests of an API key that sets no
+	// rate of its own.
+	APIRatePerMinute int `toml:"api_rate_per_minute"`
 }
 
 // Events configures the message log and its events.
@@ -626,6 +629,7 @@ func (c *Config) validate() error {
 		{c.POP3.MaxConnections >= 1, "pop3.max_connections: must be at least 1"},
 		{c.POP3.MaxConnectionsPerClient >= 1, "pop3.max_connections_per_client: must be at least 1"},
 		{c.Events.Keep >= 0, "events.keep: must not be negative (\"0s\" keeps events for ever)"},
+		{c.HTTP.APIRatePerMinute >= 0, "http.api_rate_per_minute: must not be negative (0: no limit)"},
 		{c.HTTP.MaxConnections >= 1, "http.max_connections: must be at least 1"},
 		{c.HTTP.MaxConnectionsPerClient >= 1, "http.max_connections_per_client: must be at least 1"},
 		{c.Clients.IPv4Prefix >= 8 && c.Clients.IPv4Prefix <= 32, "clients.ipv4_prefix: must be from 8 to 32 (32: one address)"},

@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"mailroom/internal/config"
+	"mailroom/internal/httpapi"
 	"mailroom/internal/listener"
 	"mailroom/internal/metrics"
 	"mailroom/internal/mtasts"
 	"mailroom/internal/records"
+	"mailroom/internal/smtpserver"
 	"mailroom/internal/store"
 	"mailroom/internal/web"
 )
@@ -41,7 +43,7 @@ func startMTASTS(cfg *config.Config, st store.Store, tlsCfg *tls.Config, log *sl
 
 // startHTTP serves the HTTP listener ([listen] http: health, readiness,
 // metrics) over TLS with the server's certificates, as every listener.
-func startHTTP(cfg *config.Config, st store.Store, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context), error) {
+func startHTTP(cfg *config.Config, st store.Store, backend smtpserver.Backend, spoolDir string, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context), error) {
 	if len(cfg.Listen.HTTP) == 0 {
 		return func(context.Context) {}, nil
 	}
@@ -53,7 +55,11 @@ func startHTTP(cfg *config.Config, st store.Store, tlsCfg *tls.Config, log *slog
 		_, err := st.Domains(ctx)
 		return err
 	}
-	return serveHTTP("http", cfg.Listen.HTTP, httpLimits(cfg), web.Handler(ready), tlsCfg, log)
+	apiCfg := httpapi.Config{Hostname: cfg.Hostname, MaxMessageSize: int64(cfg.SMTP.MaxMessageSize), RatePerMinute: cfg.HTTP.APIRatePerMinute, SpoolDir: spoolDir}
+	api := func(mux *http.ServeMux) {
+		httpapi.Register(mux, httpapi.Deps{Store: st, Backend: backend, Config: func() httpapi.Config { return apiCfg }, Log: log})
+	}
+	return serveHTTP("http", cfg.Listen.HTTP, httpLimits(cfg), web.Handler(ready, api), tlsCfg, log)
 }
 
 // httpLimits bounds the connections of each HTTPS service, in a pool of its

@@ -1,7 +1,7 @@
 // Package events keeps the message log's statistics and age: it adds new
 // events up into the counts per minute that charts and the statistics API
 // read, and deletes events, log entries and counts older than the
-// retention. On a store shared by several nodes each node runs it: the
+// retention (and the API's idempotency keys after a day). On a store shared by several nodes each node runs it: the
 // store counts each event once whoever asks (store.Events.CountEvents).
 package events
 
@@ -17,6 +17,7 @@ import (
 type Store interface {
 	CountEvents(ctx context.Context, limit int) (int, error)
 	DeleteEvents(ctx context.Context, before time.Time, limit int) (int, error)
+	DeleteIdempotent(ctx context.Context, before time.Time) (int, error)
 }
 
 // batch bounds one transaction of counting or deleting.
@@ -70,8 +71,12 @@ func (k *Keeper) Count(ctx context.Context) {
 	}
 }
 
-// SweepOld deletes what is older than the retention, a batch at a time.
+// SweepOld deletes what is older than the retention, a batch at a time,
+// and the API's idempotency keys past store.IdempotencyTTL.
 func (k *Keeper) SweepOld(ctx context.Context, now time.Time) {
+	if _, err := k.st.DeleteIdempotent(ctx, now.Add(-store.IdempotencyTTL)); err != nil {
+		k.log.Warn("deleting old idempotency keys (tried again at the next sweep)", "err", err)
+	}
 	keep := k.keep()
 	if keep <= 0 {
 		return

@@ -14,7 +14,7 @@ import (
 // inbound and counts in each recipient's.
 func logEntry(s *smtpserver.SessionInfo, env *smtpserver.Transaction, hdr headerInfo, m *store.Message, trusted bool, hostname string) (*store.LoggedMessage, []store.Event) {
 	l := &store.LoggedMessage{QueueID: m.QueueID, Direction: store.Inbound, Sender: m.SMTPEnvelope.MailFrom, From: m.From,
-		Subject: m.Subject, MessageID: hdr.MessageID, Size: m.Size}
+		Subject: m.Subject, MessageID: hdr.MessageID, Size: m.Size, Stream: env.Stream, Tags: env.Tags, Metadata: env.Metadata}
 	if s.Auth != nil || trusted {
 		l.Direction, l.Domain = store.Outbound, env.From.Domain
 		if s.Auth != nil {

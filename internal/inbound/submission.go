@@ -31,11 +31,18 @@ func (b *Backend) checkSender(ctx context.Context, user string, from smtp.Addres
 // sub-address of it), an alias that delivers to them, or an address or
 // domain an admin granted them.
 func (b *Backend) owns(ctx context.Context, user, addr string) (bool, error) {
+	_, domain, _ := strings.Cut(addr, "@")
+	switch { // API keys of a domain, or of the server
+	case strings.HasPrefix(user, "@"):
+		return strings.EqualFold(domain, user[1:]), nil
+	case user == "*":
+		return b.isLocalDomain(ctx, strings.ToLower(domain))
+	}
 	grants, err := b.store.SenderGrants(ctx, user)
 	if err != nil {
 		return false, err
 	}
-	local, domain, _ := strings.Cut(addr, "@")
+	local, _, _ := strings.Cut(addr, "@")
 	for _, g := range grants {
 		if g == "*" || g == addr || g == "@"+domain {
 			return true, nil
@@ -144,6 +151,9 @@ func submissionFields(hdr headerInfo, user, queueID, hostname string, now time.T
 // sendLimits are the server's limits with the user's own where set.
 func (b *Backend) sendLimits(ctx context.Context, user string) (sendlimit.Limits, error) {
 	l := b.cfg.Load().SendLimits
+	if strings.HasPrefix(user, "@") || user == "*" {
+		return l, nil // an API key of a domain or of the server: the server's limits, counted apart
+	}
 	u, err := b.store.User(ctx, user)
 	if err != nil {
 		return l, tempFailure(err)

@@ -41,7 +41,10 @@ func (m Mode) String() string {
 
 // AuthInfo describes a client that has authenticated.
 type AuthInfo struct {
-	User      string // canonical login name (the user's address)
+	// User is the canonical login name (the user's address); for an API
+	// key of a domain "@domain" (it sends as any address of the domain),
+	// for one of the server "*" (any address of a local domain).
+	User      string
 	Mechanism string
 }
 
@@ -65,6 +68,11 @@ type Transaction struct {
 	From       smtp.Address
 	Params     smtp.MailParams
 	Recipients []Recipient
+	// Stream, Tags and Metadata label the message in the message log (the
+	// HTTP API sets them; SMTP has no way to).
+	Stream   string
+	Tags     []string
+	Metadata map[string]string
 }
 
 // Recipient is one accepted RCPT TO.

@@ -27,6 +27,10 @@ type APIKey struct {
 	LastUsed      time.Time `json:"last_used,omitzero"`
 }
 
+// IdempotencyTTL is how long a request's answer is kept for one made
+// again with its Idempotency-Key (then swept).
+const IdempotencyTTL = 24 * time.Hour
+
 // Idempotent is what the store holds of a request made with an
 // Idempotency-Key.
 type Idempotent struct {
@@ -56,7 +60,9 @@ type APIKeys interface {
 	// request, unless a request holds it: one that finished, or one
 	// begun less than lease ago. Concurrent calls: one begins.
 	BeginIdempotent(ctx context.Context, keyID, key, request string, now time.Time, lease time.Duration) (Idempotent, error)
-	// FinishIdempotent records the response of a request begun.
+	// FinishIdempotent records the response of a request begun; status 0
+	// releases the key instead (the request failed for now and may be
+	// made again at once).
 	FinishIdempotent(ctx context.Context, keyID, key string, status int, response []byte) error
 	// DeleteIdempotent forgets keys claimed before before; returns how
 	// many.

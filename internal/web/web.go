@@ -22,8 +22,13 @@ type Ready func(ctx context.Context) error
 //	/healthz  200 while the process serves at all (liveness)
 //	/readyz   200 when ready answers within two seconds, else 503 with the reason (readiness)
 //	/metrics  the Prometheus registry (text exposition format)
-func Handler(ready Ready) http.Handler {
+//
+// and what each of mounts registers (the API under /api/v1).
+func Handler(ready Ready, mounts ...func(*http.ServeMux)) http.Handler {
 	mux := http.NewServeMux()
+	for _, m := range mounts {
+		m(mux)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))

@@ -113,8 +113,13 @@ func (s *Store) BeginIdempotent(ctx context.Context, keyID, key, request string,
 
 // FinishIdempotent records a response.
 func (s *Store) FinishIdempotent(ctx context.Context, keyID, key string, status int, response []byte) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE idempotency_keys SET status = $1, response = $2 WHERE key_id = $3 AND key = $4`,
-		status, response, keyID, key); err != nil {
+	var err error
+	if status == 0 { // released: free to be begun again at once
+		_, err = s.pool.Exec(ctx, `UPDATE idempotency_keys SET created = 0 WHERE key_id = $1 AND key = $2 AND status = 0`, keyID, key)
+	} else {
+		_, err = s.pool.Exec(ctx, `UPDATE idempotency_keys SET status = $1, response = $2 WHERE key_id = $3 AND key = $4`, status, response, keyID, key)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: idempotency key: %w", store.ErrStorage, err)
 	}
 	return nil

@@ -126,6 +126,10 @@ func (s *Store) BeginIdempotent(ctx context.Context, keyID, key, request string,
 // FinishIdempotent records a response.
 func (s *Store) FinishIdempotent(ctx context.Context, keyID, key string, status int, response []byte) error {
 	err := s.write(ctx, func(tx *wtx) error {
+		if status == 0 { // released: free to be begun again at once
+			_, err := tx.Exec(`UPDATE idempotency_keys SET created = 0 WHERE key_id = ? AND key = ? AND status = 0`, keyID, key)
+			return err
+		}
 		_, err := tx.Exec(`UPDATE idempotency_keys SET status = ?, response = ? WHERE key_id = ? AND key = ?`, status, response, keyID, key)
 		return err
 	})

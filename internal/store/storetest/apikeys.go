@@ -126,6 +126,13 @@ func testIdempotency(t *testing.T, s store.Store) {
 	if st, _ := s.BeginIdempotent(ctx, "k1", "order-2", "req-c", now.Add(2*lease), lease); !st.Began {
 		t.Errorf("a key under way was not taken over after its lease: %+v", st)
 	}
+	// One released (it failed for now) is begun again at once.
+	if err := s.FinishIdempotent(ctx, "k1", "order-2", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.BeginIdempotent(ctx, "k1", "order-2", "req-c", now.Add(2*lease+time.Second), lease); !st.Began {
+		t.Errorf("a released key was not begun again: %+v", st)
+	}
 	if n, err := s.DeleteIdempotent(ctx, now.Add(time.Second)); err != nil || n != 2 {
 		t.Errorf("DeleteIdempotent = %d, %v; want the 2 claimed at the start", n, err)
 	}
