@@ -126,8 +126,7 @@ type CountQuery struct {
 // tells is.
 type Events interface {
 	// AddEvents records events of no acceptance or attempt (a complaint,
-	// a recipient refused as suppressed, an open); each updates its
-	// message's status.
+	// a recipient refused as suppressed, an open).
 	AddEvents(ctx context.Context, events []Event) error
 	Events(ctx context.Context, q EventQuery) ([]Event, error)
 	LoggedMessages(ctx context.Context, q MessageQuery) ([]LoggedMessage, error)
@@ -170,13 +169,6 @@ func (q CountQuery) StepMinutes() int64 {
 	return max(1, int64(q.Step/time.Minute))
 }
 
-// Status is the status a message gets from events: the last one's kind.
-func Status(events []Event) string {
-	if len(events) == 0 {
-		return ""
-	}
-	return events[len(events)-1].Kind
-}
 
 // DecodeLogged fills a logged message's lists from their JSON columns.
 func DecodeLogged(m *LoggedMessage, recipients, tags, metadata string) error {

@@ -118,7 +118,7 @@ func (q MessageQuery) SQL(d Dialect) (string, []any, int) {
 		w.conds = append(w.conds, d.HasTag(d.Placeholder(len(w.args))))
 	}
 	if q.Status != "" {
-		w.add("status = ?", q.Status)
+		w.add(StatusSQL+" = ?", q.Status)
 	}
 	if q.Direction != "" {
 		w.add("direction = ?", q.Direction)
@@ -135,6 +135,11 @@ func (q MessageQuery) SQL(d Dialect) (string, []any, int) {
 	}
 	return w.String(), w.args, limitOf(q.Limit)
 }
+
+// StatusSQL is a logged message's status in SQL over message_log: the
+// kind of its latest event (through the index on events' queue_id and id),
+// read when asked rather than written with every event.
+const StatusSQL = `coalesce((SELECT e.kind FROM events e WHERE e.queue_id = message_log.queue_id ORDER BY e.id DESC LIMIT 1), '')`
 
 var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 

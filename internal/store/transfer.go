@@ -84,7 +84,7 @@ var Tables = []Table{
 		"last_error", KindText, "held", KindBool, "warned", KindBool, "active", KindBool, "created", KindInt)},
 	{"message_log", 1, cols("queue_id", KindText, "created", KindInt, "direction", KindText, "sent_by", KindText, "domain", KindText,
 		"sender", KindText, "from_hdr", KindText, "subject", KindText, "message_id", KindText, "size", KindInt, "recipients", KindJSON,
-		"stream", KindText, "tags", KindJSON, "metadata", KindJSON, "status", KindText)},
+		"stream", KindText, "tags", KindJSON, "metadata", KindJSON)},
 	{"events", 1, cols("id", KindInt, "time", KindInt, "kind", KindText, "queue_id", KindText, "recipient", KindText, "domain", KindText,
 		"detail", KindText, "remote", KindText, "class", KindText, "attempt", KindInt, "counted", KindBool)},
 	{"event_counts", 4, cols("minute", KindInt, "domain", KindText, "tag", KindText, "kind", KindText, "count", KindInt)},

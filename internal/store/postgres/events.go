@@ -28,13 +28,12 @@ func insertLog(ctx context.Context, tx pgx.Tx, m *store.LoggedMessage, created t
 	if m.Metadata != nil {
 		meta, _ = json.Marshal(m.Metadata)
 	}
-	cols := eventColumns(events, created)
 	_, err := tx.Exec(ctx, `WITH l AS (INSERT INTO message_log(queue_id, created, direction, sent_by, domain, sender, from_hdr, subject,
-		message_id, size, recipients, stream, tags, metadata, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+		message_id, size, recipients, stream, tags, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		ON CONFLICT (queue_id) DO NOTHING)
-		`+sqlInsertEvents(16),
+		`+sqlInsertEvents(15),
 		append([]any{m.QueueID, created.UnixNano(), m.Direction, m.User, strings.ToLower(m.Domain), m.Sender, m.From, m.Subject, m.MessageID, m.Size,
-			string(rcpts), m.Stream, string(tags), string(meta), store.Status(events)}, cols...)...)
+			string(rcpts), m.Stream, string(tags), string(meta)}, eventColumns(events, created)...)...)
 	return err
 }
 
@@ -80,29 +79,12 @@ func eventColumns(events []store.Event, now time.Time) []any {
 	return []any{times, kinds, queueIDs, rcpts, domains, details, remotes, classes, attempts}
 }
 
-// insertEvents records events and sets each message's status to its last
-// event's kind, in one statement.
+// insertEvents records events in one statement.
 func insertEvents(ctx context.Context, tx pgx.Tx, events []store.Event, now time.Time) error {
 	if len(events) == 0 {
 		return nil
 	}
-	// Each message's last event, in order: its status.
-	var ids, kinds []string
-	seen := map[string]int{}
-	for _, e := range events {
-		if e.QueueID == "" {
-			continue
-		}
-		if i, ok := seen[e.QueueID]; ok {
-			kinds[i] = e.Kind
-			continue
-		}
-		seen[e.QueueID] = len(ids)
-		ids, kinds = append(ids, e.QueueID), append(kinds, e.Kind)
-	}
-	_, err := tx.Exec(ctx, `WITH e AS (`+sqlInsertEvents(3)+`)
-		UPDATE message_log l SET status = s.kind FROM unnest($1::text[], $2::text[]) AS s(queue_id, kind) WHERE l.queue_id = s.queue_id`,
-		append([]any{orEmpty(ids), orEmpty(kinds)}, eventColumns(events, now)...)...)
+	_, err := tx.Exec(ctx, sqlInsertEvents(1), eventColumns(events, now)...)
 	return err
 }
 
@@ -140,7 +122,7 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 func (s *Store) LoggedMessages(ctx context.Context, q store.MessageQuery) ([]store.LoggedMessage, error) {
 	where, args, limit := q.SQL(dialect)
 	rows, err := s.pool.Query(ctx, `SELECT queue_id, created, direction, sent_by, domain, sender, from_hdr, subject, message_id, size,
-		recipients::text, stream, tags::text, metadata::text, status FROM message_log WHERE `+where+`
+		recipients::text, stream, tags::text, metadata::text, `+store.StatusSQL+` FROM message_log WHERE `+where+`
 		ORDER BY created DESC, queue_id DESC LIMIT `+fmt.Sprint(limit), args...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: message log: %w", store.ErrStorage, err)

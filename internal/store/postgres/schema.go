@@ -262,6 +262,7 @@ CREATE INDEX login_failures_bucket ON login_failures(bucket);
 `},
 	// The message log and what happened to each message (store.Events),
 	// and the events counted per minute, domain, tag ('' for all) and kind.
+	// A message's status is its latest event's kind, read when asked.
 	{1, `
 CREATE TABLE message_log (
 	queue_id   text PRIMARY KEY,
@@ -277,12 +278,9 @@ CREATE TABLE message_log (
 	recipients jsonb NOT NULL DEFAULT '[]',
 	stream     text NOT NULL DEFAULT '',
 	tags       jsonb NOT NULL DEFAULT '[]',
-	metadata   jsonb NOT NULL DEFAULT '{}',
-	status     text NOT NULL DEFAULT ''
+	metadata   jsonb NOT NULL DEFAULT '{}'
 );
 CREATE INDEX message_log_created ON message_log(created);
-CREATE INDEX message_log_domain ON message_log(domain, created);
-CREATE INDEX message_log_sender ON message_log(sender, created);
 CREATE TABLE events (
 	id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	time      bigint NOT NULL,

@@ -19,14 +19,12 @@ var dialect = store.Dialect{
 
 const (
 	sqlInsertEvent = `INSERT INTO events(time, kind, queue_id, recipient, domain, detail, remote, class, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	sqlSetStatus   = `UPDATE message_log SET status = ? WHERE queue_id = ?`
 	sqlInsertLog   = `INSERT INTO message_log(queue_id, created, direction, sent_by, domain, sender, from_hdr, subject, message_id, size,
-		recipients, stream, tags, metadata, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(queue_id) DO NOTHING`
+		recipients, stream, tags, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(queue_id) DO NOTHING`
 )
 
-// insertLog enters a message in the message log, with the status its
-// first events give it.
-func insertLog(tx *wtx, m *store.LoggedMessage, created time.Time, status string) error {
+// insertLog enters a message in the message log.
+func insertLog(tx *wtx, m *store.LoggedMessage, created time.Time) error {
 	rcpts, _ := json.Marshal(orEmpty(m.Recipients))
 	tags, _ := json.Marshal(orEmpty(m.Tags))
 	meta, _ := json.Marshal(m.Metadata)
@@ -34,7 +32,7 @@ func insertLog(tx *wtx, m *store.LoggedMessage, created time.Time, status string
 		meta = []byte("{}")
 	}
 	_, err := tx.Exec(sqlInsertLog, m.QueueID, created.UnixNano(), m.Direction, m.User, strings.ToLower(m.Domain), m.Sender, m.From, m.Subject, m.MessageID, m.Size,
-		string(rcpts), m.Stream, string(tags), string(meta), status)
+		string(rcpts), m.Stream, string(tags), string(meta))
 	return err
 }
 
@@ -45,10 +43,8 @@ func orEmpty(s []string) []string {
 	return s
 }
 
-// insertEvents records events (at now when their time is zero), and sets
-// each message's status to its last event's kind unless logged says the
-// message was logged with them (with its status).
-func insertEvents(tx *wtx, events []store.Event, now time.Time, logged bool) error {
+// insertEvents records events (at now when their time is zero).
+func insertEvents(tx *wtx, events []store.Event, now time.Time) error {
 	for _, e := range events {
 		t := e.Time
 		if t.IsZero() {
@@ -58,18 +54,13 @@ func insertEvents(tx *wtx, events []store.Event, now time.Time, logged bool) err
 			e.Detail, e.Remote, e.Class, e.Attempt); err != nil {
 			return err
 		}
-		if e.QueueID != "" && !logged {
-			if _, err := tx.Exec(sqlSetStatus, e.Kind, e.QueueID); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
 
 // AddEvents records events of no acceptance or attempt.
 func (s *Store) AddEvents(ctx context.Context, events []store.Event) error {
-	err := s.write(ctx, func(tx *wtx) error { return insertEvents(tx, events, time.Now(), false) })
+	err := s.write(ctx, func(tx *wtx) error { return insertEvents(tx, events, time.Now()) })
 	if err != nil {
 		return storageErr("add events", err)
 	}
@@ -105,7 +96,7 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 func (s *Store) LoggedMessages(ctx context.Context, q store.MessageQuery) ([]store.LoggedMessage, error) {
 	where, args, limit := q.SQL(dialect)
 	rows, err := s.query(ctx, `SELECT queue_id, created, direction, sent_by, domain, sender, from_hdr, subject, message_id, size,
-		recipients, stream, tags, metadata, status FROM message_log WHERE `+where+` ORDER BY created DESC, queue_id DESC LIMIT `+fmt.Sprint(limit), args...)
+		recipients, stream, tags, metadata, `+store.StatusSQL+` FROM message_log WHERE `+where+` ORDER BY created DESC, queue_id DESC LIMIT `+fmt.Sprint(limit), args...)
 	if err != nil {
 		return nil, storageErr("message log", err)
 	}
@@ -131,36 +122,48 @@ func (s *Store) LoggedMessages(ctx context.Context, q store.MessageQuery) ([]sto
 	return out, nil
 }
 
-// CountEvents adds up to limit uncounted events into event_counts. The
-// committer runs one write at a time, so the rows read are the rows
-// marked.
+// CountEvents adds up to limit events after the last counted into
+// event_counts. Event ids grow in commit order (one writer, and only the
+// oldest are ever deleted), so the events are read from a snapshot,
+// outside the writer, and the write moves the mark only if no other count
+// moved it meanwhile.
 func (s *Store) CountEvents(ctx context.Context, limit int) (int, error) {
-	n := 0
-	err := s.write(ctx, func(tx *wtx) error {
-		rows, err := tx.Query(`SELECT e.id, e.time, e.kind, e.domain, coalesce(l.tags, '[]') FROM events e
-			LEFT JOIN message_log l ON l.queue_id = e.queue_id AND e.queue_id <> ''
-			WHERE e.counted = 0 ORDER BY e.id LIMIT ?`, limit)
+	var mark int64
+	if err := s.queryRow(ctx, `SELECT next FROM sequences WHERE name = 'events_counted'`).Scan(&mark); err != nil {
+		return 0, storageErr("count events", err)
+	}
+	rows, err := s.query(ctx, `SELECT e.id, e.time, e.kind, e.domain, coalesce(l.tags, '[]') FROM events e
+		LEFT JOIN message_log l ON l.queue_id = e.queue_id AND e.queue_id <> ''
+		WHERE e.id > ? ORDER BY e.id LIMIT ?`, mark, limit)
+	if err != nil {
+		return 0, storageErr("count events", err)
+	}
+	counts := map[store.CountKey]int64{}
+	last, n := mark, 0
+	for rows.Next() {
+		var t int64
+		var kind, domain, tags string
+		if err := rows.Scan(&last, &t, &kind, &domain, &tags); err != nil {
+			rows.Close()
+			return 0, storageErr("count events", err)
+		}
+		var ts []string
+		json.Unmarshal([]byte(tags), &ts)
+		store.AddCount(counts, time.Unix(0, t), domain, kind, ts)
+		n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || n == 0 {
+		return 0, err
+	}
+	err = s.writeLazy(ctx, false, func(tx *wtx) error {
+		res, err := tx.Exec(`UPDATE sequences SET next = ? WHERE name = 'events_counted' AND next = ?`, last, mark)
 		if err != nil {
 			return err
 		}
-		counts := map[store.CountKey]int64{}
-		var last int64
-		n = 0
-		for rows.Next() {
-			var t int64
-			var kind, domain, tags string
-			if err := rows.Scan(&last, &t, &kind, &domain, &tags); err != nil {
-				rows.Close()
-				return err
-			}
-			var ts []string
-			json.Unmarshal([]byte(tags), &ts)
-			store.AddCount(counts, time.Unix(0, t), domain, kind, ts)
-			n++
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil || n == 0 {
-			return err
+		if moved, _ := res.RowsAffected(); moved == 0 {
+			n = 0 // another count took these
+			return nil
 		}
 		for k, c := range counts {
 			if _, err := tx.Exec(`INSERT INTO event_counts(minute, domain, tag, kind, count) VALUES (?, ?, ?, ?, ?)
@@ -168,8 +171,7 @@ func (s *Store) CountEvents(ctx context.Context, limit int) (int, error) {
 				return err
 			}
 		}
-		_, err = tx.Exec(`UPDATE events SET counted = 1 WHERE counted = 0 AND id <= ?`, last)
-		return err
+		return nil
 	})
 	if err != nil {
 		return 0, storageErr("count events", err)

@@ -69,11 +69,11 @@ func (s *Store) Accept(ctx context.Context, m *store.Message) error {
 			}
 		}
 		if m.Log != nil {
-			if err := insertLog(tx, m.Log, received, store.Status(m.Events)); err != nil {
+			if err := insertLog(tx, m.Log, received); err != nil {
 				return err
 			}
 		}
-		return insertEvents(tx, m.Events, received, m.Log != nil)
+		return insertEvents(tx, m.Events, received)
 	})
 	if err != nil {
 		if file != "" {

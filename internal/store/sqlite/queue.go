@@ -197,7 +197,7 @@ func (s *Store) RecordResults(ctx context.Context, results []store.QueueResult) 
 				msgIDs = append(msgIDs, msgID)
 			}
 			if r.Event != nil {
-				if err := insertEvents(tx, []store.Event{*r.Event}, time.Now(), false); err != nil {
+				if err := insertEvents(tx, []store.Event{*r.Event}, time.Now()); err != nil {
 					return err
 				}
 			}

@@ -299,7 +299,8 @@ CREATE TABLE report_tallies (
 `,
 	`
 -- The message log and what happened to each message (store.Events), and
--- the events counted per minute, domain, tag ('' for all) and kind.
+-- the events counted per minute, domain, tag ('' for all) and kind. A
+-- message's status is its latest event's kind, read when asked.
 CREATE TABLE message_log (
 	queue_id   TEXT PRIMARY KEY,
 	created    INTEGER NOT NULL,
@@ -314,12 +315,9 @@ CREATE TABLE message_log (
 	recipients TEXT NOT NULL DEFAULT '[]',
 	stream     TEXT NOT NULL DEFAULT '',
 	tags       TEXT NOT NULL DEFAULT '[]',
-	metadata   TEXT NOT NULL DEFAULT '{}',
-	status     TEXT NOT NULL DEFAULT ''
+	metadata   TEXT NOT NULL DEFAULT '{}'
 ) WITHOUT ROWID;
 CREATE INDEX message_log_created ON message_log(created);
-CREATE INDEX message_log_domain ON message_log(domain, created);
-CREATE INDEX message_log_sender ON message_log(sender, created);
 CREATE TABLE events (
 	id        INTEGER PRIMARY KEY,
 	time      INTEGER NOT NULL,
@@ -330,13 +328,14 @@ CREATE TABLE events (
 	detail    TEXT NOT NULL DEFAULT '',
 	remote    TEXT NOT NULL DEFAULT '',
 	class     TEXT NOT NULL DEFAULT '',
-	attempt   INTEGER NOT NULL DEFAULT 0,
-	counted   INTEGER NOT NULL DEFAULT 0
+	attempt   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX events_queue_id ON events(queue_id, id);
 CREATE INDEX events_recipient ON events(recipient, id);
 CREATE INDEX events_time ON events(time);
-CREATE INDEX events_uncounted ON events(id) WHERE counted = 0;
+-- The last event counted into event_counts: ids grow in commit order here
+-- (one writer), so the counter goes on after it.
+INSERT INTO sequences(name, next) VALUES ('events_counted', 0);
 CREATE TABLE event_counts (
 	minute INTEGER NOT NULL,
 	domain TEXT NOT NULL,

@@ -20,6 +20,9 @@ var exportSelect = map[string]struct{ list, from string }{
 	"messages": {"id, queue_id, received, size, envelope, from_hdr, subject, body, body_file", "messages"},
 	// Tombstones outlive their mailbox here (no foreign key).
 	"expunged": {"mailbox_id, uid, modseq", "expunged WHERE mailbox_id IN (SELECT id FROM mailboxes)"},
+	// Counted: up to the counter's mark (the PostgreSQL store marks each).
+	"events": {"id, time, kind, queue_id, recipient, domain, detail, remote, class, attempt, " +
+		"id <= (SELECT next FROM sequences WHERE name = 'events_counted') AS counted", "events"},
 	// The next value of each identity: the counted ones (sequences), the
 	// AUTOINCREMENT ones (sqlite_sequence), else the largest given + 1.
 	"sequences": {"name, next", `(SELECT 'users' AS name, coalesce(max(id), 0) + 1 AS next FROM users

@@ -19,7 +19,7 @@ var hotStatements = []string{
 	// and the queue's, per message delivered
 	sqlClaim, sqlRecordResult, sqlMessageUsed, sqlDeleteEntries, sqlDeleteMessage,
 	// and the events', per message and per result
-	sqlInsertLog, sqlInsertEvent, sqlSetStatus,
+	sqlInsertLog, sqlInsertEvent,
 	// and STORE's, per message changed
 	sqlFlagsOf, sqlSetFlags,
 }
