@@ -28,7 +28,7 @@ func TestCheck(t *testing.T) {
 	}{
 		{good, true},
 		{"", false},
-		{"mr_" + good[3:len(good)-1], false},            // short
+		{"mr_" + good[3:len(good)-1], false}, // short
 		{strings.Replace(good, "mr_", "xx_", 1), false}, // prefix
 		{good[:11] + "-" + good[12:], false},            // separator
 		{good[:len(good)-1] + "1", false},               // not base32

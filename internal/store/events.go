@@ -169,7 +169,6 @@ func (q CountQuery) StepMinutes() int64 {
 	return max(1, int64(q.Step/time.Minute))
 }
 
-
 // DecodeLogged fills a logged message's lists from their JSON columns.
 func DecodeLogged(m *LoggedMessage, recipients, tags, metadata string) error {
 	if err := json.Unmarshal([]byte(recipients), &m.Recipients); err != nil {
