@@ -166,7 +166,8 @@ func TestAPISend(t *testing.T) {
 	}
 	r.json(t, &one)
 	if fmt.Sprint(one.Message.Tags) != "[orders eu]" || one.Message.Metadata["order"] != "42" || one.Message.Stream != "transactional" ||
-		one.Message.User != "@example.test" || one.Message.Status != "delivered" || len(one.Events) != 5 || one.Events[0].Kind != "received" {
+		one.Message.User != "@example.test" || one.Message.Status != "delivered" || len(one.Events) != 5 ||
+		strings.Count(r.body, `"kind":"accepted"`) != 2 || strings.Count(r.body, `"kind":"received"`) != 1 || one.Events[4].Kind != "delivered" {
 		t.Errorf("the message as read: %s", r.body)
 	}
 	// The log searched by tag, and the statistics (counted within seconds).

@@ -328,7 +328,7 @@ func compose(m Message, messageID string) ([]byte, *failure) {
 				if !labelWord.MatchString(strings.ReplaceAll(cid, "@", ".")) {
 					return nil, fail(400, "invalid_attachment", fmt.Sprintf("Inline part %q: content_id %q is not a plain word", at.Filename, cid))
 				}
-				opts = append(opts, gomail.WithFileContentID(cid))
+				opts = append(opts, gomail.WithFileContentID("<"+cid+">")) // RFC 2392: the brackets are the field's
 				err = g.EmbedReader(name, bytes.NewReader(content), opts...)
 			} else {
 				err = g.AttachReader(name, bytes.NewReader(content), opts...)
