@@ -66,7 +66,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.logFormat, "log-format", "", "log format: text or json (overrides log.format)")
 	pf.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log.level)")
 	root.AddCommand(a.serveCommand(), a.domainCommand(), a.userCommand(), a.aliasCommand(),
-		a.mailboxCommand(), a.exportCommand(), a.queueCommand(), a.messagesCommand(), a.eventsCommand(), a.apiKeyCommand(), a.suppressionCommand(), a.versionCommand(),
+		a.mailboxCommand(), a.exportCommand(), a.queueCommand(), a.messagesCommand(), a.eventsCommand(), a.apiKeyCommand(), a.webhookCommand(), a.suppressionCommand(), a.versionCommand(),
 		a.configCommand(), a.backupCommand(), a.restoreCommand(), a.dkimCommand(), a.checkCommand(), a.probeCommand(), a.dmarcCommand(), a.storeCommand())
 	requireSubcommands(root)
 	return root

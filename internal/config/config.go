@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"regexp"
 	"slices"
@@ -39,6 +40,7 @@ type Config struct {
 	POP3       POP3       `toml:"pop3"`
 	HTTP       HTTP       `toml:"http"`
 	Events     Events     `toml:"events"`
+	Webhooks   Webhooks   `toml:"webhooks"`
 	TLS        TLS        `toml:"tls"`
 	Mailbox    Mailbox    `toml:"mailbox"`
 	MTASTS     MTASTS     `toml:"mta_sts"`
@@ -207,6 +209,9 @@ type HTTP struct {
 	// APIRatePerMinute bounds the requests of an API key that sets no
 	// rate of its own.
 	APIRatePerMinute int `toml:"api_rate_per_minute"`
+	// MetricsFrom are the networks /metrics answers (a scraper's); others
+	// get 403: the figures name destination domains and volumes.
+	MetricsFrom []Prefix `toml:"metrics_from"`
 }
 
 // Events configures the message log and its events.
@@ -214,6 +219,16 @@ type Events struct {
 	// Keep is how long events, the message log and their counts are kept;
 	// "0s" keeps them for ever.
 	Keep Duration `toml:"keep"`
+}
+
+// Webhooks configures the posting of events to webhooks.
+type Webhooks struct {
+	// RetryIntervals are the waits after each failed attempt; the last
+	// repeats until GiveUpAfter has passed since the event.
+	RetryIntervals []Duration `toml:"retry_intervals"`
+	GiveUpAfter    Duration   `toml:"give_up_after"`
+	// Timeout bounds one attempt (connection, TLS, request, answer).
+	Timeout Duration `toml:"timeout"`
 }
 
 // TLS configures certificates for STARTTLS.
@@ -425,8 +440,11 @@ func Default() *Config {
 		},
 		IMAP:   IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
 		POP3:   POP3{MaxConnections: 1000, MaxConnectionsPerClient: 10},
-		HTTP:   HTTP{MaxConnections: 1000, MaxConnectionsPerClient: 50},
+		HTTP:   HTTP{MaxConnections: 1000, MaxConnectionsPerClient: 50, APIRatePerMinute: 600, MetricsFrom: privateNetworks()},
 		Events: Events{Keep: Duration(30 * 24 * time.Hour)},
+		Webhooks: Webhooks{RetryIntervals: []Duration{Duration(10 * time.Second), Duration(30 * time.Second), Duration(time.Minute), Duration(5 * time.Minute),
+			Duration(15 * time.Minute), Duration(30 * time.Minute), Duration(time.Hour), Duration(2 * time.Hour), Duration(4 * time.Hour)},
+			GiveUpAfter: Duration(24 * time.Hour), Timeout: Duration(10 * time.Second)},
 		Submission: Submission{MaxConnections: 500, MaxConnectionsPerClient: 20,
 			MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
 		TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second), HandshakeTimeout: Duration(10 * time.Second),
@@ -441,6 +459,15 @@ func Default() *Config {
 		Reports: Reports{TLS: true, DMARC: true, Interval: Duration(24 * time.Hour)},
 		Log:     Log{Format: "text", Level: "info"},
 	}
+}
+
+// privateNetworks are loopback and the private ranges (RFC 1918, RFC 4193).
+func privateNetworks() []Prefix {
+	var out []Prefix
+	for _, p := range []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"} {
+		out = append(out, Prefix(netip.MustParsePrefix(p)))
+	}
+	return out
 }
 
 func defaultRetryIntervals() []Duration {
@@ -628,6 +655,10 @@ func (c *Config) validate() error {
 		{c.IMAP.MaxConnectionsPerClient >= 1, "imap.max_connections_per_client: must be at least 1"},
 		{c.POP3.MaxConnections >= 1, "pop3.max_connections: must be at least 1"},
 		{c.POP3.MaxConnectionsPerClient >= 1, "pop3.max_connections_per_client: must be at least 1"},
+		{len(c.Webhooks.RetryIntervals) > 0 && slices.IndexFunc(c.Webhooks.RetryIntervals, func(d Duration) bool { return d.D() < time.Second }) < 0,
+			"webhooks.retry_intervals: give at least one wait, each of a second or more"},
+		{c.Webhooks.GiveUpAfter.D() >= time.Minute, "webhooks.give_up_after: must be a minute or more"},
+		{c.Webhooks.Timeout.D() >= time.Second && c.Webhooks.Timeout.D() <= 5*time.Minute, "webhooks.timeout: must be from 1s to 5m"},
 		{c.Events.Keep >= 0, "events.keep: must not be negative (\"0s\" keeps events for ever)"},
 		{c.HTTP.APIRatePerMinute >= 0, "http.api_rate_per_minute: must not be negative (0: no limit)"},
 		{c.HTTP.MaxConnections >= 1, "http.max_connections: must be at least 1"},

@@ -37,6 +37,7 @@ import (
 	"mailroom/internal/store"
 	"mailroom/internal/store/storeopen"
 	"mailroom/internal/textindex"
+	"mailroom/internal/webhook"
 )
 
 // Options say how to run.
@@ -146,12 +147,13 @@ func Run(ctx context.Context, opts Options) error {
 	defer func() { cancel(); <-indexDone }()
 	eventsKeep := new(atomic.Int64)
 	eventsKeep.Store(int64(cfg.Events.Keep.D()))
-	eventsDone := make(chan struct{})
-	go func() {
-		events.New(st, func() time.Duration { return time.Duration(eventsKeep.Load()) }, log).Run(ctx)
-		close(eventsDone)
-	}()
-	defer func() { cancel(); <-eventsDone }()
+	hooks := webhook.New(st, webhookConfig(cfg), log)
+	keeper := events.New(st, func() time.Duration { return time.Duration(eventsKeep.Load()) }, log)
+	keeper.Counted = hooks.Wake
+	eventsDone := make(chan struct{}, 2)
+	go func() { keeper.Run(ctx); eventsDone <- struct{}{} }()
+	go func() { hooks.Run(ctx); eventsDone <- struct{}{} }()
+	defer func() { cancel(); <-eventsDone; <-eventsDone }()
 	srv := smtpserver.New(smtpCfg, backend, logins, log)
 
 	listeners, err := listen(cfg)
@@ -195,7 +197,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	printBanner(opts.Stdout, cfg, listeners, access.bound, &cs, dev)
 
-	rt := &running{srv: srv, services: services, access: access, store: st, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log, eventsKeep: eventsKeep}
+	rt := &running{srv: srv, services: services, access: access, store: st, backend: backend, logins: logins, relay: out, certs: &cs, spoolDir: spoolDir, level: opts.Level, log: log, eventsKeep: eventsKeep, hooks: hooks}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -493,4 +495,13 @@ func warnUnsigned(ctx context.Context, st store.Store, log *slog.Logger) {
 			log.Warn("a domain has no DKIM keys: its mail leaves unsigned; make them with 'mailroom dkim rotate DOMAIN' and publish what 'mailroom domain records DOMAIN' prints", "domain", d.Name)
 		}
 	}
+}
+
+// webhookConfig is the webhook sender's part of the configuration.
+func webhookConfig(cfg *config.Config) webhook.Config {
+	c := webhook.Config{GiveUpAfter: cfg.Webhooks.GiveUpAfter.D(), Timeout: cfg.Webhooks.Timeout.D(), MaxInbound: int64(cfg.SMTP.MaxMessageSize)}
+	for _, d := range cfg.Webhooks.RetryIntervals {
+		c.RetryIntervals = append(c.RetryIntervals, d.D())
+	}
+	return c
 }

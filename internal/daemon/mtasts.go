@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"mailroom/internal/config"
@@ -55,11 +56,16 @@ func startHTTP(cfg *config.Config, st store.Store, backend smtpserver.Backend, s
 		_, err := st.Domains(ctx)
 		return err
 	}
-	apiCfg := httpapi.Config{Hostname: cfg.Hostname, MaxMessageSize: int64(cfg.SMTP.MaxMessageSize), RatePerMinute: cfg.HTTP.APIRatePerMinute, SpoolDir: spoolDir}
+	apiCfg := httpapi.Config{Hostname: cfg.Hostname, MaxMessageSize: int64(cfg.SMTP.MaxMessageSize), MaxRecipients: cfg.SMTP.MaxRecipients,
+		RatePerMinute: cfg.HTTP.APIRatePerMinute, SpoolDir: spoolDir, HideClientIP: cfg.Submission.HideClientIP}
 	api := func(mux *http.ServeMux) {
 		httpapi.Register(mux, httpapi.Deps{Store: st, Backend: backend, Config: func() httpapi.Config { return apiCfg }, Log: log})
 	}
-	return serveHTTP("http", cfg.Listen.HTTP, httpLimits(cfg), web.Handler(ready, api), tlsCfg, log)
+	var metricsFrom []netip.Prefix
+	for _, p := range cfg.HTTP.MetricsFrom {
+		metricsFrom = append(metricsFrom, netip.Prefix(p))
+	}
+	return serveHTTP("http", cfg.Listen.HTTP, httpLimits(cfg), web.Handler(ready, metricsFrom, api), tlsCfg, log)
 }
 
 // httpLimits bounds the connections of each HTTPS service, in a pool of its

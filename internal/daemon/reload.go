@@ -15,6 +15,7 @@ import (
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/store"
 	"mailroom/internal/store/storeopen"
+	"mailroom/internal/webhook"
 )
 
 // running is what SIGHUP reconfigures.
@@ -32,6 +33,7 @@ type running struct {
 	log      *slog.Logger
 	// eventsKeep is [events] keep, read by the events keeper at each sweep.
 	eventsKeep *atomic.Int64
+	hooks      *webhook.Sender
 }
 
 // restartOnly lists the settings a running server cannot take, each by its
@@ -119,6 +121,7 @@ func (rt *running) reload(opts Options, old *config.Config) *config.Config {
 	rt.logins.SetPolicy(authPolicy(cfg))
 	rt.logins.SetCacheTime(cfg.Auth.LoginCacheTime.D())
 	rt.eventsKeep.Store(int64(cfg.Events.Keep.D()))
+	rt.hooks.SetConfig(webhookConfig(cfg))
 	if err := rt.relay.apply(cfg); err != nil { // checked above: cannot fail now but for a file that changed since
 		rt.log.Error("SIGHUP: [outbound] not reloaded, keeping the running one", "err", err)
 	}

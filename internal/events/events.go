@@ -1,7 +1,8 @@
 // Package events keeps the message log's statistics and age: it adds new
 // events up into the counts per minute that charts and the statistics API
 // read, and deletes events, log entries and counts older than the
-// retention (and the API's idempotency keys after a day). On a store shared by several nodes each node runs it: the
+// retention with the webhook deliveries done with (and the API's
+// idempotency keys after a day). On a store shared by several nodes each node runs it: the
 // store counts each event once whoever asks (store.Events.CountEvents).
 package events
 
@@ -18,6 +19,7 @@ type Store interface {
 	CountEvents(ctx context.Context, limit int) (int, error)
 	DeleteEvents(ctx context.Context, before time.Time, limit int) (int, error)
 	DeleteIdempotent(ctx context.Context, before time.Time) (int, error)
+	DeleteHookDeliveries(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
 // batch bounds one transaction of counting or deleting.
@@ -31,6 +33,9 @@ type Keeper struct {
 	// Every is how often new events are counted; Sweep how often old ones
 	// are deleted.
 	Every, Sweep time.Duration
+	// Counted, when set, is called after events were counted (and their
+	// webhook deliveries made): it wakes the webhook sender.
+	Counted func()
 }
 
 // New returns a keeper that counts every two seconds and sweeps hourly.
@@ -65,6 +70,9 @@ func (k *Keeper) Count(ctx context.Context) {
 			k.log.Warn("counting events for the statistics (tried again shortly)", "err", err)
 			return
 		}
+		if n > 0 && k.Counted != nil {
+			k.Counted()
+		}
 		if n < batch {
 			return
 		}
@@ -84,6 +92,11 @@ func (k *Keeper) SweepOld(ctx context.Context, now time.Time) {
 	total := 0
 	for ctx.Err() == nil {
 		n, err := k.st.DeleteEvents(ctx, now.Add(-keep), batch)
+		if err == nil {
+			var hooks int
+			hooks, err = k.st.DeleteHookDeliveries(ctx, now.Add(-keep), batch)
+			n += hooks
+		}
 		if err != nil {
 			k.log.Warn("deleting old events (tried again at the next sweep)", "err", err)
 			break

@@ -7,6 +7,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode"
 
 	"mailroom/internal/store"
 )
@@ -28,11 +29,17 @@ type QueuedRecipient struct {
 // listQueue is GET /api/v1/queue: what waits (or, with ?id=, one
 // message's recipients).
 func (a *api) listQueue(w http.ResponseWriter, r *http.Request, _ *caller) {
+	limit, f := limitParam(r.URL.Query())
+	if f != nil {
+		writeFailure(w, f)
+		return
+	}
 	es, err := a.Store.QueueEntries(r.Context(), r.URL.Query().Get("id"))
 	if err != nil {
 		a.internal(w, "reading the queue", err)
 		return
 	}
+	es = es[:min(len(es), limit)]
 	out := []QueuedRecipient{}
 	for _, e := range es {
 		out = append(out, QueuedRecipient{e.QueueID, e.MailFrom, e.Recipient.Address, e.State, e.Attempts, e.NextAttempt.UTC(), e.LastError, e.Held, e.Size, e.Created.UTC()})
@@ -130,6 +137,10 @@ func (a *api) addSuppression(w http.ResponseWriter, r *http.Request, _ *caller) 
 	}
 	if req.Reason == "" {
 		req.Reason = "added through the API"
+	}
+	if strings.ContainsFunc(req.Reason, unicode.IsControl) || len(req.Reason) > 200 {
+		writeError(w, 400, "invalid_parameter", "reason is one line of up to 200 characters (it is quoted in SMTP replies)")
+		return
 	}
 	now := time.Now()
 	s := store.Suppression{Address: strings.ToLower(ad.Address), Reason: req.Reason, Created: now, Until: now.Add(time.Duration(req.Days) * 24 * time.Hour)}

@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +36,11 @@ type Config struct {
 	RatePerMinute int
 	// SpoolDir is where a large message waits while it is taken.
 	SpoolDir string
+	// MaxRecipients bounds a message's recipients, as SMTP's RCPT does.
+	MaxRecipients int
+	// HideClientIP leaves the client's address out of the Received field,
+	// as for SMTP submission.
+	HideClientIP bool
 }
 
 // Deps is what the API works with.
@@ -68,6 +75,13 @@ var routes = []route{
 	{"GET", "/api/v1/suppressions", store.ScopeAdmin, (*api).listSuppressions},
 	{"POST", "/api/v1/suppressions", store.ScopeAdmin, (*api).addSuppression},
 	{"DELETE", "/api/v1/suppressions/{address}", store.ScopeAdmin, (*api).deleteSuppression},
+	{"GET", "/api/v1/webhooks", store.ScopeRead, (*api).listWebhooks},
+	{"POST", "/api/v1/webhooks", store.ScopeRead, (*api).addWebhook},
+	{"DELETE", "/api/v1/webhooks/{id}", store.ScopeRead, (*api).deleteWebhook},
+	{"POST", "/api/v1/webhooks/{id}/rotate", store.ScopeRead, (*api).rotateWebhook},
+	{"GET", "/api/v1/webhooks/{id}/deliveries", store.ScopeRead, (*api).hookDeliveries},
+	{"GET", "/api/v1/webhooks/{id}/deliveries/{delivery}/attempts", store.ScopeRead, (*api).hookAttempts},
+	{"POST", "/api/v1/webhooks/{id}/deliveries/{delivery}/retry", store.ScopeRead, (*api).retryDelivery},
 }
 
 //go:embed openapi.json
@@ -77,6 +91,9 @@ type api struct {
 	Deps
 	limits  sync.Map // key ID -> *keyLimit
 	failing *failures
+	// sending bounds the sending requests under way (each holds its
+	// messages in memory): more wait for a place.
+	sending chan struct{}
 }
 
 // keyLimit is a key's token bucket at the rate it was made with.
@@ -87,7 +104,7 @@ type keyLimit struct {
 
 // Register mounts the API on mux.
 func Register(mux *http.ServeMux, d Deps) {
-	a := &api{Deps: d, failing: newFailures()}
+	a := &api{Deps: d, failing: newFailures(), sending: make(chan struct{}, 4*runtime.GOMAXPROCS(0))}
 	mux.HandleFunc("GET /api/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPI)
@@ -109,7 +126,8 @@ type caller struct {
 }
 
 // authenticated checks the key, its scope and its rate, then runs the
-// route.
+// route (under the request's context: a handler that must finish what it
+// began detaches from it).
 func (a *api) authenticated(rt route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ip := clientIP(r)
@@ -118,17 +136,20 @@ func (a *api) authenticated(rt route) http.HandlerFunc {
 			writeError(w, http.StatusTooManyRequests, "too_many_failures", "Too many requests with a wrong API key from this address: wait a minute")
 			return
 		}
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mailroom"`)
 			writeError(w, http.StatusUnauthorized, "unauthenticated", `Send an API key as "Authorization: Bearer KEY" (make one with 'mailroom apikey add')`)
 			return
 		}
 		token = strings.TrimSpace(token)
+		invalid := func(msg string) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mailroom", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid_key", msg)
+		}
 		if err := apikey.Check(token); err != nil {
 			a.failing.add(ip)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="mailroom", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid_key", err.Error())
+			invalid(err.Error())
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
@@ -136,8 +157,7 @@ func (a *api) authenticated(rt route) http.HandlerFunc {
 		k, err := a.Store.APIKeyByHash(ctx, apikey.Hash(token), time.Now())
 		if errors.Is(err, store.ErrNotFound) {
 			a.failing.add(ip)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="mailroom", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid_key", "This API key does not exist or was revoked")
+			invalid("This API key does not exist or was revoked")
 			return
 		}
 		if err != nil {
@@ -146,23 +166,26 @@ func (a *api) authenticated(rt route) http.HandlerFunc {
 		}
 		c, err := a.callerOf(ctx, k)
 		if errors.Is(err, store.ErrNotFound) {
-			writeError(w, http.StatusUnauthorized, "invalid_key", "The owner of this API key ("+k.Owner+") no longer exists: make a new key")
+			invalid("The owner of this API key (" + k.Owner + ") no longer exists: make a new key")
 			return
 		}
 		if err != nil {
 			a.internal(w, "reading the API key's owner", err)
 			return
 		}
-		if rt.scope != "" && !apikey.Has(k, rt.scope) {
-			writeError(w, http.StatusForbidden, "missing_scope", "This API key lacks the "+rt.scope+" scope this request needs (it has: "+strings.Join(k.Scopes, ", ")+")")
+		// Admin keys are the server's (apikey.CheckKey), checked again here
+		// for a key written by other means.
+		if rt.scope != "" && (!apikey.Has(k, rt.scope) || rt.scope == store.ScopeAdmin && k.Owner != "*") {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mailroom", error="insufficient_scope", scope="`+rt.scope+`"`)
+			writeError(w, http.StatusForbidden, "insufficient_scope", "This API key lacks the "+rt.scope+" scope this request needs (it has: "+strings.Join(k.Scopes, ", ")+")")
 			return
 		}
-		if !a.allow(k) {
-			w.Header().Set("Retry-After", "1")
+		if wait, ok := a.allow(k); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 			writeError(w, http.StatusTooManyRequests, "rate_limited", "This API key made more requests than its rate allows: slow down and try again")
 			return
 		}
-		rt.handle(a, w, r.WithContext(ctx), c)
+		rt.handle(a, w, r, c)
 	}
 }
 
@@ -188,14 +211,14 @@ func (a *api) callerOf(ctx context.Context, k store.APIKey) (*caller, error) {
 }
 
 // allow takes a token of the key's bucket: its rate per minute, with a
-// burst of a tenth of a minute's (at least 10).
-func (a *api) allow(k store.APIKey) bool {
+// burst of a tenth of a minute's (at least 10); else how long until one.
+func (a *api) allow(k store.APIKey) (time.Duration, bool) {
 	perMinute := k.RatePerMinute
 	if perMinute <= 0 {
 		perMinute = a.Config().RatePerMinute
 	}
 	if perMinute <= 0 {
-		return true
+		return 0, true
 	}
 	v, _ := a.limits.Load(k.ID)
 	l, _ := v.(*keyLimit)
@@ -203,7 +226,12 @@ func (a *api) allow(k store.APIKey) bool {
 		l = &keyLimit{perMinute, rate.NewLimiter(rate.Limit(float64(perMinute)/60), max(10, perMinute/10))}
 		a.limits.Store(k.ID, l)
 	}
-	return l.Allow()
+	r := l.Reserve()
+	if d := r.Delay(); d > 0 {
+		r.Cancel()
+		return d, false
+	}
+	return 0, true
 }
 
 // failures counts requests with a wrong key per client address, so that

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,8 +14,12 @@ import (
 )
 
 // idempotencyLease is how long a request under way holds its key: one
-// that never finished (the server stopped) frees it after this.
-const idempotencyLease = 5 * time.Minute
+// that never finished (the server stopped) frees it after this. It is
+// longer than workTimeout, the most a sending request may take once read.
+const (
+	idempotencyLease = 15 * time.Minute
+	workTimeout      = 10 * time.Minute
+)
 
 // idempotent reads the request's body and answers it with do, once per
 // Idempotency-Key: the same key with the same request replays the first
@@ -22,6 +27,17 @@ const idempotencyLease = 5 * time.Minute
 // (422), and while the first is under way is refused as a conflict (409).
 // Temporary failures (5xx) are not kept: the client may try again.
 func (a *api) idempotent(w http.ResponseWriter, r *http.Request, c *caller, do func(body []byte) (int, any)) {
+	select { // a place among the sending requests
+	case a.sending <- struct{}{}:
+		defer func() { <-a.sending }()
+	case <-r.Context().Done():
+		return
+	}
+	// The server's read and write timeouts fit small requests; a large
+	// message gets two minutes to arrive, a batch its time to be taken.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(2 * time.Minute))
+	rc.SetWriteDeadline(time.Now().Add(2*time.Minute + workTimeout))
 	limit := a.Config().MaxMessageSize*4/3 + 1<<20 // base64 in JSON, and the rest of it
 	if r.URL.Path == "/api/v1/messages/batch" {
 		limit *= 2
@@ -36,6 +52,12 @@ func (a *api) idempotent(w http.ResponseWriter, r *http.Request, c *caller, do f
 		writeError(w, http.StatusBadRequest, "unreadable_request", "The request's body could not be read: "+err.Error())
 		return
 	}
+	// Once read, the request is done to the end whatever the client does:
+	// a message half-sent, or sent and not recorded as such, is what an
+	// idempotency key is for.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), workTimeout)
+	defer cancel()
+	r = r.WithContext(ctx)
 	key := r.Header.Get("Idempotency-Key")
 	if key == "" {
 		status, v := do(body)
@@ -74,8 +96,8 @@ func (a *api) idempotent(w http.ResponseWriter, r *http.Request, c *caller, do f
 	enc.SetEscapeHTML(true)
 	enc.Encode(v)
 	keep := status
-	if status >= 500 {
-		keep = 0 // released: the same request may be made again at once
+	if status >= 500 || status == http.StatusTooManyRequests {
+		keep = 0 // temporary: released, the same request may be made again at once
 	}
 	if err := a.Store.FinishIdempotent(r.Context(), c.key.ID, key, keep, buf.Bytes()); err != nil {
 		a.Log.Error("HTTP API: recording an idempotent request's answer (a retry within the lease gets 409)", "err", err)

@@ -110,10 +110,18 @@ func (a *api) getMessage(w http.ResponseWriter, r *http.Request, c *caller) {
 		writeError(w, http.StatusNotFound, "not_found", "No message "+id+" in the log of this key's domains (the log keeps [events] keep)")
 		return
 	}
-	es, err := a.Store.Events(r.Context(), store.EventQuery{QueueID: id, Limit: 1000})
+	// A message received for several domains is logged under the first;
+	// each key sees only its domains' recipients and their events.
+	es, err := a.Store.Events(r.Context(), store.EventQuery{QueueID: id, Domains: c.domains, Limit: 1000})
 	if err != nil {
 		a.internal(w, "reading events", err)
 		return
+	}
+	if m := &ms[0]; c.domains != nil && m.Direction == store.Inbound {
+		m.Recipients = slices.DeleteFunc(m.Recipients, func(rcpt string) bool {
+			_, d, _ := strings.Cut(rcpt, "@")
+			return !slices.Contains(c.domains, strings.ToLower(d))
+		})
 	}
 	slices.Reverse(es)
 	if es == nil {

@@ -7,16 +7,21 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/mail"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
 
 	"mailroom/internal/metrics"
+	"mailroom/internal/sendlimit"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/spool"
@@ -115,6 +120,9 @@ func (l Labels) check() *failure {
 		if !labelWord.MatchString(k) {
 			return fail(400, "invalid_metadata", fmt.Sprintf("Metadata key %q: a key is 1 to 64 letters, digits and _.:-", k))
 		}
+		if strings.ContainsFunc(v, unicode.IsControl) || !utf8.ValidString(v) {
+			return fail(400, "invalid_metadata", fmt.Sprintf("Metadata %q: a value is text without control characters", k))
+		}
 		size += len(k) + len(v)
 	}
 	if size > maxLabelBytes {
@@ -191,7 +199,10 @@ func (a *api) sendRaw(w http.ResponseWriter, r *http.Request, c *caller) {
 		if f := labels.check(); f != nil {
 			return f.status, apiError{f.body}
 		}
-		data := crlf(body)
+		data, f := crlf(body)
+		if f != nil {
+			return f.status, apiError{f.body}
+		}
 		hdr, err := mail.ReadMessage(bytes.NewReader(data))
 		if err != nil {
 			return 400, apiError{errorBody{Code: "invalid_message", Message: "The body is not a message (RFC 5322 header fields, a blank line, the body): " + err.Error()}}
@@ -229,6 +240,9 @@ func (a *api) sendMessage(r *http.Request, c *caller, m Message) (*Sent, *failur
 	}
 	if m.From == "" || len(m.To)+len(m.Cc)+len(m.Bcc) == 0 {
 		return nil, fail(400, "invalid_message", `A message needs "from" and at least one recipient in "to", "cc" or "bcc"`)
+	}
+	if strings.ContainsFunc(m.Subject, unicode.IsControl) {
+		return nil, fail(400, "invalid_message", "The subject holds control characters (a line break, a NUL): give it as one line of text")
 	}
 	if m.Text == "" && m.HTML == "" {
 		return nil, fail(400, "invalid_message", `A message needs "text", "html" or both`)
@@ -281,8 +295,8 @@ func compose(m Message, messageID string) ([]byte, *failure) {
 		if !fieldName.MatchString(name) || ourHeaders[strings.ToLower(name)] || strings.ContainsAny(name, "\r\n") {
 			return nil, fail(400, "invalid_header", fmt.Sprintf("Header %q cannot be set: it is malformed, or the API writes it from the message's fields", name))
 		}
-		if strings.ContainsAny(v, "\r\n\x00") || len(v) > 998 {
-			return nil, fail(400, "invalid_header", fmt.Sprintf("Header %q: a value is one line of up to 998 characters", name))
+		if strings.ContainsFunc(v, unicode.IsControl) || len(name)+2+len(v) > 998 {
+			return nil, fail(400, "invalid_header", fmt.Sprintf("Header %q: a field is one line of up to 998 characters, without control characters", name))
 		}
 		g.SetGenHeader(gomail.Header(name), v)
 	}
@@ -315,10 +329,11 @@ func compose(m Message, messageID string) ([]byte, *failure) {
 			}
 			opts := []gomail.FileOption{}
 			if at.ContentType != "" {
-				if strings.ContainsAny(at.ContentType, "\r\n;\"") || !strings.Contains(at.ContentType, "/") {
-					return nil, fail(400, "invalid_attachment", fmt.Sprintf("Attachment %q: content_type %q is not a MIME type like application/pdf", at.Filename, at.ContentType))
+				mt, params, err := mime.ParseMediaType(at.ContentType)
+				if err != nil || len(params) > 0 || strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "message/") {
+					return nil, fail(400, "invalid_attachment", fmt.Sprintf("Attachment %q: content_type %q is not a plain MIME type like application/pdf", at.Filename, at.ContentType))
 				}
-				opts = append(opts, gomail.WithFileContentType(gomail.ContentType(at.ContentType)))
+				opts = append(opts, gomail.WithFileContentType(gomail.ContentType(mt)))
 			}
 			if set.inline {
 				cid := at.ContentID
@@ -364,13 +379,17 @@ func (a *api) submit(r *http.Request, c *caller, fromText string, to []string, d
 	if len(to) == 0 {
 		return nil, fail(400, "invalid_message", "The message has no recipient: give \"to\" (or To and Cc fields)")
 	}
+	if cfg.MaxRecipients > 0 && len(to) > cfg.MaxRecipients {
+		return nil, fail(400, "too_many_recipients", fmt.Sprintf("A message has at most %d recipients here ([smtp] max_recipients); send several", cfg.MaxRecipients))
+	}
 	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	user := c.key.Owner
 	s := &smtpserver.SessionInfo{ID: newID()[:12], Mode: smtpserver.ModeSubmission, Remote: remote, Helo: "api", ESMTP: true, TLS: r.TLS,
 		Auth: &smtpserver.AuthInfo{User: user, Mechanism: "API key " + c.key.ID}}
-	utf8 := from.UTF8() || !smtp.IsASCII(string(data))
-	params := smtp.MailParams{Size: int64(len(data)), SMTPUTF8: utf8}
-	if !smtp.IsASCII(string(data)) {
+	eightBit := slices.ContainsFunc(data, func(c byte) bool { return c >= 0x80 })
+	params := smtp.MailParams{Size: int64(len(data)), SMTPUTF8: from.UTF8() || eightBit}
+	if eightBit {
 		params.Body = "8BITMIME"
 	}
 	ctx := r.Context()
@@ -388,7 +407,7 @@ func (a *api) submit(r *http.Request, c *caller, fromText string, to []string, d
 		target, err := a.Backend.Rcpt(ctx, s, env, addr, smtp.RcptParams{})
 		if err != nil {
 			var rep *smtp.Reply
-			if !errors.As(err, &rep) {
+			if !errors.As(err, &rep) || errors.Is(err, sendlimit.ErrLimit) {
 				return nil, refused(a, "", t, err)
 			}
 			sent.Rejected = append(sent.Rejected, Refusal{Address: t, Code: rep.Code, Status: rep.Enhanced, Message: rep.Text})
@@ -399,18 +418,20 @@ func (a *api) submit(r *http.Request, c *caller, fromText string, to []string, d
 	}
 	if len(env.Recipients) == 0 {
 		f := fail(422, "recipients_refused", "Every recipient was refused: see details")
+		if !slices.ContainsFunc(sent.Rejected, func(r Refusal) bool { return r.Code >= 500 }) {
+			f = fail(http.StatusServiceUnavailable, "recipients_deferred", "Every recipient was refused for now (see details): try again later")
+		}
 		f.body.Details = sent.Rejected
 		return nil, f
 	}
 	env.QueueID = store.NewQueueID()
 	sent.ID = env.QueueID
-	now := time.Now()
-	ip := "unknown"
-	if remote.IsValid() {
-		ip = remote.Addr().Unmap().String()
+	client := smtpserver.AddressLiteral(*s) // as SMTP's Received writes it (RFC 5321 4.1.3)
+	if cfg.HideClientIP {
+		client = "api-client (hidden)"
 	}
-	env.Received = fmt.Sprintf("Received: from [%s] (HTTP API, key %s)\r\n\tby %s (Mailroom) with HTTPS id %s;\r\n\t%s\r\n",
-		ip, c.key.ID, cfg.Hostname, env.QueueID, now.Format(time.RFC1123Z))
+	env.Received = fmt.Sprintf("Received: from %s (HTTP API, key %s)\r\n\tby %s (Mailroom) with HTTPS id %s;\r\n\t%s\r\n",
+		client, c.key.ID, cfg.Hostname, env.QueueID, time.Now().Format(time.RFC1123Z))
 	sp := spool.New(cfg.SpoolDir, 0)
 	defer sp.Close()
 	if _, err := sp.Write(data); err != nil {
@@ -429,8 +450,9 @@ func (a *api) submit(r *http.Request, c *caller, fromText string, to []string, d
 	return sent, nil
 }
 
-// refused turns a backend's answer into the API's: an SMTP reply keeps its
-// meaning (4xx: try again; 5xx: refused), anything else is ours.
+// refused turns a backend's answer into the API's: a sending limit is
+// 429, any other 4xx 503 (try again), 5xx a refusal (422, 403 for policy,
+// 413 for size); anything else is ours.
 func refused(a *api, code, address string, err error) *failure {
 	var rep *smtp.Reply
 	if !errors.As(err, &rep) {
@@ -439,14 +461,14 @@ func refused(a *api, code, address string, err error) *failure {
 	}
 	status := http.StatusUnprocessableEntity
 	switch {
-	case rep.Code == 452 || rep.Code == 451 && strings.HasPrefix(rep.Enhanced, "4.7"):
-		status = http.StatusTooManyRequests // sending limits, storage
+	case errors.Is(err, sendlimit.ErrLimit):
+		status, code = http.StatusTooManyRequests, "sending_limit"
 	case rep.Code >= 400 && rep.Code < 500:
 		status = http.StatusServiceUnavailable
+	case rep.Code == 552 || rep.Enhanced == "5.3.4":
+		status = http.StatusRequestEntityTooLarge
 	case rep.Code == 553 || strings.HasPrefix(rep.Enhanced, "5.7"):
 		status = http.StatusForbidden
-	case rep.Code == 552:
-		status = http.StatusRequestEntityTooLarge
 	}
 	if code == "" {
 		code = "message_refused"
@@ -467,13 +489,32 @@ func messageIDOf(data []byte, queueID, hostname string) string {
 	return "<" + queueID + "@" + hostname + ">"
 }
 
-// crlf ends every line with CRLF, as SMTP carries a message.
-func crlf(b []byte) []byte {
-	if !bytes.Contains(b, []byte("\n")) || !bytes.Contains(bytes.ReplaceAll(b, []byte("\r\n"), nil), []byte("\n")) {
-		return b
+// crlf checks a raw message and ends every line with CRLF, as SMTP carries
+// it: a bare LF becomes CRLF, a bare CR or a NUL is refused (what DATA
+// refuses: a next hop could read a bare CR as a line's end), and the last
+// line ends with CRLF.
+func crlf(b []byte) ([]byte, *failure) {
+	if bytes.IndexByte(b, 0) >= 0 {
+		return nil, fail(400, "invalid_message", "The message holds a NUL octet: a message is text, its binary parts encoded (base64)")
 	}
-	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
-	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+	out := make([]byte, 0, len(b)+len(b)/50+2)
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '\r' && i+1 < len(b) && b[i+1] == '\n':
+			out = append(out, '\r', '\n')
+			i++
+		case c == '\r':
+			return nil, fail(400, "invalid_message", "The message holds a CR not followed by LF: end lines with CRLF (or LF)")
+		case c == '\n':
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, c)
+		}
+	}
+	if !bytes.HasSuffix(out, []byte("\r\n")) {
+		out = append(out, '\r', '\n')
+	}
+	return out, nil
 }
 
 func newID() string {

@@ -43,5 +43,14 @@ func logEntry(s *smtpserver.SessionInfo, env *smtpserver.Transaction, hdr header
 		events = append(events, ev)
 	}
 	l.Domain = strings.ToLower(l.Domain)
+	l.From, l.Subject, l.MessageID = logText(l.From), logText(l.Subject), logText(l.MessageID)
 	return l, events
+}
+
+// logText makes a header's text fit the log: valid UTF-8 (an 8-bit
+// Latin-1 subject is not; PostgreSQL refuses such text and so would the
+// whole message), no NUL, at most 998 characters.
+func logText(s string) string {
+	s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+	return truncateRunes(s, 998)
 }

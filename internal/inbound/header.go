@@ -98,7 +98,7 @@ func scanHeader(r io.Reader) (headerInfo, error) {
 			case "message-id":
 				h.HasMessageID = true
 				if h.MessageID == "" {
-					h.MessageID = strings.TrimSpace(v)[:min(len(strings.TrimSpace(v)), 256)]
+					h.MessageID = truncateRunes(strings.TrimSpace(v), 256)
 				}
 			case "date":
 				h.HasDate = true

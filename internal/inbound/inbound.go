@@ -262,7 +262,11 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 		if err := b.checkFromHeader(ctx, s.Auth.User, hdr); err != nil {
 			return err
 		}
-		added = submissionFields(hdr, s.Auth.User, env.QueueID, cfg.Hostname, now)
+		author := s.Auth.User
+		if strings.HasPrefix(author, "@") || author == "*" { // an API key of a domain or the server: no address of its own
+			author = env.From.String()
+		}
+		added = submissionFields(hdr, author, env.QueueID, cfg.Hostname, now)
 	}
 	// Mail from our own senders (logged in, or a trusted network) to other
 	// domains is DKIM-signed as it will be sent: the fields added above

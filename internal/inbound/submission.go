@@ -133,11 +133,12 @@ func headerName(lower string) string {
 
 // submissionFields returns the Message-ID and Date fields a submitted
 // message lacks (RFC 6409 8.2, 8.3), and a From with the user's address
-// when it has none (RFC 5322 3.6 requires one).
-func submissionFields(hdr headerInfo, user, queueID, hostname string, now time.Time) string {
+// when it has none (RFC 5322 3.6 requires one): author's, the user's or
+// (for a key with no address of its own) the envelope sender's.
+func submissionFields(hdr headerInfo, author, queueID, hostname string, now time.Time) string {
 	var b strings.Builder
-	if hdr.Froms == 0 {
-		b.WriteString("From: <" + user + ">\r\n")
+	if hdr.Froms == 0 && author != "" {
+		b.WriteString("From: <" + author + ">\r\n")
 	}
 	if !hdr.HasDate {
 		b.WriteString("Date: " + now.Format(time.RFC1123Z) + "\r\n")

@@ -531,7 +531,8 @@ func resultEvent(e store.QueueEntry, res store.QueueResult, o delivery.Outcome, 
 
 // BounceClass classifies a permanent failure by its enhanced status code
 // (RFC 3463): "hard" when the address is at fault (5.1.x: no such
-// mailbox, no such domain, bad syntax; 5.2.1: the mailbox is disabled), and
+// mailbox, no such domain, bad syntax, but for 5.1.7 and 5.1.8, the
+// sender's; 5.2.1: the mailbox is disabled), and
 // sending to it again would fail again; "soft" otherwise (policy, content,
 // size, a full mailbox, the network).
 func BounceClass(detail string) string {
@@ -540,7 +541,10 @@ func BounceClass(detail string) string {
 		code = code[4:] // "550 5.1.1 ..."
 	}
 	code, _, _ = strings.Cut(code, " ")
-	if strings.HasPrefix(code, "5.1.") || code == "5.2.1" {
+	switch {
+	case code == "5.1.7" || code == "5.1.8": // the sender's address is at fault, not the recipient's
+		return "soft"
+	case strings.HasPrefix(code, "5.1.") || code == "5.2.1":
 		return "hard"
 	}
 	return "soft"

@@ -547,3 +547,21 @@ func TestClaimsRenewed(t *testing.T) {
 	cancel()
 	<-done
 }
+
+func TestBounceClass(t *testing.T) {
+	for _, c := range []struct{ detail, want string }{
+		{"550 5.1.1 No such user", "hard"},
+		{"550 5.1.10 Null MX", "hard"},
+		{"5.1.2 no MX for the domain", "hard"},
+		{"550 5.2.1 Mailbox disabled", "hard"},
+		{"550 5.1.8 Bad sender's domain", "soft"},
+		{"552 5.2.2 Mailbox full", "soft"},
+		{"550 5.7.1 Rejected by policy", "soft"},
+		{"554 Transaction failed", "soft"},
+		{"", "soft"},
+	} {
+		if got := BounceClass(c.detail); got != c.want {
+			t.Errorf("BounceClass(%q) = %q, want %q", c.detail, got, c.want)
+		}
+	}
+}

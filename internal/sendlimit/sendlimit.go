@@ -8,6 +8,7 @@ package sendlimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -143,7 +144,16 @@ func sum(b *[dayBuckets]int, current int64, n int) int {
 
 func over(n, limit int) bool { return limit > 0 && n > limit }
 
+// ErrLimit marks a refusal by the sending limits (errors.Is), beside its
+// SMTP reply (errors.As): the HTTP API answers it 429.
+var ErrLimit = errors.New("sending limit reached")
+
+// limitError is a sending limit's refusal: its reply, and ErrLimit.
+type limitError struct{ *smtp.Reply }
+
+func (e limitError) Unwrap() []error { return []error{e.Reply, ErrLimit} }
+
 func limitReply(code int, enh, what string, n, limit int, period string) error {
-	return &smtp.Reply{Code: code, Enhanced: enh, Text: fmt.Sprintf(
-		"Sending limit reached: %d %s in the past %s, and the limit is %d; try again later or ask your administrator", n, what, period, limit)}
+	return limitError{&smtp.Reply{Code: code, Enhanced: enh, Text: fmt.Sprintf(
+		"Sending limit reached: %d %s in the past %s, and the limit is %d; try again later or ask your administrator", n, what, period, limit)}}
 }

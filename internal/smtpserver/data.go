@@ -233,7 +233,7 @@ func (s *session) receivedHeader(now time.Time) string {
 	if s.info.Auth != nil {
 		proto += "A"
 	}
-	lit := addressLiteral(s.info)
+	lit := AddressLiteral(s.info)
 	// RFC 5321 4.4: "from" takes a domain or an address literal. A name
 	// that is neither (x]y, under_score.test) is kept, for the record, in a
 	// comment after it, where it cannot break the field's grammar.
@@ -260,7 +260,7 @@ func (s *session) receivedHeader(now time.Time) string {
 	return b.String()
 }
 
-func addressLiteral(info SessionInfo) string {
+func AddressLiteral(info SessionInfo) string {
 	ip := info.Remote.Addr()
 	if ip.Is6() && !ip.Is4In6() {
 		return "[IPv6:" + ip.String() + "]"

@@ -46,6 +46,7 @@ type Store interface {
 	Tallies
 	Events
 	APIKeys
+	Webhooks
 	// Usage says how much the store holds, for metrics and status.
 	Usage(ctx context.Context) (Usage, error)
 	Close() error
@@ -426,6 +427,10 @@ type Queue interface {
 	QueueStats(ctx context.Context) (QueueStats, error)
 	// OpenQueued returns a queued message's body.
 	OpenQueued(ctx context.Context, messageID int64) (io.ReadCloser, error)
+	// OpenByQueueID returns the body of the message accepted under a
+	// queue ID (without a mailbox copy's prefix); ErrNotFound once it is
+	// gone (delivered and removed, or expunged).
+	OpenByQueueID(ctx context.Context, queueID string) (io.ReadCloser, error)
 	// SetHeld holds or releases the waiting entries of a queue ID.
 	SetHeld(ctx context.Context, queueID string, held bool) (int, error)
 	// RetryNow makes waiting entries (of a queue ID, or all for "") due

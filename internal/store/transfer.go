@@ -51,7 +51,7 @@ func cols(spec ...any) []Column {
 // Tables are the logical tables, each after those it refers to.
 // "sequences" holds each identity's next value (users, mailboxes,
 // messages, queue, dkim_keys, dmarc_reports, mailbox_snapshots' saved,
-// events).
+// events, webhooks, hook_deliveries).
 var Tables = []Table{
 	{"domains", 1, cols("name", KindText, "catch_all", KindText, "created", KindInt)},
 	{"users", 1, cols("id", KindInt, "address", KindText, "domain", KindText, "password_hash", KindText,
@@ -87,13 +87,17 @@ var Tables = []Table{
 		"stream", KindText, "tags", KindJSON, "metadata", KindJSON)},
 	{"events", 1, cols("id", KindInt, "time", KindInt, "kind", KindText, "queue_id", KindText, "recipient", KindText, "domain", KindText,
 		"detail", KindText, "remote", KindText, "class", KindText, "attempt", KindInt, "counted", KindBool)},
+	{"webhooks", 1, cols("id", KindInt, "owner", KindText, "url", KindText, "events", KindText, "secrets", KindJSON, "created", KindInt)},
+	{"hook_deliveries", 1, cols("id", KindInt, "webhook_id", KindInt, "event_id", KindInt, "kind", KindText, "state", KindText,
+		"attempts", KindInt, "next_attempt", KindInt, "created", KindInt, "last_status", KindInt, "last_error", KindText)},
+	{"hook_attempts", 2, cols("delivery_id", KindInt, "time", KindInt, "status", KindInt, "error", KindText, "duration", KindInt)},
 	{"event_counts", 4, cols("minute", KindInt, "domain", KindText, "tag", KindText, "kind", KindText, "count", KindInt)},
 	{"report_tallies", 4, cols("kind", KindText, "period", KindInt, "domain", KindText, "key", KindText, "count", KindInt)},
 	{"sequences", 1, cols("name", KindText, "next", KindInt)},
 }
 
 // Sequences are the identities "sequences" rows name.
-var Sequences = []string{"users", "mailboxes", "messages", "queue", "dkim_keys", "dmarc_reports", "mailbox_snapshots", "events"}
+var Sequences = []string{"users", "mailboxes", "messages", "queue", "dkim_keys", "dmarc_reports", "mailbox_snapshots", "events", "webhooks", "hook_deliveries"}
 
 // TableNamed returns the Table of that name.
 func TableNamed(name string) (Table, bool) {

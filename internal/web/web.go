@@ -7,6 +7,8 @@ package web
 import (
 	"context"
 	"net/http"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -23,8 +25,9 @@ type Ready func(ctx context.Context) error
 //	/readyz   200 when ready answers within two seconds, else 503 with the reason (readiness)
 //	/metrics  the Prometheus registry (text exposition format)
 //
-// and what each of mounts registers (the API under /api/v1).
-func Handler(ready Ready, mounts ...func(*http.ServeMux)) http.Handler {
+// and what each of mounts registers (the API under /api/v1). /metrics
+// answers clients in metricsFrom only (403 for others).
+func Handler(ready Ready, metricsFrom []netip.Prefix, mounts ...func(*http.ServeMux)) http.Handler {
 	mux := http.NewServeMux()
 	for _, m := range mounts {
 		m(mux)
@@ -44,6 +47,14 @@ func Handler(ready Ready, mounts ...func(*http.ServeMux)) http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second}))
+	scrape := promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil || !slices.ContainsFunc(metricsFrom, func(p netip.Prefix) bool { return p.Contains(ap.Addr().Unmap()) }) {
+			http.Error(w, "403 /metrics answers the networks in [http] metrics_from only", http.StatusForbidden)
+			return
+		}
+		scrape.ServeHTTP(w, r)
+	})
 	return mux
 }

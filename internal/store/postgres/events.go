@@ -12,6 +12,9 @@ import (
 	"mailroom/internal/store"
 )
 
+// sqlHookFanOut makes the webhook deliveries of the events counted.
+var sqlHookFanOut = store.HookFanOutSQL(func(n int) string { return fmt.Sprintf("$%d", n) }, "strpos", "e.id = ANY($2)")
+
 // dialect is how PostgreSQL spells the event queries (store.Dialect).
 var dialect = store.Dialect{
 	Placeholder: func(n int) string { return fmt.Sprintf("$%d", n) },
@@ -185,6 +188,11 @@ func (s *Store) CountEvents(ctx context.Context, limit int) (int, error) {
 			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[]) ORDER BY 1, 2, 3, 4
 			ON CONFLICT (minute, domain, tag, kind) DO UPDATE SET count = event_counts.count + excluded.count)
 			UPDATE events SET counted = true WHERE id = ANY($6)`, minutes, domains, tagList, kinds, cs, ids)
+		if err != nil {
+			return err
+		}
+		// Their webhook deliveries, with the counts: both or neither.
+		_, err = tx.Exec(ctx, sqlHookFanOut, time.Now().UnixNano(), ids)
 		return err
 	})
 	if err != nil {

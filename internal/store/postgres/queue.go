@@ -219,3 +219,16 @@ func (s *Store) DeleteQueued(ctx context.Context, queueID string) (int, error) {
 	})
 	return n, err
 }
+
+// OpenByQueueID returns the body of the message accepted under queueID.
+func (s *Store) OpenByQueueID(ctx context.Context, queueID string) (io.ReadCloser, error) {
+	var id int64
+	err := s.pool.QueryRow(ctx, `SELECT id FROM messages WHERE queue_id = $1 ORDER BY id LIMIT 1`, queueID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("message %s: %w", queueID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, storageError("open message", err)
+	}
+	return s.OpenQueued(ctx, id)
+}

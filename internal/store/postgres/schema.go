@@ -331,6 +331,42 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys(created);
 `},
+	// Webhooks (store.Webhooks): endpoints, each event kind they take
+	// between commas (",delivered,bounced,"), their secrets; the deliveries
+	// of events to them, made as events are counted; each attempt.
+	{1, `
+CREATE TABLE webhooks (
+	id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	owner   text NOT NULL,
+	url     text NOT NULL,
+	events  text NOT NULL,
+	secrets jsonb NOT NULL,
+	created bigint NOT NULL
+);
+CREATE TABLE hook_deliveries (
+	id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	webhook_id   bigint NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+	event_id     bigint NOT NULL,
+	kind         text NOT NULL,
+	state        text NOT NULL,
+	attempts     integer NOT NULL DEFAULT 0,
+	next_attempt bigint NOT NULL,
+	created      bigint NOT NULL,
+	last_status  integer NOT NULL DEFAULT 0,
+	last_error   text NOT NULL DEFAULT ''
+);
+CREATE INDEX hook_deliveries_due ON hook_deliveries(next_attempt) WHERE state = 'pending';
+CREATE INDEX hook_deliveries_webhook ON hook_deliveries(webhook_id, id);
+CREATE INDEX hook_deliveries_created ON hook_deliveries(created);
+CREATE TABLE hook_attempts (
+	delivery_id bigint NOT NULL REFERENCES hook_deliveries(id) ON DELETE CASCADE,
+	time        bigint NOT NULL,
+	status      integer NOT NULL,
+	error       text NOT NULL DEFAULT '',
+	duration    bigint NOT NULL
+);
+CREATE INDEX hook_attempts_delivery ON hook_attempts(delivery_id);
+`},
 }
 
 // migrateLock is the advisory lock nodes take to migrate one at a time.

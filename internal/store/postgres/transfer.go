@@ -25,6 +25,7 @@ var identities = map[string]string{
 	"users": "users_id_seq", "mailboxes": "mailboxes_id_seq", "messages": "messages_id_seq",
 	"queue": "queue_id_seq", "dkim_keys": "dkim_keys_id_seq", "dmarc_reports": "dmarc_reports_id_seq",
 	"mailbox_snapshots": "mailbox_snapshots_saved", "events": "events_id_seq",
+	"webhooks": "webhooks_id_seq", "hook_deliveries": "hook_deliveries_id_seq",
 }
 
 // exportFrom is the SELECT list and source of a logical table.

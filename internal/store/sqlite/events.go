@@ -4,11 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"mailroom/internal/store"
 )
+
+// sqlHookFanOut makes the webhook deliveries of the events after a mark up
+// to the last counted.
+var sqlHookFanOut = store.HookFanOutSQL(func(n int) string { return "?" + strconv.Itoa(n) }, "instr", "e.id > ?2 AND e.id <= ?3")
 
 // dialect is how SQLite spells the event queries (store.Dialect).
 var dialect = store.Dialect{
@@ -123,7 +128,7 @@ func (s *Store) LoggedMessages(ctx context.Context, q store.MessageQuery) ([]sto
 }
 
 // CountEvents adds up to limit events after the last counted into
-// event_counts. Event ids grow in commit order (one writer, and only the
+// event_counts, and makes their webhook deliveries. Event ids grow in commit order (one writer, and only the
 // oldest are ever deleted), so the events are read from a snapshot,
 // outside the writer, and the write moves the mark only if no other count
 // moved it meanwhile.
@@ -171,7 +176,9 @@ func (s *Store) CountEvents(ctx context.Context, limit int) (int, error) {
 				return err
 			}
 		}
-		return nil
+		// Their webhook deliveries, with the counts: both or neither.
+		_, err = tx.Exec(sqlHookFanOut, time.Now().UnixNano(), mark, last)
+		return err
 	})
 	if err != nil {
 		return 0, storageErr("count events", err)
@@ -212,7 +219,9 @@ func (s *Store) DeleteEvents(ctx context.Context, before time.Time, limit int) (
 			sql string
 			arg int64
 		}{
-			{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time < ? ORDER BY time LIMIT ?)`, before.UnixNano()},
+			// Never the newest: ids are max+1, and the counter's mark must
+			// not see an id again.
+			{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time < ? AND id < (SELECT max(id) FROM events) ORDER BY time LIMIT ?)`, before.UnixNano()},
 			{`DELETE FROM message_log WHERE queue_id IN (SELECT queue_id FROM message_log WHERE created < ? ORDER BY created LIMIT ?)`, before.UnixNano()},
 			{`DELETE FROM event_counts WHERE (minute, domain, tag, kind) IN (SELECT minute, domain, tag, kind FROM event_counts WHERE minute < ? LIMIT ?)`, before.Unix() / 60},
 		} {

@@ -329,3 +329,16 @@ func (s *Store) DeleteQueued(ctx context.Context, queueID string) (int, error) {
 	}
 	return int(n), err
 }
+
+// OpenByQueueID returns the body of the message accepted under queueID.
+func (s *Store) OpenByQueueID(ctx context.Context, queueID string) (io.ReadCloser, error) {
+	var id int64
+	err := s.queryRow(ctx, `SELECT id FROM messages WHERE queue_id = ? ORDER BY id LIMIT 1`, queueID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("message %s: %w", queueID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, storageErr("open message", err)
+	}
+	return s.OpenQueued(ctx, id)
+}

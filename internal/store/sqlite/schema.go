@@ -369,4 +369,40 @@ CREATE TABLE idempotency_keys (
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_keys_created ON idempotency_keys(created);
 `,
+	`
+-- Webhooks (store.Webhooks): endpoints, each event kind they take between
+-- commas (",delivered,bounced,"), their secrets (JSON); the deliveries of
+-- events to them, made as events are counted; each attempt.
+CREATE TABLE webhooks (
+	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	owner   TEXT NOT NULL,
+	url     TEXT NOT NULL,
+	events  TEXT NOT NULL,
+	secrets TEXT NOT NULL,
+	created INTEGER NOT NULL
+);
+CREATE TABLE hook_deliveries (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	webhook_id   INTEGER NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+	event_id     INTEGER NOT NULL,
+	kind         TEXT NOT NULL,
+	state        TEXT NOT NULL,
+	attempts     INTEGER NOT NULL DEFAULT 0,
+	next_attempt INTEGER NOT NULL,
+	created      INTEGER NOT NULL,
+	last_status  INTEGER NOT NULL DEFAULT 0,
+	last_error   TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX hook_deliveries_due ON hook_deliveries(next_attempt) WHERE state = 'pending';
+CREATE INDEX hook_deliveries_webhook ON hook_deliveries(webhook_id, id);
+CREATE INDEX hook_deliveries_created ON hook_deliveries(created);
+CREATE TABLE hook_attempts (
+	delivery_id INTEGER NOT NULL REFERENCES hook_deliveries(id) ON DELETE CASCADE,
+	time        INTEGER NOT NULL,
+	status      INTEGER NOT NULL,
+	error       TEXT NOT NULL DEFAULT '',
+	duration    INTEGER NOT NULL
+);
+CREATE INDEX hook_attempts_delivery ON hook_attempts(delivery_id);
+`,
 }

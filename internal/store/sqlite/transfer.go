@@ -30,7 +30,9 @@ var exportSelect = map[string]struct{ list, from string }{
 		UNION ALL SELECT 'dkim_keys', max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'dkim_keys'), 0), coalesce(max(id), 0)) + 1 FROM dkim_keys
 		UNION ALL SELECT 'dmarc_reports', max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'dmarc_reports'), 0), coalesce(max(id), 0)) + 1 FROM dmarc_reports
 		UNION ALL SELECT 'mailbox_snapshots', coalesce(max(saved), 0) + 1 FROM mailbox_snapshots
-		UNION ALL SELECT 'events', coalesce(max(id), 0) + 1 FROM events)`},
+		UNION ALL SELECT 'events', coalesce(max(id), 0) + 1 FROM events
+		UNION ALL SELECT 'webhooks', max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'webhooks'), 0), coalesce(max(id), 0)) + 1 FROM webhooks
+		UNION ALL SELECT 'hook_deliveries', max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'hook_deliveries'), 0), coalesce(max(id), 0)) + 1 FROM hook_deliveries)`},
 }
 
 // from is what the table's rows are read from.

@@ -112,8 +112,14 @@ func filled(t *testing.T) *sqlite.Store {
 	must(s.SaveSnapshot(ctx, alice.ID, store.Snapshot{MailboxID: st.ID, ModSeq: st.HighestModSeq, Data: []byte("snapshot")}))
 	_, err = s.SetHeld(ctx, "Q1", true)
 	must(err)
-	_, err = s.CountEvents(ctx, 2) // some counted, some not
+	_, err = s.AddWebhook(ctx, store.Webhook{Owner: "@example.test", URL: "https://hooks.example.test/in", Events: []string{"received", "inbound"}, Secrets: []string{"s1"}, Created: now})
 	must(err)
+	_, err = s.CountEvents(ctx, 2) // some counted (with their webhook deliveries), some not
+	must(err)
+	hd, err := s.ClaimHookDeliveries(ctx, time.Now(), time.Minute, 1)
+	must(err)
+	must(s.RecordHookResults(ctx, []store.HookResult{{DeliveryID: hd[0].ID, State: store.HookPending, NextAttempt: now,
+		Attempt: store.HookAttempt{Time: now, Status: 500, Error: "500 Internal Server Error", Duration: time.Second}}}))
 	return s
 }
 
