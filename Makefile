@@ -58,6 +58,8 @@ fuzz:
 	$(GO) test ./internal/downgrade -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/auth -run '^$$' -fuzz '^FuzzAuthenticate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/smtpclient -run '^$$' -fuzz '^FuzzReadReply$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/arf -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./internal/webhook -run '^$$' -fuzz '^FuzzParseInbound$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/imapwire -run '^$$' -fuzz '^FuzzReadCommand$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/imapwire -run '^$$' -fuzz '^FuzzUTF7$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./internal/message -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,13 +78,18 @@ func (c apiClient) call(method, path, body, contentType string, headers ...strin
 // far.test on ip.
 func apiServer(t *testing.T, ip, extra string) (*server, *fakeHop, apiClient) {
 	t.Helper()
+	return apiServerAt(t, ip, freeAddr(t), extra)
+}
+
+// apiServerAt is apiServer with the HTTP listener on httpAddr.
+func apiServerAt(t *testing.T, ip, httpAddr, extra string) (*server, *fakeHop, apiClient) {
+	t.Helper()
 	curl := requireTool(t, "curl")
 	hop := startHop(t, ip, func(_ int, line string) string { return hopDefault(line) })
 	dnsAddr := dnstest.Start(t, map[string][]string{"far.test. MX": {"10 mx.far.test."}, "mx.far.test. A": {ip},
 		"example.org. MX": {"10 mx.far.test."}}).Addr
 	tables := fmt.Sprintf("[tls]\nself_signed = true\n[dns]\nresolver = %q\n[outbound]\nport = %d\n[queue]\nretry_intervals = [\"1s\"]\n%s", dnsAddr, hop.port, extra)
 	s := newServer(t, "", tables)
-	httpAddr := freeAddr(t)
 	s.extraListen = fmt.Sprintf("http = [%q]", httpAddr)
 	s.writeConfig("", tables)
 	s.start()
@@ -376,4 +382,63 @@ func TestAPIDocsExamples(t *testing.T) {
 		}
 	}
 	until(t, s, "the examples' three messages at the hop", func() bool { return hop.received() == 3 })
+}
+
+// TestAPITracking: an HTML message of a tracked domain sent through the
+// API reaches the next hop with its links going through the HTTP listener
+// and an image at its end; following them (curl) redirects to the link and
+// serves the image, and records clicked and opened events; a link the
+// server did not sign is not followed; plain text and untracked domains
+// are left alone.
+func TestAPITracking(t *testing.T) {
+	httpAddr := freeAddr(t)
+	s, hop, api := apiServerAt(t, "127.0.0.125", httpAddr, fmt.Sprintf("[tracking]\nbase_url = \"https://%s\"\ndomains = [\"example.test\"]\n", httpAddr))
+	api.key = newKey(t, s, "shop", "--domain", "example.test", "--scope", "send,read")
+	r := api.call("POST", "/api/v1/messages", `{"from": "orders@example.test", "to": ["carol@far.test"], "subject": "tracked",
+		"text": "See https://shop.example/deal", "html": "<html><body><a href=\"https://shop.example/deal?id=7&amp;x=1\">deal</a></body></html>"}`, "")
+	var sent struct{ ID string }
+	r.json(t, &sent)
+	if r.status != 202 {
+		t.Fatalf("send: %d %s", r.status, r.body)
+	}
+	until(t, s, "the tracked message at the hop", func() bool { return len(hop.messagesWith("Subject: tracked")) == 1 })
+	raw := hop.messagesWith("Subject: tracked")[0]
+	// The HTML part is quoted-printable: its soft line breaks and =3D undone.
+	body := []byte(strings.NewReplacer("=\r\n", "", "=3D", "=").Replace(raw))
+	links := regexp.MustCompile(`https://`+regexp.QuoteMeta(httpAddr)+`/t/[oc]/[A-Za-z0-9_.-]+`).FindAllString(string(body), -1)
+	if len(links) != 2 || !strings.Contains(string(body), "See https://shop.example/deal") {
+		t.Fatalf("tracking links in the message: %v\n%s", links, body)
+	}
+	click, open := links[0], links[1]
+	if strings.Contains(click, "/t/o/") {
+		click, open = open, click
+	}
+	a := api
+	a.key, a.base = "", ""
+	if r := a.call("GET", click, "", ""); r.status != 302 || r.header["location"] != "https://shop.example/deal?id=7&x=1" {
+		t.Errorf("the click: %d %v", r.status, r.header)
+	}
+	if r := a.call("GET", open, "", ""); r.status != 200 || r.header["content-type"] != "image/gif" || !strings.HasPrefix(r.body, "GIF89a") {
+		t.Errorf("the image: %d %v", r.status, r.header)
+	}
+	if r := a.call("GET", click[:len(click)-3]+"AAA", "", ""); r.status != 404 {
+		t.Errorf("a link changed by hand: %d", r.status)
+	}
+	r = api.call("GET", "/api/v1/messages/"+sent.ID, "", "")
+	if !strings.Contains(r.body, `"kind":"clicked","queue_id":"`+sent.ID+`","recipient":"carol@far.test"`) || !strings.Contains(r.body, `"kind":"opened"`) ||
+		!strings.Contains(r.body, `"detail":"https://shop.example/deal?id=7\u0026x=1"`) {
+		t.Errorf("the message's events: %s", r.body)
+	}
+	// Another domain's message is not tracked.
+	s.cli("domain", "add", "plain.test")
+	plain := newKey(t, s, "plain", "--domain", "plain.test")
+	b := api
+	b.key = plain
+	if r := b.call("POST", "/api/v1/messages", `{"from": "x@plain.test", "to": ["dave@far.test"], "subject": "untracked", "html": "<a href=\"https://shop.example/\">x</a>"}`, ""); r.status != 202 {
+		t.Fatalf("send: %d %s", r.status, r.body)
+	}
+	until(t, s, "the untracked message at the hop", func() bool { return len(hop.messagesWith("Subject: untracked")) == 1 })
+	if m := hop.messagesWith("Subject: untracked")[0]; strings.Contains(m, "/t/") {
+		t.Errorf("an untracked domain's message was rewritten:\n%s", m)
+	}
 }

@@ -41,6 +41,7 @@ type Config struct {
 	HTTP       HTTP       `toml:"http"`
 	Events     Events     `toml:"events"`
 	Webhooks   Webhooks   `toml:"webhooks"`
+	Tracking   Tracking   `toml:"tracking"`
 	TLS        TLS        `toml:"tls"`
 	Mailbox    Mailbox    `toml:"mailbox"`
 	MTASTS     MTASTS     `toml:"mta_sts"`
@@ -219,6 +220,12 @@ type Events struct {
 	// Keep is how long events, the message log and their counts are kept;
 	// "0s" keeps them for ever.
 	Keep Duration `toml:"keep"`
+	// ComplaintsTo are local addresses that mailbox providers send abuse
+	// feedback reports (ARF, RFC 5965) to; each report about a message
+	// Mailroom sent becomes a complaint event, and its recipient is
+	// suppressed for ComplaintSuppressFor.
+	ComplaintsTo         []string `toml:"complaints_to"`
+	ComplaintSuppressFor Duration `toml:"complaint_suppress_for"`
 }
 
 // Webhooks configures the posting of events to webhooks.
@@ -229,6 +236,19 @@ type Webhooks struct {
 	GiveUpAfter    Duration   `toml:"give_up_after"`
 	// Timeout bounds one attempt (connection, TLS, request, answer).
 	Timeout Duration `toml:"timeout"`
+}
+
+// Tracking configures open and click tracking of HTML mail sent through
+// the API (off unless BaseURL and Domains or Streams are set).
+type Tracking struct {
+	// BaseURL is the HTTP listener as recipients reach it
+	// ("https://mail.example.com:8443"): the image and the links point there.
+	BaseURL string `toml:"base_url"`
+	Opens   bool   `toml:"opens"`
+	Clicks  bool   `toml:"clicks"`
+	// Domains (senders' domains) and Streams whose messages are tracked.
+	Domains []string `toml:"domains"`
+	Streams []string `toml:"streams"`
 }
 
 // TLS configures certificates for STARTTLS.
@@ -438,10 +458,11 @@ func Default() *Config {
 			DMARC:                   "enforce",
 			ARCTrustedSealers:       []string{},
 		},
-		IMAP:   IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
-		POP3:   POP3{MaxConnections: 1000, MaxConnectionsPerClient: 10},
-		HTTP:   HTTP{MaxConnections: 1000, MaxConnectionsPerClient: 50, APIRatePerMinute: 600, MetricsFrom: privateNetworks()},
-		Events: Events{Keep: Duration(30 * 24 * time.Hour)},
+		IMAP:     IMAP{MaxConnections: 5000, MaxConnectionsPerClient: 50},
+		POP3:     POP3{MaxConnections: 1000, MaxConnectionsPerClient: 10},
+		HTTP:     HTTP{MaxConnections: 1000, MaxConnectionsPerClient: 50, APIRatePerMinute: 600, MetricsFrom: privateNetworks()},
+		Events:   Events{Keep: Duration(30 * 24 * time.Hour), ComplaintsTo: []string{}, ComplaintSuppressFor: Duration(365 * 24 * time.Hour)},
+		Tracking: Tracking{Opens: true, Clicks: true, Domains: []string{}, Streams: []string{}},
 		Webhooks: Webhooks{RetryIntervals: []Duration{Duration(10 * time.Second), Duration(30 * time.Second), Duration(time.Minute), Duration(5 * time.Minute),
 			Duration(15 * time.Minute), Duration(30 * time.Minute), Duration(time.Hour), Duration(2 * time.Hour), Duration(4 * time.Hour)},
 			GiveUpAfter: Duration(24 * time.Hour), Timeout: Duration(10 * time.Second)},
@@ -659,6 +680,8 @@ func (c *Config) validate() error {
 			"webhooks.retry_intervals: give at least one wait, each of a second or more"},
 		{c.Webhooks.GiveUpAfter.D() >= time.Minute, "webhooks.give_up_after: must be a minute or more"},
 		{c.Webhooks.Timeout.D() >= time.Second && c.Webhooks.Timeout.D() <= 5*time.Minute, "webhooks.timeout: must be from 1s to 5m"},
+		{c.Tracking.BaseURL == "" || strings.HasPrefix(c.Tracking.BaseURL, "https://") || strings.HasPrefix(c.Tracking.BaseURL, "http://"),
+			"tracking.base_url: give the HTTP listener's URL as recipients reach it, such as https://mail.example.com:8443"},
 		{c.Events.Keep >= 0, "events.keep: must not be negative (\"0s\" keeps events for ever)"},
 		{c.HTTP.APIRatePerMinute >= 0, "http.api_rate_per_minute: must not be negative (0: no limit)"},
 		{c.HTTP.MaxConnections >= 1, "http.max_connections: must be at least 1"},

@@ -448,16 +448,18 @@ func certPairs(cfg *config.Config) ([]certs.Pair, error) {
 
 func inboundConfig(cfg *config.Config) *inbound.Config {
 	c := &inbound.Config{
-		Hostname:            cfg.Hostname,
-		SubaddressSeparator: cfg.SMTP.SubaddressSeparator,
-		MaxHops:             cfg.SMTP.MaxHops,
-		DataDir:             cfg.DataDir,
-		MinFreeSpace:        int64(cfg.Store.MinFreeSpace),
-		ReportSizeLimit:     int64(cfg.Queue.ReportSizeLimit),
-		MaxReportsPerHour:   cfg.Queue.MaxReportsPerHour,
-		DMARC:               cfg.SMTP.DMARC,
-		DMARCDomains:        map[string]string{},
-		ARCTrustedSealers:   lowered(cfg.SMTP.ARCTrustedSealers),
+		Hostname:             cfg.Hostname,
+		SubaddressSeparator:  cfg.SMTP.SubaddressSeparator,
+		MaxHops:              cfg.SMTP.MaxHops,
+		DataDir:              cfg.DataDir,
+		MinFreeSpace:         int64(cfg.Store.MinFreeSpace),
+		ReportSizeLimit:      int64(cfg.Queue.ReportSizeLimit),
+		MaxReportsPerHour:    cfg.Queue.MaxReportsPerHour,
+		DMARC:                cfg.SMTP.DMARC,
+		DMARCDomains:         map[string]string{},
+		ARCTrustedSealers:    lowered(cfg.SMTP.ARCTrustedSealers),
+		ComplaintsTo:         lowered(cfg.Events.ComplaintsTo),
+		ComplaintSuppressFor: cfg.Events.ComplaintSuppressFor.D(),
 		SendLimits: sendlimit.Limits{
 			MessagesPerHour:   cfg.Submission.MaxMessagesPerHour,
 			MessagesPerDay:    cfg.Submission.MaxMessagesPerDay,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"mailroom/internal/records"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/store"
+	"mailroom/internal/tracking"
 	"mailroom/internal/web"
 )
 
@@ -58,8 +60,18 @@ func startHTTP(cfg *config.Config, st store.Store, backend smtpserver.Backend, s
 	}
 	apiCfg := httpapi.Config{Hostname: cfg.Hostname, MaxMessageSize: int64(cfg.SMTP.MaxMessageSize), MaxRecipients: cfg.SMTP.MaxRecipients,
 		RatePerMinute: cfg.HTTP.APIRatePerMinute, SpoolDir: spoolDir, HideClientIP: cfg.Submission.HideClientIP}
+	apiCfg.TrackingBase, apiCfg.TrackOpens, apiCfg.TrackClicks = cfg.Tracking.BaseURL, cfg.Tracking.Opens, cfg.Tracking.Clicks
+	apiCfg.TrackDomains, apiCfg.TrackStreams = lowered(cfg.Tracking.Domains), cfg.Tracking.Streams
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	key, err := st.Secret(ctx, "tracking", 32)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("the tracking links' key: %w", err)
+	}
+	signer := tracking.NewSigner(key)
 	api := func(mux *http.ServeMux) {
-		httpapi.Register(mux, httpapi.Deps{Store: st, Backend: backend, Config: func() httpapi.Config { return apiCfg }, Log: log})
+		httpapi.Register(mux, httpapi.Deps{Store: st, Backend: backend, Config: func() httpapi.Config { return apiCfg }, Log: log, Tracking: signer})
+		tracking.NewHandler(signer, st, log).Register(mux)
 	}
 	var metricsFrom []netip.Prefix
 	for _, p := range cfg.HTTP.MetricsFrom {

@@ -26,6 +26,7 @@ import (
 	"mailroom/internal/apikey"
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/store"
+	"mailroom/internal/tracking"
 )
 
 // Config is what the API reads of the server's configuration.
@@ -41,6 +42,11 @@ type Config struct {
 	// HideClientIP leaves the client's address out of the Received field,
 	// as for SMTP submission.
 	HideClientIP bool
+	// Tracking of HTML messages (package tracking): through TrackingBase,
+	// for the senders' domains and streams listed.
+	TrackingBase               string
+	TrackOpens, TrackClicks    bool
+	TrackDomains, TrackStreams []string
 }
 
 // Deps is what the API works with.
@@ -51,6 +57,8 @@ type Deps struct {
 	Backend smtpserver.Backend
 	Config  func() Config
 	Log     *slog.Logger
+	// Tracking signs the links of tracked messages (nil: none tracked).
+	Tracking *tracking.Signer
 }
 
 // route is one operation: the mux pattern, the scope it needs ("" for

@@ -26,6 +26,7 @@ import (
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/spool"
 	"mailroom/internal/store"
+	"mailroom/internal/tracking"
 )
 
 // Message is a message given as JSON.
@@ -225,7 +226,7 @@ func (a *api) sendRaw(w http.ResponseWriter, r *http.Request, c *caller) {
 				}
 			}
 		}
-		sent, f := a.submit(r, c, from, to, data, "", labels)
+		sent, f := a.submit(r, c, from, to, data, "", labels, "")
 		if f != nil {
 			return f.status, apiError{f.body}
 		}
@@ -247,11 +248,8 @@ func (a *api) sendMessage(r *http.Request, c *caller, m Message) (*Sent, *failur
 	if m.Text == "" && m.HTML == "" {
 		return nil, fail(400, "invalid_message", `A message needs "text", "html" or both`)
 	}
-	id := "<" + newID() + "@" + a.Config().Hostname + ">"
-	data, f := compose(m, id)
-	if f != nil {
-		return nil, f
-	}
+	cfg := a.Config()
+	id := "<" + newID() + "@" + cfg.Hostname + ">"
 	var rcpts []string
 	for _, list := range [][]string{m.To, m.Cc, m.Bcc} {
 		for _, s := range list {
@@ -262,7 +260,41 @@ func (a *api) sendMessage(r *http.Request, c *caller, m Message) (*Sent, *failur
 			rcpts = append(rcpts, ad.Address)
 		}
 	}
-	return a.submit(r, c, m.From, rcpts, data, id, m.Labels)
+	queueID := store.NewQueueID()
+	if m.HTML != "" && a.tracked(cfg, m) {
+		from, _ := mail.ParseAddress(m.From)
+		t := tracking.Token{QueueID: queueID, Domain: senderDomain(from)}
+		if len(rcpts) == 1 { // a message to several: the message is known, not who opened it
+			t.Recipient = strings.ToLower(rcpts[0])
+		}
+		m.HTML = a.Tracking.Rewrite(m.HTML, cfg.TrackingBase, t, cfg.TrackOpens, cfg.TrackClicks)
+	}
+	data, f := compose(m, id)
+	if f != nil {
+		return nil, f
+	}
+	return a.submit(r, c, m.From, rcpts, data, id, m.Labels, queueID)
+}
+
+// tracked says whether a message's opens and clicks are tracked: its
+// sender's domain or its stream is listed, and the listener's URL known.
+func (a *api) tracked(cfg Config, m Message) bool {
+	if a.Tracking == nil || cfg.TrackingBase == "" || !cfg.TrackOpens && !cfg.TrackClicks {
+		return false
+	}
+	from, err := mail.ParseAddress(m.From)
+	if err != nil {
+		return false
+	}
+	return slices.Contains(cfg.TrackDomains, senderDomain(from)) || m.Stream != "" && slices.Contains(cfg.TrackStreams, m.Stream)
+}
+
+func senderDomain(a *mail.Address) string {
+	if a == nil {
+		return ""
+	}
+	_, d, _ := strings.Cut(a.Address, "@")
+	return strings.ToLower(d)
 }
 
 // compose writes a JSON message as RFC 5322 with MIME parts: text and
@@ -363,7 +395,7 @@ func compose(m Message, messageID string) ([]byte, *failure) {
 // submit runs a message through the backend as an SMTP submission does:
 // MAIL (the sender's rights, the sending limits), RCPT for each recipient
 // (each refusal kept), then the message (checks, signing, the queue).
-func (a *api) submit(r *http.Request, c *caller, fromText string, to []string, data []byte, messageID string, labels Labels) (*Sent, *failure) {
+func (a *api) submit(r *http.Request, c *caller, fromText string, to []string, data []byte, messageID string, labels Labels, queueID string) (*Sent, *failure) {
 	cfg := a.Config()
 	if int64(len(data)) > cfg.MaxMessageSize {
 		return nil, fail(http.StatusRequestEntityTooLarge, "message_too_large", fmt.Sprintf("The message is %d bytes; this server takes up to %d", len(data), cfg.MaxMessageSize))
@@ -424,7 +456,10 @@ func (a *api) submit(r *http.Request, c *caller, fromText string, to []string, d
 		f.body.Details = sent.Rejected
 		return nil, f
 	}
-	env.QueueID = store.NewQueueID()
+	env.QueueID = queueID
+	if env.QueueID == "" {
+		env.QueueID = store.NewQueueID()
+	}
 	sent.ID = env.QueueID
 	client := smtpserver.AddressLiteral(*s) // as SMTP's Received writes it (RFC 5321 4.1.3)
 	if cfg.HideClientIP {

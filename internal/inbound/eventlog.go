@@ -2,6 +2,7 @@ package inbound
 
 import (
 	"strings"
+	"unicode"
 
 	"mailroom/internal/smtpserver"
 	"mailroom/internal/store"
@@ -49,8 +50,14 @@ func logEntry(s *smtpserver.SessionInfo, env *smtpserver.Transaction, hdr header
 
 // logText makes a header's text fit the log: valid UTF-8 (an 8-bit
 // Latin-1 subject is not; PostgreSQL refuses such text and so would the
-// whole message), no NUL, at most 998 characters.
+// whole message), no control characters (NUL, line breaks), at most 998
+// characters.
 func logText(s string) string {
-	s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
 	return truncateRunes(s, 998)
 }

@@ -52,6 +52,11 @@ type Config struct {
 	DMARCDomains map[string]string
 	// ARCTrustedSealers: ARC sealers (lower case) believed when DMARC fails.
 	ARCTrustedSealers []string
+	// ComplaintsTo are local addresses (lower case) whose abuse feedback
+	// reports (ARF) become complaint events, their recipients suppressed
+	// for ComplaintSuppressFor.
+	ComplaintsTo         []string
+	ComplaintSuppressFor time.Duration
 }
 
 // Backend implements smtpserver.Backend over a store.
@@ -391,6 +396,7 @@ func (b *Backend) Deliver(ctx context.Context, s *smtpserver.SessionInfo, env *s
 	}
 	if len(m.Local) > 0 {
 		b.keepReports(ctx, msg, hdr.Subject, now)
+		b.readComplaint(ctx, env, msg, now)
 	}
 	// Success reports only to senders known to be ours (logged in, or a
 	// trusted network): to anyone else they would be backscatter, mail
