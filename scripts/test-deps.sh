@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Mailroom's tests use beyond Go: Python 3 (smtplib is in its
 # standard library) with flufl.bounce (Mailman's bounce detector) dkimpy (DKIM verifier) and pyspf, swaks (with TLS), curl, mutt and tmux (to drive it), openssl,
-# unbound and ldnsutils (DANE), PostgreSQL (the shared store), the mail clients mbsync (isync), fetchmail, getmail6 and offlineimap3, Postfix (a real next hop
+# unbound and ldnsutils (DANE), PostgreSQL (the shared store), Chromium (the dashboard's tests), the mail clients mbsync (isync), fetchmail, getmail6 and offlineimap3, Postfix (a real next hop
 # for the relay test, which runs its own instance). Does nothing when all are present; otherwise runs
 # apt-get update once and installs the missing ones.
 # "test-deps.sh bench" installs only what the benchmarks need: Python 3, curl, Postfix (which ships
@@ -31,6 +31,8 @@ if [ -z "$only_bench" ]; then
   command -v fetchmail >/dev/null || need+=(fetchmail)
   command -v getmail6 >/dev/null || command -v getmail >/dev/null || need+=(getmail6)
   command -v offlineimap >/dev/null || need+=(offlineimap3)
+  # Headless Chromium drives the web dashboard in its tests (chromedp).
+  command -v chromium >/dev/null || need+=(chromium)
 fi
 # Postfix and Dovecot live in /usr/sbin, which may not be on a user's PATH.
 postfix=""

@@ -21,7 +21,7 @@ func (a *app) userSetCommand() *cobra.Command {
 				return err
 			}
 			changed := false
-			for _, n := range []string{"require-scram", "max-messages-per-hour", "max-messages-per-day", "max-recipients-per-hour", "max-recipients-per-day"} {
+			for _, n := range []string{"require-scram", "admin", "max-messages-per-hour", "max-messages-per-day", "max-recipients-per-hour", "max-recipients-per-day"} {
 				changed = changed || cmd.Flags().Changed(n)
 			}
 			if !changed {
@@ -36,6 +36,9 @@ func (a *app) userSetCommand() *cobra.Command {
 				f := cmd.Flags()
 				if f.Changed("require-scram") {
 					cur.RequireSCRAM = us.RequireSCRAM
+				}
+				if f.Changed("admin") {
+					cur.Admin = us.Admin
 				}
 				for name, dst := range map[string]*int{
 					"max-messages-per-hour": &cur.MaxMessagesPerHour, "max-messages-per-day": &cur.MaxMessagesPerDay,
@@ -59,6 +62,7 @@ func (a *app) userSetCommand() *cobra.Command {
 		}}
 	f := cmd.Flags()
 	f.BoolVar(&us.RequireSCRAM, "require-scram", false, "refuse the main password over PLAIN, LOGIN and CRAM-MD5 (534 5.7.9): SCRAM and app passwords only")
+	f.BoolVar(&us.Admin, "admin", false, "the web dashboard shows this user every domain and lets them manage the server (--admin=false to take it back)")
 	f.Int("max-messages-per-hour", 0, "sending limit for this user")
 	f.Int("max-messages-per-day", 0, "sending limit for this user")
 	f.Int("max-recipients-per-hour", 0, "sending limit for this user")

@@ -180,7 +180,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	// The HTTPS listeners: MTA-STS policies, and health and metrics.
 	startAPI := func(cfg *config.Config, st store.Store, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context), error) {
-		return startHTTP(cfg, st, backend, spoolDir, tlsCfg, log)
+		return startHTTP(cfg, st, backend, logins, spoolDir, tlsCfg, log)
 	}
 	for _, start := range []func(*config.Config, store.Store, *tls.Config, *slog.Logger) (func(context.Context), error){startMTASTS, startAPI} {
 		stop, err := start(cfg, st, smtpCfg.TLS, log)

@@ -11,7 +11,9 @@ import (
 	"net/netip"
 	"time"
 
+	"mailroom/internal/auth"
 	"mailroom/internal/config"
+	"mailroom/internal/dashboard"
 	"mailroom/internal/httpapi"
 	"mailroom/internal/listener"
 	"mailroom/internal/metrics"
@@ -46,7 +48,7 @@ func startMTASTS(cfg *config.Config, st store.Store, tlsCfg *tls.Config, log *sl
 
 // startHTTP serves the HTTP listener ([listen] http: health, readiness,
 // metrics) over TLS with the server's certificates, as every listener.
-func startHTTP(cfg *config.Config, st store.Store, backend smtpserver.Backend, spoolDir string, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context), error) {
+func startHTTP(cfg *config.Config, st store.Store, backend smtpserver.Backend, logins *auth.Service, spoolDir string, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context), error) {
 	if len(cfg.Listen.HTTP) == 0 {
 		return func(context.Context) {}, nil
 	}
@@ -72,6 +74,7 @@ func startHTTP(cfg *config.Config, st store.Store, backend smtpserver.Backend, s
 	api := func(mux *http.ServeMux) {
 		httpapi.Register(mux, httpapi.Deps{Store: st, Backend: backend, Config: func() httpapi.Config { return apiCfg }, Log: log, Tracking: signer})
 		tracking.NewHandler(signer, st, log).Register(mux)
+		dashboard.Register(mux, dashboard.Deps{Store: st, Logins: logins, Log: log})
 	}
 	var metricsFrom []netip.Prefix
 	for _, p := range cfg.HTTP.MetricsFrom {

@@ -47,6 +47,7 @@ type Store interface {
 	Events
 	APIKeys
 	Webhooks
+	Sessions
 	// Usage says how much the store holds, for metrics and status.
 	Usage(ctx context.Context) (Usage, error)
 	Close() error
@@ -153,6 +154,9 @@ type UserSettings struct {
 	// CRAM-MD5 (534 5.7.9 once the password is proven right): only SCRAM
 	// and app passwords log in.
 	RequireSCRAM bool `json:"require_scram,omitempty"`
+	// Admin: the web dashboard shows this user every domain, the queue,
+	// the suppression list, users and keys, and lets them act on them.
+	Admin bool `json:"admin,omitempty"`
 	// Sending limits for this user instead of the server's.
 	MaxMessagesPerHour   int `json:"max_messages_per_hour,omitempty"`
 	MaxMessagesPerDay    int `json:"max_messages_per_day,omitempty"`

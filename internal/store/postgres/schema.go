@@ -367,6 +367,17 @@ CREATE TABLE hook_attempts (
 );
 CREATE INDEX hook_attempts_delivery ON hook_attempts(delivery_id);
 `},
+	// Dashboard sessions (store.Sessions), by the SHA-256 of their token.
+	{1, `
+CREATE TABLE sessions (
+	hash      text PRIMARY KEY,
+	username  text NOT NULL,
+	csrf      text NOT NULL,
+	created   bigint NOT NULL,
+	last_seen bigint NOT NULL
+);
+CREATE INDEX sessions_user ON sessions(username);
+`},
 }
 
 // migrateLock is the advisory lock nodes take to migrate one at a time.

@@ -405,4 +405,15 @@ CREATE TABLE hook_attempts (
 );
 CREATE INDEX hook_attempts_delivery ON hook_attempts(delivery_id);
 `,
+	`
+-- Dashboard sessions (store.Sessions), by the SHA-256 of their token.
+CREATE TABLE sessions (
+	hash      TEXT PRIMARY KEY,
+	username  TEXT NOT NULL,
+	csrf      TEXT NOT NULL,
+	created   INTEGER NOT NULL,
+	last_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_user ON sessions(username);
+`,
 }

@@ -31,7 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 // Groups are the parts of the suite, by what they exercise.
-var Groups = []string{"domain", "user", "alias", "accept", "read", "credential", "queue", "suppression", "mail", "search", "keys", "events", "apikeys", "webhooks"}
+var Groups = []string{"domain", "user", "alias", "accept", "read", "credential", "queue", "suppression", "mail", "search", "keys", "events", "apikeys", "webhooks", "sessions"}
 
 // RunGroups runs the parts of the suite named, for a backend built part by
 // part: the tests of the other parts are skipped, saying they are pending
@@ -40,7 +40,7 @@ func RunGroups(t *testing.T, open func(t *testing.T) store.Store, groups ...stri
 	parts := map[string][]test{
 		"domain": domainTests(), "user": userTests(), "alias": aliasTests(), "accept": acceptTests(), "read": readTests(),
 		"credential": credentialTests(), "queue": queueTests(), "suppression": suppressionTests(), "mail": mailTests(),
-		"search": searchTests(), "keys": dkimTests(), "events": eventTests(), "apikeys": apiKeyTests(), "webhooks": webhookTests(),
+		"search": searchTests(), "keys": dkimTests(), "events": eventTests(), "apikeys": apiKeyTests(), "webhooks": webhookTests(), "sessions": sessionTests(),
 	}
 	for _, g := range Groups {
 		run := slices.Contains(groups, g)
