@@ -37,8 +37,11 @@ func screenshotDir(t *testing.T) string {
 // far.test that defers later@far.test, and alice an admin.
 func dashboardServer(t *testing.T, ip string) (*server, *fakeHop, string) {
 	hop := startHop(t, ip, func(_ int, line string) string {
-		if strings.HasPrefix(strings.ToLower(line), "rcpt to:<later@") {
+		switch l := strings.ToLower(line); {
+		case strings.HasPrefix(l, "rcpt to:<later@"):
 			return "451 4.7.1 Greylisted, come back later\r\n"
+		case strings.HasPrefix(l, "rcpt to:<gone@"):
+			return "550 5.1.1 No such user here\r\n"
 		}
 		return hopDefault(line)
 	})
@@ -110,7 +113,7 @@ func TestDashboard(t *testing.T) {
 	if h := text("h1"); h != "Overview" {
 		t.Fatalf("after signing in, the page is %q", h)
 	}
-	submit(t, s, []string{"carol@far.test", "later@far.test"}, "From: alice@example.test\r\nSubject: Dashboard test\r\n\r\nHello from the dashboard test.\r\n")
+	submit(t, s, []string{"carol@far.test", "later@far.test", "gone@far.test"}, "From: alice@example.test\r\nSubject: Dashboard test\r\n\r\nHello from the dashboard test.\r\n")
 	// The live figures change without a reload.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -152,6 +155,44 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("retry from the queue page: %v %q", err, done)
 	}
 	until(t, s, "the deferred recipient tried again", func() bool { return hop.count("RCPT TO:<later@far.test>") > before })
+	// The admin pages: the bounced address lifted from the suppression
+	// list, a domain's DNS checked, the users, an API key revoked, a
+	// webhook's deliveries.
+	newKey(t, s, "shop", "--domain", "example.test")
+	s.cli("webhook", "add", "https://hooks.far.test/in", "--domain", "example.test", "--events", "delivered")
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(base+"/suppressions"),
+		chromedp.WaitVisible(chromedp.CSS(`table.suppressions`)),
+		shot("6-suppressions"),
+		chromedp.Click(chromedp.CSS(`button[aria-label="lift gone@far.test"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.done`)),
+	)
+	if err != nil || !strings.Contains(text(".done"), "gone@far.test may be sent to again") || strings.Contains(s.cli("suppression", "list"), "gone@far.test") {
+		t.Errorf("lifting a suppression: %v", err)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(base+"/domains"),
+		chromedp.Click(chromedp.CSS(`button[aria-label="check the DNS of example.test"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.findings`)),
+		shot("7-domains"),
+		chromedp.Navigate(base+"/users"),
+		chromedp.WaitVisible(chromedp.CSS(`table.users`)),
+		shot("8-users"),
+		chromedp.Navigate(base+"/webhooks"),
+		chromedp.WaitVisible(chromedp.CSS(`section.hook`)),
+		shot("9-webhooks"),
+		chromedp.Navigate(base+"/keys"),
+		chromedp.WaitVisible(chromedp.CSS(`table.keys`)),
+		shot("10-keys"),
+		chromedp.Click(chromedp.CSS(`button[aria-label="revoke shop"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.done`)),
+	)
+	if err != nil || !strings.Contains(text(".done"), "revoked") || strings.Contains(s.cli("apikey", "list"), "shop") {
+		t.Errorf("the admin pages: %v", err)
+	}
+	if f := text("main"); !strings.Contains(f, "No API key") {
+		t.Errorf("the keys page after the revocation:\n%s", f)
+	}
 	t.Logf("screenshots in %s", shots)
 }
 

@@ -44,18 +44,14 @@ Exits with 1 when something is wrong; warnings alone exit 0.`,
 				ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 				defer cancel()
 				in := records.FromConfig(cfg, d, keys, time.Now())
-				findings = dnscheck.Check(ctx, resolver, in)
-				if in.MTASTS != nil {
-					var roots *x509.CertPool
-					if cfg.Outbound.CAFile != "" {
-						var err error
-						if roots, err = certs.Pool(cfg.Outbound.CAFile, "outbound.ca_file"); err != nil {
-							return err
-						}
+				var roots *x509.CertPool
+				if cfg.Outbound.CAFile != "" {
+					var err error
+					if roots, err = certs.Pool(cfg.Outbound.CAFile, "outbound.ca_file"); err != nil {
+						return err
 					}
-					f := mtasts.NewFetcher(resolver, roots, cfg.Outbound.MTASTSPort)
-					findings = append(findings, dnscheck.CheckMTASTS(ctx, resolver, f, in)...)
 				}
+				findings = dnscheck.Domain(ctx, resolver, in, mtasts.NewFetcher(resolver, roots, cfg.Outbound.MTASTSPort))
 				findings = append(findings, a.checkDANE(ctx, resolver, cfg.Hostname, in)...)
 				return nil
 			})

@@ -28,9 +28,12 @@ import (
 	"mailroom/internal/certs"
 	"mailroom/internal/config"
 	"mailroom/internal/dns"
+	"mailroom/internal/dnscheck"
 	"mailroom/internal/events"
 	"mailroom/internal/inbound"
 	"mailroom/internal/listener"
+	"mailroom/internal/mtasts"
+	"mailroom/internal/records"
 	"mailroom/internal/sendlimit"
 	"mailroom/internal/smtp"
 	"mailroom/internal/smtpserver"
@@ -180,7 +183,15 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	// The HTTPS listeners: MTA-STS policies, and health and metrics.
 	startAPI := func(cfg *config.Config, st store.Store, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context), error) {
-		return startHTTP(cfg, st, backend, logins, spoolDir, tlsCfg, log)
+		check := func(ctx context.Context, d string) ([]dnscheck.Finding, error) {
+			keys, err := st.DKIMKeysOf(ctx, d)
+			if err != nil {
+				return nil, err
+			}
+			in := records.FromConfig(cfg, d, keys, time.Now())
+			return dnscheck.Domain(ctx, resolver, in, mtasts.NewFetcher(resolver, out.roots, cfg.Outbound.MTASTSPort)), nil
+		}
+		return startHTTP(cfg, st, httpParts{backend: backend, logins: logins, spoolDir: spoolDir, checkDomain: check}, tlsCfg, log)
 	}
 	for _, start := range []func(*config.Config, store.Store, *tls.Config, *slog.Logger) (func(context.Context), error){startMTASTS, startAPI} {
 		stop, err := start(cfg, st, smtpCfg.TLS, log)

@@ -48,7 +48,16 @@ func startMTASTS(cfg *config.Config, st store.Store, tlsCfg *tls.Config, log *sl
 
 // startHTTP serves the HTTP listener ([listen] http: health, readiness,
 // metrics) over TLS with the server's certificates, as every listener.
-func startHTTP(cfg *config.Config, st store.Store, backend smtpserver.Backend, logins *auth.Service, spoolDir string, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context), error) {
+// httpParts are what the HTTP listener's API and dashboard work with
+// beside the store.
+type httpParts struct {
+	backend     smtpserver.Backend
+	logins      *auth.Service
+	spoolDir    string
+	checkDomain dashboard.DomainChecker
+}
+
+func startHTTP(cfg *config.Config, st store.Store, p httpParts, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context), error) {
 	if len(cfg.Listen.HTTP) == 0 {
 		return func(context.Context) {}, nil
 	}
@@ -61,7 +70,7 @@ func startHTTP(cfg *config.Config, st store.Store, backend smtpserver.Backend, l
 		return err
 	}
 	apiCfg := httpapi.Config{Hostname: cfg.Hostname, MaxMessageSize: int64(cfg.SMTP.MaxMessageSize), MaxRecipients: cfg.SMTP.MaxRecipients,
-		RatePerMinute: cfg.HTTP.APIRatePerMinute, SpoolDir: spoolDir, HideClientIP: cfg.Submission.HideClientIP}
+		RatePerMinute: cfg.HTTP.APIRatePerMinute, SpoolDir: p.spoolDir, HideClientIP: cfg.Submission.HideClientIP}
 	apiCfg.TrackingBase, apiCfg.TrackOpens, apiCfg.TrackClicks = cfg.Tracking.BaseURL, cfg.Tracking.Opens, cfg.Tracking.Clicks
 	apiCfg.TrackDomains, apiCfg.TrackStreams = lowered(cfg.Tracking.Domains), cfg.Tracking.Streams
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -72,9 +81,9 @@ func startHTTP(cfg *config.Config, st store.Store, backend smtpserver.Backend, l
 	}
 	signer := tracking.NewSigner(key)
 	api := func(mux *http.ServeMux) {
-		httpapi.Register(mux, httpapi.Deps{Store: st, Backend: backend, Config: func() httpapi.Config { return apiCfg }, Log: log, Tracking: signer})
+		httpapi.Register(mux, httpapi.Deps{Store: st, Backend: p.backend, Config: func() httpapi.Config { return apiCfg }, Log: log, Tracking: signer})
 		tracking.NewHandler(signer, st, log).Register(mux)
-		dashboard.Register(mux, dashboard.Deps{Store: st, Logins: logins, Log: log})
+		dashboard.Register(mux, dashboard.Deps{Store: st, Logins: p.logins, Log: log, CheckDomain: p.checkDomain})
 	}
 	var metricsFrom []netip.Prefix
 	for _, p := range cfg.HTTP.MetricsFrom {

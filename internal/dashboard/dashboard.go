@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"mailroom/internal/auth"
+	"mailroom/internal/dnscheck"
 	"mailroom/internal/store"
 )
 
@@ -44,11 +45,16 @@ type Logins interface {
 	Password(ctx context.Context, c auth.Client, user, pw string) (string, error)
 }
 
+// DomainChecker checks a domain's DNS records against what the server
+// expects (dnscheck.Domain, through the server's resolver).
+type DomainChecker func(ctx context.Context, domain string) ([]dnscheck.Finding, error)
+
 // Deps is what the dashboard works with.
 type Deps struct {
-	Store  store.Store
-	Logins Logins
-	Log    *slog.Logger
+	Store       store.Store
+	Logins      Logins
+	Log         *slog.Logger
+	CheckDomain DomainChecker
 }
 
 type dash struct {
@@ -74,6 +80,14 @@ func Register(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /messages/{id}", guard(h.signedIn(h.message)))
 	mux.Handle("GET /queue", guard(h.signedIn(h.adminOnly(h.queue))))
 	mux.Handle("POST /queue/{id}/{action}", guard(h.signedIn(h.adminOnly(h.queueAction))))
+	mux.Handle("GET /suppressions", guard(h.signedIn(h.adminOnly(h.suppressions))))
+	mux.Handle("POST /suppressions/lift", guard(h.signedIn(h.adminOnly(h.lift))))
+	mux.Handle("GET /domains", guard(h.signedIn(h.adminOnly(h.domains))))
+	mux.Handle("POST /domains/{domain}/check", guard(h.signedIn(h.adminOnly(h.checkDNS))))
+	mux.Handle("GET /users", guard(h.signedIn(h.adminOnly(h.users))))
+	mux.Handle("GET /keys", guard(h.signedIn(h.adminOnly(h.keys))))
+	mux.Handle("POST /keys/{id}/revoke", guard(h.signedIn(h.adminOnly(h.revoke))))
+	mux.Handle("GET /webhooks", guard(h.signedIn(h.adminOnly(h.webhooks))))
 }
 
 // headers are every page's: a strict Content-Security-Policy (own

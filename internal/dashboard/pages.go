@@ -35,7 +35,7 @@ var funcs = template.FuncMap{
 // parse reads every page with the layout around it.
 func parse() map[string]*template.Template {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"login", "overview", "messages", "message", "queue"} {
+	for _, name := range []string{"login", "overview", "messages", "message", "queue", "suppressions", "domains", "users", "keys", "webhooks"} {
 		pages[name] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+name+".html"))
 	}
 	return pages

@@ -45,6 +45,17 @@ type Finding struct {
 	Fix   string `json:"fix,omitempty"`
 }
 
+// Domain checks a domain's records (Check) and, when it publishes an
+// MTA-STS policy and fetcher is set, the policy (CheckMTASTS): what the CLI's
+// check and the dashboard show.
+func Domain(ctx context.Context, r mailauth.Resolver, in records.Inputs, fetcher *mtasts.Fetcher) []Finding {
+	findings := Check(ctx, r, in)
+	if in.MTASTS != nil && fetcher != nil {
+		findings = append(findings, CheckMTASTS(ctx, r, fetcher, in)...)
+	}
+	return findings
+}
+
 // Check looks at a domain's records, as in says they should be.
 func Check(ctx context.Context, r mailauth.Resolver, in records.Inputs) []Finding {
 	var out []Finding
