@@ -337,7 +337,8 @@ func TestAPIErrors(t *testing.T) {
 	}
 }
 
-// TestAPIDocsExamples: every curl command in docs/api.md runs as printed
+// TestAPIDocsExamples: every curl command of docs/api.md and the README runs
+// as printed
 // against a server of the test's own (MAILROOM_URL names mail.example.com,
 // which curl's own configuration file resolves to the listener and whose
 // self-signed certificate it accepts: the commands are not changed) and
@@ -347,10 +348,6 @@ func TestAPIDocsExamples(t *testing.T) {
 	s, hop, api := apiServer(t, "127.0.0.119", "")
 	s.cli("domain", "add", "example.com")
 	key := newKey(t, s, "docs", "--domain", "example.com", "--scope", "send,read")
-	doc, err := os.ReadFile("../docs/api.md")
-	if err != nil {
-		t.Fatal(err)
-	}
 	home := t.TempDir()
 	port := api.base[strings.LastIndex(api.base, ":")+1:]
 	curlrc := "insecure\nresolve = \"mail.example.com:" + port + ":127.0.0.1\"\nmax-time = 20\n"
@@ -358,15 +355,21 @@ func TestAPIDocsExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	var commands []string
-	inSh := false
-	for _, line := range strings.Split(string(doc), "\n") {
-		switch {
-		case strings.HasPrefix(line, "```sh"):
-			inSh = true
-		case strings.HasPrefix(line, "```"):
-			inSh = false
-		case inSh && strings.Contains(line, "curl "):
-			commands = append(commands, line)
+	for _, file := range []string{"../docs/api.md", "../README.md"} {
+		doc, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inSh := false
+		for _, line := range strings.Split(string(doc), "\n") {
+			switch {
+			case strings.HasPrefix(line, "```sh"):
+				inSh = true
+			case strings.HasPrefix(line, "```"):
+				inSh = false
+			case inSh && strings.Contains(line, "curl ") && strings.Contains(line, "$MAILROOM_URL"):
+				commands = append(commands, line)
+			}
 		}
 	}
 	if len(commands) < 5 {
@@ -381,7 +384,7 @@ func TestAPIDocsExamples(t *testing.T) {
 			t.Errorf("%s\n-> %v %s", c, err, out)
 		}
 	}
-	until(t, s, "the examples' three messages at the hop", func() bool { return hop.received() == 3 })
+	until(t, s, "the examples' four messages at the hop", func() bool { return hop.received() == 4 })
 }
 
 // TestAPITracking: an HTML message of a tracked domain sent through the

@@ -126,6 +126,16 @@ func TestDashboard(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	// After a reload, the chart's table has the delivery in its last minute.
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/?range=hour"), chromedp.WaitVisible(chromedp.CSS(`img.chart`))); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`[...document.querySelectorAll("details table tbody tr")].reduce((s, r) => s + Number(r.cells[2].textContent), 0)`)); err != nil || n < 1 {
+		t.Errorf("the chart's table counts %d deliveries (%v)", n, err)
+	}
+	if w, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelector("img.chart").naturalWidth`)); err != nil || w == 0 {
+		t.Errorf("the chart image did not load: width %d, %v", w, err)
+	}
 	err := chromedp.Do(ctx, shot("2-overview"),
 		chromedp.Navigate(base+"/messages?subject=dashboard"),
 		chromedp.WaitVisible(chromedp.CSS(`table.log`)),
@@ -192,6 +202,17 @@ func TestDashboard(t *testing.T) {
 	}
 	if f := text("main"); !strings.Contains(f, "No API key") {
 		t.Errorf("the keys page after the revocation:\n%s", f)
+	}
+	// On a phone's screen the pages fit its width.
+	for _, page := range []string{"/", "/messages", "/queue"} {
+		err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(base+page), chromedp.WaitVisible(chromedp.CSS("main")),
+			shot("phone"+strings.ReplaceAll(page, "/", "-")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); err != nil || w > 400 {
+			t.Errorf("%s on a phone is %d pixels wide (%v), wider than its 390", page, w, err)
+		}
 	}
 	t.Logf("screenshots in %s", shots)
 }

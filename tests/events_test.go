@@ -13,7 +13,8 @@ import (
 // TestMessageLogAndEvents: a message submitted to three remote recipients
 // and a local one is in the message log with its timeline: received for
 // the local one, accepted for each remote one, then delivered with the
-// next hop's reply, deferred then delivered for the greylisted one, and a
+// next hop's reply, deferred, delayed (the sender warned) and delivered for
+// the greylisted one, and a
 // hard bounce for the unknown one, whose address is then refused as
 // suppressed (and that too is on record); mail from outside is logged as
 // inbound. Read with 'mailroom messages' and 'mailroom events'.
@@ -22,7 +23,7 @@ func TestMessageLogAndEvents(t *testing.T) {
 	hop := startHop(t, "127.0.0.115", func(_ int, line string) string {
 		switch l := strings.ToLower(line); {
 		case strings.HasPrefix(l, "rcpt to:<later@"):
-			if greylisted.Add(1) == 1 {
+			if greylisted.Add(1) <= 3 {
 				return "451 4.7.1 Greylisted, come back later\r\n"
 			}
 		case strings.HasPrefix(l, "rcpt to:<gone@"):
@@ -30,7 +31,7 @@ func TestMessageLogAndEvents(t *testing.T) {
 		}
 		return hopDefault(line)
 	})
-	s := relayVia(t, "127.0.0.115", hop, "", "")
+	s := relayVia(t, "127.0.0.115", hop, "", "delay_warning = \"1s\"\n")
 	s.start()
 	c := loggedIn(t, s)
 	if r := c.sendMail("alice@example.test", []string{"carol@far.test", "later@far.test", "gone@far.test", "bob@example.test"},
@@ -68,18 +69,25 @@ func TestMessageLogAndEvents(t *testing.T) {
 	want := map[string][]string{
 		"bob@example.test": {"received"},
 		"carol@far.test":   {"accepted", "delivered@mx.far.test:250"},
-		"later@far.test":   {"accepted", "deferred@mx.far.test:451", "delivered@mx.far.test:250"},
 		"gone@far.test":    {"accepted", "bounced/hard@mx.far.test:550"},
 	}
 	var got map[string][]string
 	until(t, s, "every recipient's timeline complete", func() bool {
 		got = timeline()
-		return len(got["later@far.test"]) == 3
+		return len(got["later@far.test"]) == 5
 	})
 	for rcpt, w := range want {
 		if !slices.Equal(got[rcpt], w) {
 			t.Errorf("timeline of %s = %v, want %v", rcpt, got[rcpt], w)
 		}
+	}
+	// Greylisted three times, retried every second, the sender warned of
+	// the delay once a second has passed: one of the second and third
+	// attempts is "delayed" (which one depends on the retry's jitter).
+	later := got["later@far.test"]
+	if len(later) != 5 || later[0] != "accepted" || later[1] != "deferred@mx.far.test:451" || later[4] != "delivered@mx.far.test:250" ||
+		!slices.Contains(later[2:4], "delayed@mx.far.test:451") || !slices.Contains(later[2:4], "deferred@mx.far.test:451") {
+		t.Errorf("timeline of later@far.test = %v", later)
 	}
 	// The bounced address is now refused at once, and that is on record.
 	c = loggedIn(t, s)

@@ -511,14 +511,17 @@ func (r *Runner) work(ctx context.Context, entries []store.QueueEntry, attempted
 }
 
 // resultEvent is the event an attempt's result records: delivered with
-// the next hop's reply, deferred with the reason, bounced (hard when the
-// address is at fault, else soft) or expired.
+// the next hop's reply, deferred with the reason (delayed when the sender
+// is warned of the delay with it), bounced (hard when the address is at
+// fault, else soft) or expired.
 func resultEvent(e store.QueueEntry, res store.QueueResult, o delivery.Outcome, now time.Time) *store.Event {
 	ev := &store.Event{Time: now, QueueID: e.QueueID, Recipient: e.Recipient.Address, Domain: senderDomain(e.MailFrom),
 		Detail: o.Detail, Remote: o.RemoteMTA, Attempt: e.Attempts + 1}
 	switch {
 	case res.State == store.StateDelivered:
 		ev.Kind = store.EventDelivered
+	case res.State == store.StateDeferred && res.Warned:
+		ev.Kind = store.EventDelayed // the sender is told now (RFC 3464 delay)
 	case res.State == store.StateDeferred:
 		ev.Kind = store.EventDeferred
 	case !o.Permanent:

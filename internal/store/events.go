@@ -14,6 +14,7 @@ const (
 	EventReceived   = "received"   // stored in a local mailbox
 	EventDelivered  = "delivered"  // the next hop took it (Detail: its reply)
 	EventDeferred   = "deferred"   // an attempt failed for now; tried again
+	EventDelayed    = "delayed"    // deferred, and waiting long enough that the sender was warned (a delay DSN)
 	EventBounced    = "bounced"    // failed for good (Class: hard or soft)
 	EventExpired    = "expired"    // given up after the queue's lifetime
 	EventSuppressed = "suppressed" // not sent: the address is on the suppression list
@@ -23,7 +24,7 @@ const (
 )
 
 // EventKinds are the kinds, in the order a timeline shows them.
-var EventKinds = []string{EventAccepted, EventReceived, EventDelivered, EventDeferred, EventBounced, EventExpired,
+var EventKinds = []string{EventAccepted, EventReceived, EventDelivered, EventDeferred, EventDelayed, EventBounced, EventExpired,
 	EventSuppressed, EventComplained, EventOpened, EventClicked}
 
 // Event is one thing that happened to a message.
