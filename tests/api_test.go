@@ -115,6 +115,7 @@ func newKey(t *testing.T, s *server, args ...string) string {
 // statistics show it; then a raw message and a batch (one of whose
 // messages is refused for its sender).
 func TestAPISend(t *testing.T) {
+	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	s, hop, api := apiServer(t, "127.0.0.116", "")
 	api.key = newKey(t, s, "shop", "--domain", "example.test", "--scope", "send,read")
 	png := base64.StdEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\nfake image"))
@@ -222,6 +223,7 @@ func TestAPISend(t *testing.T) {
 // the first answer and sends nothing twice; the key with another body is
 // refused.
 func TestAPIIdempotency(t *testing.T) {
+	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	s, hop, api := apiServer(t, "127.0.0.117", "")
 	api.key = newKey(t, s, "shop", "--domain", "example.test")
 	msg := `{"from": "orders@example.test", "to": ["carol@far.test"], "subject": "once", "text": "only once"}`
@@ -250,6 +252,7 @@ func TestAPIIdempotency(t *testing.T) {
 // admin key manages the suppression list and the queue; a key's rate is
 // held.
 func TestAPIErrors(t *testing.T) {
+	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	s, _, api := apiServer(t, "127.0.0.118", "")
 	sender := newKey(t, s, "app", "--user", "alice@example.test", "--scope", "send", "--rate", "12")
 	reader := newKey(t, s, "ro", "--domain", "example.test", "--scope", "read")
@@ -344,6 +347,7 @@ func TestAPIErrors(t *testing.T) {
 // self-signed certificate it accepts: the commands are not changed) and
 // gets a successful JSON answer; the messages reach the next hop.
 func TestAPIDocsExamples(t *testing.T) {
+	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	requireTool(t, "bash")
 	s, hop, api := apiServer(t, "127.0.0.119", "")
 	s.cli("domain", "add", "example.com")
@@ -394,6 +398,7 @@ func TestAPIDocsExamples(t *testing.T) {
 // server did not sign is not followed; plain text and untracked domains
 // are left alone.
 func TestAPITracking(t *testing.T) {
+	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	httpAddr := freeAddr(t)
 	s, hop, api := apiServerAt(t, "127.0.0.125", httpAddr, fmt.Sprintf("[tracking]\nbase_url = \"https://%s\"\ndomains = [\"example.test\"]\n", httpAddr))
 	api.key = newKey(t, s, "shop", "--domain", "example.test", "--scope", "send,read")

@@ -28,6 +28,7 @@ func arfReport(queueID, rcpt string) string {
 // of ours, or a recipient the message did not have, change nothing; the
 // report itself is delivered to the mailbox.
 func TestComplaints(t *testing.T) {
+	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	hop := startHop(t, "127.0.0.124", func(_ int, line string) string { return hopDefault(line) })
 	s := relayVia(t, "127.0.0.124", hop, "", "[events]\ncomplaints_to = [\"fbl@example.test\"]\n")
 	s.start()

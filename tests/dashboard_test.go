@@ -62,6 +62,7 @@ func dashboardServer(t *testing.T, ip string) (*server, *fakeHop, string) {
 // the remote reply for the other), and retries the deferred one from the
 // queue page; screenshots of each page are saved.
 func TestDashboard(t *testing.T) {
+	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	chromium := requireTool(t, "chromium")
 	s, hop, base := dashboardServer(t, "127.0.0.126")
 	shots := screenshotDir(t)
@@ -223,6 +224,7 @@ func TestDashboard(t *testing.T) {
 // queue; pages carry a strict Content-Security-Policy; a wrong password is
 // refused without saying which part was wrong; signing out ends the session.
 func TestDashboardSecurity(t *testing.T) {
+	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	s, _, base := dashboardServer(t, "127.0.0.127")
 	client := func() *http.Client {
 		jar, _ := cookiejar.New(nil)

@@ -19,6 +19,7 @@ import (
 // suppressed (and that too is on record); mail from outside is logged as
 // inbound. Read with 'mailroom messages' and 'mailroom events'.
 func TestMessageLogAndEvents(t *testing.T) {
+	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	var greylisted atomic.Int32
 	hop := startHop(t, "127.0.0.115", func(_ int, line string) string {
 		switch l := strings.ToLower(line); {

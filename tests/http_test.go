@@ -19,6 +19,7 @@ import (
 // relayed to a next hop (its destination, how long it took), the checks'
 // results, the connections and the store's size.
 func TestHTTPHealthAndMetrics(t *testing.T) {
+	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	curl := requireTool(t, "curl")
 	hop := startHop(t, "127.0.0.114", func(_ int, line string) string { return hopDefault(line) })
 	dnsAddr := dnstest.Start(t, map[string][]string{"far.test. MX": {"10 mx.far.test."}, "mx.far.test. A": {"127.0.0.114"}}).Addr

@@ -100,6 +100,7 @@ func (h *hookReceiver) counts() (posts, bad, dups int) {
 // every attempt on record; the secret rotated, posts carry both
 // signatures; events of another domain never reach it.
 func TestWebhooks(t *testing.T) {
+	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	recv := startHookReceiver(t, "127.0.0.121")
 	hop := startHop(t, "127.0.0.120", func(_ int, line string) string {
 		if strings.HasPrefix(strings.ToLower(line), "rcpt to:<gone@") {
@@ -107,7 +108,7 @@ func TestWebhooks(t *testing.T) {
 		}
 		return hopDefault(line)
 	})
-	s := relayVia(t, "127.0.0.120", hop, "", "[webhooks]\nretry_intervals = [\"1s\"]\n")
+	s := relayVia(t, "127.0.0.120", hop, "", "[webhooks]\nretry_intervals = [\"1s\"]\nallow_networks = [\"127.0.0.0/8\"]\n")
 	s.start()
 	out := s.cli("webhook", "add", recv.url, "--domain", "example.test", "--events", "delivered,bounced,inbound")
 	secret := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
@@ -199,9 +200,10 @@ func TestWebhooks(t *testing.T) {
 // (SIGKILL) in the middle of their retries, every one is posted once the
 // receiver takes them.
 func TestWebhooksSurviveRestart(t *testing.T) {
+	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	recv := startHookReceiver(t, "127.0.0.123")
 	hop := startHop(t, "127.0.0.122", func(_ int, line string) string { return hopDefault(line) })
-	s := relayVia(t, "127.0.0.122", hop, "", "[webhooks]\nretry_intervals = [\"1s\"]\n")
+	s := relayVia(t, "127.0.0.122", hop, "", "[webhooks]\nretry_intervals = [\"1s\"]\nallow_networks = [\"127.0.0.0/8\"]\n")
 	s.start()
 	out := s.cli("webhook", "add", recv.url, "--server", "--events", "delivered")
 	recv.set(strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]), true)

@@ -57,7 +57,7 @@ func Check(s string) error {
 }
 
 // Scopes are the scopes a key can have.
-var Scopes = []string{store.ScopeSend, store.ScopeRead, store.ScopeAdmin}
+var Scopes = []string{store.ScopeSend, store.ScopeRead, store.ScopeAdmin, store.ScopeWebhooks}
 
 // CheckKey checks a key about to be made: its owner's form, and its
 // scopes (admin only for the server's keys).
@@ -76,6 +76,9 @@ func CheckKey(k store.APIKey) error {
 		}
 		if s == store.ScopeAdmin && k.Owner != "*" {
 			return errors.New("the admin scope (the queue and the suppression list of every domain) is for the server's keys only: use --server")
+		}
+		if s == store.ScopeWebhooks && k.Owner != "*" && !strings.HasPrefix(k.Owner, "@") {
+			return errors.New("the webhooks scope (a domain's events and inbound mail posted away) is for keys of a domain (--domain) or of the server")
 		}
 	}
 	return nil

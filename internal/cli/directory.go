@@ -318,6 +318,10 @@ func (a *app) userPasswdCommand() *cobra.Command {
 				if err := st.SetPassword(ctx, addr, sec); err != nil {
 					return explain(err, "set password")
 				}
+				// Signed in to the dashboard with the old password: no longer.
+				if _, err := st.DeleteSessions(ctx, addr, time.Now().Add(24*time.Hour)); err != nil {
+					return explain(err, "end the user's dashboard sessions")
+				}
 				fmt.Fprintf(a.stdout, "password of %s changed\n", addr)
 				if addr == daemon.DevUser {
 					a.forgetDevPassword()

@@ -103,8 +103,8 @@ func (a *app) webhookCommand() *cobra.Command {
 	})
 	del.Aliases = []string{"delete", "rm"}
 	rotate := withHook("rotate ID", "Make a new signing secret (the current one still signs until the next rotation)", "", func(ctx context.Context, st store.Store, h store.Webhook) error {
-		secret := webhook.NewSecret()
-		if err := st.SetWebhookSecrets(ctx, h.ID, []string{secret, h.Secrets[0]}); err != nil {
+		secrets, secret := webhook.Rotate(h)
+		if err := st.SetWebhookSecrets(ctx, h.ID, secrets); err != nil {
 			return explain(err, "rotate the secret")
 		}
 		fmt.Fprintf(a.stdout, "webhook %d: the new signing secret (shown once; deliveries carry both signatures until the next rotation):\n%s\n", h.ID, secret)

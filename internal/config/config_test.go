@@ -140,7 +140,7 @@ func TestDefaults(t *testing.T) {
 			Tracking: Tracking{Opens: true, Clicks: true, Domains: []string{}, Streams: []string{}},
 			Webhooks: Webhooks{RetryIntervals: []Duration{Duration(10 * time.Second), Duration(30 * time.Second), Duration(time.Minute), Duration(5 * time.Minute),
 				Duration(15 * time.Minute), Duration(30 * time.Minute), Duration(time.Hour), Duration(2 * time.Hour), Duration(4 * time.Hour)},
-				GiveUpAfter: Duration(24 * time.Hour), Timeout: Duration(10 * time.Second)},
+				GiveUpAfter: Duration(24 * time.Hour), Timeout: Duration(10 * time.Second), AllowNetworks: []Prefix{}},
 			Submission: Submission{MaxConnections: 500, MaxConnectionsPerClient: 20,
 				MaxMessagesPerHour: 1000, MaxMessagesPerDay: 10000, MaxRecipientsPerHour: 2000, MaxRecipientsPerDay: 10000},
 			TLS: TLS{SelfSigned: true, ReloadInterval: Duration(30 * time.Second), HandshakeTimeout: Duration(10 * time.Second),

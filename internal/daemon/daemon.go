@@ -516,5 +516,8 @@ func webhookConfig(cfg *config.Config) webhook.Config {
 	for _, d := range cfg.Webhooks.RetryIntervals {
 		c.RetryIntervals = append(c.RetryIntervals, d.D())
 	}
+	for _, p := range cfg.Webhooks.AllowNetworks {
+		c.AllowNetworks = append(c.AllowNetworks, netip.Prefix(p))
+	}
 	return c
 }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"embed"
 	"encoding/base64"
 	"encoding/hex"
@@ -22,6 +23,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -99,6 +101,7 @@ func headers(f http.HandlerFunc) http.HandlerFunc {
 		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Strict-Transport-Security", "max-age=31536000") // the listener is always TLS
 		f(w, r)
 	}
 }
@@ -131,7 +134,7 @@ func (h *dash) signedIn(f http.HandlerFunc) http.HandlerFunc {
 			http.Error(w, "Sign in first.", http.StatusUnauthorized)
 			return
 		}
-		if r.Method == http.MethodPost && r.PostFormValue("csrf") != v.CSRF {
+		if r.Method == http.MethodPost && subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(v.CSRF)) != 1 {
 			http.Error(w, "This form is out of date (its security token does not match the session): reload the page and try again.", http.StatusForbidden)
 			return
 		}
@@ -237,9 +240,13 @@ func (h *dash) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-// safeNext keeps a redirect after signing in on this site.
+// safeNext keeps a redirect after signing in on this site: a path, with
+// no control characters or backslashes (a browser drops a tab in
+// "/\t/evil.example" and reads "//evil.example"), no scheme and no host.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	u, err := url.Parse(next)
+	if err != nil || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || u.Scheme != "" || u.Host != "" ||
+		strings.ContainsFunc(next, func(r rune) bool { return r < 0x21 || r == 0x7f || r == '\\' }) {
 		return "/"
 	}
 	return next

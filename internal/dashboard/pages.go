@@ -247,6 +247,9 @@ func (h *dash) live(w http.ResponseWriter, r *http.Request) {
 	defer tick.Stop()
 	end := time.After(time.Hour)
 	for {
+		if _, err := h.session(r); err != nil {
+			return // signed out (or expired) meanwhile
+		}
 		s, err := h.summary(r, v)
 		if err == nil {
 			b, _ := json.Marshal(s)
@@ -299,13 +302,26 @@ func (h *dash) message(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	slices.Reverse(es)
-	preview := ""
-	if rc, err := h.Store.OpenByQueueID(r.Context(), id); err == nil {
-		b, _ := io.ReadAll(io.LimitReader(rc, 8<<10))
-		rc.Close()
-		preview = strings.ToValidUTF8(string(b), "\uFFFD")
+	m := ms[0]
+	// The text is shown to admins, and to the message's own sender and
+	// recipients: a colleague's mail stays theirs.
+	own := v.Admin || strings.EqualFold(m.User, v.User) || strings.EqualFold(m.Sender, v.User) ||
+		slices.ContainsFunc(m.Recipients, func(rc string) bool { return strings.EqualFold(rc, v.User) })
+	if !v.Admin && m.Direction == store.Inbound {
+		m.Recipients = slices.DeleteFunc(m.Recipients, func(rc string) bool {
+			_, d, _ := strings.Cut(rc, "@")
+			return !slices.Contains(v.Domains, strings.ToLower(d))
+		})
 	}
-	h.render(w, r, "message", map[string]any{"M": ms[0], "Events": es, "Preview": preview}, http.StatusOK)
+	preview := ""
+	if own {
+		if rc, err := h.Store.OpenByQueueID(r.Context(), id); err == nil {
+			b, _ := io.ReadAll(io.LimitReader(rc, 8<<10))
+			rc.Close()
+			preview = strings.ToValidUTF8(string(b), "\uFFFD")
+		}
+	}
+	h.render(w, r, "message", map[string]any{"M": m, "Events": es, "Preview": preview, "Own": own}, http.StatusOK)
 }
 
 func (h *dash) queue(w http.ResponseWriter, r *http.Request) {

@@ -20,7 +20,12 @@ type Store interface {
 	DeleteEvents(ctx context.Context, before time.Time, limit int) (int, error)
 	DeleteIdempotent(ctx context.Context, before time.Time) (int, error)
 	DeleteHookDeliveries(ctx context.Context, before time.Time, limit int) (int, error)
+	DeleteSessions(ctx context.Context, user string, before time.Time) (int, error)
 }
+
+// sessionLifetime is a dashboard session's longest life: sessions not
+// seen for that long are swept.
+const sessionLifetime = 12 * time.Hour
 
 // batch bounds one transaction of counting or deleting.
 const batch = 1000
@@ -84,6 +89,9 @@ func (k *Keeper) Count(ctx context.Context) {
 func (k *Keeper) SweepOld(ctx context.Context, now time.Time) {
 	if _, err := k.st.DeleteIdempotent(ctx, now.Add(-store.IdempotencyTTL)); err != nil {
 		k.log.Warn("deleting old idempotency keys (tried again at the next sweep)", "err", err)
+	}
+	if _, err := k.st.DeleteSessions(ctx, "", now.Add(-sessionLifetime)); err != nil {
+		k.log.Warn("deleting old dashboard sessions (tried again at the next sweep)", "err", err)
 	}
 	keep := k.keep()
 	if keep <= 0 {

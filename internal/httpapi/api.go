@@ -84,12 +84,12 @@ var routes = []route{
 	{"POST", "/api/v1/suppressions", store.ScopeAdmin, (*api).addSuppression},
 	{"DELETE", "/api/v1/suppressions/{address}", store.ScopeAdmin, (*api).deleteSuppression},
 	{"GET", "/api/v1/webhooks", store.ScopeRead, (*api).listWebhooks},
-	{"POST", "/api/v1/webhooks", store.ScopeRead, (*api).addWebhook},
-	{"DELETE", "/api/v1/webhooks/{id}", store.ScopeRead, (*api).deleteWebhook},
-	{"POST", "/api/v1/webhooks/{id}/rotate", store.ScopeRead, (*api).rotateWebhook},
+	{"POST", "/api/v1/webhooks", store.ScopeWebhooks, (*api).addWebhook},
+	{"DELETE", "/api/v1/webhooks/{id}", store.ScopeWebhooks, (*api).deleteWebhook},
+	{"POST", "/api/v1/webhooks/{id}/rotate", store.ScopeWebhooks, (*api).rotateWebhook},
 	{"GET", "/api/v1/webhooks/{id}/deliveries", store.ScopeRead, (*api).hookDeliveries},
 	{"GET", "/api/v1/webhooks/{id}/deliveries/{delivery}/attempts", store.ScopeRead, (*api).hookAttempts},
-	{"POST", "/api/v1/webhooks/{id}/deliveries/{delivery}/retry", store.ScopeRead, (*api).retryDelivery},
+	{"POST", "/api/v1/webhooks/{id}/deliveries/{delivery}/retry", store.ScopeWebhooks, (*api).retryDelivery},
 }
 
 //go:embed openapi.json
@@ -183,7 +183,8 @@ func (a *api) authenticated(rt route) http.HandlerFunc {
 		}
 		// Admin keys are the server's (apikey.CheckKey), checked again here
 		// for a key written by other means.
-		if rt.scope != "" && (!apikey.Has(k, rt.scope) || rt.scope == store.ScopeAdmin && k.Owner != "*") {
+		if rt.scope != "" && (!apikey.Has(k, rt.scope) || rt.scope == store.ScopeAdmin && k.Owner != "*" ||
+			rt.scope == store.ScopeWebhooks && k.Owner != "*" && !strings.HasPrefix(k.Owner, "@")) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mailroom", error="insufficient_scope", scope="`+rt.scope+`"`)
 			writeError(w, http.StatusForbidden, "insufficient_scope", "This API key lacks the "+rt.scope+" scope this request needs (it has: "+strings.Join(k.Scopes, ", ")+")")
 			return

@@ -82,6 +82,12 @@ func (a *api) addWebhook(w http.ResponseWriter, r *http.Request, c *caller) {
 			return
 		}
 		h.Owner = "@" + strings.ToLower(req.Domain)
+		if _, err := a.Store.Domain(r.Context(), h.Owner[1:]); err != nil {
+			if !notFound(w, err, "No domain "+h.Owner[1:]+" on this server") {
+				a.internal(w, "reading the domain", err)
+			}
+			return
+		}
 	}
 	if err := webhook.Check(h); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_webhook", err.Error())
@@ -119,8 +125,8 @@ func (a *api) rotateWebhook(w http.ResponseWriter, r *http.Request, c *caller) {
 	if !ok {
 		return
 	}
-	secret := webhook.NewSecret()
-	if err := a.Store.SetWebhookSecrets(r.Context(), h.ID, []string{secret, h.Secrets[0]}); err != nil {
+	secrets, secret := webhook.Rotate(h)
+	if err := a.Store.SetWebhookSecrets(r.Context(), h.ID, secrets); err != nil {
 		a.internal(w, "rotating a webhook's secret", err)
 		return
 	}

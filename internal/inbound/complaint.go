@@ -42,6 +42,10 @@ func (b *Backend) readComplaint(ctx context.Context, env *smtpserver.Transaction
 		if len(rcpts) == 0 && len(m.Recipients) == 1 { // the provider redacted it, and only one can have complained
 			rcpts = m.Recipients
 		}
+		// One complaint is one recipient's: a report naming more is read for
+		// its first (a recipient who saw the message's queue ID cannot
+		// suppress all its co-recipients with one report).
+		rcpts = rcpts[:min(len(rcpts), 1)]
 		for _, r := range rcpts {
 			if !slices.ContainsFunc(m.Recipients, func(x string) bool { return strings.EqualFold(x, r) }) {
 				continue

@@ -10,6 +10,9 @@ const (
 	ScopeSend  = "send"  // send mail
 	ScopeRead  = "read"  // read the message log, events and statistics
 	ScopeAdmin = "admin" // manage the queue and the suppression list
+	// ScopeWebhooks manages the domain's webhooks, which receive its events
+	// and, with inbound, its mail: keys of a domain or of the server only.
+	ScopeWebhooks = "webhooks"
 )
 
 // APIKey is a key of the HTTP API (its secret's hash is kept apart).

@@ -5,7 +5,8 @@ import "strings"
 // HookFanOutSQL is the statement that makes the deliveries of the events
 // cond selects (a condition over events e) to every webhook that takes
 // them: one per event kind subscribed, and one "inbound" per message
-// received from outside by a webhook that takes inbound mail. ph(1) is the
+// received from outside (at its first local recipient's event) by a
+// webhook that takes inbound mail. ph(1) is the
 // time (unix nanoseconds) the deliveries are made and due at; cond's
 // parameters come after it. position names the backend's function of
 // (string, substring) that is 0 when the substring is not in the string
@@ -20,7 +21,8 @@ func HookFanOutSQL(ph func(int) string, position, cond string) string {
 		SELECT w.id, e.id, 'inbound', 'pending', ` + now + `, ` + now + ` FROM events e JOIN webhooks w ON ` + owns + `
 			AND ` + position + `(w.events, ',inbound,') > 0
 			JOIN message_log l ON l.queue_id = e.queue_id AND l.direction = 'inbound'
-			WHERE e.kind = 'received' AND ` + cond
+			WHERE e.kind = 'received' AND ` + cond + `
+				AND e.id = (SELECT min(e2.id) FROM events e2 WHERE e2.queue_id = e.queue_id AND e2.kind = 'received')`
 }
 
 // HookEvents is how a webhook's event kinds are kept: between commas, so

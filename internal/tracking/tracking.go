@@ -85,24 +85,33 @@ func (s *Signer) Verify(text string) (Token, error) {
 }
 
 func isWebURL(u string) bool {
-	return strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://")
+	l := strings.ToLower(u)
+	return strings.HasPrefix(l, "https://") || strings.HasPrefix(l, "http://")
 }
 
-// href finds links in HTML: the attribute's quote and value.
-var href = regexp.MustCompile(`(?i)(<a\s[^>]*?href\s*=\s*)("([^"]*)"|'([^']*)')`)
+// href finds links in HTML: the attribute (a whole word: not data-href)
+// with its quote and value.
+var href = regexp.MustCompile(`(?i)(<a\s(?:[^>]*?\s)?href\s*=\s*)("([^"]*)"|'([^']*)')`)
+
+// bodyEnd finds the end of the HTML's body, any case.
+var bodyEnd = regexp.MustCompile(`(?i)</body>`)
+
+// maxLink is the longest link rewritten: a longer one would make a token
+// past what Verify reads, and is left as it is.
+const maxLink = 2048
 
 // Rewrite returns html with its http(s) links going through base (the
 // HTTP listener's public URL) when clicks, and an image at its end (before
 // </body> when there is one) when opens. mailto:, anchors and other
 // schemes are left alone.
 func (s *Signer) Rewrite(htmlText, base string, t Token, opens, clicks bool) string {
-	base = strings.TrimSuffix(base, "/")
+	base = html.EscapeString(strings.TrimSuffix(base, "/"))
 	if clicks {
 		htmlText = href.ReplaceAllStringFunc(htmlText, func(m string) string {
 			sub := href.FindStringSubmatch(m)
 			raw := sub[3] + sub[4]
 			target := html.UnescapeString(raw)
-			if !isWebURL(strings.TrimSpace(target)) {
+			if !isWebURL(strings.TrimSpace(target)) || len(target) > maxLink {
 				return m
 			}
 			c := t
@@ -114,7 +123,8 @@ func (s *Signer) Rewrite(htmlText, base string, t Token, opens, clicks bool) str
 		o := t
 		o.Kind = "o"
 		img := `<img src="` + base + "/t/o/" + s.Sign(o) + `" width="1" height="1" alt="" style="display:none">`
-		if i := strings.LastIndex(strings.ToLower(htmlText), "</body>"); i >= 0 {
+		if ends := bodyEnd.FindAllStringIndex(htmlText, -1); len(ends) > 0 {
+			i := ends[len(ends)-1][0]
 			htmlText = htmlText[:i] + img + htmlText[i:]
 		} else {
 			htmlText += img
@@ -140,12 +150,13 @@ type Handler struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	clients map[netip.Addr]*rate.Limiter
+	clients map[netip.Prefix]*rate.Limiter
+	seen    map[[32]byte]time.Time // (token, client) recorded in the past hour
 }
 
 // NewHandler returns the handler.
 func NewHandler(signer *Signer, events Events, log *slog.Logger) *Handler {
-	return &Handler{signer: signer, events: events, log: log, clients: map[netip.Addr]*rate.Limiter{}}
+	return &Handler{signer: signer, events: events, log: log, clients: map[netip.Prefix]*rate.Limiter{}, seen: map[[32]byte]time.Time{}}
 }
 
 // Register mounts the handler on mux.
@@ -154,19 +165,42 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /t/c/{token}", h.serve)
 }
 
-func (h *Handler) allow(r *http.Request) bool {
+// record says whether a fetch is to be recorded: its client (an IPv4
+// address, an IPv6 /64) within ten a second, and not the same token from
+// the same client within the hour (a client that fetches an image again,
+// a link clicked twice: one event). Both maps are bounded: past 10,000
+// entries they start over.
+func (h *Handler) record(r *http.Request, token string) bool {
 	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
+	ip := ap.Addr().Unmap()
+	bits := 32
+	if ip.Is6() {
+		bits = 64
+	}
+	pfx, _ := ip.Prefix(bits)
+	key := sha256.Sum256([]byte(pfx.String() + " " + token))
+	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.clients) > 10000 {
 		clear(h.clients)
 	}
-	l := h.clients[ap.Addr()]
+	if len(h.seen) > 10000 {
+		clear(h.seen)
+	}
+	if t, ok := h.seen[key]; ok && now.Sub(t) < time.Hour {
+		return false
+	}
+	l := h.clients[pfx]
 	if l == nil {
 		l = rate.NewLimiter(10, 20)
-		h.clients[ap.Addr()] = l
+		h.clients[pfx] = l
 	}
-	return l.Allow()
+	if !l.Allow() {
+		return false
+	}
+	h.seen[key] = now
+	return true
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
@@ -175,7 +209,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Not a link of this server.", http.StatusNotFound)
 		return
 	}
-	if h.allow(r) {
+	if h.record(r, r.PathValue("token")) {
 		ev := store.Event{Kind: store.EventOpened, QueueID: t.QueueID, Recipient: t.Recipient, Domain: t.Domain}
 		if t.Kind == "c" {
 			ev.Kind, ev.Detail = store.EventClicked, t.URL

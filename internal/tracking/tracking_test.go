@@ -48,3 +48,19 @@ func TestRewrite(t *testing.T) {
 		t.Errorf("nothing asked, something changed: %s", same)
 	}
 }
+
+func TestRewriteEdges(t *testing.T) {
+	s := NewSigner([]byte("k"))
+	html := `<p>İİİ</p><a data-href="https://x.example/" href="HTTPS://Shop.example/">x</a></BODY>`
+	out := s.Rewrite(html, "https://m.example", Token{QueueID: "q"}, true, true)
+	if !strings.Contains(out, `data-href="https://x.example/"`) || strings.Count(out, "/t/c/") != 1 {
+		t.Errorf("links: %s", out)
+	}
+	if !strings.HasPrefix(out, "<p>İİİ</p>") || !strings.HasSuffix(out, `style="display:none"></BODY>`) {
+		t.Errorf("the image, before </BODY> whatever the text before it: %s", out)
+	}
+	long := `<a href="https://x.example/` + strings.Repeat("a", 3000) + `">x</a>`
+	if got := s.Rewrite(long, "https://m.example", Token{QueueID: "q"}, false, true); got != long {
+		t.Error("a link too long for a token was rewritten")
+	}
+}

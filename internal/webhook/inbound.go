@@ -38,7 +38,7 @@ type Attachment struct {
 	ContentType string `json:"content_type"`
 	ContentID   string `json:"content_id,omitempty"`
 	Size        int    `json:"size"`
-	Content     string `json:"content"` // base64
+	Content     string `json:"content,omitempty"` // base64; left out of a message over 5 MiB (Raw has it)
 }
 
 // Bounds on what Parse walks: a message nested deeper or split further is

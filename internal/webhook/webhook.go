@@ -21,12 +21,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -35,6 +38,11 @@ import (
 
 // Config is how the sender retries.
 type Config struct {
+	// AllowNetworks are the networks of this side (loopback, private,
+	// link-local) webhooks may still post to: none by default, so that a
+	// webhook cannot reach the server's own services or its network's
+	// (SSRF); public addresses are always allowed.
+	AllowNetworks  []netip.Prefix
 	RetryIntervals []time.Duration
 	GiveUpAfter    time.Duration
 	Timeout        time.Duration
@@ -58,23 +66,57 @@ type Sender struct {
 	wake   chan struct{}
 }
 
-// claimLease is how long a claimed delivery is this sender's: longer than
-// any attempt.
-const claimLease = 10 * time.Minute
+// parallel bounds the posts under way at once, and batch the deliveries
+// claimed at once.
+const (
+	parallel = 8
+	batch    = 4 * parallel
+)
 
-// parallel bounds the posts under way at once.
-const parallel = 8
+// lease is how long a claim is this sender's: longer than its batch can
+// take (batch/parallel rounds of attempts of at most Timeout each).
+func (c *Config) lease() time.Duration {
+	return time.Duration(batch/parallel)*c.Timeout + time.Minute
+}
 
 // New returns a sender.
 func New(st Store, cfg Config, log *slog.Logger) *Sender {
 	s := &Sender{st: st, log: log, wake: make(chan struct{}, 1)}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, Control: s.allowed}
 	s.client = &http.Client{
+		Transport: &http.Transport{DialContext: dialer.DialContext, Proxy: nil, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second,
+			MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: time.Minute},
 		// A redirect is an answer, not a delivery: a receiver that moved
 		// says so with 3xx, which is recorded as a failure.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	s.SetConfig(cfg)
 	return s
+}
+
+// ErrForbiddenAddress is a webhook URL that names (or resolves to) an
+// address of this side: loopback, private, link-local, multicast or
+// unspecified, not in [webhooks] allow_networks.
+var ErrForbiddenAddress = errors.New("the webhook's address is of this server's side (loopback, private, link-local): add its network to [webhooks] allow_networks to post there")
+
+// allowed is the dialer's check, on the address resolved: the one
+// connected to, whatever the name said.
+func (s *Sender) allowed(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return ErrForbiddenAddress
+	}
+	ip := ap.Addr().Unmap()
+	if !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() ||
+		ip.IsInterfaceLocalMulticast()) {
+		return nil
+	}
+	for _, p := range s.cfg.Load().AllowNetworks {
+		if p.Contains(ip) {
+			return nil
+		}
+	}
+	return ErrForbiddenAddress
 }
 
 // SetConfig replaces the configuration.
@@ -106,7 +148,7 @@ func (s *Sender) Run(ctx context.Context) {
 // Once posts the deliveries due now (up to a batch) and records them; it
 // returns how many it took.
 func (s *Sender) Once(ctx context.Context) int {
-	ds, err := s.st.ClaimHookDeliveries(ctx, time.Now(), claimLease, 4*parallel)
+	ds, err := s.st.ClaimHookDeliveries(ctx, time.Now(), s.cfg.Load().lease(), batch)
 	if err != nil {
 		s.log.Warn("webhooks: claiming deliveries (tried again shortly)", "err", err)
 		return 0
@@ -115,18 +157,27 @@ func (s *Sender) Once(ctx context.Context) int {
 		return 0
 	}
 	hooks := map[int64]*store.Webhook{}
-	results := make([]store.HookResult, len(ds))
+	results := make([]store.HookResult, len(ds)) // a zero DeliveryID: not attempted
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, parallel)
 	for i, d := range ds {
 		h, ok := hooks[d.WebhookID]
 		if !ok {
 			w, err := s.st.Webhook(ctx, d.WebhookID)
-			if err != nil {
+			switch {
+			case errors.Is(err, store.ErrNotFound):
 				w = store.Webhook{} // deleted meanwhile: the record fails quietly
+			case err != nil:
+				s.log.Warn("webhooks: reading a webhook (its deliveries go again after the claim)", "webhook", d.WebhookID, "err", err)
+				h = nil
 			}
-			h = &w
+			if err == nil || errors.Is(err, store.ErrNotFound) {
+				h = &w
+			}
 			hooks[d.WebhookID] = h
+		}
+		if h == nil {
+			continue // left claimed: tried again when the lease ends
 		}
 		wg.Add(1)
 		sem <- struct{}{}
@@ -136,6 +187,7 @@ func (s *Sender) Once(ctx context.Context) int {
 		}()
 	}
 	wg.Wait()
+	results = slices.DeleteFunc(results, func(r store.HookResult) bool { return r.DeliveryID == 0 })
 	if err := s.st.RecordHookResults(context.WithoutCancel(ctx), results); err != nil {
 		s.log.Error("webhooks: recording attempts (they are made again after the claim's lease)", "err", err)
 	}
@@ -174,7 +226,7 @@ func (s *Sender) post(ctx context.Context, h *store.Webhook, d store.HookDeliver
 	if h.ID == 0 {
 		return 0, "the webhook was deleted"
 	}
-	body, err := s.payload(ctx, d, cfg)
+	body, err := s.payload(ctx, d, h.Owner, cfg)
 	if err != nil {
 		return 0, "building the payload: " + err.Error()
 	}
@@ -307,6 +359,18 @@ func Check(w store.Webhook) error {
 	return nil
 }
 
+// maxInlineAttachments is the size of a message beyond which an inbound
+// post carries its attachments' content only in Raw.
+const maxInlineAttachments = 5 << 20
+
+// Rotate returns a webhook's secrets after a rotation: a new one (returned
+// too) that signs from now on, and the current one beside it until the
+// next rotation, so that receivers switch without a gap.
+func Rotate(h store.Webhook) (secrets []string, secret string) {
+	secret = NewSecret()
+	return []string{secret, h.Secrets[0]}, secret
+}
+
 // Payload is the JSON posted for one event.
 type Payload struct {
 	ID      int64                `json:"id"` // the delivery's: the same on every attempt, for receivers to deduplicate
@@ -320,7 +384,7 @@ type Payload struct {
 // payload builds the body of a delivery: the event, its message as logged
 // (tags and metadata for the application), and for inbound mail the
 // message itself.
-func (s *Sender) payload(ctx context.Context, d store.HookDelivery, cfg *Config) ([]byte, error) {
+func (s *Sender) payload(ctx context.Context, d store.HookDelivery, owner string, cfg *Config) ([]byte, error) {
 	p := Payload{ID: d.ID, Type: d.Kind, Created: d.Event.Time.UTC(), Event: d.Event}
 	if d.Event.QueueID != "" {
 		ms, err := s.st.LoggedMessages(ctx, store.MessageQuery{QueueID: d.Event.QueueID, Limit: 1})
@@ -329,6 +393,14 @@ func (s *Sender) payload(ctx context.Context, d store.HookDelivery, cfg *Config)
 		}
 		if len(ms) == 1 {
 			p.Message = &ms[0]
+			// A domain's webhook sees its own recipients of mail received
+			// for several domains.
+			if d, ok := strings.CutPrefix(owner, "@"); ok && p.Message.Direction == store.Inbound {
+				p.Message.Recipients = slices.DeleteFunc(p.Message.Recipients, func(r string) bool {
+					_, rd, _ := strings.Cut(r, "@")
+					return !strings.EqualFold(rd, d)
+				})
+			}
 		}
 	}
 	if d.Kind == store.EventInbound {
@@ -345,6 +417,11 @@ func (s *Sender) payload(ctx context.Context, d store.HookDelivery, cfg *Config)
 			return nil, fmt.Errorf("the message is over %d bytes", cfg.MaxInbound)
 		}
 		p.Inbound = Parse(raw)
+		if len(raw) > maxInlineAttachments { // the attachments' content is in Raw: not twice in a large post
+			for i := range p.Inbound.Attachments {
+				p.Inbound.Attachments[i].Content = ""
+			}
+		}
 	}
 	return json.Marshal(p)
 }
