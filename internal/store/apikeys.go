@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -70,4 +71,21 @@ type APIKeys interface {
 	// DeleteIdempotent forgets keys claimed before before; returns how
 	// many.
 	DeleteIdempotent(ctx context.Context, before time.Time) (int, error)
+}
+
+// ScanAPIKey reads a key from the columns id, name, owner, scopes (comma
+// separated), rate, created and last_used (unix seconds, 0 for never).
+func ScanAPIKey(row Scanner) (APIKey, error) {
+	var k APIKey
+	var scopes string
+	var created, used int64
+	if err := row.Scan(&k.ID, &k.Name, &k.Owner, &scopes, &k.RatePerMinute, &created, &used); err != nil {
+		return k, err
+	}
+	k.Scopes = strings.Split(scopes, ",")
+	k.Created = time.Unix(created, 0)
+	if used > 0 {
+		k.LastUsed = time.Unix(used, 0)
+	}
+	return k, nil
 }

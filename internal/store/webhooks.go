@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -91,4 +92,21 @@ type Webhooks interface {
 	// DeleteHookDeliveries removes up to limit final deliveries (and
 	// their attempts) created before before.
 	DeleteHookDeliveries(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
+// Scanner is a row of either backend's driver (database/sql, pgx).
+type Scanner interface{ Scan(dest ...any) error }
+
+// ScanWebhook reads a webhook from the columns id, owner, url, events,
+// secrets (JSON text), created (unix seconds).
+func ScanWebhook(row Scanner) (Webhook, error) {
+	var w Webhook
+	var events, secrets string
+	var created int64
+	if err := row.Scan(&w.ID, &w.Owner, &w.URL, &events, &secrets, &created); err != nil {
+		return w, err
+	}
+	w.Events = HookEventList(events)
+	w.Created = time.Unix(created, 0)
+	return w, json.Unmarshal([]byte(secrets), &w.Secrets)
 }

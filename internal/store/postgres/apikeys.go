@@ -27,28 +27,13 @@ func (s *Store) AddAPIKey(ctx context.Context, k store.APIKey, hash string) erro
 
 const apiKeyColumns = `SELECT id, name, owner, scopes, rate, created, last_used FROM api_keys`
 
-func scanAPIKey(row pgx.Row) (store.APIKey, error) {
-	var k store.APIKey
-	var scopes string
-	var created, used int64
-	if err := row.Scan(&k.ID, &k.Name, &k.Owner, &scopes, &k.RatePerMinute, &created, &used); err != nil {
-		return k, err
-	}
-	k.Scopes = strings.Split(scopes, ",")
-	k.Created = time.Unix(created, 0)
-	if used > 0 {
-		k.LastUsed = time.Unix(used, 0)
-	}
-	return k, nil
-}
-
 // APIKeys lists the keys of owner ("" for all).
 func (s *Store) APIKeys(ctx context.Context, owner string) ([]store.APIKey, error) {
 	rows, err := s.pool.Query(ctx, apiKeyColumns+` WHERE $1 = '' OR owner = $1 ORDER BY owner, name, id`, owner)
 	if err != nil {
 		return nil, fmt.Errorf("%w: API keys: %w", store.ErrStorage, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.APIKey, error) { return scanAPIKey(r) })
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.APIKey, error) { return store.ScanAPIKey(r) })
 	if err != nil {
 		return nil, fmt.Errorf("%w: API keys: %w", store.ErrStorage, err)
 	}
@@ -70,7 +55,7 @@ func (s *Store) DeleteAPIKey(ctx context.Context, id string) error {
 // APIKeyByHash finds a key by its token's hash, and records its use at
 // most once a minute (in the same statement).
 func (s *Store) APIKeyByHash(ctx context.Context, hash string, now time.Time) (store.APIKey, error) {
-	k, err := scanAPIKey(s.pool.QueryRow(ctx, apiKeyColumns+` WHERE hash = $1`, hash))
+	k, err := store.ScanAPIKey(s.pool.QueryRow(ctx, apiKeyColumns+` WHERE hash = $1`, hash))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return k, fmt.Errorf("API key: %w", store.ErrNotFound)
 	}

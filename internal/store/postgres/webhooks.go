@@ -29,25 +29,13 @@ func (s *Store) AddWebhook(ctx context.Context, w store.Webhook) (store.Webhook,
 
 const webhookColumns = `SELECT id, owner, url, events, secrets::text, created FROM webhooks`
 
-func scanWebhook(row pgx.Row) (store.Webhook, error) {
-	var w store.Webhook
-	var events, secrets string
-	var created int64
-	if err := row.Scan(&w.ID, &w.Owner, &w.URL, &events, &secrets, &created); err != nil {
-		return w, err
-	}
-	w.Events = store.HookEventList(events)
-	w.Created = time.Unix(created, 0)
-	return w, json.Unmarshal([]byte(secrets), &w.Secrets)
-}
-
 // Webhooks lists the webhooks of owner ("" for all).
 func (s *Store) Webhooks(ctx context.Context, owner string) ([]store.Webhook, error) {
 	rows, err := s.pool.Query(ctx, webhookColumns+` WHERE $1 = '' OR owner = $1 ORDER BY id`, owner)
 	if err != nil {
 		return nil, storageError("webhooks", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Webhook, error) { return scanWebhook(r) })
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Webhook, error) { return store.ScanWebhook(r) })
 	if err != nil {
 		return nil, storageError("webhooks", err)
 	}
@@ -56,7 +44,7 @@ func (s *Store) Webhooks(ctx context.Context, owner string) ([]store.Webhook, er
 
 // Webhook returns one webhook.
 func (s *Store) Webhook(ctx context.Context, id int64) (store.Webhook, error) {
-	w, err := scanWebhook(s.pool.QueryRow(ctx, webhookColumns+` WHERE id = $1`, id))
+	w, err := store.ScanWebhook(s.pool.QueryRow(ctx, webhookColumns+` WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, fmt.Errorf("webhook %d: %w", id, store.ErrNotFound)
 	}

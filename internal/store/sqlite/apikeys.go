@@ -29,21 +29,6 @@ func (s *Store) AddAPIKey(ctx context.Context, k store.APIKey, hash string) erro
 
 const apiKeyColumns = `SELECT id, name, owner, scopes, rate, created, last_used FROM api_keys`
 
-func scanAPIKey(row interface{ Scan(...any) error }) (store.APIKey, error) {
-	var k store.APIKey
-	var scopes string
-	var created, used int64
-	if err := row.Scan(&k.ID, &k.Name, &k.Owner, &scopes, &k.RatePerMinute, &created, &used); err != nil {
-		return k, err
-	}
-	k.Scopes = strings.Split(scopes, ",")
-	k.Created = time.Unix(created, 0)
-	if used > 0 {
-		k.LastUsed = time.Unix(used, 0)
-	}
-	return k, nil
-}
-
 // APIKeys lists the keys of owner ("" for all).
 func (s *Store) APIKeys(ctx context.Context, owner string) ([]store.APIKey, error) {
 	rows, err := s.query(ctx, apiKeyColumns+` WHERE ? = '' OR owner = ? ORDER BY owner, name, id`, owner, owner)
@@ -53,7 +38,7 @@ func (s *Store) APIKeys(ctx context.Context, owner string) ([]store.APIKey, erro
 	defer rows.Close()
 	var out []store.APIKey
 	for rows.Next() {
-		k, err := scanAPIKey(rows)
+		k, err := store.ScanAPIKey(rows)
 		if err != nil {
 			return nil, storageErr("API keys", err)
 		}
@@ -79,7 +64,7 @@ func (s *Store) DeleteAPIKey(ctx context.Context, id string) error {
 // APIKeyByHash finds a key by its token's hash, and records its use at
 // most once a minute (without waiting for it).
 func (s *Store) APIKeyByHash(ctx context.Context, hash string, now time.Time) (store.APIKey, error) {
-	k, err := scanAPIKey(s.queryRow(ctx, apiKeyColumns+` WHERE hash = ?`, hash))
+	k, err := store.ScanAPIKey(s.queryRow(ctx, apiKeyColumns+` WHERE hash = ?`, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, fmt.Errorf("API key: %w", store.ErrNotFound)
 	}

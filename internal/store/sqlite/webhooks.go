@@ -27,18 +27,6 @@ func (s *Store) AddWebhook(ctx context.Context, w store.Webhook) (store.Webhook,
 
 const webhookColumns = `SELECT id, owner, url, events, secrets, created FROM webhooks`
 
-func scanWebhook(row interface{ Scan(...any) error }) (store.Webhook, error) {
-	var w store.Webhook
-	var events, secrets string
-	var created int64
-	if err := row.Scan(&w.ID, &w.Owner, &w.URL, &events, &secrets, &created); err != nil {
-		return w, err
-	}
-	w.Events = store.HookEventList(events)
-	w.Created = time.Unix(created, 0)
-	return w, json.Unmarshal([]byte(secrets), &w.Secrets)
-}
-
 // Webhooks lists the webhooks of owner ("" for all).
 func (s *Store) Webhooks(ctx context.Context, owner string) ([]store.Webhook, error) {
 	rows, err := s.query(ctx, webhookColumns+` WHERE ? = '' OR owner = ? ORDER BY id`, owner, owner)
@@ -48,7 +36,7 @@ func (s *Store) Webhooks(ctx context.Context, owner string) ([]store.Webhook, er
 	defer rows.Close()
 	var out []store.Webhook
 	for rows.Next() {
-		w, err := scanWebhook(rows)
+		w, err := store.ScanWebhook(rows)
 		if err != nil {
 			return nil, storageErr("webhooks", err)
 		}
@@ -59,7 +47,7 @@ func (s *Store) Webhooks(ctx context.Context, owner string) ([]store.Webhook, er
 
 // Webhook returns one webhook.
 func (s *Store) Webhook(ctx context.Context, id int64) (store.Webhook, error) {
-	w, err := scanWebhook(s.queryRow(ctx, webhookColumns+` WHERE id = ?`, id))
+	w, err := store.ScanWebhook(s.queryRow(ctx, webhookColumns+` WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return w, fmt.Errorf("webhook %d: %w", id, store.ErrNotFound)
 	}
