@@ -137,6 +137,9 @@ func TestDashboard(t *testing.T) {
 	if w, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelector("img.chart").naturalWidth`)); err != nil || w == 0 {
 		t.Errorf("the chart image did not load: width %d, %v", w, err)
 	}
+	if d := text("table.destinations"); !strings.Contains(d, "far.test") || !strings.Contains(d, "451 4.7.1 Greylisted") {
+		t.Errorf("the top destinations:\n%s", d)
+	}
 	err := chromedp.Do(ctx, shot("2-overview"),
 		chromedp.Navigate(base+"/messages?subject=dashboard"),
 		chromedp.WaitVisible(chromedp.CSS(`table.log`)),
@@ -221,8 +224,8 @@ func TestDashboard(t *testing.T) {
 // TestDashboardSecurity: the session cookie is __Host-, Secure, HttpOnly
 // and SameSite=Strict; a form posted without the session's token, or from
 // another origin, is refused; a user who is not an admin cannot see the
-// queue; pages carry a strict Content-Security-Policy; a wrong password is
-// refused without saying which part was wrong; signing out ends the session.
+// queue; pages carry a strict Content-Security-Policy; a wrong password, or
+// an app password, is refused; signing out ends the session.
 func TestDashboardSecurity(t *testing.T) {
 	t.Parallel() // its own server, loopback address and ports: it waits on timers more than it works
 	s, _, base := dashboardServer(t, "127.0.0.127")
@@ -241,6 +244,12 @@ func TestDashboardSecurity(t *testing.T) {
 	}
 	if r := signIn(client(), "alice@example.test", "wrong"); r.StatusCode != 401 {
 		t.Errorf("a wrong password: %d", r.StatusCode)
+	}
+	// An app password is for the mail client it was made for, not the web.
+	made := s.cli("user", "app-password", "add", "alice@example.test", "phone")
+	app := strings.TrimSpace(made[strings.LastIndex(strings.TrimSpace(made), "\n")+1:])
+	if r := signIn(client(), "alice@example.test", app); r.StatusCode != 401 {
+		t.Errorf("an app password signed in to the dashboard: %d", r.StatusCode)
 	}
 	admin := client()
 	r := signIn(admin, "alice@example.test", "secret-alice")

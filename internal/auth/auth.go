@@ -42,6 +42,10 @@ type Client struct {
 	Prefix   netip.Prefix
 	TLS      *tls.ConnectionState
 	Protocol string // for the log: "submission", "imap"...
+	// MainOnly takes the main password only: app passwords are for the mail
+	// clients they were made for (the web dashboard signs in with the main
+	// password).
+	MainOnly bool
 }
 
 // Results a protocol turns into its own replies.
@@ -223,7 +227,8 @@ func (s *Service) end(ctx context.Context, c Client, account, mech string, err e
 	}
 }
 
-// checkPassword checks an app password, then the main password.
+// checkPassword checks an app password (unless c.MainOnly), then the main
+// password.
 func (s *Service) checkPassword(ctx context.Context, c Client, username, pw string) (string, error) {
 	addr, err := smtp.ParseMailbox(username)
 	if err != nil {
@@ -231,9 +236,11 @@ func (s *Service) checkPassword(ctx context.Context, c Client, username, pw stri
 		return "", ErrBadCredentials
 	}
 	login := strings.ToLower(addr.Local) + "@" + addr.Domain
-	if u, app, err := s.creds.UserByAppPassword(ctx, password.AppHash(pw)); err == nil && u.Address == login {
-		s.log.Info("authenticated with an app password", "user", login, "app", app)
-		return login, nil
+	if !c.MainOnly {
+		if u, app, err := s.creds.UserByAppPassword(ctx, password.AppHash(pw)); err == nil && u.Address == login {
+			s.log.Info("authenticated with an app password", "user", login, "app", app)
+			return login, nil
+		}
 	}
 	u, err := s.creds.User(ctx, login)
 	hash := u.PasswordHash

@@ -83,7 +83,8 @@ func startHTTP(cfg *config.Config, st store.Store, p httpParts, tlsCfg *tls.Conf
 	api := func(mux *http.ServeMux) {
 		httpapi.Register(mux, httpapi.Deps{Store: st, Backend: p.backend, Config: func() httpapi.Config { return apiCfg }, Log: log, Tracking: signer})
 		tracking.NewHandler(signer, st, log).Register(mux)
-		dashboard.Register(mux, dashboard.Deps{Store: st, Logins: p.logins, Log: log, CheckDomain: p.checkDomain})
+		dashboard.Register(mux, dashboard.Deps{Store: st, Logins: p.logins, Log: log, CheckDomain: p.checkDomain,
+			Prefixes: listener.Prefixes{IPv4: cfg.Clients.IPv4Prefix, IPv6: cfg.Clients.IPv6Prefix}})
 	}
 	var metricsFrom []netip.Prefix
 	for _, p := range cfg.HTTP.MetricsFrom {

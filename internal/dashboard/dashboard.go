@@ -29,6 +29,7 @@ import (
 
 	"mailroom/internal/auth"
 	"mailroom/internal/dnscheck"
+	"mailroom/internal/listener"
 	"mailroom/internal/store"
 )
 
@@ -57,6 +58,8 @@ type Deps struct {
 	Logins      Logins
 	Log         *slog.Logger
 	CheckDomain DomainChecker
+	// Prefixes group client addresses for the login limits ([clients]).
+	Prefixes listener.Prefixes
 }
 
 type dash struct {
@@ -209,14 +212,14 @@ func (h *dash) login(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostFormValue("next"))
 	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
 	ip := ap.Addr().Unmap()
-	pfx, _ := ip.Prefix(ip.BitLen())
-	if ip.Is6() {
-		pfx, _ = ip.Prefix(64)
-	}
-	login, err := h.Logins.Password(r.Context(), auth.Client{Addr: ip, Prefix: pfx, TLS: r.TLS, Protocol: "web"}, user, pw)
+	client := auth.Client{Addr: ip, Prefix: h.Prefixes.Client(ip), TLS: r.TLS, Protocol: "web", MainOnly: true}
+	login, err := h.Logins.Password(r.Context(), client, user, pw)
 	if err != nil {
-		msg := "The address or the password is wrong."
-		if !errors.Is(err, auth.ErrBadCredentials) {
+		msg := "The address or the password is wrong (the dashboard takes your main password, not an app password)."
+		switch {
+		case errors.Is(err, auth.ErrTooWeak):
+			msg = "This account signs in with SCRAM or app passwords only, which the dashboard does not take: ask an administrator."
+		case !errors.Is(err, auth.ErrBadCredentials):
 			msg = "Signing in is not possible now (too many attempts, or the server is busy): wait a few minutes."
 		}
 		h.render(w, r, "login", map[string]any{"Error": msg, "Address": user, "Next": next}, http.StatusUnauthorized)

@@ -123,39 +123,51 @@ func (h *dash) summary(r *http.Request, v *viewer) (Summary, error) {
 	return s, nil
 }
 
-// Deferral is a destination domain and why mail to it waits.
-type Deferral struct {
-	Domain  string
-	Count   int
-	Reasons []string
+// Destination is a destination domain: what its servers did with the
+// mail of the last day, and why they deferred it.
+type Destination struct {
+	Domain                       string
+	Delivered, Deferred, Bounced int
+	Reasons                      []string
 }
 
-// deferrals groups the latest deferrals (up to 1,000, of the last day) by
-// destination domain, with their distinct replies.
-func (h *dash) deferrals(r *http.Request, v *viewer) ([]Deferral, error) {
-	es, err := h.Store.Events(r.Context(), store.EventQuery{Kind: store.EventDeferred, Domains: v.Domains, Since: time.Now().Add(-24 * time.Hour), Limit: 1000})
-	if err != nil {
-		return nil, err
-	}
-	by := map[string]*Deferral{}
-	for _, e := range es {
-		_, d, _ := strings.Cut(e.Recipient, "@")
-		x := by[d]
-		if x == nil {
-			x = &Deferral{Domain: d}
-			by[d] = x
+// destinations adds up the last day's latest deliveries, deferrals and
+// bounces (up to 1,000 of each) by destination domain, with the distinct
+// replies of the deferrals: the ten busiest.
+func (h *dash) destinations(r *http.Request, v *viewer) ([]Destination, error) {
+	by := map[string]*Destination{}
+	for _, kind := range []string{store.EventDelivered, store.EventDeferred, store.EventBounced} {
+		es, err := h.Store.Events(r.Context(), store.EventQuery{Kind: kind, Domains: v.Domains, Since: time.Now().Add(-24 * time.Hour), Limit: 1000})
+		if err != nil {
+			return nil, err
 		}
-		x.Count++
-		if len(x.Reasons) < 3 && !slices.Contains(x.Reasons, e.Detail) {
-			x.Reasons = append(x.Reasons, e.Detail)
+		for _, e := range es {
+			_, d, _ := strings.Cut(e.Recipient, "@")
+			x := by[d]
+			if x == nil {
+				x = &Destination{Domain: d}
+				by[d] = x
+			}
+			switch kind {
+			case store.EventDelivered:
+				x.Delivered++
+			case store.EventBounced:
+				x.Bounced++
+			default:
+				x.Deferred++
+				if len(x.Reasons) < 3 && !slices.Contains(x.Reasons, e.Detail) {
+					x.Reasons = append(x.Reasons, e.Detail)
+				}
+			}
 		}
 	}
-	var out []Deferral
+	var out []Destination
 	for _, x := range by {
 		out = append(out, *x)
 	}
+	total := func(d Destination) int { return d.Delivered + d.Deferred + d.Bounced }
 	sort.Slice(out, func(i, j int) bool {
-		return out[i].Count > out[j].Count || out[i].Count == out[j].Count && out[i].Domain < out[j].Domain
+		return total(out[i]) > total(out[j]) || total(out[i]) == total(out[j]) && out[i].Domain < out[j].Domain
 	})
 	return out[:min(len(out), 10)], nil
 }
@@ -171,9 +183,9 @@ func (h *dash) overview(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "the figures", err)
 		return
 	}
-	defs, err := h.deferrals(r, v)
+	dests, err := h.destinations(r, v)
 	if err != nil {
-		h.fail(w, "the deferrals", err)
+		h.fail(w, "the destinations", err)
 		return
 	}
 	rows, err := h.series(r, v, rng)
@@ -181,7 +193,7 @@ func (h *dash) overview(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "the chart", err)
 		return
 	}
-	h.render(w, r, "overview", map[string]any{"S": s, "Deferrals": defs, "Range": rng, "RangeLabel": ranges[rng].label, "Rows": rows,
+	h.render(w, r, "overview", map[string]any{"S": s, "Destinations": dests, "Range": rng, "RangeLabel": ranges[rng].label, "Rows": rows,
 		"Kinds": chartKinds, "Ranges": []string{"hour", "day", "month"}}, http.StatusOK)
 }
 
