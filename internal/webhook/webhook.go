@@ -74,9 +74,10 @@ const (
 )
 
 // lease is how long a claim is this sender's: longer than its batch can
-// take (batch/parallel rounds of attempts of at most Timeout each).
+// take (batch/parallel rounds of attempts of at most Timeout each). A
+// sender that dies (kill -9) leaves its claims to others after it.
 func (c *Config) lease() time.Duration {
-	return time.Duration(batch/parallel)*c.Timeout + time.Minute
+	return time.Duration(batch/parallel)*c.Timeout + 10*time.Second
 }
 
 // New returns a sender.
