@@ -162,11 +162,7 @@ func (a *api) hookDeliveries(w http.ResponseWriter, r *http.Request, c *caller) 
 
 // hookAttempts is GET /api/v1/webhooks/{id}/deliveries/{delivery}/attempts.
 func (a *api) hookAttempts(w http.ResponseWriter, r *http.Request, c *caller) {
-	h, ok := a.webhookOf(w, r, c)
-	if !ok {
-		return
-	}
-	d, ok := a.deliveryOf(w, r, h)
+	d, ok := a.deliveryOf(w, r, c)
 	if !ok {
 		return
 	}
@@ -185,11 +181,7 @@ func (a *api) hookAttempts(w http.ResponseWriter, r *http.Request, c *caller) {
 
 // retryDelivery is POST /api/v1/webhooks/{id}/deliveries/{delivery}/retry.
 func (a *api) retryDelivery(w http.ResponseWriter, r *http.Request, c *caller) {
-	h, ok := a.webhookOf(w, r, c)
-	if !ok {
-		return
-	}
-	d, ok := a.deliveryOf(w, r, h)
+	d, ok := a.deliveryOf(w, r, c)
 	if !ok {
 		return
 	}
@@ -205,8 +197,13 @@ func (a *api) retryDelivery(w http.ResponseWriter, r *http.Request, c *caller) {
 	}{d, store.HookPending})
 }
 
-// deliveryOf reads the {delivery} of a webhook's path.
-func (a *api) deliveryOf(w http.ResponseWriter, r *http.Request, h store.Webhook) (int64, bool) {
+// deliveryOf reads the {delivery} of a path's webhook the caller manages,
+// or answers 404.
+func (a *api) deliveryOf(w http.ResponseWriter, r *http.Request, c *caller) (int64, bool) {
+	h, ok := a.webhookOf(w, r, c)
+	if !ok {
+		return 0, false
+	}
 	id, err := strconv.ParseInt(r.PathValue("delivery"), 10, 64)
 	if err == nil {
 		ds, err2 := a.Store.HookDeliveries(r.Context(), h.ID, "", 1000)
